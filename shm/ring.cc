@@ -45,6 +45,7 @@ Result<void> ring_construct(std::byte* segment_base, uint64_t offset, const Ring
   header->doorbell_offset = options.doorbell_offset;
   header->tail.store(0, std::memory_order_relaxed);
   header->full_events.store(0, std::memory_order_relaxed);
+  header->closed.store(0, std::memory_order_relaxed);
   header->head.store(0, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
   header->magic = ring_magic;
@@ -70,6 +71,7 @@ Result<const RingHeader*> ring_check(const std::byte* segment_base, uint64_t off
 RingStats ring_stats(const std::byte* segment_base, uint64_t offset) {
   const RingHeader* header = header_at(segment_base, offset);
   return RingStats{header->tail.load(std::memory_order_acquire),
+                   header->closed.load(std::memory_order_acquire) != 0,
                    header->head.load(std::memory_order_acquire),
                    header->full_events.load(std::memory_order_relaxed), header->capacity};
 }

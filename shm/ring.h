@@ -63,6 +63,7 @@ struct RingHeader {
   // Producer's line: written by the producer only.
   alignas(ring_index_alignment) std::atomic<uint64_t> tail;  // == messages pushed
   std::atomic<uint64_t> full_events;                          // pushes that took less than asked
+  std::atomic<uint32_t> closed;       // 1 once the producer will push nothing more (drain)
   // Consumer's line: written by the consumer only.
   alignas(ring_index_alignment) std::atomic<uint64_t> head;  // == messages popped
 };
@@ -73,6 +74,7 @@ static_assert(sizeof(RingHeader) == 384);
 // Counters as read from outside (any process): a snapshot, not a transaction.
 struct RingStats {
   uint64_t pushed;
+  bool closed;
   uint64_t popped;
   uint64_t full_events;
   uint64_t capacity;
@@ -130,6 +132,12 @@ class RingProducer {
     if (count == 0) return;
     tail_ += count;
     header_->tail.store(tail_, std::memory_order_release);
+    if (doorbell_ != nullptr) doorbell_ring(doorbell_);
+  }
+
+  // Says nothing more will come (drain); a sleeping consumer is woken to see it.
+  void close() {
+    header_->closed.store(1, std::memory_order_release);
     if (doorbell_ != nullptr) doorbell_ring(doorbell_);
   }
 
@@ -205,6 +213,10 @@ class RingConsumer {
 
   // True if a message is waiting (reloads the producer's index when needed).
   bool has_messages() { return available(1) != 0; }
+  // True once the producer closed the ring and every message has been taken.
+  bool finished() {
+    return header_->closed.load(std::memory_order_acquire) != 0 && !has_messages();
+  }
 
  private:
   size_t available(size_t wanted) {

@@ -1,0 +1,197 @@
+// The `keel` command: version, plan, run, bench, and the hidden pipeline-relay that
+// `keel run` starts as its child process.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "engine/cli/version.h"
+#include "engine/config/perf_config.h"
+#include "engine/core/engine_plan.h"
+#include "engine/pipeline/pipeline.h"
+#include "engine/pipeline/pipeline_run.h"
+#include "numa/placement.h"
+#include "perf/bench_ring.h"
+
+namespace keel::cli {
+namespace {
+
+int fail(const Error& error) {
+  std::fprintf(stderr, "keel: %s\n", error.message.c_str());
+  return 2;
+}
+
+// "10s", "250ms", "2m", "1h" or a bare number of seconds.
+Result<uint64_t> parse_duration_ms(const std::string& text) {
+  size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
+  std::string unit = text.substr(digits);
+  uint64_t scale = unit.empty() || unit == "s" ? 1000 : unit == "ms" ? 1 : unit == "m" ? 60'000 : unit == "h" ? 3'600'000 : 0;
+  if (digits == 0 || digits > 9 || scale == 0) {
+    return make_error("--duration", "expected a number with unit ms, s, m or h (e.g. 10s), got '" + text + "'");
+  }
+  return std::stoull(text.substr(0, digits)) * scale;
+}
+
+struct Planned {
+  config::PerfConfig config;
+  numa::Topology topology;
+  numa::Plan plan;
+};
+
+Result<Planned> load_and_plan(const std::string& config_path, const std::string& topology_override) {
+  Result<config::PerfConfig> config = config::load_perf_config(config_path);
+  if (!config) return config.error();
+  Result<numa::Topology> topology = engine::load_topology(*config, topology_override);
+  if (!topology) return topology.error();
+  Result<numa::Plan> plan = numa::make_plan(*topology, engine::plan_request(*config));
+  if (!plan) return make_error(config_path, plan.error().message);
+  return Planned{std::move(*config), std::move(*topology), std::move(*plan)};
+}
+
+double ns_to_us(uint64_t ns) { return double(ns) / 1000.0; }
+
+nlohmann::json latency_json(const engine::LatencyHistogram& histogram) {
+  return {{"latency_us_p50", ns_to_us(histogram.percentile(0.50))},
+          {"latency_us_p99", ns_to_us(histogram.percentile(0.99))},
+          {"latency_us_max", ns_to_us(histogram.max_ns())}};
+}
+
+nlohmann::json report_json(const engine::pipeline::PipelineReport& report) {
+  nlohmann::json json = {{"messages", report.messages},
+                         {"duration_s", report.duration_s},
+                         {"messages_per_second", report.messages_per_second},
+                         {"sequence_errors", report.sequence_errors},
+                         {"payload_errors", report.payload_errors},
+                         {"stopped_by_signal", report.stopped_by_signal},
+                         {"end_to_end", latency_json(report.end_to_end)},
+                         {"notes", report.notes}};
+  for (const engine::pipeline::RingReport& ring : report.rings) {
+    nlohmann::json entry = latency_json(ring.latency);
+    entry["name"] = ring.name;
+    entry["pushed"] = ring.stats.pushed;
+    entry["popped"] = ring.stats.popped;
+    entry["full_events"] = ring.stats.full_events;
+    entry["arena_full_events"] = ring.arena_full_events;
+    json["rings"].push_back(entry);
+  }
+  for (const engine::pipeline::CoreReport& core : report.cores) {
+    json["cores"].push_back({{"name", core.name}, {"tiles", core.tiles}, {"pu_os_index", core.pu_os_index},
+                             {"rounds", core.stats.rounds}, {"idle_rounds", core.stats.idle_rounds},
+                             {"sleeps", core.stats.sleeps}});
+  }
+  return json;
+}
+
+void print_report(const engine::pipeline::PipelineReport& report) {
+  std::printf("pipeline: %llu messages in %.3f s = %.2f M messages/s%s\n", (unsigned long long)report.messages,
+              report.duration_s, report.messages_per_second / 1e6, report.stopped_by_signal ? " (stopped by signal)" : "");
+  std::printf("%-28s %12s %12s %10s %10s %10s\n", "ring", "messages", "full events", "p50 us", "p99 us", "max us");
+  for (const engine::pipeline::RingReport& ring : report.rings) {
+    std::printf("%-28s %12llu %12llu %10.1f %10.1f %10.1f\n", ring.name.c_str(), (unsigned long long)ring.stats.popped,
+                (unsigned long long)(ring.stats.full_events + ring.arena_full_events), ns_to_us(ring.latency.percentile(0.5)),
+                ns_to_us(ring.latency.percentile(0.99)), ns_to_us(ring.latency.max_ns()));
+  }
+  std::printf("%-28s %12llu %12s %10.1f %10.1f %10.1f\n", "end to end", (unsigned long long)report.end_to_end.count(), "",
+              ns_to_us(report.end_to_end.percentile(0.5)), ns_to_us(report.end_to_end.percentile(0.99)),
+              ns_to_us(report.end_to_end.max_ns()));
+  for (const engine::pipeline::CoreReport& core : report.cores) {
+    std::string tiles;
+    for (const std::string& tile : core.tiles) tiles += (tiles.empty() ? "" : ", ") + tile;
+    std::printf("%s (PU %s): %s; %llu rounds, %llu idle, %llu sleeps\n", core.name.c_str(),
+                core.pu_os_index < 0 ? "unbound" : std::to_string(core.pu_os_index).c_str(), tiles.c_str(),
+                (unsigned long long)core.stats.rounds, (unsigned long long)core.stats.idle_rounds,
+                (unsigned long long)core.stats.sleeps);
+  }
+  std::printf("integrity: %llu sequence errors, %llu payload errors\n", (unsigned long long)report.sequence_errors,
+              (unsigned long long)report.payload_errors);
+}
+
+int run_command(const std::string& config_path, const std::string& topology_override, const std::string& duration,
+                bool json) {
+  Result<uint64_t> duration_ms = parse_duration_ms(duration);
+  if (!duration_ms) return fail(duration_ms.error());
+  Result<Planned> planned = load_and_plan(config_path, topology_override);
+  if (!planned) return fail(planned.error());
+  size_t waiting = 0;
+  for (const numa::PlannedCore& core : planned->plan.cores) {
+    for (const numa::PlannedTile& tile : core.tiles) waiting += !engine::tile_kind_is_implemented(tile.kind);
+  }
+  if (!json) {
+    std::printf("keel run: %s on %s\n", config_path.c_str(), planned->plan.topology_description.c_str());
+    if (waiting != 0) {
+      std::printf("note: %zu planned tiles (shards, schedulers, persist, balancer, timer) are placed but not run yet: "
+                  "this build runs the synthetic pipeline\n", waiting);
+    }
+  }
+  Result<engine::pipeline::PipelineReport> report =
+      engine::pipeline::run_pipeline(planned->config, planned->topology, planned->plan, {*duration_ms, "/proc/self/exe"});
+  if (!report) return fail(report.error());
+  if (json) {
+    std::printf("%s\n", report_json(*report).dump().c_str());
+  } else {
+    for (const std::string& note : report->notes) std::printf("note: %s\n", note.c_str());
+    print_report(*report);
+  }
+  bool intact = report->sequence_errors == 0 && report->payload_errors == 0;
+  if (!intact) std::fprintf(stderr, "keel: the pipeline lost, reordered or corrupted messages\n");
+  return intact ? 0 : 1;
+}
+
+int plan_command(const std::string& config_path, const std::string& topology_override, bool json) {
+  Result<Planned> planned = load_and_plan(config_path, topology_override);
+  if (!planned) return fail(planned.error());
+  std::fputs((json ? numa::format_plan_json(planned->plan) + "\n" : numa::format_plan_table(planned->plan)).c_str(), stdout);
+  return 0;
+}
+
+}  // namespace
+}  // namespace keel::cli
+
+int main(int argc, char** argv) {
+  using namespace keel::cli;
+  CLI::App app{"keel: many ledgers and their business-process contracts on one big host"};
+  app.require_subcommand(0, 1);
+  bool show_version = false;
+  app.add_flag("--version", show_version, "print keel's version and its libraries'");
+
+  std::string config_path = "perf/default.toml", topology_override, duration = "10s";
+  bool json = false;
+  CLI::App* version = app.add_subcommand("version", "print keel's version and its libraries'");
+  CLI::App* plan = app.add_subcommand("plan", "print the placement plan for a perf config");
+  plan->add_option("--config", config_path, "perf config (TOML)")->required();
+  plan->add_option("--topology", topology_override, "host, an hwloc XML file, or a synthetic description");
+  plan->add_flag("--json", json, "print one JSON object");
+  CLI::App* run = app.add_subcommand("run", "run the engine");
+  run->add_option("--config", config_path, "perf config (TOML)")->capture_default_str();
+  run->add_option("--topology", topology_override, "host, an hwloc XML file, or a synthetic description");
+  run->add_option("--duration", duration, "how long to run (ms, s, m, h)")->capture_default_str();
+  run->add_flag("--json", json, "print one JSON object");
+  CLI::App* bench = app.add_subcommand("bench", "benchmarks, each against its baselines in the same run");
+  bench->require_subcommand(1);
+  keel::perf::RingBenchOptions ring_options;
+  CLI::App* bench_ring = bench->add_subcommand("ring", "SPSC ring vs boost::lockfree::spsc_queue and a mutex queue");
+  bench_ring->add_flag("--json", ring_options.json, "print one JSON object");
+  bench_ring->add_option("--repetitions", ring_options.repetitions, "repetitions per figure (median reported)")->capture_default_str();
+  bench_ring->add_option("--messages", ring_options.messages, "messages per throughput measurement")->capture_default_str();
+  std::string segment_name;
+  std::optional<uint32_t> pu, node;
+  CLI::App* relay = app.add_subcommand("pipeline-relay", "(internal) the pipeline's relay process");
+  relay->group("");
+  relay->add_option("--segment", segment_name)->required();
+  relay->add_option("--pu", pu);
+  relay->add_option("--node", node);
+
+  CLI11_PARSE(app, argc, argv);
+  if (show_version || version->parsed()) {
+    std::fputs(version_report().c_str(), stdout);
+    return 0;
+  }
+  if (plan->parsed()) return plan_command(config_path, topology_override, json);
+  if (run->parsed()) return run_command(config_path, topology_override, duration, json);
+  if (bench_ring->parsed()) return keel::perf::run_ring_bench(ring_options);
+  if (relay->parsed()) return keel::engine::pipeline::run_relay_process(segment_name, pu, node);
+  std::fputs(app.help().c_str(), stdout);
+  return 0;
+}

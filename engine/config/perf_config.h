@@ -1,0 +1,111 @@
+// keel::config: the perf config (TOML) that says how an engine lays itself out: idle
+// strategy, topology, tiles, rings, chains, worker pools and the synthetic pipeline.
+// The parser is strict: an unknown key, a wrong type or a value out of range is an error
+// naming the file, line, column and dotted key. perf/README.md lists every knob.
+//
+//   Result<PerfConfig> config = load_perf_config("perf/default.toml");
+//   if (!config) { std::fprintf(stderr, "keel: %s\n", config.error().message.c_str()); return 2; }
+//   for (const ChainConfig& chain : config->chains) start_chain(chain.name, chain.shards);
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "error/result.h"
+
+namespace keel::config {
+
+// What a core does when none of its tiles found work: keep polling, poll
+// idle_spin_polls more times and then sleep, or sleep at once.
+enum class IdleStrategy { spin, adaptive, sleep };
+
+// Where the NUMA topology comes from: the machine itself (hwloc), an hwloc synthetic
+// description, or an hwloc XML export.
+enum class TopologySource { host, synthetic, xml };
+
+// How one class of tile is run: on a core of its own that busy-polls, or sharing a core
+// with other tiles in proportion to weight.
+struct TileClass {
+  bool busy_poll = false;
+  uint32_t weight = 1;
+};
+
+// One ledger ("chain") and how many shards split it by key.
+struct ChainConfig {
+  std::string name;
+  uint32_t shards = 1;
+};
+
+// One worker pool per NUMA node for a compute type.
+struct PoolConfig {
+  std::string compute_type;
+  uint32_t threads_per_node = 1;
+};
+
+struct EngineSection {
+  std::string instance = "default";  // names the shared segment "keel-<instance>"
+  IdleStrategy idle = IdleStrategy::adaptive;
+  uint32_t idle_spin_polls = 256;
+  uint32_t idle_sleep_us_max = 1000;
+  uint32_t tile_budget = 64;  // work items per weight unit per round-robin round
+};
+
+struct TopologySection {
+  TopologySource source = TopologySource::host;
+  std::string synthetic;  // hwloc synthetic syntax, e.g. "pack:2 numa:2 core:32 pu:2"
+  std::string xml_path;   // resolved against the config file's directory
+};
+
+struct LayoutSection {
+  uint32_t compute_cores_per_node = 0;  // 0 = pools share the engine's cores
+};
+
+struct TilesSection {
+  TileClass shard{false, 4}, scheduler{false, 2}, persist{false, 2}, balancer{false, 1},
+      timer{false, 1}, pipeline{false, 2};
+};
+
+struct RingsSection {
+  uint32_t capacity = 4096;  // slots
+  uint32_t slot_bytes = 64;
+  uint64_t arena_bytes = 1 << 20;  // payload arena per ring; 0 = none
+};
+
+struct PipelineSection {
+  bool enabled = true;
+  uint32_t payload_bytes = 32;
+  uint64_t rate_per_second = 0;  // 0 = as fast as backpressure allows
+};
+
+struct PerfConfig {
+  std::string path;  // the file it came from (or the name given to parse_perf_config)
+  EngineSection engine;
+  TopologySection topology;
+  LayoutSection layout;
+  TilesSection tiles;
+  RingsSection rings;
+  std::vector<ChainConfig> chains;
+  std::vector<PoolConfig> pools;
+  PipelineSection pipeline;
+};
+
+// Reads the file at path and parses it as parse_perf_config does, with path in every
+// message. Fails with "<path>: cannot read: <strerror>" when the file cannot be read
+// (or "... cannot read: larger than 1048576 bytes"), else as parse_perf_config.
+Result<PerfConfig> load_perf_config(const std::string& path);
+
+// Parses and checks a perf config held in text. path names it in messages, and a relative
+// topology.xml_path is resolved against path's directory. Every key is optional and
+// defaults as in the structs above. Fails on the first problem found, with one line
+// "<path>:<line>:<column>: <dotted.key>: <reason>" (or "... TOML syntax: <reason>").
+Result<PerfConfig> parse_perf_config(std::string_view text, std::string_view path);
+
+// The spelling used in the config file: "spin", "adaptive", "sleep".
+std::string_view to_string(IdleStrategy idle);
+
+// The spelling used in the config file: "host", "synthetic", "xml".
+std::string_view to_string(TopologySource source);
+
+}  // namespace keel::config

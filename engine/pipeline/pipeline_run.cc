@@ -1,0 +1,220 @@
+#include "engine/pipeline/pipeline_run.h"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <map>
+#include <memory>
+#include <new>
+
+#include "engine/pipeline/pipeline.h"
+#include "shm/segment.h"
+
+extern char** environ;
+
+namespace keel::engine::pipeline {
+
+namespace {
+
+// Blocks SIGINT and SIGTERM for this thread and every thread it starts, so that the
+// run loop alone takes them (sigtimedwait) and turns them into a drain.
+class BlockedStopSignals {
+ public:
+  BlockedStopSignals() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set_, &previous_);
+  }
+  ~BlockedStopSignals() { pthread_sigmask(SIG_SETMASK, &previous_, nullptr); }
+  // Waits up to `timeout_ms` for a stop signal; true if one came.
+  bool wait(uint64_t timeout_ms) const {
+    timespec timeout{time_t(timeout_ms / 1000), long(timeout_ms % 1000) * 1'000'000};
+    return sigtimedwait(&set_, nullptr, &timeout) > 0;
+  }
+
+ private:
+  sigset_t set_, previous_;
+};
+
+// The relay child: started with posix_spawn (a fresh keel process that attaches the
+// segment by name), killed and reaped if this object dies first.
+class RelayProcess {
+ public:
+  Result<void> start(const std::string& executable, const std::string& segment_name,
+                     const numa::PlannedCore& core, bool bind) {
+    std::vector<std::string> arguments = {"keel", "pipeline-relay", "--segment", segment_name};
+    if (bind) {
+      arguments.insert(arguments.end(), {"--pu", std::to_string(core.pu_os_index), "--node",
+                                         std::to_string(core.node_os_index)});
+    }
+    std::vector<char*> argv;
+    for (std::string& argument : arguments) argv.push_back(argument.data());
+    argv.push_back(nullptr);
+    posix_spawnattr_t attributes;
+    posix_spawnattr_init(&attributes);
+    sigset_t empty;
+    sigemptyset(&empty);
+    posix_spawnattr_setsigmask(&attributes, &empty);  // our blocked stop signals are ours alone
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
+    int error = posix_spawn(&pid_, executable.c_str(), nullptr, &attributes, argv.data(), environ);
+    posix_spawnattr_destroy(&attributes);
+    if (error != 0) {
+      pid_ = -1;
+      return make_error("relay process", "cannot start " + executable + ": " + std::strerror(error));
+    }
+    return {};
+  }
+  // True once the child has exited; `status` then holds its wait status.
+  bool exited(int& status) {
+    if (pid_ <= 0) return true;
+    if (waitpid(pid_, &status, WNOHANG) != pid_) return false;
+    pid_ = -1;
+    return true;
+  }
+  int pid() const { return pid_; }
+  ~RelayProcess() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+std::string describe_exit(int status) {
+  if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return std::string("signal ") + strsignal(WTERMSIG(status));
+  return "unknown status";
+}
+
+Result<const numa::PlannedCore*> planned_core(const numa::Plan& plan, const char* tile) {
+  const numa::PlannedCore* core = numa::find_tile(plan, tile);
+  if (core == nullptr) return make_error("plan", std::string("has no tile '") + tile + "' ([pipeline] enabled = false?)");
+  return core;
+}
+
+}  // namespace
+
+Result<PipelineReport> run_pipeline(const config::PerfConfig& config, const numa::Topology& topology,
+                                    const numa::Plan& plan, const RunOptions& options) {
+  PipelineReport report;
+  Result<const numa::PlannedCore*> source_core = planned_core(plan, "pipeline.source");
+  Result<const numa::PlannedCore*> relay_core = planned_core(plan, "pipeline.relay");
+  Result<const numa::PlannedCore*> sink_core = planned_core(plan, "pipeline.sink");
+  if (!source_core) return source_core.error();
+  if (!relay_core) return relay_core.error();
+  if (!sink_core) return sink_core.error();
+  bool bind = plan.bindable;
+  if (!bind) report.notes.push_back("topology is not this host's: threads and memory are not bound");
+  bool sleeps = config.engine.idle != config::IdleStrategy::spin;
+
+  // The engine-side cores: the planned cores that host the source or the sink.
+  std::map<uint32_t, const numa::PlannedCore*> engine_cores;
+  engine_cores[(*source_core)->core_index] = *source_core;
+  engine_cores[(*sink_core)->core_index] = *sink_core;
+
+  PipelineShape shape = pipeline_shape(config);
+  uint64_t segment_bytes = sizeof(shm::SegmentHeader) + engine_cores.size() * 256 + pipeline_footprint(shape) + 65536;
+  Result<shm::Segment> segment = shm::Segment::create({"keel-" + config.engine.instance, segment_bytes});
+  if (!segment) return segment.error();
+  for (const std::string& note : segment->notes()) report.notes.push_back(note);
+  std::map<uint32_t, shm::Doorbell*> doorbells;
+  if (sleeps) {
+    for (auto& [index, core] : engine_cores) {
+      Result<uint64_t> offset = segment->allocate("core." + std::to_string(index) + ".doorbell",
+                                                  shm::SegmentObjectKind::doorbell, sizeof(shm::Doorbell), 128);
+      if (!offset) return offset.error();
+      doorbells[index] = new (segment->base() + *offset) shm::Doorbell{};
+    }
+  }
+  uint64_t sink_doorbell_offset =
+      sleeps ? uint64_t(reinterpret_cast<std::byte*>(doorbells[(*sink_core)->core_index]) - segment->base()) : 0;
+  if (Result<void> laid_out = lay_out_pipeline(*segment, shape, sink_doorbell_offset, sleeps); !laid_out) {
+    return laid_out.error();
+  }
+  segment->seal();
+
+  Result<std::unique_ptr<SourceTile>> source = SourceTile::join(*segment);
+  if (!source) return source.error();
+  Result<std::unique_ptr<SinkTile>> sink = SinkTile::join(*segment);
+  if (!sink) return sink.error();
+
+  BlockedStopSignals stop_signals;
+  RelayProcess relay;
+  if (Result<void> started = relay.start(options.self_executable, segment->name(), **relay_core, bind); !started) {
+    return started.error();
+  }
+  std::vector<std::unique_ptr<Core>> cores;
+  for (auto& [index, planned] : engine_cores) {
+    CoreOptions core_options;
+    core_options.name = "core" + std::to_string(index);
+    core_options.idle = {config.engine.idle, config.engine.idle_spin_polls, config.engine.idle_sleep_us_max};
+    core_options.tile_budget = config.engine.tile_budget;
+    core_options.doorbell = sleeps ? doorbells[index] : nullptr;
+    if (bind) core_options.binding = CoreBinding{&topology, planned->pu_os_index, planned->node_os_index};
+    std::vector<WeightedTile> tiles;
+    CoreReport core_report{core_options.name, {}, bind ? int(planned->pu_os_index) : -1, {}};
+    for (const numa::PlannedTile& tile : planned->tiles) {
+      if (tile.name == "pipeline.source") tiles.push_back({source->get(), tile.weight});
+      if (tile.name == "pipeline.sink") tiles.push_back({sink->get(), tile.weight});
+      if (tile.name == "pipeline.source" || tile.name == "pipeline.sink") core_report.tiles.push_back(tile.name);
+    }
+    cores.push_back(std::make_unique<Core>(core_options, std::move(tiles)));
+    report.cores.push_back(core_report);
+    if (Result<void> started = cores.back()->start(); !started) return started.error();
+  }
+
+  // Run until the duration ends or a stop signal comes, watching the relay.
+  uint64_t start_ns = shm::monotonic_ns(), deadline_ns = start_ns + options.duration_ms * 1'000'000;
+  int relay_status = 0;
+  for (uint64_t now_ns = start_ns; now_ns < deadline_ns; now_ns = shm::monotonic_ns()) {
+    if (stop_signals.wait(std::min<uint64_t>(100, (deadline_ns - now_ns) / 1'000'000 + 1))) {
+      report.stopped_by_signal = true;
+      break;
+    }
+    segment->beat_heartbeat();
+    if (relay.exited(relay_status)) {
+      for (auto& core : cores) core->stop_now();
+      return make_error("relay process", "exited before the drain (" + describe_exit(relay_status) + ")");
+    }
+  }
+
+  // Drain: the source closes its ring, the relay forwards the rest and closes its own,
+  // the sink takes the last message. Then every core is quiescent.
+  for (auto& core : cores) core->begin_drain();
+  uint64_t drain_deadline_ns = shm::monotonic_ns() + 10'000'000'000ULL;
+  while (!relay.exited(relay_status)) {
+    if (shm::monotonic_ns() > drain_deadline_ns) {
+      for (auto& core : cores) core->stop_now();
+      return make_error("relay process", "pid " + std::to_string(relay.pid()) + " did not drain within 10 s");
+    }
+    stop_signals.wait(1);
+  }
+  if (!WIFEXITED(relay_status) || WEXITSTATUS(relay_status) != 0) {
+    for (auto& core : cores) core->stop_now();
+    return make_error("relay process", "failed during the drain (" + describe_exit(relay_status) + ")");
+  }
+  for (auto& core : cores) core->join();
+  for (size_t index = 0; index < cores.size(); ++index) report.cores[index].stats = cores[index]->stats();
+
+  const SinkTile& sink_tile = **sink;
+  report.messages = sink_tile.received();
+  report.duration_s = double(sink_tile.last_pop_ns() - (*source)->first_push_ns()) / 1e9;
+  report.messages_per_second = report.duration_s > 0 ? double(report.messages) / report.duration_s : 0;
+  report.sequence_errors = sink_tile.sequence_errors() + ((*source)->sent() - sink_tile.received());
+  report.payload_errors = sink_tile.payload_errors();
+  report.end_to_end = sink_tile.end_to_end();
+  report.rings[0] = {source_to_relay_ring, shm::ring_stats(segment->base(), segment->find(source_to_relay_ring, shm::SegmentObjectKind::ring)->offset),
+                     sink_tile.source_to_relay(), (*source)->arena_full_events()};
+  report.rings[1] = {relay_to_sink_ring, shm::ring_stats(segment->base(), segment->find(relay_to_sink_ring, shm::SegmentObjectKind::ring)->offset),
+                     sink_tile.relay_to_sink(), 0};
+  return report;
+}
+
+}  // namespace keel::engine::pipeline

@@ -1,0 +1,549 @@
+#include "perf/bench_ring.h"
+
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/lockfree/spsc_queue.hpp>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <new>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "numa/binding.h"
+#include "numa/topology.h"
+#include "shm/ring.h"
+#include "shm/segment.h"
+
+namespace keel::perf {
+namespace {
+
+constexpr uint64_t queue_capacity = 4096;
+
+template <size_t Bytes>
+struct alignas(64) Message {
+  uint64_t sequence;
+  uint64_t words[Bytes / 8 - 1];
+};
+static_assert(sizeof(Message<64>) == 64 && sizeof(Message<256>) == 256);
+
+// The producer writes the whole message, as a real producer would.
+template <size_t Bytes>
+inline void fill(Message<Bytes>& message, uint64_t sequence) {
+  message.sequence = sequence;
+  for (uint64_t& word : message.words) word = sequence;
+}
+
+template <size_t Bytes>
+inline uint64_t digest(const Message<Bytes>& message) {
+  return message.sequence + message.words[Bytes / 8 - 2];
+}
+
+uint64_t expected_digest(uint64_t count) { return count * (count - 1); }  // sum of 2 × sequence
+
+// Where the two sides run: the first PUs of two different cores (or the same PU on a
+// one-PU machine, which the report then says).
+struct Pins {
+  std::optional<numa::Topology> topology;
+  uint32_t producer_pu = 0, consumer_pu = 0, producer_node = 0, consumer_node = 0;
+  std::string description;
+};
+
+Pins choose_pins() {
+  Pins pins;
+  Result<numa::Topology> topology = numa::Topology::load_host();
+  if (!topology) {
+    pins.description = "unpinned (" + topology.error().message + ")";
+    return pins;
+  }
+  std::vector<std::pair<uint32_t, uint32_t>> cores;  // (first PU, node os index)
+  for (const numa::NumaNode& node : topology->nodes()) {
+    for (const numa::Core& core : node.cores) cores.push_back({core.pu_os_indexes.front(), node.os_index});
+  }
+  pins.producer_pu = cores.front().first;
+  pins.producer_node = cores.front().second;
+  pins.consumer_pu = cores.size() > 1 ? cores[1].first : cores.front().first;
+  pins.consumer_node = cores.size() > 1 ? cores[1].second : cores.front().second;
+  pins.description = "producer on PU " + std::to_string(pins.producer_pu) + ", consumer on PU " +
+                     std::to_string(pins.consumer_pu) + (cores.size() > 1 ? " (different cores)" : " (ONE core only)");
+  pins.topology.emplace(std::move(*topology));
+  return pins;
+}
+
+void pin(const Pins& pins, bool producer) {
+  if (!pins.topology) return;
+  Result<void> bound = producer ? numa::bind_current_thread(*pins.topology, pins.producer_pu, pins.producer_node)
+                                : numa::bind_current_thread(*pins.topology, pins.consumer_pu, pins.consumer_node);
+  if (!bound) std::fprintf(stderr, "keel bench: %s\n", bound.error().message.c_str());
+}
+
+// A bounded queue behind one mutex and two condition variables: the baseline that
+// rings exist to beat.
+template <class T>
+class MutexQueue {
+ public:
+  explicit MutexQueue(size_t capacity) : slots_(capacity) {}
+  size_t push(const T* messages, size_t count) {
+    std::unique_lock lock(mutex_);
+    not_full_.wait(lock, [&] { return size_ < slots_.size(); });
+    size_t taken = std::min(count, slots_.size() - size_);
+    for (size_t index = 0; index < taken; ++index) slots_[(head_ + size_ + index) % slots_.size()] = messages[index];
+    size_ += taken;
+    lock.unlock();
+    not_empty_.notify_one();
+    return taken;
+  }
+  size_t pop(T* out, size_t count) {
+    std::unique_lock lock(mutex_);
+    not_empty_.wait(lock, [&] { return size_ > 0; });
+    size_t taken = std::min(count, size_);
+    for (size_t index = 0; index < taken; ++index) out[index] = slots_[(head_ + index) % slots_.size()];
+    head_ = (head_ + taken) % slots_.size();
+    size_ -= taken;
+    lock.unlock();
+    not_full_.notify_one();
+    return taken;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable not_full_, not_empty_;
+  std::vector<T> slots_;
+  size_t head_ = 0, size_ = 0;
+};
+
+// Results the consumer hands back, in memory both sides can see (shared for processes).
+struct alignas(64) Handoff {
+  std::atomic<uint32_t> consumer_ready;
+  std::atomic<uint64_t> end_ns;
+  std::atomic<uint64_t> digest;
+};
+
+// A segment holding one or two keel rings and the handoff block.
+struct RingSpace {
+  shm::Segment segment;
+  uint64_t ring_offsets[2];
+  Handoff* handoff;
+};
+
+RingSpace make_ring_space(uint32_t slot_bytes) {
+  std::string name = "keel-bench-" + std::to_string(getpid());
+  uint64_t ring_bytes = *shm::ring_footprint(queue_capacity, slot_bytes);
+  shm::Segment segment = std::move(*shm::Segment::create({name, 2 * ring_bytes + (1 << 20)}));
+  RingSpace space{std::move(segment), {}, nullptr};
+  for (int index = 0; index < 2; ++index) {
+    space.ring_offsets[index] = *space.segment.allocate("ring" + std::to_string(index), shm::SegmentObjectKind::ring, ring_bytes, 128);
+    (void)shm::ring_construct(space.segment.base(), space.ring_offsets[index], {queue_capacity, slot_bytes, 0});
+  }
+  uint64_t handoff = *space.segment.allocate("handoff", shm::SegmentObjectKind::counters, sizeof(Handoff), 64);
+  space.handoff = new (space.segment.base() + handoff) Handoff{};
+  space.segment.seal();
+  return space;
+}
+
+// Runs `consumer` on another pinned thread or in a forked, pinned child and `producer`
+// here (pinned); returns messages per second from the producer's start to the
+// consumer's last message. Aborts the benchmark if the digest is wrong.
+double run_pair(const Pins& pins, bool processes, Handoff* handoff, uint64_t messages,
+                const std::function<uint64_t()>& consumer, const std::function<void()>& producer) {
+  handoff->consumer_ready.store(0);
+  handoff->end_ns.store(0);
+  auto consumer_side = [&] {
+    pin(pins, false);
+    handoff->consumer_ready.store(1, std::memory_order_release);
+    uint64_t result = consumer();
+    handoff->end_ns.store(shm::monotonic_ns(), std::memory_order_relaxed);
+    handoff->digest.store(result, std::memory_order_release);
+  };
+  pin(pins, true);
+  pid_t child = -1;
+  std::thread thread;
+  if (processes) {
+    child = fork();
+    if (child == 0) {
+      consumer_side();
+      _exit(0);
+    }
+  } else {
+    thread = std::thread(consumer_side);
+  }
+  while (handoff->consumer_ready.load(std::memory_order_acquire) == 0) __builtin_ia32_pause();
+  uint64_t start_ns = shm::monotonic_ns();
+  producer();
+  if (processes) {
+    int status = 0;
+    waitpid(child, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      std::fprintf(stderr, "keel bench: consumer process failed\n");
+      std::exit(1);
+    }
+  } else {
+    thread.join();
+  }
+  if (handoff->digest.load(std::memory_order_acquire) != expected_digest(messages)) {
+    std::fprintf(stderr, "keel bench: wrong digest: messages lost or corrupted\n");
+    std::exit(1);
+  }
+  return double(messages) * 1e9 / double(handoff->end_ns.load() - start_ns);
+}
+
+enum class Queue { keel_copy, keel_zero_copy, boost, mutex };
+
+std::string queue_name(Queue queue) {
+  switch (queue) {
+    case Queue::keel_copy: return "keel";
+    case Queue::keel_zero_copy: return "keel_zero_copy";
+    case Queue::boost: return "boost_spsc";
+    case Queue::mutex: return "mutex_queue";
+  }
+  return "?";
+}
+
+template <size_t Bytes>
+double throughput_keel(const Pins& pins, bool processes, bool zero_copy, uint32_t batch, uint64_t messages) {
+  using M = Message<Bytes>;
+  RingSpace space = make_ring_space(Bytes);
+  std::byte* base = space.segment.base();
+  uint64_t offset = space.ring_offsets[0];
+  auto consumer = [&]() -> uint64_t {
+    shm::RingConsumer ring = *shm::RingConsumer::join(base, offset);
+    uint64_t received = 0, sum = 0;
+    M out[32];
+    while (received < messages) {
+      size_t got;
+      if (zero_copy) {
+        std::span<const std::byte> view = ring.peek(batch);
+        got = view.size() / Bytes;
+        const M* slots = reinterpret_cast<const M*>(view.data());
+        for (size_t index = 0; index < got; ++index) sum += digest(slots[index]);
+        ring.release(got);
+      } else {
+        got = ring.pop(std::span<M>(out, batch));
+        for (size_t index = 0; index < got; ++index) sum += digest(out[index]);
+      }
+      received += got;
+    }
+    return sum;
+  };
+  auto producer = [&] {
+    shm::RingProducer ring = *shm::RingProducer::join(base, offset);
+    M buffer[32];
+    for (uint64_t sequence = 0; sequence < messages;) {
+      size_t count = std::min<uint64_t>(batch, messages - sequence);
+      if (zero_copy) {
+        std::span<std::byte> view = ring.claim(count);
+        size_t claimed = view.size() / Bytes;
+        M* slots = reinterpret_cast<M*>(view.data());
+        for (size_t index = 0; index < claimed; ++index) fill(slots[index], sequence + index);
+        ring.publish(claimed);
+        sequence += claimed;
+      } else {
+        for (size_t index = 0; index < count; ++index) fill(buffer[index], sequence + index);
+        for (size_t pushed = 0; pushed < count;) pushed += ring.push(std::span<const M>(buffer + pushed, count - pushed));
+        sequence += count;
+      }
+    }
+  };
+  return run_pair(pins, processes, space.handoff, messages, consumer, producer);
+}
+
+template <size_t Bytes>
+double throughput_boost(const Pins& pins, uint32_t batch, uint64_t messages) {
+  using M = Message<Bytes>;
+  auto queue = std::make_unique<boost::lockfree::spsc_queue<M>>(queue_capacity);
+  Handoff handoff{};
+  auto consumer = [&]() -> uint64_t {
+    uint64_t received = 0, sum = 0;
+    M out[32];
+    while (received < messages) {
+      size_t got = batch == 1 ? size_t(queue->pop(out[0])) : queue->pop(out, batch);
+      for (size_t index = 0; index < got; ++index) sum += digest(out[index]);
+      received += got;
+    }
+    return sum;
+  };
+  auto producer = [&] {
+    M buffer[32];
+    for (uint64_t sequence = 0; sequence < messages;) {
+      size_t count = std::min<uint64_t>(batch, messages - sequence);
+      for (size_t index = 0; index < count; ++index) fill(buffer[index], sequence + index);
+      if (batch == 1) {
+        while (!queue->push(buffer[0])) {
+        }
+      } else {
+        for (size_t pushed = 0; pushed < count;) pushed += queue->push(buffer + pushed, count - pushed);
+      }
+      sequence += count;
+    }
+  };
+  return run_pair(pins, false, &handoff, messages, consumer, producer);
+}
+
+template <size_t Bytes>
+double throughput_mutex(const Pins& pins, uint32_t batch, uint64_t messages) {
+  using M = Message<Bytes>;
+  MutexQueue<M> queue(queue_capacity);
+  Handoff handoff{};
+  auto consumer = [&]() -> uint64_t {
+    uint64_t received = 0, sum = 0;
+    M out[32];
+    while (received < messages) {
+      size_t got = queue.pop(out, batch);
+      for (size_t index = 0; index < got; ++index) sum += digest(out[index]);
+      received += got;
+    }
+    return sum;
+  };
+  auto producer = [&] {
+    M buffer[32];
+    for (uint64_t sequence = 0; sequence < messages;) {
+      size_t count = std::min<uint64_t>(batch, messages - sequence);
+      for (size_t index = 0; index < count; ++index) fill(buffer[index], sequence + index);
+      for (size_t pushed = 0; pushed < count;) pushed += queue.push(buffer + pushed, count - pushed);
+      sequence += count;
+    }
+  };
+  return run_pair(pins, false, &handoff, messages, consumer, producer);
+}
+
+double throughput(const Pins& pins, Queue queue, bool processes, uint32_t bytes, uint32_t batch, uint64_t messages) {
+  bool zero_copy = queue == Queue::keel_zero_copy;
+  if (bytes == 64) {
+    if (queue == Queue::boost) return throughput_boost<64>(pins, batch, messages);
+    if (queue == Queue::mutex) return throughput_mutex<64>(pins, batch, messages / 10);
+    return throughput_keel<64>(pins, processes, zero_copy, batch, messages);
+  }
+  if (queue == Queue::boost) return throughput_boost<256>(pins, batch, messages);
+  if (queue == Queue::mutex) return throughput_mutex<256>(pins, batch, messages / 10);
+  return throughput_keel<256>(pins, processes, zero_copy, batch, messages);
+}
+
+// ---- round-trip latency -----------------------------------------------------------
+
+struct Percentiles {
+  double p50_ns, p99_ns;
+};
+
+Percentiles percentiles(std::vector<uint64_t>& samples) {
+  std::sort(samples.begin(), samples.end());
+  return {double(samples[samples.size() / 2]), double(samples[samples.size() * 99 / 100])};
+}
+
+// Ping-pong of 64-byte messages: here pushes a message and waits for it to come back.
+Percentiles round_trip_keel(const Pins& pins, bool processes, uint64_t round_trips) {
+  using M = Message<64>;
+  RingSpace space = make_ring_space(64);
+  std::byte* base = space.segment.base();
+  uint64_t there = space.ring_offsets[0], back = space.ring_offsets[1];
+  uint64_t total = round_trips + round_trips / 10;  // the first tenth warms up
+  auto echo = [&]() -> uint64_t {
+    shm::RingConsumer in = *shm::RingConsumer::join(base, there);
+    shm::RingProducer out = *shm::RingProducer::join(base, back);
+    M message;
+    for (uint64_t count = 0; count < total; ++count) {
+      while (!in.pop(message)) __builtin_ia32_pause();
+      while (!out.push(message)) __builtin_ia32_pause();
+    }
+    return expected_digest(total);
+  };
+  std::vector<uint64_t> samples;
+  samples.reserve(total);
+  auto ping = [&] {
+    shm::RingProducer out = *shm::RingProducer::join(base, there);
+    shm::RingConsumer in = *shm::RingConsumer::join(base, back);
+    M message;
+    for (uint64_t count = 0; count < total; ++count) {
+      fill(message, count);
+      uint64_t start_ns = shm::monotonic_ns();
+      while (!out.push(message)) __builtin_ia32_pause();
+      while (!in.pop(message)) __builtin_ia32_pause();
+      if (count >= round_trips / 10) samples.push_back(shm::monotonic_ns() - start_ns);
+    }
+  };
+  run_pair(pins, processes, space.handoff, total, echo, ping);
+  return percentiles(samples);
+}
+
+Percentiles round_trip_boost(const Pins& pins, uint64_t round_trips) {
+  using M = Message<64>;
+  boost::lockfree::spsc_queue<M> there(queue_capacity), back(queue_capacity);
+  Handoff handoff{};
+  uint64_t total = round_trips + round_trips / 10;
+  auto echo = [&]() -> uint64_t {
+    M message;
+    for (uint64_t count = 0; count < total; ++count) {
+      while (!there.pop(message)) __builtin_ia32_pause();
+      while (!back.push(message)) __builtin_ia32_pause();
+    }
+    return expected_digest(total);
+  };
+  std::vector<uint64_t> samples;
+  samples.reserve(total);
+  auto ping = [&] {
+    M message;
+    for (uint64_t count = 0; count < total; ++count) {
+      fill(message, count);
+      uint64_t start_ns = shm::monotonic_ns();
+      while (!there.push(message)) __builtin_ia32_pause();
+      while (!back.pop(message)) __builtin_ia32_pause();
+      if (count >= round_trips / 10) samples.push_back(shm::monotonic_ns() - start_ns);
+    }
+  };
+  run_pair(pins, false, &handoff, total, echo, ping);
+  return percentiles(samples);
+}
+
+// ---- aggregation and report ---------------------------------------------------------
+
+struct Figure {
+  std::vector<double> samples;
+  double median() const {
+    std::vector<double> sorted = samples;
+    std::sort(sorted.begin(), sorted.end());
+    return sorted.empty() ? 0 : sorted[sorted.size() / 2];
+  }
+  double min() const { return samples.empty() ? 0 : *std::min_element(samples.begin(), samples.end()); }
+  double max() const { return samples.empty() ? 0 : *std::max_element(samples.begin(), samples.end()); }
+};
+
+// Median of run-by-run ratios a[i] / b[i].
+double paired_ratio(const Figure& a, const Figure& b) {
+  Figure ratios;
+  for (size_t index = 0; index < std::min(a.samples.size(), b.samples.size()); ++index) {
+    ratios.samples.push_back(a.samples[index] / b.samples[index]);
+  }
+  return ratios.median();
+}
+
+std::string throughput_key(Queue queue, bool processes, uint32_t bytes, uint32_t batch) {
+  return queue_name(queue) + (processes ? ".processes" : ".threads") + "." + std::to_string(bytes) + "B.batch" +
+         std::to_string(batch);
+}
+
+struct Target {
+  std::string name;
+  double ratio;
+  double threshold;  // ratio must be >= threshold
+};
+
+std::string machine_line() {
+  utsname name;
+  uname(&name);
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line, model = "unknown CPU";
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      model = line.substr(line.find(':') + 2);
+      break;
+    }
+  }
+  return model + ", " + std::to_string(std::thread::hardware_concurrency()) + " CPUs, Linux " + name.release;
+}
+
+}  // namespace
+
+int run_ring_bench(const RingBenchOptions& options) {
+  Pins pins = choose_pins();
+  std::map<std::string, Figure> figures;
+  std::map<std::string, Figure> latency_p50, latency_p99;
+  const uint32_t sizes[] = {64, 256}, batches[] = {1, 8, 32};
+  if (!options.json) std::fprintf(stderr, "keel bench ring: %u repetitions, %s\n", options.repetitions, pins.description.c_str());
+  for (uint32_t repetition = 0; repetition < options.repetitions; ++repetition) {
+    for (uint32_t bytes : sizes) {
+      for (uint32_t batch : batches) {
+        // keel and its baselines interleaved within each repetition, so drift in the
+        // machine's speed hits all of them alike.
+        for (Queue queue : {Queue::keel_copy, Queue::boost, Queue::keel_zero_copy, Queue::mutex}) {
+          figures[throughput_key(queue, false, bytes, batch)].samples.push_back(
+              throughput(pins, queue, false, bytes, batch, options.messages));
+        }
+        for (Queue queue : {Queue::keel_copy, Queue::keel_zero_copy}) {
+          figures[throughput_key(queue, true, bytes, batch)].samples.push_back(
+              throughput(pins, queue, true, bytes, batch, options.messages));
+        }
+      }
+    }
+    Percentiles keel_threads = round_trip_keel(pins, false, options.round_trips);
+    Percentiles boost_threads = round_trip_boost(pins, options.round_trips);
+    Percentiles keel_processes = round_trip_keel(pins, true, options.round_trips);
+    latency_p50["keel.threads"].samples.push_back(keel_threads.p50_ns);
+    latency_p99["keel.threads"].samples.push_back(keel_threads.p99_ns);
+    latency_p50["boost_spsc.threads"].samples.push_back(boost_threads.p50_ns);
+    latency_p99["boost_spsc.threads"].samples.push_back(boost_threads.p99_ns);
+    latency_p50["keel.processes"].samples.push_back(keel_processes.p50_ns);
+    latency_p99["keel.processes"].samples.push_back(keel_processes.p99_ns);
+    if (!options.json) std::fprintf(stderr, "  repetition %u of %u done\n", repetition + 1, options.repetitions);
+  }
+
+  auto key = [](Queue queue, bool processes, uint32_t bytes, uint32_t batch) {
+    return throughput_key(queue, processes, bytes, batch);
+  };
+  std::vector<Target> targets;
+  for (uint32_t bytes : sizes) {
+    std::string size = std::to_string(bytes) + "B";
+    targets.push_back({"keel / boost, batch 1, " + size, paired_ratio(figures[key(Queue::keel_copy, false, bytes, 1)], figures[key(Queue::boost, false, bytes, 1)]), 1.0});
+    targets.push_back({"keel copy / boost bulk, batch 32, " + size, paired_ratio(figures[key(Queue::keel_copy, false, bytes, 32)], figures[key(Queue::boost, false, bytes, 32)]), 1.0});
+    targets.push_back({"keel zero-copy / boost bulk, batch 32, " + size, paired_ratio(figures[key(Queue::keel_zero_copy, false, bytes, 32)], figures[key(Queue::boost, false, bytes, 32)]), 1.3});
+    for (uint32_t batch : batches) {
+      targets.push_back({"keel / mutex queue, batch " + std::to_string(batch) + ", " + size, paired_ratio(figures[key(Queue::keel_copy, false, bytes, batch)], figures[key(Queue::mutex, false, bytes, batch)]), 10.0});
+      targets.push_back({"keel processes / threads, batch " + std::to_string(batch) + ", " + size, paired_ratio(figures[key(Queue::keel_copy, true, bytes, batch)], figures[key(Queue::keel_copy, false, bytes, batch)]), 0.85});
+    }
+  }
+  // Lower latency is better: boost p50 / keel p50 >= 1 means keel is no worse.
+  targets.push_back({"round trip p50: boost / keel (threads)", paired_ratio(latency_p50["boost_spsc.threads"], latency_p50["keel.threads"]), 1.0});
+
+  bool all_met = true;
+  for (const Target& target : targets) all_met = all_met && target.ratio >= target.threshold;
+
+  if (options.json) {
+    nlohmann::json json;
+    json["benchmark"] = "ring";
+    json["machine"] = machine_line();
+    json["pinning"] = pins.description;
+    json["repetitions"] = options.repetitions;
+    json["messages_per_run"] = options.messages;
+    for (auto& [name, figure] : figures) {
+      json["throughput_messages_per_second"][name] = {{"median", figure.median()}, {"min", figure.min()}, {"max", figure.max()}};
+    }
+    for (auto& [name, figure] : latency_p50) {
+      json["round_trip_ns"][name] = {{"p50_median", figure.median()}, {"p50_min", figure.min()}, {"p50_max", figure.max()},
+                                     {"p99_median", latency_p99[name].median()}};
+    }
+    for (const Target& target : targets) {
+      json["ratios"].push_back({{"name", target.name}, {"ratio", target.ratio}, {"target_at_least", target.threshold},
+                                {"met", target.ratio >= target.threshold}});
+    }
+    json["all_targets_met"] = all_met;
+    std::printf("%s\n", json.dump().c_str());
+    return 0;
+  }
+  std::printf("machine: %s\n%s; medians of %u repetitions, keel and baselines interleaved\n\n", machine_line().c_str(),
+              pins.description.c_str(), options.repetitions);
+  std::printf("%-44s %12s %12s %12s\n", "throughput (M messages/s)", "median", "min", "max");
+  for (auto& [name, figure] : figures) {
+    std::printf("%-44s %12.2f %12.2f %12.2f\n", name.c_str(), figure.median() / 1e6, figure.min() / 1e6, figure.max() / 1e6);
+  }
+  std::printf("\n%-44s %12s %12s %12s\n", "round trip, 64 B (ns)", "p50", "p50 min", "p99");
+  for (auto& [name, figure] : latency_p50) {
+    std::printf("%-44s %12.0f %12.0f %12.0f\n", name.c_str(), figure.median(), figure.min(), latency_p99[name].median());
+  }
+  std::printf("\n%-52s %8s %8s %s\n", "ratio (median of run-by-run ratios)", "ratio", "target", "");
+  for (const Target& target : targets) {
+    std::printf("%-52s %8.2f %7s%.2f %s\n", target.name.c_str(), target.ratio, ">=", target.threshold,
+                target.ratio >= target.threshold ? "met" : "NOT MET");
+  }
+  std::printf("\n%s\n", all_met ? "all targets met" : "some targets not met (see above)");
+  return 0;
+}
+
+}  // namespace keel::perf
