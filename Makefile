@@ -1,0 +1,45 @@
+# The two commands a newcomer needs on a fresh Debian 12 machine:
+#   make run    installs missing packages, configures, builds, runs the main job
+#   make test   the same set-up, then the tests, an ASan/UBSan build of them and a
+#               ThreadSanitizer build of the ring tests
+JOBS ?= $(shell nproc)
+BUILD ?= build
+CONFIG ?= perf/default.toml
+DURATION ?= 10s
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+.PHONY: all deps build run test test-release test-asan test-tsan bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+
+run: build
+	./$(BUILD)/keel run --config $(CONFIG) --duration $(DURATION)
+
+test: test-release test-asan test-tsan
+
+test-release: build
+	cd $(BUILD) && ctest --output-on-failure -j1
+
+test-asan: deps
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKEEL_SANITIZE=address >/dev/null
+	@cmake --build build-asan -j$(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j1
+
+# ThreadSanitizer checks the rings' memory ordering (threads and processes).
+test-tsan: deps
+	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKEEL_SANITIZE=thread >/dev/null
+	@cmake --build build-tsan -j$(JOBS) --target keel_test_shm_ring keel_test_shm_arena
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j1 -R 'keel_test_shm_(ring|arena)'
+
+bench: build
+	./$(BUILD)/keel bench ring
+
+clean:
+	rm -rf $(BUILD) build-asan build-tsan
