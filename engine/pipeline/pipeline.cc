@@ -141,9 +141,12 @@ size_t SourceTile::poll(size_t budget) {
     }
     return 0;
   }
+  return poll_in_batches(budget, [this](size_t count) { return poll_batch(count); });
+}
+
+size_t SourceTile::poll_batch(size_t wanted) {
   uint64_t now_ns = shm::monotonic_ns();
   if (first_push_ns_ == 0) first_push_ns_ = now_ns;
-  size_t wanted = std::min<size_t>(budget, batch_max);
   if (shape_.rate_per_second != 0) {
     // Send what the rate allows since the first push, never a burst beyond one batch.
     unsigned __int128 allowed = (unsigned __int128)(now_ns - first_push_ns_) * shape_.rate_per_second / 1'000'000'000u + 1;
@@ -208,7 +211,11 @@ Result<std::unique_ptr<RelayTile>> RelayTile::join(shm::Segment& segment) {
 
 size_t RelayTile::poll(size_t budget) {
   if (closed_) return 0;
-  std::span<const std::byte> in = input_.peek(std::min<size_t>(budget, batch_max));
+  return poll_in_batches(budget, [this](size_t count) { return poll_batch(count); });
+}
+
+size_t RelayTile::poll_batch(size_t wanted) {
+  std::span<const std::byte> in = input_.peek(wanted);
   size_t available = in.size() / shape_.slot_bytes;
   if (available == 0) {
     if (input_.finished()) {
@@ -279,7 +286,11 @@ Result<std::unique_ptr<SinkTile>> SinkTile::join(shm::Segment& segment) {
 }
 
 size_t SinkTile::poll(size_t budget) {
-  std::span<const std::byte> in = input_.peek(std::min<size_t>(budget, batch_max));
+  return poll_in_batches(budget, [this](size_t count) { return poll_batch(count); });
+}
+
+size_t SinkTile::poll_batch(size_t wanted) {
+  std::span<const std::byte> in = input_.peek(wanted);
   size_t count = in.size() / shape_.slot_bytes;
   if (count == 0) return 0;
   uint64_t now_ns = shm::monotonic_ns();
@@ -288,7 +299,9 @@ size_t SinkTile::poll(size_t budget) {
     const std::byte* slot = in.data() + index * shape_.slot_bytes;
     MessageHeader header;
     std::memcpy(&header, slot, sizeof header);
-    if (header.sequence != received_ + index) ++sequence_errors_;
+    // One gap is one error: resynchronise on what arrived.
+    if (header.sequence != expected_sequence_) ++sequence_errors_;
+    expected_sequence_ = header.sequence + 1;
     std::span<const std::byte> payload{slot + inline_payload_offset, shape_.payload_bytes};
     if (shape_.payload_in_arena) {
       std::memcpy(&last, slot + inline_payload_offset, sizeof last);
@@ -310,9 +323,11 @@ size_t SinkTile::poll(size_t budget) {
 
 int run_relay_process(const std::string& segment_name, std::optional<uint32_t> pu_os_index,
                       std::optional<uint32_t> node_os_index) {
-  // Ctrl-C reaches the whole process group; the engine drains the relay through its
-  // ring, so the relay must not die of the terminal's SIGINT first.
+  // Ctrl-C (and a service manager's SIGTERM) reach the whole process group; the engine
+  // drains the relay through its ring, so the relay must not die of them first. It
+  // still leaves by itself if the engine dies.
   signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
   Result<shm::Segment> segment = shm::Segment::attach(segment_name);
   if (!segment) {
     std::fprintf(stderr, "keel relay: %s\n", segment.error().message.c_str());

@@ -14,6 +14,7 @@
 //   // in the child: run_relay_process(segment_name, binding)
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -36,7 +37,23 @@ inline constexpr char source_to_relay_arena[] = "pipeline.source_to_relay.arena"
 inline constexpr char relay_to_sink_arena[] = "pipeline.relay_to_sink.arena";
 inline constexpr char relay_doorbell[] = "pipeline.relay.doorbell";
 inline constexpr char shape_object[] = "pipeline.shape";
+// Messages moved per ring operation; a tile's poll repeats batches until its budget is
+// spent or its ring runs dry, so DRR weights hold whatever the batch size.
 inline constexpr uint32_t batch_max = 32;
+
+// Runs `batch(count)` in batches of at most batch_max until `budget` is spent or a
+// batch comes back short.
+template <class Batch>
+size_t poll_in_batches(size_t budget, Batch&& batch) {
+  size_t done = 0;
+  while (done < budget) {
+    size_t wanted = std::min<size_t>(budget - done, batch_max);
+    size_t moved = batch(wanted);
+    done += moved;
+    if (moved < wanted) break;
+  }
+  return done;
+}
 
 // The first bytes of every pipeline slot.
 struct MessageHeader {
@@ -103,6 +120,8 @@ class SourceTile final : public Tile {
   uint64_t first_push_ns() const { return first_push_ns_; }
 
  private:
+  size_t poll_batch(size_t count);
+
   PipelineShape shape_{};
   shm::RingProducer output_;
   std::optional<shm::ArenaWriter> arena_;
@@ -123,6 +142,8 @@ class RelayTile final : public Tile {
   bool engine_died() const { return engine_died_; }
 
  private:
+  size_t poll_batch(size_t count);
+
   PipelineShape shape_{};
   shm::RingConsumer input_;
   shm::RingProducer output_;
@@ -150,10 +171,13 @@ class SinkTile final : public Tile {
   const LatencyHistogram& end_to_end() const { return end_to_end_; }
 
  private:
+  size_t poll_batch(size_t count);
+
   PipelineShape shape_{};
   shm::RingConsumer input_;
   std::optional<shm::ArenaReader> arena_;
   uint64_t received_ = 0;
+  uint64_t expected_sequence_ = 0;
   uint64_t sequence_errors_ = 0;
   uint64_t payload_errors_ = 0;
   uint64_t last_pop_ns_ = 0;

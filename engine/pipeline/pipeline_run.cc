@@ -207,6 +207,7 @@ Result<PipelineReport> run_pipeline(const config::PerfConfig& config, const numa
   report.messages = sink_tile.received();
   report.duration_s = double(sink_tile.last_pop_ns() - (*source)->first_push_ns()) / 1e9;
   report.messages_per_second = report.duration_s > 0 ? double(report.messages) / report.duration_s : 0;
+  // Messages sent but never received are lost; reordered or duplicated ones are gaps.
   report.sequence_errors = sink_tile.sequence_errors() + ((*source)->sent() - sink_tile.received());
   report.payload_errors = sink_tile.payload_errors();
   report.end_to_end = sink_tile.end_to_end();
