@@ -3,7 +3,7 @@
 #include <hwloc.h>
 #include <link.h>
 #include <liburing.h>
-#ifndef KEEL_NO_MIMALLOC
+#ifndef KEEL_SANITIZER_BUILD
 #include <mimalloc.h>
 #endif
 #include <oneapi/tbb/info.h>
@@ -46,6 +46,11 @@ std::string resolved(const std::string& path) {
 }
 
 std::string tbb_line() {
+#ifdef KEEL_SANITIZER_BUILD
+  // oneTBB dlopens tbbbind with RTLD_DEEPBIND, which the sanitizer runtimes refuse.
+  return std::string("oneTBB   ") + TBB_runtime_version() + " (built with " + TBB_VERSION_STRING +
+         "); NUMA support not probed in a sanitizer build (tbbbind needs RTLD_DEEPBIND)";
+#endif
   // Asking for NUMA nodes makes oneTBB try to load tbbbind; without it, it reports one
   // node with id -1.
   std::vector<oneapi::tbb::numa_node_id> nodes = oneapi::tbb::info::numa_nodes();
@@ -73,7 +78,7 @@ std::string uring_line() {
 }
 
 std::string mimalloc_line() {
-#ifdef KEEL_NO_MIMALLOC
+#ifdef KEEL_SANITIZER_BUILD
   return "mimalloc not linked (sanitizer build: the sanitizer owns the allocator)";
 #else
   int version = mi_version();
