@@ -11,6 +11,7 @@
 #include <new>
 
 #include "engine/pipeline/pipeline.h"
+#include "numa/binding.h"
 #include "shm/segment.h"
 
 extern char** environ;
@@ -139,6 +140,17 @@ Result<PipelineReport> run_pipeline(const config::PerfConfig& config, const numa
     return laid_out.error();
   }
   segment->seal();
+  if (bind) {
+    // A ring's slots are read far more than written back: keep them on the consumer's node.
+    std::pair<const char*, const numa::PlannedCore*> ring_consumers[] = {{source_to_relay_ring, *relay_core},
+                                                                         {relay_to_sink_ring, *sink_core}};
+    for (auto& [ring, consumer] : ring_consumers) {
+      shm::SegmentObject object = *segment->find(ring, shm::SegmentObjectKind::ring);
+      Result<void> bound = numa::bind_memory_area(topology, segment->base() + object.offset, object.bytes,
+                                                  consumer->node_os_index);
+      if (!bound) return bound.error();
+    }
+  }
 
   Result<std::unique_ptr<SourceTile>> source = SourceTile::join(*segment);
   if (!source) return source.error();
