@@ -164,10 +164,7 @@ size_t SourceTile::poll_batch(size_t wanted) {
       continue;
     }
     std::optional<shm::ArenaBlock> block = arena_->reserve(shape_.payload_bytes);
-    if (!block) {  // arena full: back-pressure, like a full ring
-      ++arena_full_events_;
-      break;
-    }
+    if (!block) break;  // arena full (counted in the arena): back-pressure, like a full ring
     fill_payload(sequence, block->bytes);
     ArenaReference reference{block->position, shape_.payload_bytes};
     std::memcpy(slot + inline_payload_offset, &reference, sizeof reference);

@@ -116,7 +116,6 @@ class SourceTile final : public Tile {
   void begin_drain() override { draining_ = true; }
   bool quiescent() override { return closed_; }
   uint64_t sent() const { return sent_; }
-  uint64_t arena_full_events() const { return arena_full_events_; }
   uint64_t first_push_ns() const { return first_push_ns_; }
 
  private:
@@ -129,7 +128,6 @@ class SourceTile final : public Tile {
   bool closed_ = false;
   uint64_t sent_ = 0;
   uint64_t first_push_ns_ = 0;
-  uint64_t arena_full_events_ = 0;
 };
 
 class RelayTile final : public Tile {

@@ -223,10 +223,17 @@ Result<PipelineReport> run_pipeline(const config::PerfConfig& config, const numa
   report.sequence_errors = sink_tile.sequence_errors() + ((*source)->sent() - sink_tile.received());
   report.payload_errors = sink_tile.payload_errors();
   report.end_to_end = sink_tile.end_to_end();
-  report.rings[0] = {source_to_relay_ring, shm::ring_stats(segment->base(), segment->find(source_to_relay_ring, shm::SegmentObjectKind::ring)->offset),
-                     sink_tile.source_to_relay(), (*source)->arena_full_events()};
-  report.rings[1] = {relay_to_sink_ring, shm::ring_stats(segment->base(), segment->find(relay_to_sink_ring, shm::SegmentObjectKind::ring)->offset),
-                     sink_tile.relay_to_sink(), 0};
+  const char* rings[2][2] = {{source_to_relay_ring, source_to_relay_arena}, {relay_to_sink_ring, relay_to_sink_arena}};
+  const LatencyHistogram* latencies[2] = {&sink_tile.source_to_relay(), &sink_tile.relay_to_sink()};
+  for (int index = 0; index < 2; ++index) {
+    uint64_t ring_offset = segment->find(rings[index][0], shm::SegmentObjectKind::ring)->offset;
+    report.rings[index] = {rings[index][0], shm::ring_stats(segment->base(), ring_offset), *latencies[index], 0};
+    // Arena full events live in the segment, counted by whichever process produced.
+    if (Result<shm::SegmentObject> arena = segment->find(rings[index][1], shm::SegmentObjectKind::arena)) {
+      auto* header = reinterpret_cast<const shm::ArenaHeader*>(segment->base() + arena->offset);
+      report.rings[index].arena_full_events = header->full_events.load(std::memory_order_relaxed);
+    }
+  }
   return report;
 }
 
