@@ -260,16 +260,17 @@ double throughput_keel(const Pins& pins, bool processes, bool zero_copy, uint32_
   return run_pair(pins, processes, space.handoff, messages, consumer, producer);
 }
 
-template <size_t Bytes>
-double throughput_boost(const Pins& pins, uint32_t batch, uint64_t messages) {
+// The copying baselines share one harness: `push(messages, count)` returns how many it
+// took, `pop(out, count_max)` how many it gave; both sides work in batches of `batch`.
+template <size_t Bytes, class Push, class Pop>
+double throughput_copying(const Pins& pins, uint32_t batch, uint64_t messages, Push push, Pop pop) {
   using M = Message<Bytes>;
-  auto queue = std::make_unique<boost::lockfree::spsc_queue<M>>(queue_capacity);
   Handoff handoff{};
   auto consumer = [&]() -> uint64_t {
     uint64_t received = 0, sum = 0;
     M out[32];
     while (received < messages) {
-      size_t got = batch == 1 ? size_t(queue->pop(out[0])) : queue->pop(out, batch);
+      size_t got = pop(out, batch);
       for (size_t index = 0; index < got; ++index) sum += digest(out[index]);
       received += got;
     }
@@ -280,43 +281,35 @@ double throughput_boost(const Pins& pins, uint32_t batch, uint64_t messages) {
     for (uint64_t sequence = 0; sequence < messages;) {
       size_t count = std::min<uint64_t>(batch, messages - sequence);
       for (size_t index = 0; index < count; ++index) fill(buffer[index], sequence + index);
-      if (batch == 1) {
-        while (!queue->push(buffer[0])) {
-        }
-      } else {
-        for (size_t pushed = 0; pushed < count;) pushed += queue->push(buffer + pushed, count - pushed);
-      }
+      for (size_t pushed = 0; pushed < count;) pushed += push(buffer + pushed, count - pushed);
       sequence += count;
     }
   };
   return run_pair(pins, false, &handoff, messages, consumer, producer);
 }
 
+// boost's single push/pop at batch 1, its bulk push/pop above.
+template <size_t Bytes>
+double throughput_boost(const Pins& pins, uint32_t batch, uint64_t messages) {
+  using M = Message<Bytes>;
+  auto queue = std::make_unique<boost::lockfree::spsc_queue<M>>(queue_capacity);
+  auto push = [&](const M* buffer, size_t count) -> size_t {
+    return batch == 1 ? size_t(queue->push(buffer[0])) : queue->push(buffer, count);
+  };
+  auto pop = [&](M* out, size_t count) -> size_t {
+    return batch == 1 ? size_t(queue->pop(out[0])) : queue->pop(out, count);
+  };
+  return throughput_copying<Bytes>(pins, batch, messages, push, pop);
+}
+
+// One lock per message (classic), or per batch (bulk, for reference).
 template <size_t Bytes>
 double throughput_mutex(const Pins& pins, uint32_t batch, uint64_t messages, bool bulk) {
   using M = Message<Bytes>;
   MutexQueue<M> queue(queue_capacity);
-  Handoff handoff{};
-  auto consumer = [&]() -> uint64_t {
-    uint64_t received = 0, sum = 0;
-    M out[32];
-    while (received < messages) {
-      size_t got = queue.pop(out, bulk ? batch : 1);
-      for (size_t index = 0; index < got; ++index) sum += digest(out[index]);
-      received += got;
-    }
-    return sum;
-  };
-  auto producer = [&] {
-    M buffer[32];
-    for (uint64_t sequence = 0; sequence < messages;) {
-      size_t count = std::min<uint64_t>(batch, messages - sequence);
-      for (size_t index = 0; index < count; ++index) fill(buffer[index], sequence + index);
-      for (size_t pushed = 0; pushed < count;) pushed += queue.push(buffer + pushed, bulk ? count - pushed : 1);
-      sequence += count;
-    }
-  };
-  return run_pair(pins, false, &handoff, messages, consumer, producer);
+  auto push = [&](const M* buffer, size_t count) { return queue.push(buffer, bulk ? count : 1); };
+  auto pop = [&](M* out, size_t count) { return queue.pop(out, bulk ? count : 1); };
+  return throughput_copying<Bytes>(pins, batch, messages, push, pop);
 }
 
 double throughput(const Pins& pins, Queue queue, bool processes, uint32_t bytes, uint32_t batch, uint64_t messages) {

@@ -23,6 +23,24 @@ Result<uint64_t> find(const shm::Segment& segment, const char* name, shm::Segmen
   return object->offset;
 }
 
+// Finds `name` in the segment and joins it with Handle (a ring end or an arena end).
+template <class Handle>
+Result<Handle> join_object(shm::Segment& segment, const char* name, shm::SegmentObjectKind kind) {
+  Result<uint64_t> offset = find(segment, name, kind);
+  if (!offset) return offset.error();
+  return Handle::join(segment.base(), *offset);
+}
+
+template <class Handle>
+Result<Handle> join_ring(shm::Segment& segment, const char* name) {
+  return join_object<Handle>(segment, name, shm::SegmentObjectKind::ring);
+}
+
+template <class Handle>
+Result<Handle> join_arena(shm::Segment& segment, const char* name) {
+  return join_object<Handle>(segment, name, shm::SegmentObjectKind::arena);
+}
+
 Result<PipelineShape> read_shape(const shm::Segment& segment) {
   Result<uint64_t> offset = find(segment, shape_object, shm::SegmentObjectKind::counters);
   if (!offset) return offset.error();
@@ -118,15 +136,11 @@ Result<std::unique_ptr<SourceTile>> SourceTile::join(shm::Segment& segment) {
   Result<PipelineShape> shape = read_shape(segment);
   if (!shape) return shape.error();
   tile->shape_ = *shape;
-  Result<uint64_t> ring = find(segment, source_to_relay_ring, shm::SegmentObjectKind::ring);
-  if (!ring) return ring.error();
-  Result<shm::RingProducer> output = shm::RingProducer::join(segment.base(), *ring);
+  Result<shm::RingProducer> output = join_ring<shm::RingProducer>(segment, source_to_relay_ring);
   if (!output) return output.error();
   tile->output_ = *output;
   if (tile->shape_.payload_in_arena) {
-    Result<uint64_t> arena = find(segment, source_to_relay_arena, shm::SegmentObjectKind::arena);
-    if (!arena) return arena.error();
-    Result<shm::ArenaWriter> writer = shm::ArenaWriter::join(segment.base(), *arena);
+    Result<shm::ArenaWriter> writer = join_arena<shm::ArenaWriter>(segment, source_to_relay_arena);
     if (!writer) return writer.error();
     tile->arena_ = *writer;
   }
@@ -181,24 +195,16 @@ Result<std::unique_ptr<RelayTile>> RelayTile::join(shm::Segment& segment) {
   Result<PipelineShape> shape = read_shape(segment);
   if (!shape) return shape.error();
   tile->shape_ = *shape;
-  Result<uint64_t> input = find(segment, source_to_relay_ring, shm::SegmentObjectKind::ring);
-  if (!input) return input.error();
-  Result<uint64_t> output = find(segment, relay_to_sink_ring, shm::SegmentObjectKind::ring);
-  if (!output) return output.error();
-  Result<shm::RingConsumer> consumer = shm::RingConsumer::join(segment.base(), *input);
+  Result<shm::RingConsumer> consumer = join_ring<shm::RingConsumer>(segment, source_to_relay_ring);
   if (!consumer) return consumer.error();
-  Result<shm::RingProducer> producer = shm::RingProducer::join(segment.base(), *output);
+  Result<shm::RingProducer> producer = join_ring<shm::RingProducer>(segment, relay_to_sink_ring);
   if (!producer) return producer.error();
   tile->input_ = *consumer;
   tile->output_ = *producer;
   if (tile->shape_.payload_in_arena) {
-    Result<uint64_t> in_arena = find(segment, source_to_relay_arena, shm::SegmentObjectKind::arena);
-    if (!in_arena) return in_arena.error();
-    Result<uint64_t> out_arena = find(segment, relay_to_sink_arena, shm::SegmentObjectKind::arena);
-    if (!out_arena) return out_arena.error();
-    Result<shm::ArenaReader> reader = shm::ArenaReader::join(segment.base(), *in_arena);
+    Result<shm::ArenaReader> reader = join_arena<shm::ArenaReader>(segment, source_to_relay_arena);
     if (!reader) return reader.error();
-    Result<shm::ArenaWriter> writer = shm::ArenaWriter::join(segment.base(), *out_arena);
+    Result<shm::ArenaWriter> writer = join_arena<shm::ArenaWriter>(segment, relay_to_sink_arena);
     if (!writer) return writer.error();
     tile->input_arena_ = *reader;
     tile->output_arena_ = *writer;
@@ -267,15 +273,11 @@ Result<std::unique_ptr<SinkTile>> SinkTile::join(shm::Segment& segment) {
   Result<PipelineShape> shape = read_shape(segment);
   if (!shape) return shape.error();
   tile->shape_ = *shape;
-  Result<uint64_t> ring = find(segment, relay_to_sink_ring, shm::SegmentObjectKind::ring);
-  if (!ring) return ring.error();
-  Result<shm::RingConsumer> input = shm::RingConsumer::join(segment.base(), *ring);
+  Result<shm::RingConsumer> input = join_ring<shm::RingConsumer>(segment, relay_to_sink_ring);
   if (!input) return input.error();
   tile->input_ = *input;
   if (tile->shape_.payload_in_arena) {
-    Result<uint64_t> arena = find(segment, relay_to_sink_arena, shm::SegmentObjectKind::arena);
-    if (!arena) return arena.error();
-    Result<shm::ArenaReader> reader = shm::ArenaReader::join(segment.base(), *arena);
+    Result<shm::ArenaReader> reader = join_arena<shm::ArenaReader>(segment, relay_to_sink_arena);
     if (!reader) return reader.error();
     tile->arena_ = *reader;
   }

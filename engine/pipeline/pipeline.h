@@ -104,10 +104,6 @@ Result<void> lay_out_pipeline(shm::Segment& segment, const PipelineShape& shape,
 void fill_payload(uint64_t sequence, std::span<std::byte> payload);
 bool payload_matches(uint64_t sequence, std::span<const std::byte> payload);
 
-struct RingLatency {
-  LatencyHistogram latency;
-};
-
 class SourceTile final : public Tile {
  public:
   static Result<std::unique_ptr<SourceTile>> join(shm::Segment& segment);
