@@ -15,6 +15,7 @@ packages=(
   libtomlplusplus-dev         # perf configs
   libcli11-dev                # the command line
   nlohmann-json3-dev          # --json output
+  librocksdb-dev              # the WAL benchmark's RocksDB baseline
 )
 
 missing=()

@@ -1,0 +1,201 @@
+#include "engine/ledger/shard.h"
+
+#include <cassert>
+#include <cstring>
+#include <limits>
+
+namespace keel::ledger {
+
+namespace {
+
+constexpr int64_t balance_max = std::numeric_limits<int64_t>::max();
+constexpr int64_t balance_min = std::numeric_limits<int64_t>::min();
+
+bool add_would_overflow(int64_t balance, uint64_t amount) {
+  return amount > uint64_t(balance_max) || balance > balance_max - int64_t(amount);
+}
+
+}  // namespace
+
+ShardExecutor::ShardExecutor(ShardIdentity identity, BlockLimits limits)
+    : identity_(std::move(identity)),
+      limits_(limits),
+      chain_id_(chain_id_of(identity_.chain)),
+      state_(identity_.shard, identity_.shard_count) {
+  assert(identity_.shard < identity_.shard_count);
+  body_.reserve(limits_.block_bytes_max);
+  leaf_hashes_.reserve(limits_.block_txs_max);
+  open_receipts_.reserve(limits_.block_txs_max);
+}
+
+void ShardExecutor::restore(ShardState state) {
+  assert(open_receipts_.empty());
+  assert(state.shard == identity_.shard && state.shard_count == identity_.shard_count);
+  state_ = std::move(state);
+}
+
+bool ShardExecutor::has_room(size_t tx_bytes) const {
+  return open_receipts_.size() < limits_.block_txs_max && body_.size() + tx_bytes <= limits_.block_bytes_max;
+}
+
+std::string ShardExecutor::place(uint64_t height) const {
+  return "chain " + identity_.chain + " shard " + std::to_string(identity_.shard) + " height " +
+         std::to_string(height);
+}
+
+TxStatus ShardExecutor::execute(const TxView& view, std::span<const std::byte> bytes) {
+  assert(has_room(bytes.size()));
+  if (home_shard(view, identity_.shard_count) != identity_.shard) return TxStatus::wrong_shard;
+  if (view.type == TxType::credit) {
+    if (view.credit.origin_shard >= identity_.shard_count) return TxStatus::wrong_shard;
+    const CreditMark& mark = state_.credit_marks[view.credit.origin_shard];
+    if (mark.covers(view.credit.origin_height, view.credit.origin_index)) return TxStatus::duplicate_credit;
+  }
+  uint32_t index = open_tx_count();
+  TxStatus status = apply(view, index);
+  body_.insert(body_.end(), bytes.begin(), bytes.end());
+  Hash32 leaf = hash_leaf(bytes);
+  leaf_hashes_.push_back(leaf);
+  open_receipts_.push_back(Receipt{leaf, state_.height + 1, status});
+  return status;
+}
+
+TxStatus ShardExecutor::apply(const TxView& view, uint32_t index) {
+  switch (view.type) {
+    case TxType::create_account: return apply_create_account(view.create_account);
+    case TxType::transfer: return apply_transfer(view.transfer, index);
+    case TxType::put:
+      state_.values[std::string(reinterpret_cast<const char*>(view.key.data()), view.key.size())]
+          .assign(reinterpret_cast<const char*>(view.value.data()), view.value.size());
+      return TxStatus::applied;
+    case TxType::credit: return apply_credit(view, index);
+  }
+  return TxStatus::unknown_type;
+}
+
+TxStatus ShardExecutor::apply_create_account(const CreateAccountBody& body) {
+  if (body.opening_balance < 0) return TxStatus::negative_opening_balance;
+  auto [entry, created] = state_.accounts.try_emplace(body.account, Account{body.opening_balance, body.account_flags});
+  return created ? TxStatus::applied : TxStatus::account_exists;
+}
+
+TxStatus ShardExecutor::apply_transfer(const TransferBody& body, uint32_t index) {
+  if (body.amount == 0) return TxStatus::zero_amount;
+  if (body.amount > uint64_t(balance_max)) return TxStatus::balance_overflow;
+  if (body.from == body.to) return TxStatus::same_account;
+  auto from = state_.accounts.find(body.from);
+  if (from == state_.accounts.end()) return TxStatus::no_such_account;
+  int64_t amount = int64_t(body.amount);
+  Account& source = from->second;
+  bool overdraft = (source.flags & account_flag_allow_overdraft) != 0;
+  if (!overdraft && source.balance < amount) return TxStatus::insufficient_funds;
+  if (overdraft && source.balance < balance_min + amount) return TxStatus::balance_overflow;
+  uint32_t destination = shard_of_account(body.to, identity_.shard_count);
+  if (destination != identity_.shard) {
+    source.balance -= amount;
+    CreditBody credit{body.to, body.from, body.amount, state_.height + 1, identity_.shard, index};
+    emit_credit(destination, credit, /*refund=*/false);
+    return TxStatus::applied;
+  }
+  auto to = state_.accounts.find(body.to);
+  if (to == state_.accounts.end()) return TxStatus::no_such_account;
+  if (add_would_overflow(to->second.balance, body.amount)) return TxStatus::balance_overflow;
+  source.balance -= amount;
+  to->second.balance += amount;
+  return TxStatus::applied;
+}
+
+// A credit lands on its account; one that cannot (no such account, or it would
+// overflow) goes back to the debited account as a refund. A refund that cannot land
+// (only an overflow can stop it) is kept in the shard's suspense balance, so money is
+// never created or destroyed.
+TxStatus ShardExecutor::apply_credit(const TxView& view, uint32_t index) {
+  const CreditBody& credit = view.credit;
+  state_.credit_marks[credit.origin_shard] = CreditMark{credit.origin_height, credit.origin_index};
+  bool refund = (view.header.flags & credit_flag_refund) != 0;
+  auto to = state_.accounts.find(credit.to);
+  bool lands = to != state_.accounts.end() && !add_would_overflow(to->second.balance, credit.amount);
+  if (lands) {
+    to->second.balance += int64_t(credit.amount);
+    return TxStatus::applied;
+  }
+  if (refund) {
+    state_.suspense_balance += int64_t(credit.amount);
+    return TxStatus::balance_overflow;
+  }
+  CreditBody back{credit.from, credit.to, credit.amount, state_.height + 1, identity_.shard, index};
+  emit_credit(credit.origin_shard, back, /*refund=*/true);
+  return TxStatus::credit_refunded;
+}
+
+void ShardExecutor::emit_credit(uint32_t destination, const CreditBody& body, bool refund) {
+  OutboundCredit& out = open_credits_.emplace_back();
+  out.destination_shard = destination;
+  write_credit(out.tx, body, refund);
+}
+
+SealedBlock ShardExecutor::seal(uint64_t time_ns) {
+  assert(!open_receipts_.empty());
+  SealedBlock block;
+  BlockHeader& header = block.header;
+  header.shard = identity_.shard;
+  header.tx_count = open_tx_count();
+  header.chain_id = chain_id_;
+  header.height = state_.height + 1;
+  header.time_ns = time_ns;
+  header.body_bytes = body_.size();
+  header.previous_hash = state_.last_block_hash;
+  header.merkle_root = merkle_root(leaf_hashes_, merkle_scratch_);
+  block.hash = block_hash(header);
+  block.record.resize(sizeof header + body_.size());
+  std::memcpy(block.record.data(), &header, sizeof header);
+  std::memcpy(block.record.data() + sizeof header, body_.data(), body_.size());
+  block.receipts = std::move(open_receipts_);
+  block.credits = std::move(open_credits_);
+  state_.height = header.height;
+  state_.last_block_hash = block.hash;
+  body_.clear();
+  leaf_hashes_.clear();
+  open_receipts_ = {};
+  open_receipts_.reserve(limits_.block_txs_max);
+  open_credits_ = {};
+  return block;
+}
+
+Result<SealedBlock> ShardExecutor::replay(std::span<const std::byte> record) {
+  assert(open_receipts_.empty());
+  uint64_t expected_height = state_.height + 1;
+  Result<BlockView> parsed = parse_block(record);
+  if (!parsed) return make_error(place(expected_height), parsed.error().message);
+  const BlockHeader& logged = parsed->header;
+  if (logged.chain_id != chain_id_ || logged.shard != identity_.shard)
+    return make_error(place(expected_height), "block belongs to another chain or shard");
+  if (logged.height != expected_height)
+    return make_error(place(expected_height), "log holds height " + std::to_string(logged.height) + " here");
+  if (logged.previous_hash != state_.last_block_hash)
+    return make_error(place(expected_height), "hash chain broken: previous hash does not match block " +
+                                                  std::to_string(state_.height));
+  std::string failure;
+  for_each_transaction(parsed->body, [&](std::span<const std::byte> tx) {
+    if (!failure.empty()) return;
+    TxView view;
+    TxStatus checked = check_transaction(tx, TxOrigin::engine, &view);
+    if (checked != TxStatus::applied || !has_room(tx.size())) {
+      failure = "transaction " + std::to_string(open_tx_count()) + " is malformed: " + std::string(status_text(checked));
+      return;
+    }
+    TxStatus status = execute(view, tx);
+    if (status == TxStatus::wrong_shard || status == TxStatus::duplicate_credit)
+      failure = "transaction " + std::to_string(open_tx_count()) + " cannot be in this block: " +
+                std::string(status_text(status));
+  });
+  if (!failure.empty()) return make_error(place(expected_height), failure);
+  SealedBlock block = seal(logged.time_ns);
+  if (block.header.merkle_root != logged.merkle_root)
+    return make_error(place(expected_height), "Merkle root does not match the transactions");
+  if (std::memcmp(&block.header, &logged, sizeof logged) != 0)
+    return make_error(place(expected_height), "header does not match the replayed block");
+  return block;
+}
+
+}  // namespace keel::ledger

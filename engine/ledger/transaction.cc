@@ -1,0 +1,177 @@
+#include "engine/ledger/transaction.h"
+
+#include <cstring>
+#include <limits>
+
+namespace keel::ledger {
+
+std::string_view status_text(TxStatus status) {
+  switch (status) {
+    case TxStatus::applied: return "applied";
+    case TxStatus::too_short: return "too short for a transaction header";
+    case TxStatus::bad_version: return "unknown transaction format version";
+    case TxStatus::bad_length: return "length field does not match the bytes or the type";
+    case TxStatus::unknown_type: return "unknown transaction type";
+    case TxStatus::internal_type: return "internal transaction type is not accepted from clients";
+    case TxStatus::bad_flags: return "flags not defined for this type";
+    case TxStatus::account_exists: return "account already exists";
+    case TxStatus::no_such_account: return "no such account";
+    case TxStatus::insufficient_funds: return "insufficient funds";
+    case TxStatus::zero_amount: return "amount must be positive";
+    case TxStatus::same_account: return "transfer to the same account";
+    case TxStatus::negative_opening_balance: return "opening balance must not be negative";
+    case TxStatus::balance_overflow: return "balance would overflow";
+    case TxStatus::empty_key: return "key must not be empty";
+    case TxStatus::key_too_long: return "key longer than 256 bytes";
+    case TxStatus::value_too_long: return "value longer than 16384 bytes";
+    case TxStatus::credit_refunded: return "credit refused (no such account or overflow), refunded";
+    case TxStatus::duplicate_credit: return "credit already applied";
+    case TxStatus::wrong_shard: return "routed to a shard that does not own it";
+  }
+  return "unknown status";
+}
+
+bool status_is_malformed(TxStatus status) {
+  uint16_t code = static_cast<uint16_t>(status);
+  return code >= 1 && code < 20;
+}
+
+namespace {
+
+template <class T>
+T read_at(std::span<const std::byte> bytes, size_t offset) {
+  T value;
+  std::memcpy(&value, bytes.data() + offset, sizeof(T));
+  return value;
+}
+
+// The exact length of a fixed-size type, or 0 for variable ones.
+size_t fixed_length(TxType type) {
+  switch (type) {
+    case TxType::create_account: return sizeof(TxHeader) + sizeof(CreateAccountBody);
+    case TxType::transfer: return sizeof(TxHeader) + sizeof(TransferBody);
+    case TxType::credit: return credit_tx_bytes;
+    case TxType::put: return 0;
+  }
+  return 0;
+}
+
+bool is_known_type(uint8_t type) {
+  return type == uint8_t(TxType::create_account) || type == uint8_t(TxType::transfer) ||
+         type == uint8_t(TxType::put) || type == uint8_t(TxType::credit);
+}
+
+TxStatus check_put(std::span<const std::byte> bytes, TxView* view) {
+  if (bytes.size() < sizeof(TxHeader) + sizeof(PutBody)) return TxStatus::bad_length;
+  view->put = read_at<PutBody>(bytes, sizeof(TxHeader));
+  const PutBody& put = view->put;
+  if (put.reserved != 0) return TxStatus::bad_flags;
+  if (put.key_bytes == 0) return TxStatus::empty_key;
+  if (put.key_bytes > put_key_bytes_max) return TxStatus::key_too_long;
+  if (put.value_bytes > put_value_bytes_max) return TxStatus::value_too_long;
+  size_t body_start = sizeof(TxHeader) + sizeof(PutBody);
+  if (bytes.size() != body_start + put.key_bytes + put.value_bytes) return TxStatus::bad_length;
+  view->key = bytes.subspan(body_start, put.key_bytes);
+  view->value = bytes.subspan(body_start + put.key_bytes, put.value_bytes);
+  return TxStatus::applied;
+}
+
+}  // namespace
+
+TxStatus check_transaction(std::span<const std::byte> bytes, TxOrigin origin, TxView* view) {
+  if (bytes.size() < sizeof(TxHeader)) return TxStatus::too_short;
+  view->header = read_at<TxHeader>(bytes, 0);
+  const TxHeader& header = view->header;
+  if (header.version != tx_format_version) return TxStatus::bad_version;
+  if (header.length != bytes.size() || header.length > tx_bytes_max) return TxStatus::bad_length;
+  if (!is_known_type(header.type)) return TxStatus::unknown_type;
+  view->type = TxType(header.type);
+  if (view->type == TxType::credit && origin == TxOrigin::client) return TxStatus::internal_type;
+  uint16_t flags_allowed = view->type == TxType::credit ? credit_flag_refund : 0;
+  if ((header.flags & ~flags_allowed) != 0) return TxStatus::bad_flags;
+  if (view->type == TxType::put) return check_put(bytes, view);
+  if (bytes.size() != fixed_length(view->type)) return TxStatus::bad_length;
+  switch (view->type) {
+    case TxType::create_account:
+      view->create_account = read_at<CreateAccountBody>(bytes, sizeof(TxHeader));
+      if ((view->create_account.account_flags & ~account_flag_allow_overdraft) != 0 ||
+          view->create_account.reserved != 0)
+        return TxStatus::bad_flags;
+      break;
+    case TxType::transfer: view->transfer = read_at<TransferBody>(bytes, sizeof(TxHeader)); break;
+    case TxType::credit: view->credit = read_at<CreditBody>(bytes, sizeof(TxHeader)); break;
+    case TxType::put: break;
+  }
+  return TxStatus::applied;
+}
+
+uint32_t shard_of_account(uint64_t account, uint32_t shard_count) {
+  // splitmix64's finaliser: consecutive account numbers spread evenly over shards.
+  uint64_t mixed = account + 0x9e3779b97f4a7c15ULL;
+  mixed = (mixed ^ (mixed >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  mixed = (mixed ^ (mixed >> 27)) * 0x94d049bb133111ebULL;
+  mixed ^= mixed >> 31;
+  return uint32_t(mixed % shard_count);
+}
+
+uint32_t shard_of_key(std::span<const std::byte> key, uint32_t shard_count) {
+  uint64_t hash = 0xcbf29ce484222325ULL;  // FNV-1a, 64-bit
+  for (std::byte byte : key) hash = (hash ^ uint8_t(byte)) * 0x100000001b3ULL;
+  return uint32_t(hash % shard_count);
+}
+
+uint32_t home_shard(const TxView& view, uint32_t shard_count) {
+  switch (view.type) {
+    case TxType::create_account: return shard_of_account(view.create_account.account, shard_count);
+    case TxType::transfer: return shard_of_account(view.transfer.from, shard_count);
+    case TxType::put: return shard_of_key(view.key, shard_count);
+    case TxType::credit: return shard_of_account(view.credit.to, shard_count);
+  }
+  return 0;
+}
+
+namespace {
+
+template <class Body>
+std::vector<std::byte> encode_fixed(TxType type, uint64_t nonce, const Body& body, uint16_t flags = 0) {
+  std::vector<std::byte> out(sizeof(TxHeader) + sizeof(Body));
+  TxHeader header{uint32_t(out.size()), tx_format_version, uint8_t(type), flags, nonce};
+  std::memcpy(out.data(), &header, sizeof header);
+  std::memcpy(out.data() + sizeof header, &body, sizeof body);
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::byte> encode_create_account(uint64_t nonce, uint64_t account, int64_t opening_balance,
+                                             uint32_t account_flags) {
+  return encode_fixed(TxType::create_account, nonce,
+                      CreateAccountBody{account, opening_balance, account_flags, 0});
+}
+
+std::vector<std::byte> encode_transfer(uint64_t nonce, uint64_t from, uint64_t to, uint64_t amount) {
+  return encode_fixed(TxType::transfer, nonce, TransferBody{from, to, amount});
+}
+
+std::vector<std::byte> encode_put(uint64_t nonce, std::span<const std::byte> key, std::span<const std::byte> value) {
+  std::vector<std::byte> out(sizeof(TxHeader) + sizeof(PutBody) + key.size() + value.size());
+  TxHeader header{uint32_t(out.size()), tx_format_version, uint8_t(TxType::put), 0, nonce};
+  PutBody body{uint16_t(key.size()), 0, uint32_t(value.size())};
+  std::memcpy(out.data(), &header, sizeof header);
+  std::memcpy(out.data() + sizeof header, &body, sizeof body);
+  if (!key.empty()) std::memcpy(out.data() + sizeof header + sizeof body, key.data(), key.size());
+  if (!value.empty())
+    std::memcpy(out.data() + sizeof header + sizeof body + key.size(), value.data(), value.size());
+  return out;
+}
+
+void write_credit(std::span<std::byte, credit_tx_bytes> out, const CreditBody& body, bool refund) {
+  // The nonce is the origin's position, so every credit's hash is distinct.
+  uint64_t nonce = (body.origin_height << 20) ^ body.origin_index;
+  TxHeader header{uint32_t(credit_tx_bytes), tx_format_version, uint8_t(TxType::credit),
+                  uint16_t(refund ? credit_flag_refund : 0), nonce};
+  std::memcpy(out.data(), &header, sizeof header);
+  std::memcpy(out.data() + sizeof header, &body, sizeof body);
+}
+
+}  // namespace keel::ledger
