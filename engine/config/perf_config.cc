@@ -44,6 +44,16 @@ constexpr std::array<Choice<IdleStrategy>, 3> idle_choices{{
     {"sleep", IdleStrategy::sleep},
 }};
 
+constexpr std::array<Choice<FsyncPolicy>, 2> fsync_choices{{
+    {"always", FsyncPolicy::always},
+    {"none", FsyncPolicy::none},
+}};
+
+constexpr std::array<Choice<PersistBackend>, 2> backend_choices{{
+    {"io_uring", PersistBackend::io_uring},
+    {"psync", PersistBackend::psync},
+}};
+
 constexpr std::array<Choice<TopologySource>, 3> source_choices{{
     {"host", TopologySource::host},
     {"synthetic", TopologySource::synthetic},
@@ -64,8 +74,8 @@ constexpr NameRule bare_key_rule{"[A-Za-z0-9_-]", true, true};  // TOML's bare k
 
 // The keys each table may hold; anything else is an error, so a typo never silently
 // leaves a default in place.
-constexpr std::string_view root_keys[] = {"engine", "topology", "layout", "tiles",
-                                          "rings",  "chain",    "pool",   "pipeline"};
+constexpr std::string_view root_keys[] = {"engine", "topology", "layout",   "tiles",  "rings",
+                                          "chain",  "pool",     "pipeline", "ledger", "load"};
 constexpr std::string_view engine_keys[] = {"instance", "idle", "idle_spin_polls",
                                             "idle_sleep_us_max", "tile_budget"};
 constexpr std::string_view topology_keys[] = {"source", "synthetic", "xml_path"};
@@ -78,7 +88,12 @@ constexpr TileClass TilesSection::*tile_class_members[] = {
 static_assert(std::size(tile_class_keys) == std::size(tile_class_members));
 constexpr std::string_view tile_keys[] = {"busy_poll", "weight"};
 constexpr std::string_view rings_keys[] = {"capacity", "slot_bytes", "arena_bytes"};
-constexpr std::string_view chain_keys[] = {"name", "shards"};
+constexpr std::string_view chain_keys[] = {"name", "shards", "block_txs_max", "block_us_max"};
+constexpr std::string_view ledger_keys[] = {"data_dir",          "fsync",       "persist_backend",
+                                            "segment_bytes_max", "snapshot_every_blocks",
+                                            "clients_max",       "client_in_flight_max"};
+constexpr std::string_view load_keys[] = {"enabled", "clients", "accounts_per_chain", "cross_shard_percent",
+                                          "rate_per_second"};
 constexpr std::string_view pool_keys[] = {"compute_type", "threads_per_node"};
 constexpr std::string_view pipeline_keys[] = {"enabled", "payload_bytes", "rate_per_second"};
 
@@ -421,6 +436,8 @@ Status read_chain(const TableReader& reader, FirstLines& first_lines,
   Status s = reader.expect_only(chain_keys);
   if (s) s = reader.read_required_name("name", chain_rule, chain.name);
   if (s) s = reader.read_integer("shards", 1, 256, chain.shards);
+  if (s) s = reader.read_integer("block_txs_max", 1, 65'536, chain.block_txs_max);
+  if (s) s = reader.read_integer("block_us_max", 1, 10'000'000, chain.block_us_max);
   if (s) s = reader.check_unique("name", "chain name", first_lines);
   if (s) chains.push_back(std::move(chain));
   return s;
@@ -459,6 +476,29 @@ Status read_pipeline(const TableReader& reader, PipelineSection& pipeline) {
   return s;
 }
 
+Status read_ledger(const TableReader& reader, LedgerSection& ledger) {
+  Status s = reader.expect_only(ledger_keys);
+  if (s) s = reader.read_string("data_dir", ledger.data_dir);
+  if (s && ledger.data_dir.empty()) s = reader.error(*reader.table().get("data_dir"), "data_dir", "must not be empty");
+  if (s) s = reader.read_choice("fsync", fsync_choices, ledger.fsync);
+  if (s) s = reader.read_choice("persist_backend", backend_choices, ledger.persist_backend);
+  if (s) s = reader.read_integer("segment_bytes_max", 1 << 20, int64_t(1) << 30, ledger.segment_bytes_max);
+  if (s) s = reader.read_integer("snapshot_every_blocks", 0, 1'000'000, ledger.snapshot_every_blocks);
+  if (s) s = reader.read_integer("clients_max", 1, 256, ledger.clients_max);
+  if (s) s = reader.read_power_of_two("client_in_flight_max", 16, 65'536, ledger.client_in_flight_max);
+  return s;
+}
+
+Status read_load(const TableReader& reader, LoadSection& load) {
+  Status s = reader.expect_only(load_keys);
+  if (s) s = reader.read_bool("enabled", load.enabled);
+  if (s) s = reader.read_integer("clients", 1, 64, load.clients);
+  if (s) s = reader.read_integer("accounts_per_chain", 2, 100'000'000, load.accounts_per_chain);
+  if (s) s = reader.read_integer("cross_shard_percent", 0, 100, load.cross_shard_percent);
+  if (s) s = reader.read_integer("rate_per_second", 0, 1'000'000'000, load.rate_per_second);
+  return s;
+}
+
 // A payload that does not fit in its slot beside the header travels in the ring's payload
 // arena, which must then hold arena_payloads_min payloads.
 Status check_payload_fits(const TableReader& root, const PerfConfig& config) {
@@ -489,6 +529,8 @@ Status read_document(const TableReader& root, PerfConfig& config) {
   if (s) s = read_chains(root, config.chains);
   if (s) s = read_pools(root, config.pools);
   if (s) s = read_section(root, "pipeline", read_pipeline, config.pipeline);
+  if (s) s = read_section(root, "ledger", read_ledger, config.ledger);
+  if (s) s = read_section(root, "load", read_load, config.load);
   if (s) s = check_payload_fits(root, config);
   return s;
 }
@@ -550,6 +592,20 @@ std::string_view to_string(IdleStrategy idle) {
     if (choice.value == idle) return choice.name;
   }
   assert(false && "IdleStrategy value without a name");
+  return "?";
+}
+
+std::string_view to_string(FsyncPolicy fsync) {
+  for (const Choice<FsyncPolicy>& choice : fsync_choices) {
+    if (choice.value == fsync) return choice.name;
+  }
+  return "?";
+}
+
+std::string_view to_string(PersistBackend backend) {
+  for (const Choice<PersistBackend>& choice : backend_choices) {
+    if (choice.value == backend) return choice.name;
+  }
   return "?";
 }
 

@@ -32,10 +32,38 @@ struct TileClass {
   uint32_t weight = 1;
 };
 
-// One ledger ("chain") and how many shards split it by key.
+// One ledger ("chain"), how many shards split it by key, and when a shard seals a block:
+// once it holds block_txs_max transactions or its first one is block_us_max old.
 struct ChainConfig {
   std::string name;
   uint32_t shards = 1;
+  uint32_t block_txs_max = 8192;
+  uint32_t block_us_max = 2000;
+};
+
+// Whether a group commit ends in fdatasync (always) or not (none: benchmarks only; receipts
+// then say nothing about durability, and the engine says so when it starts).
+enum class FsyncPolicy { always, none };
+// How the persist tile writes: io_uring, or pwritev + fdatasync where io_uring is blocked.
+enum class PersistBackend { io_uring, psync };
+
+struct LedgerSection {
+  std::string data_dir = "data";         // resolved against the working directory
+  FsyncPolicy fsync = FsyncPolicy::always;
+  PersistBackend persist_backend = PersistBackend::io_uring;
+  uint64_t segment_bytes_max = 64 << 20;  // a log segment file is rotated past this size
+  uint32_t snapshot_every_blocks = 1024;  // 0 = no snapshots
+  uint32_t clients_max = 16;              // client slots in the segment
+  uint32_t client_in_flight_max = 4096;   // submissions without a receipt, per client
+};
+
+// The load generator `keel run` starts (child processes using the client library).
+struct LoadSection {
+  bool enabled = true;
+  uint32_t clients = 2;                  // generator processes, each spread over every chain
+  uint32_t accounts_per_chain = 10000;
+  uint32_t cross_shard_percent = 10;     // transfers whose accounts live on different shards
+  uint64_t rate_per_second = 0;          // per client; 0 = as fast as backpressure allows
 };
 
 // One worker pool per NUMA node for a compute type.
@@ -89,6 +117,8 @@ struct PerfConfig {
   std::vector<ChainConfig> chains;
   std::vector<PoolConfig> pools;
   PipelineSection pipeline;
+  LedgerSection ledger;
+  LoadSection load;
 };
 
 // Reads the file at path and parses it as parse_perf_config does, with path in every
@@ -107,5 +137,7 @@ std::string_view to_string(IdleStrategy idle);
 
 // The spelling used in the config file: "host", "synthetic", "xml".
 std::string_view to_string(TopologySource source);
+std::string_view to_string(FsyncPolicy fsync);
+std::string_view to_string(PersistBackend backend);
 
 }  // namespace keel::config

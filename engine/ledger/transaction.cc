@@ -27,6 +27,8 @@ std::string_view status_text(TxStatus status) {
     case TxStatus::credit_refunded: return "credit refused (no such account or overflow), refunded";
     case TxStatus::duplicate_credit: return "credit already applied";
     case TxStatus::wrong_shard: return "routed to a shard that does not own it";
+    case TxStatus::unknown_chain: return "no such chain";
+    case TxStatus::engine_stopping: return "the engine is stopping";
   }
   return "unknown status";
 }
@@ -34,6 +36,10 @@ std::string_view status_text(TxStatus status) {
 bool status_is_malformed(TxStatus status) {
   uint16_t code = static_cast<uint16_t>(status);
   return code >= 1 && code < 20;
+}
+
+bool status_is_unordered(TxStatus status) {
+  return status_is_malformed(status) || status == TxStatus::unknown_chain || status == TxStatus::engine_stopping;
 }
 
 namespace {

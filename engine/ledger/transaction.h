@@ -64,12 +64,17 @@ enum class TxStatus : uint16_t {
   credit_refunded = 30,   // a cross-shard credit found no account (or overflowed): sent back
   duplicate_credit = 31,  // internal: a credit already applied (after a restart); never ordered
   wrong_shard = 32,       // routed to a shard that does not own it (an engine bug, not a client's)
+  // Refused by the engine before ordering (receipt height 0).
+  unknown_chain = 40,
+  engine_stopping = 41,
 };
 
 // One line naming the reason, e.g. "insufficient funds".
 std::string_view status_text(TxStatus status);
-// True for statuses given before ordering (the transaction is in no block).
+// True for malformed transactions (refused before ordering, in no block).
 bool status_is_malformed(TxStatus status);
+// True for every status given before ordering: malformed or refused by the engine.
+bool status_is_unordered(TxStatus status);
 
 struct TxHeader {
   uint32_t length;  // the whole transaction, header included

@@ -1,7 +1,6 @@
 #include "engine/pipeline/pipeline_run.h"
 
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -10,89 +9,14 @@
 #include <memory>
 #include <new>
 
+#include "engine/core/process.h"
 #include "engine/pipeline/pipeline.h"
 #include "numa/binding.h"
 #include "shm/segment.h"
 
-extern char** environ;
-
 namespace keel::engine::pipeline {
 
 namespace {
-
-// Blocks SIGINT and SIGTERM for this thread and every thread it starts, so that the
-// run loop alone takes them (sigtimedwait) and turns them into a drain.
-class BlockedStopSignals {
- public:
-  BlockedStopSignals() {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set_, &previous_);
-  }
-  ~BlockedStopSignals() { pthread_sigmask(SIG_SETMASK, &previous_, nullptr); }
-  // Waits up to `timeout_ms` for a stop signal; true if one came.
-  bool wait(uint64_t timeout_ms) const {
-    timespec timeout{time_t(timeout_ms / 1000), long(timeout_ms % 1000) * 1'000'000};
-    return sigtimedwait(&set_, nullptr, &timeout) > 0;
-  }
-
- private:
-  sigset_t set_, previous_;
-};
-
-// The relay child: started with posix_spawn (a fresh keel process that attaches the
-// segment by name), killed and reaped if this object dies first.
-class RelayProcess {
- public:
-  Result<void> start(const std::string& executable, const std::string& segment_name,
-                     const numa::PlannedCore& core, bool bind) {
-    std::vector<std::string> arguments = {"keel", "pipeline-relay", "--segment", segment_name};
-    if (bind) {
-      arguments.insert(arguments.end(), {"--pu", std::to_string(core.pu_os_index), "--node",
-                                         std::to_string(core.node_os_index)});
-    }
-    std::vector<char*> argv;
-    for (std::string& argument : arguments) argv.push_back(argument.data());
-    argv.push_back(nullptr);
-    posix_spawnattr_t attributes;
-    posix_spawnattr_init(&attributes);
-    sigset_t empty;
-    sigemptyset(&empty);
-    posix_spawnattr_setsigmask(&attributes, &empty);  // our blocked stop signals are ours alone
-    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
-    int error = posix_spawn(&pid_, executable.c_str(), nullptr, &attributes, argv.data(), environ);
-    posix_spawnattr_destroy(&attributes);
-    if (error != 0) {
-      pid_ = -1;
-      return make_error("relay process", "cannot start " + executable + ": " + std::strerror(error));
-    }
-    return {};
-  }
-  // True once the child has exited; `status` then holds its wait status.
-  bool exited(int& status) {
-    if (pid_ <= 0) return true;
-    if (waitpid(pid_, &status, WNOHANG) != pid_) return false;
-    pid_ = -1;
-    return true;
-  }
-  int pid() const { return pid_; }
-  ~RelayProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-
- private:
-  pid_t pid_ = -1;
-};
-
-std::string describe_exit(int status) {
-  if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return std::string("signal ") + strsignal(WTERMSIG(status));
-  return "unknown status";
-}
 
 Result<const numa::PlannedCore*> planned_core(const numa::Plan& plan, const char* tile) {
   const numa::PlannedCore* core = numa::find_tile(plan, tile);
@@ -158,8 +82,13 @@ Result<PipelineReport> run_pipeline(const config::PerfConfig& config, const numa
   if (!sink) return sink.error();
 
   BlockedStopSignals stop_signals;
-  RelayProcess relay;
-  if (Result<void> started = relay.start(options.self_executable, segment->name(), **relay_core, bind); !started) {
+  ChildProcess relay;
+  std::vector<std::string> arguments = {"keel", "pipeline-relay", "--segment", segment->name()};
+  if (bind) {
+    arguments.insert(arguments.end(), {"--pu", std::to_string((*relay_core)->pu_os_index), "--node",
+                                       std::to_string((*relay_core)->node_os_index)});
+  }
+  if (Result<void> started = relay.start(options.self_executable, arguments, "relay process"); !started) {
     return started.error();
   }
   std::vector<std::unique_ptr<Core>> cores;
