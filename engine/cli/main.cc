@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "engine/cli/ledger_commands.h"
 #include "engine/cli/version.h"
 #include "engine/config/perf_config.h"
 #include "engine/core/engine_plan.h"
@@ -114,17 +115,20 @@ int run_command(const std::string& config_path, const std::string& topology_over
   if (!duration_ms) return fail(duration_ms.error());
   Result<Planned> planned = load_and_plan(config_path, topology_override);
   if (!planned) return fail(planned.error());
+  bool pipeline_job = planned->config.pipeline.enabled;
   size_t waiting = 0;
   for (const numa::PlannedCore& core : planned->plan.cores) {
-    for (const numa::PlannedTile& tile : core.tiles) waiting += !engine::tile_kind_is_implemented(tile.kind);
+    for (const numa::PlannedTile& tile : core.tiles) waiting += !engine::tile_kind_is_implemented(tile.kind, pipeline_job);
   }
   if (!json) {
     std::printf("keel run: %s on %s\n", config_path.c_str(), planned->plan.topology_description.c_str());
     if (waiting != 0) {
-      std::printf("note: %zu planned tiles (shards, schedulers, persist, balancer, timer) are placed but not run yet: "
-                  "this build runs the synthetic pipeline\n", waiting);
+      std::printf("note: %zu planned tiles are placed but not run yet (%s)\n", waiting,
+                  pipeline_job ? "this config runs the synthetic pipeline" : "schedulers, balancer and timer come with later issues");
     }
   }
+  if (!pipeline_job)
+    return run_ledger_command(planned->config, planned->topology, planned->plan, config_path, *duration_ms, json);
   Result<engine::pipeline::PipelineReport> report =
       engine::pipeline::run_pipeline(planned->config, planned->topology, planned->plan, {*duration_ms, "/proc/self/exe"});
   if (!report) return fail(report.error());
@@ -183,6 +187,40 @@ int main(int argc, char** argv) {
   relay->add_option("--pu", pu);
   relay->add_option("--node", node);
 
+  CLI::App* load = app.add_subcommand("load", "(internal) the load generator `keel run` starts");
+  load->group("");
+  std::string load_duration = "10s";
+  uint32_t client_index = 0;
+  load->add_option("--segment", segment_name)->required();
+  load->add_option("--config", config_path)->required();
+  load->add_option("--client", client_index);
+  load->add_option("--duration", load_duration);
+
+  std::string data_dir = "data/default";
+  CLI::App* verify = app.add_subcommand("verify", "check every chain in a data directory (checksums, hash chain, Merkle roots, replay)");
+  verify->add_option("--data-dir", data_dir, "the [ledger] data_dir to check")->capture_default_str();
+  verify->add_flag("--json", json, "print one JSON object");
+
+  SubmitRequest submit_request;
+  CLI::App* submit = app.add_subcommand("submit", "submit one transaction to a running engine and wait for its durable receipt");
+  submit->add_option("--instance", submit_request.instance, "engine instance ([engine] instance)")->capture_default_str();
+  submit->add_option("--chain", submit_request.chain, "chain name")->required();
+  submit->add_option("--timeout-ms", submit_request.timeout_ms, "how long to wait for the receipt")->capture_default_str();
+  submit->add_option("--nonce", submit_request.nonce, "transaction nonce (default: from the clock)");
+  submit->add_flag("--json", submit_request.json, "print the receipt as JSON");
+  submit->require_subcommand(1);
+  CLI::App* create_account = submit->add_subcommand("create-account", "open an account");
+  create_account->add_option("--account", submit_request.account)->required();
+  create_account->add_option("--balance", submit_request.balance, "opening balance")->capture_default_str();
+  create_account->add_flag("--overdraft", submit_request.overdraft, "allow the balance to go negative");
+  CLI::App* transfer = submit->add_subcommand("transfer", "move an amount between two accounts");
+  transfer->add_option("--from", submit_request.from)->required();
+  transfer->add_option("--to", submit_request.to)->required();
+  transfer->add_option("--amount", submit_request.amount)->required();
+  CLI::App* put = submit->add_subcommand("put", "set a key to a value");
+  put->add_option("--key", submit_request.key)->required();
+  put->add_option("--value", submit_request.value)->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   if (show_version || version->parsed()) {
     std::fputs(version_report().c_str(), stdout);
@@ -192,6 +230,17 @@ int main(int argc, char** argv) {
   if (run->parsed()) return run_command(config_path, topology_override, duration, json);
   if (bench_ring->parsed()) return keel::perf::run_ring_bench(ring_options);
   if (relay->parsed()) return keel::engine::pipeline::run_relay_process(segment_name, pu, node);
+  if (load->parsed()) {
+    keel::Result<uint64_t> load_duration_ms = parse_duration_ms(load_duration);
+    if (!load_duration_ms) return fail(load_duration_ms.error());
+    return load_command(config_path, segment_name, client_index, *load_duration_ms);
+  }
+  if (verify->parsed()) return verify_command(data_dir, json);
+  if (submit->parsed()) {
+    for (CLI::App* kind : {create_account, transfer, put})
+      if (kind->parsed()) submit_request.kind = kind->get_name();
+    return submit_command(submit_request);
+  }
   std::fputs(app.help().c_str(), stdout);
   return 0;
 }

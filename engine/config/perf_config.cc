@@ -80,11 +80,11 @@ constexpr std::string_view engine_keys[] = {"instance", "idle", "idle_spin_polls
                                             "idle_sleep_us_max", "tile_budget"};
 constexpr std::string_view topology_keys[] = {"source", "synthetic", "xml_path"};
 constexpr std::string_view layout_keys[] = {"compute_cores_per_node"};
-constexpr std::string_view tile_class_keys[] = {"shard",    "scheduler", "persist",
-                                                "balancer", "timer",     "pipeline"};
+constexpr std::string_view tile_class_keys[] = {"shard", "scheduler", "persist", "balancer",
+                                                "timer", "pipeline",  "gateway"};
 constexpr TileClass TilesSection::*tile_class_members[] = {
-    &TilesSection::shard,    &TilesSection::scheduler, &TilesSection::persist,
-    &TilesSection::balancer, &TilesSection::timer,     &TilesSection::pipeline};
+    &TilesSection::shard,    &TilesSection::scheduler, &TilesSection::persist, &TilesSection::balancer,
+    &TilesSection::timer,    &TilesSection::pipeline,  &TilesSection::gateway};
 static_assert(std::size(tile_class_keys) == std::size(tile_class_members));
 constexpr std::string_view tile_keys[] = {"busy_poll", "weight"};
 constexpr std::string_view rings_keys[] = {"capacity", "slot_bytes", "arena_bytes"};

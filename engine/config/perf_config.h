@@ -92,7 +92,7 @@ struct LayoutSection {
 
 struct TilesSection {
   TileClass shard{false, 4}, scheduler{false, 2}, persist{false, 2}, balancer{false, 1},
-      timer{false, 1}, pipeline{false, 2};
+      timer{false, 1}, pipeline{false, 2}, gateway{false, 2};
 };
 
 struct RingsSection {
@@ -102,7 +102,7 @@ struct RingsSection {
 };
 
 struct PipelineSection {
-  bool enabled = true;
+  bool enabled = false;  // true: `keel run` runs the synthetic pipeline instead of the ledger
   uint32_t payload_bytes = 32;
   uint64_t rate_per_second = 0;  // 0 = as fast as backpressure allows
 };

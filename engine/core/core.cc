@@ -112,6 +112,7 @@ Result<void> Core::start() {
     }
     bound.set_value(Result<void>{});
     loop_.run();
+    finished_.store(true, std::memory_order_release);
   });
   Result<void> result = bound_result.get();
   if (!result) thread_.join();

@@ -100,12 +100,15 @@ class Core {
   void begin_drain() { loop_.begin_drain(); }
   void stop_now() { loop_.stop_now(); }
   void join();
+  // True once the loop has returned (every tile quiescent after a drain, or stop_now).
+  bool finished() const { return finished_.load(std::memory_order_acquire); }
   const CoreStats& stats() const { return loop_.stats(); }
   const std::string& name() const { return loop_.options().name; }
 
  private:
   CoreLoop loop_;
   std::thread thread_;
+  std::atomic<bool> finished_{false};
 };
 
 }  // namespace keel::engine

@@ -38,10 +38,15 @@ numa::PlanRequest plan_request(const config::PerfConfig& config) {
     for (const char* name : {"pipeline.source", "pipeline.relay", "pipeline.sink"}) {
       request.extra_tiles.push_back({name, "pipeline", tile_class(config.tiles.pipeline)});
     }
+  } else {
+    request.extra_tiles.push_back({"gateway", "gateway", tile_class(config.tiles.gateway)});
   }
   return request;
 }
 
-bool tile_kind_is_implemented(std::string_view kind) { return kind == "pipeline"; }
+bool tile_kind_is_implemented(std::string_view kind, bool pipeline_job) {
+  if (pipeline_job) return kind == "pipeline";
+  return kind == "shard" || kind == "persist" || kind == "gateway";
+}
 
 }  // namespace keel::engine

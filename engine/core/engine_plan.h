@@ -19,11 +19,12 @@ namespace keel::engine {
 Result<numa::Topology> load_topology(const config::PerfConfig& config, const std::string& override_spec);
 
 // The placement request for everything the config asks for: chains' shards, the
-// per-node schedulers, persist, balancer and timer tiles, pools, and the synthetic
-// pipeline's three tiles when [pipeline] is enabled.
+// per-node schedulers, persist, balancer and timer tiles, pools, and either the synthetic
+// pipeline's three tiles ([pipeline] enabled) or the ledger's client gateway.
 numa::PlanRequest plan_request(const config::PerfConfig& config);
 
-// Tile kinds this build runs; the plan also places tiles later issues implement.
-bool tile_kind_is_implemented(std::string_view kind);
+// Tile kinds this build runs for a job (the synthetic pipeline or the ledger); the plan
+// also places tiles later issues implement.
+bool tile_kind_is_implemented(std::string_view kind, bool pipeline_job);
 
 }  // namespace keel::engine

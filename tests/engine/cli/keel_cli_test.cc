@@ -125,11 +125,14 @@ class KeelCli : public ::testing::Test {
     return "cli-test-" + purpose + "-" + std::to_string(getpid());
   }
 
-  // perf/default.toml with [engine] instance changed and `edits` (from → to) applied.
+  // perf/default.toml with [engine] instance changed, the data directory moved into the
+  // test's directory, and `edits` (from → to) applied.
   fs::path default_config_copy(const std::string& instance_name,
                                const std::vector<std::pair<std::string, std::string>>& edits = {}) {
     std::string text = read_file(fs::path(KEEL_SOURCE_DIR) / "perf/default.toml");
-    std::vector<std::pair<std::string, std::string>> all = {{"instance = \"default\"", "instance = \"" + instance_name + "\""}};
+    std::vector<std::pair<std::string, std::string>> all = {
+        {"instance = \"default\"", "instance = \"" + instance_name + "\""},
+        {"data_dir = \"data/default\"", "data_dir = \"" + (directory_ / ("data-" + instance_name)).string() + "\""}};
     all.insert(all.end(), edits.begin(), edits.end());
     for (const auto& [from, to] : all) {
       size_t at = text.find(from);
@@ -139,6 +142,11 @@ class KeelCli : public ::testing::Test {
     fs::path path = directory_ / (instance_name + ".toml");
     write_file(path, text);
     return path;
+  }
+
+  // The same, running the synthetic pipeline of issue 2 instead of the ledger.
+  fs::path pipeline_config_copy(const std::string& instance_name) {
+    return default_config_copy(instance_name, {{"[pipeline]\nenabled = false", "[pipeline]\nenabled = true"}});
   }
 
   fs::path directory_;
@@ -169,7 +177,7 @@ bool wait_until_running(const std::string& instance_name, Clock::time_point star
 
 TEST_F(KeelCli, RunForOneSecondReportsIntactMessagesAndRemovesItsSegment) {
   std::string name = instance("run");
-  fs::path config = default_config_copy(name);
+  fs::path config = pipeline_config_copy(name);
   Outcome outcome = keel({"run", "--config", config, "--duration", "1s", "--json"});
   ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
   nlohmann::json report = parse_report(outcome);
@@ -180,7 +188,7 @@ TEST_F(KeelCli, RunForOneSecondReportsIntactMessagesAndRemovesItsSegment) {
 
 TEST_F(KeelCli, SigintDrainsAndExitsCleanly) {
   std::string name = instance("sigint");
-  fs::path config = default_config_copy(name);
+  fs::path config = pipeline_config_copy(name);
   Clock::time_point started = Clock::now();
   KeelProcess process(directory_, {"run", "--config", config, "--duration", "60s", "--json"});
   ASSERT_TRUE(wait_until_running(name, started)) << "keel never created its segment";
@@ -199,7 +207,7 @@ TEST_F(KeelCli, SigintDrainsAndExitsCleanly) {
 // run_relay_process). Enable it with the fix.
 TEST_F(KeelCli, SigtermToTheWholeProcessGroupDrainsCleanly) {
   std::string name = instance("sigterm-group");
-  fs::path config = default_config_copy(name);
+  fs::path config = pipeline_config_copy(name);
   Clock::time_point started = Clock::now();
   KeelProcess process(directory_, {"run", "--config", config, "--duration", "60s", "--json"}, true);
   ASSERT_TRUE(wait_until_running(name, started)) << "keel never created its segment";

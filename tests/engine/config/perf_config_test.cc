@@ -65,7 +65,13 @@ TEST(PerfConfig, EmptyTextGivesEveryDefault) {
   EXPECT_EQ(config.rings.arena_bytes, 1u << 20);
   EXPECT_TRUE(config.chains.empty());
   EXPECT_TRUE(config.pools.empty());
-  EXPECT_TRUE(config.pipeline.enabled);
+  EXPECT_FALSE(config.pipeline.enabled);
+  EXPECT_EQ(config.ledger.data_dir, "data");
+  EXPECT_EQ(config.ledger.fsync, FsyncPolicy::always);
+  EXPECT_EQ(config.ledger.persist_backend, PersistBackend::io_uring);
+  EXPECT_EQ(config.ledger.client_in_flight_max, 4096u);
+  EXPECT_TRUE(config.load.enabled);
+  EXPECT_EQ(config.tiles.gateway.weight, 2u);
   EXPECT_EQ(config.pipeline.payload_bytes, 32u);
   EXPECT_EQ(config.pipeline.rate_per_second, 0u);
 }
@@ -334,6 +340,28 @@ TEST_F(PerfConfigFile, UnreadableFile) {
   EXPECT_EQ(config.error().message, huge + ": cannot read: larger than 1048576 bytes");
 }
 
+TEST(PerfConfig, LedgerAndLoadKnobsAreChecked) {
+  auto error_of = [](std::string_view text) {
+    Result<PerfConfig> config = parse_perf_config(text, "t.toml");
+    return config ? std::string("accepted") : config.error().message;
+  };
+  EXPECT_EQ(error_of("[ledger]\nfsync = \"sometimes\"\n"),
+            "t.toml:2:9: ledger.fsync: must be one of \"always\", \"none\", got \"sometimes\"");
+  EXPECT_EQ(error_of("[ledger]\npersist_backend = \"aio\"\n"),
+            "t.toml:2:19: ledger.persist_backend: must be one of \"io_uring\", \"psync\", got \"aio\"");
+  EXPECT_NE(error_of("[ledger]\nclient_in_flight_max = 1000\n").find("ledger.client_in_flight_max"), std::string::npos);
+  EXPECT_NE(error_of("[ledger]\ndata_dir = \"\"\n").find("ledger.data_dir: must not be empty"), std::string::npos);
+  EXPECT_NE(error_of("[load]\ncross_shard_percent = 101\n").find("load.cross_shard_percent"), std::string::npos);
+  EXPECT_NE(error_of("[[chain]]\nname = \"a\"\nblock_txs_max = 0\n").find("chain[0].block_txs_max"), std::string::npos);
+  EXPECT_NE(error_of("[load]\nbogus = 1\n").find("load.bogus: unknown key"), std::string::npos);
+  Result<PerfConfig> config = parse_perf_config(
+      "[ledger]\nfsync = \"none\"\npersist_backend = \"psync\"\n[[chain]]\nname = \"a\"\nblock_us_max = 7\n", "t.toml");
+  ASSERT_TRUE(config) << config.error().message;
+  EXPECT_EQ(config->ledger.fsync, FsyncPolicy::none);
+  EXPECT_EQ(config->ledger.persist_backend, PersistBackend::psync);
+  EXPECT_EQ(config->chains[0].block_us_max, 7u);
+}
+
 TEST(PerfConfigShipped, DefaultFitsALaptop) {
   Result<PerfConfig> config = load_perf_config(KEEL_SOURCE_DIR "/perf/default.toml");
   ASSERT_TRUE(config) << config.error().message;
@@ -347,13 +375,17 @@ TEST(PerfConfigShipped, DefaultFitsALaptop) {
   EXPECT_EQ(config->rings.slot_bytes, 64u);
   ASSERT_EQ(config->chains.size(), 2u);
   EXPECT_EQ(config->chains[0].name, "payments");
-  EXPECT_EQ(config->chains[0].shards, 1u);
+  EXPECT_EQ(config->chains[0].shards, 2u);
+  EXPECT_EQ(config->chains[0].block_txs_max, 8192u);
   EXPECT_EQ(config->chains[1].name, "settlement");
   EXPECT_EQ(config->chains[1].shards, 1u);
   ASSERT_EQ(config->pools.size(), 1u);
   EXPECT_EQ(config->pools[0].compute_type, "noop");
   EXPECT_EQ(config->pools[0].threads_per_node, 1u);
-  EXPECT_TRUE(config->pipeline.enabled);
+  EXPECT_FALSE(config->pipeline.enabled);
+  EXPECT_EQ(config->ledger.data_dir, "data/default");
+  EXPECT_TRUE(config->load.enabled);
+  EXPECT_EQ(config->load.clients, 2u);
   EXPECT_EQ(config->pipeline.payload_bytes, 32u);
 }
 

@@ -1,0 +1,172 @@
+#include "engine/cli/ledger_commands.h"
+
+#include <cstdio>
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/client/client.h"
+#include "engine/ledger/hash.h"
+#include "engine/ledger/transaction.h"
+#include "engine/node/ledger_run.h"
+#include "engine/node/load_generator.h"
+#include "engine/node/verify.h"
+#include "shm/segment.h"
+
+namespace keel::cli {
+
+namespace {
+
+int fail(const Error& error) {
+  std::fprintf(stderr, "keel: %s\n", error.message.c_str());
+  return 2;
+}
+
+nlohmann::json report_json(const node::LedgerReport& report) {
+  nlohmann::json json = {{"duration_s", report.duration_s},     {"persist_backend", report.persist_backend},
+                         {"fsync", report.fsync},               {"group_commits", report.commits},
+                         {"blocks_recovered", report.blocks_recovered},
+                         {"stopped_by_signal", report.stopped_by_signal}, {"notes", report.notes}};
+  json["chains"] = nlohmann::json::array();
+  for (const node::ChainReport& chain : report.chains)
+    json["chains"].push_back({{"name", chain.name},
+                              {"shards", chain.shards},
+                              {"height_max", chain.height_max},
+                              {"committed_txs", chain.committed_txs},
+                              {"rejected_txs", chain.rejected_txs},
+                              {"committed_per_second", chain.committed_per_second},
+                              {"commit_latency_us_mean", chain.commit_latency_us_mean},
+                              {"commit_latency_us_max", chain.commit_latency_us_max},
+                              {"client_receipts", chain.client_receipts},
+                              {"client_latency_us_p50", chain.client_latency_us_p50},
+                              {"client_latency_us_p99", chain.client_latency_us_p99}});
+  return json;
+}
+
+void print_report(const node::LedgerReport& report) {
+  std::printf("ledger: %.1f s, persist %s, fsync %s, %llu group commits, %llu blocks recovered at start%s\n",
+              report.duration_s, report.persist_backend.c_str(), report.fsync.c_str(),
+              (unsigned long long)report.commits, (unsigned long long)report.blocks_recovered,
+              report.stopped_by_signal ? " (stopped by signal)" : "");
+  std::printf("%-16s %6s %10s %12s %10s %12s %12s %12s %12s\n", "chain", "shards", "height", "committed", "tx/s",
+              "commit mean", "commit max", "client p50", "client p99");
+  for (const node::ChainReport& chain : report.chains)
+    std::printf("%-16s %6u %10llu %12llu %10.0f %10.0fus %10lluus %10lluus %10lluus\n", chain.name.c_str(), chain.shards,
+                (unsigned long long)chain.height_max, (unsigned long long)chain.committed_txs,
+                chain.committed_per_second, chain.commit_latency_us_mean,
+                (unsigned long long)chain.commit_latency_us_max, (unsigned long long)chain.client_latency_us_p50,
+                (unsigned long long)chain.client_latency_us_p99);
+}
+
+Result<std::vector<std::byte>> build_transaction(const SubmitRequest& request, uint64_t nonce) {
+  auto bytes = [](const std::string& text) { return std::as_bytes(std::span(text.data(), text.size())); };
+  if (request.kind == "create-account")
+    return ledger::encode_create_account(nonce, request.account, request.balance,
+                                         request.overdraft ? ledger::account_flag_allow_overdraft : 0);
+  if (request.kind == "transfer") return ledger::encode_transfer(nonce, request.from, request.to, request.amount);
+  if (request.kind == "put") {
+    if (request.key.empty() || request.key.size() > ledger::put_key_bytes_max)
+      return make_error("--key", "must be 1 to " + std::to_string(ledger::put_key_bytes_max) + " bytes");
+    if (request.value.size() > ledger::put_value_bytes_max)
+      return make_error("--value", "must be at most " + std::to_string(ledger::put_value_bytes_max) + " bytes");
+    return ledger::encode_put(nonce, bytes(request.key), bytes(request.value));
+  }
+  return make_error("keel submit", "unknown transaction kind '" + request.kind + "'");
+}
+
+}  // namespace
+
+int run_ledger_command(const config::PerfConfig& config, const numa::Topology& topology, const numa::Plan& plan,
+                       const std::string& config_path, uint64_t duration_ms, bool json) {
+  Result<node::LedgerReport> report = node::run_ledger(config, topology, plan, {duration_ms, "/proc/self/exe", config_path});
+  if (!report) return fail(report.error());
+  if (json) {
+    std::printf("%s\n", report_json(*report).dump().c_str());
+    return 0;
+  }
+  for (const std::string& note : report->notes) std::printf("note: %s\n", note.c_str());
+  print_report(*report);
+  return 0;
+}
+
+int load_command(const std::string& config_path, const std::string& segment, uint32_t client_index,
+                 uint64_t duration_ms) {
+  Result<config::PerfConfig> config = config::load_perf_config(config_path);
+  if (!config) return fail(config.error());
+  return node::run_load_process(*config, {segment, client_index, duration_ms});
+}
+
+int verify_command(const std::string& data_dir, bool json) {
+  Result<node::VerifyReport> report = node::verify_data_dir(data_dir);
+  if (!report) return fail(report.error());
+  if (json) {
+    nlohmann::json chains = nlohmann::json::array();
+    for (const node::ChainVerdict& chain : report->chains) {
+      nlohmann::json shards = nlohmann::json::array();
+      for (const node::ShardVerdict& shard : chain.shards)
+        shards.push_back({{"shard", shard.shard}, {"height", shard.height}, {"blocks", shard.blocks},
+                          {"transactions", shard.transactions}, {"last_block_hash", shard.last_block_hash},
+                          {"torn_tail", shard.torn_tail}});
+      chains.push_back({{"name", chain.name}, {"ok", chain.problems.empty()}, {"problems", chain.problems},
+                        {"opened_total", chain.opened_total}, {"balance_total", chain.balance_total},
+                        {"credits_in_flight", chain.credits_in_flight}, {"shards", shards}});
+    }
+    std::printf("%s\n", nlohmann::json{{"data_dir", data_dir}, {"ok", report->ok()}, {"chains", chains}}.dump().c_str());
+    return report->ok() ? 0 : 1;
+  }
+  for (const node::ChainVerdict& chain : report->chains) {
+    uint64_t blocks = 0, transactions = 0;
+    for (const node::ShardVerdict& shard : chain.shards) {
+      blocks += shard.blocks;
+      transactions += shard.transactions;
+    }
+    std::printf("%-16s %s: %zu shard(s), %llu blocks, %llu transactions, balances %lld + in flight %lld = openings %lld\n",
+                chain.name.c_str(), chain.problems.empty() ? "ok" : "FAILED", chain.shards.size(),
+                (unsigned long long)blocks, (unsigned long long)transactions, (long long)chain.balance_total,
+                (long long)chain.credits_in_flight, (long long)chain.opened_total);
+    for (const node::ShardVerdict& shard : chain.shards)
+      if (!shard.torn_tail.empty()) std::printf("  note: shard %u has a torn tail (cut at the next start): %s\n", shard.shard, shard.torn_tail.c_str());
+    for (const std::string& problem : chain.problems) std::printf("  problem: %s\n", problem.c_str());
+  }
+  if (report->chains.empty()) std::printf("%s: no chains\n", data_dir.c_str());
+  return report->ok() ? 0 : 1;
+}
+
+int submit_command(const SubmitRequest& request) {
+  Result<std::unique_ptr<client::Client>> client = client::Client::attach("keel-" + request.instance);
+  if (!client) return fail(client.error());
+  Result<uint32_t> chain = (*client)->chain_index(request.chain);
+  if (!chain) return fail(chain.error());
+  uint64_t nonce = request.nonce != 0 ? request.nonce : shm::monotonic_ns();
+  Result<std::vector<std::byte>> tx = build_transaction(request, nonce);
+  if (!tx) return fail(tx.error());
+  uint64_t deadline_ns = shm::monotonic_ns() + uint64_t(request.timeout_ms) * 1'000'000;
+  for (;;) {
+    Result<bool> queued = (*client)->try_submit(*chain, 1, *tx);
+    if (!queued) return fail(queued.error());
+    if (*queued) break;
+    if (shm::monotonic_ns() > deadline_ns) return fail(make_error("keel submit", "the engine did not take the transaction in time"));
+  }
+  client::ReceiptMessage receipt{};
+  while ((*client)->wait_receipts(std::span(&receipt, 1), 100) == 0) {
+    if (shm::monotonic_ns() > deadline_ns || !(*client)->engine_alive())
+      return fail(make_error("keel submit", "no receipt within " + std::to_string(request.timeout_ms) + " ms"));
+  }
+  ledger::Hash32 hash;
+  std::memcpy(hash.bytes.data(), receipt.tx_hash, 32);
+  auto status = ledger::TxStatus(receipt.status);
+  if (request.json) {
+    std::printf("%s\n", nlohmann::json{{"tx_hash", ledger::to_hex(hash)},
+                                       {"height", receipt.height},
+                                       {"status", std::string(ledger::status_text(status))},
+                                       {"applied", status == ledger::TxStatus::applied}}
+                            .dump()
+                            .c_str());
+  } else {
+    std::printf("%s %s: %s (block %llu)\n", request.kind.c_str(), ledger::to_hex(hash).c_str(),
+                std::string(ledger::status_text(status)).c_str(), (unsigned long long)receipt.height);
+  }
+  return status == ledger::TxStatus::applied ? 0 : 3;
+}
+
+}  // namespace keel::cli

@@ -1,0 +1,42 @@
+// engine/cli/ledger_commands.h: the `keel` subcommands of the ledger — `run` (when the
+// config runs the ledger), `load` (the generator `run` starts) and `submit`.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "engine/config/perf_config.h"
+#include "numa/placement.h"
+#include "numa/topology.h"
+
+namespace keel::cli {
+
+// Runs the ledger engine and prints per-chain figures (or one JSON object).
+int run_ledger_command(const config::PerfConfig& config, const numa::Topology& topology, const numa::Plan& plan,
+                       const std::string& config_path, uint64_t duration_ms, bool json);
+
+// `keel load`: the load generator (an ordinary client process).
+int load_command(const std::string& config_path, const std::string& segment, uint32_t client_index,
+                 uint64_t duration_ms);
+
+struct SubmitRequest {
+  std::string instance = "default";
+  std::string chain;
+  std::string kind;  // "create-account", "transfer" or "put"
+  uint64_t account = 0, from = 0, to = 0, amount = 0;
+  int64_t balance = 0;
+  bool overdraft = false;
+  std::string key, value;
+  uint64_t nonce = 0;  // 0: derived from the clock
+  uint32_t timeout_ms = 10'000;
+  bool json = false;
+};
+
+// `keel verify`: checks every chain under data_dir; exit 0 when all verify, 1 otherwise.
+int verify_command(const std::string& data_dir, bool json);
+
+// `keel submit`: one transaction, then its durable receipt. Exit 0 when applied, 3 when
+// rejected, 2 when it could not be submitted or no receipt came in time.
+int submit_command(const SubmitRequest& request);
+
+}  // namespace keel::cli

@@ -1,0 +1,60 @@
+// engine/node/ledger_run.h: `keel run` — the ledger engine with its load generator.
+//
+//   Result<LedgerReport> report = run_ledger(config, topology, plan, {duration_ms, "/proc/self/exe", config_path});
+//
+// Lays out the segment (client table, shard table, a doorbell per core), recovers every
+// shard from its data directory, starts the persist tile (io_uring, or psync with a note),
+// the shard tiles and the gateway on the cores the plan gives them, then starts
+// [load].clients load-generator processes (`keel load`, attached through the client
+// library like any application) and runs until the duration ends or SIGINT/SIGTERM.
+// The stop is a drain: the gateway stops routing, every shard seals and waits for its
+// blocks to be durable and answered, then the persist tile stops.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/config/perf_config.h"
+#include "error/result.h"
+#include "numa/placement.h"
+#include "numa/topology.h"
+
+namespace keel::node {
+
+struct LedgerRunOptions {
+  uint64_t duration_ms = 10'000;
+  std::string self_executable = "/proc/self/exe";
+  std::string config_path;  // handed to the load generators
+};
+
+struct ChainReport {
+  std::string name;
+  uint32_t shards = 0;
+  uint64_t height_max = 0;          // highest durable block of any of its shards
+  uint64_t committed_txs = 0;       // in durable blocks during this run
+  uint64_t rejected_txs = 0;        // of those, rejected by the state (e.g. insufficient funds)
+  double committed_per_second = 0;
+  double commit_latency_us_mean = 0;  // first transaction of a block ordered -> block durable
+  uint64_t commit_latency_us_max = 0;
+  // Seen by the load generators: submit -> durable receipt.
+  uint64_t client_receipts = 0;
+  uint64_t client_latency_us_p50 = 0;
+  uint64_t client_latency_us_p99 = 0;
+};
+
+struct LedgerReport {
+  std::vector<std::string> notes;
+  std::vector<ChainReport> chains;
+  std::string persist_backend;
+  std::string fsync;
+  uint64_t commits = 0;          // group commits
+  uint64_t blocks_recovered = 0;
+  double duration_s = 0;
+  bool stopped_by_signal = false;
+};
+
+Result<LedgerReport> run_ledger(const config::PerfConfig& config, const numa::Topology& topology,
+                                const numa::Plan& plan, const LedgerRunOptions& options);
+
+}  // namespace keel::node

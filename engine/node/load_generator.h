@@ -1,0 +1,30 @@
+// engine/node/load_generator.h: `keel load`, the load generator `keel run` starts — an
+// ordinary client process (the client library, nothing engine-internal) that opens
+// accounts on every chain and then submits transfers among them until its duration
+// ends, then waits for its last receipts and prints one JSON object:
+//   {"client": 0, "chains": [{"name": "payments", "submitted": N, "receipts": N,
+//     "applied": N, "latency_us_p50": N, "latency_us_p99": N, "latency_us_max": N}]}
+//
+// Client i owns accounts i * 10^9 + 1 .. i * 10^9 + accounts_per_chain on each chain, so
+// several generators never contend. cross_shard_percent of the transfers go between
+// accounts on different shards (when the chain has more than one).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "engine/config/perf_config.h"
+
+namespace keel::node {
+
+struct LoadOptions {
+  std::string segment_name;
+  uint32_t client_index = 0;
+  uint64_t duration_ms = 10'000;
+};
+
+// Runs the generator in this process; returns the exit status (0, or 1 with one line on
+// stderr when it could not attach or the engine went away).
+int run_load_process(const config::PerfConfig& config, const LoadOptions& options);
+
+}  // namespace keel::node

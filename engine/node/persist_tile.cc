@@ -1,0 +1,109 @@
+#include "engine/node/persist_tile.h"
+
+#include <cassert>
+#include <cstring>
+
+namespace keel::node {
+
+PersistTile::PersistTile(std::unique_ptr<persist::Persister> persister, std::vector<PersistedShard> shards,
+                         DrainState* drain)
+    : persister_(std::move(persister)), shards_(std::move(shards)), staged_(shards_.size()), drain_(drain) {
+  for (PersistedShard& shard : shards_) persister_->add_log(shard.log.get());
+}
+
+size_t PersistTile::poll(size_t budget) {
+  if (failed_) return 0;
+  size_t work = 0;
+  if (persister_->in_flight()) {
+    Result<bool> durable = persister_->poll(false);
+    if (!durable) {
+      fail(durable.error());
+      return 0;
+    }
+    if (*durable) {
+      ++stats_.commits;
+      publish_durable();
+      ++work;
+    }
+  }
+  work += stage_blocks(budget);
+  if (!persister_->in_flight()) {
+    Result<bool> started = persister_->submit();
+    if (!started) {
+      fail(started.error());
+      return 0;
+    }
+    // psync commits inside submit(): publish at once.
+    if (*started && !persister_->in_flight()) {
+      ++stats_.commits;
+      publish_durable();
+    }
+    if (*started) ++work;
+  }
+  // Keep the core awake while the kernel works on a commit (see the header).
+  if (persister_->in_flight() && work == 0) work = 1;
+  return work;
+}
+
+size_t PersistTile::stage_blocks(size_t budget) {
+  size_t staged = 0;
+  for (size_t index = 0; index < shards_.size() && staged < budget; ++index) {
+    PersistedShard& shard = shards_[index];
+    while (staged < budget) {
+      std::span<const std::byte> slot = shard.blocks.peek(1);
+      if (slot.empty()) break;
+      BlockMessage message;
+      std::memcpy(&message, slot.data(), sizeof message);
+      if (!shard.log->fits(message.record_bytes)) {
+        ++stats_.stage_backpressure;
+        break;
+      }
+      std::span<const std::byte> record = shard.block_arena.read(message.arena_position, message.record_bytes);
+      assert(record.size() == message.record_bytes);
+      Result<uint64_t> sequence = shard.log->stage(record_type_block, record);
+      if (!sequence) {
+        fail(sequence.error());
+        return staged;
+      }
+      staged_[index].push_back(StagedBlock{*sequence + 1, message.height});
+      shard.block_arena.release(message.arena_position, message.record_bytes);
+      shard.blocks.release(1);
+      ++stats_.blocks_staged;
+      ++staged;
+    }
+  }
+  return staged;
+}
+
+void PersistTile::publish_durable() {
+  for (size_t index = 0; index < shards_.size(); ++index) {
+    PersistedShard& shard = shards_[index];
+    uint64_t durable_sequence = shard.log->durable_sequence();
+    uint64_t height = 0;
+    std::deque<StagedBlock>& staged = staged_[index];
+    while (!staged.empty() && staged.front().sequence_end <= durable_sequence) {
+      height = staged.front().height;
+      staged.pop_front();
+    }
+    if (height == 0) continue;
+    shard.control->durable_height.store(height, std::memory_order_release);
+    if (shard.shard_doorbell != nullptr) shm::doorbell_ring(shard.shard_doorbell);
+  }
+}
+
+void PersistTile::fail(const Error& error) {
+  failed_ = true;
+  drain_->fatal_message = "persist: " + error.message;
+  drain_->fatal.store(true, std::memory_order_release);
+}
+
+bool PersistTile::quiescent() {
+  if (failed_) return true;
+  if (drain_->shards_quiescent.load(std::memory_order_acquire) < drain_->shard_count) return false;
+  if (persister_->in_flight()) return false;
+  for (size_t index = 0; index < shards_.size(); ++index)
+    if (shards_[index].blocks.has_messages() || !staged_[index].empty()) return false;
+  return true;
+}
+
+}  // namespace keel::node

@@ -1,0 +1,79 @@
+// engine/node/persist_tile.h: the tile that makes sealed blocks durable — takes them from
+// every shard's block ring, stages them into that shard's log, runs group commits through
+// the Persister (io_uring or psync), and publishes each shard's durable height in the
+// segment, which is what lets the shard release receipts.
+//
+//   PersistTile persist(std::move(persister), std::move(shards), &drain);
+//
+// One commit is in flight at a time; everything sealed while it runs goes into the next
+// one (group commit). While a commit is in flight the tile reports work, so its core keeps
+// polling for the completion instead of sleeping on a doorbell nothing would ring. A
+// failed write or fdatasync is fatal: the tile sets DrainState::fatal and stops, and no
+// receipt is ever released for the blocks of that commit.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/core/tile.h"
+#include "engine/node/drain_state.h"
+#include "engine/node/shard_table.h"
+#include "engine/persist/persister.h"
+#include "engine/persist/shard_log.h"
+#include "shm/arena.h"
+#include "shm/doorbell.h"
+#include "shm/ring.h"
+
+namespace keel::node {
+
+inline constexpr uint16_t record_type_block = 2;
+
+struct PersistedShard {
+  std::unique_ptr<persist::ShardLog> log;
+  shm::RingConsumer blocks;
+  shm::ArenaReader block_arena;
+  ShardControl* control = nullptr;
+  shm::Doorbell* shard_doorbell = nullptr;  // rung when its durable height moves; may be null
+};
+
+struct PersistStats {
+  uint64_t blocks_staged = 0;
+  uint64_t commits = 0;
+  uint64_t stage_backpressure = 0;  // a block waited because its log's batch was full
+};
+
+class PersistTile final : public engine::Tile {
+ public:
+  PersistTile(std::unique_ptr<persist::Persister> persister, std::vector<PersistedShard> shards, DrainState* drain);
+
+  std::string_view name() const override { return "persist"; }
+  size_t poll(size_t budget) override;
+  void begin_drain() override { draining_ = true; }
+  bool quiescent() override;
+
+  const PersistStats& stats() const { return stats_; }
+  const persist::Persister& persister() const { return *persister_; }
+
+ private:
+  // The sequence one past a staged block's record, and the block's height.
+  struct StagedBlock {
+    uint64_t sequence_end;
+    uint64_t height;
+  };
+  size_t stage_blocks(size_t budget);
+  void publish_durable();
+  void fail(const Error& error);
+
+  std::unique_ptr<persist::Persister> persister_;
+  std::vector<PersistedShard> shards_;
+  std::vector<std::deque<StagedBlock>> staged_;
+  DrainState* drain_;
+  PersistStats stats_;
+  bool draining_ = false;
+  bool failed_ = false;
+};
+
+}  // namespace keel::node

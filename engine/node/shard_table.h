@@ -1,0 +1,113 @@
+// engine/node/shard_table.h: the shards' part of the segment — each shard's control
+// block (watermarks and counters anyone can read), its ring and arena to the persist
+// tile, and the shard-to-shard credit rings of every chain.
+//
+//   uint64_t table = lay_out_shard_table(segment, options).value();   // engine, before seal
+//   ShardTableView view = ShardTableView::join(segment.base(), table).value();
+//   ShardControl& control = view.control(global_shard);
+//   uint64_t durable = control.durable_height.load(std::memory_order_acquire);
+//
+// Shards are numbered globally, chain after chain (chain 0's shards first). All of it is
+// one segment object ("ledger.shards") whose header lists the offsets, so the segment
+// directory stays small however many shards there are.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/ledger/transaction.h"
+#include "error/result.h"
+#include "shm/segment.h"
+
+namespace keel::node {
+
+inline constexpr char shard_table_object_name[] = "ledger.shards";
+inline constexpr uint64_t shard_table_magic = 0x31304c4254484b4bULL;  // "KKHTBL01"
+inline constexpr uint32_t shard_table_version = 1;
+
+// Watermarks and counters of one shard. Written by its shard tile, except
+// durable_height, which the persist tile writes.
+struct alignas(128) ShardControl {
+  std::atomic<uint64_t> sealed_height;     // last block sealed
+  std::atomic<uint64_t> durable_height;    // last block fdatasync'ed (persist tile)
+  std::atomic<uint64_t> committed_txs;     // transactions in durable blocks, receipts released
+  std::atomic<uint64_t> rejected_txs;      // of those, rejected by the state
+  std::atomic<uint64_t> refused_txs;       // not ordered (malformed or refused), answered by the gateway
+  std::atomic<uint64_t> blocks_backpressured;  // seals delayed by a full persist ring or arena
+  std::atomic<uint64_t> commit_latency_us_sum;  // first tx of a block ordered -> block durable
+  std::atomic<uint64_t> commit_latency_us_max;
+  uint64_t block_ring;   // shard -> persist tile: BlockMessage slots
+  uint64_t block_arena;  // the block records themselves
+  uint32_t chain;
+  uint32_t shard;        // within its chain
+  uint32_t shard_count;  // of its chain
+  uint32_t first_global_shard;  // of its chain
+  uint32_t credit_ring_index_first;  // of its chain, in the table's credit ring array
+  uint32_t reserved[7];
+};
+static_assert(sizeof(ShardControl) == 128);
+
+// One block handed from a shard to the persist tile.
+struct BlockMessage {
+  uint64_t height;
+  uint64_t arena_position;
+  uint64_t record_bytes;
+  uint64_t sealed_ns;   // CLOCK_MONOTONIC, for commit latency
+  uint32_t tx_count;
+  uint32_t reserved[7];
+};
+static_assert(sizeof(BlockMessage) == 64);
+
+// One credit travelling between two shards of a chain.
+struct CreditMessage {
+  std::byte tx[ledger::credit_tx_bytes];
+  uint64_t reserved;
+};
+static_assert(sizeof(CreditMessage) == 64);
+
+struct ShardTableHeader {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t shard_count;        // all chains
+  uint64_t controls_offset;    // ShardControl[shard_count]
+  uint64_t credit_rings_offset;  // uint64_t[sum over chains of n*n]: ring (origin -> destination), 0 on the diagonal
+};
+
+struct ShardTableChain {
+  std::string name;
+  uint32_t shards = 1;
+  uint32_t block_bytes_max = 4 << 20;
+};
+
+struct ShardTableOptions {
+  std::vector<ShardTableChain> chains;
+  uint32_t block_ring_capacity = 256;     // sealed blocks waiting for the persist tile
+  uint64_t block_arena_bytes = 16 << 20;  // per shard; must hold at least two largest blocks
+  uint32_t credit_ring_capacity = 4096;
+  uint64_t persist_doorbell = 0;          // the persist tile's core doorbell (0: none)
+  std::vector<uint64_t> shard_doorbells;  // per global shard: its core's doorbell (credit rings)
+};
+
+Result<uint64_t> shard_table_footprint(const ShardTableOptions& options);
+// Allocates "ledger.shards" in the unsealed segment and builds everything in it.
+Result<uint64_t> lay_out_shard_table(shm::Segment& segment, const ShardTableOptions& options);
+
+// Process-local view of the table.
+class ShardTableView {
+ public:
+  static Result<ShardTableView> join(std::byte* segment_base, uint64_t offset);
+  uint32_t shard_count() const { return header_->shard_count; }
+  ShardControl& control(uint32_t global_shard) const;
+  // Offset of the credit ring from one shard of a chain to another (both global numbers).
+  uint64_t credit_ring(uint32_t origin_global, uint32_t destination_global) const;
+  std::byte* base() const { return base_; }
+
+ private:
+  std::byte* base_ = nullptr;
+  ShardTableHeader* header_ = nullptr;
+};
+
+}  // namespace keel::node

@@ -1,0 +1,287 @@
+#include "engine/node/shard_tile.h"
+
+#include <time.h>
+
+#include <cstring>
+
+#include "shm/segment.h"
+
+namespace keel::node {
+
+namespace {
+
+// Credits waiting for room in the rings to other shards, at most; past this the shard
+// takes no more input (a transfer may add one more credit).
+constexpr size_t outbound_credits_max = 1 << 16;
+
+uint64_t wall_clock_ns() {
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  return uint64_t(now.tv_sec) * 1'000'000'000ull + uint64_t(now.tv_nsec);
+}
+
+void add_max(std::atomic<uint64_t>& counter, uint64_t value) {
+  if (value > counter.load(std::memory_order_relaxed)) counter.store(value, std::memory_order_relaxed);
+}
+
+void add(std::atomic<uint64_t>& counter, uint64_t value) {
+  counter.store(counter.load(std::memory_order_relaxed) + value, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+Result<ShardPortsJoined> join_shard_ports(std::byte* base, const ShardTableView& table,
+                                          const client::ShardPorts& gateway_ports, uint32_t global_shard) {
+  ShardPortsJoined ports;
+  const ShardControl& control = table.control(global_shard);
+  auto submit = shm::RingConsumer::join(base, gateway_ports.submit_ring);
+  auto submit_arena = shm::ArenaReader::join(base, gateway_ports.submit_arena);
+  auto receipts = shm::RingProducer::join(base, gateway_ports.receipt_ring);
+  auto blocks = shm::RingProducer::join(base, control.block_ring);
+  auto block_arena = shm::ArenaWriter::join(base, control.block_arena);
+  if (!submit) return submit.error();
+  if (!submit_arena) return submit_arena.error();
+  if (!receipts) return receipts.error();
+  if (!blocks) return blocks.error();
+  if (!block_arena) return block_arena.error();
+  ports.submit = *submit;
+  ports.submit_arena = *submit_arena;
+  ports.receipts = *receipts;
+  ports.blocks = *blocks;
+  ports.block_arena = *block_arena;
+  ports.credits_in.resize(control.shard_count);
+  ports.credits_out.resize(control.shard_count);
+  for (uint32_t other = 0; other < control.shard_count; ++other) {
+    if (other == control.shard) continue;
+    uint32_t other_global = control.first_global_shard + other;
+    auto in = shm::RingConsumer::join(base, table.credit_ring(other_global, global_shard));
+    auto out = shm::RingProducer::join(base, table.credit_ring(global_shard, other_global));
+    if (!in) return in.error();
+    if (!out) return out.error();
+    ports.credits_in[other] = *in;
+    ports.credits_out[other] = *out;
+  }
+  return ports;
+}
+
+ShardTile::ShardTile(ledger::ShardExecutor executor, ShardPortsJoined ports, ShardControl* control,
+                     uint32_t chain_index, uint32_t block_us_max, DrainState* drain,
+                     std::vector<ledger::OutboundCredit> pending_credits)
+    : executor_(std::move(executor)),
+      ports_(std::move(ports)),
+      control_(control),
+      chain_index_(chain_index),
+      block_ns_max_(uint64_t(block_us_max) * 1000),
+      drain_(drain),
+      name_("shard." + executor_.identity().chain + "." + std::to_string(executor_.identity().shard)),
+      outbound_(executor_.identity().shard_count) {
+  for (ledger::OutboundCredit& credit : pending_credits) {
+    outbound_[credit.destination_shard].push_back(credit);
+    ++outbound_count_;
+  }
+  control_->sealed_height.store(executor_.state().height, std::memory_order_relaxed);
+}
+
+size_t ShardTile::poll(size_t budget) {
+  if (quiescent_latched_) return 0;
+  size_t work = release_durable();
+  work += send_credits();
+  size_t taken = 0;
+  if (outbound_count_ < outbound_credits_max) {
+    if (!draining_) taken += take_credits(budget);
+    taken += take_submissions(budget - std::min(budget, taken));
+  }
+  work += taken;
+  if (executor_.open_tx_count() > 0) {
+    bool old = shm::monotonic_ns() - open_first_tx_ns_ >= block_ns_max_;
+    bool persist_idle = taken < budget && ports_.blocks.drained();
+    if ((old || persist_idle) && try_seal()) ++work;
+  }
+  return work;
+}
+
+bool ShardTile::quiescent() {
+  if (quiescent_latched_) return true;
+  bool done = drain_->gateway_stopped.load(std::memory_order_acquire) && !ports_.submit.has_messages() &&
+              executor_.open_tx_count() == 0 && pending_.empty();
+  if (!done) return false;
+  quiescent_latched_ = true;
+  drain_->shards_quiescent.fetch_add(1, std::memory_order_acq_rel);
+  return true;
+}
+
+size_t ShardTile::release_durable() {
+  size_t work = 0;
+  uint64_t durable = control_->durable_height.load(std::memory_order_acquire);
+  while (!pending_.empty() && pending_.front().height <= durable) {
+    PendingBlock& front = pending_.front();
+    const std::vector<ledger::Receipt>& receipts = front.block.receipts;
+    while (front.receipts_released < receipts.size()) {
+      size_t index = front.receipts_released;
+      if (front.routes[index].client_slot == no_client) {
+        ++front.receipts_released;
+        continue;
+      }
+      std::span<std::byte> slot = ports_.receipts.claim(1);
+      if (slot.empty()) return work;  // the gateway is behind: try again next poll
+      client::ReceiptMessage message{};
+      message.request_id = front.routes[index].request_id;
+      message.height = front.height;
+      message.status = uint16_t(receipts[index].status);
+      message.client_slot = front.routes[index].client_slot;
+      message.chain = chain_index_;
+      std::memcpy(message.tx_hash, receipts[index].tx_hash.bytes.data(), 32);
+      std::memcpy(slot.data(), &message, sizeof message);
+      ports_.receipts.publish(1);
+      ++front.receipts_released;
+      ++work;
+    }
+    uint64_t rejected = 0;
+    for (const ledger::Receipt& receipt : receipts) rejected += receipt.status != ledger::TxStatus::applied;
+    for (ledger::OutboundCredit& credit : front.block.credits) {
+      outbound_[credit.destination_shard].push_back(credit);
+      ++outbound_count_;
+    }
+    uint64_t latency_us = (shm::monotonic_ns() - front.first_tx_ns) / 1000;
+    add(control_->committed_txs, receipts.size());
+    add(control_->rejected_txs, rejected);
+    add(control_->commit_latency_us_sum, latency_us * receipts.size());
+    add_max(control_->commit_latency_us_max, latency_us);
+    pending_.pop_front();
+    ++work;
+  }
+  return work;
+}
+
+size_t ShardTile::send_credits() {
+  size_t sent = 0;
+  for (uint32_t destination = 0; destination < outbound_.size(); ++destination) {
+    std::deque<ledger::OutboundCredit>& queue = outbound_[destination];
+    while (!queue.empty()) {
+      std::span<std::byte> slots = ports_.credits_out[destination].claim(queue.size());
+      size_t count = slots.size() / sizeof(CreditMessage);
+      if (count == 0) break;
+      for (size_t index = 0; index < count; ++index) {
+        CreditMessage message{};
+        std::memcpy(message.tx, queue.front().tx.data(), ledger::credit_tx_bytes);
+        std::memcpy(slots.data() + index * sizeof message, &message, sizeof message);
+        queue.pop_front();
+      }
+      ports_.credits_out[destination].publish(count);
+      outbound_count_ -= count;
+      sent += count;
+    }
+  }
+  return sent;
+}
+
+size_t ShardTile::take_credits(size_t budget) {
+  size_t taken = 0;
+  for (uint32_t origin = 0; origin < ports_.credits_in.size() && taken < budget; ++origin) {
+    if (origin == executor_.identity().shard) continue;
+    shm::RingConsumer& ring = ports_.credits_in[origin];
+    while (taken < budget) {
+      std::span<const std::byte> slot = ring.peek(1);
+      if (slot.empty()) break;
+      std::span<const std::byte> tx = slot.first(ledger::credit_tx_bytes);
+      ledger::TxView view;
+      ledger::TxStatus checked = ledger::check_transaction(tx, ledger::TxOrigin::engine, &view);
+      assert(checked == ledger::TxStatus::applied && view.type == ledger::TxType::credit);
+      (void)checked;
+      if (!make_room(tx.size())) return taken;
+      order(view, tx, ReceiptRoute{0, no_client});
+      ring.release(1);
+      ++taken;
+    }
+  }
+  return taken;
+}
+
+size_t ShardTile::take_submissions(size_t budget) {
+  size_t taken = 0;
+  while (taken < budget) {
+    std::span<const std::byte> slot = ports_.submit.peek(1);
+    if (slot.empty()) break;
+    client::RoutedSubmit submit;
+    std::memcpy(&submit, slot.data(), sizeof submit);
+    bool in_arena = submit.tx_bytes > client::submit_inline_bytes_max;
+    std::span<const std::byte> tx = in_arena ? ports_.submit_arena.read(submit.arena_position, submit.tx_bytes)
+                                             : std::span<const std::byte>(submit.inline_tx, submit.tx_bytes);
+    ledger::TxView view;
+    ledger::TxStatus status = tx.size() == submit.tx_bytes
+                                  ? ledger::check_transaction(tx, ledger::TxOrigin::client, &view)
+                                  : ledger::TxStatus::bad_length;
+    if (status == ledger::TxStatus::applied && ledger::home_shard(view, executor_.identity().shard_count) !=
+                                                   executor_.identity().shard)
+      status = ledger::TxStatus::wrong_shard;
+    if (status != ledger::TxStatus::applied) {
+      // The gateway checked and routed it, so this is an engine bug; answer, never crash.
+      if (!answer_at_once(submit, status)) break;
+    } else {
+      if (!make_room(tx.size())) break;
+      order(view, tx, ReceiptRoute{submit.request_id, submit.client_slot});
+    }
+    if (in_arena) ports_.submit_arena.release(submit.arena_position, submit.tx_bytes);
+    ports_.submit.release(1);
+    ++taken;
+  }
+  return taken;
+}
+
+void ShardTile::order(const ledger::TxView& view, std::span<const std::byte> bytes, ReceiptRoute route) {
+  bool was_empty = executor_.open_tx_count() == 0;
+  ledger::TxStatus status = executor_.execute(view, bytes);
+  if (status == ledger::TxStatus::duplicate_credit) return;  // applied before a restart
+  assert(status != ledger::TxStatus::wrong_shard);
+  if (was_empty) open_first_tx_ns_ = shm::monotonic_ns();
+  open_routes_.push_back(route);
+}
+
+bool ShardTile::answer_at_once(const client::RoutedSubmit& submit, ledger::TxStatus status) {
+  std::span<std::byte> slot = ports_.receipts.claim(1);
+  if (slot.empty()) return false;
+  client::ReceiptMessage message{};
+  message.request_id = submit.request_id;
+  message.status = uint16_t(status);
+  message.client_slot = submit.client_slot;
+  message.chain = chain_index_;
+  std::memcpy(slot.data(), &message, sizeof message);
+  ports_.receipts.publish(1);
+  add(control_->refused_txs, 1);
+  return true;
+}
+
+bool ShardTile::make_room(size_t tx_bytes) {
+  if (executor_.has_room(tx_bytes)) return true;
+  return try_seal() && executor_.has_room(tx_bytes);
+}
+
+bool ShardTile::try_seal() {
+  if (executor_.open_tx_count() == 0) return true;
+  std::span<std::byte> slot = ports_.blocks.claim(1);
+  uint64_t record_bytes = sizeof(ledger::BlockHeader) + executor_.open_body_bytes();
+  std::optional<shm::ArenaBlock> space;
+  if (!slot.empty()) space = ports_.block_arena.reserve(record_bytes);
+  if (!space) {
+    add(control_->blocks_backpressured, 1);
+    return false;
+  }
+  ledger::SealedBlock block = executor_.seal(wall_clock_ns());
+  assert(block.record.size() == record_bytes);
+  std::memcpy(space->bytes.data(), block.record.data(), record_bytes);
+  BlockMessage message{};
+  message.height = block.header.height;
+  message.arena_position = space->position;
+  message.record_bytes = record_bytes;
+  message.sealed_ns = shm::monotonic_ns();
+  message.tx_count = block.header.tx_count;
+  std::memcpy(slot.data(), &message, sizeof message);
+  ports_.blocks.publish(1);
+  control_->sealed_height.store(block.header.height, std::memory_order_release);
+  block.record = {};  // the arena holds the bytes now
+  pending_.push_back(PendingBlock{message.height, open_first_tx_ns_, std::move(block), std::move(open_routes_), 0});
+  open_routes_ = {};
+  return true;
+}
+
+}  // namespace keel::node

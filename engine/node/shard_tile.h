@@ -1,0 +1,103 @@
+// engine/node/shard_tile.h: the tile that runs one shard of a chain — takes routed
+// transactions and credits, executes them, seals blocks, hands them to the persist tile,
+// and answers clients and other shards once a block is durable.
+//
+//   ShardTile shard(std::move(executor), ports, drain);
+//   core tiles: {&shard, weight}
+//
+// Per poll: (1) release what became durable: receipts to the gateway, credits to other
+// shards, in block order; (2) take credits, then client transactions, into the open
+// block; (3) seal when the block is full, its first transaction is block_us_max old, or
+// input ran dry while the persist tile has nothing of this shard to write (sealing
+// early then costs nothing: the next group commit has not started yet).
+//
+// Nothing is dropped: a full persist ring or arena delays sealing (counted), a full
+// receipt or credit ring delays releasing, and a shard whose sealed-but-unanswered
+// blocks pile up stops taking input.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "engine/client/protocol.h"
+#include "engine/core/tile.h"
+#include "engine/ledger/shard.h"
+#include "engine/node/drain_state.h"
+#include "engine/node/shard_table.h"
+#include "shm/arena.h"
+#include "shm/ring.h"
+
+namespace keel::node {
+
+struct ShardPortsJoined {
+  shm::RingConsumer submit;      // gateway -> shard
+  shm::ArenaReader submit_arena;
+  shm::RingProducer receipts;    // shard -> gateway
+  shm::RingProducer blocks;      // shard -> persist tile
+  shm::ArenaWriter block_arena;
+  // Indexed by shard within the chain; the own shard's entries are unused.
+  std::vector<shm::RingConsumer> credits_in;
+  std::vector<shm::RingProducer> credits_out;
+};
+
+// Joins every ring and arena of one shard. chain_index: the chain's index in the client table.
+Result<ShardPortsJoined> join_shard_ports(std::byte* segment_base, const ShardTableView& table,
+                                          const client::ShardPorts& gateway_ports, uint32_t global_shard);
+
+class ShardTile final : public engine::Tile {
+ public:
+  // `pending_credits` are credits whose debits are already durable but which the
+  // destination may not have applied (recovery computes them); they are sent first.
+  ShardTile(ledger::ShardExecutor executor, ShardPortsJoined ports, ShardControl* control, uint32_t chain_index,
+            uint32_t block_us_max, DrainState* drain, std::vector<ledger::OutboundCredit> pending_credits = {});
+
+  std::string_view name() const override { return name_; }
+  size_t poll(size_t budget) override;
+  void begin_drain() override { draining_ = true; }
+  bool quiescent() override;
+
+  const ledger::ShardExecutor& executor() const { return executor_; }
+
+ private:
+  // Who gets the receipt of one ordered transaction.
+  struct ReceiptRoute {
+    uint64_t request_id;
+    uint16_t client_slot;  // no_client for credits
+  };
+  static constexpr uint16_t no_client = 0xffff;
+  struct PendingBlock {
+    uint64_t height;
+    uint64_t first_tx_ns;
+    ledger::SealedBlock block;
+    std::vector<ReceiptRoute> routes;
+    size_t receipts_released = 0;
+  };
+
+  size_t release_durable();
+  size_t send_credits();
+  size_t take_credits(size_t budget);
+  size_t take_submissions(size_t budget);
+  bool make_room(size_t tx_bytes);
+  bool try_seal();
+  bool answer_at_once(const client::RoutedSubmit& submit, ledger::TxStatus status);
+  void order(const ledger::TxView& view, std::span<const std::byte> bytes, ReceiptRoute route);
+
+  ledger::ShardExecutor executor_;
+  ShardPortsJoined ports_;
+  ShardControl* control_;
+  uint32_t chain_index_;
+  uint64_t block_ns_max_;
+  DrainState* drain_;
+  std::string name_;
+  std::vector<ReceiptRoute> open_routes_;
+  uint64_t open_first_tx_ns_ = 0;
+  std::deque<PendingBlock> pending_;
+  std::vector<std::deque<ledger::OutboundCredit>> outbound_;  // per destination shard
+  size_t outbound_count_ = 0;
+  bool draining_ = false;
+  bool quiescent_latched_ = false;
+};
+
+}  // namespace keel::node

@@ -1,0 +1,118 @@
+#include "engine/node/verify.h"
+
+#include <dirent.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine/ledger/shard.h"
+#include "engine/node/persist_tile.h"
+#include "engine/node/recovery.h"
+#include "engine/persist/recovery.h"
+
+namespace keel::node {
+
+bool VerifyReport::ok() const {
+  return std::all_of(chains.begin(), chains.end(), [](const ChainVerdict& chain) { return chain.problems.empty(); });
+}
+
+namespace {
+
+// Sub-directory names of `path` (chains), or numeric ones only (shards).
+Result<std::vector<std::string>> list_directories(const std::string& path, bool numeric_only) {
+  DIR* listing = opendir(path.c_str());
+  if (listing == nullptr) return make_error(path, std::string("cannot read: ") + std::strerror(errno));
+  std::vector<std::string> names;
+  while (dirent* entry = readdir(listing)) {
+    std::string name = entry->d_name;
+    if (name == "." || name == ".." || entry->d_type != DT_DIR) continue;
+    if (numeric_only && name.find_first_not_of("0123456789") != std::string::npos) continue;
+    names.push_back(name);
+  }
+  closedir(listing);
+  std::sort(names.begin(), names.end(), [&](const std::string& a, const std::string& b) {
+    return numeric_only ? std::stoul(a) < std::stoul(b) : a < b;
+  });
+  return names;
+}
+
+// Replays one shard's log from its first block; credits it emitted go to `credits`.
+void verify_shard(const std::string& data_dir, ChainVerdict& chain, uint32_t shard, uint32_t shard_count,
+                  std::vector<ledger::OutboundCredit>& credits, std::vector<ledger::ShardState>& states) {
+  ShardVerdict verdict;
+  verdict.shard = shard;
+  ledger::ShardExecutor executor({chain.name, shard, shard_count}, ledger::BlockLimits{65536, 1u << 30});
+  auto replay = [&](const persist::LogRecordView& record) -> Result<void> {
+    if (record.type != record_type_block)
+      return make_error(std::string(record.file), "offset " + std::to_string(record.offset) + ": not a block record");
+    Result<ledger::SealedBlock> block = executor.replay(record.payload);
+    if (!block) return block.error();
+    ++verdict.blocks;
+    verdict.transactions += block->header.tx_count;
+    // Openings that applied brought money in; find them in the replayed block.
+    size_t index = 0;
+    Result<ledger::BlockView> view = ledger::parse_block(record.payload);
+    ledger::for_each_transaction(view->body, [&](std::span<const std::byte> tx) {
+      ledger::TxView parsed;
+      if (ledger::check_transaction(tx, ledger::TxOrigin::engine, &parsed) == ledger::TxStatus::applied &&
+          parsed.type == ledger::TxType::create_account && block->receipts[index].status == ledger::TxStatus::applied)
+        chain.opened_total += parsed.create_account.opening_balance;
+      ++index;
+    });
+    credits.insert(credits.end(), block->credits.begin(), block->credits.end());
+    return {};
+  };
+  std::string directory = shard_directory(data_dir, chain.name, shard);
+  Result<persist::RecoveredLog> log = persist::scan_log(directory, {chain.name, shard, shard_count}, replay);
+  if (!log) {
+    chain.problems.push_back(log.error().message);
+  } else if (log->torn) {
+    verdict.torn_tail = log->torn->file + " at offset " + std::to_string(log->torn->offset);
+  }
+  verdict.height = executor.state().height;
+  verdict.last_block_hash = ledger::to_hex(executor.state().last_block_hash);
+  states.push_back(executor.state());
+  chain.shards.push_back(verdict);
+}
+
+ChainVerdict verify_chain(const std::string& data_dir, const std::string& name) {
+  ChainVerdict chain;
+  chain.name = name;
+  Result<std::vector<std::string>> shard_names = list_directories(data_dir + "/" + name, true);
+  if (!shard_names) {
+    chain.problems.push_back(shard_names.error().message);
+    return chain;
+  }
+  uint32_t shard_count = uint32_t(shard_names->size());
+  for (uint32_t shard = 0; shard < shard_count; ++shard)
+    if ((*shard_names)[shard] != std::to_string(shard))
+      chain.problems.push_back(data_dir + "/" + name + ": shard directories are not 0.." + std::to_string(shard_count - 1));
+  if (!chain.problems.empty()) return chain;
+  std::vector<ledger::OutboundCredit> credits;
+  std::vector<ledger::ShardState> states;
+  for (uint32_t shard = 0; shard < shard_count; ++shard) verify_shard(data_dir, chain, shard, shard_count, credits, states);
+  for (const ledger::ShardState& state : states) chain.balance_total += state.total_balance();
+  for (const ledger::OutboundCredit& credit : credits) {
+    ledger::CreditBody body;
+    std::memcpy(&body, credit.tx.data() + sizeof(ledger::TxHeader), sizeof body);
+    if (!states[credit.destination_shard].credit_marks[body.origin_shard].covers(body.origin_height, body.origin_index))
+      chain.credits_in_flight += int64_t(body.amount);
+  }
+  if (chain.problems.empty() && chain.balance_total + chain.credits_in_flight != chain.opened_total)
+    chain.problems.push_back("chain " + name + ": balances " + std::to_string(chain.balance_total) + " + credits in flight " +
+                             std::to_string(chain.credits_in_flight) + " != openings " + std::to_string(chain.opened_total));
+  return chain;
+}
+
+}  // namespace
+
+Result<VerifyReport> verify_data_dir(const std::string& data_dir) {
+  Result<std::vector<std::string>> chains = list_directories(data_dir, false);
+  if (!chains) return chains.error();
+  VerifyReport report;
+  report.data_dir = data_dir;
+  for (const std::string& chain : *chains) report.chains.push_back(verify_chain(data_dir, chain));
+  return report;
+}
+
+}  // namespace keel::node

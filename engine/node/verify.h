@@ -1,0 +1,50 @@
+// engine/node/verify.h: `keel verify` — checks a data directory without changing it.
+//
+//   Result<VerifyReport> report = verify_data_dir("data/default");
+//   for (const ChainVerdict& chain : report->chains) ... chain.problems.empty() ...
+//
+// For every chain directory (data_dir/<chain>/<shard>/...): every record's framing and
+// checksum, every block's place in the hash chain, its Merkle root, and its transactions
+// re-executed from the first block (replay checks the replayed header against the logged
+// one), then conservation: the chain's balances plus the credits still travelling
+// between its shards equal what its account openings brought in. A torn tail (what a
+// crash leaves; the engine cuts it at its next start) is reported but not a failure.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "error/result.h"
+
+namespace keel::node {
+
+struct ShardVerdict {
+  uint32_t shard = 0;
+  uint64_t height = 0;
+  uint64_t blocks = 0;
+  uint64_t transactions = 0;
+  std::string last_block_hash;  // hex
+  std::string torn_tail;        // empty, or where a crash left a torn tail
+};
+
+struct ChainVerdict {
+  std::string name;
+  std::vector<ShardVerdict> shards;
+  int64_t opened_total = 0;       // sum of applied account openings
+  int64_t balance_total = 0;      // balances (and suspense) over all shards
+  int64_t credits_in_flight = 0;  // debited on one shard, not yet credited on another
+  std::vector<std::string> problems;  // empty: the chain verified
+};
+
+struct VerifyReport {
+  std::string data_dir;
+  std::vector<ChainVerdict> chains;
+  bool ok() const;
+};
+
+// Verifies every chain under data_dir. An Error only when the directory cannot be read at
+// all; problems with a chain's data are in its verdict.
+Result<VerifyReport> verify_data_dir(const std::string& data_dir);
+
+}  // namespace keel::node

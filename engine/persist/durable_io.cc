@@ -1,0 +1,154 @@
+#include "engine/persist/durable_io.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace keel::persist {
+
+UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
+  if (this != &other) reset(other.release());
+  return *this;
+}
+
+void UniqueFd::reset(int fd) {
+  // close() is not retried after EINTR on Linux: the descriptor is gone either way.
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+}
+
+std::string errno_text(int error_number) {
+  char buffer[256];
+  // GNU strerror_r returns the message, which may or may not be in `buffer`.
+  return strerror_r(error_number, buffer, sizeof buffer);
+}
+
+Error errno_error(const std::string& path, const std::string& what) {
+  return make_error(path, what + ": " + errno_text(errno));
+}
+
+namespace {
+
+std::string parent_of(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+}  // namespace
+
+Result<void> create_directories(const std::string& path) {
+  if (path.empty()) return make_error("persist", "empty directory path");
+  struct stat info;
+  if (::stat(path.c_str(), &info) == 0) {
+    if (S_ISDIR(info.st_mode)) return {};
+    return make_error(path, "exists but is not a directory");
+  }
+  if (errno != ENOENT) return errno_error(path, "cannot stat");
+  std::string parent = parent_of(path);
+  if (parent != path) {
+    if (auto made = create_directories(parent); !made) return made;
+  }
+  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
+    return errno_error(path, "cannot create directory");
+  return sync_directory(parent);
+}
+
+Result<UniqueFd> open_directory(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno_error(path, "cannot open directory");
+  return UniqueFd(fd);
+}
+
+Result<void> sync_directory(const std::string& path) {
+  Result<UniqueFd> directory = open_directory(path);
+  if (!directory) return directory.error();
+  if (::fsync(directory->get()) != 0) return errno_error(path, "cannot fsync directory");
+  return {};
+}
+
+Result<std::vector<std::string>> list_directory(const std::string& path, bool* missing) {
+  if (missing != nullptr) *missing = false;
+  DIR* directory = ::opendir(path.c_str());
+  if (directory == nullptr) {
+    if (errno == ENOENT) {
+      if (missing != nullptr) *missing = true;
+      return std::vector<std::string>{};
+    }
+    return errno_error(path, "cannot list directory");
+  }
+  std::vector<std::string> names;
+  errno = 0;
+  while (dirent* entry = ::readdir(directory)) {
+    std::string_view name = entry->d_name;
+    if (name != "." && name != "..") names.emplace_back(name);
+  }
+  int error_number = errno;
+  ::closedir(directory);
+  if (error_number != 0) {
+    errno = error_number;
+    return errno_error(path, "cannot list directory");
+  }
+  return names;
+}
+
+Result<void> read_whole_file(const std::string& path, uint64_t bytes_max, std::vector<std::byte>& out) {
+  UniqueFd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!file.valid()) return errno_error(path, "cannot open");
+  struct stat info;
+  if (::fstat(file.get(), &info) != 0) return errno_error(path, "cannot stat");
+  if (!S_ISREG(info.st_mode)) return make_error(path, "is not a regular file");
+  if (uint64_t(info.st_size) > bytes_max) {
+    return make_error(path, "has " + std::to_string(info.st_size) + " bytes, more than the " +
+                                std::to_string(bytes_max) + " any file of this kind can have");
+  }
+  out.resize(size_t(info.st_size));
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t got = ::pread(file.get(), out.data() + done, out.size() - done, off_t(done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return errno_error(path, "cannot read at offset " + std::to_string(done));
+    if (got == 0) break;  // shrank while we read: keep what is there
+    done += size_t(got);
+  }
+  out.resize(done);
+  return {};
+}
+
+Result<void> read_exact(int fd, uint64_t offset, std::span<std::byte> out, const std::string& path) {
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t got = ::pread(fd, out.data() + done, out.size() - done, off_t(offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return errno_error(path, "cannot read at offset " + std::to_string(offset + done));
+    if (got == 0)
+      return make_error(path,
+                        "ends at offset " + std::to_string(offset + done) + ", inside what it says it holds");
+    done += size_t(got);
+  }
+  return {};
+}
+
+Result<void> write_all(int fd, uint64_t offset, std::span<const std::byte> bytes, const std::string& path) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t wrote = ::pwrite(fd, bytes.data() + done, bytes.size() - done, off_t(offset + done));
+    if (wrote < 0 && errno == EINTR) continue;
+    if (wrote < 0) {
+      return errno_error(path, "offset " + std::to_string(offset + done) + ": cannot write " +
+                                   std::to_string(bytes.size() - done) + " bytes");
+    }
+    if (wrote == 0) {
+      return make_error(path, "offset " + std::to_string(offset + done) + ": write made no progress");
+    }
+    done += size_t(wrote);
+  }
+  return {};
+}
+
+}  // namespace keel::persist

@@ -1,0 +1,75 @@
+// engine/persist/durable_io.h: the file-system steps that make files and directory entries
+// durable, each failing with one line that names the path and the errno text.
+//
+//   Result<void> made = create_directories("data/payments/0");  // fsyncs each new entry's parent
+//   UniqueFd file = ...open...;
+//   Result<void> written = write_all(file.get(), 0, bytes, path);  // short writes, EINTR
+//   Result<void> synced = sync_directory("data/payments/0");     // after create, rename, unlink
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "error/result.h"
+
+namespace keel::persist {
+
+// Owns a file descriptor; closes it on destruction.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+// strerror(error_number), thread-safe.
+std::string errno_text(int error_number);
+
+// "path: <what>: <errno text>" for the current errno.
+Error errno_error(const std::string& path, const std::string& what);
+
+// Creates the directory and any missing parents (mode 0755). Each new directory's parent
+// is fsynced, so that the new entry survives a crash.
+Result<void> create_directories(const std::string& path);
+
+// Opens a directory for fsync (O_RDONLY | O_DIRECTORY).
+Result<UniqueFd> open_directory(const std::string& path);
+
+// fsyncs a directory, making creates, renames and unlinks in it durable.
+Result<void> sync_directory(const std::string& path);
+
+// Names in a directory (no "." or ".."). A missing directory gives an empty list and
+// sets *missing when given.
+Result<std::vector<std::string>> list_directory(const std::string& path, bool* missing = nullptr);
+
+// Reads a whole regular file into `out` (resized to fit). Files over bytes_max are an
+// error rather than a big allocation.
+Result<void> read_whole_file(const std::string& path, uint64_t bytes_max, std::vector<std::byte>& out);
+
+// pread exactly out.size() bytes at `offset`, retrying after EINTR; a file that ends
+// first is an error.
+Result<void> read_exact(int fd, uint64_t offset, std::span<std::byte> out, const std::string& path);
+
+// pwrite until every byte is written, retrying after EINTR and short writes.
+Result<void> write_all(int fd, uint64_t offset, std::span<const std::byte> bytes, const std::string& path);
+
+}  // namespace keel::persist

@@ -1,0 +1,334 @@
+#include "engine/persist/persister.h"
+
+#include <liburing.h>
+#include <sched.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+
+#include "engine/persist/durable_io.h"
+
+namespace keel::persist {
+
+struct Persister::Ring {
+  io_uring ring{};
+  bool ready = false;
+  ~Ring() {
+    if (ready) io_uring_queue_exit(&ring);
+  }
+};
+
+namespace {
+
+// An operation's user_data: the step's index, and whether it is the step's sync.
+constexpr uint64_t operation_data(uint32_t step_index, bool is_sync) {
+  return (uint64_t(step_index) << 1) | (is_sync ? 1 : 0);
+}
+
+bool is_transient(int error_number) {
+  return error_number == EINTR || error_number == EAGAIN || error_number == EBUSY;
+}
+
+}  // namespace
+
+Persister::Persister(const PersisterOptions& options) : options_(options), backend_(options.backend) {}
+
+Persister::~Persister() {
+  if (in_flight_ && ring_ != nullptr) drain_kernel();
+}
+
+Result<std::unique_ptr<Persister>> Persister::create(PersisterOptions options, std::string* fallback_note) {
+  if (fallback_note != nullptr) fallback_note->clear();
+  if (options.ring_entries < 2 || options.ring_entries > ring_entries_max) {
+    return make_error("persist", "ring_entries must be from 2 to " + std::to_string(ring_entries_max) +
+                                     ", got " + std::to_string(options.ring_entries));
+  }
+  std::unique_ptr<Persister> persister(new Persister(options));
+  if (options.backend != Backend::io_uring) return persister;
+  auto ring = std::make_unique<Ring>();
+  int result = io_uring_queue_init(options.ring_entries, &ring->ring, 0);
+  if (result < 0) {
+    persister->backend_ = Backend::psync;
+    if (fallback_note != nullptr) {
+      *fallback_note = "persist: io_uring is not available (io_uring_queue_init: " + errno_text(-result) +
+                       "); using psync instead: one blocking pwritev + fdatasync per log per commit";
+    }
+    return persister;
+  }
+  ring->ready = true;
+  persister->ring_entries_ = ring->ring.sq.ring_entries;
+  persister->ring_ = std::move(ring);
+  return persister;
+}
+
+void Persister::add_log(ShardLog* log) {
+  assert(log != nullptr && log->persister_ == nullptr && !in_flight_);
+  log->persister_ = this;
+  logs_.push_back(log);
+  // Batch numbers only grow across restarts: recovery tells batches apart by number.
+  next_batch_ = std::max(next_batch_, log->last_batch() + 1);
+  steps_.reserve(logs_.size());
+  step_logs_.reserve(logs_.size());
+  step_operations_.reserve(logs_.size());
+  steps_to_reissue_.reserve(logs_.size());
+}
+
+Error Persister::refusal() const {
+  return make_error("persist", "no further commits after a failed one: " + failure_.message);
+}
+
+Result<bool> Persister::submit() {
+  if (failed_) return refusal();
+  if (in_flight_) return false;
+  steps_.clear();
+  step_logs_.clear();
+  step_operations_.clear();
+  steps_to_reissue_.clear();
+  steps_issued_ = steps_done_ = operations_outstanding_ = 0;
+  failing_ = false;
+  for (ShardLog* log : logs_) {
+    if (log->staged_bytes() == 0) continue;
+    Result<CommitPart> part = log->begin_commit(next_batch_);
+    if (!part) {
+      // Logs before this one already hold the batch: none of it may be written now.
+      failed_ = true;
+      failure_ = part.error();
+      counters_.failed_commits += 1;
+      return part.error();
+    }
+    steps_.emplace_back(*part, options_.fsync == FsyncPolicy::always);
+    step_logs_.push_back(log);
+    step_operations_.push_back(0);
+  }
+  if (steps_.empty()) return false;
+  in_flight_ = true;
+  in_flight_batch_ = next_batch_++;
+  counters_.log_writes += steps_.size();
+  if (backend_ == Backend::psync) {
+    for (CommitStep& step : steps_) {
+      if (auto ran = run_psync(step); !ran) return end_failed_commit(ran.error());
+    }
+    return true;
+  }
+  queue_ready_steps();
+  if (auto flushed = flush_submissions(); !flushed) {
+    drain_kernel();
+    return end_failed_commit(flushed.error());
+  }
+  return true;
+}
+
+// psync: the step's writes and sync, here and now, with io_uring's link semantics (the
+// sync runs only after the whole write).
+Result<void> Persister::run_psync(CommitStep& step) {
+  int fd = step.part().fd;
+  auto sync_file = [&] {
+    counters_.fdatasyncs += 1;
+    return ::fdatasync(fd) == 0 ? 0 : -errno;
+  };
+  for (;;) {
+    StepAction action = step.next();
+    switch (action) {
+      case StepAction::write_and_sync:
+      case StepAction::write: {
+        ssize_t wrote = ::pwritev(fd, step.write_iovec(), 1, off_t(step.write_offset()));
+        int64_t result = wrote < 0 ? -int64_t(errno) : int64_t(wrote);
+        if (result > 0) counters_.bytes_written += uint64_t(result);
+        step.on_write(result);
+        if (action == StepAction::write_and_sync)
+          step.on_sync(step.write_complete() ? sync_file() : -ECANCELED);
+        break;
+      }
+      case StepAction::sync:
+        step.on_sync(sync_file());
+        break;
+      case StepAction::done:
+        return {};
+      case StepAction::failed:
+        return step.error();
+    }
+  }
+}
+
+Result<bool> Persister::poll(bool wait) {
+  if (failed_) return refusal();
+  if (!in_flight_) return false;
+  if (backend_ == Backend::psync) return finish_commit();
+  for (;;) {
+    reap_completions();
+    queue_ready_steps();
+    if (auto flushed = flush_submissions(); !flushed && !failing_) {
+      failing_ = true;
+      failing_error_ = flushed.error();
+    }
+    if (failing_) {
+      drain_kernel();  // blocks, even without `wait`: the kernel may still read the buffers
+      return end_failed_commit(failing_error_);
+    }
+    if (steps_done_ == steps_.size()) return finish_commit();
+    if (!wait) return false;
+    if (auto waited = wait_for_completion(); !waited) {
+      failing_ = true;
+      failing_error_ = waited.error();
+    }
+  }
+}
+
+// Queues the operations of steps that need some, while the ring has room for a pair:
+// first steps to resubmit (after a short write), then steps not yet started (chunks).
+void Persister::queue_ready_steps() {
+  if (failing_) return;
+  auto room_for_pair = [&] { return ring_entries_ - operations_outstanding_ >= 2; };
+  while (!steps_to_reissue_.empty() && room_for_pair()) {
+    uint32_t index = steps_to_reissue_.back();
+    steps_to_reissue_.pop_back();
+    queue_step(index);
+  }
+  while (steps_issued_ < steps_.size() && room_for_pair()) queue_step(steps_issued_++);
+}
+
+// Queues what the step needs next: its write linked to its fdatasync, or one of the two.
+void Persister::queue_step(uint32_t index) {
+  CommitStep& step = steps_[index];
+  StepAction action = step.next();
+  int fd = step.part().fd;
+  if (action == StepAction::write_and_sync || action == StepAction::write) {
+    io_uring_sqe* write = io_uring_get_sqe(&ring_->ring);
+    assert(write != nullptr);
+    io_uring_prep_writev(write, fd, step.write_iovec(), 1, step.write_offset());
+    io_uring_sqe_set_data64(write, operation_data(index, false));
+    if (action == StepAction::write_and_sync) write->flags |= IOSQE_IO_LINK;
+    step_operations_[index] += 1;
+    operations_outstanding_ += 1;
+  }
+  if (action == StepAction::write_and_sync || action == StepAction::sync) {
+    io_uring_sqe* sync = io_uring_get_sqe(&ring_->ring);
+    assert(sync != nullptr);
+    io_uring_prep_fsync(sync, fd, IORING_FSYNC_DATASYNC);
+    io_uring_sqe_set_data64(sync, operation_data(index, true));
+    step_operations_[index] += 1;
+    operations_outstanding_ += 1;
+  }
+}
+
+// Hands queued entries to the kernel. EINTR, EAGAIN and EBUSY (completion queue full)
+// leave them queued for the next try.
+Result<void> Persister::flush_submissions() {
+  while (io_uring_sq_ready(&ring_->ring) > 0) {
+    int result = io_uring_submit(&ring_->ring);
+    if (result > 0) {
+      counters_.submit_calls += 1;
+      continue;
+    }
+    if (result == 0 || is_transient(-result)) {
+      counters_.submit_retries += 1;
+      return {};
+    }
+    return make_error("persist", "io_uring_submit failed: " + errno_text(-result));
+  }
+  return {};
+}
+
+void Persister::reap_completions() {
+  unsigned head;
+  unsigned count = 0;
+  io_uring_cqe* cqe;
+  io_uring_for_each_cqe(&ring_->ring, head, cqe) {
+    on_completion(cqe->user_data, cqe->res);
+    count += 1;
+  }
+  io_uring_cq_advance(&ring_->ring, count);
+}
+
+void Persister::on_completion(uint64_t user_data, int result) {
+  uint32_t index = uint32_t(user_data >> 1);
+  bool is_sync = (user_data & 1) != 0;
+  assert(index < steps_.size() && step_operations_[index] > 0);
+  CommitStep& step = steps_[index];
+  if (is_sync) {
+    if (result != -ECANCELED) counters_.fdatasyncs += 1;
+    step.on_sync(result);
+  } else {
+    if (result > 0) counters_.bytes_written += uint64_t(result);
+    step.on_write(result);
+  }
+  step_operations_[index] -= 1;
+  operations_outstanding_ -= 1;
+  if (step_operations_[index] > 0) return;  // its linked sync is still to come
+  switch (step.next()) {
+    case StepAction::done:
+      steps_done_ += 1;
+      break;
+    case StepAction::failed:
+      if (!failing_) {
+        failing_ = true;
+        failing_error_ = step.error();
+      }
+      break;
+    default:
+      steps_to_reissue_.push_back(index);
+      break;
+  }
+}
+
+// Blocks until a completion arrives (or, when everything is still queued after a refused
+// submit, yields so the next loop tries again).
+Result<void> Persister::wait_for_completion() {
+  uint32_t in_kernel = operations_outstanding_ - io_uring_sq_ready(&ring_->ring);
+  if (in_kernel == 0) {
+    sched_yield();
+    return {};
+  }
+  io_uring_cqe* cqe = nullptr;
+  int result = io_uring_wait_cqe(&ring_->ring, &cqe);
+  if (result == 0) return {};
+  if (is_transient(-result)) {
+    counters_.submit_retries += 1;
+    return {};
+  }
+  return make_error("persist", "io_uring_wait_cqe failed: " + errno_text(-result));
+}
+
+// Waits out every operation the kernel holds; entries still queued in the ring are
+// dropped (nothing submits them any more).
+void Persister::drain_kernel() {
+  failing_ = true;
+  operations_outstanding_ -= io_uring_sq_ready(&ring_->ring);
+  while (operations_outstanding_ > 0) {
+    reap_completions();
+    if (operations_outstanding_ == 0) break;
+    io_uring_cqe* cqe = nullptr;
+    int result = io_uring_wait_cqe(&ring_->ring, &cqe);
+    if (result < 0 && !is_transient(-result)) break;  // nothing more can be learnt
+  }
+}
+
+Result<bool> Persister::finish_commit() {
+  for (ShardLog* log : step_logs_) log->finish_commit();
+  for (const CommitStep& step : steps_) {
+    counters_.short_writes_resubmitted += step.short_writes();
+    counters_.write_retries += step.retries();
+  }
+  durable_batch_ = in_flight_batch_;
+  counters_.commits += 1;
+  in_flight_ = false;
+  return true;
+}
+
+Error Persister::end_failed_commit(const Error& error) {
+  for (const CommitStep& step : steps_) {
+    counters_.short_writes_resubmitted += step.short_writes();
+    counters_.write_retries += step.retries();
+  }
+  failed_ = true;
+  in_flight_ = false;
+  counters_.failed_commits += 1;
+  failure_ = Error{error.message + " (batch " + std::to_string(in_flight_batch_) +
+                   " is not durable; no further commits)"};
+  return failure_;
+}
+
+}  // namespace keel::persist

@@ -1,0 +1,172 @@
+// The crash test of the ledger: a real `keel run` child under load from a client in this
+// process is killed with SIGKILL at random moments, restarted, and killed again, 20
+// times (the seed is printed). Afterwards every transaction whose durable receipt the
+// client received must be in the recovered ledger, and replaying the logs must give
+// every chain's total back (no credit lost or applied twice across the crashes).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <string>
+#include <unordered_map>
+
+#include "engine/client/client.h"
+#include "engine/ledger/block.h"
+#include "engine/ledger/transaction.h"
+#include "engine/node/persist_tile.h"
+#include "engine/node/recovery.h"
+#include "engine/persist/recovery.h"
+#include "shm/segment.h"
+
+namespace keel::node {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint32_t shards = 2;
+constexpr uint64_t accounts = 64;
+constexpr int64_t opening_balance = 1'000'000;
+
+std::string config_text(const std::string& instance, const fs::path& data_dir) {
+  return "[engine]\ninstance = \"" + instance + "\"\nidle = \"sleep\"\n"
+         "[[chain]]\nname = \"bank\"\nshards = " + std::to_string(shards) + "\nblock_txs_max = 256\nblock_us_max = 500\n"
+         "[ledger]\ndata_dir = \"" + data_dir.string() + "\"\n"
+         "[load]\nenabled = false\n[pipeline]\nenabled = false\n";
+}
+
+pid_t start_engine(const fs::path& config, const fs::path& log) {
+  std::fflush(stdout);  // or the child's copy of the buffer is printed again
+  pid_t pid = fork();
+  if (pid == 0) {
+    FILE* out = std::freopen(log.c_str(), "a", stdout);
+    FILE* err = std::freopen(log.c_str(), "a", stderr);
+    (void)out;
+    (void)err;
+    execl(KEEL_BINARY, "keel", "run", "--config", config.c_str(), "--duration", "10m", nullptr);
+    _exit(127);
+  }
+  return pid;
+}
+
+// Attaches as soon as the engine is up (recovery may take a moment).
+std::unique_ptr<client::Client> attach_when_up(const std::string& segment, pid_t engine) {
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    Result<std::unique_ptr<client::Client>> client = client::Client::attach(segment);
+    if (client) return std::move(*client);
+    int status = 0;
+    if (waitpid(engine, &status, WNOHANG) == engine) return nullptr;
+    usleep(10'000);
+  }
+  return nullptr;
+}
+
+struct Acknowledged {
+  std::set<std::string> hashes;  // durable receipts with status applied
+  uint64_t count = 0;
+};
+
+// Submits transfers (and, the first time, account openings) until `run_ms` passes,
+// recording every durable applied receipt.
+void drive(client::Client& client, std::mt19937_64& random, uint64_t run_ms, uint64_t& nonce, Acknowledged& acked) {
+  uint32_t chain = *client.chain_index("bank");
+  std::unordered_map<uint64_t, bool> open;
+  std::vector<client::ReceiptMessage> receipts(256);
+  uint64_t deadline = shm::monotonic_ns() + run_ms * 1'000'000;
+  auto collect = [&](uint32_t wait_ms) {
+    size_t got = wait_ms ? client.wait_receipts(receipts, wait_ms) : client.poll_receipts(receipts);
+    for (size_t index = 0; index < got; ++index) {
+      const client::ReceiptMessage& receipt = receipts[index];
+      if (receipt.status != uint16_t(ledger::TxStatus::applied)) continue;
+      EXPECT_GT(receipt.height, 0u);
+      acked.hashes.insert(std::string(reinterpret_cast<const char*>(receipt.tx_hash), 32));
+      ++acked.count;
+    }
+  };
+  for (uint64_t account = 1; account <= accounts && client.engine_alive(); ++account) {
+    std::vector<std::byte> tx = ledger::encode_create_account(++nonce, account, opening_balance);
+    while (client.engine_alive() && !*client.try_submit(chain, nonce, tx)) collect(1);
+  }
+  while (shm::monotonic_ns() < deadline && client.engine_alive()) {
+    uint64_t from = 1 + random() % accounts, to = 1 + random() % accounts;
+    std::vector<std::byte> tx = ledger::encode_transfer(++nonce, from, to, 1 + random() % 1000);
+    Result<bool> queued = client.try_submit(chain, nonce, tx);
+    ASSERT_TRUE(queued);
+    if (!*queued) collect(1);
+    collect(0);
+  }
+}
+
+TEST(LedgerCrash, NothingAcknowledgedIsLostAcrossTwentySigkills) {
+  uint64_t seed = std::random_device{}();
+  std::printf("seed %llu\n", (unsigned long long)seed);
+  std::mt19937_64 random(seed);
+  fs::path directory = fs::temp_directory_path() / ("keel-crash-" + std::to_string(getpid()));
+  fs::create_directories(directory);
+  std::string instance = "crash-test-" + std::to_string(getpid());
+  fs::path config = directory / "crash.toml";
+  std::ofstream(config) << config_text(instance, directory / "data");
+  Acknowledged acked;
+  uint64_t nonce = 0;
+  for (int round = 0; round < 20; ++round) {
+    pid_t engine = start_engine(config, directory / "engine.log");
+    std::unique_ptr<client::Client> client = attach_when_up("keel-" + instance, engine);
+    ASSERT_NE(client, nullptr) << "round " << round << ": the engine did not come up; seed " << seed << "; see "
+                               << (directory / "engine.log");
+    drive(*client, random, 50 + random() % 400, nonce, acked);
+    kill(engine, SIGKILL);
+    waitpid(engine, nullptr, 0);
+    client.reset();
+  }
+  shm::Segment::remove("keel-" + instance);
+  EXPECT_GT(acked.count, 1000u) << "too little load to mean anything";
+
+  // Recover the way the engine does, and look for every acknowledged transaction.
+  std::vector<std::string> notes;
+  Result<std::vector<RecoveredShard>> recovered =
+      recover_chains({{"bank", shards, ledger::BlockLimits{256, 4u << 20}}}, (directory / "data").string(), &notes);
+  ASSERT_TRUE(recovered) << recovered.error().message << " (seed " << seed << ")";
+  std::set<std::string> in_ledger;
+  for (uint32_t shard = 0; shard < shards; ++shard) {
+    persist::LogIdentity identity{"bank", shard, shards};
+    Result<persist::RecoveredLog> log = persist::scan_log(
+        shard_directory((directory / "data").string(), "bank", shard), identity,
+        [&](const persist::LogRecordView& record) -> Result<void> {
+          Result<ledger::BlockView> block = ledger::parse_block(record.payload);
+          if (!block) return block.error();
+          ledger::for_each_transaction(block->body, [&](std::span<const std::byte> tx) {
+            ledger::Hash32 hash = ledger::hash_leaf(tx);
+            in_ledger.insert(std::string(reinterpret_cast<const char*>(hash.bytes.data()), 32));
+          });
+          return {};
+        });
+    ASSERT_TRUE(log) << log.error().message;
+  }
+  std::printf("%llu durable receipts acknowledged, %zu transactions in the recovered ledger\n",
+              (unsigned long long)acked.count, in_ledger.size());
+  size_t missing = 0;
+  for (const std::string& hash : acked.hashes) missing += in_ledger.count(hash) == 0;
+  EXPECT_EQ(missing, 0u) << "acknowledged transactions missing from the ledger (seed " << seed << ")";
+
+  // Only account openings make money: each account that exists brought opening_balance.
+  int64_t total = 0, opened = 0;
+  for (const RecoveredShard& shard : *recovered) {
+    total += shard.executor.state().total_balance();
+    opened += int64_t(shard.executor.state().accounts.size()) * opening_balance;
+    for (const ledger::OutboundCredit& credit : shard.credits_to_send) {
+      ledger::CreditBody body;
+      std::memcpy(&body, credit.tx.data() + sizeof(ledger::TxHeader), sizeof body);
+      total += int64_t(body.amount);
+    }
+  }
+  EXPECT_EQ(total, opened) << "seed " << seed;
+  EXPECT_GT(opened, 0);
+  if (!HasFailure()) fs::remove_all(directory);
+}
+
+}  // namespace
+}  // namespace keel::node

@@ -1,0 +1,667 @@
+// Tests for engine/persist: crc32c.h, commit_step.h, shard_log.h and persister.h.
+// Backend-dependent tests run for io_uring and psync.
+#include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/persist/commit_step.h"
+#include "engine/persist/crc32c.h"
+#include "engine/persist/log_format.h"
+#include "engine/persist/persister.h"
+#include "engine/persist/shard_log.h"
+#include "tests/engine/persist/persist_test_support.h"
+
+namespace keel::persist {
+namespace {
+
+using testing::ScannedRecord;
+using testing::ScratchDirectory;
+
+std::span<const std::byte> text_bytes(std::string_view text) { return std::as_bytes(std::span(text)); }
+
+// ---------------------------------------------------------------------------------------
+// CRC32C
+
+TEST(Crc32cTest, KnownVectorsHardwareAndTable) {
+  struct Vector {
+    std::string text;
+    uint32_t crc;
+  };
+  std::vector<Vector> vectors = {
+      {"", 0x00000000u},
+      {"a", 0xC1D04330u},
+      {"123456789", 0xE3069283u},
+      {std::string(32, '\0'), 0x8A9136AAu},    // RFC 3720 B.4: 32 bytes of zeros
+      {std::string(32, '\xff'), 0x62A8AB43u},  // RFC 3720 B.4: 32 bytes of ones
+  };
+  for (const Vector& vector : vectors) {
+    EXPECT_EQ(crc32c_extend_table(0, text_bytes(vector.text)), vector.crc)
+        << "table, '" << vector.text << "'";
+    EXPECT_EQ(crc32c(text_bytes(vector.text)), vector.crc) << "dispatch";
+    if (crc32c_hardware_available()) {
+      EXPECT_EQ(crc32c_extend_hardware(0, text_bytes(vector.text)), vector.crc) << "hardware";
+    }
+  }
+  std::printf("crc32c: SSE4.2 %s\n", crc32c_hardware_available() ? "in use" : "not available, table only");
+}
+
+TEST(Crc32cTest, ExtendEqualsWholeAndHardwareEqualsTableOnRandomInput) {
+  std::mt19937_64 random(12345);
+  for (int round = 0; round < 200; ++round) {
+    std::vector<std::byte> bytes(random() % 3000);
+    for (std::byte& byte : bytes) byte = std::byte(random());
+    size_t split = bytes.empty() ? 0 : random() % bytes.size();
+    std::span<const std::byte> all(bytes);
+    uint32_t whole = crc32c_extend_table(0, all);
+    EXPECT_EQ(crc32c_extend_table(crc32c_extend_table(0, all.first(split)), all.subspan(split)), whole);
+    if (crc32c_hardware_available()) {
+      EXPECT_EQ(crc32c_extend_hardware(0, all), whole);
+      EXPECT_EQ(crc32c_extend_hardware(crc32c_extend_hardware(0, all.first(split)), all.subspan(split)),
+                whole);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// CommitStep: the resubmission logic both backends share. A real short write is hard to
+// get on cue (the disk-full test below gets one from RLIMIT_FSIZE); these feed results in.
+
+CommitPart test_part(const std::vector<std::byte>& bytes) {
+  return CommitPart{7, "data/payments/0/log-00000000000000000000.klog", 4096, bytes.data(), bytes.size()};
+}
+
+TEST(CommitStepTest, ShortWriteResubmitsTheRemainderAndItsSync) {
+  std::vector<std::byte> bytes(300);
+  CommitStep step(test_part(bytes), true);
+  ASSERT_EQ(step.next(), StepAction::write_and_sync);
+  EXPECT_EQ(step.write_offset(), 4096u);
+  EXPECT_EQ(step.write_iovec()->iov_len, 300u);
+  step.on_write(100);        // short: the link breaks
+  step.on_sync(-ECANCELED);  // so the sync never ran
+  ASSERT_EQ(step.next(), StepAction::write_and_sync);
+  EXPECT_EQ(step.write_offset(), 4196u);
+  EXPECT_EQ(step.write_iovec()->iov_base, bytes.data() + 100);
+  EXPECT_EQ(step.write_iovec()->iov_len, 200u);
+  step.on_write(200);
+  step.on_sync(0);
+  EXPECT_EQ(step.next(), StepAction::done);
+  EXPECT_EQ(step.short_writes(), 1u);
+}
+
+TEST(CommitStepTest, InterruptedWriteIsRetriedBoundedly) {
+  std::vector<std::byte> bytes(64);
+  CommitStep step(test_part(bytes), true);
+  step.on_write(-EINTR);
+  step.on_sync(-ECANCELED);
+  EXPECT_EQ(step.next(), StepAction::write_and_sync);
+  EXPECT_EQ(step.retries(), 1u);
+  for (uint32_t attempt = 0; attempt < commit_write_retries_max; ++attempt) step.on_write(-EAGAIN);
+  ASSERT_EQ(step.next(), StepAction::failed);
+  EXPECT_NE(step.error().message.find("still interrupted"), std::string::npos) << step.error().message;
+}
+
+TEST(CommitStepTest, WriteErrorFailsNamingFileOffsetAndErrno) {
+  std::vector<std::byte> bytes(300);
+  CommitStep step(test_part(bytes), true);
+  step.on_write(100);
+  step.on_sync(-ECANCELED);
+  step.on_write(-ENOSPC);
+  step.on_sync(-ECANCELED);
+  ASSERT_EQ(step.next(), StepAction::failed);
+  EXPECT_EQ(step.error().message,
+            "data/payments/0/log-00000000000000000000.klog: offset 4196: cannot write 200 bytes: "
+            "No space left on device");
+}
+
+TEST(CommitStepTest, FailedSyncIsFinalNeverRetried) {
+  std::vector<std::byte> bytes(64);
+  CommitStep step(test_part(bytes), true);
+  step.on_write(64);
+  step.on_sync(-EIO);
+  ASSERT_EQ(step.next(), StepAction::failed);
+  EXPECT_EQ(
+      step.error().message,
+      "data/payments/0/log-00000000000000000000.klog: fdatasync after writing bytes 4096 to 4160 failed: "
+      "Input/output error (not retried: what reached the disk is unknown)");
+}
+
+TEST(CommitStepTest, CancelledSyncAfterACompleteWriteIsIssuedAlone) {
+  std::vector<std::byte> bytes(64);
+  CommitStep step(test_part(bytes), true);
+  step.on_write(64);
+  step.on_sync(-ECANCELED);
+  EXPECT_EQ(step.next(), StepAction::sync);
+  step.on_sync(0);
+  EXPECT_EQ(step.next(), StepAction::done);
+}
+
+TEST(CommitStepTest, NoSyncWantedMeansWriteOnly) {
+  std::vector<std::byte> bytes(64);
+  CommitStep step(test_part(bytes), false);
+  EXPECT_EQ(step.next(), StepAction::write);
+  step.on_write(10);
+  EXPECT_EQ(step.next(), StepAction::write);
+  step.on_write(54);
+  EXPECT_EQ(step.next(), StepAction::done);
+}
+
+TEST(CommitStepTest, ZeroByteWriteFailsInsteadOfSpinning) {
+  std::vector<std::byte> bytes(64);
+  CommitStep step(test_part(bytes), true);
+  step.on_write(0);
+  step.on_sync(-ECANCELED);
+  ASSERT_EQ(step.next(), StepAction::failed);
+  EXPECT_NE(step.error().message.find("made no progress"), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------
+// ShardLog on its own
+
+TEST(ShardLogTest, RejectsImpossibleIdentityAndOptions) {
+  ScratchDirectory scratch;
+  RecoveredLog empty;
+  auto bad_shard = ShardLog::open(scratch / "a", testing::identity(2, 2), {}, empty);
+  ASSERT_FALSE(bad_shard.ok());
+  EXPECT_EQ(bad_shard.error().message,
+            scratch / "a" + ": log identity: shard 2 is not below the shard count 2");
+  auto small = ShardLog::open(scratch / "b", testing::identity(), {.segment_bytes_max = 100}, empty);
+  ASSERT_FALSE(small.ok());
+  EXPECT_EQ(small.error().message, scratch / "b" +
+                                       ": log options: segment_bytes_max must be from 4096 to "
+                                       "1073741824, got 100");
+}
+
+TEST(ShardLogTest, BackpressureWhenStagingIsFullAndRecordsThatCanNeverFit) {
+  ScratchDirectory scratch;
+  auto log = testing::recover_and_open(scratch.path(), testing::identity(),
+                                       {.segment_bytes_max = 1 << 20, .staged_bytes_max = 4096});
+  ASSERT_NE(log, nullptr);
+  EXPECT_EQ(log->batch_bytes_max(), 4096u);
+  std::vector<std::byte> payload(1000);
+  int staged = 0;
+  while (log->fits(payload.size())) {
+    ASSERT_TRUE(log->stage(2, payload).ok());
+    staged += 1;
+  }
+  EXPECT_EQ(staged, 3);  // 3 x 1032 bytes; a fourth would make 4128
+  Result<uint64_t> refused = log->stage(2, payload);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("staging full (3096 of 4096 bytes)"), std::string::npos)
+      << refused.error().message;
+  EXPECT_EQ(log->counters().stage_refusals, 1u);
+  std::vector<std::byte> huge(5000);
+  Result<uint64_t> never = log->stage(2, huge);
+  ASSERT_FALSE(never.ok());
+  EXPECT_NE(never.error().message.find("can never be staged"), std::string::npos);
+
+  auto persister = testing::make_persister(Backend::psync);
+  persister->add_log(log.get());
+  testing::commit(*persister);
+  EXPECT_TRUE(log->fits(payload.size()));
+  EXPECT_EQ(log->durable_sequence(), 3u);
+}
+
+// ---------------------------------------------------------------------------------------
+// Persister, for both backends
+
+class PersistTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  std::unique_ptr<Persister> persister(PersisterOptions options = {}) {
+    return testing::make_persister(GetParam(), options);
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, PersistTest, ::testing::Values(Backend::io_uring, Backend::psync),
+                         [](const ::testing::TestParamInfo<Backend>& info) {
+                           return std::string(testing::backend_name(info.param));
+                         });
+
+TEST_P(PersistTest, RoundTripOverSeveralLogsReadsBackIdentical) {
+  ScratchDirectory scratch;
+  std::vector<std::unique_ptr<ShardLog>> logs;
+  auto group = persister();
+  ASSERT_EQ(group->backend(), GetParam());
+  for (uint32_t shard = 0; shard < 3; ++shard) {
+    logs.push_back(testing::recover_and_open(scratch / std::to_string(shard), testing::identity(shard, 3)));
+    ASSERT_NE(logs.back(), nullptr);
+    group->add_log(logs.back().get());
+  }
+  // Logs 0 and 1 take part in batch 1; log 2 has nothing staged and is left alone.
+  testing::stage_records(*logs[0], 5, 100, 0);
+  testing::stage_records(*logs[1], 3, 1000, 1);
+  ASSERT_NO_FATAL_FAILURE(testing::commit(*group));
+  testing::stage_records(*logs[1], 2, 0, 1);
+  testing::stage_records(*logs[2], 1, 70000, 2);
+  ASSERT_NO_FATAL_FAILURE(testing::commit(*group));
+  EXPECT_EQ(group->durable_batch(), 2u);
+  EXPECT_EQ(group->counters().commits, 2u);
+  EXPECT_EQ(group->counters().log_writes, 4u);
+  EXPECT_EQ(group->counters().fdatasyncs, 4u);
+
+  std::vector<uint64_t> expected_counts = {5, 5, 1};
+  std::vector<std::vector<uint64_t>> expected_batches = {{1, 1, 1, 1, 1}, {1, 1, 1, 2, 2}, {2}};
+  for (uint32_t shard = 0; shard < 3; ++shard) {
+    std::vector<ScannedRecord> records;
+    Result<RecoveredLog> scanned =
+        testing::scan_keep(scratch / std::to_string(shard), testing::identity(shard, 3), &records);
+    ASSERT_TRUE(scanned.ok()) << scanned.error().message;
+    EXPECT_FALSE(scanned->torn.has_value());
+    EXPECT_EQ(scanned->next_sequence, expected_counts[shard]);
+    ASSERT_EQ(records.size(), expected_counts[shard]);
+    for (size_t index = 0; index < records.size(); ++index) {
+      const ScannedRecord& record = records[index];
+      EXPECT_EQ(record.sequence, index);
+      EXPECT_EQ(record.batch, expected_batches[shard][index]);
+      EXPECT_EQ(record.type, 2);
+      size_t bytes = shard == 0 ? 100 : shard == 2 ? 70000 : index < 3 ? 1000 : 0;
+      EXPECT_EQ(record.payload, testing::payload_for(index, bytes, shard))
+          << "shard " << shard << " record " << index;
+    }
+    EXPECT_EQ(logs[shard]->durable_sequence(), expected_counts[shard]);
+  }
+}
+
+TEST_P(PersistTest, DurableSequenceAdvancesOnlyWhenPollSaysDurable) {
+  ScratchDirectory scratch;
+  auto log = testing::recover_and_open(scratch.path(), testing::identity());
+  auto group = persister();
+  group->add_log(log.get());
+  EXPECT_EQ(*group->submit(), false);  // nothing staged
+  testing::stage_records(*log, 3, 50);
+  Result<bool> started = group->submit();
+  ASSERT_TRUE(started.ok() && *started);
+  EXPECT_TRUE(group->in_flight());
+  EXPECT_EQ(log->durable_sequence(), 0u);
+  EXPECT_EQ(*group->submit(), false);  // one commit at a time
+  Result<bool> durable = group->poll(true);
+  ASSERT_TRUE(durable.ok()) << durable.error().message;
+  EXPECT_TRUE(*durable);
+  EXPECT_FALSE(group->in_flight());
+  EXPECT_EQ(log->durable_sequence(), 3u);
+  EXPECT_EQ(group->durable_batch(), 1u);
+  EXPECT_EQ(*group->poll(), false);  // nothing in flight
+}
+
+TEST_P(PersistTest, RecordsStagedDuringACommitGoToTheNextBatch) {
+  ScratchDirectory scratch;
+  auto log = testing::recover_and_open(scratch.path(), testing::identity());
+  auto group = persister();
+  group->add_log(log.get());
+  testing::stage_records(*log, 3, 64);
+  ASSERT_TRUE(*group->submit());
+  testing::stage_records(*log, 2, 64);  // while batch 1 is in flight
+  EXPECT_EQ(log->next_sequence(), 5u);
+  EXPECT_EQ(log->staged_bytes(), 2 * (32 + 64u));
+  EXPECT_EQ(log->durable_sequence(), 0u);
+  ASSERT_TRUE(*group->poll(true));
+  EXPECT_EQ(log->durable_sequence(), 3u);
+  EXPECT_EQ(log->staged_bytes(), 2 * (32 + 64u));
+  ASSERT_NO_FATAL_FAILURE(testing::commit(*group));
+  EXPECT_EQ(log->durable_sequence(), 5u);
+
+  std::vector<ScannedRecord> records;
+  ASSERT_TRUE(testing::scan_keep(scratch.path(), testing::identity(), &records).ok());
+  ASSERT_EQ(records.size(), 5u);
+  std::vector<uint64_t> batches;
+  for (const ScannedRecord& record : records) batches.push_back(record.batch);
+  EXPECT_EQ(batches, (std::vector<uint64_t>{1, 1, 1, 2, 2}));
+  // Flags: first and last of each batch in the file.
+  std::vector<testing::RecordPlace> places = testing::record_places(log->segment_paths().back());
+  ASSERT_EQ(places.size(), 6u);  // segment header + 5
+  std::vector<uint16_t> flags;
+  for (const auto& place : places) flags.push_back(place.header.flags);
+  EXPECT_EQ(flags, (std::vector<uint16_t>{0, 2, 0, 1, 2, 1}));
+}
+
+TEST_P(PersistTest, SegmentsRotateBetweenBatchesAndOldOnesCanBeDropped) {
+  ScratchDirectory scratch;
+  LogOptions options{.segment_bytes_max = 4096, .staged_bytes_max = 4096};
+  auto log = testing::recover_and_open(scratch.path(), testing::identity(), options);
+  auto group = persister();
+  group->add_log(log.get());
+  for (int batch = 0; batch < 30; ++batch) {
+    testing::stage_records(*log, 1 + batch % 4, 200);
+    ASSERT_NO_FATAL_FAILURE(testing::commit(*group));
+  }
+  std::vector<std::string> paths = log->segment_paths();
+  ASSERT_GE(paths.size(), 4u);
+  EXPECT_EQ(log->counters().segments_created, paths.size());
+  for (const std::string& path : paths) {
+    EXPECT_LE(testing::read_bytes(path).size(), 4096u) << path;
+    std::vector<testing::RecordPlace> places = testing::record_places(path);
+    ASSERT_FALSE(places.empty());
+    EXPECT_EQ(places.front().header.type, record_type_segment_header);
+    // The file is named after its first record.
+    EXPECT_EQ(std::filesystem::path(path).filename(), segment_file_name(places.front().header.sequence));
+    EXPECT_EQ(places.back().header.flags & record_flag_last_in_batch, record_flag_last_in_batch);
+  }
+  std::vector<ScannedRecord> records;
+  Result<RecoveredLog> scanned = testing::scan_keep(scratch.path(), testing::identity(), &records);
+  ASSERT_TRUE(scanned.ok()) << scanned.error().message;
+  EXPECT_EQ(scanned->files, paths);
+  ASSERT_EQ(records.size(), log->durable_sequence());
+  for (size_t index = 0; index < records.size(); ++index) {
+    EXPECT_EQ(records[index].payload, testing::payload_for(index, 200));
+  }
+
+  // Drop everything before the third file's first record: the first two files go.
+  uint64_t third_first = *parse_segment_file_name(std::filesystem::path(paths[2]).filename().string());
+  ASSERT_TRUE(log->drop_segments_before(third_first).ok());
+  std::vector<std::string> kept = log->segment_paths();
+  EXPECT_EQ(kept, std::vector<std::string>(paths.begin() + 2, paths.end()));
+  EXPECT_FALSE(std::filesystem::exists(paths[0]));
+  EXPECT_FALSE(std::filesystem::exists(paths[1]));
+  records.clear();
+  scanned = testing::scan_keep(scratch.path(), testing::identity(), &records);
+  ASSERT_TRUE(scanned.ok()) << scanned.error().message;
+  EXPECT_EQ(records.front().sequence, third_first);
+  EXPECT_EQ(scanned->next_sequence, log->durable_sequence());
+  // Dropping everything still keeps the current file.
+  ASSERT_TRUE(log->drop_segments_before(log->durable_sequence()).ok());
+  EXPECT_EQ(log->segment_paths(), std::vector<std::string>{paths.back()});
+  EXPECT_TRUE(std::filesystem::exists(paths.back()));
+}
+
+TEST_P(PersistTest, TenThousandRandomRecordsRoundTrip) {
+  uint64_t seed = std::random_device{}();
+  std::printf("seed %llu (%s)\n", (unsigned long long)seed, testing::backend_name(GetParam()));
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 random(seed);
+  ScratchDirectory scratch;
+  LogOptions options{.segment_bytes_max = 256 << 10, .staged_bytes_max = 64 << 10};
+  constexpr uint32_t log_count = 3;
+  std::vector<std::unique_ptr<ShardLog>> logs;
+  auto group = persister({.ring_entries = 4});  // 2 logs per chunk: exercises chunking too
+  for (uint32_t shard = 0; shard < log_count; ++shard) {
+    logs.push_back(testing::recover_and_open(scratch / std::to_string(shard),
+                                             testing::identity(shard, log_count), options));
+    group->add_log(logs.back().get());
+  }
+  std::vector<std::vector<size_t>> sizes(log_count);
+  for (int record = 0; record < 10000; ++record) {
+    uint32_t shard = uint32_t(random() % log_count);
+    size_t bytes = random() % 8 == 0 ? random() % 20000 : random() % 600;
+    ShardLog& log = *logs[shard];
+    while (!log.fits(bytes)) {
+      // Backpressure: commit (or finish the commit in flight) and try again.
+      if (!group->in_flight()) {
+        ASSERT_TRUE(group->submit().ok());
+      }
+      Result<bool> durable = group->poll(true);
+      ASSERT_TRUE(durable.ok()) << durable.error().message;
+    }
+    uint64_t sequence = *log.stage(2, testing::payload_for(log.next_sequence(), bytes, seed + shard));
+    ASSERT_EQ(sequence, sizes[shard].size());
+    sizes[shard].push_back(bytes);
+    if (random() % 40 == 0 && !group->in_flight()) {
+      ASSERT_TRUE(group->submit().ok());
+    }
+    if (random() % 10 == 0) {
+      ASSERT_TRUE(group->poll(false).ok());
+    }
+  }
+  while (group->in_flight() ||
+         std::any_of(logs.begin(), logs.end(), [](auto& log) { return log->staged_bytes() > 0; })) {
+    if (!group->in_flight()) {
+      ASSERT_TRUE(group->submit().ok());
+    }
+    ASSERT_TRUE(group->poll(true).ok());
+  }
+  std::printf("%llu commits, %llu bytes, %llu submit calls, %llu segment files\n",
+              (unsigned long long)group->counters().commits,
+              (unsigned long long)group->counters().bytes_written,
+              (unsigned long long)group->counters().submit_calls,
+              (unsigned long long)(logs[0]->segment_paths().size() + logs[1]->segment_paths().size() +
+                                   logs[2]->segment_paths().size()));
+  for (uint32_t shard = 0; shard < log_count; ++shard) {
+    std::vector<ScannedRecord> records;
+    Result<RecoveredLog> scanned =
+        testing::scan_keep(scratch / std::to_string(shard), testing::identity(shard, log_count), &records);
+    ASSERT_TRUE(scanned.ok()) << scanned.error().message;
+    EXPECT_FALSE(scanned->torn.has_value());
+    ASSERT_EQ(records.size(), sizes[shard].size());
+    EXPECT_EQ(logs[shard]->durable_sequence(), sizes[shard].size());
+    uint64_t last_batch = 0;
+    for (size_t index = 0; index < records.size(); ++index) {
+      ASSERT_EQ(records[index].payload, testing::payload_for(index, sizes[shard][index], seed + shard))
+          << index;
+      ASSERT_GE(records[index].batch, last_batch);
+      last_batch = records[index].batch;
+    }
+  }
+}
+
+TEST_P(PersistTest, ReopenContinuesSequencesAndBatchNumbers) {
+  ScratchDirectory scratch;
+  {
+    auto log = testing::recover_and_open(scratch.path(), testing::identity());
+    auto group = persister();
+    group->add_log(log.get());
+    for (int batch = 0; batch < 3; ++batch) {
+      testing::stage_records(*log, 4, 80);
+      ASSERT_NO_FATAL_FAILURE(testing::commit(*group));
+    }
+  }
+  auto log = testing::recover_and_open(scratch.path(), testing::identity());
+  EXPECT_EQ(log->next_sequence(), 12u);
+  EXPECT_EQ(log->durable_sequence(), 12u);
+  EXPECT_EQ(log->last_batch(), 3u);
+  auto group = persister();
+  group->add_log(log.get());
+  EXPECT_EQ(group->next_batch(), 4u);
+  testing::stage_records(*log, 2, 80);
+  ASSERT_NO_FATAL_FAILURE(testing::commit(*group));
+  std::vector<ScannedRecord> records;
+  ASSERT_TRUE(testing::scan_keep(scratch.path(), testing::identity(), &records).ok());
+  ASSERT_EQ(records.size(), 14u);
+  EXPECT_EQ(records.back().batch, 4u);
+  for (size_t index = 0; index < records.size(); ++index) {
+    EXPECT_EQ(records[index].payload, testing::payload_for(index, 80));
+  }
+}
+
+TEST_P(PersistTest, DestroyingThePersisterWaitsForTheCommitInFlight) {
+  ScratchDirectory scratch;
+  auto log = testing::recover_and_open(scratch.path(), testing::identity());
+  {
+    auto group = persister();
+    group->add_log(log.get());
+    testing::stage_records(*log, 50, 1000);
+    ASSERT_TRUE(*group->submit());
+  }  // never polled: the destructor waits for the kernel before the buffers can go
+  EXPECT_EQ(log->durable_sequence(), 0u);  // nobody reported it durable
+  std::vector<ScannedRecord> records;
+  Result<RecoveredLog> scanned = testing::scan_keep(scratch.path(), testing::identity(), &records);
+  ASSERT_TRUE(scanned.ok()) << scanned.error().message;
+  EXPECT_EQ(records.size(), 50u);
+}
+
+TEST_P(PersistTest, FsyncPolicyNoneWritesWithoutSyncing) {
+  ScratchDirectory scratch;
+  auto log = testing::recover_and_open(scratch.path(), testing::identity());
+  auto group = persister({.fsync = FsyncPolicy::none});
+  group->add_log(log.get());
+  testing::stage_records(*log, 10, 100);
+  ASSERT_NO_FATAL_FAILURE(testing::commit(*group));
+  EXPECT_EQ(group->counters().fdatasyncs, 0u);
+  EXPECT_EQ(log->durable_sequence(), 10u);
+  std::vector<ScannedRecord> records;
+  ASSERT_TRUE(testing::scan_keep(scratch.path(), testing::identity(), &records).ok());
+  EXPECT_EQ(records.size(), 10u);
+}
+
+TEST_P(PersistTest, MoreLogsThanTheRingHoldsAreSubmittedInChunks) {
+  ScratchDirectory scratch;
+  std::vector<std::unique_ptr<ShardLog>> logs;
+  auto group = persister({.ring_entries = 4});
+  for (uint32_t shard = 0; shard < 7; ++shard) {
+    logs.push_back(testing::recover_and_open(scratch / std::to_string(shard), testing::identity(shard, 7)));
+    group->add_log(logs.back().get());
+    testing::stage_records(*logs.back(), 3, 100, shard);
+  }
+  ASSERT_NO_FATAL_FAILURE(testing::commit(*group));
+  if (GetParam() == Backend::io_uring) {
+    EXPECT_GE(group->counters().submit_calls, 4u);
+  }
+  EXPECT_EQ(group->counters().fdatasyncs, 7u);
+  for (uint32_t shard = 0; shard < 7; ++shard) {
+    EXPECT_EQ(logs[shard]->durable_sequence(), 3u);
+    std::vector<ScannedRecord> records;
+    ASSERT_TRUE(
+        testing::scan_keep(scratch / std::to_string(shard), testing::identity(shard, 7), &records).ok());
+    ASSERT_EQ(records.size(), 3u);
+    EXPECT_EQ(records[2].payload, testing::payload_for(2, 100, shard));
+  }
+}
+
+// Runs `body` in a forked child and returns what it wrote to the pipe; the child's exit
+// status goes to *status.
+std::string run_in_child(const std::function<void(FILE*)>& body, int* status) {
+  int pipe_fds[2];
+  EXPECT_EQ(::pipe(pipe_fds), 0);
+  fflush(stdout);
+  pid_t child = ::fork();
+  if (child == 0) {
+    ::close(pipe_fds[0]);
+    FILE* out = ::fdopen(pipe_fds[1], "w");
+    body(out);
+    std::fclose(out);
+    ::_exit(0);
+  }
+  ::close(pipe_fds[1]);
+  std::string text;
+  char buffer[512];
+  ssize_t got;
+  while ((got = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0) text.append(buffer, size_t(got));
+  ::close(pipe_fds[0]);
+  ::waitpid(child, status, 0);
+  return text;
+}
+
+// "key=value" lines from a child.
+std::map<std::string, std::string> parse_lines(const std::string& text) {
+  std::map<std::string, std::string> values;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(start, end - start);
+    size_t equals = line.find('=');
+    if (equals != std::string::npos) values[line.substr(0, equals)] = line.substr(equals + 1);
+    start = end + 1;
+  }
+  return values;
+}
+
+TEST_P(PersistTest, DiskFullFailsTheCommitAndRefusesLaterOnes) {
+  ScratchDirectory scratch;
+  Backend backend = GetParam();
+  int status = 0;
+  std::string output = run_in_child(
+      [&](FILE* out) {
+        // The file size limit stands in for a full disk: past it, writes get EFBIG (a
+        // write that straddles it comes back short first).
+        ::signal(SIGXFSZ, SIG_IGN);
+        rlimit limit{64 << 10, 64 << 10};
+        ::setrlimit(RLIMIT_FSIZE, &limit);
+        auto log =
+            testing::recover_and_open(scratch.path(), testing::identity(), {.segment_bytes_max = 1 << 20});
+        auto group = testing::make_persister(backend);
+        group->add_log(log.get());
+        testing::stage_records(*log, 20, 1000);
+        Result<bool> first = group->submit();
+        Result<bool> first_durable = group->poll(true);
+        std::fprintf(out, "first=%d\n", first.ok() && first_durable.ok() && *first_durable);
+        testing::stage_records(*log, 60, 1000);
+        Result<bool> second = group->submit();
+        Result<bool> second_durable = second.ok() ? group->poll(true) : Result<bool>(second.error());
+        std::fprintf(out, "second_error=%s\n",
+                     second_durable.ok() ? "none" : second_durable.error().message.c_str());
+        std::fprintf(out, "durable=%llu\n", (unsigned long long)log->durable_sequence());
+        std::fprintf(out, "short_writes=%llu\n",
+                     (unsigned long long)group->counters().short_writes_resubmitted);
+        testing::stage_records(*log, 1, 10);
+        Result<bool> third = group->submit();
+        std::fprintf(out, "third_error=%s\n", third.ok() ? "none" : third.error().message.c_str());
+        std::fprintf(out, "path=%s\n", log->segment_paths().back().c_str());
+      },
+      &status);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status << "\n" << output;
+  std::map<std::string, std::string> values = parse_lines(output);
+  EXPECT_EQ(values["first"], "1");
+  std::string path = values["path"];
+  // The first batch: the segment header (32 + 14 + "payments") and 20 x 1032 bytes.
+  uint64_t second_offset = 32 + segment_header_fixed_bytes + 8 + 20 * 1032;
+  uint64_t failed_offset = 64 << 10;  // the short write stopped at the limit; the rest failed
+  EXPECT_EQ(values["second_error"],
+            path + ": offset " + std::to_string(failed_offset) + ": cannot write " +
+                std::to_string(second_offset + 60 * 1032 - failed_offset) +
+                " bytes: File too large (batch 2 is not durable; no further commits)");
+  EXPECT_EQ(values["durable"], "20");
+  EXPECT_EQ(values["short_writes"], "1");
+  EXPECT_EQ(values["third_error"],
+            "persist: no further commits after a failed one: " + values["second_error"]);
+}
+
+// io_uring_setup blocked by seccomp, as some container runtimes do.
+void block_io_uring_setup() {
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog program{sizeof filter / sizeof filter[0], filter};
+  ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program);
+}
+
+TEST(PersisterTest, FallsBackToPsyncWithANoteWhenIoUringIsBlocked) {
+  ScratchDirectory scratch;
+  int status = 0;
+  std::string output = run_in_child(
+      [&](FILE* out) {
+        block_io_uring_setup();
+        std::string note;
+        auto persister = Persister::create({.backend = Backend::io_uring}, &note);
+        std::fprintf(out, "backend=%s\nnote=%s\n", testing::backend_name((*persister)->backend()),
+                     note.c_str());
+        auto log = testing::recover_and_open(scratch.path(), testing::identity());
+        (*persister)->add_log(log.get());
+        testing::stage_records(*log, 3, 10);
+        bool ok = (*persister)->submit().ok() && (*persister)->poll(true).ok();
+        std::fprintf(out, "committed=%d\n", ok && log->durable_sequence() == 3);
+      },
+      &status);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << output;
+  std::map<std::string, std::string> values = parse_lines(output);
+  EXPECT_EQ(values["backend"], "psync");
+  EXPECT_EQ(values["note"],
+            "persist: io_uring is not available (io_uring_queue_init: Operation not permitted); using psync "
+            "instead: one blocking pwritev + fdatasync per log per commit");
+  EXPECT_EQ(values["committed"], "1");
+}
+
+TEST(PersisterTest, RejectsImpossibleRingSize) {
+  auto persister = Persister::create({.ring_entries = 1}, nullptr);
+  ASSERT_FALSE(persister.ok());
+  EXPECT_EQ(persister.error().message, "persist: ring_entries must be from 2 to 32768, got 1");
+}
+
+}  // namespace
+}  // namespace keel::persist
