@@ -165,6 +165,12 @@ TEST(LedgerCrash, NothingAcknowledgedIsLostAcrossTwentySigkills) {
   }
   EXPECT_EQ(total, opened) << "seed " << seed;
   EXPECT_GT(opened, 0);
+
+  // And `keel verify` agrees.
+  std::string command = std::string(KEEL_BINARY) + " verify --data-dir " + (directory / "data").string() + " > " +
+                        (directory / "verify.out").string() + " 2>&1";
+  EXPECT_EQ(std::system(command.c_str()), 0) << "keel verify failed; see " << (directory / "verify.out") << " (seed "
+                                             << seed << ")";
   if (!HasFailure()) fs::remove_all(directory);
 }
 
