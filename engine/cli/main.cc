@@ -13,7 +13,9 @@
 #include "engine/pipeline/pipeline.h"
 #include "engine/pipeline/pipeline_run.h"
 #include "numa/placement.h"
+#include "perf/bench_ledger.h"
 #include "perf/bench_ring.h"
+#include "perf/bench_wal.h"
 
 namespace keel::cli {
 namespace {
@@ -179,6 +181,20 @@ int main(int argc, char** argv) {
   bench_ring->add_flag("--json", ring_options.json, "print one JSON object");
   bench_ring->add_option("--repetitions", ring_options.repetitions, "repetitions per figure (median reported)")->capture_default_str();
   bench_ring->add_option("--messages", ring_options.messages, "messages per throughput measurement")->capture_default_str();
+  keel::perf::WalBenchOptions wal_options;
+  CLI::App* bench_wal = bench->add_subcommand("wal", "durable commits/s: group commit vs pwrite+fdatasync, RocksDB sync and the device");
+  bench_wal->add_flag("--json", wal_options.json, "print one JSON object");
+  bench_wal->add_option("--repetitions", wal_options.repetitions, "repetitions per figure (median reported)")->capture_default_str()->check(CLI::Range(1u, 1000u));
+  bench_wal->add_option("--seconds", wal_options.seconds_per_run, "length of each run, seconds")->capture_default_str()->check(CLI::Range(0.05, 600.0));
+  bench_wal->add_option("--directory", wal_options.directory, "where to write (default: a fresh folder under data/bench-wal)");
+  bench_wal->add_flag("--keel-busy-poll", wal_options.keel_busy_poll, "keel polls for each commit without blocking (as a persist tile on its own core) instead of waiting in io_uring_wait_cqe");
+  keel::perf::LedgerBenchOptions ledger_options;
+  CLI::App* bench_ledger = bench->add_subcommand("ledger", "transfers/s on one shard with durable blocks, and the share spent hashing");
+  bench_ledger->add_flag("--json", ledger_options.json, "print one JSON object");
+  bench_ledger->add_option("--repetitions", ledger_options.repetitions, "repetitions per figure (median reported)")->capture_default_str()->check(CLI::Range(1u, 1000u));
+  bench_ledger->add_option("--transfers", ledger_options.transfers, "transfers per run")->capture_default_str()->check(CLI::Range(uint64_t(1), uint64_t(100'000'000)));
+  bench_ledger->add_option("--block-txs", ledger_options.block_txs, "transfers per block")->capture_default_str()->check(CLI::Range(1u, 65536u));
+  bench_ledger->add_option("--directory", ledger_options.directory, "where to write (default: a fresh folder under data/bench-ledger)");
   std::string segment_name;
   std::optional<uint32_t> pu, node;
   CLI::App* relay = app.add_subcommand("pipeline-relay", "(internal) the pipeline's relay process");
@@ -229,6 +245,8 @@ int main(int argc, char** argv) {
   if (plan->parsed()) return plan_command(config_path, topology_override, json);
   if (run->parsed()) return run_command(config_path, topology_override, duration, json);
   if (bench_ring->parsed()) return keel::perf::run_ring_bench(ring_options);
+  if (bench_wal->parsed()) return keel::perf::run_wal_bench(wal_options);
+  if (bench_ledger->parsed()) return keel::perf::run_ledger_bench(ledger_options);
   if (relay->parsed()) return keel::engine::pipeline::run_relay_process(segment_name, pu, node);
   if (load->parsed()) {
     keel::Result<uint64_t> load_duration_ms = parse_duration_ms(load_duration);

@@ -1,0 +1,623 @@
+#include "perf/bench_wal.h"
+
+#include <fcntl.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <new>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <span>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "engine/persist/durable_io.h"
+#include "engine/persist/persister.h"
+#include "engine/persist/recovery.h"
+#include "engine/persist/shard_log.h"
+#include "shm/segment.h"
+
+namespace keel::perf {
+namespace {
+
+constexpr uint32_t committer_counts[] = {1, 8, 64, 1024};
+constexpr uint32_t record_sizes[] = {100, 1024};
+constexpr uint64_t ceiling_chunk_bytes = 8ULL << 20;
+constexpr uint16_t record_type_bench = persist::record_type_first_opaque;
+// The first tenth of every run warms up (threads start, files grow, RocksDB's memtable
+// fills); only commits that become durable after it count.
+constexpr double warm_up_share = 0.1;
+
+enum class System { keel, pwrite, rocksdb };
+
+std::string system_name(System system) {
+  switch (system) {
+    case System::keel: return "keel";
+    case System::pwrite: return "pwrite_fdatasync";
+    case System::rocksdb: return "rocksdb_sync";
+  }
+  return "?";
+}
+
+std::string figure_key(System system, uint32_t record_bytes, uint32_t committers) {
+  return system_name(system) + "." + std::to_string(record_bytes) + "B.committers" + std::to_string(committers);
+}
+
+// ---- the folder the runs write in --------------------------------------------------
+
+// A fresh folder that is removed, with everything in it, when this goes away: under
+// `requested` if given, else under ./data/bench-wal; parents it created go too, if empty.
+class ScratchFolder {
+ public:
+  ScratchFolder(const std::string& requested, const std::string& default_parent) {
+    std::string parent = requested.empty() ? default_parent : requested;
+    path_ = parent + "/run-" + std::to_string(getpid());
+  }
+  ScratchFolder(const ScratchFolder&) = delete;
+  ScratchFolder& operator=(const ScratchFolder&) = delete;
+  ~ScratchFolder() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+    for (const std::filesystem::path& folder : created_) std::filesystem::remove(folder, ignored);  // if empty
+  }
+  // Creates the folder, remembering which of its parents did not exist before.
+  Result<void> create() {
+    for (std::filesystem::path folder = std::filesystem::path(path_).parent_path(); !folder.empty();
+         folder = folder.parent_path()) {
+      std::error_code error;
+      if (std::filesystem::exists(folder, error)) break;
+      created_.push_back(folder);  // deepest first
+    }
+    std::error_code error;
+    std::filesystem::remove_all(path_, error);
+    std::filesystem::create_directories(path_, error);
+    if (error) return make_error(path_, "cannot create: " + error.message());
+    return {};
+  }
+  // A fresh path for one run's files, not yet created.
+  std::string run_path(const std::string& name) { return path_ + "/" + name + "-" + std::to_string(runs_++); }
+  // Deletes a run's files and lets the file system settle (syncfs: the journal commit,
+  // and with the `discard` mount option the discards of the freed blocks, which would
+  // otherwise slow the next run down).
+  void remove_run(const std::string& path) const {
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
+    persist::UniqueFd folder(::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (folder.valid()) ::syncfs(folder.get());
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::vector<std::filesystem::path> created_;
+  uint64_t runs_ = 0;
+};
+
+// ---- one run's result ---------------------------------------------------------------
+
+// Commit latencies as (latency, commits): keel's group commit makes a whole group durable
+// at once, so one entry stands for every commit of the group.
+struct LatencySamples {
+  std::vector<std::pair<uint64_t, uint64_t>> entries;
+  uint64_t commits = 0;
+
+  void add(uint64_t latency_ns, uint64_t count) {
+    entries.push_back({latency_ns, count});
+    commits += count;
+  }
+  void merge(const LatencySamples& other) {
+    entries.insert(entries.end(), other.entries.begin(), other.entries.end());
+    commits += other.commits;
+  }
+  // The smallest latency at or below which `share` of the commits lie.
+  double percentile_ns(double share) {
+    if (commits == 0) return 0;
+    std::sort(entries.begin(), entries.end());
+    uint64_t wanted = std::max<uint64_t>(1, uint64_t(double(commits) * share + 0.5)), seen = 0;
+    for (const auto& [latency_ns, count] : entries) {
+      seen += count;
+      if (seen >= wanted) return double(latency_ns);
+    }
+    return double(entries.back().first);
+  }
+};
+
+struct CommitRun {
+  double commits_per_second = 0;
+  double p50_us = 0, p99_us = 0;
+  double payload_megabytes_per_second = 0;  // records' bytes only, no framing
+  // keel only: mean time per group commit staging the records, in submit() (stamping
+  // and checksumming them, io_uring_enter) and waiting for the write and fdatasync.
+  double stage_us = 0, submit_us = 0, wait_us = 0;
+};
+
+// Commits become durable for the figure only inside [start_ns, end_ns).
+struct Window {
+  uint64_t start_ns = 0, end_ns = 0;
+  static Window starting_now(double seconds) {
+    uint64_t now = shm::monotonic_ns();
+    return {now + uint64_t(seconds * warm_up_share * 1e9), now + uint64_t(seconds * 1e9)};
+  }
+  bool holds(uint64_t ns) const { return ns >= start_ns && ns < end_ns; }
+  double seconds() const { return double(end_ns - start_ns) / 1e9; }
+};
+
+CommitRun finish_run(LatencySamples& samples, const Window& window, uint32_t record_bytes) {
+  CommitRun run;
+  run.commits_per_second = double(samples.commits) / window.seconds();
+  run.p50_us = samples.percentile_ns(0.50) / 1e3;
+  run.p99_us = samples.percentile_ns(0.99) / 1e3;
+  run.payload_megabytes_per_second = run.commits_per_second * record_bytes / 1e6;
+  return run;
+}
+
+// Incompressible bytes that records are cut from, each record at another offset: no two
+// records and no two 4 KiB blocks on disk alike, so that storage that compresses or
+// deduplicates gains nothing. 16 MiB, made once, page-aligned for O_DIRECT.
+class PayloadPool {
+ public:
+  static constexpr size_t pool_bytes = 16ULL << 20;
+  static constexpr size_t alignment = 4096;
+  PayloadPool() : bytes_(static_cast<std::byte*>(std::aligned_alloc(alignment, pool_bytes))) {
+    if (bytes_ == nullptr) throw std::bad_alloc();
+    std::mt19937_64 random(42);
+    for (size_t offset = 0; offset < pool_bytes; offset += 8) {
+      uint64_t word = random();
+      std::memcpy(bytes_.get() + offset, &word, 8);
+    }
+  }
+  // Record `index` of `length` bytes (at most pool_bytes / 2). A prime stride, not a
+  // multiple of 4 KiB, walks every offset in turn.
+  std::span<const std::byte> record(uint64_t index, size_t length) const {
+    return {bytes_.get() + (index * 1'000'003) % (pool_bytes - length), length};
+  }
+  // The same, starting on a 4 KiB boundary.
+  std::span<const std::byte> aligned_record(uint64_t index, size_t length) const {
+    size_t offset = (index * 1'000'003) % (pool_bytes - length);
+    return {bytes_.get() + offset / alignment * alignment, length};
+  }
+
+ private:
+  struct Free {
+    void operator()(std::byte* bytes) const { std::free(bytes); }
+  };
+  std::unique_ptr<std::byte[], Free> bytes_;
+};
+
+// ---- keel: one ShardLog + Persister driven from one thread ----------------------------
+
+// Until the commit in flight is durable: blocked in io_uring_wait_cqe, or polling without
+// blocking as a persist tile with a core of its own does (it reports work while a commit
+// is in flight, so that core never sleeps). On a 2-core machine the poller takes the core
+// that the kernel's io-wq worker running the fdatasync would use, so blocking is the default.
+Result<bool> wait_for_commit(persist::Persister& persister, bool busy_poll) {
+  if (!busy_poll) return persister.poll(/*wait=*/true);
+  for (;;) {
+    Result<bool> durable = persister.poll(/*wait=*/false);
+    if (!durable || *durable) return durable;
+    __builtin_ia32_pause();
+  }
+}
+
+// The persist tile's loop with `committers` closed-loop clients: every committer's next
+// record is staged, the group is submitted (one writev linked to one fdatasync on
+// io_uring), and the thread waits for it; each commit's latency runs from the start of
+// staging (the moment its committer issued it, right after its previous one became
+// durable) to the moment the group is durable.
+Result<CommitRun> run_keel(const PayloadPool& pool, const std::string& directory, uint32_t committers,
+                           uint32_t record_bytes, double seconds, bool busy_poll, std::string* backend) {
+  persist::RecoveredLog empty;  // a fresh directory: nothing to recover
+  Result<std::unique_ptr<persist::ShardLog>> log =
+      persist::ShardLog::open(directory, {"bench-wal", 0, 1}, persist::LogOptions{}, empty);
+  if (!log) return log.error();
+  std::string note;
+  Result<std::unique_ptr<persist::Persister>> persister = persist::Persister::create({}, &note);
+  if (!persister) return persister.error();
+  *backend = (*persister)->backend() == persist::Backend::io_uring ? "io_uring" : "psync (" + note + ")";
+  (*persister)->add_log(log->get());
+  LatencySamples samples;
+  samples.entries.reserve(1 << 16);
+  uint64_t groups = 0, stage_ns = 0, submit_ns = 0, wait_ns = 0;
+  Window window = Window::starting_now(seconds);
+  for (uint64_t round = 0;; ++round) {
+    uint64_t issued_ns = shm::monotonic_ns();
+    if (issued_ns >= window.end_ns) break;
+    for (uint32_t committer = 0; committer < committers; ++committer) {
+      std::span<const std::byte> record = pool.record(round * committers + committer, record_bytes);
+      if (Result<uint64_t> staged = (*log)->stage(record_type_bench, record); !staged) return staged.error();
+    }
+    uint64_t staged_ns = shm::monotonic_ns();
+    Result<bool> started = (*persister)->submit();
+    uint64_t submitted_ns = shm::monotonic_ns();
+    if (!started) return started.error();
+    if (!*started) return make_error("bench wal", "the persister took no commit with records staged");
+    Result<bool> durable = wait_for_commit(**persister, busy_poll);
+    if (!durable) return durable.error();
+    uint64_t durable_ns = shm::monotonic_ns();
+    if (!*durable || (*log)->durable_sequence() != (*log)->next_sequence()) {
+      return make_error("bench wal", "a waited-for commit did not make every staged record durable");
+    }
+    if (!window.holds(durable_ns)) continue;
+    samples.add(durable_ns - issued_ns, committers);
+    groups += 1;
+    stage_ns += staged_ns - issued_ns;
+    submit_ns += submitted_ns - staged_ns;
+    wait_ns += durable_ns - submitted_ns;
+  }
+  CommitRun run = finish_run(samples, window, record_bytes);
+  if (groups > 0) {
+    run.stage_us = double(stage_ns) / double(groups) / 1e3;
+    run.submit_us = double(submit_ns) / double(groups) / 1e3;
+    run.wait_us = double(wait_ns) / double(groups) / 1e3;
+  }
+  return run;
+}
+
+// ---- the threaded baselines ---------------------------------------------------------
+
+// Runs `commit(thread, count)` (one durable commit, or an Error) in `threads` threads,
+// each a closed loop, for `seconds`; latency is measured around each call.
+template <class Commit>
+Result<CommitRun> run_threads(uint32_t threads, uint32_t record_bytes, double seconds, const Commit& commit) {
+  struct PerThread {
+    LatencySamples samples;
+    std::optional<Error> error;
+  };
+  std::vector<PerThread> results(threads);
+  std::atomic<uint32_t> ready{0};
+  std::atomic<bool> go{false};
+  Window window;
+  std::vector<std::thread> workers;
+  workers.reserve(threads);
+  auto run_one = [&](uint32_t thread) {
+    PerThread& mine = results[thread];
+    mine.samples.entries.reserve(1024);
+    ready.fetch_add(1);
+    go.wait(false);
+    for (uint64_t count = 0;; ++count) {
+      uint64_t begin_ns = shm::monotonic_ns();
+      if (begin_ns >= window.end_ns) break;
+      if (Result<void> done = commit(thread, count); !done) {
+        mine.error = done.error();
+        break;
+      }
+      uint64_t end_ns = shm::monotonic_ns();
+      if (window.holds(end_ns)) mine.samples.add(end_ns - begin_ns, 1);
+    }
+  };
+  std::optional<Error> start_failure;
+  for (uint32_t thread = 0; thread < threads && !start_failure; ++thread) {
+    try {
+      workers.emplace_back(run_one, thread);
+    } catch (const std::system_error& error) {
+      start_failure = make_error("bench wal", "cannot start thread " + std::to_string(thread) + " of " +
+                                                  std::to_string(threads) + ": " + error.what());
+    }
+  }
+  while (ready.load() < workers.size()) std::this_thread::yield();
+  // After a failed start the window is already over: the started threads leave at once.
+  window = start_failure ? Window{} : Window::starting_now(seconds);
+  go.store(true);
+  go.notify_all();
+  for (std::thread& thread : workers) thread.join();
+  if (start_failure) return *start_failure;
+  LatencySamples all;
+  for (PerThread& result : results) {
+    if (result.error) return *result.error;
+    all.merge(result.samples);
+  }
+  return finish_run(all, window, record_bytes);
+}
+
+// (a) Each thread appends its record at a position taken from an atomic counter (pwrite,
+// one shared file) and fdatasyncs: the durable write without group commit.
+Result<CommitRun> run_pwrite(const PayloadPool& pool, const std::string& directory, uint32_t threads,
+                             uint32_t record_bytes, double seconds) {
+  if (auto made = persist::create_directories(directory); !made) return made.error();
+  std::string path = directory + "/wal";
+  persist::UniqueFd file(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (!file.valid()) return persist::errno_error(path, "cannot create");
+  std::atomic<uint64_t> file_end{0};
+  auto commit = [&](uint32_t, uint64_t) -> Result<void> {
+    uint64_t offset = file_end.fetch_add(record_bytes);
+    std::span<const std::byte> record = pool.record(offset / record_bytes, record_bytes);
+    if (auto written = persist::write_all(file.get(), offset, record, path); !written) return written.error();
+    if (::fdatasync(file.get()) != 0) return persist::errno_error(path, "fdatasync failed");
+    return {};
+  };
+  return run_threads(threads, record_bytes, seconds, commit);
+}
+
+// (b) RocksDB, default options but for create_if_missing and no compression (keel does not
+// compress either), every Put with WriteOptions::sync: RocksDB's own group commit, in
+// which a leader writes and fdatasyncs the WAL for the writers queued behind it.
+Result<CommitRun> run_rocksdb(const PayloadPool& pool, const std::string& directory, uint32_t threads,
+                              uint32_t record_bytes, double seconds) {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.compression = rocksdb::kNoCompression;
+  rocksdb::DB* opened = nullptr;
+  rocksdb::Status status = rocksdb::DB::Open(options, directory, &opened);
+  if (!status.ok()) return make_error(directory, "RocksDB open failed: " + status.ToString());
+  std::unique_ptr<rocksdb::DB> db(opened);
+  rocksdb::WriteOptions write_options;
+  write_options.sync = true;
+  auto commit = [&](uint32_t thread, uint64_t count) -> Result<void> {
+    // 16-byte keys, thread then count, big-endian: each thread appends its own range.
+    uint64_t key_words[2] = {__builtin_bswap64(thread), __builtin_bswap64(count)};
+    rocksdb::Slice key(reinterpret_cast<const char*>(key_words), sizeof key_words);
+    std::span<const std::byte> record = pool.record(count * threads + thread, record_bytes);
+    rocksdb::Slice value(reinterpret_cast<const char*>(record.data()), record.size());
+    rocksdb::Status put = db->Put(write_options, key, value);
+    if (!put.ok()) return make_error(directory, "RocksDB Put failed: " + put.ToString());
+    return {};
+  };
+  Result<CommitRun> run = run_threads(threads, record_bytes, seconds, commit);
+  status = db->Close();
+  db.reset();
+  if (run && !status.ok()) return make_error(directory, "RocksDB close failed: " + status.ToString());
+  rocksdb::DestroyDB(directory, options);
+  return run;
+}
+
+// (c) The device's ceiling for synchronous writes: 8 MiB sequential appends with one
+// fdatasync after each, for `seconds`, with O_DIRECT: the device's own bandwidth. (Through
+// the page cache, one 8 MiB write() costs more than the device: buffered writes that big
+// measured 360-840 MB/s here, far under the device and under keel's 1 MB commits.)
+// Returns MB/s.
+Result<double> run_ceiling(const PayloadPool& pool, const std::string& directory, double seconds) {
+  if (auto made = persist::create_directories(directory); !made) return made.error();
+  std::string path = directory + "/ceiling";
+  persist::UniqueFd file(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0644));
+  if (!file.valid()) return persist::errno_error(path, "cannot create with O_DIRECT");
+  uint64_t start_ns = shm::monotonic_ns(), end_ns = start_ns + uint64_t(seconds * 1e9), now_ns = start_ns;
+  uint64_t bytes = 0;
+  while (now_ns < end_ns) {
+    std::span<const std::byte> chunk = pool.aligned_record(bytes / ceiling_chunk_bytes, ceiling_chunk_bytes);
+    if (auto written = persist::write_all(file.get(), bytes, chunk, path); !written) return written.error();
+    if (::fdatasync(file.get()) != 0) return persist::errno_error(path, "fdatasync failed");
+    bytes += chunk.size();
+    now_ns = shm::monotonic_ns();
+  }
+  return double(bytes) / (double(now_ns - start_ns) / 1e9) / 1e6;
+}
+
+Result<CommitRun> run_system(const PayloadPool& pool, ScratchFolder& scratch, System system, uint32_t committers,
+                             uint32_t record_bytes, const WalBenchOptions& options, std::string* keel_backend) {
+  double seconds = options.seconds_per_run;
+  std::string path = scratch.run_path(system_name(system));
+  Result<CommitRun> run = make_error("bench wal", "no such system");
+  switch (system) {
+    case System::keel: run = run_keel(pool, path, committers, record_bytes, seconds, options.keel_busy_poll, keel_backend); break;
+    case System::pwrite: run = run_pwrite(pool, path, committers, record_bytes, seconds); break;
+    case System::rocksdb: run = run_rocksdb(pool, path, committers, record_bytes, seconds); break;
+  }
+  scratch.remove_run(path);
+  return run;
+}
+
+// ---- aggregation and report ---------------------------------------------------------
+
+struct Figure {
+  std::vector<double> samples;
+  double median() const {
+    std::vector<double> sorted = samples;
+    std::sort(sorted.begin(), sorted.end());
+    return sorted.empty() ? 0 : sorted[sorted.size() / 2];
+  }
+  double min() const { return samples.empty() ? 0 : *std::min_element(samples.begin(), samples.end()); }
+  double max() const { return samples.empty() ? 0 : *std::max_element(samples.begin(), samples.end()); }
+  nlohmann::json json() const { return {{"median", median()}, {"min", min()}, {"max", max()}}; }
+};
+
+// Median of run-by-run ratios a[i] / b[i].
+double paired_ratio(const Figure& a, const Figure& b) {
+  Figure ratios;
+  for (size_t index = 0; index < std::min(a.samples.size(), b.samples.size()); ++index) {
+    if (b.samples[index] > 0) ratios.samples.push_back(a.samples[index] / b.samples[index]);
+  }
+  return ratios.median();
+}
+
+struct Target {
+  std::string name;
+  double ratio;
+  double threshold;  // ratio must be >= threshold; 0: shown for reference, no target
+};
+
+std::string machine_line() {
+  utsname name;
+  uname(&name);
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line, model = "unknown CPU";
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      model = line.substr(line.find(':') + 2);
+      break;
+    }
+  }
+  return model + ", " + std::to_string(std::thread::hardware_concurrency()) + " CPUs, Linux " + name.release;
+}
+
+// Every figure of one system at one size and concurrency, run by run.
+struct Series {
+  Figure commits_per_second, p50_us, p99_us, payload_megabytes_per_second;
+  Figure stage_us, submit_us, wait_us;  // keel only
+  void add(const CommitRun& run) {
+    stage_us.samples.push_back(run.stage_us);
+    submit_us.samples.push_back(run.submit_us);
+    wait_us.samples.push_back(run.wait_us);
+    commits_per_second.samples.push_back(run.commits_per_second);
+    p50_us.samples.push_back(run.p50_us);
+    p99_us.samples.push_back(run.p99_us);
+    payload_megabytes_per_second.samples.push_back(run.payload_megabytes_per_second);
+  }
+};
+
+struct WalResults {
+  std::vector<std::string> order;  // keys in report order
+  std::map<std::string, Series> series;
+  Figure ceiling_megabytes_per_second;  // O_DIRECT
+  std::string keel_backend;
+};
+
+std::vector<Target> wal_targets(WalResults& results) {
+  std::vector<Target> targets;
+  auto cps = [&](System system, uint32_t bytes, uint32_t committers) -> const Figure& {
+    return results.series[figure_key(system, bytes, committers)].commits_per_second;
+  };
+  for (uint32_t bytes : record_sizes) {
+    std::string size = std::to_string(bytes) + "B";
+    for (uint32_t committers : committer_counts) {
+      double threshold_rocksdb = committers == 64 ? 3.0 : 0.0, threshold_pwrite = committers == 64 ? 10.0 : 0.0;
+      std::string at = std::to_string(committers) + " committers, " + size;
+      targets.push_back({"keel / RocksDB sync, " + at, paired_ratio(cps(System::keel, bytes, committers), cps(System::rocksdb, bytes, committers)), threshold_rocksdb});
+      targets.push_back({"keel / pwrite+fdatasync, " + at, paired_ratio(cps(System::keel, bytes, committers), cps(System::pwrite, bytes, committers)), threshold_pwrite});
+    }
+  }
+  const Figure& keel_bandwidth = results.series[figure_key(System::keel, 1024, 1024)].payload_megabytes_per_second;
+  targets.push_back({"keel MB/s (1024 committers, 1024B) / device ceiling", paired_ratio(keel_bandwidth, results.ceiling_megabytes_per_second), 0.8});
+  return targets;
+}
+
+void print_json(const WalBenchOptions& options, const std::string& directory, WalResults& results,
+                const std::vector<Target>& targets, bool all_met) {
+  nlohmann::json json;
+  json["benchmark"] = "wal";
+  json["machine"] = machine_line();
+  json["directory"] = directory;
+  json["keel_backend"] = results.keel_backend;
+  json["repetitions"] = options.repetitions;
+  json["seconds_per_run"] = options.seconds_per_run;
+  for (const std::string& key : results.order) {
+    Series& series = results.series[key];
+    json["commits_per_second"][key] = series.commits_per_second.json();
+    json["latency_us"][key] = {{"p50_median", series.p50_us.median()}, {"p50_min", series.p50_us.min()},
+                               {"p50_max", series.p50_us.max()}, {"p99_median", series.p99_us.median()},
+                               {"p99_min", series.p99_us.min()}, {"p99_max", series.p99_us.max()}};
+    json["payload_megabytes_per_second"][key] = series.payload_megabytes_per_second.json();
+    if (key.rfind("keel.", 0) == 0) {
+      json["keel_group_commit_us"][key] = {{"stage_median", series.stage_us.median()},
+                                           {"submit_median", series.submit_us.median()},
+                                           {"wait_median", series.wait_us.median()}};
+    }
+  }
+  json["ceiling_megabytes_per_second"] = results.ceiling_megabytes_per_second.json();
+  for (const Target& target : targets) {
+    json["ratios"].push_back({{"name", target.name}, {"ratio", target.ratio}, {"target_at_least", target.threshold},
+                              {"met", target.ratio >= target.threshold}});
+  }
+  json["all_targets_met"] = all_met;
+  std::printf("%s\n", json.dump().c_str());
+}
+
+void print_table(const WalBenchOptions& options, const std::string& directory, WalResults& results,
+                 const std::vector<Target>& targets, bool all_met) {
+  std::printf("machine: %s\nfiles in %s; keel persister: %s\n", machine_line().c_str(), directory.c_str(),
+              results.keel_backend.c_str());
+  std::printf("medians of %u repetitions of %.2f s, keel and baselines interleaved\n\n", options.repetitions,
+              options.seconds_per_run);
+  std::printf("%-40s %11s %11s %11s %10s %10s %9s\n", "durable commits/s", "median", "min", "max", "p50 us",
+              "p99 us", "MB/s");
+  for (const std::string& key : results.order) {
+    Series& series = results.series[key];
+    std::printf("%-40s %11.0f %11.0f %11.0f %10.1f %10.1f %9.1f\n", key.c_str(), series.commits_per_second.median(),
+                series.commits_per_second.min(), series.commits_per_second.max(), series.p50_us.median(),
+                series.p99_us.median(), series.payload_megabytes_per_second.median());
+  }
+  std::printf("\n%-40s %11s %11s %11s\n", "keel per group commit (us, medians)", "stage", "submit", "wait");
+  for (const std::string& key : results.order) {
+    if (key.rfind("keel.", 0) != 0) continue;
+    Series& series = results.series[key];
+    std::printf("%-40s %11.1f %11.1f %11.1f\n", key.c_str(), series.stage_us.median(), series.submit_us.median(),
+                series.wait_us.median());
+  }
+  const Figure& ceiling = results.ceiling_megabytes_per_second;
+  std::printf("\n%-40s %11.1f %11.1f %11.1f\n", "device ceiling, O_DIRECT 8 MiB + fdatasync", ceiling.median(),
+              ceiling.min(), ceiling.max());
+  std::printf("\n%-58s %8s %8s %s\n", "ratio (median of run-by-run ratios)", "ratio", "target", "");
+  for (const Target& target : targets) {
+    if (target.threshold == 0) {
+      std::printf("%-58s %8.2f %12s\n", target.name.c_str(), target.ratio, "(reference)");
+      continue;
+    }
+    std::printf("%-58s %8.2f %7s%.2f %s\n", target.name.c_str(), target.ratio, ">=", target.threshold,
+                target.ratio >= target.threshold ? "met" : "NOT MET");
+  }
+  std::printf("\n%s\n", all_met ? "all targets met" : "some targets not met (see above)");
+}
+
+}  // namespace
+
+int run_wal_bench(const WalBenchOptions& options) {
+  if (options.repetitions == 0 || !(options.seconds_per_run >= 0.05)) {
+    std::fprintf(stderr, "keel bench wal: --repetitions must be at least 1 and --seconds at least 0.05\n");
+    return 2;
+  }
+  ScratchFolder scratch(options.directory, "data/bench-wal");
+  if (auto created = scratch.create(); !created) {
+    std::fprintf(stderr, "keel bench wal: %s\n", created.error().message.c_str());
+    return 1;
+  }
+  WalResults results;
+  PayloadPool pool;
+  if (!options.json) {
+    std::fprintf(stderr, "keel bench wal: %u repetitions of %.2f s per figure, files in %s\n", options.repetitions,
+                 options.seconds_per_run, scratch.path().c_str());
+  }
+  for (uint32_t repetition = 0; repetition < options.repetitions; ++repetition) {
+    for (uint32_t bytes : record_sizes) {
+      for (uint32_t committers : committer_counts) {
+        // keel and its baselines back to back, so drift in the device hits all alike.
+        for (System system : {System::keel, System::pwrite, System::rocksdb}) {
+          std::string key = figure_key(system, bytes, committers);
+          Result<CommitRun> run = run_system(pool, scratch, system, committers, bytes, options, &results.keel_backend);
+          if (!run) {
+            std::fprintf(stderr, "keel bench wal: %s: %s\n", key.c_str(), run.error().message.c_str());
+            return 1;
+          }
+          if (repetition == 0) results.order.push_back(key);
+          results.series[key].add(*run);
+          // The ceiling right after the run it is compared with: this device's bandwidth
+          // drifts within a minute.
+          if (system == System::keel && bytes == 1024 && committers == 1024) {
+            std::string path = scratch.run_path("ceiling");
+            Result<double> ceiling = run_ceiling(pool, path, options.seconds_per_run);
+            scratch.remove_run(path);
+            if (!ceiling) {
+              std::fprintf(stderr, "keel bench wal: ceiling: %s\n", ceiling.error().message.c_str());
+              return 1;
+            }
+            results.ceiling_megabytes_per_second.samples.push_back(*ceiling);
+          }
+        }
+      }
+    }
+    if (!options.json) std::fprintf(stderr, "  repetition %u of %u done\n", repetition + 1, options.repetitions);
+  }
+  std::vector<Target> targets = wal_targets(results);
+  bool all_met = true;
+  for (const Target& target : targets) all_met = all_met && target.ratio >= target.threshold;
+  if (options.json) {
+    print_json(options, scratch.path(), results, targets, all_met);
+  } else {
+    print_table(options, scratch.path(), results, targets, all_met);
+  }
+  return 0;
+}
+
+}  // namespace keel::perf
