@@ -86,7 +86,7 @@ class ShardExecutor {
 
   // Orders one well-formed transaction (check_transaction passed) into the open block
   // and applies it. Returns its status; duplicate_credit and wrong_shard are not ordered.
-  // Assumes has_room(bytes.size()).
+  // Assumes has_room(bytes.size()) for anything that will be ordered.
   TxStatus execute(const TxView& view, std::span<const std::byte> bytes);
 
   // Seals the open block (at least one transaction) and starts the next one.

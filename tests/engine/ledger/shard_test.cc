@@ -163,6 +163,7 @@ struct TestChain {
 TEST(ShardExecutor, RandomCrossShardTransfersConserveTheChainTotal) {
   uint64_t seed = std::random_device{}();
   std::printf("seed %llu\n", (unsigned long long)seed);
+  std::fflush(stdout);  // seen even if an assertion aborts the test
   TestChain chain(4, seed);
   const uint64_t accounts = 200;  // accounts 1..200 exist; 201..220 do not (refunds)
   for (uint64_t account = 1; account <= accounts; ++account)
@@ -216,6 +217,7 @@ std::vector<std::vector<std::byte>> run_stream(uint64_t seed) {
 TEST(ShardExecutor, TheSameStreamGivesTheSameBlocks) {
   uint64_t seed = std::random_device{}();
   std::printf("seed %llu\n", (unsigned long long)seed);
+  std::fflush(stdout);  // seen even if an assertion aborts the test
   EXPECT_EQ(run_stream(seed), run_stream(seed)) << "seed " << seed;
 }
 

@@ -89,6 +89,7 @@ TEST(Transaction, MalformedTransactionsGetTheirReason) {
 TEST(Transaction, RandomBytesNeverCrashTheChecker) {
   uint64_t seed = std::random_device{}();
   std::printf("seed %llu\n", (unsigned long long)seed);
+  std::fflush(stdout);  // seen even if an assertion aborts the test
   std::mt19937_64 random(seed);
   TxView view;
   for (int round = 0; round < 100000; ++round) {
