@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "numa/binding.h"
+#include "perf/bench_report.h"
 #include "numa/topology.h"
 #include "shm/ring.h"
 #include "shm/segment.h"
@@ -405,49 +406,9 @@ Percentiles round_trip_boost(const Pins& pins, uint64_t round_trips) {
 
 // ---- aggregation and report ---------------------------------------------------------
 
-struct Figure {
-  std::vector<double> samples;
-  double median() const {
-    std::vector<double> sorted = samples;
-    std::sort(sorted.begin(), sorted.end());
-    return sorted.empty() ? 0 : sorted[sorted.size() / 2];
-  }
-  double min() const { return samples.empty() ? 0 : *std::min_element(samples.begin(), samples.end()); }
-  double max() const { return samples.empty() ? 0 : *std::max_element(samples.begin(), samples.end()); }
-};
-
-// Median of run-by-run ratios a[i] / b[i].
-double paired_ratio(const Figure& a, const Figure& b) {
-  Figure ratios;
-  for (size_t index = 0; index < std::min(a.samples.size(), b.samples.size()); ++index) {
-    ratios.samples.push_back(a.samples[index] / b.samples[index]);
-  }
-  return ratios.median();
-}
-
 std::string throughput_key(Queue queue, bool processes, uint32_t bytes, uint32_t batch) {
   return queue_name(queue) + (processes ? ".processes" : ".threads") + "." + std::to_string(bytes) + "B.batch" +
          std::to_string(batch);
-}
-
-struct Target {
-  std::string name;
-  double ratio;
-  double threshold;  // ratio must be >= threshold; 0: shown for reference, no target
-};
-
-std::string machine_line() {
-  utsname name;
-  uname(&name);
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  std::string line, model = "unknown CPU";
-  while (std::getline(cpuinfo, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      model = line.substr(line.find(':') + 2);
-      break;
-    }
-  }
-  return model + ", " + std::to_string(std::thread::hardware_concurrency()) + " CPUs, Linux " + name.release;
 }
 
 }  // namespace
@@ -503,8 +464,6 @@ int run_ring_bench(const RingBenchOptions& options) {
   // Lower latency is better: boost p50 / keel p50 >= 1 means keel is no worse.
   targets.push_back({"round trip p50: boost / keel (threads)", paired_ratio(latency_p50["boost_spsc.threads"], latency_p50["keel.threads"]), 1.0});
 
-  bool all_met = true;
-  for (const Target& target : targets) all_met = all_met && target.ratio >= target.threshold;
 
   if (options.json) {
     nlohmann::json json;
@@ -520,11 +479,7 @@ int run_ring_bench(const RingBenchOptions& options) {
       json["round_trip_ns"][name] = {{"p50_median", figure.median()}, {"p50_min", figure.min()}, {"p50_max", figure.max()},
                                      {"p99_median", latency_p99[name].median()}};
     }
-    for (const Target& target : targets) {
-      json["ratios"].push_back({{"name", target.name}, {"ratio", target.ratio}, {"target_at_least", target.threshold},
-                                {"met", target.ratio >= target.threshold}});
-    }
-    json["all_targets_met"] = all_met;
+    add_targets_json(json, targets);
     std::printf("%s\n", json.dump().c_str());
     return 0;
   }
@@ -538,16 +493,7 @@ int run_ring_bench(const RingBenchOptions& options) {
   for (auto& [name, figure] : latency_p50) {
     std::printf("%-44s %12.0f %12.0f %12.0f\n", name.c_str(), figure.median(), figure.min(), latency_p99[name].median());
   }
-  std::printf("\n%-58s %8s %8s %s\n", "ratio (median of run-by-run ratios)", "ratio", "target", "");
-  for (const Target& target : targets) {
-    if (target.threshold == 0) {
-      std::printf("%-58s %8.2f %12s\n", target.name.c_str(), target.ratio, "(reference)");
-      continue;
-    }
-    std::printf("%-58s %8.2f %7s%.2f %s\n", target.name.c_str(), target.ratio, ">=", target.threshold,
-                target.ratio >= target.threshold ? "met" : "NOT MET");
-  }
-  std::printf("\n%s\n", all_met ? "all targets met" : "some targets not met (see above)");
+  print_targets(targets);
   return 0;
 }
 

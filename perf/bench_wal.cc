@@ -29,6 +29,7 @@
 #include "engine/persist/persister.h"
 #include "engine/persist/recovery.h"
 #include "engine/persist/shard_log.h"
+#include "perf/bench_report.h"
 #include "shm/segment.h"
 
 namespace keel::perf {
@@ -56,56 +57,6 @@ std::string system_name(System system) {
 std::string figure_key(System system, uint32_t record_bytes, uint32_t committers) {
   return system_name(system) + "." + std::to_string(record_bytes) + "B.committers" + std::to_string(committers);
 }
-
-// ---- the folder the runs write in --------------------------------------------------
-
-// A fresh folder that is removed, with everything in it, when this goes away: under
-// `requested` if given, else under ./data/bench-wal; parents it created go too, if empty.
-class ScratchFolder {
- public:
-  ScratchFolder(const std::string& requested, const std::string& default_parent) {
-    std::string parent = requested.empty() ? default_parent : requested;
-    path_ = parent + "/run-" + std::to_string(getpid());
-  }
-  ScratchFolder(const ScratchFolder&) = delete;
-  ScratchFolder& operator=(const ScratchFolder&) = delete;
-  ~ScratchFolder() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-    for (const std::filesystem::path& folder : created_) std::filesystem::remove(folder, ignored);  // if empty
-  }
-  // Creates the folder, remembering which of its parents did not exist before.
-  Result<void> create() {
-    for (std::filesystem::path folder = std::filesystem::path(path_).parent_path(); !folder.empty();
-         folder = folder.parent_path()) {
-      std::error_code error;
-      if (std::filesystem::exists(folder, error)) break;
-      created_.push_back(folder);  // deepest first
-    }
-    std::error_code error;
-    std::filesystem::remove_all(path_, error);
-    std::filesystem::create_directories(path_, error);
-    if (error) return make_error(path_, "cannot create: " + error.message());
-    return {};
-  }
-  // A fresh path for one run's files, not yet created.
-  std::string run_path(const std::string& name) { return path_ + "/" + name + "-" + std::to_string(runs_++); }
-  // Deletes a run's files and lets the file system settle (syncfs: the journal commit,
-  // and with the `discard` mount option the discards of the freed blocks, which would
-  // otherwise slow the next run down).
-  void remove_run(const std::string& path) const {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-    persist::UniqueFd folder(::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (folder.valid()) ::syncfs(folder.get());
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-  std::vector<std::filesystem::path> created_;
-  uint64_t runs_ = 0;
-};
 
 // ---- one run's result ---------------------------------------------------------------
 
@@ -412,48 +363,6 @@ Result<CommitRun> run_system(const PayloadPool& pool, ScratchFolder& scratch, Sy
 
 // ---- aggregation and report ---------------------------------------------------------
 
-struct Figure {
-  std::vector<double> samples;
-  double median() const {
-    std::vector<double> sorted = samples;
-    std::sort(sorted.begin(), sorted.end());
-    return sorted.empty() ? 0 : sorted[sorted.size() / 2];
-  }
-  double min() const { return samples.empty() ? 0 : *std::min_element(samples.begin(), samples.end()); }
-  double max() const { return samples.empty() ? 0 : *std::max_element(samples.begin(), samples.end()); }
-  nlohmann::json json() const { return {{"median", median()}, {"min", min()}, {"max", max()}}; }
-};
-
-// Median of run-by-run ratios a[i] / b[i].
-double paired_ratio(const Figure& a, const Figure& b) {
-  Figure ratios;
-  for (size_t index = 0; index < std::min(a.samples.size(), b.samples.size()); ++index) {
-    if (b.samples[index] > 0) ratios.samples.push_back(a.samples[index] / b.samples[index]);
-  }
-  return ratios.median();
-}
-
-struct Target {
-  std::string name;
-  double ratio;
-  double threshold;  // ratio must be >= threshold; 0: shown for reference, no target
-};
-
-std::string machine_line() {
-  utsname name;
-  uname(&name);
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  std::string line, model = "unknown CPU";
-  while (std::getline(cpuinfo, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      model = line.substr(line.find(':') + 2);
-      break;
-    }
-  }
-  return model + ", " + std::to_string(std::thread::hardware_concurrency()) + " CPUs, Linux " + name.release;
-}
-
-// Every figure of one system at one size and concurrency, run by run.
 struct Series {
   Figure commits_per_second, p50_us, p99_us, payload_megabytes_per_second;
   Figure stage_us, submit_us, wait_us;  // keel only
@@ -495,7 +404,7 @@ std::vector<Target> wal_targets(WalResults& results) {
 }
 
 void print_json(const WalBenchOptions& options, const std::string& directory, WalResults& results,
-                const std::vector<Target>& targets, bool all_met) {
+                const std::vector<Target>& targets) {
   nlohmann::json json;
   json["benchmark"] = "wal";
   json["machine"] = machine_line();
@@ -517,16 +426,12 @@ void print_json(const WalBenchOptions& options, const std::string& directory, Wa
     }
   }
   json["ceiling_megabytes_per_second"] = results.ceiling_megabytes_per_second.json();
-  for (const Target& target : targets) {
-    json["ratios"].push_back({{"name", target.name}, {"ratio", target.ratio}, {"target_at_least", target.threshold},
-                              {"met", target.ratio >= target.threshold}});
-  }
-  json["all_targets_met"] = all_met;
+  add_targets_json(json, targets);
   std::printf("%s\n", json.dump().c_str());
 }
 
 void print_table(const WalBenchOptions& options, const std::string& directory, WalResults& results,
-                 const std::vector<Target>& targets, bool all_met) {
+                 const std::vector<Target>& targets) {
   std::printf("machine: %s\nfiles in %s; keel persister: %s\n", machine_line().c_str(), directory.c_str(),
               results.keel_backend.c_str());
   std::printf("medians of %u repetitions of %.2f s, keel and baselines interleaved\n\n", options.repetitions,
@@ -549,16 +454,7 @@ void print_table(const WalBenchOptions& options, const std::string& directory, W
   const Figure& ceiling = results.ceiling_megabytes_per_second;
   std::printf("\n%-40s %11.1f %11.1f %11.1f\n", "device ceiling, O_DIRECT 8 MiB + fdatasync", ceiling.median(),
               ceiling.min(), ceiling.max());
-  std::printf("\n%-58s %8s %8s %s\n", "ratio (median of run-by-run ratios)", "ratio", "target", "");
-  for (const Target& target : targets) {
-    if (target.threshold == 0) {
-      std::printf("%-58s %8.2f %12s\n", target.name.c_str(), target.ratio, "(reference)");
-      continue;
-    }
-    std::printf("%-58s %8.2f %7s%.2f %s\n", target.name.c_str(), target.ratio, ">=", target.threshold,
-                target.ratio >= target.threshold ? "met" : "NOT MET");
-  }
-  std::printf("\n%s\n", all_met ? "all targets met" : "some targets not met (see above)");
+  print_targets(targets);
 }
 
 }  // namespace
@@ -610,12 +506,10 @@ int run_wal_bench(const WalBenchOptions& options) {
     if (!options.json) std::fprintf(stderr, "  repetition %u of %u done\n", repetition + 1, options.repetitions);
   }
   std::vector<Target> targets = wal_targets(results);
-  bool all_met = true;
-  for (const Target& target : targets) all_met = all_met && target.ratio >= target.threshold;
   if (options.json) {
-    print_json(options, scratch.path(), results, targets, all_met);
+    print_json(options, scratch.path(), results, targets);
   } else {
-    print_table(options, scratch.path(), results, targets, all_met);
+    print_table(options, scratch.path(), results, targets);
   }
   return 0;
 }

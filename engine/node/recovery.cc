@@ -24,7 +24,7 @@ Result<void> check_no_extra_shards(const std::string& data_dir, const RecoveryCh
   while (dirent* entry = readdir(listing)) {
     std::string name = entry->d_name;
     if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-    if (std::stoul(name) >= chain.shards) {
+    if (name.size() > 9 || std::stoul(name) >= chain.shards) {  // more digits than any shard count
       result = make_error(directory + "/" + name, "chain layout differs: the data has shard " + name + " but the config gives chain " +
                                                       chain.name + " " + std::to_string(chain.shards) + " shard(s)");
       break;

@@ -31,7 +31,8 @@ Result<std::vector<std::string>> list_directories(const std::string& path, bool 
   }
   closedir(listing);
   std::sort(names.begin(), names.end(), [&](const std::string& a, const std::string& b) {
-    return numeric_only ? std::stoul(a) < std::stoul(b) : a < b;
+    // Shorter digit strings first puts "2" before "10" without parsing (no overflow).
+    return numeric_only && a.size() != b.size() ? a.size() < b.size() : a < b;
   });
   return names;
 }
