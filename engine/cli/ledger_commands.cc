@@ -26,6 +26,10 @@ nlohmann::json report_json(const node::LedgerReport& report) {
   nlohmann::json json = {{"duration_s", report.duration_s},     {"persist_backend", report.persist_backend},
                          {"fsync", report.fsync},               {"group_commits", report.commits},
                          {"blocks_recovered", report.blocks_recovered},
+                         {"snapshots_written", report.snapshots_written},
+                         {"snapshots_skipped", report.snapshots_skipped},
+                         {"snapshot_write_us_max", report.snapshot_write_us_max},
+                         {"segments_dropped", report.segments_dropped},
                          {"stopped_by_signal", report.stopped_by_signal}, {"notes", report.notes}};
   json["chains"] = nlohmann::json::array();
   for (const node::ChainReport& chain : report.chains)
@@ -48,6 +52,10 @@ void print_report(const node::LedgerReport& report) {
               report.duration_s, report.persist_backend.c_str(), report.fsync.c_str(),
               (unsigned long long)report.commits, (unsigned long long)report.blocks_recovered,
               report.stopped_by_signal ? " (stopped by signal)" : "");
+  std::printf("snapshots: %llu written (slowest %llu us), %llu skipped while one was being written; %llu log segments "
+              "dropped\n",
+              (unsigned long long)report.snapshots_written, (unsigned long long)report.snapshot_write_us_max,
+              (unsigned long long)report.snapshots_skipped, (unsigned long long)report.segments_dropped);
   std::printf("%-16s %6s %10s %12s %10s %12s %12s %12s %12s\n", "chain", "shards", "height", "committed", "tx/s",
               "commit mean", "commit max", "client p50", "client p99");
   for (const node::ChainReport& chain : report.chains)
@@ -106,7 +114,8 @@ int verify_command(const std::string& data_dir, bool json) {
       for (const node::ShardVerdict& shard : chain.shards)
         shards.push_back({{"shard", shard.shard}, {"height", shard.height}, {"blocks", shard.blocks},
                           {"transactions", shard.transactions}, {"last_block_hash", shard.last_block_hash},
-                          {"torn_tail", shard.torn_tail}});
+                          {"torn_tail", shard.torn_tail}, {"snapshots", shard.snapshots},
+                          {"start_height", shard.start_height}, {"snapshots_matched", shard.snapshots_matched}});
       chains.push_back({{"name", chain.name}, {"ok", chain.problems.empty()}, {"problems", chain.problems},
                         {"opened_total", chain.opened_total}, {"balance_total", chain.balance_total},
                         {"credits_in_flight", chain.credits_in_flight}, {"shards", shards}});
@@ -115,15 +124,21 @@ int verify_command(const std::string& data_dir, bool json) {
     return report->ok() ? 0 : 1;
   }
   for (const node::ChainVerdict& chain : report->chains) {
-    uint64_t blocks = 0, transactions = 0;
+    uint64_t blocks = 0, transactions = 0, snapshots_matched = 0;
     for (const node::ShardVerdict& shard : chain.shards) {
       blocks += shard.blocks;
       transactions += shard.transactions;
+      snapshots_matched += shard.snapshots_matched;
     }
-    std::printf("%-16s %s: %zu shard(s), %llu blocks, %llu transactions, balances %lld + in flight %lld = openings %lld\n",
+    std::printf("%-16s %s: %zu shard(s), %llu blocks and %llu transactions replayed, %llu later snapshot(s) matched, "
+                "balances %lld + in flight %lld = openings %lld\n",
                 chain.name.c_str(), chain.problems.empty() ? "ok" : "FAILED", chain.shards.size(),
-                (unsigned long long)blocks, (unsigned long long)transactions, (long long)chain.balance_total,
-                (long long)chain.credits_in_flight, (long long)chain.opened_total);
+                (unsigned long long)blocks, (unsigned long long)transactions, (unsigned long long)snapshots_matched,
+                (long long)chain.balance_total, (long long)chain.credits_in_flight, (long long)chain.opened_total);
+    for (const node::ShardVerdict& shard : chain.shards)
+      if (shard.start_height > 0)
+        std::printf("  shard %u: replayed from its snapshot at height %llu to height %llu\n", shard.shard,
+                    (unsigned long long)shard.start_height, (unsigned long long)shard.height);
     for (const node::ShardVerdict& shard : chain.shards)
       if (!shard.torn_tail.empty()) std::printf("  note: shard %u has a torn tail (cut at the next start): %s\n", shard.shard, shard.torn_tail.c_str());
     for (const std::string& problem : chain.problems) std::printf("  problem: %s\n", problem.c_str());

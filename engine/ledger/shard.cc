@@ -23,6 +23,7 @@ ShardExecutor::ShardExecutor(ShardIdentity identity, BlockLimits limits)
       chain_id_(chain_id_of(identity_.chain)),
       state_(identity_.shard, identity_.shard_count) {
   assert(identity_.shard < identity_.shard_count);
+  assert(limits_.block_txs_max <= block_txs_limit);
   body_.reserve(limits_.block_bytes_max);
   leaf_hashes_.reserve(limits_.block_txs_max);
   open_receipts_.reserve(limits_.block_txs_max);
@@ -75,8 +76,13 @@ TxStatus ShardExecutor::apply(const TxView& view, uint32_t index) {
 
 TxStatus ShardExecutor::apply_create_account(const CreateAccountBody& body) {
   if (body.opening_balance < 0) return TxStatus::negative_opening_balance;
+  // The shard's opened total must stay representable, or conservation could not be checked.
+  int64_t opened_total = 0;
+  if (__builtin_add_overflow(state_.opened_total, body.opening_balance, &opened_total)) return TxStatus::balance_overflow;
   auto [entry, created] = state_.accounts.try_emplace(body.account, Account{body.opening_balance, body.account_flags});
-  return created ? TxStatus::applied : TxStatus::account_exists;
+  if (!created) return TxStatus::account_exists;
+  state_.opened_total = opened_total;
+  return TxStatus::applied;
 }
 
 TxStatus ShardExecutor::apply_transfer(const TransferBody& body, uint32_t index) {

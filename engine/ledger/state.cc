@@ -59,6 +59,7 @@ std::vector<std::byte> ShardState::serialize() const {
   put(out, height);
   put_bytes(out, last_block_hash.bytes.data(), 32);
   put(out, suspense_balance);
+  put(out, opened_total);
   for (const CreditMark& mark : credit_marks) {
     put(out, mark.height);
     put(out, uint64_t(mark.index));
@@ -103,7 +104,8 @@ Result<ShardState> ShardState::deserialize(std::span<const std::byte> bytes) {
     return in.fail("state format version " + std::to_string(version) + ", this keel reads " +
                    std::to_string(state_format_version));
   if (!in.get(state.shard) || !in.get(state.shard_count) || !in.get(state.height) ||
-      !in.get(state.last_block_hash.bytes) || !in.get(state.suspense_balance))
+      !in.get(state.last_block_hash.bytes) || !in.get(state.suspense_balance) ||
+      !in.get(state.opened_total))
     return in.fail("cut short in the header");
   if (state.shard_count == 0 || state.shard >= state.shard_count || state.shard_count > 65536)
     return in.fail("shard " + std::to_string(state.shard) + " of " + std::to_string(state.shard_count));

@@ -35,7 +35,19 @@ struct CreditMark {
   bool covers(uint64_t origin_height, uint32_t origin_index) const {
     return origin_height < height || (origin_height == height && origin_index <= index);
   }
+  // One 64-bit number that orders positions as covers() does, so a mark can be published
+  // to another thread in one atomic store: pack(h, i) <= packed() iff covers(h, i). Holds
+  // because a block has at most block_txs_limit transactions (index < 2^16) and heights
+  // stay below 2^48.
+  static uint64_t pack(uint64_t origin_height, uint32_t origin_index) {
+    return origin_height << 16 | origin_index;
+  }
+  uint64_t packed() const { return pack(height, index); }
 };
+
+// The most transactions a block can hold (the config's limit): credit positions pack in
+// 16 bits (CreditMark::pack).
+inline constexpr uint32_t block_txs_limit = 65536;
 
 struct ShardState {
   ShardState() = default;
@@ -52,6 +64,11 @@ struct ShardState {
   // Refunds that could not land (the refunded account would overflow): kept, so the
   // chain's total still adds up, and visible to an operator.
   int64_t suspense_balance = 0;
+  // The opening balances of every account created here: the money that entered the chain
+  // through this shard. A chain's balances plus its credits in flight always equal the sum
+  // of this over its shards (`keel verify` checks it), and a snapshot carries it, so the
+  // check holds after old log segments are dropped.
+  int64_t opened_total = 0;
 
   // Sum of all balances on this shard, suspense included.
   int64_t total_balance() const;

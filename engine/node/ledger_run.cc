@@ -16,6 +16,7 @@
 #include "engine/node/recovery.h"
 #include "engine/node/shard_table.h"
 #include "engine/node/shard_tile.h"
+#include "engine/node/snapshot_writer.h"
 #include "shm/segment.h"
 
 namespace keel::node {
@@ -131,6 +132,7 @@ struct Engine {
   std::unique_ptr<shm::Segment> segment;
   Layout layout;
   DrainState drain;
+  std::unique_ptr<SnapshotWriter> snapshots;       // before the shards that use it
   std::vector<std::unique_ptr<ShardTile>> shards;  // by global shard
   std::unique_ptr<PersistTile> persist;
   std::unique_ptr<DrainingGateway> gateway;
@@ -157,6 +159,8 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
   if (!table) return table.error();
   if (!clients) return clients.error();
   const auto* ports = reinterpret_cast<const client::ShardPorts*>(base + (*clients)->ports_offset);
+  uint32_t snapshot_every_blocks = config.ledger.snapshot_every_blocks;
+  if (snapshot_every_blocks > 0) engine.snapshots = std::make_unique<SnapshotWriter>(*table);
   std::vector<PersistedShard> persisted;
   uint32_t global = 0;
   for (uint32_t chain = 0; chain < config.chains.size(); ++chain) {
@@ -181,9 +185,10 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
       persisted.push_back({std::move(*log), *blocks, *arena, &control, bell});
       Result<ShardPortsJoined> joined = join_shard_ports(base, *table, ports[global], global);
       if (!joined) return joined.error();
+      SnapshotPolicy snapshots{snapshot_every_blocks, engine.snapshots.get(), from.directory, global};
       engine.shards.push_back(std::make_unique<ShardTile>(std::move(from.executor), std::move(*joined), &control,
                                                           chain, chain_config.block_us_max, &engine.drain,
-                                                          std::move(from.credits_to_send)));
+                                                          std::move(from.credits_to_send), std::move(snapshots)));
     }
   }
   engine.drain.shard_count = global;
@@ -193,7 +198,8 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
   if (!persister) return persister.error();
   if (!fallback_note.empty()) report.notes.push_back(fallback_note);
   report.persist_backend = (*persister)->backend() == persist::Backend::io_uring ? "io_uring" : "psync";
-  engine.persist = std::make_unique<PersistTile>(std::move(*persister), std::move(persisted), &engine.drain);
+  engine.persist = std::make_unique<PersistTile>(std::move(*persister), std::move(persisted), &engine.drain,
+                                                 snapshot_every_blocks);
   Result<std::unique_ptr<client::GatewayTile>> gateway = client::GatewayTile::create(base, engine.layout.client_table);
   if (!gateway) return gateway.error();
   engine.gateway = std::make_unique<DrainingGateway>(std::move(*gateway), &engine.drain);
@@ -341,6 +347,14 @@ void fill_report(Engine& engine, const config::PerfConfig& config, LedgerReport&
       }
   }
   report.commits = engine.persist->stats().commits;
+  report.segments_dropped = engine.persist->stats().segments_dropped;
+  if (engine.snapshots) {
+    engine.snapshots->stop();  // the shards are done: write what they handed over
+    report.snapshots_written = engine.snapshots->written();
+    report.snapshot_write_us_max = engine.snapshots->write_us_max();
+  }
+  for (uint32_t shard = 0; shard < table->shard_count(); ++shard)
+    report.snapshots_skipped += table->control(shard).snapshots_skipped.load();
 }
 
 }  // namespace

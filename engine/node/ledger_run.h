@@ -50,6 +50,10 @@ struct LedgerReport {
   std::string fsync;
   uint64_t commits = 0;          // group commits
   uint64_t blocks_recovered = 0;
+  uint64_t snapshots_written = 0;    // this run, all shards
+  uint64_t snapshots_skipped = 0;    // due while the shard's previous one was still being written
+  uint64_t snapshot_write_us_max = 0;  // serialize + write + fdatasync + rename, one snapshot
+  uint64_t segments_dropped = 0;     // log segments deleted behind kept snapshots
   double duration_s = 0;
   bool stopped_by_signal = false;
 };

@@ -1,13 +1,20 @@
 #include "engine/node/persist_tile.h"
 
 #include <cassert>
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 namespace keel::node {
 
 PersistTile::PersistTile(std::unique_ptr<persist::Persister> persister, std::vector<PersistedShard> shards,
-                         DrainState* drain)
-    : persister_(std::move(persister)), shards_(std::move(shards)), staged_(shards_.size()), drain_(drain) {
+                         DrainState* drain, uint32_t snapshot_every_blocks)
+    : persister_(std::move(persister)),
+      shards_(std::move(shards)),
+      staged_(shards_.size()),
+      cut_points_(shards_.size()),
+      snapshot_every_blocks_(snapshot_every_blocks),
+      drain_(drain) {
   for (PersistedShard& shard : shards_) persister_->add_log(shard.log.get());
 }
 
@@ -40,9 +47,33 @@ size_t PersistTile::poll(size_t budget) {
     }
     if (*started) ++work;
   }
+  if (!persister_->in_flight()) drop_segments_behind_snapshots();
   // Keep the core awake while the kernel works on a commit (see the header).
   if (persister_->in_flight() && work == 0) work = 1;
   return work;
+}
+
+// Segment files are deleted only between commits, and only whole files whose blocks are
+// all at or below the oldest snapshot the writer keeps (snapshot_writer.h).
+void PersistTile::drop_segments_behind_snapshots() {
+  for (size_t index = 0; index < shards_.size(); ++index) {
+    std::deque<StagedBlock>& points = cut_points_[index];
+    if (points.empty()) continue;
+    uint64_t oldest_kept = shards_[index].control->snapshot_oldest_height.load(std::memory_order_acquire);
+    uint64_t cut_before = 0;
+    while (!points.empty() && points.front().height <= oldest_kept) {
+      cut_before = points.front().sequence_end;
+      points.pop_front();
+    }
+    if (cut_before == 0) continue;
+    persist::ShardLog& log = *shards_[index].log;
+    uint64_t dropped_before = log.counters().segments_dropped;
+    if (Result<void> dropped = log.drop_segments_before(std::min(cut_before, log.durable_sequence())); !dropped) {
+      // Not fatal: the files stay and recovery reads past them; say it once per failure.
+      std::fprintf(stderr, "keel: %s\n", dropped.error().message.c_str());
+    }
+    stats_.segments_dropped += log.counters().segments_dropped - dropped_before;
+  }
 }
 
 size_t PersistTile::stage_blocks(size_t budget) {
@@ -66,6 +97,8 @@ size_t PersistTile::stage_blocks(size_t budget) {
         return staged;
       }
       staged_[index].push_back(StagedBlock{*sequence + 1, message.height});
+      if (snapshot_every_blocks_ > 0 && message.height % snapshot_every_blocks_ == 0)
+        cut_points_[index].push_back(StagedBlock{*sequence + 1, message.height});
       shard.block_arena.release(message.arena_position, message.record_bytes);
       shard.blocks.release(1);
       ++stats_.blocks_staged;

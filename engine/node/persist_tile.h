@@ -43,11 +43,16 @@ struct PersistStats {
   uint64_t blocks_staged = 0;
   uint64_t commits = 0;
   uint64_t stage_backpressure = 0;  // a block waited because its log's batch was full
+  uint64_t segments_dropped = 0;    // behind the oldest kept snapshot
 };
 
 class PersistTile final : public engine::Tile {
  public:
-  PersistTile(std::unique_ptr<persist::Persister> persister, std::vector<PersistedShard> shards, DrainState* drain);
+  // snapshot_every_blocks: the shards' snapshot interval (0: none); blocks at those
+  // heights are where a log can later be cut, once the snapshot writer publishes
+  // ShardControl::snapshot_oldest_height at or past them.
+  PersistTile(std::unique_ptr<persist::Persister> persister, std::vector<PersistedShard> shards, DrainState* drain,
+              uint32_t snapshot_every_blocks = 0);
 
   std::string_view name() const override { return "persist"; }
   size_t poll(size_t budget) override;
@@ -65,11 +70,16 @@ class PersistTile final : public engine::Tile {
   };
   size_t stage_blocks(size_t budget);
   void publish_durable();
+  void drop_segments_behind_snapshots();
   void fail(const Error& error);
 
   std::unique_ptr<persist::Persister> persister_;
   std::vector<PersistedShard> shards_;
   std::vector<std::deque<StagedBlock>> staged_;
+  // Per shard, the staged blocks at snapshot heights, oldest first: where its log may be
+  // cut once a kept snapshot covers them.
+  std::vector<std::deque<StagedBlock>> cut_points_;
+  uint32_t snapshot_every_blocks_;
   DrainState* drain_;
   PersistStats stats_;
   bool draining_ = false;

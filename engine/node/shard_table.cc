@@ -16,7 +16,7 @@ uint64_t align_up(uint64_t value) { return (value + alignment - 1) & ~(alignment
 
 // Every part's size, in layout order; footprint and lay-out walk the same plan.
 struct Plan {
-  uint64_t controls_offset = 0, credit_offsets_offset = 0, parts_offset = 0, total = 0;
+  uint64_t controls_offset = 0, credit_offsets_offset = 0, credit_marks_offset = 0, parts_offset = 0, total = 0;
   uint64_t block_ring_bytes = 0, block_arena_bytes = 0, credit_ring_bytes = 0;
   uint32_t shard_count = 0, credit_ring_slots = 0, credit_ring_count = 0;
 };
@@ -43,7 +43,8 @@ Result<Plan> make_plan(const ShardTableOptions& options) {
   plan.credit_ring_bytes = align_up(*credit_ring);
   plan.controls_offset = align_up(sizeof(ShardTableHeader));
   plan.credit_offsets_offset = plan.controls_offset + uint64_t(plan.shard_count) * sizeof(ShardControl);
-  plan.parts_offset = align_up(plan.credit_offsets_offset + uint64_t(plan.credit_ring_slots) * sizeof(uint64_t));
+  plan.credit_marks_offset = align_up(plan.credit_offsets_offset + uint64_t(plan.credit_ring_slots) * sizeof(uint64_t));
+  plan.parts_offset = align_up(plan.credit_marks_offset + uint64_t(plan.credit_ring_slots) * sizeof(uint64_t));
   plan.total = plan.parts_offset + uint64_t(plan.shard_count) * (plan.block_ring_bytes + plan.block_arena_bytes) +
                uint64_t(plan.credit_ring_count) * plan.credit_ring_bytes;
   return plan;
@@ -68,7 +69,10 @@ Result<uint64_t> lay_out_shard_table(shm::Segment& segment, const ShardTableOpti
   std::byte* base = segment.base();
   auto* header = new (base + *table) ShardTableHeader{shard_table_magic, shard_table_version, plan->shard_count,
                                                       *table + plan->controls_offset,
-                                                      *table + plan->credit_offsets_offset};
+                                                      *table + plan->credit_offsets_offset,
+                                                      *table + plan->credit_marks_offset};
+  for (uint32_t slot = 0; slot < plan->credit_ring_slots; ++slot)
+    new (base + header->durable_credit_marks_offset + uint64_t(slot) * sizeof(uint64_t)) std::atomic<uint64_t>(0);
   auto* credit_offsets = reinterpret_cast<uint64_t*>(base + header->credit_rings_offset);
   uint64_t next = *table + plan->parts_offset;
   uint32_t global = 0, credit_index = 0;
@@ -131,6 +135,14 @@ uint64_t ShardTableView::credit_ring(uint32_t origin_global, uint32_t destinatio
   assert(destination_global >= first && destination_global < first + count && origin_global != destination_global);
   const auto* offsets = reinterpret_cast<const uint64_t*>(base_ + header_->credit_rings_offset);
   return offsets[origin.credit_ring_index_first + (origin_global - first) * count + (destination_global - first)];
+}
+
+std::atomic<uint64_t>& ShardTableView::durable_credit_mark(uint32_t origin_global, uint32_t destination_global) const {
+  const ShardControl& origin = control(origin_global);
+  uint32_t first = origin.first_global_shard, count = origin.shard_count;
+  assert(destination_global >= first && destination_global < first + count && origin_global != destination_global);
+  auto* marks = reinterpret_cast<std::atomic<uint64_t>*>(base_ + header_->durable_credit_marks_offset);
+  return marks[origin.credit_ring_index_first + (origin_global - first) * count + (destination_global - first)];
 }
 
 }  // namespace keel::node

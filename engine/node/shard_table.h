@@ -26,7 +26,7 @@ namespace keel::node {
 
 inline constexpr char shard_table_object_name[] = "ledger.shards";
 inline constexpr uint64_t shard_table_magic = 0x31304c4254484b4bULL;  // "KKHTBL01"
-inline constexpr uint32_t shard_table_version = 1;
+inline constexpr uint32_t shard_table_version = 2;
 
 // Watermarks and counters of one shard. Written by its shard tile, except
 // durable_height, which the persist tile writes.
@@ -46,7 +46,12 @@ struct alignas(128) ShardControl {
   uint32_t shard_count;  // of its chain
   uint32_t first_global_shard;  // of its chain
   uint32_t credit_ring_index_first;  // of its chain, in the table's credit ring array
-  uint32_t reserved[7];
+  uint32_t reserved;
+  // Snapshots (the snapshot writer): the newest written, and the oldest still kept — the
+  // persist tile may drop log segments holding only blocks at or below it.
+  std::atomic<uint64_t> snapshot_height;
+  std::atomic<uint64_t> snapshot_oldest_height;
+  std::atomic<uint64_t> snapshots_skipped;  // due, but the previous one was still being written
 };
 static_assert(sizeof(ShardControl) == 128);
 
@@ -74,6 +79,10 @@ struct ShardTableHeader {
   uint32_t shard_count;        // all chains
   uint64_t controls_offset;    // ShardControl[shard_count]
   uint64_t credit_rings_offset;  // uint64_t[sum over chains of n*n]: ring (origin -> destination), 0 on the diagonal
+  // std::atomic<uint64_t>[same shape]: (origin -> destination) is the destination's
+  // credit mark for that origin as of its durable height, CreditMark::packed(). The
+  // origin drops a credit from its next snapshot once this covers it.
+  uint64_t durable_credit_marks_offset;
 };
 
 struct ShardTableChain {
@@ -103,6 +112,8 @@ class ShardTableView {
   ShardControl& control(uint32_t global_shard) const;
   // Offset of the credit ring from one shard of a chain to another (both global numbers).
   uint64_t credit_ring(uint32_t origin_global, uint32_t destination_global) const;
+  // The destination's durable credit mark for credits from origin (see the header).
+  std::atomic<uint64_t>& durable_credit_mark(uint32_t origin_global, uint32_t destination_global) const;
   std::byte* base() const { return base_; }
 
  private:

@@ -28,6 +28,13 @@ void add(std::atomic<uint64_t>& counter, uint64_t value) {
   counter.store(counter.load(std::memory_order_relaxed) + value, std::memory_order_relaxed);
 }
 
+// Where a credit sits in its origin's history, packed as CreditMark::pack.
+uint64_t credit_position(const ledger::OutboundCredit& credit) {
+  ledger::CreditBody body;
+  std::memcpy(&body, credit.tx.data() + sizeof(ledger::TxHeader), sizeof body);
+  return ledger::CreditMark::pack(body.origin_height, body.origin_index);
+}
+
 }  // namespace
 
 Result<ShardPortsJoined> join_shard_ports(std::byte* base, const ShardTableView& table,
@@ -51,6 +58,8 @@ Result<ShardPortsJoined> join_shard_ports(std::byte* base, const ShardTableView&
   ports.block_arena = *block_arena;
   ports.credits_in.resize(control.shard_count);
   ports.credits_out.resize(control.shard_count);
+  ports.marks_published.resize(control.shard_count, nullptr);
+  ports.marks_observed.resize(control.shard_count, nullptr);
   for (uint32_t other = 0; other < control.shard_count; ++other) {
     if (other == control.shard) continue;
     uint32_t other_global = control.first_global_shard + other;
@@ -60,13 +69,15 @@ Result<ShardPortsJoined> join_shard_ports(std::byte* base, const ShardTableView&
     if (!out) return out.error();
     ports.credits_in[other] = *in;
     ports.credits_out[other] = *out;
+    ports.marks_published[other] = &table.durable_credit_mark(other_global, global_shard);
+    ports.marks_observed[other] = &table.durable_credit_mark(global_shard, other_global);
   }
   return ports;
 }
 
 ShardTile::ShardTile(ledger::ShardExecutor executor, ShardPortsJoined ports, ShardControl* control,
                      uint32_t chain_index, uint32_t block_us_max, DrainState* drain,
-                     std::vector<ledger::OutboundCredit> pending_credits)
+                     std::vector<ledger::OutboundCredit> pending_credits, SnapshotPolicy snapshots)
     : executor_(std::move(executor)),
       ports_(std::move(ports)),
       control_(control),
@@ -74,9 +85,14 @@ ShardTile::ShardTile(ledger::ShardExecutor executor, ShardPortsJoined ports, Sha
       block_ns_max_(uint64_t(block_us_max) * 1000),
       drain_(drain),
       name_("shard." + executor_.identity().chain + "." + std::to_string(executor_.identity().shard)),
-      outbound_(executor_.identity().shard_count) {
+      outbound_(executor_.identity().shard_count),
+      unconfirmed_(executor_.identity().shard_count),
+      snapshots_(std::move(snapshots)) {
+  // Recovery's credits come from durable blocks (or a snapshot): they are unconfirmed
+  // until their destination's durable mark covers them.
   for (ledger::OutboundCredit& credit : pending_credits) {
     outbound_[credit.destination_shard].push_back(credit);
+    unconfirmed_[credit.destination_shard].push_back(credit);
     ++outbound_count_;
   }
   control_->sealed_height.store(executor_.state().height, std::memory_order_relaxed);
@@ -145,8 +161,12 @@ size_t ShardTile::release_durable() {
     for (const ledger::Receipt& receipt : receipts) rejected += receipt.status != ledger::TxStatus::applied;
     for (ledger::OutboundCredit& credit : front.block.credits) {
       outbound_[credit.destination_shard].push_back(credit);
+      unconfirmed_[credit.destination_shard].push_back(credit);
       ++outbound_count_;
     }
+    publish_credit_marks(front);
+    forget_confirmed_credits();
+    if (front.snapshot_state) submit_snapshot(front);
     uint64_t latency_us = (shm::monotonic_ns() - front.first_tx_ns) / 1000;
     add(control_->committed_txs, receipts.size());
     add(control_->rejected_txs, rejected);
@@ -156,6 +176,32 @@ size_t ShardTile::release_durable() {
     ++work;
   }
   return work;
+}
+
+void ShardTile::publish_credit_marks(const PendingBlock& block) {
+  for (uint32_t origin = 0; origin < block.credit_marks.size(); ++origin)
+    if (ports_.marks_published[origin] != nullptr)
+      ports_.marks_published[origin]->store(block.credit_marks[origin], std::memory_order_release);
+}
+
+void ShardTile::forget_confirmed_credits() {
+  for (uint32_t destination = 0; destination < unconfirmed_.size(); ++destination) {
+    std::deque<ledger::OutboundCredit>& queue = unconfirmed_[destination];
+    if (queue.empty()) continue;
+    uint64_t mark = ports_.marks_observed[destination]->load(std::memory_order_acquire);
+    while (!queue.empty() && credit_position(queue.front()) <= mark) queue.pop_front();
+  }
+}
+
+// The captured state is exactly the state at this block's height, and the block is now
+// durable, so the snapshot can never be ahead of the log.
+void ShardTile::submit_snapshot(PendingBlock& block) {
+  snapshot_pending_ = false;
+  SnapshotJob job{snapshots_.global_shard, snapshots_.directory, {std::move(*block.snapshot_state), {}}};
+  block.snapshot_state.reset();
+  for (const std::deque<ledger::OutboundCredit>& queue : unconfirmed_)
+    job.snapshot.credits.insert(job.snapshot.credits.end(), queue.begin(), queue.end());
+  if (!snapshots_.writer->submit(std::move(job))) add(control_->snapshots_skipped, 1);
 }
 
 size_t ShardTile::send_credits() {
@@ -284,8 +330,23 @@ bool ShardTile::try_seal() {
   ports_.blocks.publish(1);
   control_->sealed_height.store(block.header.height, std::memory_order_release);
   block.record = {};  // the arena holds the bytes now
-  pending_.push_back(PendingBlock{message.height, open_first_tx_ns_, std::move(block), std::move(open_routes_), 0});
+  PendingBlock& pending =
+      pending_.emplace_back(PendingBlock{message.height, open_first_tx_ns_, std::move(block), std::move(open_routes_), 0, {}, {}});
   open_routes_ = {};
+  if (executor_.identity().shard_count > 1) {
+    pending.credit_marks.reserve(executor_.identity().shard_count);
+    for (const ledger::CreditMark& mark : executor_.state().credit_marks) pending.credit_marks.push_back(mark.packed());
+  }
+  if (snapshots_.every_blocks > 0 && message.height % snapshots_.every_blocks == 0) {
+    // One capture at a time, and none while the writer is still busy with this shard's
+    // last one. The copy is the shard core's whole cost of a snapshot.
+    if (!snapshot_pending_ && snapshots_.writer->accepting(snapshots_.global_shard)) {
+      pending.snapshot_state = std::make_unique<ledger::ShardState>(executor_.state());
+      snapshot_pending_ = true;
+    } else {
+      add(control_->snapshots_skipped, 1);
+    }
+  }
   return true;
 }
 

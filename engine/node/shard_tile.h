@@ -26,6 +26,7 @@
 #include "engine/ledger/shard.h"
 #include "engine/node/drain_state.h"
 #include "engine/node/shard_table.h"
+#include "engine/node/snapshot_writer.h"
 #include "shm/arena.h"
 #include "shm/ring.h"
 
@@ -40,6 +41,19 @@ struct ShardPortsJoined {
   // Indexed by shard within the chain; the own shard's entries are unused.
   std::vector<shm::RingConsumer> credits_in;
   std::vector<shm::RingProducer> credits_out;
+  // Indexed like the rings: marks_published[origin] is where this shard publishes its
+  // durable credit mark for that origin; marks_observed[destination] is where that
+  // destination publishes its durable mark for this shard's credits.
+  std::vector<std::atomic<uint64_t>*> marks_published;
+  std::vector<std::atomic<uint64_t>*> marks_observed;
+};
+
+// When and where a shard snapshots (snapshot_writer.h). every_blocks = 0: never.
+struct SnapshotPolicy {
+  uint32_t every_blocks = 0;
+  SnapshotWriter* writer = nullptr;
+  std::string directory;  // the shard's data directory
+  uint32_t global_shard = 0;
 };
 
 // Joins every ring and arena of one shard. chain_index: the chain's index in the client table.
@@ -51,7 +65,8 @@ class ShardTile final : public engine::Tile {
   // `pending_credits` are credits whose debits are already durable but which the
   // destination may not have applied (recovery computes them); they are sent first.
   ShardTile(ledger::ShardExecutor executor, ShardPortsJoined ports, ShardControl* control, uint32_t chain_index,
-            uint32_t block_us_max, DrainState* drain, std::vector<ledger::OutboundCredit> pending_credits = {});
+            uint32_t block_us_max, DrainState* drain, std::vector<ledger::OutboundCredit> pending_credits = {},
+            SnapshotPolicy snapshots = {});
 
   std::string_view name() const override { return name_; }
   size_t poll(size_t budget) override;
@@ -73,9 +88,17 @@ class ShardTile final : public engine::Tile {
     ledger::SealedBlock block;
     std::vector<ReceiptRoute> routes;
     size_t receipts_released = 0;
+    // This shard's credit marks as of this block (packed, per origin), published once
+    // it is durable; empty on a single-shard chain.
+    std::vector<uint64_t> credit_marks;
+    // The state right after this block, when a snapshot is due at it.
+    std::unique_ptr<ledger::ShardState> snapshot_state;
   };
 
   size_t release_durable();
+  void publish_credit_marks(const PendingBlock& block);
+  void forget_confirmed_credits();
+  void submit_snapshot(PendingBlock& block);
   size_t send_credits();
   size_t take_credits(size_t budget);
   size_t take_submissions(size_t budget);
@@ -96,6 +119,11 @@ class ShardTile final : public engine::Tile {
   std::deque<PendingBlock> pending_;
   std::vector<std::deque<ledger::OutboundCredit>> outbound_;  // per destination shard
   size_t outbound_count_ = 0;
+  // Credits of durable blocks that their destination has not yet applied durably (sent
+  // or not), per destination, in order: what a snapshot must carry (ledger/snapshot.h).
+  std::vector<std::deque<ledger::OutboundCredit>> unconfirmed_;
+  SnapshotPolicy snapshots_;
+  bool snapshot_pending_ = false;  // a pending block holds a captured state
   bool draining_ = false;
   bool quiescent_latched_ = false;
 };

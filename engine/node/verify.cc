@@ -5,10 +5,14 @@
 #include <algorithm>
 #include <cstring>
 
+#include <deque>
+
 #include "engine/ledger/shard.h"
+#include "engine/ledger/snapshot.h"
 #include "engine/node/persist_tile.h"
 #include "engine/node/recovery.h"
 #include "engine/persist/recovery.h"
+#include "engine/persist/snapshot_file.h"
 
 namespace keel::node {
 
@@ -37,41 +41,85 @@ Result<std::vector<std::string>> list_directories(const std::string& path, bool 
   return names;
 }
 
-// Replays one shard's log from its first block; credits it emitted go to `credits`.
+// Replays one shard's log from its oldest kept snapshot (or its first block), checks that
+// every later snapshot equals the replayed state at its height, and collects the credits
+// its blocks (and the starting snapshot) carry towards other shards.
 void verify_shard(const std::string& data_dir, ChainVerdict& chain, uint32_t shard, uint32_t shard_count,
                   std::vector<ledger::OutboundCredit>& credits, std::vector<ledger::ShardState>& states) {
   ShardVerdict verdict;
   verdict.shard = shard;
-  ledger::ShardExecutor executor({chain.name, shard, shard_count}, ledger::BlockLimits{65536, 1u << 30});
+  size_t problems_before = chain.problems.size();
+  std::string directory = shard_directory(data_dir, chain.name, shard);
+  std::string place = "chain " + chain.name + " shard " + std::to_string(shard);
+  ledger::ShardExecutor executor({chain.name, shard, shard_count}, ledger::BlockLimits{ledger::block_txs_limit, 1u << 30});
+  Result<std::vector<uint64_t>> heights = persist::list_snapshot_heights(directory);
+  std::deque<uint64_t> later;  // snapshots still to compare, ascending
+  if (!heights) {
+    chain.problems.push_back(heights.error().message);
+  } else if (!heights->empty()) {
+    verdict.snapshots = heights->size();
+    later.assign(heights->begin() + 1, heights->end());
+    Result<persist::SnapshotFile> oldest = persist::load_snapshot(directory, heights->front());
+    Result<ledger::ShardSnapshot> snapshot =
+        oldest ? ledger::ShardSnapshot::deserialize(oldest->payload) : Result<ledger::ShardSnapshot>(oldest.error());
+    if (!snapshot) {
+      chain.problems.push_back(place + ": the oldest snapshot cannot be used: " + snapshot.error().message);
+    } else if (snapshot->state.shard != shard || snapshot->state.shard_count != shard_count ||
+               snapshot->state.height != heights->front()) {
+      chain.problems.push_back(place + ": " + oldest->path + " holds another shard or height");
+    } else {
+      credits.insert(credits.end(), snapshot->credits.begin(), snapshot->credits.end());
+      executor.restore(std::move(snapshot->state));
+      verdict.start_height = heights->front();
+    }
+  }
+  auto compare_snapshot = [&](uint64_t height) {
+    Result<persist::SnapshotFile> file = persist::load_snapshot(directory, height);
+    Result<ledger::ShardSnapshot> snapshot =
+        file ? ledger::ShardSnapshot::deserialize(file->payload) : Result<ledger::ShardSnapshot>(file.error());
+    if (!snapshot) {
+      chain.problems.push_back(place + " height " + std::to_string(height) + ": " + snapshot.error().message);
+    } else if (snapshot->state.serialize() != executor.state().serialize()) {
+      chain.problems.push_back(place + " height " + std::to_string(height) + ": " + file->path +
+                               " differs from the state the log replays to");
+    } else {
+      ++verdict.snapshots_matched;
+    }
+  };
   auto replay = [&](const persist::LogRecordView& record) -> Result<void> {
     if (record.type != record_type_block)
       return make_error(std::string(record.file), "offset " + std::to_string(record.offset) + ": not a block record");
+    Result<bool> skip = skip_block_below_snapshot(executor, verdict.start_height, record);
+    if (!skip) return skip.error();
+    if (*skip) return {};
     Result<ledger::SealedBlock> block = executor.replay(record.payload);
     if (!block) return block.error();
     ++verdict.blocks;
     verdict.transactions += block->header.tx_count;
-    // Openings that applied brought money in; find them in the replayed block.
-    size_t index = 0;
-    Result<ledger::BlockView> view = ledger::parse_block(record.payload);
-    ledger::for_each_transaction(view->body, [&](std::span<const std::byte> tx) {
-      ledger::TxView parsed;
-      if (ledger::check_transaction(tx, ledger::TxOrigin::engine, &parsed) == ledger::TxStatus::applied &&
-          parsed.type == ledger::TxType::create_account && block->receipts[index].status == ledger::TxStatus::applied)
-        chain.opened_total += parsed.create_account.opening_balance;
-      ++index;
-    });
     credits.insert(credits.end(), block->credits.begin(), block->credits.end());
+    while (!later.empty() && later.front() <= block->header.height) {
+      if (later.front() == block->header.height) compare_snapshot(later.front());
+      later.pop_front();
+    }
     return {};
   };
-  std::string directory = shard_directory(data_dir, chain.name, shard);
-  Result<persist::RecoveredLog> log = persist::scan_log(directory, {chain.name, shard, shard_count}, replay);
+  bool usable_start = chain.problems.size() == problems_before;
+  Result<persist::RecoveredLog> log =
+      usable_start ? persist::scan_log(directory, {chain.name, shard, shard_count}, replay)
+                   : Result<persist::RecoveredLog>(persist::RecoveredLog{});
   if (!log) {
     chain.problems.push_back(log.error().message);
-  } else if (log->torn) {
-    verdict.torn_tail = log->torn->file + " at offset " + std::to_string(log->torn->offset);
+  } else {
+    if (log->torn) verdict.torn_tail = log->torn->file + " at offset " + std::to_string(log->torn->offset);
+    // A snapshot is written only after its block is durable: one past the log is damage.
+    if (usable_start)
+      for (uint64_t height : later)
+        chain.problems.push_back(place + ": snapshot at height " + std::to_string(height) + " is past the log's end (height " +
+                                 std::to_string(executor.state().height) + ")");
   }
   verdict.height = executor.state().height;
   verdict.last_block_hash = ledger::to_hex(executor.state().last_block_hash);
+  chain.opened_total += executor.state().opened_total;
   states.push_back(executor.state());
   chain.shards.push_back(verdict);
 }

@@ -5,9 +5,10 @@
 //
 // For every chain directory (data_dir/<chain>/<shard>/...): every record's framing and
 // checksum, every block's place in the hash chain, its Merkle root, and its transactions
-// re-executed from the first block (replay checks the replayed header against the logged
-// one), then conservation: the chain's balances plus the credits still travelling
-// between its shards equal what its account openings brought in. A torn tail (what a
+// re-executed from the oldest kept snapshot (or the first block; replay checks the
+// replayed header against the logged one); every later snapshot must equal the replayed
+// state at its height, byte for byte. Then conservation: the chain's balances plus the
+// credits still travelling between its shards equal what its account openings brought in. A torn tail (what a
 // crash leaves; the engine cuts it at its next start) is reported but not a failure.
 #pragma once
 
@@ -26,12 +27,15 @@ struct ShardVerdict {
   uint64_t transactions = 0;
   std::string last_block_hash;  // hex
   std::string torn_tail;        // empty, or where a crash left a torn tail
+  uint64_t snapshots = 0;          // snapshot files kept
+  uint64_t start_height = 0;       // replay started after this (the oldest snapshot; 0: the first block)
+  uint64_t snapshots_matched = 0;  // later snapshots equal to the replayed state
 };
 
 struct ChainVerdict {
   std::string name;
   std::vector<ShardVerdict> shards;
-  int64_t opened_total = 0;       // sum of applied account openings
+  int64_t opened_total = 0;       // sum of applied account openings (ShardState::opened_total)
   int64_t balance_total = 0;      // balances (and suspense) over all shards
   int64_t credits_in_flight = 0;  // debited on one shard, not yet credited on another
   std::vector<std::string> problems;  // empty: the chain verified

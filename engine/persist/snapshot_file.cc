@@ -155,6 +155,14 @@ Result<std::optional<SnapshotFile>> load_newest_snapshot(const std::string& dire
   return std::optional<SnapshotFile>();
 }
 
+Result<SnapshotFile> load_snapshot(const std::string& directory, uint64_t height) {
+  std::string path = join_path(directory, snapshot_file_name(height));
+  SnapshotFile snapshot;
+  std::string problem = read_snapshot(path, height, &snapshot);
+  if (!problem.empty()) return make_error(path, problem);
+  return snapshot;
+}
+
 Result<void> drop_snapshots_before(const std::string& directory, uint64_t height) {
   Result<std::vector<std::string>> names = list_directory(directory);
   if (!names) return names.error();

@@ -65,6 +65,10 @@ Result<void> write_snapshot(const std::string& directory, uint64_t height,
 Result<std::optional<SnapshotFile>> load_newest_snapshot(const std::string& directory,
                                                          std::vector<std::string>* notes);
 
+// The snapshot of `height`, checked like load_newest_snapshot does; the error names the
+// file and why it does not check out.
+Result<SnapshotFile> load_snapshot(const std::string& directory, uint64_t height);
+
 // Heights of the snapshot files in the directory (by name; not checked), ascending.
 Result<std::vector<uint64_t>> list_snapshot_heights(const std::string& directory);
 

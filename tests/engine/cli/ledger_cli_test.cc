@@ -1,5 +1,7 @@
 // Tests of the ledger through the real `keel` binary: `run` (the ledger job with its load
 // generators), recovery at the next start, `verify`, `submit`, and damaged data.
+#include "engine/ledger/snapshot.h"
+#include "engine/persist/snapshot_file.h"
 #include "tests/engine/cli/keel_process.h"
 
 namespace keel::cli {
@@ -26,9 +28,24 @@ class LedgerCli : public KeelCli {
   }
 };
 
+// Snapshots every few blocks and 1 MiB segments, so a short run writes snapshots and drops
+// the log segments behind them.
+const std::vector<std::pair<std::string, std::string>> frequent_snapshots = {
+    {"segment_bytes_max = 67108864", "segment_bytes_max = 1048576"},
+    {"snapshot_every_blocks = 1024", "snapshot_every_blocks = 16"}};
+
+std::vector<fs::path> files_ending(const fs::path& directory, const std::string& extension) {
+  std::vector<fs::path> found;
+  for (const fs::directory_entry& entry : fs::directory_iterator(directory))
+    if (entry.path().extension() == extension) found.push_back(entry.path());
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
 TEST_F(LedgerCli, RunCommitsOnEveryChainRecoversAndVerifies) {
   std::string name = instance("ledger");
-  fs::path config = default_config_copy(name);
+  // Without snapshots verify replays every block, so it can count every transaction.
+  fs::path config = default_config_copy(name, {{"snapshot_every_blocks = 1024", "snapshot_every_blocks = 0"}});
   nlohmann::json first = run_ledger(config, "1500ms");
   ASSERT_EQ(first["chains"].size(), 2u) << first.dump();
   for (const nlohmann::json& chain : first["chains"]) {
@@ -128,6 +145,94 @@ TEST_F(LedgerCli, AFlippedBitBeforeTheTailStopsTheEngine) {
   Outcome verified = keel({"verify", "--data-dir", data_dir(name).string()});
   EXPECT_EQ(verified.exit_code, 1) << verified.out;
   EXPECT_NE(verified.out.find("settlement       FAILED"), std::string::npos) << verified.out;
+}
+
+TEST_F(LedgerCli, SnapshotsLetOldSegmentsGoAndRecoveryStartsFromThem) {
+  std::string name = instance("snapshots");
+  fs::path config = default_config_copy(name, frequent_snapshots);
+  nlohmann::json first = run_ledger(config, "2500ms");
+  EXPECT_GT(first.value("snapshots_written", 0ull), 0u) << first.dump();
+  EXPECT_GT(first.value("segments_dropped", 0ull), 0u) << first.dump();
+  uint64_t height_total = 0;
+  bool a_first_segment_went = false;
+  for (const auto& [chain, shards] : {std::pair{"payments", 2}, std::pair{"settlement", 1}})
+    for (int shard = 0; shard < shards; ++shard) {
+      fs::path directory = data_dir(name) / chain / std::to_string(shard);
+      size_t snapshots = files_ending(directory, ".ksnap").size();
+      EXPECT_GE(snapshots, 1u) << directory;
+      EXPECT_LE(snapshots, 2u) << directory << ": only the newest two are kept";
+      a_first_segment_went = a_first_segment_went || !fs::exists(directory / "log-00000000000000000000.klog");
+    }
+  EXPECT_TRUE(a_first_segment_went) << "no shard dropped its first log segment";
+  Outcome verified = keel({"verify", "--data-dir", data_dir(name).string(), "--json"});
+  ASSERT_EQ(verified.exit_code, 0) << verified.out << verified.err;
+  nlohmann::json report = parse_report(verified);
+  uint64_t matched = 0;
+  for (const nlohmann::json& chain : report["chains"])
+    for (const nlohmann::json& shard : chain["shards"]) {
+      EXPECT_GT(shard.value("start_height", 0ull), 0u) << "verify did not start from a snapshot: " << shard.dump();
+      matched += shard.value("snapshots_matched", 0ull);
+      height_total += shard.value("height", 0ull);
+    }
+  EXPECT_GT(matched, 0u) << "no later snapshot was compared with the replayed state";
+  // The restart replays only the blocks after each shard's newest snapshot.
+  nlohmann::json second = run_ledger(config, "500ms");
+  EXPECT_GT(second.value("blocks_recovered", 0ull), 0u) << second.dump();
+  EXPECT_LT(second.value("blocks_recovered", 0ull), height_total) << second.dump();
+  Outcome again = keel({"verify", "--data-dir", data_dir(name).string()});
+  EXPECT_EQ(again.exit_code, 0) << again.out;
+  EXPECT_NE(again.out.find("replayed from its snapshot at height"), std::string::npos) << again.out;
+}
+
+TEST_F(LedgerCli, ASnapshotThatDisagreesWithTheLogFailsVerify) {
+  std::string name = instance("forged");
+  fs::path config = default_config_copy(name, frequent_snapshots);
+  run_ledger(config, "1500ms");
+  fs::path directory = data_dir(name) / "settlement" / "0";
+  std::vector<fs::path> snapshots = files_ending(directory, ".ksnap");
+  ASSERT_EQ(snapshots.size(), 2u) << directory;
+  // Rewrite the newer one with one balance changed: the file checks out, the state does not.
+  Result<std::vector<uint64_t>> heights = persist::list_snapshot_heights(directory);
+  ASSERT_TRUE(heights.ok());
+  Result<persist::SnapshotFile> file = persist::load_snapshot(directory, heights->back());
+  ASSERT_TRUE(file.ok()) << file.error().message;
+  Result<ledger::ShardSnapshot> snapshot = ledger::ShardSnapshot::deserialize(file->payload);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.error().message;
+  ASSERT_FALSE(snapshot->state.accounts.empty());
+  snapshot->state.accounts.begin()->second.balance += 1;
+  ASSERT_TRUE(persist::write_snapshot(directory, heights->back(), snapshot->serialize()).ok());
+  Outcome verified = keel({"verify", "--data-dir", data_dir(name).string()});
+  EXPECT_EQ(verified.exit_code, 1) << verified.out;
+  EXPECT_NE(verified.out.find("chain settlement shard 0 height " + std::to_string(heights->back()) + ": " +
+                              file->path + " differs from the state the log replays to"),
+            std::string::npos)
+      << verified.out;
+}
+
+TEST_F(LedgerCli, ADamagedNewestSnapshotIsSkippedForTheOlderOne) {
+  std::string name = instance("damaged-snapshot");
+  fs::path config = default_config_copy(name, frequent_snapshots);
+  run_ledger(config, "1500ms");
+  fs::path directory = data_dir(name) / "settlement" / "0";
+  std::vector<fs::path> snapshots = files_ending(directory, ".ksnap");
+  ASSERT_EQ(snapshots.size(), 2u) << directory;
+  {
+    std::fstream file(snapshots.back(), std::ios::binary | std::ios::in | std::ios::out);
+    file.seekp(std::streamoff(fs::file_size(snapshots.back()) - 5));
+    file.put('\x5a');
+  }
+  // No load, so no new snapshot replaces the damaged one during the run.
+  fs::path quiet = default_config_copy(name, {frequent_snapshots[0], frequent_snapshots[1],
+                                              {"[load]\nenabled = true", "[load]\nenabled = false"}});
+  Outcome outcome = keel({"run", "--config", quiet, "--duration", "300ms"}, 60s);
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.out << outcome.err;
+  EXPECT_NE(outcome.out.find("note: skipped snapshot " + snapshots.back().string() + ": checksum mismatch"),
+            std::string::npos)
+      << outcome.out;
+  // The engine recovered from the older snapshot, but the damage is still there to report.
+  Outcome verified = keel({"verify", "--data-dir", data_dir(name).string()});
+  EXPECT_EQ(verified.exit_code, 1) << verified.out;
+  EXPECT_NE(verified.out.find(snapshots.back().string() + ": checksum mismatch"), std::string::npos) << verified.out;
 }
 
 TEST_F(LedgerCli, DataFromAnotherChainLayoutIsRefused) {

@@ -186,6 +186,9 @@ TEST(ShardExecutor, RandomCrossShardTransfersConserveTheChainTotal) {
     for (uint32_t shard = 0; shard < chain.size(); ++shard) chain.seal(shard);
   }
   EXPECT_EQ(chain.total(), chain.opened) << "seed " << seed;
+  int64_t opened_totals = 0;
+  for (const ShardExecutor& shard : chain.shards) opened_totals += shard.state().opened_total;
+  EXPECT_EQ(opened_totals, chain.opened) << "the shards' opened totals must add up to the openings; seed " << seed;
 
   // Replaying every shard's blocks from nothing gives the same state and hashes.
   for (uint32_t shard = 0; shard < chain.size(); ++shard) {
