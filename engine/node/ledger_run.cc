@@ -162,6 +162,7 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
   uint32_t snapshot_every_blocks = config.ledger.snapshot_every_blocks;
   if (snapshot_every_blocks > 0) engine.snapshots = std::make_unique<SnapshotWriter>(*table);
   std::vector<PersistedShard> persisted;
+  bool buffered_noted = false;
   uint32_t global = 0;
   for (uint32_t chain = 0; chain < config.chains.size(); ++chain) {
     const config::ChainConfig& chain_config = config.chains[chain];
@@ -178,6 +179,12 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
       auto blocks = shm::RingConsumer::join(base, control.block_ring);
       auto arena = shm::ArenaReader::join(base, control.block_arena);
       if (!log) return log.error();
+      if (!(*log)->direct_io() && log_options.direct_io && !buffered_noted) {
+        // Not a durability loss (every commit still ends in fdatasync), but a slower path.
+        report.notes.push_back(config.ledger.data_dir + ": the file system refuses O_DIRECT (tmpfs?): log writes go "
+                               "through the page cache, still fdatasync'ed");
+        buffered_noted = true;
+      }
       if (!blocks) return blocks.error();
       if (!arena) return arena.error();
       Result<uint32_t> core = core_of(plan, "shard." + chain_config.name + "." + std::to_string(shard));

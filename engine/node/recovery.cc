@@ -47,6 +47,10 @@ Result<uint64_t> start_from_snapshot(ledger::ShardExecutor& executor, const std:
   Result<ledger::ShardSnapshot> snapshot = ledger::ShardSnapshot::deserialize(file.payload);
   if (!snapshot) return make_error(file.path, snapshot.error().message);
   const ledger::ShardIdentity& identity = executor.identity();
+  if (snapshot->state.shard_count != identity.shard_count)
+    return make_error(file.path, "chain layout differs: the snapshot was written with " +
+                                     std::to_string(snapshot->state.shard_count) + " shard(s), the config gives chain " +
+                                     identity.chain + " " + std::to_string(identity.shard_count));
   if (snapshot->state.shard != identity.shard || snapshot->state.shard_count != identity.shard_count ||
       snapshot->state.height != file.height)
     return make_error(file.path, "holds shard " + std::to_string(snapshot->state.shard) + " of " +

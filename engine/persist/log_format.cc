@@ -71,6 +71,13 @@ uint32_t record_checksum(const RecordHeader& header, std::span<const std::byte> 
   return crc32c_extend(crc, payload);
 }
 
+uint32_t record_checksum_from_payload_crc(const RecordHeader& header, uint32_t payload_crc) {
+  RecordHeader zeroed = header;
+  zeroed.checksum = 0;
+  uint32_t crc = crc32c(std::as_bytes(std::span(&zeroed, 1)));
+  return crc32c_combine(crc, payload_crc, header.payload_bytes);
+}
+
 std::string segment_file_name(uint64_t first_sequence) {
   char name[64];
   std::snprintf(name, sizeof name, "log-%020llu.klog", (unsigned long long)first_sequence);

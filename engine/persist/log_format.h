@@ -1,9 +1,14 @@
 // engine/persist/log_format.h: the on-disk format of a shard log (little-endian).
 //
 // A shard log is a directory of segment files, `log-<first sequence, 20 digits>.klog`,
-// each a run of records with no gaps and no padding:
+// each a run of records with no gaps, then possibly zero bytes to the end of the file:
 //
-//   [RecordHeader 32 bytes][payload payload_bytes] [RecordHeader][payload] ...
+//   [RecordHeader 32 bytes][payload payload_bytes] [RecordHeader][payload] ... [0 ... 0]
+//
+// The zeros (format version 2 on) are padding: keel writes whole aligned blocks
+// (log_write_alignment, for O_DIRECT), so a file's last block is filled up with zeros, and
+// the next commit writes that block again with the same records followed by new ones.
+// Version 1 files never have padding; a version 2 reader reads them as they are.
 //
 // The first record of every file is a segment header (type 1) naming the format version
 // and the log's identity (chain, shard, shard count); the rest are the caller's records
@@ -36,7 +41,12 @@ static_assert(std::endian::native == std::endian::little,
               "the log format is little-endian and keel writes it with plain stores");
 
 inline constexpr uint32_t record_magic = 0x31524C4Bu;  // "KLR1" as bytes on disk
-inline constexpr uint32_t log_format_version = 1;
+inline constexpr uint32_t log_format_version = 2;  // 2: zero padding after the last record
+inline constexpr uint32_t log_format_version_oldest_readable = 1;
+// Commits write whole blocks of this many bytes at offsets that are multiples of it, from
+// buffers aligned to it: what O_DIRECT asks of a file system whose blocks are 4 KiB or
+// less (512-byte sector devices included).
+inline constexpr uint64_t log_write_alignment = 4096;
 inline constexpr uint32_t record_payload_bytes_max = 64u << 20;
 
 inline constexpr uint16_t record_type_segment_header = 1;
@@ -110,6 +120,10 @@ inline RecordHeader make_record_header(uint16_t type, size_t payload_bytes, uint
 
 // CRC32C over `header` with its checksum field taken as 0, then `payload`.
 uint32_t record_checksum(const RecordHeader& header, std::span<const std::byte> payload);
+
+// The same value from crc32c(payload) (header.payload_bytes long), without reading the
+// payload again: what a commit uses when staging took the payload's checksum.
+uint32_t record_checksum_from_payload_crc(const RecordHeader& header, uint32_t payload_crc);
 
 // "log-00000000000000000042.klog"
 std::string segment_file_name(uint64_t first_sequence);

@@ -188,9 +188,11 @@ Result<void> check_segment_header(const std::string& path, const Frame& frame, c
     return make_error(path, "offset 0: segment header payload of " + std::to_string(frame.payload.size()) +
                                 " bytes is malformed");
   }
-  if (fields->format_version != log_format_version) {
+  if (fields->format_version < log_format_version_oldest_readable ||
+      fields->format_version > log_format_version) {
     return make_error(path, "was written by format version " + std::to_string(fields->format_version) +
-                                ", this keel reads " + std::to_string(log_format_version));
+                                ", this keel reads " + std::to_string(log_format_version_oldest_readable) +
+                                " to " + std::to_string(log_format_version));
   }
   const LogIdentity& found = fields->identity;
   if (found.chain != expected.chain) {
@@ -219,17 +221,25 @@ void advance(ScanState& state, const RecordHeader& header) {
   }
 }
 
-// The last file ended cleanly; if inside a batch, that is a tear of zero bytes (or of the
-// lone segment header).
-void judge_clean_end(const std::string& path, uint64_t file_bytes, const ScanState& state,
+// The last file ended cleanly at `end` (followed by zero bytes up to `file_bytes`: the
+// padding of aligned writes); if inside a batch, that is a tear of zero bytes (or of the
+// lone segment header), and the cut takes the zeros too.
+void judge_clean_end(const std::string& path, uint64_t end, uint64_t file_bytes, const ScanState& state,
                      RecoveredLog* log) {
-  log->tail_file_bytes = file_bytes;
+  log->tail_file_bytes = end;
+  log->tail_zero_bytes = file_bytes - end;
   const Previous& previous = state.previous;
   if (!previous.in_this_file || previous.last_in_batch) return;
-  TornTail torn{path, previous.is_segment_header ? 0 : file_bytes, 0, previous.batch};
+  TornTail torn{path, previous.is_segment_header ? 0 : end, 0, previous.batch};
   torn.bytes_cut = file_bytes - torn.offset;
   log->torn = torn;
   log->tail_file_bytes = torn.offset;
+  log->tail_zero_bytes = 0;
+}
+
+// True when every byte from `offset` to the end of the file is zero.
+bool zeros_to_the_end(std::span<const std::byte> file, uint64_t offset) {
+  return std::all_of(file.begin() + ptrdiff_t(offset), file.end(), [](std::byte byte) { return byte == std::byte{0}; });
 }
 
 Result<void> scan_file(const std::string& path, std::span<const std::byte> file, bool is_last,
@@ -243,6 +253,9 @@ Result<void> scan_file(const std::string& path, std::span<const std::byte> file,
     Frame frame;
     std::string reason = read_frame(file, offset, &frame);
     if (reason.empty()) reason = check_place(frame, offset, state);
+    // Zeros from here on are the padding after the last write (see log_format.h): the
+    // file's records end here. A record never starts with a zero byte (the magic).
+    if (!reason.empty() && offset > 0 && zeros_to_the_end(file, offset)) break;
     if (!reason.empty()) {
       if (is_last) return judge_bad_tail(path, file, offset, reason, state, log);
       bool batch_exact = state.previous.in_this_file && !state.previous.last_in_batch;
@@ -258,7 +271,7 @@ Result<void> scan_file(const std::string& path, std::span<const std::byte> file,
     advance(state, frame.header);
     offset += frame.bytes;
   }
-  if (is_last) judge_clean_end(path, file.size(), state, log);
+  if (is_last) judge_clean_end(path, offset, file.size(), state, log);
   return {};
 }
 

@@ -26,6 +26,9 @@
 //    records of two different batches after p, or one flagged first-in-batch (p > 0),
 //    prove p's batch completed: damage. Otherwise a tear.
 //  - a bad record in any file but the last is damage, always.
+// Zero bytes from p to the end of a file (p > 0) are not a bad record: they are the
+// padding after the file's last aligned write (log_format.h), and the file's records end
+// at p, cleanly. (A record starts with its magic, never with a zero byte.)
 // A tear is cut at p (with the segment header too if nothing else would be left, so the
 // file is empty and gets a fresh header). A last file that ends cleanly but inside a
 // batch (no last-in-batch flag at the end) is a tear of zero bytes: the batch's remaining
@@ -76,7 +79,8 @@ struct RecoveredLog {
   std::vector<std::string> files;  // paths of the segment files, oldest first
   uint64_t next_sequence = 0;      // the sequence the next appended record gets
   uint64_t last_batch = 0;         // largest batch of a good record (0: none)
-  uint64_t tail_file_bytes = 0;    // the last file's length once any torn tail is cut
+  uint64_t tail_file_bytes = 0;    // where the last file's records end, once any torn tail is cut
+  uint64_t tail_zero_bytes = 0;    // zero bytes after them (write padding; 0 after a cut)
   std::optional<TornTail> torn;
 };
 

@@ -334,14 +334,16 @@ TEST(RecoveryTest, SegmentHeaderOfAnotherFormatVersionIsRefused) {
   std::vector<std::byte> bytes = testing::read_bytes(files[0]);
   RecordHeader header;
   std::memcpy(&header, bytes.data(), sizeof header);
-  uint32_t version = 2;
-  std::memcpy(bytes.data() + sizeof header, &version, sizeof version);
-  header.checksum = record_checksum(header, std::span(bytes).subspan(sizeof header, header.payload_bytes));
-  std::memcpy(bytes.data(), &header, sizeof header);
-  testing::write_bytes(files[0], bytes);
-  Result<RecoveredLog> recovered = scan(scratch.path());
-  ASSERT_FALSE(recovered.ok());
-  EXPECT_EQ(recovered.error().message, files[0] + ": was written by format version 2, this keel reads 1");
+  for (uint32_t version : {0u, log_format_version + 1}) {
+    std::memcpy(bytes.data() + sizeof header, &version, sizeof version);
+    header.checksum = record_checksum(header, std::span(bytes).subspan(sizeof header, header.payload_bytes));
+    std::memcpy(bytes.data(), &header, sizeof header);
+    testing::write_bytes(files[0], bytes);
+    Result<RecoveredLog> recovered = scan(scratch.path());
+    ASSERT_FALSE(recovered.ok());
+    EXPECT_EQ(recovered.error().message, files[0] + ": was written by format version " + std::to_string(version) +
+                                             ", this keel reads 1 to " + std::to_string(log_format_version));
+  }
 }
 
 TEST(RecoveryTest, SegmentHeaderWithWrongMagicIsDamageWhenLaterBatchesFollow) {
@@ -423,6 +425,95 @@ TEST(RecoveryTest, TailFileHoldingOnlyItsSegmentHeaderIsCutToEmptyAndReused) {
   recovered = scan(scratch.path(), &records);
   ASSERT_TRUE(recovered.ok()) << recovered.error().message;
   EXPECT_EQ(records.size(), places[0].header.sequence + 2);
+}
+
+// Commits write whole blocks, so a log's files end in zeros after their last record
+// (format version 2): that is the clean end, neither a tear nor damage, in the last file
+// and in the files before it; and appending continues after the records, not the zeros.
+TEST_P(TornTailTest, ZeroPaddingAfterTheLastRecordIsTheCleanEnd) {
+  ScratchDirectory scratch;
+  LogOptions small_segments{.segment_bytes_max = 3 * log_write_alignment};
+  std::vector<std::string> files = write_batches(scratch.path(), {3, 2, 90}, small_segments, GetParam());
+  ASSERT_EQ(files.size(), 2u);  // the 90 records of batch 3 did not fit the first file
+  uint64_t records_end = 0;
+  for (const std::string& file : files) {
+    std::vector<RecordPlace> places = testing::record_places(file);
+    ASSERT_FALSE(places.empty());
+    records_end = places.back().offset + sizeof(RecordHeader) + places.back().header.payload_bytes;
+    EXPECT_EQ(file_size(file) % log_write_alignment, 0u) << file;
+    EXPECT_GT(file_size(file), records_end) << file << ": no padding to test";
+  }
+  std::vector<ScannedRecord> records;
+  Result<RecoveredLog> recovered = scan(scratch.path(), &records);
+  ASSERT_TRUE(recovered.ok()) << recovered.error().message;
+  EXPECT_FALSE(recovered->torn.has_value());
+  EXPECT_EQ(recovered->next_sequence, 95u);
+  EXPECT_EQ(recovered->tail_file_bytes, records_end);
+  EXPECT_EQ(recovered->tail_file_bytes + recovered->tail_zero_bytes, file_size(files[1]));
+  EXPECT_EQ(records.size(), 95u);
+
+  // Reopen without cutting anything and append twice: the new records follow the old ones
+  // with no zeros between (the first block is written again with the old records in it).
+  auto log = ShardLog::open(scratch.path(), testing::identity(), small_segments, *recovered);
+  ASSERT_TRUE(log.ok()) << log.error().message;
+  auto persister = testing::make_persister(GetParam());
+  persister->add_log(log->get());
+  for (int round = 0; round < 2; ++round) {
+    testing::stage_records(**log, 1, payload_bytes);
+    ASSERT_NO_FATAL_FAILURE(testing::commit(*persister));
+  }
+  records.clear();
+  recovered = scan(scratch.path(), &records);
+  ASSERT_TRUE(recovered.ok()) << recovered.error().message;
+  EXPECT_FALSE(recovered->torn.has_value());
+  ASSERT_EQ(records.size(), 97u);
+  for (size_t index = 0; index < records.size(); ++index) {
+    EXPECT_EQ(records[index].sequence, index);
+    EXPECT_EQ(records[index].payload, testing::payload_for(index, payload_bytes)) << "record " << index;
+  }
+  EXPECT_EQ(records[95].offset, records[94].offset + record_bytes);
+  EXPECT_EQ(records[96].offset, records[95].offset + record_bytes);
+  EXPECT_EQ(records[96].file, files[1]);
+}
+
+// Zeros after a record that does not end its batch: the rest of the batch never landed.
+// A tear, and the cut takes the zeros with it.
+TEST(RecoveryTest, ZerosAfterAnUnfinishedBatchAreATearCutWithTheZeros) {
+  ScratchDirectory scratch;
+  std::vector<std::string> files = write_batches(scratch.path(), {3, 4});
+  std::vector<RecordPlace> places = testing::record_places(files[0]);
+  ASSERT_EQ(places.size(), 8u);
+  uint64_t last = places[7].offset;  // record 6, last of batch 2
+  zero_range(files[0], last, file_size(files[0]) - last);
+  Result<RecoveredLog> recovered = scan(scratch.path());
+  ASSERT_TRUE(recovered.ok()) << recovered.error().message;
+  ASSERT_TRUE(recovered->torn.has_value());
+  EXPECT_EQ(recovered->torn->offset, last);
+  EXPECT_EQ(recovered->torn->bytes_cut, file_size(files[0]) - last);
+  EXPECT_EQ(recovered->torn->batch, 2u);
+  EXPECT_EQ(recovered->tail_file_bytes, last);
+  EXPECT_EQ(recovered->tail_zero_bytes, 0u);
+  EXPECT_EQ(recovered->next_sequence, 6u);
+  ASSERT_TRUE(truncate_torn_tail(*recovered).ok());
+  EXPECT_EQ(file_size(files[0]), last);
+}
+
+// Zeros that end a file before its last are its padding too; but a file of zeros only is
+// still refused when later files follow it, as an empty one is.
+TEST(RecoveryTest, ZeroPaddingEndsEarlierFilesButAFileOfZerosIsDamage) {
+  ScratchDirectory scratch;
+  LogOptions small_segments{.segment_bytes_max = 2 * log_write_alignment};
+  std::vector<std::string> files = write_batches(scratch.path(), {40, 40}, small_segments);
+  ASSERT_EQ(files.size(), 2u);
+  EXPECT_GT(file_size(files[0]), testing::record_places(files[0]).back().offset + record_bytes);
+  Result<RecoveredLog> recovered = scan(scratch.path());
+  ASSERT_TRUE(recovered.ok()) << recovered.error().message;
+  EXPECT_EQ(recovered->next_sequence, 80u);
+  zero_range(files[0], 0, file_size(files[0]));
+  recovered = scan(scratch.path());
+  ASSERT_FALSE(recovered.ok());
+  EXPECT_NE(recovered.error().message.find(files[0] + ": offset 0: "), std::string::npos)
+      << recovered.error().message;
 }
 
 TEST(RecoveryTest, MissingSegmentFileIsAGap) {
