@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -42,6 +43,9 @@ constexpr uint16_t record_type_bench = persist::record_type_first_opaque;
 // The first tenth of every run warms up (threads start, files grow, RocksDB's memtable
 // fills); only commits that become durable after it count.
 constexpr double warm_up_share = 0.1;
+// Records the modelled persist tile stages per pass: the default [tiles.persist] weight (2)
+// times [engine] tile_budget (64), as the engine's core gives it per round.
+constexpr uint32_t persist_poll_budget = 128;
 
 enum class System { keel, pwrite, rocksdb };
 
@@ -94,6 +98,7 @@ struct CommitRun {
   // keel only: mean time per group commit staging the records, in submit() (stamping
   // and checksumming them, io_uring_enter) and waiting for the write and fdatasync.
   double stage_us = 0, submit_us = 0, wait_us = 0;
+  double group_records = 0;  // commits per group commit
 };
 
 // Commits become durable for the figure only inside [start_ns, end_ns).
@@ -151,69 +156,105 @@ class PayloadPool {
 
 // ---- keel: one ShardLog + Persister driven from one thread ----------------------------
 
-// Until the commit in flight is durable: blocked in io_uring_wait_cqe, or polling without
-// blocking as a persist tile with a core of its own does (it reports work while a commit
-// is in flight, so that core never sleeps). On a 2-core machine the poller takes the core
-// that the kernel's io-wq worker running the fdatasync would use, so blocking is the default.
-Result<bool> wait_for_commit(persist::Persister& persister, bool busy_poll) {
-  if (!busy_poll) return persister.poll(/*wait=*/true);
-  for (;;) {
-    Result<bool> durable = persister.poll(/*wait=*/false);
-    if (!durable || *durable) return durable;
-    __builtin_ia32_pause();
-  }
-}
-
-// The persist tile's loop with `committers` closed-loop clients: every committer's next
-// record is staged, the group is submitted (one writev linked to one fdatasync on
-// io_uring), and the thread waits for it; each commit's latency runs from the start of
-// staging (the moment its committer issued it, right after its previous one became
-// durable) to the moment the group is durable.
+// The persist tile's loop (engine/node/persist_tile.cc) with `committers` closed-loop
+// clients, each with one commit in flight: a committer issues its next record the moment
+// its previous one is durable. Each pass does what PersistTile::poll does: reap the
+// commit in flight if it completed (its committers issue again), stage up to
+// persist_poll_budget issued records, and submit what is staged when no commit is in
+// flight (one writev linked to one fdatasync on io_uring). So, as in the engine, records
+// issued while a commit is in flight are staged meanwhile and form the next group. A
+// commit's latency runs from its issue to the end of the group that made it durable. With
+// nothing to stage the thread waits for the completion in io_uring_wait_cqe, or, with
+// busy_poll, keeps polling as a persist tile with a core of its own does (on a 2-core
+// machine that poller takes the core the kernel's io-wq worker running the fdatasync would
+// use, so blocking is the default).
 Result<CommitRun> run_keel(const PayloadPool& pool, const std::string& directory, uint32_t committers,
                            uint32_t record_bytes, double seconds, bool busy_poll, std::string* backend) {
   persist::RecoveredLog empty;  // a fresh directory: nothing to recover
-  Result<std::unique_ptr<persist::ShardLog>> log =
+  Result<std::unique_ptr<persist::ShardLog>> opened =
       persist::ShardLog::open(directory, {"bench-wal", 0, 1}, persist::LogOptions{}, empty);
-  if (!log) return log.error();
+  if (!opened) return opened.error();
+  persist::ShardLog& log = **opened;
   std::string note;
-  Result<std::unique_ptr<persist::Persister>> persister = persist::Persister::create({}, &note);
-  if (!persister) return persister.error();
-  *backend = (*persister)->backend() == persist::Backend::io_uring ? "io_uring" : "psync (" + note + ")";
-  (*persister)->add_log(log->get());
+  Result<std::unique_ptr<persist::Persister>> created = persist::Persister::create({}, &note);
+  if (!created) return created.error();
+  persist::Persister& persister = **created;
+  *backend = persister.backend() == persist::Backend::io_uring ? "io_uring" : "psync (" + note + ")";
+  persister.add_log(&log);
+  // Committers that issued at the same moment travel together.
+  struct Cohort {
+    uint64_t issued_ns;
+    uint32_t count;
+  };
   LatencySamples samples;
   samples.entries.reserve(1 << 16);
-  uint64_t groups = 0, stage_ns = 0, submit_ns = 0, wait_ns = 0;
+  uint64_t groups = 0, stage_ns = 0, submit_ns = 0, wait_ns = 0, record_index = 0;
   Window window = Window::starting_now(seconds);
-  for (uint64_t round = 0;; ++round) {
-    uint64_t issued_ns = shm::monotonic_ns();
-    if (issued_ns >= window.end_ns) break;
-    for (uint32_t committer = 0; committer < committers; ++committer) {
-      std::span<const std::byte> record = pool.record(round * committers + committer, record_bytes);
-      if (Result<uint64_t> staged = (*log)->stage(record_type_bench, record); !staged) return staged.error();
+  std::deque<Cohort> issued{{shm::monotonic_ns(), committers}};
+  std::vector<Cohort> staged, in_flight;
+  uint64_t in_flight_end_sequence = 0;
+  bool committing = false;
+  for (;;) {
+    uint64_t now_ns = shm::monotonic_ns();
+    bool issuing = now_ns < window.end_ns;
+    if (!issuing && !committing) break;
+    if (committing) {
+      bool nothing_to_stage = issued.empty() || !issuing;
+      Result<bool> durable = nothing_to_stage && !busy_poll ? persister.poll(/*wait=*/true) : persister.poll(false);
+      if (!durable) return durable.error();
+      uint64_t reaped_ns = shm::monotonic_ns();
+      if (nothing_to_stage && window.holds(reaped_ns)) wait_ns += reaped_ns - now_ns;
+      if (*durable) {
+        if (log.durable_sequence() < in_flight_end_sequence)
+          return make_error("bench wal", "a completed commit did not make its records durable");
+        committing = false;
+        if (window.holds(reaped_ns)) ++groups;
+        for (const Cohort& cohort : in_flight) {
+          if (window.holds(reaped_ns)) samples.add(reaped_ns - cohort.issued_ns, cohort.count);
+          issued.push_back({reaped_ns, cohort.count});
+        }
+        in_flight.clear();
+      }
+    }
+    uint64_t stage_start_ns = shm::monotonic_ns();
+    uint32_t budget = persist_poll_budget;
+    while (issuing && budget > 0 && !issued.empty() && log.fits(record_bytes)) {
+      Cohort& cohort = issued.front();
+      std::span<const std::byte> record = pool.record(record_index++, record_bytes);
+      if (Result<uint64_t> sequence = log.stage(record_type_bench, record); !sequence) return sequence.error();
+      if (staged.empty() || staged.back().issued_ns != cohort.issued_ns) staged.push_back({cohort.issued_ns, 0});
+      staged.back().count += 1;
+      --budget;
+      if (--cohort.count == 0) issued.pop_front();
     }
     uint64_t staged_ns = shm::monotonic_ns();
-    Result<bool> started = (*persister)->submit();
-    uint64_t submitted_ns = shm::monotonic_ns();
-    if (!started) return started.error();
-    if (!*started) return make_error("bench wal", "the persister took no commit with records staged");
-    Result<bool> durable = wait_for_commit(**persister, busy_poll);
-    if (!durable) return durable.error();
-    uint64_t durable_ns = shm::monotonic_ns();
-    if (!*durable || (*log)->durable_sequence() != (*log)->next_sequence()) {
-      return make_error("bench wal", "a waited-for commit did not make every staged record durable");
+    if (window.holds(staged_ns)) stage_ns += staged_ns - stage_start_ns;
+    if (!committing && !staged.empty()) {
+      in_flight_end_sequence = log.next_sequence();
+      Result<bool> started = persister.submit();
+      if (!started) return started.error();
+      if (!*started) return make_error("bench wal", "the persister took no commit with records staged");
+      uint64_t submitted_ns = shm::monotonic_ns();
+      if (window.holds(submitted_ns)) submit_ns += submitted_ns - staged_ns;
+      committing = persister.in_flight();
+      in_flight = std::move(staged);
+      staged.clear();
+      if (!committing) {  // psync: durable inside submit()
+        if (window.holds(submitted_ns)) ++groups;
+        for (const Cohort& cohort : in_flight) {
+          if (window.holds(submitted_ns)) samples.add(submitted_ns - cohort.issued_ns, cohort.count);
+          issued.push_back({submitted_ns, cohort.count});
+        }
+        in_flight.clear();
+      }
     }
-    if (!window.holds(durable_ns)) continue;
-    samples.add(durable_ns - issued_ns, committers);
-    groups += 1;
-    stage_ns += staged_ns - issued_ns;
-    submit_ns += submitted_ns - staged_ns;
-    wait_ns += durable_ns - submitted_ns;
   }
   CommitRun run = finish_run(samples, window, record_bytes);
   if (groups > 0) {
     run.stage_us = double(stage_ns) / double(groups) / 1e3;
     run.submit_us = double(submit_ns) / double(groups) / 1e3;
     run.wait_us = double(wait_ns) / double(groups) / 1e3;
+    run.group_records = double(samples.commits) / double(groups);
   }
   return run;
 }
@@ -365,11 +406,12 @@ Result<CommitRun> run_system(const PayloadPool& pool, ScratchFolder& scratch, Sy
 
 struct Series {
   Figure commits_per_second, p50_us, p99_us, payload_megabytes_per_second;
-  Figure stage_us, submit_us, wait_us;  // keel only
+  Figure stage_us, submit_us, wait_us, group_records;  // keel only
   void add(const CommitRun& run) {
     stage_us.samples.push_back(run.stage_us);
     submit_us.samples.push_back(run.submit_us);
     wait_us.samples.push_back(run.wait_us);
+    group_records.samples.push_back(run.group_records);
     commits_per_second.samples.push_back(run.commits_per_second);
     p50_us.samples.push_back(run.p50_us);
     p99_us.samples.push_back(run.p99_us);
@@ -422,7 +464,8 @@ void print_json(const WalBenchOptions& options, const std::string& directory, Wa
     if (key.rfind("keel.", 0) == 0) {
       json["keel_group_commit_us"][key] = {{"stage_median", series.stage_us.median()},
                                            {"submit_median", series.submit_us.median()},
-                                           {"wait_median", series.wait_us.median()}};
+                                           {"wait_median", series.wait_us.median()},
+                                           {"records_per_group_median", series.group_records.median()}};
     }
   }
   json["ceiling_megabytes_per_second"] = results.ceiling_megabytes_per_second.json();
@@ -444,12 +487,13 @@ void print_table(const WalBenchOptions& options, const std::string& directory, W
                 series.commits_per_second.min(), series.commits_per_second.max(), series.p50_us.median(),
                 series.p99_us.median(), series.payload_megabytes_per_second.median());
   }
-  std::printf("\n%-40s %11s %11s %11s\n", "keel per group commit (us, medians)", "stage", "submit", "wait");
+  std::printf("\n%-40s %11s %11s %11s %11s\n", "keel per group commit (us, medians)", "stage", "submit", "wait",
+              "records");
   for (const std::string& key : results.order) {
     if (key.rfind("keel.", 0) != 0) continue;
     Series& series = results.series[key];
-    std::printf("%-40s %11.1f %11.1f %11.1f\n", key.c_str(), series.stage_us.median(), series.submit_us.median(),
-                series.wait_us.median());
+    std::printf("%-40s %11.1f %11.1f %11.1f %11.1f\n", key.c_str(), series.stage_us.median(), series.submit_us.median(),
+                series.wait_us.median(), series.group_records.median());
   }
   const Figure& ceiling = results.ceiling_megabytes_per_second;
   std::printf("\n%-40s %11.1f %11.1f %11.1f\n", "device ceiling, O_DIRECT 8 MiB + fdatasync", ceiling.median(),

@@ -7,11 +7,14 @@
 // Medians of `repetitions` interleaved runs with min and max; ratios pair by pair.
 //
 // keel with N committers is N commits in flight, closed loop: one thread drives one
-// ShardLog + Persister as the persist tile does: it stages every committer's next record,
-// submits the group (one writev linked to one fdatasync), waits until the group is
-// durable, and each committer issues its next record. Latency runs from staging to
-// durable. The baselines run N threads, each one commit at a time. Commits count when
-// they become durable inside the run's window (its first tenth warms up).
+// ShardLog + Persister with PersistTile::poll's steps — reap the commit in flight (its
+// committers issue their next record at once), stage up to 128 issued records (the
+// default persist weight x tile_budget), submit what is staged when no commit is in
+// flight (one writev linked to one fdatasync). Records issued while a commit is in flight
+// are staged meanwhile and form the next group, as in the engine; one commit is in flight
+// at a time (recovery's tear rule depends on it). Latency runs from issue to durable. The
+// baselines run N threads, each one commit at a time. Commits count when they become
+// durable inside the run's window (its first tenth warms up).
 //
 // Estimate per commit (fdatasync ~0.15 ms on the dev VM):
 //   keel: the record + its 32-byte header, and per group up to 4 KiB more (writes are
@@ -23,9 +26,12 @@
 //     commit then only stamps batch, flags and checksum into 32-byte headers (~10 us per
 //     1,024 records). At 1,024 x 1 KiB a group is 1.05 MB: staging reads 1 MB of the
 //     16 MiB pool, out of cache (~0.2 ms at ~5 GB/s on the dev VM, + ~0.08 ms of CRC32C),
-//     and the device writes it in ~0.45-0.5 ms with its flush; in this lock-step loop the
-//     two add up (~0.7 ms per group, ~1.5 GB/s: about 0.65 of the 8 MiB ceiling), where
-//     the persist tile stages the next batch while one is in flight.
+//     and the device writes it in ~0.45-0.5 ms with its flush. With the tile's overlap the
+//     1,024 committers settle into two alternating groups of ~450 and ~575 records: one
+//     stages while the other is written, and the device, at queue depth one, writes ~0.5
+//     MB per fdatasync (~0.6 ms): about 1 GB/s, ~0.5-0.6 of the 8 MiB ceiling. Reaching
+//     0.8 would take two commits in flight (a deeper device queue), which the recovery's
+//     rule that batch N+1 starts only once batch N is durable rules out today.
 //   pwrite + fdatasync: the record, 2 syscalls and one journal commit + flush per commit
 //     (ext4 merges concurrent fdatasyncs of one file into one journal commit).
 //   RocksDB: the record + a 16-byte key + ~20 bytes of WAL framing; the leader of each
