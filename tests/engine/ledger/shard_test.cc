@@ -5,24 +5,16 @@
 #include <deque>
 #include <random>
 
+#include "tests/engine/ledger/ledger_test_support.h"
+
 namespace keel::ledger {
 namespace {
 
 std::span<const std::byte> bytes_of(std::string_view text) { return std::as_bytes(std::span(text.data(), text.size())); }
 
-// Executes a client transaction on `shard`, as a shard tile would.
-TxStatus submit(ShardExecutor& shard, const std::vector<std::byte>& bytes) {
-  TxView view;
-  TxStatus checked = check_transaction(bytes, TxOrigin::client, &view);
-  if (checked != TxStatus::applied) return checked;
-  return shard.execute(view, bytes);
-}
+using testing::submit;
 
-// An account number whose home is `shard` of `shard_count`, the n-th such.
-uint64_t account_on(uint32_t shard, uint32_t shard_count, int nth = 0) {
-  for (uint64_t account = 1;; ++account)
-    if (shard_of_account(account, shard_count) == shard && nth-- == 0) return account;
-}
+using testing::account_on;
 
 TEST(ShardExecutor, AppliesAndRejectsByTheRules) {
   ShardExecutor shard({"payments", 0, 1}, BlockLimits{});

@@ -5,20 +5,13 @@
 
 #include <cstring>
 
+#include "tests/engine/ledger/ledger_test_support.h"
+
 namespace keel::ledger {
 namespace {
 
-TxStatus submit(ShardExecutor& shard, const std::vector<std::byte>& bytes) {
-  TxView view;
-  TxStatus checked = check_transaction(bytes, TxOrigin::client, &view);
-  if (checked != TxStatus::applied) return checked;
-  return shard.execute(view, bytes);
-}
-
-uint64_t account_on(uint32_t shard, uint32_t shard_count, int nth = 0) {
-  for (uint64_t account = 1;; ++account)
-    if (shard_of_account(account, shard_count) == shard && nth-- == 0) return account;
-}
+using testing::account_on;
+using testing::submit;
 
 // Shard 0 of a two-shard chain after some blocks, with the credits they emitted.
 struct Sample {

@@ -11,6 +11,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <set>
 #include <string>
@@ -23,6 +24,7 @@
 #include "engine/node/recovery.h"
 #include "engine/persist/recovery.h"
 #include "shm/segment.h"
+#include "tests/engine/node/logged_transactions.h"
 
 namespace keel::node {
 namespace {
@@ -110,22 +112,9 @@ void drive(client::Client& client, std::mt19937_64& random, uint64_t run_ms, uin
 // kill: the engine drops log segments behind its snapshots, but only segments of earlier
 // lives (a life writes to one segment file: its first, after recovery cut a torn tail,
 // or the one it found), so scanning after every kill sees each acknowledged transaction.
-void collect_logged_transactions(const fs::path& data_dir, std::set<std::string>& in_ledger) {
-  for (uint32_t shard = 0; shard < shards; ++shard) {
-    persist::LogIdentity identity{"bank", shard, shards};
-    Result<persist::RecoveredLog> log = persist::scan_log(
-        shard_directory(data_dir.string(), "bank", shard), identity,
-        [&](const persist::LogRecordView& record) -> Result<void> {
-          Result<ledger::BlockView> block = ledger::parse_block(record.payload);
-          if (!block) return block.error();
-          ledger::for_each_transaction(block->body, [&](std::span<const std::byte> tx) {
-            ledger::Hash32 hash = ledger::hash_leaf(tx);
-            in_ledger.insert(std::string(reinterpret_cast<const char*>(hash.bytes.data()), 32));
-          });
-          return {};
-        });
-    ASSERT_TRUE(log) << log.error().message;
-  }
+void collect_logged_transactions(const fs::path& data_dir,
+                                 std::map<std::string, testing::LoggedTransaction>& in_ledger) {
+  testing::read_logged_transactions(data_dir, "bank", shards, &in_ledger);
 }
 
 TEST(LedgerCrash, NothingAcknowledgedIsLostAcrossTwentySigkills) {
@@ -138,7 +127,7 @@ TEST(LedgerCrash, NothingAcknowledgedIsLostAcrossTwentySigkills) {
   fs::path config = directory / "crash.toml";
   std::ofstream(config) << config_text(instance, directory / "data");
   Acknowledged acked;
-  std::set<std::string> in_ledger;
+  std::map<std::string, testing::LoggedTransaction> in_ledger;
   uint64_t nonce = 0;
   for (int round = 0; round < 20; ++round) {
     pid_t engine = start_engine(config, directory / "engine.log");

@@ -43,6 +43,7 @@
 #include "engine/node/recovery.h"
 #include "engine/persist/recovery.h"
 #include "shm/segment.h"
+#include "tests/engine/node/logged_transactions.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define KEEL_TEST_ASAN 1
@@ -252,32 +253,11 @@ bool drive_until_exit(client::Client& client, pid_t engine, std::mt19937_64& ran
   return exited();
 }
 
-struct LedgerTx {
-  uint32_t shard;
-  uint64_t height, batch;
-};
+using LedgerTx = testing::LoggedTransaction;
 
-// Every transaction in the logs under data_dir (torn tails included: scan_log passes the
-// records before a tear), with where it is.
 std::map<std::string, LedgerTx> read_ledger(const fs::path& data_dir) {
   std::map<std::string, LedgerTx> ledger;
-  for (uint32_t shard = 0; shard < shards; ++shard) {
-    persist::LogIdentity identity{"bank", shard, shards};
-    Result<persist::RecoveredLog> log = persist::scan_log(
-        shard_directory(data_dir.string(), "bank", shard), identity,
-        [&](const persist::LogRecordView& record) -> Result<void> {
-          Result<ledger::BlockView> block = ledger::parse_block(record.payload);
-          if (!block) return block.error();
-          uint64_t height = block->header.height;
-          ledger::for_each_transaction(block->body, [&](std::span<const std::byte> tx) {
-            ledger::Hash32 hash = ledger::hash_leaf(tx);
-            ledger[std::string(reinterpret_cast<const char*>(hash.bytes.data()), 32)] =
-                LedgerTx{shard, height, record.batch};
-          });
-          return {};
-        });
-    EXPECT_TRUE(log) << log.error().message;
-  }
+  testing::read_logged_transactions(data_dir, "bank", shards, &ledger);
   return ledger;
 }
 
@@ -417,7 +397,7 @@ void run_scenario(const std::string& name, const std::string& backend, const Fau
   Scratch scratch = make_scratch(name, backend);
   FailedRun run;
   run_until_failure(name, scratch, fault, random, seed, run);
-  if (testing::Test::HasFatalFailure()) return;
+  if (::testing::Test::HasFatalFailure()) return;
   uint64_t failed_batch = check_failure_report(name, scratch, run.status, reason, seed);
   if (fault.tmpfs_bytes > 0) {  // what the tmpfs held when the engine stopped
     fs::remove_all(scratch.data);
@@ -425,7 +405,7 @@ void run_scenario(const std::string& name, const std::string& backend, const Fau
   }
   check_acknowledged(scratch.data, run.acked, failed_batch, seed);
   check_restart(scratch, run.acked, seed);
-  if (!testing::Test::HasFailure()) fs::remove_all(scratch.directory);
+  if (!::testing::Test::HasFailure()) fs::remove_all(scratch.directory);
 }
 
 // Whether io_uring works here (`keel --version` says); without it the engine would fall
