@@ -22,6 +22,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
 #include <vector>
@@ -49,6 +50,12 @@ struct BlockLimits {
 struct OutboundCredit {
   uint32_t destination_shard = 0;
   std::array<std::byte, credit_tx_bytes> tx{};
+  // The credit's body, read out of tx.
+  CreditBody body() const {
+    CreditBody body;
+    std::memcpy(&body, tx.data() + sizeof(TxHeader), sizeof body);
+    return body;
+  }
 };
 
 // A receipt as the engine returns it: the transaction's hash, the block that holds it

@@ -51,8 +51,7 @@ Result<uint64_t> start_from_snapshot(ledger::ShardExecutor& executor, const std:
     return make_error(file.path, "chain layout differs: the snapshot was written with " +
                                      std::to_string(snapshot->state.shard_count) + " shard(s), the config gives chain " +
                                      identity.chain + " " + std::to_string(identity.shard_count));
-  if (snapshot->state.shard != identity.shard || snapshot->state.shard_count != identity.shard_count ||
-      snapshot->state.height != file.height)
+  if (snapshot->state.shard != identity.shard || snapshot->state.height != file.height)
     return make_error(file.path, "holds shard " + std::to_string(snapshot->state.shard) + " of " +
                                      std::to_string(snapshot->state.shard_count) + " at height " +
                                      std::to_string(snapshot->state.height) + ", not shard " +
@@ -132,8 +131,7 @@ void drop_applied_credits(std::vector<RecoveredShard>& shards, size_t first, uin
     std::vector<ledger::OutboundCredit>& credits = shards[first + origin].credits_to_send;
     std::vector<ledger::OutboundCredit> kept;
     for (const ledger::OutboundCredit& credit : credits) {
-      ledger::CreditBody body;
-      std::memcpy(&body, credit.tx.data() + sizeof(ledger::TxHeader), sizeof body);
+      ledger::CreditBody body = credit.body();
       const ledger::CreditMark& mark =
           shards[first + credit.destination_shard].executor.state().credit_marks[body.origin_shard];
       if (!mark.covers(body.origin_height, body.origin_index)) kept.push_back(credit);

@@ -30,8 +30,7 @@ void add(std::atomic<uint64_t>& counter, uint64_t value) {
 
 // Where a credit sits in its origin's history, packed as CreditMark::pack.
 uint64_t credit_position(const ledger::OutboundCredit& credit) {
-  ledger::CreditBody body;
-  std::memcpy(&body, credit.tx.data() + sizeof(ledger::TxHeader), sizeof body);
+  ledger::CreditBody body = credit.body();
   return ledger::CreditMark::pack(body.origin_height, body.origin_index);
 }
 
@@ -86,14 +85,12 @@ ShardTile::ShardTile(ledger::ShardExecutor executor, ShardPortsJoined ports, Sha
       drain_(drain),
       name_("shard." + executor_.identity().chain + "." + std::to_string(executor_.identity().shard)),
       outbound_(executor_.identity().shard_count),
-      unconfirmed_(executor_.identity().shard_count),
       snapshots_(std::move(snapshots)) {
   // Recovery's credits come from durable blocks (or a snapshot): they are unconfirmed
   // until their destination's durable mark covers them.
   for (ledger::OutboundCredit& credit : pending_credits) {
-    outbound_[credit.destination_shard].push_back(credit);
-    unconfirmed_[credit.destination_shard].push_back(credit);
-    ++outbound_count_;
+    outbound_[credit.destination_shard].credits.push_back(credit);
+    ++unsent_count_;
   }
   control_->sealed_height.store(executor_.state().height, std::memory_order_relaxed);
 }
@@ -103,7 +100,7 @@ size_t ShardTile::poll(size_t budget) {
   size_t work = release_durable();
   work += send_credits();
   size_t taken = 0;
-  if (outbound_count_ < outbound_credits_max) {
+  if (unsent_count_ < outbound_credits_max) {
     if (!draining_) taken += take_credits(budget);
     taken += take_submissions(budget - std::min(budget, taken));
   }
@@ -160,9 +157,8 @@ size_t ShardTile::release_durable() {
     uint64_t rejected = 0;
     for (const ledger::Receipt& receipt : receipts) rejected += receipt.status != ledger::TxStatus::applied;
     for (ledger::OutboundCredit& credit : front.block.credits) {
-      outbound_[credit.destination_shard].push_back(credit);
-      unconfirmed_[credit.destination_shard].push_back(credit);
-      ++outbound_count_;
+      outbound_[credit.destination_shard].credits.push_back(credit);
+      ++unsent_count_;
     }
     publish_credit_marks(front);
     forget_confirmed_credits();
@@ -185,11 +181,16 @@ void ShardTile::publish_credit_marks(const PendingBlock& block) {
 }
 
 void ShardTile::forget_confirmed_credits() {
-  for (uint32_t destination = 0; destination < unconfirmed_.size(); ++destination) {
-    std::deque<ledger::OutboundCredit>& queue = unconfirmed_[destination];
-    if (queue.empty()) continue;
+  for (uint32_t destination = 0; destination < outbound_.size(); ++destination) {
+    CreditQueue& queue = outbound_[destination];
+    if (queue.credits.empty()) continue;
     uint64_t mark = ports_.marks_observed[destination]->load(std::memory_order_acquire);
-    while (!queue.empty() && credit_position(queue.front()) <= mark) queue.pop_front();
+    while (!queue.credits.empty() && credit_position(queue.credits.front()) <= mark) {
+      queue.credits.pop_front();
+      // Only a sent credit can be applied, but an unsent one covered anyway is not sent.
+      if (queue.sent > 0) --queue.sent;
+      else --unsent_count_;
+    }
   }
 }
 
@@ -199,27 +200,27 @@ void ShardTile::submit_snapshot(PendingBlock& block) {
   snapshot_pending_ = false;
   SnapshotJob job{snapshots_.global_shard, snapshots_.directory, {std::move(*block.snapshot_state), {}}};
   block.snapshot_state.reset();
-  for (const std::deque<ledger::OutboundCredit>& queue : unconfirmed_)
-    job.snapshot.credits.insert(job.snapshot.credits.end(), queue.begin(), queue.end());
+  for (const CreditQueue& queue : outbound_)
+    job.snapshot.credits.insert(job.snapshot.credits.end(), queue.credits.begin(), queue.credits.end());
   if (!snapshots_.writer->submit(std::move(job))) add(control_->snapshots_skipped, 1);
 }
 
 size_t ShardTile::send_credits() {
   size_t sent = 0;
   for (uint32_t destination = 0; destination < outbound_.size(); ++destination) {
-    std::deque<ledger::OutboundCredit>& queue = outbound_[destination];
-    while (!queue.empty()) {
-      std::span<std::byte> slots = ports_.credits_out[destination].claim(queue.size());
+    CreditQueue& queue = outbound_[destination];
+    while (queue.sent < queue.credits.size()) {
+      std::span<std::byte> slots = ports_.credits_out[destination].claim(queue.credits.size() - queue.sent);
       size_t count = slots.size() / sizeof(CreditMessage);
       if (count == 0) break;
       for (size_t index = 0; index < count; ++index) {
         CreditMessage message{};
-        std::memcpy(message.tx, queue.front().tx.data(), ledger::credit_tx_bytes);
+        std::memcpy(message.tx, queue.credits[queue.sent + index].tx.data(), ledger::credit_tx_bytes);
         std::memcpy(slots.data() + index * sizeof message, &message, sizeof message);
-        queue.pop_front();
       }
       ports_.credits_out[destination].publish(count);
-      outbound_count_ -= count;
+      queue.sent += count;
+      unsent_count_ -= count;
       sent += count;
     }
   }

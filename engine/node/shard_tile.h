@@ -117,11 +117,15 @@ class ShardTile final : public engine::Tile {
   std::vector<ReceiptRoute> open_routes_;
   uint64_t open_first_tx_ns_ = 0;
   std::deque<PendingBlock> pending_;
-  std::vector<std::deque<ledger::OutboundCredit>> outbound_;  // per destination shard
-  size_t outbound_count_ = 0;
-  // Credits of durable blocks that their destination has not yet applied durably (sent
-  // or not), per destination, in order: what a snapshot must carry (ledger/snapshot.h).
-  std::vector<std::deque<ledger::OutboundCredit>> unconfirmed_;
+  // Per destination shard, in order: the credits of durable blocks that the destination
+  // has not yet applied durably — what a snapshot must carry (ledger/snapshot.h). The
+  // first `sent` are in the credit ring or past it; the rest wait for room in it.
+  struct CreditQueue {
+    std::deque<ledger::OutboundCredit> credits;
+    size_t sent = 0;
+  };
+  std::vector<CreditQueue> outbound_;
+  size_t unsent_count_ = 0;  // over all destinations
   SnapshotPolicy snapshots_;
   bool snapshot_pending_ = false;  // a pending block holds a captured state
   bool draining_ = false;

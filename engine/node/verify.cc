@@ -142,8 +142,7 @@ ChainVerdict verify_chain(const std::string& data_dir, const std::string& name) 
   for (uint32_t shard = 0; shard < shard_count; ++shard) verify_shard(data_dir, chain, shard, shard_count, credits, states);
   for (const ledger::ShardState& state : states) chain.balance_total += state.total_balance();
   for (const ledger::OutboundCredit& credit : credits) {
-    ledger::CreditBody body;
-    std::memcpy(&body, credit.tx.data() + sizeof(ledger::TxHeader), sizeof body);
+    ledger::CreditBody body = credit.body();
     if (!states[credit.destination_shard].credit_marks[body.origin_shard].covers(body.origin_height, body.origin_index))
       chain.credits_in_flight += int64_t(body.amount);
   }

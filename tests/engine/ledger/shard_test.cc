@@ -140,8 +140,7 @@ struct TestChain {
     int64_t sum = 0;
     for (const ShardExecutor& shard : shards) sum += shard.state().total_balance();
     auto in_flight = [](const OutboundCredit& credit) {
-      CreditBody body;
-      std::memcpy(&body, credit.tx.data() + sizeof(TxHeader), sizeof body);
+      CreditBody body = credit.body();
       return int64_t(body.amount);
     };
     for (const auto& link : links)

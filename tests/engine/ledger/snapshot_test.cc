@@ -96,8 +96,7 @@ TEST(ShardSnapshot, DamagedOrForeignBytesGiveAnError) {
   EXPECT_NE(back.error().message.find("credit 0 does not belong to shard 0 at height"), std::string::npos)
       << back.error().message;
   OutboundCredit from_the_future = sample.credits[0];
-  CreditBody body;
-  std::memcpy(&body, from_the_future.tx.data() + sizeof(TxHeader), sizeof body);
+  CreditBody body = from_the_future.body();
   body.origin_height = sample.shard.state().height + 1;
   write_credit(from_the_future.tx, body, false);
   EXPECT_FALSE(ShardSnapshot::deserialize(with_credit(from_the_future)));

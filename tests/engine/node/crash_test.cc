@@ -164,8 +164,7 @@ TEST(LedgerCrash, NothingAcknowledgedIsLostAcrossTwentySigkills) {
     total += shard.executor.state().total_balance();
     opened += int64_t(shard.executor.state().accounts.size()) * opening_balance;
     for (const ledger::OutboundCredit& credit : shard.credits_to_send) {
-      ledger::CreditBody body;
-      std::memcpy(&body, credit.tx.data() + sizeof(ledger::TxHeader), sizeof body);
+      ledger::CreditBody body = credit.body();
       total += int64_t(body.amount);
     }
   }
