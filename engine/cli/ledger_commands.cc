@@ -30,6 +30,8 @@ nlohmann::json report_json(const node::LedgerReport& report) {
                          {"snapshots_skipped", report.snapshots_skipped},
                          {"snapshot_write_us_max", report.snapshot_write_us_max},
                          {"segments_dropped", report.segments_dropped},
+                         {"segments_preallocated", report.segments_preallocated},
+                         {"segments_unprepared", report.segments_unprepared},
                          {"stopped_by_signal", report.stopped_by_signal}, {"notes", report.notes}};
   json["chains"] = nlohmann::json::array();
   for (const node::ChainReport& chain : report.chains)
@@ -56,6 +58,8 @@ void print_report(const node::LedgerReport& report) {
               "dropped\n",
               (unsigned long long)report.snapshots_written, (unsigned long long)report.snapshot_write_us_max,
               (unsigned long long)report.snapshots_skipped, (unsigned long long)report.segments_dropped);
+  std::printf("log segments: %llu new ones preallocated, %llu created empty (spare not ready or not written)\n",
+              (unsigned long long)report.segments_preallocated, (unsigned long long)report.segments_unprepared);
   std::printf("%-16s %6s %10s %12s %10s %12s %12s %12s %12s\n", "chain", "shards", "height", "committed", "tx/s",
               "commit mean", "commit max", "client p50", "client p99");
   for (const node::ChainReport& chain : report.chains)

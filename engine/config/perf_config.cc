@@ -90,7 +90,7 @@ constexpr std::string_view tile_keys[] = {"busy_poll", "weight"};
 constexpr std::string_view rings_keys[] = {"capacity", "slot_bytes", "arena_bytes"};
 constexpr std::string_view chain_keys[] = {"name", "shards", "block_txs_max", "block_us_max"};
 constexpr std::string_view ledger_keys[] = {"data_dir",          "fsync",       "persist_backend",
-                                            "segment_bytes_max", "snapshot_every_blocks",
+                                            "segment_bytes_max", "segment_preallocate", "snapshot_every_blocks",
                                             "clients_max",       "client_in_flight_max"};
 constexpr std::string_view load_keys[] = {"enabled", "clients", "accounts_per_chain", "cross_shard_percent",
                                           "rate_per_second"};
@@ -483,6 +483,7 @@ Status read_ledger(const TableReader& reader, LedgerSection& ledger) {
   if (s) s = reader.read_choice("fsync", fsync_choices, ledger.fsync);
   if (s) s = reader.read_choice("persist_backend", backend_choices, ledger.persist_backend);
   if (s) s = reader.read_integer("segment_bytes_max", 1 << 20, int64_t(1) << 30, ledger.segment_bytes_max);
+  if (s) s = reader.read_bool("segment_preallocate", ledger.segment_preallocate);
   if (s) s = reader.read_integer("snapshot_every_blocks", 0, 1'000'000, ledger.snapshot_every_blocks);
   if (s) s = reader.read_integer("clients_max", 1, 256, ledger.clients_max);
   if (s) s = reader.read_power_of_two("client_in_flight_max", 16, 65'536, ledger.client_in_flight_max);

@@ -174,6 +174,7 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
       control.durable_height.store(from.executor.state().height);
       persist::LogOptions log_options;
       log_options.segment_bytes_max = config.ledger.segment_bytes_max;
+      log_options.preallocate_segments = config.ledger.segment_preallocate;
       auto log = persist::ShardLog::open(from.directory, {chain_config.name, shard, chain_config.shards}, log_options,
                                          from.log);
       auto blocks = shm::RingConsumer::join(base, control.block_ring);
@@ -355,6 +356,9 @@ void fill_report(Engine& engine, const config::PerfConfig& config, LedgerReport&
   }
   report.commits = engine.persist->stats().commits;
   report.segments_dropped = engine.persist->stats().segments_dropped;
+  SegmentCounts segments = engine.persist->segment_counts();
+  report.segments_preallocated = segments.preallocated;
+  report.segments_unprepared = segments.unprepared + segments.preallocation_failures;
   if (engine.snapshots) {
     engine.snapshots->stop();  // the shards are done: write what they handed over
     report.snapshots_written = engine.snapshots->written();

@@ -13,6 +13,7 @@ PersistTile::PersistTile(std::unique_ptr<persist::Persister> persister, std::vec
       shards_(std::move(shards)),
       staged_(shards_.size()),
       cut_points_(shards_.size()),
+      preallocation_failures_reported_(shards_.size(), 0),
       snapshot_every_blocks_(snapshot_every_blocks),
       drain_(drain) {
   for (PersistedShard& shard : shards_) persister_->add_log(shard.log.get());
@@ -47,10 +48,37 @@ size_t PersistTile::poll(size_t budget) {
     }
     if (*started) ++work;
   }
-  if (!persister_->in_flight()) drop_segments_behind_snapshots();
+  if (!persister_->in_flight()) {
+    drop_segments_behind_snapshots();
+    report_preallocation_failures();
+  }
   // Keep the core awake while the kernel works on a commit (see the header).
   if (persister_->in_flight() && work == 0) work = 1;
   return work;
+}
+
+// A spare segment that could not be written (a full disk) is not fatal: the log appends to
+// a new empty file instead, with slower commits. Said once per failure, in one line.
+void PersistTile::report_preallocation_failures() {
+  for (size_t index = 0; index < shards_.size(); ++index) {
+    const persist::ShardLog& log = *shards_[index].log;
+    uint64_t failures = log.counters().preallocation_failures;
+    if (failures == preallocation_failures_reported_[index]) continue;
+    preallocation_failures_reported_[index] = failures;
+    std::fprintf(stderr, "keel: %s (segment not preallocated: its commits append, and journal, instead)\n",
+                 log.preallocation_error().c_str());
+  }
+}
+
+SegmentCounts PersistTile::segment_counts() const {
+  SegmentCounts counts;
+  for (const PersistedShard& shard : shards_) {
+    const persist::ShardLogCounters& counters = shard.log->counters();
+    counts.preallocated += counters.segments_preallocated;
+    counts.unprepared += counters.segments_unprepared;
+    counts.preallocation_failures += counters.preallocation_failures;
+  }
+  return counts;
 }
 
 // Segment files are deleted only between commits, and only whole files whose blocks are

@@ -46,6 +46,13 @@ struct PersistStats {
   uint64_t segments_dropped = 0;    // behind the oldest kept snapshot
 };
 
+// What became of the logs' new segment files (persist::ShardLogCounters, all shards).
+struct SegmentCounts {
+  uint64_t preallocated = 0;            // a spare written full of zeros ahead
+  uint64_t unprepared = 0;              // created empty: the spare was not ready yet
+  uint64_t preallocation_failures = 0;  // spares that could not be written
+};
+
 class PersistTile final : public engine::Tile {
  public:
   // snapshot_every_blocks: the shards' snapshot interval (0: none); blocks at those
@@ -60,6 +67,8 @@ class PersistTile final : public engine::Tile {
   bool quiescent() override;
 
   const PersistStats& stats() const { return stats_; }
+  // Sums the logs' counters: call when the tile is not running (after the drain).
+  SegmentCounts segment_counts() const;
   const persist::Persister& persister() const { return *persister_; }
 
  private:
@@ -71,6 +80,7 @@ class PersistTile final : public engine::Tile {
   size_t stage_blocks(size_t budget);
   void publish_durable();
   void drop_segments_behind_snapshots();
+  void report_preallocation_failures();
   void fail(const Error& error);
 
   std::unique_ptr<persist::Persister> persister_;
@@ -79,6 +89,7 @@ class PersistTile final : public engine::Tile {
   // Per shard, the staged blocks at snapshot heights, oldest first: where its log may be
   // cut once a kept snapshot covers them.
   std::vector<std::deque<StagedBlock>> cut_points_;
+  std::vector<uint64_t> preallocation_failures_reported_;  // per shard
   uint32_t snapshot_every_blocks_;
   DrainState* drain_;
   PersistStats stats_;

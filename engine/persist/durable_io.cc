@@ -5,7 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cassert>
 #include <cerrno>
+#include <cstdlib>
+#include <memory>
 #include <cstring>
 
 namespace keel::persist {
@@ -149,6 +153,32 @@ Result<void> write_all(int fd, uint64_t offset, std::span<const std::byte> bytes
     done += size_t(wrote);
   }
   return {};
+}
+
+Result<void> write_zero_file(const std::string& path, uint64_t bytes, bool direct_io) {
+  constexpr uint64_t alignment = 4096, chunk_bytes_max = 1 << 20;
+  assert(bytes % alignment == 0);
+  ::unlink(path.c_str());
+  UniqueFd file(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | (direct_io ? O_DIRECT : 0), 0644));
+  if (!file.valid() && direct_io && errno == EINVAL) {  // no O_DIRECT here (tmpfs)
+    file.reset(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  }
+  if (!file.valid()) return errno_error(path, "cannot create");
+  struct FreeAligned {
+    void operator()(std::byte* bytes) const { std::free(bytes); }
+  };
+  std::unique_ptr<std::byte[], FreeAligned> zeros(static_cast<std::byte*>(std::aligned_alloc(alignment, chunk_bytes_max)));
+  if (zeros == nullptr) return make_error(path, "cannot allocate a buffer of zeros");
+  std::memset(zeros.get(), 0, chunk_bytes_max);
+  Result<void> done;
+  for (uint64_t offset = 0; offset < bytes && done;) {
+    uint64_t chunk = std::min(chunk_bytes_max, bytes - offset);
+    done = write_all(file.get(), offset, std::span(zeros.get(), chunk), path);
+    offset += chunk;
+  }
+  if (done && ::fdatasync(file.get()) != 0) done = errno_error(path, "fdatasync failed");
+  if (!done) ::unlink(path.c_str());
+  return done;
 }
 
 }  // namespace keel::persist

@@ -72,4 +72,11 @@ Result<void> read_exact(int fd, uint64_t offset, std::span<std::byte> out, const
 // pwrite until every byte is written, retrying after EINTR and short writes.
 Result<void> write_all(int fd, uint64_t offset, std::span<const std::byte> bytes, const std::string& path);
 
+// Creates `path` afresh (replacing a file there) holding `bytes` zero bytes, written out
+// (not fallocated: an unwritten extent still costs a journal commit when first written)
+// and fdatasynced, so that later writes into it overwrite blocks that are allocated and
+// written. With O_DIRECT where `direct_io` and the file system take it. `bytes` must be a
+// multiple of 4096. On failure the file is removed.
+Result<void> write_zero_file(const std::string& path, uint64_t bytes, bool direct_io);
+
 }  // namespace keel::persist

@@ -2,10 +2,12 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cassert>
+#include <chrono>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -90,7 +92,15 @@ Result<void> ShardLog::open_files(const RecoveredLog& recovered) {
   directory_fd_ = std::move(*directory_fd);
   next_sequence_ = durable_sequence_ = recovered.next_sequence;
   last_batch_ = std::max(recovered.last_batch, recovered.torn ? recovered.torn->batch : 0);
-  if (recovered.files.empty()) return start_segment(recovered.next_sequence);
+  spare_path_ = join_path(directory_, segment_spare_file_name);
+  // A spare left by an earlier run may be half written: start it again.
+  if (::unlink(spare_path_.c_str()) != 0 && errno != ENOENT) return errno_error(spare_path_, "cannot remove");
+  if (recovered.files.empty()) {
+    if (auto started = start_segment(recovered.next_sequence); !started) return started;
+    prepare_spare();
+    return {};
+  }
+  prepare_spare();
   for (const std::string& path : recovered.files) {
     std::optional<uint64_t> first = parse_segment_file_name(base_name(path));
     if (!first) return make_error(path, "is not a segment file name");
@@ -155,13 +165,18 @@ Result<void> ShardLog::use_direct_io(int fd, const std::string& path) {
 
 // Creates the segment file for records from `first_sequence` on and makes its name
 // durable. It stays empty until a commit writes its segment header.
+// With preallocate_segments, the file is the spare when it is ready.
 Result<void> ShardLog::start_segment(uint64_t first_sequence) {
   std::string path = join_path(directory_, segment_file_name(first_sequence));
-  UniqueFd file(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-  if (!file.valid()) return errno_error(path, "cannot create segment file");
-  if (auto direct = use_direct_io(file.get(), path); !direct) return direct.error();
-  if (::fsync(directory_fd_.get()) != 0) return errno_error(directory_, "cannot fsync directory");
-  file_fd_ = std::move(file);
+  Result<bool> took = take_spare(path);
+  if (!took) return took.error();
+  if (!*took) {
+    UniqueFd file(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (!file.valid()) return errno_error(path, "cannot create segment file");
+    if (auto direct = use_direct_io(file.get(), path); !direct) return direct.error();
+    if (::fsync(directory_fd_.get()) != 0) return errno_error(directory_, "cannot fsync directory");
+    file_fd_ = std::move(file);
+  }
   file_path_ = path;
   file_bytes_ = 0;
   file_needs_header_ = true;
@@ -169,6 +184,56 @@ Result<void> ShardLog::start_segment(uint64_t first_sequence) {
   segments_.push_back({first_sequence, std::move(path)});
   counters_.segments_created += 1;
   return {};
+}
+
+// The spare is written only while the file system keeps at least as much free again
+// after it: on a nearly full disk a spare would take the space the log's own next
+// commits need, and fail them.
+void ShardLog::prepare_spare() {
+  if (!options_.preallocate_segments) return;
+  spare_ = std::async(std::launch::async, [path = spare_path_, bytes = segment_bytes_usable_,
+                                           direct_io = options_.direct_io]() -> Result<void> {
+    struct statvfs space;
+    if (::statvfs(path.substr(0, path.find_last_of('/') + 1).c_str(), &space) == 0) {
+      uint64_t free_bytes = uint64_t(space.f_bavail) * space.f_frsize;
+      if (free_bytes < 2 * bytes) {
+        return make_error(path, "not written: " + std::to_string(free_bytes) + " bytes free, and a spare of " +
+                                    std::to_string(bytes) + " must leave as much again for the log");
+      }
+    }
+    return write_zero_file(path, bytes, direct_io);
+  });
+}
+
+bool ShardLog::spare_ready() const {
+  return spare_.valid() && spare_.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+}
+
+Result<bool> ShardLog::take_spare(const std::string& path) {
+  if (!options_.preallocate_segments || !spare_.valid()) return false;  // none asked for yet
+  if (!spare_ready()) {
+    counters_.segments_unprepared += 1;
+    return false;
+  }
+  if (Result<void> written = spare_.get(); !written) {
+    counters_.preallocation_failures += 1;
+    preallocation_error_ = written.error().message;
+    prepare_spare();
+    return false;
+  }
+  // From here on a failure is the file system's, as creating the file would be.
+  if (::rename(spare_path_.c_str(), path.c_str()) != 0) {
+    return errno_error(path, "cannot rename the spare segment " + spare_path_ + " to it");
+  }
+  UniqueFd file(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!file.valid()) return errno_error(path, "cannot open segment file");
+  if (auto direct = use_direct_io(file.get(), path); !direct) return direct.error();
+  // The name must be durable before records written into the file are acknowledged.
+  if (::fsync(directory_fd_.get()) != 0) return errno_error(directory_, "cannot fsync directory");
+  file_fd_ = std::move(file);
+  counters_.segments_preallocated += 1;
+  prepare_spare();
+  return true;
 }
 
 Result<uint64_t> ShardLog::stage(uint16_t type, std::span<const std::byte> payload) {
@@ -221,6 +286,13 @@ Result<CommitPart> ShardLog::begin_commit(uint64_t batch) {
                 (!file_needs_header_ && file_bytes_ + staging_.records_bytes > segment_bytes_usable_);
   if (rotate) {
     if (auto started = start_segment(staging_.first_sequence); !started) return started.error();
+  } else if (file_needs_header_ && spare_ready()) {
+    // The current file is still empty (a fresh log, or one whose tear emptied it): the
+    // ready spare takes its place under the same name.
+    Result<bool> took = take_spare(file_path_);
+    if (!took) return took.error();
+  } else if (file_needs_header_ && options_.preallocate_segments) {
+    counters_.segments_unprepared += 1;  // the empty file stays, appended to
   }
   uint64_t start = file_needs_header_ ? header_slot_bytes_ : file_bytes_;
   std::swap(staging_, in_flight_);

@@ -12,11 +12,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "engine/persist/commit_step.h"
@@ -669,6 +672,165 @@ TEST_P(PersistTest, DiskFullFailsTheCommitAndRefusesLaterOnes) {
   EXPECT_EQ(values["short_writes"], "1");
   EXPECT_EQ(values["third_error"],
             "persist: no further commits after a failed one: " + values["second_error"]);
+}
+
+// Waits (untimed: a preallocation always ends) until the log's spare segment is written.
+void wait_for_spare(const ShardLog& log) {
+  while (!log.spare_ready()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
+TEST_P(PersistTest, PreallocatedSegmentsAreWrittenFullOfZerosAheadAndReadBackWhole) {
+  ScratchDirectory scratch;
+  LogOptions options{.segment_bytes_max = 64 << 10, .staged_bytes_max = 16 << 10, .preallocate_segments = true};
+  std::string spare = scratch.path() + "/" + segment_spare_file_name;
+  // A spare left half written by an earlier run is not trusted; recovery ignores it.
+  testing::write_bytes(spare, std::vector<std::byte>(100, std::byte{0x5a}));
+  auto log = testing::recover_and_open(scratch.path(), testing::identity(), options);
+  auto group = persister();
+  group->add_log(log.get());
+  std::mt19937_64 random(7);
+  auto write_batches = [&](int batches) {
+    for (int batch = 0; batch < batches; ++batch) {
+      wait_for_spare(*log);  // every segment, the first included, is then a spare
+      testing::stage_records(*log, 1 + random() % 20, 300);
+      ASSERT_NO_FATAL_FAILURE(testing::commit(*group));
+    }
+  };
+  ASSERT_NO_FATAL_FAILURE(write_batches(40));
+  std::vector<std::string> paths = log->segment_paths();
+  ASSERT_GE(paths.size(), 3u);
+  EXPECT_EQ(log->counters().segments_preallocated, paths.size());
+  EXPECT_EQ(log->counters().segments_created, paths.size());
+  EXPECT_EQ(log->counters().segments_unprepared, 0u);
+  EXPECT_EQ(log->counters().preallocation_failures, 0u);
+  for (const std::string& path : paths) EXPECT_EQ(std::filesystem::file_size(path), 64u << 10) << path;
+  wait_for_spare(*log);
+  EXPECT_EQ(std::filesystem::file_size(spare), 64u << 10);  // the next one, ready
+
+  std::vector<ScannedRecord> records;
+  Result<RecoveredLog> scanned = testing::scan_keep(scratch.path(), testing::identity(), &records);
+  ASSERT_TRUE(scanned.ok()) << scanned.error().message;
+  EXPECT_EQ(scanned->files, paths);
+  EXPECT_FALSE(scanned->torn.has_value());
+  EXPECT_EQ(scanned->tail_file_bytes + scanned->tail_zero_bytes, 64u << 10);
+  ASSERT_EQ(records.size(), log->durable_sequence());
+  for (size_t index = 0; index < records.size(); ++index) {
+    EXPECT_EQ(records[index].payload, testing::payload_for(index, 300)) << index;
+  }
+
+  // Reopened, the log goes on inside the preallocated last file.
+  uint64_t durable = log->durable_sequence();
+  group.reset();
+  log.reset();
+  log = testing::recover_and_open(scratch.path(), testing::identity(), options);
+  ASSERT_NE(log, nullptr);
+  EXPECT_EQ(log->next_sequence(), durable);
+  group = persister();
+  group->add_log(log.get());
+  ASSERT_NO_FATAL_FAILURE(write_batches(30));
+  records.clear();
+  scanned = testing::scan_keep(scratch.path(), testing::identity(), &records);
+  ASSERT_TRUE(scanned.ok()) << scanned.error().message;
+  ASSERT_EQ(records.size(), log->durable_sequence());
+  for (size_t index = 0; index < records.size(); ++index) {
+    EXPECT_EQ(records[index].payload, testing::payload_for(index, 300)) << index;
+  }
+}
+
+TEST_P(PersistTest, TornTailOfAPreallocatedSegmentIsCutAndTheNextBatchStartsANewFile) {
+  ScratchDirectory scratch;
+  LogOptions options{.segment_bytes_max = 64 << 10, .staged_bytes_max = 16 << 10, .preallocate_segments = true};
+  auto log = testing::recover_and_open(scratch.path(), testing::identity(), options);
+  auto group = persister();
+  group->add_log(log.get());
+  for (int batch = 0; batch < 3; ++batch) {
+    wait_for_spare(*log);
+    testing::stage_records(*log, 5, 300);
+    ASSERT_NO_FATAL_FAILURE(testing::commit(*group));
+  }
+  std::string path = log->segment_paths().back();
+  group.reset();
+  log.reset();
+  // The last batch's last record never fully reached the disk: its checksum fails.
+  std::vector<testing::RecordPlace> places = testing::record_places(path);
+  std::vector<std::byte> bytes = testing::read_bytes(path);
+  bytes[places.back().offset + sizeof(RecordHeader) + 10] ^= std::byte{0xff};
+  testing::write_bytes(path, bytes);
+
+  Result<RecoveredLog> recovered = scan_log(scratch.path(), testing::identity(), [](const LogRecordView&) -> Result<void> { return {}; });
+  ASSERT_TRUE(recovered.ok()) << recovered.error().message;
+  ASSERT_TRUE(recovered->torn.has_value());
+  EXPECT_EQ(recovered->torn->file, path);
+  // Cut at the bad record, with the zeros after it; the third batch's four records before
+  // it stay (written, never acknowledged).
+  EXPECT_EQ(recovered->torn->offset, places.back().offset);
+  EXPECT_EQ(recovered->torn->bytes_cut, (64u << 10) - recovered->torn->offset);
+  EXPECT_EQ(recovered->next_sequence, 14u);
+  log = testing::recover_and_open(scratch.path(), testing::identity(), options);
+  ASSERT_NE(log, nullptr);
+  EXPECT_EQ(std::filesystem::file_size(path), places.back().offset);
+  group = persister();
+  group->add_log(log.get());
+  wait_for_spare(*log);
+  testing::stage_records(*log, 5, 300);
+  ASSERT_NO_FATAL_FAILURE(testing::commit(*group));
+  ASSERT_EQ(log->segment_paths().size(), 2u);
+  EXPECT_EQ(std::filesystem::file_size(log->segment_paths().back()), 64u << 10);
+  std::vector<ScannedRecord> records;
+  Result<RecoveredLog> scanned = testing::scan_keep(scratch.path(), testing::identity(), &records);
+  ASSERT_TRUE(scanned.ok()) << scanned.error().message;
+  EXPECT_FALSE(scanned->torn.has_value());
+  ASSERT_EQ(records.size(), 19u);
+  for (size_t index = 0; index < records.size(); ++index) {
+    EXPECT_EQ(records[index].payload, testing::payload_for(index, 300)) << index;
+  }
+}
+
+TEST_P(PersistTest, ASpareThatCannotBeWrittenIsReportedAndCommitsAppendInstead) {
+  ScratchDirectory scratch;
+  Backend backend = GetParam();
+  int status = 0;
+  std::string output = run_in_child(
+      [&](FILE* out) {
+        // A 40 KiB file size limit: the 64 KiB spare cannot be written (EFBIG), the
+        // records themselves fit.
+        ::signal(SIGXFSZ, SIG_IGN);
+        rlimit limit{40 << 10, 40 << 10};
+        ::setrlimit(RLIMIT_FSIZE, &limit);
+        LogOptions options{.segment_bytes_max = 64 << 10, .staged_bytes_max = 16 << 10,
+                           .preallocate_segments = true};
+        auto log = testing::recover_and_open(scratch.path(), testing::identity(), options);
+        auto group = testing::make_persister(backend);
+        group->add_log(log.get());
+        for (int batch = 0; batch < 4; ++batch) {
+          wait_for_spare(*log);
+          testing::stage_records(*log, 5, 300);
+          Result<bool> started = group->submit();
+          Result<bool> durable = started.ok() ? group->poll(true) : Result<bool>(started.error());
+          std::fprintf(out, "batch%d=%s\n", batch, durable.ok() && *durable ? "durable" : "failed");
+        }
+        std::fprintf(out, "failures=%llu\n", (unsigned long long)log->counters().preallocation_failures);
+        std::fprintf(out, "preallocated=%llu\n", (unsigned long long)log->counters().segments_preallocated);
+        std::fprintf(out, "error=%s\n", log->preallocation_error().c_str());
+        std::fprintf(out, "size=%llu\n", (unsigned long long)std::filesystem::file_size(log->segment_paths().back()));
+      },
+      &status);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status << "\n" << output;
+  std::map<std::string, std::string> values = parse_lines(output);
+  for (int batch = 0; batch < 4; ++batch) EXPECT_EQ(values["batch" + std::to_string(batch)], "durable") << output;
+  // The first commit found the spare failed (and started another, looked at only when
+  // the segment rotates).
+  EXPECT_EQ(values["failures"], "1");
+  EXPECT_EQ(values["preallocated"], "0");
+  std::string spare = scratch.path() + "/" + segment_spare_file_name;
+  EXPECT_EQ(values["error"].rfind(spare + ": offset ", 0), 0u) << values["error"];
+  EXPECT_NE(values["error"].find("File too large"), std::string::npos) << values["error"];
+  EXPECT_LT(std::stoull(values["size"]), 40u << 10);  // appended, not preallocated
+  EXPECT_FALSE(std::filesystem::exists(spare));        // a failed spare is removed
+  std::vector<ScannedRecord> records;
+  Result<RecoveredLog> scanned = testing::scan_keep(scratch.path(), testing::identity(), &records);
+  ASSERT_TRUE(scanned.ok()) << scanned.error().message;
+  EXPECT_EQ(records.size(), 20u);
 }
 
 // io_uring_setup blocked by seccomp, as some container runtimes do.
