@@ -7,6 +7,7 @@
 #include <string>
 
 #include "engine/cli/ledger_commands.h"
+#include "engine/cli/plugin_command.h"
 #include "engine/cli/version.h"
 #include "engine/config/perf_config.h"
 #include "engine/core/engine_plan.h"
@@ -237,6 +238,9 @@ int main(int argc, char** argv) {
   put->add_option("--key", submit_request.key)->required();
   put->add_option("--value", submit_request.value)->capture_default_str();
 
+  PluginCheckRequest plugin_check_request;
+  CLI::App* plugin_check = add_plugin_check_command(app, plugin_check_request);
+
   CLI11_PARSE(app, argc, argv);
   if (show_version || version->parsed()) {
     std::fputs(version_report().c_str(), stdout);
@@ -254,6 +258,7 @@ int main(int argc, char** argv) {
     return load_command(config_path, segment_name, client_index, *load_duration_ms);
   }
   if (verify->parsed()) return verify_command(data_dir, json);
+  if (plugin_check->parsed()) return plugin_check_command(plugin_check_request);
   if (submit->parsed()) {
     for (CLI::App* kind : {create_account, transfer, put})
       if (kind->parsed()) submit_request.kind = kind->get_name();
