@@ -11,6 +11,7 @@
 #include "engine/cli/version.h"
 #include "engine/config/perf_config.h"
 #include "engine/core/engine_plan.h"
+#include "engine/sched/worker.h"
 #include "engine/pipeline/pipeline.h"
 #include "engine/pipeline/pipeline_run.h"
 #include "numa/placement.h"
@@ -213,6 +214,21 @@ int main(int argc, char** argv) {
   load->add_option("--client", client_index);
   load->add_option("--duration", load_duration);
 
+  // Started by the engine's pool supervision, one process per pool and NUMA node.
+  CLI::App* worker = app.add_subcommand("worker", "(internal) a compute worker-pool process");
+  worker->group("");
+  keel::sched::WorkerOptions worker_options;
+  std::vector<std::string> worker_config_entries;
+  worker->add_option("--segment", worker_options.segment_name)->required();
+  worker->add_option("--slot", worker_options.slot)->required();
+  worker->add_option("--epoch", worker_options.epoch)->required();
+  worker->add_option("--plugin", worker_options.plugin_path)->required();
+  worker->add_option("--type", worker_options.compute_types, "a compute type, in [[pool]] order; repeat")->required();
+  worker->add_option("--config", worker_config_entries, "key=value of the flattened [pool.config]; repeat");
+  worker->add_option("--threads", worker_options.threads);
+  worker->add_option("--in-flight-max", worker_options.in_flight_max);
+  worker->add_option("--output-bytes-max", worker_options.output_bytes_max);
+
   std::string data_dir = "data/default";
   CLI::App* verify = app.add_subcommand("verify", "check every chain in a data directory (checksums, hash chain, Merkle roots, replay)");
   verify->add_option("--data-dir", data_dir, "the [ledger] data_dir to check")->capture_default_str();
@@ -256,6 +272,15 @@ int main(int argc, char** argv) {
     keel::Result<uint64_t> load_duration_ms = parse_duration_ms(load_duration);
     if (!load_duration_ms) return fail(load_duration_ms.error());
     return load_command(config_path, segment_name, client_index, *load_duration_ms);
+  }
+  if (worker->parsed()) {
+    for (const std::string& entry : worker_config_entries) {
+      size_t equals = entry.find('=');
+      if (equals == std::string::npos || equals == 0)
+        return fail(keel::make_error("keel worker --config", "expected key=value, got '" + entry + "'"));
+      worker_options.plugin_config.emplace_back(entry.substr(0, equals), entry.substr(equals + 1));
+    }
+    return keel::sched::run_worker(worker_options);
   }
   if (verify->parsed()) return verify_command(data_dir, json);
   if (plugin_check->parsed()) return plugin_check_command(plugin_check_request);

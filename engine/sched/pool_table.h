@@ -1,0 +1,141 @@
+// engine/sched/pool_table.h: the worker pools' part of the segment. One slot per pool
+// process (a [[pool]] on one NUMA node): a control block anyone can read, a task ring
+// (scheduler -> pool), a completion ring (pool -> scheduler), an input and an output
+// arena for payloads too big for a ring slot, and the pool's doorbell.
+//
+//   uint64_t table = lay_out_pool_table(segment, options).value();    // engine, before seal
+//   PoolTableView view = PoolTableView::join(segment.base(), table).value();
+//   PoolControl& control = view.control(slot);
+//   control.epoch.store(next_epoch);  ... start `keel worker --slot <slot> --epoch <next_epoch>`
+//
+// Incarnations. The engine starts a pool process for a slot with a new epoch, stored in
+// PoolControl::epoch before the process starts. The scheduler stamps every task with the
+// epoch it dispatches to; a worker runs only tasks of its own epoch and skips (and
+// releases) older ones, which a dead predecessor left in the ring. So after a crash the
+// rings are simply taken over: no reset, no lock, and a task leased to the dead
+// incarnation is dispatched again by the scheduler under a new attempt. A worker whose
+// slot's epoch moves past its own stops (it was superseded).
+//
+// Liveness: the worker beats heartbeat_ns (CLOCK_MONOTONIC) about every millisecond,
+// busy or idle; ready_epoch tells the engine init succeeded. A worker that cannot load or
+// initialise its plugin writes one line into failure and stores its epoch in
+// failed_epoch (release), then exits with worker_exit_plugin_failed: the engine
+// quarantines the pool with that line instead of restarting it.
+//
+// All of it is one segment object ("sched.pools"), like the shard table.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "error/result.h"
+#include "shm/segment.h"
+
+namespace keel::sched {
+
+inline constexpr char pool_table_object_name[] = "sched.pools";
+inline constexpr uint64_t pool_table_magic = 0x31304c4f4f50484bULL;  // "KHPOOL01"
+inline constexpr uint32_t pool_table_version = 1;
+inline constexpr size_t pool_name_bytes_max = 47;
+inline constexpr size_t pool_failure_bytes_max = 511;
+
+// Exit codes of `keel worker`.
+inline constexpr int worker_exit_stopped = 0;         // asked to stop, or superseded
+inline constexpr int worker_exit_usage = 2;           // bad arguments, no segment, no slot
+inline constexpr int worker_exit_plugin_failed = 3;   // see PoolControl::failure
+
+struct alignas(128) PoolControl {
+  // Laid out by the engine; immutable after.
+  char name[pool_name_bytes_max + 1];  // "<compute types>@<node>", for messages
+  uint32_t pool_index;  // the [[pool]] it runs
+  uint32_t numa_node;
+  uint64_t task_ring;        // TaskMessage slots; consumer: the worker (its doorbell below)
+  uint64_t completion_ring;  // CompletionMessage slots; consumer: the scheduler
+  uint64_t input_arena;      // written by the scheduler, read by the worker
+  uint64_t output_arena;     // written by the worker, read by the scheduler
+  uint64_t doorbell;         // the worker's: rung when a task is pushed
+  // Written by the engine.
+  alignas(64) std::atomic<uint64_t> epoch;  // the incarnation started last (0: never)
+  std::atomic<int32_t> pid;                 // of that incarnation's process
+  // Written by the worker.
+  alignas(64) std::atomic<uint64_t> heartbeat_ns;
+  std::atomic<uint64_t> ready_epoch;   // the epoch whose plugin loaded and initialised
+  std::atomic<uint64_t> failed_epoch;  // the epoch that could not (failure says why)
+  std::atomic<uint64_t> tasks_completed;
+  std::atomic<uint64_t> tasks_skipped;  // of an older epoch, left by a dead incarnation
+  char failure[pool_failure_bytes_max + 1];
+};
+
+inline constexpr uint32_t task_flag_input_in_arena = 1;
+inline constexpr size_t task_inline_bytes = 80;
+
+// One task, scheduler -> pool. The input is inline when it fits (input_bytes <=
+// task_inline_bytes), else in the pool's input arena at input_position.
+struct TaskMessage {
+  uint64_t task_id;        // the scheduler's lease key, returned in the completion
+  uint64_t epoch;          // the pool incarnation it was dispatched to
+  uint32_t attempt;        // returned in the completion: stale attempts are dropped
+  uint32_t compute_type;   // index into the pool's [[pool]] compute_types
+  uint32_t input_bytes;
+  uint32_t flags;          // task_flag_input_in_arena
+  uint64_t input_position;
+  uint64_t dispatched_ns;  // CLOCK_MONOTONIC
+  std::byte input[task_inline_bytes];
+};
+static_assert(sizeof(TaskMessage) == 128);
+
+inline constexpr uint32_t completion_flag_output_in_arena = 1;
+
+// One finished task, pool -> scheduler. status is the plugin's KEEL_STATUS_* code (or
+// sched::status_output_overrun). The output is inline when it fits, else in the pool's
+// output arena; the scheduler releases it.
+struct CompletionMessage {
+  uint64_t task_id;
+  uint64_t epoch;
+  uint32_t attempt;
+  int32_t status;
+  uint32_t output_bytes;
+  uint32_t flags;  // completion_flag_output_in_arena
+  uint64_t output_position;
+  uint64_t run_ns;  // time inside the plugin's run
+  std::byte output[task_inline_bytes];
+};
+static_assert(sizeof(CompletionMessage) == 128);
+
+struct PoolSlotOptions {
+  std::string name;  // pool_name_bytes_max at most
+  uint32_t pool_index = 0;
+  uint32_t numa_node = 0;
+  uint64_t scheduler_doorbell = 0;  // rung when a completion is pushed; 0 = none
+};
+
+struct PoolTableOptions {
+  std::vector<PoolSlotOptions> slots;
+  uint64_t ring_capacity = 4096;  // power of two; at least the pools' in_flight_max
+  uint64_t input_arena_bytes = 1 << 20;
+  uint64_t output_arena_bytes = 1 << 20;
+};
+
+// Bytes lay_out_pool_table takes, for sizing the segment.
+Result<uint64_t> pool_table_footprint(const PoolTableOptions& options);
+// Lays the table out (allocating its doorbells, rings and arenas inside one object).
+Result<uint64_t> lay_out_pool_table(shm::Segment& segment, const PoolTableOptions& options);
+
+class PoolTableView {
+ public:
+  static Result<PoolTableView> join(std::byte* segment_base, uint64_t offset);
+  // Finds the table in an attached segment and joins it.
+  static Result<PoolTableView> find(const shm::Segment& segment);
+  uint32_t slot_count() const { return slot_count_; }
+  PoolControl& control(uint32_t slot) const { return controls_[slot]; }
+
+ private:
+  PoolControl* controls_ = nullptr;
+  uint32_t slot_count_ = 0;
+};
+
+}  // namespace keel::sched

@@ -1,0 +1,296 @@
+#include "engine/sched/worker.h"
+
+#include <oneapi/tbb/concurrent_queue.h>
+#include <oneapi/tbb/task_arena.h>
+#include <signal.h>
+#include <sys/prctl.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <optional>
+
+#include "engine/sched/plugin_library.h"
+#include "engine/sched/pool_table.h"
+#include "shm/arena.h"
+#include "shm/doorbell.h"
+#include "shm/ring.h"
+#include "shm/segment.h"
+
+namespace keel::sched {
+
+namespace {
+
+std::atomic<bool> stop_requested{false};
+void request_stop(int) { stop_requested.store(true, std::memory_order_relaxed); }
+
+constexpr uint64_t heartbeat_interval_ns = 1'000'000;
+constexpr uint32_t idle_sleep_us = 1000;
+
+// One task held by the worker, from the ring to its completion. Owned by the main thread
+// except while an arena thread runs it (between enqueue and the push onto `finished`).
+struct HeldTask {
+  TaskMessage task{};
+  uint32_t plugin_type = 0;
+  std::vector<std::byte> input;
+  std::vector<std::byte> output;  // output_bytes_max, allocated once
+  size_t output_bytes = 0;
+  int32_t status = 0;
+  uint64_t run_ns = 0;
+};
+
+void report_failure(PoolControl& control, uint64_t epoch, const std::string& line) {
+  size_t bytes = std::min(line.size(), pool_failure_bytes_max);
+  std::memcpy(control.failure, line.data(), bytes);
+  control.failure[bytes] = '\0';
+  control.failed_epoch.store(epoch, std::memory_order_release);
+  std::fprintf(stderr, "keel worker: %s\n", line.c_str());
+}
+
+std::string joined(const std::vector<std::string>& names) {
+  std::string text;
+  for (const std::string& name : names) text += (text.empty() ? "" : ", ") + name;
+  return text;
+}
+
+class Worker {
+ public:
+  Worker(const WorkerOptions& options, shm::Segment& segment, PoolControl& control)
+      : options_(options), segment_(segment), control_(control) {}
+
+  int run() {
+    std::byte* base = segment_.base();
+    Result<shm::RingConsumer> tasks = shm::RingConsumer::join(base, control_.task_ring);
+    Result<shm::RingProducer> completions = shm::RingProducer::join(base, control_.completion_ring);
+    Result<shm::ArenaReader> inputs = shm::ArenaReader::join(base, control_.input_arena);
+    Result<shm::ArenaWriter> outputs = shm::ArenaWriter::join(base, control_.output_arena);
+    if (!tasks || !completions || !inputs || !outputs) {
+      std::fprintf(stderr, "keel worker: %s: the pool slot's rings or arenas are damaged\n", control_.name);
+      return worker_exit_usage;
+    }
+    tasks_ = std::move(*tasks);
+    completions_ = std::move(*completions);
+    inputs_ = std::move(*inputs);
+    outputs_ = std::move(*outputs);
+    doorbell_ = reinterpret_cast<shm::Doorbell*>(base + control_.doorbell);
+    if (int failed = load_plugin(); failed != 0) return failed;
+
+    held_.resize(options_.in_flight_max);
+    for (HeldTask& held : held_) held.output.resize(options_.output_bytes_max);
+    for (uint32_t index = options_.in_flight_max; index-- > 0;) free_.push_back(index);
+    arena_ = std::make_unique<oneapi::tbb::task_arena>(int(options_.threads));
+    beat();
+    control_.ready_epoch.store(options_.epoch, std::memory_order_release);
+
+    bool stopping = false;
+    for (;;) {
+      bool worked = send_completions();
+      uint64_t now_ns = shm::monotonic_ns();
+      if (now_ns - last_beat_ns_ >= heartbeat_interval_ns) {
+        beat();
+        stopping = stopping || stop_requested.load(std::memory_order_relaxed) || superseded() || owner_gone();
+      }
+      if (!stopping) worked = take_tasks() || worked;
+      if (stopping && free_.size() == held_.size() && to_send_.empty()) break;
+      if (!worked) idle();
+    }
+    arena_.reset();  // every task is back: no thread is inside the plugin
+    instance_.reset();
+    return worker_exit_stopped;
+  }
+
+ private:
+  int load_plugin() {
+    Result<std::unique_ptr<PluginLibrary>> library = PluginLibrary::load(options_.plugin_path);
+    if (!library) {
+      report_failure(control_, options_.epoch, library.error().message);
+      return worker_exit_plugin_failed;
+    }
+    library_ = std::move(*library);
+    for (const std::string& type : options_.compute_types) {
+      std::optional<uint32_t> index = library_->compute_type_index(type);
+      if (!index) {
+        report_failure(control_, options_.epoch,
+                       options_.plugin_path + ": does not serve compute type " + type + " (it serves " +
+                           joined(library_->compute_types()) + ")");
+        return worker_exit_plugin_failed;
+      }
+      plugin_types_.push_back(*index);
+    }
+    Result<PluginInstance> instance = library_->init(options_.plugin_config);
+    if (!instance) {
+      report_failure(control_, options_.epoch, instance.error().message);
+      return worker_exit_plugin_failed;
+    }
+    instance_.emplace(std::move(*instance));
+    return 0;
+  }
+
+  void beat() {
+    last_beat_ns_ = shm::monotonic_ns();
+    control_.heartbeat_ns.store(last_beat_ns_, std::memory_order_release);
+  }
+
+  bool superseded() const { return control_.epoch.load(std::memory_order_acquire) != options_.epoch; }
+
+  // The engine that created the segment is gone (the parent-death signal covers a worker
+  // started by it; this covers one that was not, as in tests).
+  bool owner_gone() const {
+    int owner = segment_.header().owner_pid;
+    return owner > 0 && ::kill(owner, 0) != 0 && errno == ESRCH;
+  }
+
+  // Takes tasks while there is a free slot; runs each on the arena.
+  bool take_tasks() {
+    bool took = false;
+    while (!free_.empty()) {
+      TaskMessage task;
+      if (!tasks_.pop(task)) break;
+      took = true;
+      std::span<const std::byte> input;
+      bool in_arena = (task.flags & task_flag_input_in_arena) != 0;
+      if (in_arena) {
+        input = inputs_.read(task.input_position, task.input_bytes);
+      } else if (task.input_bytes <= task_inline_bytes) {
+        input = std::span<const std::byte>(task.input, task.input_bytes);
+      }
+      if (task.epoch != options_.epoch) {  // left by a dead incarnation: dispatched again
+        if (in_arena && !input.empty()) inputs_.release(task.input_position, task.input_bytes);
+        control_.tasks_skipped.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      uint32_t index = free_.back();
+      free_.pop_back();
+      HeldTask& held = held_[index];
+      held.task = task;
+      held.output_bytes = 0;
+      held.run_ns = 0;
+      bool malformed = task.compute_type >= plugin_types_.size() || (task.input_bytes > 0 && input.empty());
+      held.input.assign(input.begin(), input.end());
+      if (in_arena && !input.empty()) inputs_.release(task.input_position, task.input_bytes);
+      if (malformed) {  // a scheduler bug or a damaged slot: answered, never run
+        held.status = KEEL_STATUS_BAD_INPUT;
+        to_send_.push_back(index);
+        continue;
+      }
+      held.plugin_type = plugin_types_[task.compute_type];
+      arena_->enqueue([this, index] {
+        HeldTask& running = held_[index];
+        uint64_t start_ns = shm::monotonic_ns();
+        running.status = instance_->run(running.plugin_type, running.input, running.output, &running.output_bytes);
+        running.run_ns = shm::monotonic_ns() - start_ns;
+        finished_.push(index);
+        shm::doorbell_ring(doorbell_);
+      });
+    }
+    return took;
+  }
+
+  // Writes finished tasks into the completion ring, in the order they finished; stops
+  // at a full ring or a full output arena (backpressure) and goes on next round.
+  bool send_completions() {
+    uint32_t index;
+    while (finished_.try_pop(index)) to_send_.push_back(index);
+    bool sent = false;
+    while (!to_send_.empty()) {
+      HeldTask& held = held_[to_send_.front()];
+      std::span<std::byte> slot = completions_.claim(1);
+      if (slot.empty()) break;
+      CompletionMessage completion{};
+      completion.task_id = held.task.task_id;
+      completion.epoch = held.task.epoch;
+      completion.attempt = held.task.attempt;
+      completion.status = held.status;
+      completion.run_ns = held.run_ns;
+      size_t output_bytes = held.status == KEEL_STATUS_OK ? held.output_bytes : 0;
+      completion.output_bytes = uint32_t(output_bytes);
+      if (output_bytes <= task_inline_bytes) {
+        std::memcpy(completion.output, held.output.data(), output_bytes);
+      } else {
+        std::optional<shm::ArenaBlock> block = outputs_.reserve(output_bytes);
+        if (!block) break;  // the slot stays claimed, unpublished: taken again next round
+        std::memcpy(block->bytes.data(), held.output.data(), output_bytes);
+        completion.flags = completion_flag_output_in_arena;
+        completion.output_position = block->position;
+      }
+      std::memcpy(slot.data(), &completion, sizeof completion);
+      completions_.publish(1);
+      control_.tasks_completed.fetch_add(1, std::memory_order_relaxed);
+      free_.push_back(to_send_.front());
+      to_send_.pop_front();
+      sent = true;
+    }
+    return sent;
+  }
+
+  // Sleeps on the slot's doorbell until a task arrives, a task finishes, or a heartbeat
+  // is due. (Announce, re-check, sleep: see shm/doorbell.h.)
+  void idle() {
+    uint32_t sequence = shm::doorbell_prepare_sleep(doorbell_);
+    if (finished_.empty() && (free_.empty() || !tasks_.has_messages())) {
+      shm::doorbell_sleep(doorbell_, sequence, idle_sleep_us);
+    }
+    shm::doorbell_finish_sleep(doorbell_);
+  }
+
+  const WorkerOptions& options_;
+  shm::Segment& segment_;
+  PoolControl& control_;
+  shm::RingConsumer tasks_;
+  shm::RingProducer completions_;
+  shm::ArenaReader inputs_;
+  shm::ArenaWriter outputs_;
+  shm::Doorbell* doorbell_ = nullptr;
+  std::unique_ptr<PluginLibrary> library_;
+  std::optional<PluginInstance> instance_;  // destroyed before library_
+  std::vector<uint32_t> plugin_types_;      // config's compute type index -> plugin's
+  std::unique_ptr<oneapi::tbb::task_arena> arena_;
+  std::vector<HeldTask> held_;
+  std::vector<uint32_t> free_;
+  oneapi::tbb::concurrent_queue<uint32_t> finished_;
+  std::deque<uint32_t> to_send_;
+  uint64_t last_beat_ns_ = 0;
+};
+
+}  // namespace
+
+int run_worker(const WorkerOptions& options) {
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // the engine that started this process died: stop
+  ::signal(SIGTERM, request_stop);
+  ::signal(SIGINT, request_stop);
+  if (options.threads == 0 || options.in_flight_max == 0 || options.compute_types.empty()) {
+    std::fprintf(stderr, "keel worker: --threads, --in-flight-max and --types must not be empty or 0\n");
+    return worker_exit_usage;
+  }
+  Result<shm::Segment> segment = shm::Segment::attach(options.segment_name);
+  if (!segment) {
+    std::fprintf(stderr, "keel worker: %s\n", segment.error().message.c_str());
+    return worker_exit_usage;
+  }
+  Result<PoolTableView> table = PoolTableView::find(*segment);
+  if (!table) {
+    std::fprintf(stderr, "keel worker: %s: %s\n", options.segment_name.c_str(), table.error().message.c_str());
+    return worker_exit_usage;
+  }
+  if (options.slot >= table->slot_count()) {
+    std::fprintf(stderr, "keel worker: %s has %u pool slots, no slot %u\n", options.segment_name.c_str(),
+                 table->slot_count(), options.slot);
+    return worker_exit_usage;
+  }
+  PoolControl& control = table->control(options.slot);
+  uint64_t slot_epoch = control.epoch.load(std::memory_order_acquire);
+  if (slot_epoch != options.epoch) {
+    std::fprintf(stderr, "keel worker: %s: slot %u is at epoch %llu, not %llu: superseded\n",
+                 options.segment_name.c_str(), options.slot, (unsigned long long)slot_epoch,
+                 (unsigned long long)options.epoch);
+    return worker_exit_stopped;
+  }
+  Worker worker(options, *segment, control);
+  return worker.run();
+}
+
+}  // namespace keel::sched

@@ -1,0 +1,49 @@
+// engine/sched/worker.h: a worker-pool process (`keel worker`). It attaches the engine's
+// segment, takes over its pool slot (pool_table.h) for one epoch, loads the plugin, and
+// runs tasks from the slot's task ring on a oneTBB arena of `threads` threads, returning
+// each result through the completion ring.
+//
+//   WorkerOptions options{.segment_name = "keel-default", .slot = 0, .epoch = 7,
+//                         .plugin_path = "build/plugins/keel_hash.so", .compute_types = {"hash"},
+//                         .threads = 4};
+//   return run_worker(options);   // the process's exit code (pool_table.h)
+//
+// The main thread is the only one touching the rings and arenas (they are single-producer
+// single-consumer): it copies each task's input out of the segment into one of
+// in_flight_max task slots, hands the slot to the arena, and writes the completions the
+// arena's threads queue back. So a plugin never sees shared memory, a slow task never
+// blocks the ring, and memory is bounded: in_flight_max x (input + output_bytes_max).
+// When every slot is busy or the completion ring is full, the worker stops taking tasks
+// (backpressure on the scheduler), and nothing is dropped.
+//
+// It stops when its slot's epoch moves past its own (superseded by a restart), when the
+// engine that owns the segment is gone (the parent-death signal, and a check of the
+// segment owner's pid), or on SIGTERM/SIGINT after finishing the tasks it holds.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace keel::sched {
+
+struct WorkerOptions {
+  std::string segment_name;
+  uint32_t slot = 0;
+  uint64_t epoch = 0;
+  std::string plugin_path;
+  // The [[pool]]'s compute types, in config order: TaskMessage::compute_type indexes this.
+  std::vector<std::string> compute_types;
+  std::vector<std::pair<std::string, std::string>> plugin_config;  // flattened [pool.config]
+  uint32_t threads = 1;
+  uint32_t in_flight_max = 1024;
+  uint32_t output_bytes_max = 16384;
+};
+
+// Runs the worker until it stops; returns the exit code (worker_exit_*). A plugin that
+// cannot be loaded or initialised, or does not serve a configured compute type, is
+// reported in the slot's failure line (and on stderr) and gives worker_exit_plugin_failed.
+int run_worker(const WorkerOptions& options);
+
+}  // namespace keel::sched

@@ -1,0 +1,383 @@
+// Tests for engine/sched/worker.h and pool_table.h: a real `keel worker` process on a
+// segment this test lays out; the test plays the scheduler's part of the rings.
+#include "engine/sched/worker.h"
+
+#include <gtest/gtest.h>
+#include <openssl/sha.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/sched/plugin_library.h"
+#include "engine/sched/pool_table.h"
+#include "shm/arena.h"
+#include "shm/ring.h"
+#include "shm/segment.h"
+#include "tests/shm/test_segment_name.h"
+
+namespace keel::sched {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Bounds on waiting for the worker: a hang guard, not a timing assertion.
+constexpr auto wait_limit = std::chrono::seconds(30);
+
+template <class Predicate>
+bool wait_until(Predicate predicate) {
+  auto deadline = std::chrono::steady_clock::now() + wait_limit;
+  while (!predicate()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  return true;
+}
+
+struct WorkerArgs {
+  std::string plugin;
+  std::vector<std::string> types;
+  std::vector<std::string> config;
+  uint32_t threads = 2;
+  uint32_t in_flight_max = 64;
+  uint64_t epoch = 1;
+};
+
+// One pool slot in a fresh segment, and the scheduler's ends of its rings and arenas.
+class WorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    name_ = shm::testing::unique_segment_name("worker");
+    shm::Segment::remove(name_);
+    PoolTableOptions options{.slots = {{.name = "test@0"}}, .ring_capacity = 1024,
+                             .input_arena_bytes = 1 << 20, .output_arena_bytes = 1 << 20};
+    uint64_t bytes = pool_table_footprint(options).value() + (1 << 20);
+    Result<shm::Segment> segment = shm::Segment::create({.name = name_, .bytes = bytes});
+    ASSERT_TRUE(segment.ok()) << segment.error().message;
+    segment_.emplace(std::move(*segment));
+    Result<uint64_t> table = lay_out_pool_table(*segment_, options);
+    ASSERT_TRUE(table.ok()) << table.error().message;
+    segment_->seal();
+    view_ = PoolTableView::join(segment_->base(), *table).value();
+    control_ = &view_.control(0);
+    std::byte* base = segment_->base();
+    tasks_ = shm::RingProducer::join(base, control_->task_ring).value();
+    completions_ = shm::RingConsumer::join(base, control_->completion_ring).value();
+    inputs_ = shm::ArenaWriter::join(base, control_->input_arena).value();
+    outputs_ = shm::ArenaReader::join(base, control_->output_arena).value();
+    log_ = fs::temp_directory_path() / ("keel-worker-test-" + std::to_string(getpid()) + ".err");
+  }
+
+  void TearDown() override {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    segment_.reset();
+    shm::Segment::remove(name_);
+    fs::remove(log_);
+  }
+
+  // Starts `keel worker` for the slot at args.epoch (stored in the slot first, as the
+  // engine does).
+  void start(const WorkerArgs& args) {
+    control_->epoch.store(args.epoch);
+    std::vector<std::string> argv = {"keel", "worker", "--segment", name_, "--slot", "0",
+                                     "--epoch", std::to_string(args.epoch), "--plugin", args.plugin,
+                                     "--threads", std::to_string(args.threads),
+                                     "--in-flight-max", std::to_string(args.in_flight_max)};
+    for (const std::string& type : args.types) argv.insert(argv.end(), {"--type", type});
+    for (const std::string& entry : args.config) argv.insert(argv.end(), {"--config", entry});
+    std::fflush(stdout);
+    pid_ = fork();
+    ASSERT_GE(pid_, 0);
+    if (pid_ == 0) {
+      FILE* err = std::freopen(log_.c_str(), "w", stderr);
+      (void)err;
+      std::vector<char*> raw;
+      for (std::string& arg : argv) raw.push_back(arg.data());
+      raw.push_back(nullptr);
+      ::execv(KEEL_BINARY, raw.data());
+      _exit(127);
+    }
+  }
+
+  // Waits for the worker to exit; returns its exit code (-1: killed by a signal).
+  int wait_exit() {
+    int status = 0;
+    bool exited = wait_until([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; });
+    EXPECT_TRUE(exited) << "the worker did not exit";
+    if (!exited) return -2;
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
+  bool wait_ready(uint64_t epoch = 1) {
+    return wait_until([&] {
+      return control_->ready_epoch.load() == epoch || control_->failed_epoch.load() == epoch;
+    }) && control_->ready_epoch.load() == epoch;
+  }
+
+  std::string log_text() const {
+    std::ifstream in(log_);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+
+  // Pushes one task; false when the ring (or the input arena) is full.
+  bool push(uint64_t task_id, uint32_t attempt, uint64_t epoch, uint32_t type, std::span<const std::byte> input) {
+    TaskMessage task{};
+    task.task_id = task_id;
+    task.epoch = epoch;
+    task.attempt = attempt;
+    task.compute_type = type;
+    task.input_bytes = uint32_t(input.size());
+    if (tasks_.free_slots_cached() == 0 && tasks_.claim(1).empty()) return false;
+    if (input.size() <= task_inline_bytes) {
+      std::memcpy(task.input, input.data(), input.size());
+    } else {
+      std::optional<shm::ArenaBlock> block = inputs_.reserve(input.size());
+      if (!block) return false;
+      std::memcpy(block->bytes.data(), input.data(), input.size());
+      task.flags = task_flag_input_in_arena;
+      task.input_position = block->position;
+    }
+    return tasks_.push(task);
+  }
+
+  struct Completed {
+    uint32_t attempt;
+    int32_t status;
+    std::vector<std::byte> output;
+  };
+
+  // Takes every completion there is now.
+  size_t drain(std::map<uint64_t, std::vector<Completed>>& done) {
+    size_t got = 0;
+    CompletionMessage completion;
+    while (completions_.pop(completion)) {
+      std::vector<std::byte> output;
+      if (completion.flags & completion_flag_output_in_arena) {
+        std::span<const std::byte> bytes = outputs_.read(completion.output_position, completion.output_bytes);
+        EXPECT_EQ(bytes.size(), completion.output_bytes);
+        output.assign(bytes.begin(), bytes.end());
+        outputs_.release(completion.output_position, completion.output_bytes);
+      } else {
+        output.assign(completion.output, completion.output + completion.output_bytes);
+      }
+      done[completion.task_id].push_back({completion.attempt, completion.status, std::move(output)});
+      ++got;
+    }
+    return got;
+  }
+
+  std::string name_;
+  std::optional<shm::Segment> segment_;
+  PoolTableView view_;
+  PoolControl* control_ = nullptr;
+  shm::RingProducer tasks_;
+  shm::RingConsumer completions_;
+  shm::ArenaWriter inputs_;
+  shm::ArenaReader outputs_;
+  fs::path log_;
+  pid_t pid_ = -1;
+};
+
+std::vector<std::byte> bytes_of(uint64_t value) {
+  std::vector<std::byte> bytes(sizeof value);
+  std::memcpy(bytes.data(), &value, sizeof value);
+  return bytes;
+}
+
+TEST_F(WorkerTest, EveryTaskIsCompletedOnceWithItsOutputAndTheWorkerStopsOnSigterm) {
+  ASSERT_NO_FATAL_FAILURE(start({.plugin = KEEL_PLUGIN_NOOP, .types = {"noop"}}));
+  ASSERT_TRUE(wait_ready()) << log_text();
+  uint64_t beat_at_ready = control_->heartbeat_ns.load();
+  constexpr uint64_t task_count = 20000;
+  std::map<uint64_t, std::vector<Completed>> done;
+  uint64_t pushed = 0;
+  bool finished = wait_until([&] {
+    while (pushed < task_count && push(pushed, 3, 1, 0, bytes_of(pushed * 7))) ++pushed;
+    drain(done);
+    return done.size() == task_count;
+  });
+  ASSERT_TRUE(finished) << done.size() << " of " << task_count << " completed\n" << log_text();
+  for (const auto& [task_id, completions] : done) {
+    ASSERT_EQ(completions.size(), 1u) << "task " << task_id;
+    EXPECT_EQ(completions[0].attempt, 3u);
+    EXPECT_EQ(completions[0].status, KEEL_STATUS_OK);
+    EXPECT_EQ(completions[0].output, bytes_of(task_id * 7)) << "task " << task_id;
+  }
+  EXPECT_EQ(control_->tasks_completed.load(), task_count);
+  EXPECT_EQ(control_->tasks_skipped.load(), 0u);
+  EXPECT_TRUE(wait_until([&] { return control_->heartbeat_ns.load() > beat_at_ready; })) << "no heartbeat";
+  ::kill(pid_, SIGTERM);
+  EXPECT_EQ(wait_exit(), worker_exit_stopped) << log_text();
+}
+
+TEST_F(WorkerTest, BigInputsAndOutputsTravelThroughTheArenas) {
+  ASSERT_NO_FATAL_FAILURE(start({.plugin = KEEL_PLUGIN_HASH, .types = {"hash"}}));
+  ASSERT_TRUE(wait_ready()) << log_text();
+  uint64_t seed = std::random_device{}();
+  std::printf("seed %llu\n", (unsigned long long)seed);
+  std::mt19937_64 random(seed);
+  std::vector<std::vector<std::byte>> documents(50);
+  for (auto& document : documents) {
+    document.resize(1 + random() % 20000);
+    for (std::byte& byte : document) byte = std::byte(random());
+  }
+  std::map<uint64_t, std::vector<Completed>> done;
+  size_t pushed = 0;
+  ASSERT_TRUE(wait_until([&] {
+    while (pushed < documents.size() && push(pushed, 1, 1, 0, documents[pushed])) ++pushed;
+    drain(done);
+    return done.size() == documents.size();
+  })) << log_text();
+  for (size_t index = 0; index < documents.size(); ++index) {
+    std::vector<std::byte> digest(SHA256_DIGEST_LENGTH);
+    SHA256(reinterpret_cast<const unsigned char*>(documents[index].data()), documents[index].size(),
+           reinterpret_cast<unsigned char*>(digest.data()));
+    ASSERT_EQ(done[index].size(), 1u);
+    EXPECT_EQ(done[index][0].output, digest) << "document " << index << ", seed " << seed;
+  }
+
+  // interest: 24 bytes per account in, 16 out, so 100 accounts use both arenas.
+  ::kill(pid_, SIGTERM);
+  ASSERT_EQ(wait_exit(), worker_exit_stopped) << log_text();
+  ASSERT_NO_FATAL_FAILURE(start({.plugin = KEEL_PLUGIN_INTEREST, .types = {"interest"}, .epoch = 2}));
+  ASSERT_TRUE(wait_ready(2)) << log_text();
+  std::vector<std::byte> input(8 + 100 * 24);
+  uint32_t day_count = 365, accounts = 100;
+  std::memcpy(input.data(), &day_count, 4);
+  std::memcpy(input.data() + 4, &accounts, 4);
+  for (uint32_t account = 0; account < accounts; ++account) {
+    uint64_t id = 1000 + account;
+    int64_t balance = 1'000'000;  // 10% a year for 365 days: 100,000 exactly
+    int32_t rate_bp = 1000;
+    std::memcpy(input.data() + 8 + account * 24, &id, 8);
+    std::memcpy(input.data() + 16 + account * 24, &balance, 8);
+    std::memcpy(input.data() + 24 + account * 24, &rate_bp, 4);
+  }
+  done.clear();
+  ASSERT_TRUE(wait_until([&] { return push(7, 1, 2, 0, input); }));
+  ASSERT_TRUE(wait_until([&] { return drain(done) > 0; })) << log_text();
+  ASSERT_EQ(done[7].size(), 1u);
+  ASSERT_EQ(done[7][0].status, KEEL_STATUS_OK);
+  ASSERT_EQ(done[7][0].output.size(), 100u * 16);
+  for (uint32_t account = 0; account < accounts; ++account) {
+    uint64_t id;
+    int64_t interest;
+    std::memcpy(&id, done[7][0].output.data() + account * 16, 8);
+    std::memcpy(&interest, done[7][0].output.data() + account * 16 + 8, 8);
+    EXPECT_EQ(id, 1000u + account);
+    EXPECT_EQ(interest, 100'000);
+  }
+}
+
+TEST_F(WorkerTest, TasksOfAnOlderEpochAreSkippedAndASupersededWorkerStops) {
+  // A dead incarnation's tasks (epoch 1) are still in the ring when epoch 2 starts.
+  for (uint64_t task = 0; task < 10; ++task) ASSERT_TRUE(push(task, 1, 1, 0, bytes_of(task)));
+  std::vector<std::byte> big(3000, std::byte{1});
+  ASSERT_TRUE(push(10, 1, 1, 0, big));  // its arena bytes must be released too
+  ASSERT_NO_FATAL_FAILURE(start({.plugin = KEEL_PLUGIN_NOOP, .types = {"noop"}, .epoch = 2}));
+  ASSERT_TRUE(wait_ready(2)) << log_text();
+  for (uint64_t task = 100; task < 110; ++task) ASSERT_TRUE(push(task, 2, 2, 0, bytes_of(task)));
+  std::map<uint64_t, std::vector<Completed>> done;
+  ASSERT_TRUE(wait_until([&] {
+    drain(done);
+    return done.size() == 10;
+  })) << log_text();
+  for (uint64_t task = 100; task < 110; ++task) EXPECT_EQ(done.count(task), 1u) << task;
+  EXPECT_EQ(control_->tasks_skipped.load(), 11u);
+
+  control_->epoch.store(3);  // the engine restarted the pool: this incarnation is done
+  EXPECT_EQ(wait_exit(), worker_exit_stopped) << log_text();
+}
+
+TEST_F(WorkerTest, AFullCompletionRingStopsTheWorkerTakingTasksAndNothingIsLost) {
+  ASSERT_NO_FATAL_FAILURE(start({.plugin = KEEL_PLUGIN_NOOP, .types = {"noop"}, .in_flight_max = 16}));
+  ASSERT_TRUE(wait_ready()) << log_text();
+  // Nobody reads completions: the worker may hold 1,024 finished in the completion ring
+  // and 16 in its slots; the task ring holds 1,024 more; then pushes are refused.
+  uint64_t pushed = 0;
+  auto push_all_that_fit = [&] {
+    while (push(pushed, 1, 1, 0, bytes_of(pushed))) ++pushed;
+  };
+  ASSERT_TRUE(wait_until([&] {
+    push_all_that_fit();
+    return pushed >= 1024 + 16 + 1024 && control_->tasks_completed.load() == 1024;
+  })) << pushed << " pushed, " << control_->tasks_completed.load() << " completed";
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  push_all_that_fit();
+  EXPECT_EQ(pushed, 1024u + 16 + 1024) << "the worker took tasks it could not answer";
+  EXPECT_EQ(control_->tasks_completed.load(), 1024u);
+  // Reading the completions lets everything through, each exactly once.
+  std::map<uint64_t, std::vector<Completed>> done;
+  ASSERT_TRUE(wait_until([&] {
+    drain(done);
+    return done.size() == pushed;
+  }));
+  for (const auto& [task_id, completions] : done) EXPECT_EQ(completions.size(), 1u) << task_id;
+}
+
+TEST_F(WorkerTest, APluginThatCannotStartIsReportedInTheSlotInOneLine) {
+  struct Case {
+    WorkerArgs args;
+    std::string failure;
+  };
+  std::string missing = (fs::temp_directory_path() / "keel-no-such-plugin.so").string();
+  std::vector<Case> cases = {
+      {{.plugin = KEEL_TEST_PLUGIN_INIT_FAILS, .types = {"never"}, .config = {"reason=no licence key"}},
+       std::string(KEEL_TEST_PLUGIN_INIT_FAILS) + ": init failed: no licence key"},
+      {{.plugin = KEEL_PLUGIN_NOOP, .types = {"noop", "nosuch"}},
+       std::string(KEEL_PLUGIN_NOOP) + ": does not serve compute type nosuch (it serves noop)"},
+      {{.plugin = missing, .types = {"noop"}},
+       missing + ": cannot load plugin: " + missing + ": cannot open shared object file: No such file or directory"},
+  };
+  uint64_t epoch = 1;
+  for (const Case& failing : cases) {
+    WorkerArgs args = failing.args;
+    args.epoch = epoch;
+    ASSERT_NO_FATAL_FAILURE(start(args));
+    EXPECT_EQ(wait_exit(), worker_exit_plugin_failed) << log_text();
+    EXPECT_EQ(control_->failed_epoch.load(), epoch);
+    EXPECT_NE(control_->ready_epoch.load(), epoch);
+    EXPECT_EQ(std::string(control_->failure), failing.failure);
+    EXPECT_EQ(log_text(), "keel worker: " + failing.failure + "\n");
+    ++epoch;
+  }
+}
+
+TEST_F(WorkerTest, AWorkerStartedForAnotherEpochStopsAtOnce) {
+  control_->epoch.store(5);
+  std::vector<std::string> argv = {"keel", "worker", "--segment", name_, "--slot", "0", "--epoch", "4",
+                                   "--plugin", KEEL_PLUGIN_NOOP, "--type", "noop"};
+  pid_ = fork();
+  ASSERT_GE(pid_, 0);
+  if (pid_ == 0) {
+    FILE* err = std::freopen(log_.c_str(), "w", stderr);
+    (void)err;
+    std::vector<char*> raw;
+    for (std::string& arg : argv) raw.push_back(arg.data());
+    raw.push_back(nullptr);
+    ::execv(KEEL_BINARY, raw.data());
+    _exit(127);
+  }
+  EXPECT_EQ(wait_exit(), worker_exit_stopped);
+  EXPECT_EQ(log_text(), "keel worker: " + name_ + ": slot 0 is at epoch 5, not 4: superseded\n");
+  EXPECT_EQ(control_->ready_epoch.load(), 0u);
+}
+
+}  // namespace
+}  // namespace keel::sched
