@@ -35,12 +35,19 @@ struct BlockHeader {
   uint64_t body_bytes = 0;
   Hash32 previous_hash;     // zero for height 1
   Hash32 merkle_root;       // RFC 6962 root over the transactions' leaf hashes
-  uint8_t reserved1[16] = {};
+  // The bound on pending compute tasks the block was executed under
+  // (BlockLimits::compute_pending_max). Whether a compute_request is rejected as
+  // compute_backlog_full depends on it, and receipts are not logged, so replay takes it
+  // from here rather than from today's config. Blocks written before compute tasks hold
+  // 0 here (the bytes were reserved and zero), which is right: they hold no requests.
+  uint32_t compute_pending_max = 0;
+  uint8_t reserved1[12] = {};
 };
 static_assert(sizeof(BlockHeader) == 128);
 static_assert(offsetof(BlockHeader, chain_id) == 16);
 static_assert(offsetof(BlockHeader, previous_hash) == 48);
 static_assert(offsetof(BlockHeader, merkle_root) == 80);
+static_assert(offsetof(BlockHeader, compute_pending_max) == 112);
 
 struct BlockView {
   BlockHeader header;

@@ -17,11 +17,17 @@ bool add_would_overflow(int64_t balance, uint64_t amount) {
 
 }  // namespace
 
+bool execute_ordered(TxStatus status) {
+  return status != TxStatus::wrong_shard && status != TxStatus::duplicate_credit &&
+         status != TxStatus::duplicate_result && status != TxStatus::unknown_task;
+}
+
 ShardExecutor::ShardExecutor(ShardIdentity identity, BlockLimits limits)
     : identity_(std::move(identity)),
       limits_(limits),
       chain_id_(chain_id_of(identity_.chain)),
-      state_(identity_.shard, identity_.shard_count) {
+      state_(identity_.shard, identity_.shard_count),
+      open_compute_pending_max_(limits_.compute_pending_max) {
   assert(identity_.shard < identity_.shard_count);
   assert(limits_.block_txs_max <= block_txs_limit);
   body_.reserve(limits_.block_bytes_max);
@@ -51,6 +57,10 @@ TxStatus ShardExecutor::execute(const TxView& view, std::span<const std::byte> b
     const CreditMark& mark = state_.credit_marks[view.credit.origin_shard];
     if (mark.covers(view.credit.origin_height, view.credit.origin_index)) return TxStatus::duplicate_credit;
   }
+  if (view.type == TxType::compute_result) {
+    TxStatus settles = check_result_mark(view.compute_result.task_mark);
+    if (settles != TxStatus::applied) return settles;
+  }
   assert(has_room(bytes.size()));  // only what is ordered needs room
   uint32_t index = open_tx_count();
   TxStatus status = apply(view, index);
@@ -70,8 +80,52 @@ TxStatus ShardExecutor::apply(const TxView& view, uint32_t index) {
           .assign(reinterpret_cast<const char*>(view.value.data()), view.value.size());
       return TxStatus::applied;
     case TxType::credit: return apply_credit(view, index);
+    case TxType::compute_request: return apply_compute_request(view, index);
+    case TxType::compute_result: return apply_compute_result(view.compute_result);
   }
   return TxStatus::unknown_type;
+}
+
+// Applied when the result's task is pending; otherwise why it cannot be ordered. Marks
+// are issued in ascending order, so a mark at or below the largest issued that is not
+// pending was settled before (or was never a task: the state keeps no list of settled
+// marks, and either way the result has no effect).
+TxStatus ShardExecutor::check_result_mark(uint64_t task_mark) const {
+  if (state_.pending_tasks.contains(task_mark)) return TxStatus::applied;
+  if (task_mark < CreditMark::pack(1, 0) || task_mark > state_.task_mark_max) return TxStatus::unknown_task;
+  return TxStatus::duplicate_result;
+}
+
+TxStatus ShardExecutor::apply_compute_request(const TxView& view, uint32_t index) {
+  if (state_.pending_tasks.size() >= open_compute_pending_max_) return TxStatus::compute_backlog_full;
+  uint64_t task_mark = CreditMark::pack(state_.height + 1, index);
+  assert(task_mark > state_.task_mark_max);
+  PendingTask task{view.compute_request.subject, std::string(view.compute_type),
+                   std::vector<std::byte>(view.input.begin(), view.input.end())};
+  open_tasks_.push_back(OutboundTask{task_mark, task.subject, task.compute_type, task.input});
+  state_.pending_tasks.emplace_hint(state_.pending_tasks.end(), task_mark, std::move(task));
+  state_.task_mark_max = task_mark;
+  ++state_.tasks_issued;
+  return TxStatus::applied;
+}
+
+// execute() checked that the task is pending. The outcome only picks the counter: the
+// output stays in the log, not in the state.
+TxStatus ShardExecutor::apply_compute_result(const ComputeResultBody& body) {
+  size_t erased = state_.pending_tasks.erase(body.task_mark);
+  assert(erased == 1);
+  (void)erased;
+  if (ComputeOutcome(body.outcome) == ComputeOutcome::succeeded) ++state_.tasks_succeeded;
+  else ++state_.tasks_failed;
+  return TxStatus::applied;
+}
+
+std::vector<OutboundTask> ShardExecutor::pending_task_list() const {
+  std::vector<OutboundTask> tasks;
+  tasks.reserve(state_.pending_tasks.size());
+  for (const auto& [task_mark, task] : state_.pending_tasks)
+    tasks.push_back(OutboundTask{task_mark, task.subject, task.compute_type, task.input});
+  return tasks;
 }
 
 TxStatus ShardExecutor::apply_create_account(const CreateAccountBody& body) {
@@ -152,12 +206,14 @@ SealedBlock ShardExecutor::seal(uint64_t time_ns) {
   header.body_bytes = body_.size();
   header.previous_hash = state_.last_block_hash;
   header.merkle_root = merkle_root(leaf_hashes_, merkle_scratch_);
+  header.compute_pending_max = open_compute_pending_max_;
   block.hash = block_hash(header);
   block.record.resize(sizeof header + body_.size());
   std::memcpy(block.record.data(), &header, sizeof header);
   std::memcpy(block.record.data() + sizeof header, body_.data(), body_.size());
   block.receipts = std::move(open_receipts_);
   block.credits = std::move(open_credits_);
+  block.tasks = std::move(open_tasks_);
   state_.height = header.height;
   state_.last_block_hash = block.hash;
   body_.clear();
@@ -165,6 +221,7 @@ SealedBlock ShardExecutor::seal(uint64_t time_ns) {
   open_receipts_ = {};
   open_receipts_.reserve(limits_.block_txs_max);
   open_credits_ = {};
+  open_tasks_ = {};
   return block;
 }
 
@@ -181,6 +238,8 @@ Result<SealedBlock> ShardExecutor::replay(std::span<const std::byte> record) {
   if (logged.previous_hash != state_.last_block_hash)
     return make_error(place(expected_height), "hash chain broken: previous hash does not match block " +
                                                   std::to_string(state_.height));
+  // Whether a request found the backlog full depends on the bound it ran under.
+  open_compute_pending_max_ = logged.compute_pending_max;
   std::string failure;
   for_each_transaction(parsed->body, [&](std::span<const std::byte> tx) {
     if (!failure.empty()) return;
@@ -191,12 +250,13 @@ Result<SealedBlock> ShardExecutor::replay(std::span<const std::byte> record) {
       return;
     }
     TxStatus status = execute(view, tx);
-    if (status == TxStatus::wrong_shard || status == TxStatus::duplicate_credit)
+    if (!execute_ordered(status))
       failure = "transaction " + std::to_string(open_tx_count()) + " cannot be in this block: " +
                 std::string(status_text(status));
   });
   if (!failure.empty()) return make_error(place(expected_height), failure);
   SealedBlock block = seal(logged.time_ns);
+  open_compute_pending_max_ = limits_.compute_pending_max;
   if (block.header.merkle_root != logged.merkle_root)
     return make_error(place(expected_height), "Merkle root does not match the transactions");
   if (std::memcmp(&block.header, &logged, sizeof logged) != 0)

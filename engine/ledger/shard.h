@@ -18,6 +18,34 @@
 // (SealedBlock::credits); the engine sends it only once the debit's block is durable, so
 // a crash can never leave a credit without its debit. The destination applies each
 // credit once (CreditMark), or refunds it when the account is missing.
+//
+// Compute tasks: a compute_request executed at (height, index) becomes a pending task
+// in the state under task_mark = CreditMark::pack(height, index), and an OutboundTask in
+// SealedBlock::tasks; past BlockLimits::compute_pending_max pending tasks it is rejected
+// as compute_backlog_full instead (ordered: the client's receipt says so). The engine
+// answers with a compute_result (TxOrigin::engine) on the same shard:
+//
+//   for (const OutboundTask& task : block.tasks) scheduler.dispatch(shard, task);  // at seal
+//   ... a pool ran it:
+//   std::vector<std::byte> result = encode_compute_result(task.task_mark, shard, attempt,
+//                                                         ComputeOutcome::succeeded, 0, output);
+//   check_transaction(result, TxOrigin::engine, &view);
+//   TxStatus status = shard.execute(view, result);   // applied once; then duplicate_result
+//   if (!execute_ordered(status)) drop it: it is in no block and nobody awaits a receipt
+//
+// The first result ordered for a pending task settles it (whatever its attempt: stale
+// attempts are the scheduler's to drop, the ledger only guarantees one effect); any later
+// one is duplicate_result and unknown marks are unknown_task, neither ordered.
+//
+// Tasks may be dispatched as soon as their block is sealed, before it is durable (unlike
+// credits, which go to another shard's log): a task's only effect on the ledger is its
+// compute_result, which this shard orders into a later block of its own log, and a log
+// becomes durable in order, so a result can never be durable without its request. If the
+// engine dies first, request and result vanish together; the task may have run, which
+// at-least-once allows. But the mark of a lost block can then be issued again to another
+// request, so a result must never cross an engine restart: the scheduler's leases die
+// with the engine, and after recovery the engine dispatches pending_task_list() afresh
+// (tasks whose result is not in the durable log).
 #pragma once
 
 #include <array>
@@ -41,9 +69,28 @@ struct ShardIdentity {
   uint32_t shard_count = 1;
 };
 
+// The bounds a shard executes under.
 struct BlockLimits {
   uint32_t block_txs_max = 8192;
   uint32_t block_bytes_max = 4 << 20;  // body bytes
+  // The most compute tasks pending on the shard at once; a compute_request beyond it is
+  // compute_backlog_full. It bounds the task table: at most compute_pending_max times
+  // about compute_input_bytes_max + 150 bytes, 67 MB at the default if every input were
+  // 16 KiB (and a snapshot copies the table). 4,096 pending tasks cover a shard issuing
+  // 500,000 tasks/s at 8 ms per task. Each block's header records the value it was
+  // executed under and replay uses that, so the config may change it between runs.
+  uint32_t compute_pending_max = 4096;
+};
+
+// A compute task for the scheduler, issued by a compute_request of the block that
+// carries it. Owns its bytes: it must outlive both the block's record (the shard tile
+// hands that to the persist arena) and the task's entry in the state (a result may
+// settle the task while its block still waits to be durable).
+struct OutboundTask {
+  uint64_t task_mark = 0;  // CreditMark::pack(height, index): the task's id within its shard
+  uint64_t subject = 0;
+  std::string compute_type;
+  std::vector<std::byte> input;
 };
 
 // A credit to deliver to another shard of the chain once its block is durable.
@@ -72,7 +119,13 @@ struct SealedBlock {
   std::vector<std::byte> record;        // header then body: what the log stores
   std::vector<Receipt> receipts;        // in block order
   std::vector<OutboundCredit> credits;  // in block order
+  std::vector<OutboundTask> tasks;      // in block order: the compute_requests it accepted
 };
+
+// False for the statuses execute() returns without ordering the transaction (it is in no
+// block and gets no receipt from one): wrong_shard, duplicate_credit, duplicate_result,
+// unknown_task. True for every other status execute() returns.
+bool execute_ordered(TxStatus status);
 
 class ShardExecutor {
  public:
@@ -90,20 +143,29 @@ class ShardExecutor {
   uint64_t open_body_bytes() const { return body_.size(); }
   // Credits emitted by the open block (they leave with it when it is sealed).
   std::span<const OutboundCredit> open_credits() const { return open_credits_; }
+  // Tasks issued by the open block (they leave with it when it is sealed).
+  std::span<const OutboundTask> open_tasks() const { return open_tasks_; }
+
+  // Every pending task in mark order, as the engine dispatches them again after
+  // recovery (state().pending_tasks, copied into OutboundTasks).
+  std::vector<OutboundTask> pending_task_list() const;
 
   // Orders one well-formed transaction (check_transaction passed) into the open block
-  // and applies it. Returns its status; duplicate_credit and wrong_shard are not ordered.
-  // Assumes has_room(bytes.size()) for anything that will be ordered.
+  // and applies it. Returns its status; wrong_shard, duplicate_credit, duplicate_result
+  // and unknown_task are not ordered (execute_ordered). Assumes has_room(bytes.size())
+  // for anything that will be ordered.
   TxStatus execute(const TxView& view, std::span<const std::byte> bytes);
 
   // Seals the open block (at least one transaction) and starts the next one.
   SealedBlock seal(uint64_t time_ns);
 
   // Re-executes a logged block record: checks chain, shard, height and previous hash,
-  // executes its transactions, and checks the result matches the logged header. The
-  // error names chain, shard and height. On success the block is applied to the state;
-  // after an error the executor is left mid-block and must not be used again (recovery
-  // and verify stop at the first damaged block).
+  // executes its transactions (under the compute_pending_max its header records), and
+  // checks the result matches the logged header. The error names chain, shard and
+  // height. On success the block is applied to the state; the returned block's credits
+  // and tasks are those it issued (recovery dispatches pending_task_list() instead, once
+  // the whole log is replayed). After an error the executor is left mid-block and must
+  // not be used again (recovery and verify stop at the first damaged block).
   Result<SealedBlock> replay(std::span<const std::byte> record);
 
  private:
@@ -111,6 +173,9 @@ class ShardExecutor {
   TxStatus apply_create_account(const CreateAccountBody& body);
   TxStatus apply_transfer(const TransferBody& body, uint32_t index);
   TxStatus apply_credit(const TxView& view, uint32_t index);
+  TxStatus apply_compute_request(const TxView& view, uint32_t index);
+  TxStatus apply_compute_result(const ComputeResultBody& body);
+  TxStatus check_result_mark(uint64_t task_mark) const;
   void emit_credit(uint32_t destination, const CreditBody& body, bool refund);
   std::string place(uint64_t height) const;
 
@@ -123,6 +188,10 @@ class ShardExecutor {
   std::vector<Hash32> leaf_hashes_;
   std::vector<Receipt> open_receipts_;
   std::vector<OutboundCredit> open_credits_;
+  std::vector<OutboundTask> open_tasks_;
+  // The compute backlog bound of the open block: limits_.compute_pending_max live, the
+  // logged header's during replay.
+  uint32_t open_compute_pending_max_;
   std::vector<Hash32> merkle_scratch_;
 };
 

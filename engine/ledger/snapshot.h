@@ -1,5 +1,7 @@
 // engine/ledger/snapshot.h: what a shard snapshot holds, and its bytes — the shard's
-// state at a durable height plus the credits that must outlive the log they came from.
+// state at a durable height (pending compute tasks and their inputs included, so they can
+// be dispatched again once their requests' blocks are gone) plus the credits that must
+// outlive the log they came from.
 //
 //   ShardSnapshot snapshot{executor.state(), unconfirmed_credits};
 //   std::vector<std::byte> bytes = snapshot.serialize();     // persist writes the file

@@ -3,12 +3,26 @@
 #include <algorithm>
 #include <cstring>
 
+#include "engine/ledger/transaction.h"
+
 namespace keel::ledger {
 
 namespace {
 
 constexpr uint32_t state_magic = 0x3154534b;  // "KST1"
-constexpr uint32_t state_format_version = 1;
+// 2 added the compute section; 1 is still read (a state without tasks).
+constexpr uint32_t state_format_version = 2;
+constexpr uint32_t state_format_version_without_tasks = 1;
+
+// One pending task's fixed part in the serialized state.
+struct TaskEntry {
+  uint64_t mark;
+  uint64_t subject;
+  uint16_t compute_type_bytes;
+  uint16_t reserved;
+  uint32_t input_bytes;
+};
+static_assert(sizeof(TaskEntry) == 24);
 
 void put_bytes(std::vector<std::byte>& out, const void* data, size_t size) {
   const std::byte* bytes = static_cast<const std::byte*>(data);
@@ -36,10 +50,85 @@ struct Reader {
     offset += size;
     return true;
   }
-  Error fail(std::string_view what) const {
-    return make_error("state snapshot", "offset " + std::to_string(offset) + ": " + std::string(what));
+  Error fail(std::string_view what) const { return fail_at(offset, what); }
+  Error fail_at(size_t at, std::string_view what) const {
+    return make_error("state snapshot", "offset " + std::to_string(at) + ": " + std::string(what));
   }
 };
+
+void serialize_tasks(const ShardState& state, std::vector<std::byte>& out) {
+  put(out, state.tasks_issued);
+  put(out, state.tasks_succeeded);
+  put(out, state.tasks_failed);
+  put(out, state.task_mark_max);
+  put(out, uint64_t(state.pending_tasks.size()));
+  for (const auto& [mark, task] : state.pending_tasks) {  // std::map: ascending marks
+    TaskEntry entry{mark, task.subject, uint16_t(task.compute_type.size()), 0, uint32_t(task.input.size())};
+    put(out, entry);
+    put_bytes(out, task.compute_type.data(), task.compute_type.size());
+    put_bytes(out, task.input.data(), task.input.size());
+  }
+}
+
+// The height of the block a task mark points into (CreditMark::pack's layout).
+uint64_t mark_height(uint64_t mark) { return mark >> 16; }
+
+// Reads one pending task; `previous_mark` (the last task's mark, 0 before the first) keeps
+// the marks strictly ascending, the canonical order.
+Result<void> deserialize_task(Reader& in, ShardState& state, uint64_t& previous_mark) {
+  size_t start = in.offset;
+  TaskEntry entry;
+  PendingTask task;
+  if (!in.get(entry)) return in.fail("cut short in a pending task");
+  std::string where = "pending task " + std::to_string(entry.mark) + ": ";
+  if (entry.mark <= previous_mark) return in.fail_at(start, where + "marks out of order or repeated");
+  if (mark_height(entry.mark) == 0 || entry.mark > state.task_mark_max)
+    return in.fail_at(start, where + "not a mark this shard issued (largest " + std::to_string(state.task_mark_max) + ")");
+  if (entry.reserved != 0) return in.fail_at(start, where + "reserved bytes are not zero");
+  if (entry.compute_type_bytes == 0 || entry.compute_type_bytes > compute_type_bytes_max)
+    return in.fail_at(start, where + "compute type name of " + std::to_string(entry.compute_type_bytes) + " bytes");
+  if (entry.input_bytes > compute_input_bytes_max)
+    return in.fail_at(start, where + "input of " + std::to_string(entry.input_bytes) + " bytes exceeds " +
+                                 std::to_string(compute_input_bytes_max));
+  if (!in.get_string(task.compute_type, entry.compute_type_bytes)) return in.fail("cut short in a compute type name");
+  if (!is_compute_type_name(task.compute_type))
+    return in.fail_at(start, where + "compute type name has characters outside [a-z0-9_]");
+  if (in.bytes.size() - in.offset < entry.input_bytes) return in.fail("cut short in a task's input");
+  const std::byte* input = in.bytes.data() + in.offset;
+  task.input.assign(input, input + entry.input_bytes);
+  in.offset += entry.input_bytes;
+  task.subject = entry.subject;
+  state.pending_tasks.emplace_hint(state.pending_tasks.end(), entry.mark, std::move(task));
+  previous_mark = entry.mark;
+  return {};
+}
+
+Result<void> deserialize_tasks(Reader& in, ShardState& state) {
+  size_t start = in.offset;
+  uint64_t pending_count = 0;
+  if (!in.get(state.tasks_issued) || !in.get(state.tasks_succeeded) || !in.get(state.tasks_failed) ||
+      !in.get(state.task_mark_max) || !in.get(pending_count))
+    return in.fail("cut short in the compute task counters");
+  if (mark_height(state.task_mark_max) > state.height)
+    return in.fail_at(start, "largest task mark " + std::to_string(state.task_mark_max) + " is past height " +
+                                 std::to_string(state.height));
+  if ((state.tasks_issued == 0) != (state.task_mark_max == 0))
+    return in.fail_at(start, "task counters disagree with the largest task mark");
+  uint64_t settled = state.tasks_succeeded + state.tasks_failed;
+  if (settled < state.tasks_succeeded || settled > state.tasks_issued || pending_count != state.tasks_issued - settled)
+    return in.fail_at(start, std::to_string(state.tasks_issued) + " tasks issued but " +
+                                 std::to_string(state.tasks_succeeded) + " succeeded, " +
+                                 std::to_string(state.tasks_failed) + " failed and " + std::to_string(pending_count) +
+                                 " pending");
+  if (pending_count > (in.bytes.size() - in.offset) / sizeof(TaskEntry))
+    return in.fail("pending task count does not fit the bytes");
+  uint64_t previous_mark = 0;
+  for (uint64_t index = 0; index < pending_count; ++index) {
+    Result<void> task = deserialize_task(in, state, previous_mark);
+    if (!task) return task.error();
+  }
+  return {};
+}
 
 }  // namespace
 
@@ -51,7 +140,8 @@ int64_t ShardState::total_balance() const {
 
 std::vector<std::byte> ShardState::serialize() const {
   std::vector<std::byte> out;
-  out.reserve(64 + accounts.size() * 24 + values.size() * 32 + credit_marks.size() * 16);
+  out.reserve(104 + accounts.size() * 24 + values.size() * 32 + credit_marks.size() * 16 +
+              pending_tasks.size() * (sizeof(TaskEntry) + 16));
   put(out, state_magic);
   put(out, state_format_version);
   put(out, shard);
@@ -87,6 +177,7 @@ std::vector<std::byte> ShardState::serialize() const {
     put_bytes(out, key->data(), key->size());
     put_bytes(out, value.data(), value.size());
   }
+  serialize_tasks(*this, out);
   return out;
 }
 
@@ -100,9 +191,9 @@ Result<ShardState> ShardState::deserialize(std::span<const std::byte> bytes) {
   uint32_t magic = 0, version = 0;
   ShardState state;
   if (!in.get(magic) || magic != state_magic) return in.fail("not a keel shard state (bad magic)");
-  if (!in.get(version) || version != state_format_version)
+  if (!in.get(version) || (version != state_format_version && version != state_format_version_without_tasks))
     return in.fail("state format version " + std::to_string(version) + ", this keel reads " +
-                   std::to_string(state_format_version));
+                   std::to_string(state_format_version_without_tasks) + " and " + std::to_string(state_format_version));
   if (!in.get(state.shard) || !in.get(state.shard_count) || !in.get(state.height) ||
       !in.get(state.last_block_hash.bytes) || !in.get(state.suspense_balance) ||
       !in.get(state.opened_total))
@@ -136,6 +227,10 @@ Result<ShardState> ShardState::deserialize(std::span<const std::byte> bytes) {
         !in.get_string(value, value_size))
       return in.fail("cut short in a key or value");
     if (!state.values.emplace(std::move(key), std::move(value)).second) return in.fail("a key twice");
+  }
+  if (version != state_format_version_without_tasks) {
+    Result<void> tasks = deserialize_tasks(in, state);
+    if (!tasks) return tasks.error();
   }
   if (in.offset != bytes.size()) return in.fail("trailing bytes after the state");
   return state;

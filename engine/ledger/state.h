@@ -1,17 +1,25 @@
 // engine/ledger/state.h: what one shard of a chain holds — accounts, keys and values,
-// and which cross-shard credits it has applied — and its canonical serialization.
+// which cross-shard credits it has applied, and its pending compute tasks — and its
+// canonical serialization.
 //
 //   ShardState state(/*shard=*/0, /*shard_count=*/4);
 //   state.accounts[42] = Account{100, 0};
 //   std::vector<std::byte> bytes = state.serialize();          // sorted: the same state,
 //   Result<ShardState> back = ShardState::deserialize(bytes);  // the same bytes
 //
-// The serialization is canonical (accounts and keys sorted, fixed-width little-endian
-// integers), so two shards with equal state produce equal bytes and equal digests: this
-// is what snapshots store and what `keel verify` compares after replay.
+// The serialization is canonical (accounts, keys and tasks sorted, fixed-width
+// little-endian integers), so two shards with equal state produce equal bytes and equal
+// digests: this is what snapshots store and what `keel verify` compares after replay.
+//
+// Format version 2 (this keel writes it): version 1's fields, then the compute section —
+// tasks_issued, tasks_succeeded, tasks_failed, task_mark_max (u64 each), the pending task
+// count (u64) and per task, by ascending mark: mark u64, subject u64, compute type bytes
+// u16, reserved u16 (0), input bytes u32, the name, the input. Version 1 (before compute
+// tasks) is still read, as a state with no tasks.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -45,6 +53,16 @@ struct CreditMark {
   uint64_t packed() const { return pack(height, index); }
 };
 
+// A compute task issued by a compute_request and not yet settled by a compute_result.
+// The input stays here while the task is pending, so an engine restarted from a snapshot
+// can dispatch it again even after the request's block was dropped from the log.
+struct PendingTask {
+  uint64_t subject = 0;
+  std::string compute_type;  // 1..compute_type_bytes_max of [a-z0-9_]
+  std::vector<std::byte> input;
+  bool operator==(const PendingTask&) const = default;
+};
+
 // The most transactions a block can hold (the config's limit): credit positions pack in
 // 16 bits (CreditMark::pack).
 inline constexpr uint32_t block_txs_limit = 65536;
@@ -70,6 +88,18 @@ struct ShardState {
   // check holds after old log segments are dropped.
   int64_t opened_total = 0;
 
+  // Compute tasks, keyed by task mark: CreditMark::pack(height, index) of the request in
+  // this shard's log, so marks are issued in ascending order and never reused.
+  std::map<uint64_t, PendingTask> pending_tasks;
+  // Every task ever issued here ends in exactly one of: succeeded, failed, still pending
+  // (tasks_issued == tasks_succeeded + tasks_failed + pending_tasks.size()).
+  uint64_t tasks_issued = 0;
+  uint64_t tasks_succeeded = 0;  // results with outcome succeeded
+  uint64_t tasks_failed = 0;     // results with any other outcome
+  // The largest mark ever issued (0 before the first): a result for a mark at or below it
+  // that is not pending is a duplicate; one above it is for a task never issued.
+  uint64_t task_mark_max = 0;
+
   // Sum of all balances on this shard, suspense included.
   int64_t total_balance() const;
 
@@ -77,7 +107,11 @@ struct ShardState {
   std::vector<std::byte> serialize() const;
   // SHA-256 of serialize().
   Hash32 digest() const;
-  // Parses serialize()'s bytes; an error names the offset and what was wrong.
+  // Parses serialize()'s bytes (format version 1 or 2) and checks them: sizes against the
+  // bytes left, tasks in strictly ascending marks at or below task_mark_max and from
+  // blocks at or below the state's height, compute type names' length and characters,
+  // input sizes, reserved fields, and that the task counters add up. An error names the
+  // offset and what was wrong.
   static Result<ShardState> deserialize(std::span<const std::byte> bytes);
 };
 

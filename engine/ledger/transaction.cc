@@ -1,5 +1,6 @@
 #include "engine/ledger/transaction.h"
 
+#include <cassert>
 #include <cstring>
 #include <limits>
 
@@ -13,7 +14,7 @@ std::string_view status_text(TxStatus status) {
     case TxStatus::bad_length: return "length field does not match the bytes or the type";
     case TxStatus::unknown_type: return "unknown transaction type";
     case TxStatus::internal_type: return "internal transaction type is not accepted from clients";
-    case TxStatus::bad_flags: return "flags not defined for this type";
+    case TxStatus::bad_flags: return "flags, reserved bytes or a field value not defined for this type";
     case TxStatus::account_exists: return "account already exists";
     case TxStatus::no_such_account: return "no such account";
     case TxStatus::insufficient_funds: return "insufficient funds";
@@ -27,6 +28,9 @@ std::string_view status_text(TxStatus status) {
     case TxStatus::credit_refunded: return "credit refused (no such account or overflow), refunded";
     case TxStatus::duplicate_credit: return "credit already applied";
     case TxStatus::wrong_shard: return "routed to a shard that does not own it";
+    case TxStatus::compute_backlog_full: return "the shard's compute backlog is full; retry later";
+    case TxStatus::duplicate_result: return "compute result for a task no longer pending";
+    case TxStatus::unknown_task: return "compute result for a task this shard never issued";
     case TxStatus::unknown_chain: return "no such chain";
     case TxStatus::engine_stopping: return "the engine is stopping";
   }
@@ -40,6 +44,25 @@ bool status_is_malformed(TxStatus status) {
 
 bool status_is_unordered(TxStatus status) {
   return status_is_malformed(status) || status == TxStatus::unknown_chain || status == TxStatus::engine_stopping;
+}
+
+bool is_compute_type_name(std::string_view name) {
+  if (name.empty() || name.size() > compute_type_bytes_max) return false;
+  for (char c : name)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
+  return true;
+}
+
+std::string_view outcome_text(ComputeOutcome outcome) {
+  switch (outcome) {
+    case ComputeOutcome::succeeded: return "succeeded";
+    case ComputeOutcome::plugin_failed: return "the plugin failed";
+    case ComputeOutcome::timed_out: return "timed out";
+    case ComputeOutcome::retries_exhausted: return "retries exhausted";
+    case ComputeOutcome::quarantined: return "the plugin is quarantined";
+    case ComputeOutcome::no_pool: return "no pool serves the compute type";
+  }
+  return "unknown outcome";
 }
 
 namespace {
@@ -57,15 +80,21 @@ size_t fixed_length(TxType type) {
     case TxType::create_account: return sizeof(TxHeader) + sizeof(CreateAccountBody);
     case TxType::transfer: return sizeof(TxHeader) + sizeof(TransferBody);
     case TxType::credit: return credit_tx_bytes;
-    case TxType::put: return 0;
+    case TxType::put:
+    case TxType::compute_request:
+    case TxType::compute_result: return 0;
   }
   return 0;
 }
 
 bool is_known_type(uint8_t type) {
   return type == uint8_t(TxType::create_account) || type == uint8_t(TxType::transfer) ||
-         type == uint8_t(TxType::put) || type == uint8_t(TxType::credit);
+         type == uint8_t(TxType::put) || type == uint8_t(TxType::credit) ||
+         type == uint8_t(TxType::compute_request) || type == uint8_t(TxType::compute_result);
 }
+
+bool is_internal_type(TxType type) { return type == TxType::credit || type == TxType::compute_result; }
+
 
 TxStatus check_put(std::span<const std::byte> bytes, TxView* view) {
   if (bytes.size() < sizeof(TxHeader) + sizeof(PutBody)) return TxStatus::bad_length;
@@ -82,6 +111,35 @@ TxStatus check_put(std::span<const std::byte> bytes, TxView* view) {
   return TxStatus::applied;
 }
 
+TxStatus check_compute_request(std::span<const std::byte> bytes, TxView* view) {
+  constexpr size_t body_start = sizeof(TxHeader) + sizeof(ComputeRequestBody);
+  if (bytes.size() < body_start) return TxStatus::bad_length;
+  view->compute_request = read_at<ComputeRequestBody>(bytes, sizeof(TxHeader));
+  const ComputeRequestBody& request = view->compute_request;
+  if (request.reserved != 0) return TxStatus::bad_flags;
+  if (request.compute_type_bytes == 0 || request.compute_type_bytes > compute_type_bytes_max ||
+      request.input_bytes > compute_input_bytes_max)
+    return TxStatus::bad_length;
+  if (bytes.size() != body_start + request.compute_type_bytes + request.input_bytes) return TxStatus::bad_length;
+  view->compute_type = std::string_view(reinterpret_cast<const char*>(bytes.data() + body_start), request.compute_type_bytes);
+  if (!is_compute_type_name(view->compute_type)) return TxStatus::bad_flags;
+  view->input = bytes.subspan(body_start + request.compute_type_bytes, request.input_bytes);
+  return TxStatus::applied;
+}
+
+TxStatus check_compute_result(std::span<const std::byte> bytes, TxView* view) {
+  constexpr size_t body_start = sizeof(TxHeader) + sizeof(ComputeResultBody);
+  if (bytes.size() < body_start) return TxStatus::bad_length;
+  view->compute_result = read_at<ComputeResultBody>(bytes, sizeof(TxHeader));
+  const ComputeResultBody& result = view->compute_result;
+  if (result.reserved != 0 || result.reserved2 != 0 || result.outcome >= compute_outcome_count)
+    return TxStatus::bad_flags;
+  if (result.output_bytes > compute_output_bytes_max) return TxStatus::bad_length;
+  if (bytes.size() != body_start + result.output_bytes) return TxStatus::bad_length;
+  view->output = bytes.subspan(body_start, result.output_bytes);
+  return TxStatus::applied;
+}
+
 }  // namespace
 
 TxStatus check_transaction(std::span<const std::byte> bytes, TxOrigin origin, TxView* view) {
@@ -92,10 +150,12 @@ TxStatus check_transaction(std::span<const std::byte> bytes, TxOrigin origin, Tx
   if (header.length != bytes.size() || header.length > tx_bytes_max) return TxStatus::bad_length;
   if (!is_known_type(header.type)) return TxStatus::unknown_type;
   view->type = TxType(header.type);
-  if (view->type == TxType::credit && origin == TxOrigin::client) return TxStatus::internal_type;
+  if (is_internal_type(view->type) && origin == TxOrigin::client) return TxStatus::internal_type;
   uint16_t flags_allowed = view->type == TxType::credit ? credit_flag_refund : 0;
   if ((header.flags & ~flags_allowed) != 0) return TxStatus::bad_flags;
   if (view->type == TxType::put) return check_put(bytes, view);
+  if (view->type == TxType::compute_request) return check_compute_request(bytes, view);
+  if (view->type == TxType::compute_result) return check_compute_result(bytes, view);
   if (bytes.size() != fixed_length(view->type)) return TxStatus::bad_length;
   switch (view->type) {
     case TxType::create_account:
@@ -106,7 +166,9 @@ TxStatus check_transaction(std::span<const std::byte> bytes, TxOrigin origin, Tx
       break;
     case TxType::transfer: view->transfer = read_at<TransferBody>(bytes, sizeof(TxHeader)); break;
     case TxType::credit: view->credit = read_at<CreditBody>(bytes, sizeof(TxHeader)); break;
-    case TxType::put: break;
+    case TxType::put:
+    case TxType::compute_request:
+    case TxType::compute_result: break;
   }
   return TxStatus::applied;
 }
@@ -132,6 +194,8 @@ uint32_t home_shard(const TxView& view, uint32_t shard_count) {
     case TxType::transfer: return shard_of_account(view.transfer.from, shard_count);
     case TxType::put: return shard_of_key(view.key, shard_count);
     case TxType::credit: return shard_of_account(view.credit.to, shard_count);
+    case TxType::compute_request: return shard_of_account(view.compute_request.subject, shard_count);
+    case TxType::compute_result: return view.compute_result.shard;
   }
   return 0;
 }
@@ -178,6 +242,40 @@ void write_credit(std::span<std::byte, credit_tx_bytes> out, const CreditBody& b
                   uint16_t(refund ? credit_flag_refund : 0), nonce};
   std::memcpy(out.data(), &header, sizeof header);
   std::memcpy(out.data() + sizeof header, &body, sizeof body);
+}
+
+std::vector<std::byte> encode_compute_request(uint64_t nonce, uint64_t subject, std::string_view compute_type,
+                                              std::span<const std::byte> input) {
+  assert(compute_type.size() <= std::numeric_limits<uint16_t>::max());
+  assert(input.size() <= tx_bytes_max);
+  size_t body_start = sizeof(TxHeader) + sizeof(ComputeRequestBody);
+  std::vector<std::byte> out(body_start + compute_type.size() + input.size());
+  TxHeader header{uint32_t(out.size()), tx_format_version, uint8_t(TxType::compute_request), 0, nonce};
+  ComputeRequestBody body{subject, uint16_t(compute_type.size()), 0, uint32_t(input.size())};
+  std::memcpy(out.data(), &header, sizeof header);
+  std::memcpy(out.data() + sizeof header, &body, sizeof body);
+  if (!compute_type.empty()) std::memcpy(out.data() + body_start, compute_type.data(), compute_type.size());
+  if (!input.empty()) std::memcpy(out.data() + body_start + compute_type.size(), input.data(), input.size());
+  return out;
+}
+
+void write_compute_result(std::span<std::byte> out, uint64_t task_mark, uint32_t shard, uint32_t attempt,
+                          ComputeOutcome outcome, int32_t plugin_status, std::span<const std::byte> output) {
+  assert(output.size() <= compute_output_bytes_max);
+  assert(out.size() == compute_result_tx_bytes(output.size()));
+  TxHeader header{uint32_t(out.size()), tx_format_version, uint8_t(TxType::compute_result), 0, task_mark};
+  ComputeResultBody body{task_mark, shard, attempt, uint16_t(outcome), 0, plugin_status, uint32_t(output.size()), 0};
+  std::memcpy(out.data(), &header, sizeof header);
+  std::memcpy(out.data() + sizeof header, &body, sizeof body);
+  if (!output.empty()) std::memcpy(out.data() + sizeof header + sizeof body, output.data(), output.size());
+}
+
+std::vector<std::byte> encode_compute_result(uint64_t task_mark, uint32_t shard, uint32_t attempt,
+                                             ComputeOutcome outcome, int32_t plugin_status,
+                                             std::span<const std::byte> output) {
+  std::vector<std::byte> out(compute_result_tx_bytes(output.size()));
+  write_compute_result(out, task_mark, shard, attempt, outcome, plugin_status, output);
+  return out;
 }
 
 }  // namespace keel::ledger

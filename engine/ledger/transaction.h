@@ -8,13 +8,26 @@
 //
 // Every transaction starts with a 16-byte header: its whole length, the format version,
 // its type, flags and a client nonce (two otherwise identical transfers differ by nonce,
-// so their hashes differ). Bodies are fixed per type except `put`, whose key and value
-// follow its small fixed part. All integers are little-endian; structs are read with
-// memcpy, so a transaction needs no alignment.
+// so their hashes differ). Bodies are fixed per type except `put`, `compute_request` and
+// `compute_result`, whose variable bytes follow their small fixed part. All integers are
+// little-endian; structs are read with memcpy, so a transaction needs no alignment.
 //
-// Types: 1..15 ledger basics (below), 16..63 reserved for contract and compute
-// transactions (later issues), 64..127 internal (made by the engine itself, refused from
-// clients), 128..255 system transactions (balancer, credits).
+// Types: 1..15 ledger basics (below), 16..63 contract and compute transactions (16:
+// compute_request; the rest reserved for flows), 64..127 internal (made by the engine
+// itself, refused from clients: 64 credit, 65 compute_result), 128..255 system
+// transactions (balancer, credits).
+//
+// Compute, until flows arrive: a client's compute_request asks for one call of a compute
+// type with some input bytes; its shard records it as a pending task (state.h) and hands
+// it to the scheduler once its block is sealed (shard.h); the engine later orders a
+// compute_result carrying the outcome and output on the same shard, which settles the
+// task exactly once:
+//
+//   std::vector<std::byte> request = encode_compute_request(/*nonce=*/9, /*subject=*/42, "hash", input);
+//   ... the shard executes it at (height, index): task_mark = CreditMark::pack(height, index)
+//   std::vector<std::byte> result = encode_compute_result(task_mark, /*shard=*/home, /*attempt=*/1,
+//                                                         ComputeOutcome::succeeded, /*plugin_status=*/0, output);
+//   check_transaction(result, TxOrigin::engine, &view);   // TxOrigin::client gets internal_type
 #pragma once
 
 #include <cstddef>
@@ -29,12 +42,20 @@ inline constexpr uint8_t tx_format_version = 1;
 inline constexpr uint32_t tx_bytes_max = 65536;
 inline constexpr uint32_t put_key_bytes_max = 256;
 inline constexpr uint32_t put_value_bytes_max = 16384;
+// A compute type's name: 1..64 characters of [a-z0-9_] (the name pools are configured by).
+inline constexpr uint32_t compute_type_bytes_max = 64;
+inline constexpr uint32_t compute_input_bytes_max = 16384;
+inline constexpr uint32_t compute_output_bytes_max = 16384;
+// True for a valid compute type name: 1..compute_type_bytes_max characters of [a-z0-9_].
+bool is_compute_type_name(std::string_view name);
 
 enum class TxType : uint8_t {
-  create_account = 1,  // opens an account on its home shard with an opening balance
-  transfer = 2,        // moves an amount between two accounts of one chain
-  put = 3,             // sets a key to a value
-  credit = 64,         // internal: the credit half of a cross-shard transfer (or its refund)
+  create_account = 1,    // opens an account on its home shard with an opening balance
+  transfer = 2,          // moves an amount between two accounts of one chain
+  put = 3,               // sets a key to a value
+  compute_request = 16,  // asks for one call of a compute type; becomes a pending task
+  credit = 64,           // internal: the credit half of a cross-shard transfer (or its refund)
+  compute_result = 65,   // internal: a pending task's outcome and output, made by the engine
 };
 
 // Whether a transaction came from a client or from the engine (internal types).
@@ -64,6 +85,16 @@ enum class TxStatus : uint16_t {
   credit_refunded = 30,   // a cross-shard credit found no account (or overflowed): sent back
   duplicate_credit = 31,  // internal: a credit already applied (after a restart); never ordered
   wrong_shard = 32,       // routed to a shard that does not own it (an engine bug, not a client's)
+  // A compute_request found its shard holding BlockLimits::compute_pending_max pending
+  // tasks. Ordered, in a block, like any rejection: the producer sees backpressure in its
+  // receipt, and replay rejects it again (the block header records the bound).
+  compute_backlog_full = 33,
+  // Internal, never ordered (like duplicate_credit): a compute_result for a task that is
+  // no longer pending — another attempt's result, or the same result again, landed first.
+  duplicate_result = 34,
+  // Internal, never ordered: a compute_result for a mark above any this shard issued (or
+  // below the first possible one): an engine bug, never a task's effect.
+  unknown_task = 35,
   // Refused by the engine before ordering (receipt height 0).
   unknown_chain = 40,
   engine_stopping = 41,
@@ -125,6 +156,53 @@ struct CreditBody {
 static_assert(sizeof(CreditBody) == 40);
 inline constexpr size_t credit_tx_bytes = sizeof(TxHeader) + sizeof(CreditBody);
 
+// compute_request: the compute type's name (compute_type_bytes) then the input
+// (input_bytes) follow. Home shard: shard_of_account(subject), so requests about one
+// subject are ordered on one shard.
+struct ComputeRequestBody {
+  uint64_t subject;             // the account (or any 64-bit key) the task is about
+  uint16_t compute_type_bytes;  // 1..compute_type_bytes_max
+  uint16_t reserved;            // 0
+  uint32_t input_bytes;         // 0..compute_input_bytes_max
+};
+static_assert(sizeof(ComputeRequestBody) == 16);
+static_assert(offsetof(ComputeRequestBody, input_bytes) == 12);
+
+// How a compute task ended. Values are stable: they are in the log.
+enum class ComputeOutcome : uint16_t {
+  succeeded = 0,
+  plugin_failed = 1,      // the plugin returned a permanent failure status (plugin_status)
+  timed_out = 2,          // every attempt timed out
+  retries_exhausted = 3,  // attempts failed (crashes, transient statuses) up to the retry limit
+  quarantined = 4,        // the plugin was quarantined: its message is in the output bytes
+  no_pool = 5,            // no pool serves the compute type
+};
+inline constexpr uint16_t compute_outcome_count = 6;
+// One line naming the outcome, e.g. "timed out".
+std::string_view outcome_text(ComputeOutcome outcome);
+
+// compute_result: the output (output_bytes) follows. Home shard: `shard`, the shard that
+// issued the task (the executor refuses it as wrong_shard anywhere else, including when
+// shard >= shard_count).
+struct ComputeResultBody {
+  uint64_t task_mark;     // CreditMark::pack(height, index) of the request in its shard's log
+  uint32_t shard;         // the request's shard (within the chain)
+  uint32_t attempt;       // which dispatch produced it (1 for the first); kept for audit
+  uint16_t outcome;       // ComputeOutcome
+  uint16_t reserved;      // 0
+  int32_t plugin_status;  // the plugin's status code (0 unless the plugin ran and said otherwise)
+  uint32_t output_bytes;  // 0..compute_output_bytes_max
+  uint32_t reserved2;     // 0
+};
+static_assert(sizeof(ComputeResultBody) == 32);
+static_assert(offsetof(ComputeResultBody, outcome) == 16);
+static_assert(offsetof(ComputeResultBody, output_bytes) == 24);
+
+// The whole size of a compute_result carrying `output_bytes` of output.
+constexpr size_t compute_result_tx_bytes(size_t output_bytes) {
+  return sizeof(TxHeader) + sizeof(ComputeResultBody) + output_bytes;
+}
+
 // A checked transaction: the header and the body of its type, copied out.
 struct TxView {
   TxHeader header{};
@@ -134,18 +212,32 @@ struct TxView {
     TransferBody transfer;
     PutBody put;
     CreditBody credit;
+    ComputeRequestBody compute_request;
+    ComputeResultBody compute_result;
   };
   std::span<const std::byte> key;    // put only
   std::span<const std::byte> value;  // put only
+  std::string_view compute_type;     // compute_request only: the checked name
+  std::span<const std::byte> input;  // compute_request only
+  std::span<const std::byte> output; // compute_result only
   TxView() : create_account{} {}
 };
 
 // Checks framing, version, type, lengths and flags. Returns applied (meaning
-// "well-formed") and fills *view, or the malformed status. Never reads past `bytes`.
+// "well-formed") and fills *view, or the malformed status. Never reads past `bytes`;
+// the view's spans point into `bytes`.
+//
+// For the compute types: bad_length when the name is empty or longer than
+// compute_type_bytes_max, the input or output longer than its maximum, or the parts do
+// not add up to the length exactly; bad_flags when a reserved field is not zero, the
+// name has a character outside [a-z0-9_], or a result's outcome is not a ComputeOutcome.
+// compute_result from TxOrigin::client: internal_type.
 TxStatus check_transaction(std::span<const std::byte> bytes, TxOrigin origin, TxView* view);
 
 // The shard a transaction executes on: an account's home for create_account and
-// transfer (its `from`), the key's for put, the credited account's for credit.
+// transfer (its `from`), the key's for put, the credited account's for credit, the
+// subject's for compute_request, and the result's `shard` field for compute_result (not
+// reduced modulo shard_count: a bad one matches no shard).
 uint32_t home_shard(const TxView& view, uint32_t shard_count);
 // The home shard of an account or key: a fixed mix of its bits (splitmix64 for
 // accounts, FNV-1a for keys) modulo the shard count. Part of the on-disk contract:
@@ -160,5 +252,19 @@ std::vector<std::byte> encode_transfer(uint64_t nonce, uint64_t from, uint64_t t
 std::vector<std::byte> encode_put(uint64_t nonce, std::span<const std::byte> key, std::span<const std::byte> value);
 // Writes a credit transaction (credit_tx_bytes) into `out`.
 void write_credit(std::span<std::byte, credit_tx_bytes> out, const CreditBody& body, bool refund);
+// A compute_request. Does not check its arguments (tests build malformed ones with it),
+// beyond asserting that the lengths fit their fields.
+std::vector<std::byte> encode_compute_request(uint64_t nonce, uint64_t subject, std::string_view compute_type,
+                                              std::span<const std::byte> input);
+// Writes a compute_result for the engine into `out`, which must be exactly
+// compute_result_tx_bytes(output.size()) bytes (a ring slot or an arena block); asserts
+// output.size() <= compute_output_bytes_max. The nonce is the task mark, so results of
+// different tasks always hash apart (attempts differ by their `attempt` field).
+void write_compute_result(std::span<std::byte> out, uint64_t task_mark, uint32_t shard, uint32_t attempt,
+                          ComputeOutcome outcome, int32_t plugin_status, std::span<const std::byte> output);
+// The same, into a new vector.
+std::vector<std::byte> encode_compute_result(uint64_t task_mark, uint32_t shard, uint32_t attempt,
+                                             ComputeOutcome outcome, int32_t plugin_status,
+                                             std::span<const std::byte> output);
 
 }  // namespace keel::ledger

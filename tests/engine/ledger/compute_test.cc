@@ -1,0 +1,718 @@
+// Tests for compute transactions: the compute_request and compute_result formats
+// (transaction.h), the shard's task table and its bytes (state.h, snapshot.h), and how the
+// executor issues, settles, rejects and replays tasks (shard.h).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <random>
+#include <string>
+
+#include "engine/ledger/shard.h"
+#include "engine/ledger/snapshot.h"
+#include "tests/engine/ledger/ledger_test_support.h"
+
+namespace keel::ledger {
+namespace {
+
+using testing::account_on;
+using testing::submit;
+using testing::submit_internal;
+
+std::span<const std::byte> bytes_of(std::string_view text) { return std::as_bytes(std::span(text.data(), text.size())); }
+std::vector<std::byte> vector_of(std::string_view text) {
+  std::span<const std::byte> bytes = bytes_of(text);
+  return {bytes.begin(), bytes.end()};
+}
+std::string text_of(std::span<const std::byte> bytes) {
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+TxStatus check(const std::vector<std::byte>& bytes, TxOrigin origin = TxOrigin::client) {
+  TxView view;
+  return check_transaction(bytes, origin, &view);
+}
+
+// `bytes` with its body's fixed part (a Body right after the header) changed.
+template <class Body, class Change>
+std::vector<std::byte> with_body(std::vector<std::byte> bytes, Change&& change) {
+  Body body;
+  std::memcpy(&body, bytes.data() + sizeof(TxHeader), sizeof body);
+  change(body);
+  std::memcpy(bytes.data() + sizeof(TxHeader), &body, sizeof body);
+  return bytes;
+}
+
+template <class Change>
+std::vector<std::byte> with_header(std::vector<std::byte> bytes, Change&& change) {
+  TxHeader header;
+  std::memcpy(&header, bytes.data(), sizeof header);
+  change(header);
+  std::memcpy(bytes.data(), &header, sizeof header);
+  return bytes;
+}
+
+// `bytes` cut or extended (with zeros) to `size`, its length field following.
+std::vector<std::byte> resized(std::vector<std::byte> bytes, size_t size) {
+  bytes.resize(size);
+  return with_header(std::move(bytes), [&](TxHeader& header) { header.length = uint32_t(size); });
+}
+
+std::vector<std::byte> result_for(uint64_t task_mark, uint32_t attempt = 1,
+                                  ComputeOutcome outcome = ComputeOutcome::succeeded, uint32_t shard = 0,
+                                  std::string_view output = "out") {
+  return encode_compute_result(task_mark, shard, attempt, outcome, 0, bytes_of(output));
+}
+
+TEST(ComputeTransaction, RequestsAndResultsEncodeCheckAndDecode) {
+  TxView view;
+  std::vector<std::byte> request = encode_compute_request(9, 42, "credit_score", bytes_of("features"));
+  EXPECT_EQ(request.size(), sizeof(TxHeader) + sizeof(ComputeRequestBody) + 12 + 8);
+  ASSERT_EQ(check_transaction(request, TxOrigin::client, &view), TxStatus::applied);
+  EXPECT_EQ(view.type, TxType::compute_request);
+  EXPECT_EQ(view.header.nonce, 9u);
+  EXPECT_EQ(view.compute_request.subject, 42u);
+  EXPECT_EQ(view.compute_request.compute_type_bytes, 12u);
+  EXPECT_EQ(view.compute_request.input_bytes, 8u);
+  EXPECT_EQ(view.compute_type, "credit_score");
+  EXPECT_EQ(text_of(view.input), "features");
+  EXPECT_EQ(home_shard(view, 4), shard_of_account(42, 4));
+
+  uint64_t task_mark = CreditMark::pack(3, 7);
+  std::vector<std::byte> result =
+      encode_compute_result(task_mark, 2, 5, ComputeOutcome::plugin_failed, -17, bytes_of("bad input"));
+  EXPECT_EQ(result.size(), compute_result_tx_bytes(9));
+  EXPECT_EQ(check_transaction(result, TxOrigin::client, &view), TxStatus::internal_type);
+  ASSERT_EQ(check_transaction(result, TxOrigin::engine, &view), TxStatus::applied);
+  EXPECT_EQ(view.type, TxType::compute_result);
+  EXPECT_EQ(view.compute_result.task_mark, task_mark);
+  EXPECT_EQ(view.compute_result.shard, 2u);
+  EXPECT_EQ(view.compute_result.attempt, 5u);
+  EXPECT_EQ(ComputeOutcome(view.compute_result.outcome), ComputeOutcome::plugin_failed);
+  EXPECT_EQ(view.compute_result.plugin_status, -17);
+  EXPECT_EQ(text_of(view.output), "bad input");
+  EXPECT_EQ(home_shard(view, 4), 2u);
+  EXPECT_EQ(home_shard(view, 2), 2u) << "a result's shard is not reduced: a bad one matches no shard";
+
+  // Into a caller's buffer (a ring slot, an arena block), the same bytes.
+  std::vector<std::byte> slot(compute_result_tx_bytes(9));
+  write_compute_result(slot, task_mark, 2, 5, ComputeOutcome::plugin_failed, -17, bytes_of("bad input"));
+  EXPECT_EQ(slot, result);
+  // Results of different attempts hash apart.
+  EXPECT_NE(hash_leaf(result_for(task_mark, 1)), hash_leaf(result_for(task_mark, 2)));
+
+  // The edges: empty input and output; the longest name; the largest input and output.
+  EXPECT_EQ(check(encode_compute_request(1, 1, "noop", {})), TxStatus::applied);
+  EXPECT_EQ(check(result_for(task_mark, 1, ComputeOutcome::succeeded, 0, ""), TxOrigin::engine), TxStatus::applied);
+  std::string longest_name(compute_type_bytes_max, 'z');
+  std::vector<std::byte> longest = encode_compute_request(1, 1, longest_name, {});
+  ASSERT_EQ(check_transaction(longest, TxOrigin::client, &view), TxStatus::applied);
+  EXPECT_EQ(view.compute_type, longest_name);
+  EXPECT_EQ(check(encode_compute_request(1, 1, "abcdefghijklmnopqrstuvwxyz_0123456789", {})), TxStatus::applied);
+  std::string largest(compute_input_bytes_max, '\xff');
+  EXPECT_EQ(check(encode_compute_request(1, 1, "hash", bytes_of(largest))), TxStatus::applied);
+  EXPECT_EQ(check(result_for(task_mark, 1, ComputeOutcome::succeeded, 0, largest), TxOrigin::engine), TxStatus::applied);
+}
+
+TEST(ComputeTransaction, NumbersAndTextsAreStable) {
+  // On the wire and in the log: these must never change.
+  EXPECT_EQ(uint8_t(TxType::compute_request), 16);
+  EXPECT_EQ(uint8_t(TxType::compute_result), 65);
+  EXPECT_EQ(uint16_t(TxStatus::compute_backlog_full), 33);
+  EXPECT_EQ(uint16_t(TxStatus::duplicate_result), 34);
+  EXPECT_EQ(uint16_t(TxStatus::unknown_task), 35);
+  EXPECT_EQ(uint16_t(ComputeOutcome::succeeded), 0);
+  EXPECT_EQ(uint16_t(ComputeOutcome::plugin_failed), 1);
+  EXPECT_EQ(uint16_t(ComputeOutcome::timed_out), 2);
+  EXPECT_EQ(uint16_t(ComputeOutcome::retries_exhausted), 3);
+  EXPECT_EQ(uint16_t(ComputeOutcome::quarantined), 4);
+  EXPECT_EQ(uint16_t(ComputeOutcome::no_pool), 5);
+  for (TxStatus status : {TxStatus::compute_backlog_full, TxStatus::duplicate_result, TxStatus::unknown_task}) {
+    EXPECT_NE(status_text(status), "unknown status");
+    EXPECT_FALSE(status_is_malformed(status)) << status_text(status);
+    EXPECT_FALSE(status_is_unordered(status)) << status_text(status);
+  }
+  EXPECT_TRUE(execute_ordered(TxStatus::compute_backlog_full));
+  EXPECT_FALSE(execute_ordered(TxStatus::duplicate_result));
+  EXPECT_FALSE(execute_ordered(TxStatus::unknown_task));
+  for (uint16_t outcome = 0; outcome < compute_outcome_count; ++outcome)
+    EXPECT_NE(outcome_text(ComputeOutcome(outcome)), "unknown outcome") << outcome;
+  EXPECT_EQ(outcome_text(ComputeOutcome(compute_outcome_count)), "unknown outcome");
+  EXPECT_TRUE(is_compute_type_name("credit_score"));
+  EXPECT_TRUE(is_compute_type_name(std::string(compute_type_bytes_max, '9')));
+  EXPECT_FALSE(is_compute_type_name(""));
+  EXPECT_FALSE(is_compute_type_name(std::string(compute_type_bytes_max + 1, 'a')));
+  EXPECT_FALSE(is_compute_type_name("Credit"));
+}
+
+TEST(ComputeTransaction, MalformedRequestsGetTheirReason) {
+  std::vector<std::byte> request = encode_compute_request(1, 42, "hash", bytes_of("document"));
+  ASSERT_EQ(check(request), TxStatus::applied);
+  // The name: 1..64 characters of [a-z0-9_].
+  EXPECT_EQ(check(encode_compute_request(1, 42, "", bytes_of("x"))), TxStatus::bad_length);
+  EXPECT_EQ(check(encode_compute_request(1, 42, std::string(compute_type_bytes_max + 1, 'a'), {})), TxStatus::bad_length);
+  for (std::string_view name : std::initializer_list<std::string_view>{
+           "Hash", "ha-sh", "ha sh", "hash\n", "h\xc3\xa9", std::string_view("ha\0sh", 5), "hash.v2"})
+    EXPECT_EQ(check(encode_compute_request(1, 42, name, {})), TxStatus::bad_flags) << name;
+  // The input: at most compute_input_bytes_max.
+  std::string too_large(compute_input_bytes_max + 1, 'i');
+  EXPECT_EQ(check(encode_compute_request(1, 42, "hash", bytes_of(too_large))), TxStatus::bad_length);
+  // Reserved bytes and header flags.
+  EXPECT_EQ(check(with_body<ComputeRequestBody>(request, [](ComputeRequestBody& body) { body.reserved = 1; })),
+            TxStatus::bad_flags);
+  EXPECT_EQ(check(with_header(request, [](TxHeader& header) { header.flags = 1; })), TxStatus::bad_flags);
+  // The parts must add up to the length exactly.
+  EXPECT_EQ(check(resized(request, request.size() + 1)), TxStatus::bad_length);
+  EXPECT_EQ(check(resized(request, request.size() - 1)), TxStatus::bad_length);
+  EXPECT_EQ(check(resized(request, sizeof(TxHeader) + sizeof(ComputeRequestBody) - 1)), TxStatus::bad_length);
+  EXPECT_EQ(check(resized(request, sizeof(TxHeader))), TxStatus::bad_length);
+  EXPECT_EQ(check(with_body<ComputeRequestBody>(request, [](ComputeRequestBody& body) { body.input_bytes += 1; })),
+            TxStatus::bad_length);
+  EXPECT_EQ(check(with_body<ComputeRequestBody>(request, [](ComputeRequestBody& body) { body.compute_type_bytes -= 1; })),
+            TxStatus::bad_length);
+  // A length field that does not match the bytes, and a version this keel does not read.
+  EXPECT_EQ(check(with_header(request, [](TxHeader& header) { header.length += 1; })), TxStatus::bad_length);
+  EXPECT_EQ(check(with_header(request, [](TxHeader& header) { header.version = 9; })), TxStatus::bad_version);
+  // A request is a client type: the engine's origin takes it too (replay reads it so).
+  EXPECT_EQ(check(request, TxOrigin::engine), TxStatus::applied);
+}
+
+TEST(ComputeTransaction, MalformedResultsGetTheirReason) {
+  std::vector<std::byte> result = result_for(CreditMark::pack(1, 0), 1, ComputeOutcome::succeeded, 0, "output");
+  ASSERT_EQ(check(result, TxOrigin::engine), TxStatus::applied);
+  EXPECT_EQ(check(result, TxOrigin::client), TxStatus::internal_type);
+  for (uint16_t outcome : {uint16_t(compute_outcome_count), uint16_t(0xffff)})
+    EXPECT_EQ(check(with_body<ComputeResultBody>(result, [&](ComputeResultBody& body) { body.outcome = outcome; }),
+                    TxOrigin::engine),
+              TxStatus::bad_flags)
+        << outcome;
+  EXPECT_EQ(check(with_body<ComputeResultBody>(result, [](ComputeResultBody& body) { body.reserved = 1; }),
+                  TxOrigin::engine),
+            TxStatus::bad_flags);
+  EXPECT_EQ(check(with_body<ComputeResultBody>(result, [](ComputeResultBody& body) { body.reserved2 = 1; }),
+                  TxOrigin::engine),
+            TxStatus::bad_flags);
+  EXPECT_EQ(check(with_header(result, [](TxHeader& header) { header.flags = 1; }), TxOrigin::engine),
+            TxStatus::bad_flags);
+  // The encoder asserts the output's bound, so the oversized one is built by hand.
+  std::vector<std::byte> too_large = result_for(1 << 16, 1, ComputeOutcome::succeeded, 0,
+                                                std::string(compute_output_bytes_max, 'o'));
+  ASSERT_EQ(check(too_large, TxOrigin::engine), TxStatus::applied);
+  too_large = with_body<ComputeResultBody>(resized(too_large, too_large.size() + 1),
+                                           [](ComputeResultBody& body) { body.output_bytes += 1; });
+  EXPECT_EQ(check(too_large, TxOrigin::engine), TxStatus::bad_length);
+  EXPECT_EQ(check(resized(result, result.size() + 1), TxOrigin::engine), TxStatus::bad_length);
+  EXPECT_EQ(check(resized(result, result.size() - 1), TxOrigin::engine), TxStatus::bad_length);
+  EXPECT_EQ(check(resized(result, sizeof(TxHeader) + sizeof(ComputeResultBody) - 1), TxOrigin::engine),
+            TxStatus::bad_length);
+  EXPECT_EQ(check(with_body<ComputeResultBody>(result, [](ComputeResultBody& body) { body.output_bytes -= 1; }),
+                  TxOrigin::engine),
+            TxStatus::bad_length);
+}
+
+// Random bodies under a well-framed compute header must never read out of bounds (ASan
+// watches), and whatever passes must have views inside its bytes.
+TEST(ComputeTransaction, RandomBodiesNeverCrashTheChecker) {
+  uint64_t seed = std::random_device{}();
+  std::printf("seed %llu\n", (unsigned long long)seed);
+  std::fflush(stdout);  // seen even if an assertion aborts the test
+  std::mt19937_64 random(seed);
+  TxView view;
+  int passed = 0;
+  for (int round = 0; round < 100000; ++round) {
+    bool request = random() % 2;
+    std::vector<std::byte> bytes(sizeof(TxHeader) + random() % 96);
+    for (std::byte& byte : bytes) byte = std::byte(random() % 4 == 0 ? random() : 'a' + random() % 3);
+    // Half the time, make the length fields add up, so the deeper checks are reached too.
+    size_t body = bytes.size() - sizeof(TxHeader);
+    if (random() % 2 && request && body > sizeof(ComputeRequestBody)) {
+      uint32_t variable = uint32_t(body - sizeof(ComputeRequestBody));
+      uint16_t name_bytes = uint16_t(1 + random() % std::min<uint32_t>(variable, compute_type_bytes_max));
+      uint32_t input_bytes = variable - name_bytes;
+      bytes = with_body<ComputeRequestBody>(bytes, [&](ComputeRequestBody& fixed) {
+        fixed.compute_type_bytes = name_bytes;
+        fixed.reserved = 0;
+        fixed.input_bytes = input_bytes;
+      });
+    } else if (random() % 2 && !request && body >= sizeof(ComputeResultBody)) {
+      bytes = with_body<ComputeResultBody>(bytes, [&](ComputeResultBody& fixed) {
+        fixed.outcome = uint16_t(random() % (compute_outcome_count + 1));
+        fixed.reserved = 0;
+        fixed.output_bytes = uint32_t(body - sizeof(ComputeResultBody));
+        fixed.reserved2 = 0;
+      });
+    }
+    TxHeader header{uint32_t(bytes.size()), tx_format_version,
+                    uint8_t(request ? TxType::compute_request : TxType::compute_result), 0, uint64_t(round)};
+    std::memcpy(bytes.data(), &header, sizeof header);
+    if (check_transaction(bytes, TxOrigin::engine, &view) != TxStatus::applied) continue;
+    ++passed;
+    const std::byte* end = bytes.data() + bytes.size();
+    if (request) {
+      ASSERT_GE(reinterpret_cast<const std::byte*>(view.compute_type.data()), bytes.data()) << "seed " << seed;
+      ASSERT_LE(view.input.data() + view.input.size(), end) << "seed " << seed;
+      ASSERT_EQ(view.compute_type.size() + view.input.size() + 32, bytes.size()) << "seed " << seed;
+    } else {
+      ASSERT_LE(view.output.data() + view.output.size(), end) << "seed " << seed;
+    }
+  }
+  EXPECT_GT(passed, 0) << "the generator never reached a valid request; seed " << seed;
+}
+
+TEST(ComputeExecutor, IssuesTasksAndSettlesEachExactlyOnce) {
+  ShardExecutor shard({"bank", 0, 1}, BlockLimits{});
+  EXPECT_EQ(submit(shard, encode_create_account(1, 1, 100)), TxStatus::applied);
+  EXPECT_EQ(submit(shard, encode_compute_request(2, 1, "hash", bytes_of("doc one"))), TxStatus::applied);
+  EXPECT_EQ(submit(shard, encode_compute_request(3, 1, "interest", {})), TxStatus::applied);
+  ASSERT_EQ(shard.open_tasks().size(), 2u);
+  SealedBlock one = shard.seal(1);
+  // A task's mark is its request's place: block 1, transactions 1 and 2.
+  uint64_t first = CreditMark::pack(1, 1), second = CreditMark::pack(1, 2);
+  ASSERT_EQ(one.tasks.size(), 2u);
+  EXPECT_EQ(one.tasks[0].task_mark, first);
+  EXPECT_EQ(one.tasks[0].subject, 1u);
+  EXPECT_EQ(one.tasks[0].compute_type, "hash");
+  EXPECT_EQ(one.tasks[0].input, vector_of("doc one"));
+  EXPECT_EQ(one.tasks[1].task_mark, second);
+  EXPECT_EQ(one.tasks[1].compute_type, "interest");
+  EXPECT_TRUE(one.tasks[1].input.empty());
+  EXPECT_TRUE(shard.open_tasks().empty());
+  const ShardState& state = shard.state();
+  EXPECT_EQ(state.pending_tasks.size(), 2u);
+  EXPECT_EQ(state.pending_tasks.at(first), (PendingTask{1, "hash", vector_of("doc one")}));
+  EXPECT_EQ(state.tasks_issued, 2u);
+  EXPECT_EQ(state.task_mark_max, second);
+
+  std::vector<std::byte> settles = result_for(first, 1, ComputeOutcome::succeeded, 0, "digest");
+  EXPECT_EQ(submit(shard, settles), TxStatus::internal_type) << "clients cannot settle tasks";
+  EXPECT_EQ(submit_internal(shard, settles), TxStatus::applied);
+  EXPECT_EQ(shard.open_tx_count(), 1u);
+  // The same result again, or another attempt's, finds the task settled: not ordered.
+  EXPECT_EQ(submit_internal(shard, settles), TxStatus::duplicate_result);
+  EXPECT_EQ(submit_internal(shard, result_for(first, 2, ComputeOutcome::timed_out)), TxStatus::duplicate_result);
+  // Marks this shard never issued: above the largest, in a block to come, or in no block.
+  EXPECT_EQ(submit_internal(shard, result_for(CreditMark::pack(1, 3))), TxStatus::unknown_task);
+  EXPECT_EQ(submit_internal(shard, result_for(CreditMark::pack(5, 0))), TxStatus::unknown_task);
+  EXPECT_EQ(submit_internal(shard, result_for(7)), TxStatus::unknown_task);
+  // A position at or below the largest mark that held no request (the state keeps no list
+  // of settled marks) counts as a duplicate: either way it has no effect.
+  EXPECT_EQ(submit_internal(shard, result_for(CreditMark::pack(1, 0))), TxStatus::duplicate_result);
+  EXPECT_EQ(shard.open_tx_count(), 1u) << "nothing but the first result was ordered";
+  // Any outcome but succeeded settles the task as failed.
+  EXPECT_EQ(submit_internal(shard, result_for(second, 3, ComputeOutcome::no_pool, 0, "no pool serves interest")),
+            TxStatus::applied);
+  SealedBlock two = shard.seal(2);
+  EXPECT_EQ(two.header.tx_count, 2u);
+  ASSERT_EQ(two.receipts.size(), 2u);
+  EXPECT_EQ(two.receipts[0].status, TxStatus::applied);
+  EXPECT_EQ(two.receipts[1].status, TxStatus::applied);
+  EXPECT_TRUE(two.tasks.empty());
+  EXPECT_TRUE(state.pending_tasks.empty());
+  EXPECT_EQ(state.tasks_issued, 2u);
+  EXPECT_EQ(state.tasks_succeeded, 1u);
+  EXPECT_EQ(state.tasks_failed, 1u);
+  EXPECT_EQ(submit_internal(shard, result_for(second, 4)), TxStatus::duplicate_result) << "settled stays settled";
+  // Compute moves no money.
+  EXPECT_EQ(state.total_balance(), 100);
+  EXPECT_EQ(state.opened_total, 100);
+
+  // Replaying both blocks reproduces the state, counters and tasks included.
+  ShardExecutor replica({"bank", 0, 1}, BlockLimits{});
+  Result<SealedBlock> replayed = replica.replay(one.record);
+  ASSERT_TRUE(replayed) << replayed.error().message;
+  EXPECT_EQ(replayed->tasks.size(), 2u);
+  ASSERT_TRUE(replica.replay(two.record));
+  EXPECT_EQ(replica.state().digest(), state.digest());
+}
+
+TEST(ComputeExecutor, RefusesWhatBelongsToAnotherShard) {
+  ShardExecutor shard({"bank", 0, 2}, BlockLimits{});
+  EXPECT_EQ(submit(shard, encode_compute_request(1, account_on(1, 2), "hash", {})), TxStatus::wrong_shard);
+  EXPECT_EQ(submit(shard, encode_compute_request(2, account_on(0, 2), "hash", {})), TxStatus::applied);
+  uint64_t task_mark = CreditMark::pack(1, 0);
+  for (uint32_t other : {1u, 2u, 7u})  // another shard, or none of the chain's
+    EXPECT_EQ(submit_internal(shard, result_for(task_mark, 1, ComputeOutcome::succeeded, other)), TxStatus::wrong_shard)
+        << other;
+  EXPECT_EQ(shard.open_tx_count(), 1u);
+  EXPECT_EQ(submit_internal(shard, result_for(task_mark, 1, ComputeOutcome::succeeded, 0)), TxStatus::applied);
+}
+
+TEST(ComputeExecutor, AFullBacklogRejectsRequestsUntilATaskSettles) {
+  BlockLimits limits;
+  limits.compute_pending_max = 4;
+  ShardExecutor shard({"bank", 0, 1}, limits);
+  for (uint64_t nonce = 1; nonce <= 4; ++nonce)
+    EXPECT_EQ(submit(shard, encode_compute_request(nonce, 1, "noop", {})), TxStatus::applied) << nonce;
+  EXPECT_EQ(submit(shard, encode_compute_request(5, 1, "noop", {})), TxStatus::compute_backlog_full);
+  EXPECT_EQ(shard.open_tx_count(), 5u) << "a rejection is ordered, so its producer gets a receipt";
+  EXPECT_EQ(shard.open_tasks().size(), 4u);
+  SealedBlock one = shard.seal(1);
+  EXPECT_EQ(one.header.compute_pending_max, 4u);
+  EXPECT_EQ(one.receipts[4].status, TxStatus::compute_backlog_full);
+  EXPECT_EQ(shard.state().tasks_issued, 4u);
+  EXPECT_EQ(submit(shard, encode_compute_request(6, 1, "noop", {})), TxStatus::compute_backlog_full);
+  EXPECT_EQ(submit_internal(shard, result_for(one.tasks[0].task_mark)), TxStatus::applied);
+  EXPECT_EQ(submit(shard, encode_compute_request(7, 1, "noop", {})), TxStatus::applied);
+  EXPECT_EQ(submit(shard, encode_compute_request(8, 1, "noop", {})), TxStatus::compute_backlog_full);
+  SealedBlock two = shard.seal(2);
+  ASSERT_EQ(two.tasks.size(), 1u);
+  EXPECT_EQ(two.tasks[0].task_mark, CreditMark::pack(2, 2));
+  EXPECT_EQ(shard.state().pending_tasks.size(), 4u);
+
+  // Replay under another config (verify's, or a restart's): the bound each block's header
+  // records decides, so the rejections stay rejections ...
+  ShardExecutor replica({"bank", 0, 1}, BlockLimits{});
+  for (const SealedBlock* block : {&one, &two}) {
+    Result<SealedBlock> replayed = replica.replay(block->record);
+    ASSERT_TRUE(replayed) << replayed.error().message;
+    EXPECT_EQ(replayed->hash, block->hash);
+    ASSERT_EQ(replayed->receipts.size(), block->receipts.size());
+    for (size_t index = 0; index < block->receipts.size(); ++index)
+      EXPECT_EQ(replayed->receipts[index].status, block->receipts[index].status) << index;
+  }
+  EXPECT_EQ(replica.state().digest(), shard.state().digest());
+  // ... and the new bound holds from the next block on.
+  EXPECT_EQ(submit(replica, encode_compute_request(9, 1, "noop", {})), TxStatus::applied);
+  EXPECT_EQ(replica.seal(3).header.compute_pending_max, BlockLimits{}.compute_pending_max);
+}
+
+TEST(ComputeExecutor, ReplayRefusesAResultForASettledTask) {
+  ShardExecutor shard({"bank", 0, 1}, BlockLimits{});
+  ASSERT_EQ(submit(shard, encode_compute_request(1, 1, "hash", {})), TxStatus::applied);
+  SealedBlock one = shard.seal(1);
+  ASSERT_EQ(submit_internal(shard, result_for(one.tasks[0].task_mark)), TxStatus::applied);
+  SealedBlock two = shard.seal(2);
+  // A log that (wrongly) holds the result twice: replay must not apply it twice.
+  ShardExecutor forger({"bank", 0, 1}, BlockLimits{});
+  ASSERT_TRUE(forger.replay(one.record));
+  ASSERT_TRUE(forger.replay(two.record));
+  std::vector<std::byte> again = result_for(one.tasks[0].task_mark);
+  std::vector<std::byte> record = two.record;
+  BlockHeader header;
+  std::memcpy(&header, record.data(), sizeof header);
+  header.height = 3;
+  header.previous_hash = two.hash;
+  std::memcpy(record.data(), &header, sizeof header);
+  Result<SealedBlock> replayed = forger.replay(record);
+  ASSERT_FALSE(replayed);
+  EXPECT_EQ(replayed.error().message,
+            "chain bank shard 0 height 3: transaction 0 cannot be in this block: "
+            "compute result for a task no longer pending");
+}
+
+// One shard under a random stream of compute requests, results (of every outcome, from
+// several attempts), duplicate and unknown results and transfers, with a small backlog. A
+// model predicts every status; after every block the task counters must add up.
+struct ComputeStream {
+  ComputeStream(uint64_t seed, uint32_t compute_pending_max)
+      : random(seed), backlog(compute_pending_max), shard({"bank", 0, 1}, BlockLimits{24, 1 << 20, compute_pending_max}) {}
+  std::mt19937_64 random;
+  uint32_t backlog;
+  ShardExecutor shard;
+  std::vector<SealedBlock> blocks;
+  std::map<uint64_t, PendingTask> model;   // what should be pending
+  std::vector<uint64_t> dispatched;        // pending marks whose block is sealed
+  std::vector<uint64_t> settled;
+  uint64_t succeeded = 0, failed = 0, time_ns = 1;
+
+  void seal() {
+    if (shard.open_tx_count() == 0) return;
+    blocks.push_back(shard.seal(time_ns++));
+    for (const OutboundTask& task : blocks.back().tasks) dispatched.push_back(task.task_mark);
+    const ShardState& state = shard.state();
+    ASSERT_EQ(state.tasks_issued, state.tasks_succeeded + state.tasks_failed + state.pending_tasks.size())
+        << "block " << state.height;
+    ASSERT_EQ(state.pending_tasks, model) << "block " << state.height;
+    ASSERT_EQ(state.tasks_succeeded, succeeded);
+    ASSERT_EQ(state.tasks_failed, failed);
+  }
+  void request(uint64_t nonce) {
+    static const char* const types[] = {"hash", "credit_score", "var_mc", "interest", "noop"};
+    std::string type = types[random() % 5];
+    std::vector<std::byte> input(random() % 200);
+    for (std::byte& byte : input) byte = std::byte(random());
+    uint64_t subject = 1 + random() % 10;
+    bool full = model.size() >= backlog;
+    uint64_t task_mark = CreditMark::pack(shard.state().height + 1, shard.open_tx_count());
+    TxStatus status = submit(shard, encode_compute_request(nonce, subject, type, input));
+    ASSERT_EQ(status, full ? TxStatus::compute_backlog_full : TxStatus::applied) << "nonce " << nonce;
+    if (!full) model.emplace(task_mark, PendingTask{subject, type, input});
+  }
+  void settle() {
+    if (dispatched.empty()) return;
+    size_t pick = random() % dispatched.size();
+    uint64_t task_mark = dispatched[pick];
+    dispatched.erase(dispatched.begin() + pick);
+    auto outcome = ComputeOutcome(random() % compute_outcome_count);
+    uint32_t attempt = 1 + uint32_t(random() % 3);
+    ASSERT_EQ(submit_internal(shard, result_for(task_mark, attempt, outcome)), TxStatus::applied);
+    model.erase(task_mark);
+    settled.push_back(task_mark);
+    (outcome == ComputeOutcome::succeeded ? succeeded : failed) += 1;
+  }
+  void repeat_or_stray() {
+    uint32_t before = shard.open_tx_count();
+    if (!settled.empty() && random() % 2) {
+      uint64_t task_mark = settled[random() % settled.size()];
+      ASSERT_EQ(submit_internal(shard, result_for(task_mark, 1 + uint32_t(random() % 5))), TxStatus::duplicate_result);
+    } else {
+      uint64_t beyond = CreditMark::pack(shard.state().height + 2 + random() % 5, uint32_t(random() % 24));
+      ASSERT_EQ(submit_internal(shard, result_for(beyond)), TxStatus::unknown_task);
+    }
+    ASSERT_EQ(shard.open_tx_count(), before);
+  }
+};
+
+void run_random_stream(ComputeStream& stream, uint64_t seed) {
+  for (uint64_t account = 1; account <= 10; ++account) submit(stream.shard, encode_create_account(account, account, 1000));
+  for (uint64_t nonce = 100; nonce < 3000; ++nonce) {
+    if (!stream.shard.has_room(512)) {
+      ASSERT_NO_FATAL_FAILURE(stream.seal()) << "seed " << seed;
+    }
+    switch (stream.random() % 6) {
+      case 0:
+      case 1: ASSERT_NO_FATAL_FAILURE(stream.request(nonce)) << "seed " << seed; break;
+      case 2:
+      case 3: ASSERT_NO_FATAL_FAILURE(stream.settle()) << "seed " << seed; break;
+      case 4: ASSERT_NO_FATAL_FAILURE(stream.repeat_or_stray()) << "seed " << seed; break;
+      case 5:
+        submit(stream.shard, encode_transfer(nonce, 1 + stream.random() % 10, 1 + stream.random() % 10,
+                                             1 + stream.random() % 50));
+        break;
+    }
+    if (stream.random() % 16 == 0) {
+      ASSERT_NO_FATAL_FAILURE(stream.seal()) << "seed " << seed;
+    }
+  }
+  ASSERT_NO_FATAL_FAILURE(stream.seal()) << "seed " << seed;
+}
+
+TEST(ComputeExecutor, RandomStreamsKeepEveryTaskAccountedFor) {
+  uint64_t seed = std::random_device{}();
+  std::printf("seed %llu\n", (unsigned long long)seed);
+  std::fflush(stdout);  // seen even if an assertion aborts the test
+  ComputeStream stream(seed, /*compute_pending_max=*/1 + uint32_t(seed % 40));
+  ASSERT_NO_FATAL_FAILURE(run_random_stream(stream, seed));
+  const ShardState& state = stream.shard.state();
+  EXPECT_GT(state.tasks_issued, 0u) << "seed " << seed;
+  EXPECT_EQ(state.total_balance(), 10 * 1000) << "compute must not move money; seed " << seed;
+
+  // From nothing, and from a snapshot halfway, replay reaches the same state and the
+  // same pending tasks to dispatch.
+  ShardExecutor replica({"bank", 0, 1}, BlockLimits{block_txs_limit, 1u << 30});
+  ShardExecutor resumed({"bank", 0, 1}, BlockLimits{});
+  size_t half = stream.blocks.size() / 2;
+  for (size_t index = 0; index < stream.blocks.size(); ++index) {
+    Result<SealedBlock> block = replica.replay(stream.blocks[index].record);
+    ASSERT_TRUE(block) << block.error().message << "; seed " << seed;
+    ASSERT_EQ(block->hash, stream.blocks[index].hash) << "seed " << seed;
+    if (index + 1 == half) {
+      Result<ShardSnapshot> snapshot = ShardSnapshot::deserialize(ShardSnapshot{replica.state(), {}}.serialize());
+      ASSERT_TRUE(snapshot) << snapshot.error().message << "; seed " << seed;
+      resumed.restore(std::move(snapshot->state));
+    }
+    if (index >= half) {
+      ASSERT_TRUE(resumed.replay(stream.blocks[index].record)) << "seed " << seed;
+    }
+  }
+  EXPECT_EQ(replica.state().digest(), state.digest()) << "seed " << seed;
+  EXPECT_EQ(resumed.state().digest(), state.digest()) << "seed " << seed;
+  std::vector<OutboundTask> again = resumed.pending_task_list();
+  ASSERT_EQ(again.size(), state.pending_tasks.size()) << "seed " << seed;
+  auto expected = state.pending_tasks.begin();
+  for (const OutboundTask& task : again) {
+    EXPECT_EQ(task.task_mark, expected->first);
+    EXPECT_EQ((PendingTask{task.subject, task.compute_type, task.input}), expected->second);
+    ++expected;
+  }
+}
+
+// The same requests, results and duplicates, interleaved the same way, give the same
+// blocks and the same state: nothing in the executor depends on anything but its input.
+TEST(ComputeExecutor, TheSameStreamGivesTheSameBlocksAndState) {
+  uint64_t seed = std::random_device{}();
+  std::printf("seed %llu\n", (unsigned long long)seed);
+  std::fflush(stdout);  // seen even if an assertion aborts the test
+  ComputeStream one(seed, 16), two(seed, 16);
+  for (ComputeStream* stream : {&one, &two}) ASSERT_NO_FATAL_FAILURE(run_random_stream(*stream, seed));
+  ASSERT_EQ(one.blocks.size(), two.blocks.size()) << "seed " << seed;
+  for (size_t index = 0; index < one.blocks.size(); ++index) {
+    ASSERT_EQ(one.blocks[index].record, two.blocks[index].record) << "block " << index << " seed " << seed;
+    ASSERT_EQ(one.blocks[index].hash, two.blocks[index].hash) << "block " << index << " seed " << seed;
+  }
+  EXPECT_EQ(one.shard.state().digest(), two.shard.state().digest()) << "seed " << seed;
+  EXPECT_GT(one.shard.state().tasks_succeeded + one.shard.state().tasks_failed, 0u) << "seed " << seed;
+}
+
+TEST(ComputeSnapshot, PendingTasksAndTheirInputsSurviveASnapshot) {
+  ShardExecutor shard({"bank", 0, 2}, BlockLimits{16, 1 << 20});
+  uint64_t subject = account_on(0, 2);
+  std::vector<std::byte> binary = {std::byte{0}, std::byte{0xff}, std::byte{0x80}, std::byte{0}};
+  std::vector<std::byte> largest(compute_input_bytes_max);
+  for (size_t index = 0; index < largest.size(); ++index) largest[index] = std::byte(index * 7);
+  ASSERT_EQ(submit(shard, encode_compute_request(1, subject, "hash", binary)), TxStatus::applied);
+  ASSERT_EQ(submit(shard, encode_compute_request(2, subject, "var_mc", largest)), TxStatus::applied);
+  ASSERT_EQ(submit(shard, encode_compute_request(3, subject, "noop", {})), TxStatus::applied);
+  SealedBlock one = shard.seal(1);
+  ASSERT_EQ(submit_internal(shard, result_for(one.tasks[2].task_mark, 1, ComputeOutcome::quarantined, 0,
+                                              "noop: plugin quarantined")),
+            TxStatus::applied);
+  shard.seal(2);
+
+  std::vector<std::byte> bytes = ShardSnapshot{shard.state(), {}}.serialize();
+  Result<ShardSnapshot> back = ShardSnapshot::deserialize(bytes);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->state.digest(), shard.state().digest());
+  EXPECT_EQ(back->serialize(), bytes);
+  EXPECT_EQ(back->state.pending_tasks, shard.state().pending_tasks);
+  ASSERT_EQ(back->state.pending_tasks.size(), 2u);
+  EXPECT_EQ(back->state.pending_tasks.at(one.tasks[0].task_mark).input, binary);
+  EXPECT_EQ(back->state.pending_tasks.at(one.tasks[1].task_mark).input, largest);
+  EXPECT_EQ(back->state.tasks_issued, 3u);
+  EXPECT_EQ(back->state.tasks_failed, 1u);
+  EXPECT_EQ(back->state.task_mark_max, one.tasks[2].task_mark);
+
+  // A shard restarted from it (the log before it gone) dispatches the two pending tasks
+  // again and settles each once; the one settled before the snapshot stays settled.
+  ShardExecutor restarted({"bank", 0, 2}, BlockLimits{16, 1 << 20});
+  restarted.restore(std::move(back->state));
+  std::vector<OutboundTask> tasks = restarted.pending_task_list();
+  ASSERT_EQ(tasks.size(), 2u);
+  EXPECT_EQ(tasks[0].task_mark, one.tasks[0].task_mark);
+  EXPECT_EQ(tasks[1].compute_type, "var_mc");
+  EXPECT_EQ(tasks[1].input, largest);
+  EXPECT_EQ(tasks[1].subject, subject);
+  EXPECT_EQ(submit_internal(restarted, result_for(tasks[1].task_mark)), TxStatus::applied);
+  EXPECT_EQ(submit_internal(restarted, result_for(tasks[1].task_mark, 2)), TxStatus::duplicate_result);
+  EXPECT_EQ(submit_internal(restarted, result_for(one.tasks[2].task_mark)), TxStatus::duplicate_result);
+  EXPECT_EQ(restarted.state().pending_tasks.size(), 1u);
+}
+
+// A state with two pending tasks and everything else small, so its compute section is
+// easy to find and damage.
+ShardState state_with_tasks() {
+  ShardState state(0, 1);
+  state.height = 4;
+  state.pending_tasks[CreditMark::pack(2, 1)] = PendingTask{7, "score_v2", vector_of("applicant")};
+  state.pending_tasks[CreditMark::pack(4, 0)] = PendingTask{8, "hash", {}};
+  state.tasks_issued = 5;
+  state.tasks_succeeded = 2;
+  state.tasks_failed = 1;
+  state.task_mark_max = CreditMark::pack(4, 0);
+  return state;
+}
+
+// The offset of the first pending task's entry: 24 bytes before its name.
+size_t first_task_offset(const std::vector<std::byte>& bytes) {
+  std::string text = text_of(bytes);
+  size_t name = text.find("score_v2");
+  EXPECT_NE(name, std::string::npos);
+  return name - 24;
+}
+
+TEST(ComputeState, TheComputeSectionRoundTripsCanonically) {
+  ShardState state = state_with_tasks();
+  std::vector<std::byte> bytes = state.serialize();
+  Result<ShardState> back = ShardState::deserialize(bytes);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->serialize(), bytes);
+  EXPECT_EQ(back->pending_tasks, state.pending_tasks);
+  EXPECT_EQ(back->tasks_issued, 5u);
+  EXPECT_EQ(back->tasks_succeeded, 2u);
+  EXPECT_EQ(back->tasks_failed, 1u);
+  EXPECT_EQ(back->task_mark_max, CreditMark::pack(4, 0));
+  // Every field is in the digest.
+  Hash32 digest = state.digest();
+  for (auto change : std::initializer_list<void (*)(ShardState&)>{
+           [](ShardState& s) { s.pending_tasks.begin()->second.input.push_back(std::byte{1}); },
+           [](ShardState& s) { s.pending_tasks.begin()->second.compute_type = "score_v3"; },
+           [](ShardState& s) { s.pending_tasks.begin()->second.subject = 9; },
+           [](ShardState& s) { s.tasks_issued += 1; },
+           [](ShardState& s) { s.tasks_succeeded += 1; },
+           [](ShardState& s) { s.tasks_failed += 1; },
+           [](ShardState& s) { s.task_mark_max += 1; }}) {
+    ShardState changed = state;
+    change(changed);
+    EXPECT_NE(changed.digest(), digest);
+  }
+}
+
+TEST(ComputeState, DamagedComputeSectionsGiveAnErrorNamingTheOffset) {
+  std::vector<std::byte> bytes = state_with_tasks().serialize();
+  for (size_t cut = 0; cut < bytes.size(); ++cut)
+    EXPECT_FALSE(ShardState::deserialize(std::span(bytes).first(cut))) << "cut at " << cut;
+  size_t task = first_task_offset(bytes);
+  std::string at = "state snapshot: offset " + std::to_string(task) + ": pending task " +
+                   std::to_string(CreditMark::pack(2, 1)) + ": ";
+  auto error_of = [](const std::vector<std::byte>& damaged) {
+    Result<ShardState> back = ShardState::deserialize(damaged);
+    return back ? std::string("accepted") : back.error().message;
+  };
+
+  std::vector<std::byte> uppercase = bytes;
+  uppercase[task + 24] = std::byte{'S'};
+  EXPECT_EQ(error_of(uppercase), at + "compute type name has characters outside [a-z0-9_]");
+  std::vector<std::byte> reserved = bytes;
+  reserved[task + 18] = std::byte{1};
+  EXPECT_EQ(error_of(reserved), at + "reserved bytes are not zero");
+  std::vector<std::byte> no_name = bytes;
+  no_name[task + 16] = std::byte{0};
+  EXPECT_EQ(error_of(no_name), at + "compute type name of 0 bytes");
+  std::vector<std::byte> huge_input = bytes;
+  uint32_t input_bytes = compute_input_bytes_max + 1;
+  std::memcpy(huge_input.data() + task + 20, &input_bytes, 4);
+  EXPECT_EQ(error_of(huge_input), at + "input of 16385 bytes exceeds 16384");
+
+  // Counters that do not add up, and marks that cannot be: past the largest issued, out
+  // of order, or from a block past the state's height.
+  size_t counters = task - 40;
+  std::vector<std::byte> miscounted = bytes;
+  miscounted[counters] = std::byte{6};  // tasks_issued
+  EXPECT_EQ(error_of(miscounted), "state snapshot: offset " + std::to_string(counters) +
+                                      ": 6 tasks issued but 2 succeeded, 1 failed and 2 pending");
+  ShardState beyond = state_with_tasks();
+  beyond.task_mark_max = CreditMark::pack(3, 0);
+  beyond.pending_tasks.erase(CreditMark::pack(4, 0));
+  beyond.pending_tasks[CreditMark::pack(3, 1)] = PendingTask{8, "hash", {}};
+  EXPECT_NE(error_of(beyond.serialize()).find("not a mark this shard issued (largest 196608)"), std::string::npos)
+      << error_of(beyond.serialize());
+  std::vector<std::byte> unordered = bytes;
+  uint64_t later_mark = CreditMark::pack(4, 0);
+  std::memcpy(unordered.data() + task, &later_mark, 8);
+  EXPECT_NE(error_of(unordered).find("marks out of order or repeated"), std::string::npos) << error_of(unordered);
+  ShardState future = state_with_tasks();
+  future.height = 3;
+  EXPECT_EQ(error_of(future.serialize()), "state snapshot: offset " + std::to_string(counters) +
+                                              ": largest task mark 262144 is past height 3");
+  ShardState uncounted = state_with_tasks();
+  uncounted.pending_tasks.clear();
+  uncounted.tasks_issued = 0;
+  uncounted.tasks_succeeded = 0;
+  uncounted.tasks_failed = 0;
+  EXPECT_EQ(error_of(uncounted.serialize()), "state snapshot: offset " + std::to_string(counters) +
+                                                 ": task counters disagree with the largest task mark");
+}
+
+TEST(ComputeState, AVersionOneStateIsReadAsOneWithoutTasks) {
+  ShardState state(0, 1);
+  state.height = 3;
+  state.accounts[1] = Account{50, 0};
+  std::vector<std::byte> current = state.serialize();
+  // Version 1 is version 2 without the compute section (four counters and a count).
+  std::vector<std::byte> old(current.begin(), current.end() - 40);
+  uint32_t version = 1;
+  std::memcpy(old.data() + 4, &version, 4);
+  Result<ShardState> back = ShardState::deserialize(old);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_TRUE(back->pending_tasks.empty());
+  EXPECT_EQ(back->serialize(), current);
+  version = 3;
+  std::memcpy(old.data() + 4, &version, 4);
+  back = ShardState::deserialize(old);
+  ASSERT_FALSE(back);
+  EXPECT_EQ(back.error().message, "state snapshot: offset 8: state format version 3, this keel reads 1 and 2");
+}
+
+}  // namespace
+}  // namespace keel::ledger
