@@ -8,8 +8,10 @@
 #include <bit>
 #include <cassert>
 #include <cerrno>
+#include <charconv>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <span>
 #include <system_error>
 #include <utility>
@@ -31,6 +33,8 @@ constexpr uint64_t pipeline_header_bytes = 32;
 // A payload too big for its slot travels in the payload arena, which must hold this many
 // so that a burst does not stall on arena space before the ring itself is full.
 constexpr uint64_t arena_payloads_min = 16;
+// As many as a plugin may serve (KEEL_PLUGIN_COMPUTE_TYPES_MAX in keel/plugin.h).
+constexpr size_t pool_compute_types_max = 64;
 
 template <class Enum>
 struct Choice {
@@ -94,7 +98,10 @@ constexpr std::string_view ledger_keys[] = {"data_dir",          "fsync",       
                                             "clients_max",       "client_in_flight_max"};
 constexpr std::string_view load_keys[] = {"enabled", "clients", "accounts_per_chain", "cross_shard_percent",
                                           "rate_per_second"};
-constexpr std::string_view pool_keys[] = {"compute_type", "threads_per_node"};
+constexpr std::string_view pool_keys[] = {"compute_types", "compute_type",     "plugin",
+                                          "threads_per_node", "in_flight_max", "timeout_ms",
+                                          "retries_max",   "backoff_ms",       "output_bytes_max",
+                                          "config"};
 constexpr std::string_view pipeline_keys[] = {"enabled", "payload_bytes", "rate_per_second"};
 
 bool char_allowed(char c, const NameRule& rule) {
@@ -289,14 +296,18 @@ class TableReader {
     return error(*table_->get(key), key, "must be one of " + rule + ", got " + in_quotes(text));
   }
 
+  // "must be 1 to 32 characters of <rule>, got <text>", placed at node.
+  Error name_error(const toml::node& node, std::string_view key, const NameRule& rule,
+                   std::string_view text) const {
+    return error(node, key,
+                 "must be 1 to " + std::to_string(name_chars_max) + " characters of " +
+                     std::string(rule.label) + ", got " + in_quotes(text));
+  }
+
   Status read_name(std::string_view key, const NameRule& rule, std::string& value) const {
     std::string text;
     if (Status s = read_string(key, text); !s || !table_->contains(key)) return s;
-    if (!name_allowed(text, rule)) {
-      return error(*table_->get(key), key,
-                   "must be 1 to " + std::to_string(name_chars_max) + " characters of " +
-                       std::string(rule.label) + ", got " + in_quotes(text));
-    }
+    if (!name_allowed(text, rule)) return name_error(*table_->get(key), key, rule, text);
     value = std::move(text);
     return {};
   }
@@ -308,7 +319,12 @@ class TableReader {
 
   // Fails when the string at key was already seen in an earlier table of the same array.
   Status check_unique(std::string_view key, std::string_view what, FirstLines& first_lines) const {
-    const toml::node& node = *table_->get(key);
+    return check_unique(*table_->get(key), key, what, first_lines);
+  }
+
+  // The same for a string node named key (which may be an array item, "types[1]").
+  Status check_unique(const toml::node& node, std::string_view key, std::string_view what,
+                      FirstLines& first_lines) const {
     const std::string& text = node.as_string()->get();
     auto [first, inserted] = first_lines.try_emplace(text, node.source().begin.line);
     if (inserted) return {};
@@ -443,13 +459,262 @@ Status read_chain(const TableReader& reader, FirstLines& first_lines,
   return s;
 }
 
-Status read_pool(const TableReader& reader, FirstLines& first_lines,
-                 std::vector<PoolConfig>& pools) {
+// Where pool plugins are found. A relative path is taken from the config file's directory
+// and a bare name from keel's own directory; both are made absolute, so that a pool process
+// loads the same file whatever its working directory (and dlopen never searches the
+// library path for them).
+class PluginLocator {
+ public:
+  PluginLocator(std::string_view config_path, std::string binary_directory)
+      : config_directory_(std::filesystem::path(config_path).parent_path()),
+        binary_directory_(std::move(binary_directory)) {}
+
+  // <binary directory>/plugins/keel_<name>.so. The directory comes from /proc/self/exe
+  // when none was given, read once, on the first bare name.
+  Result<std::string> for_name(std::string_view name) {
+    if (binary_directory_.empty()) {
+      std::error_code error;
+      const std::filesystem::path program = std::filesystem::read_symlink("/proc/self/exe", error);
+      if (error) return make_error("cannot find keel's directory: /proc/self/exe", error.message());
+      binary_directory_ = program.parent_path().string();
+    }
+    const std::string file = "keel_" + std::string(name) + ".so";
+    return absolute(std::filesystem::path(binary_directory_) / "plugins" / file);
+  }
+
+  // A path as given, relative to the config file's directory unless it is absolute.
+  Result<std::string> for_path(std::string_view path) const {
+    return absolute(config_directory_ / std::filesystem::path(path));
+  }
+
+ private:
+  static Result<std::string> absolute(const std::filesystem::path& path) {
+    std::error_code error;
+    const std::filesystem::path resolved = std::filesystem::absolute(path, error);
+    if (error) return make_error("cannot make the path absolute", error.message());
+    return resolved.lexically_normal().string();
+  }
+
+  std::filesystem::path config_directory_;
+  std::string binary_directory_;
+};
+
+// What reading one pool needs from the pools before it and from the parse.
+struct PoolContext {
+  FirstLines type_first_lines;
+  PluginLocator plugins;
+};
+
+// The pool's compute types: the array compute_types or its shorthand compute_type, exactly
+// one of the two. Each is checked as a name and must not appear in any pool before.
+Status read_compute_types(const TableReader& reader, FirstLines& first_lines,
+                          std::vector<std::string>& types) {
+  const toml::node* shorthand = reader.table().get("compute_type");
+  const bool listed = reader.table().contains("compute_types");
+  if (shorthand != nullptr && listed) {
+    return reader.error(*shorthand, "compute_type", "give compute_type or compute_types, not both");
+  }
+  if (shorthand != nullptr) {
+    std::string type;
+    Status s = reader.read_name("compute_type", pool_rule, type);
+    if (s) s = reader.check_unique("compute_type", "compute type", first_lines);
+    if (s) types.push_back(std::move(type));
+    return s;
+  }
+  if (!listed) {
+    return reader.error_at_table("compute_types",
+                                 "required key is missing (or its shorthand compute_type)");
+  }
+  Result<const toml::node*> node =
+      reader.find("compute_types", toml::node_type::array, "an array of strings");
+  if (!node) return node.error();
+  const toml::array& array = *(*node)->as_array();
+  if (array.empty() || array.size() > pool_compute_types_max) {
+    return reader.error(array, "compute_types",
+                        "must hold from 1 to " + std::to_string(pool_compute_types_max) +
+                            " compute types, got " + std::to_string(array.size()));
+  }
+  for (size_t index = 0; index < array.size(); ++index) {
+    const std::string item_key = "compute_types[" + std::to_string(index) + "]";
+    const toml::node& item = array[index];
+    if (!item.is_string()) return reader.type_error(item, item_key, "a string");
+    const std::string& type = item.as_string()->get();
+    if (!name_allowed(type, pool_rule)) return reader.name_error(item, item_key, pool_rule, type);
+    if (Status s = reader.check_unique(item, item_key, "compute type", first_lines); !s) return s;
+    types.push_back(type);
+  }
+  return {};
+}
+
+// The pool's plugin, required: a bare name of pool_rule's characters (a library next to
+// keel), or anything with a '/' (a path). The file itself is not looked at: the pool
+// process loads it and reports a missing one.
+Status read_plugin(const TableReader& reader, PluginLocator& plugins, PoolConfig& pool) {
+  if (!reader.table().contains("plugin")) return reader.error_at_table("plugin", "required key is missing");
+  if (Status s = reader.read_string("plugin", pool.plugin); !s) return s;
+  const toml::node& node = *reader.table().get("plugin");
+  const bool is_path = pool.plugin.find('/') != std::string::npos;
+  if (!is_path && !name_allowed(pool.plugin, pool_rule)) {
+    return reader.error(node, "plugin",
+                        "must be a path with a '/' or a name of 1 to " +
+                            std::to_string(name_chars_max) + " characters of " +
+                            std::string(pool_rule.label) +
+                            " (<keel's directory>/plugins/keel_<name>.so), got " +
+                            in_quotes(pool.plugin));
+  }
+  // dlopen takes a C string: a NUL would cut the path short.
+  if (pool.plugin.find('\0') != std::string::npos) {
+    return reader.error(node, "plugin", "must not contain a NUL character, got " + in_quotes(pool.plugin));
+  }
+  Result<std::string> resolved = is_path ? plugins.for_path(pool.plugin) : plugins.for_name(pool.plugin);
+  if (!resolved) return reader.error(node, "plugin", resolved.error().message);
+  pool.plugin_path = std::move(*resolved);
+  return {};
+}
+
+// value's shortest text that reads back as the same double, in format (std::to_chars).
+std::string shortest_text(double value, std::chars_format format) {
+  std::array<char, 32> buffer;  // the longest, "-2.2250738585072014e-308", is 24 characters
+  const auto [end, error] = std::to_chars(buffer.data(), buffer.data() + buffer.size(), value, format);
+  assert(error == std::errc{});
+  return std::string(buffer.data(), end);
+}
+
+// A float as TOML text that reads back as the same double: the shortest form that round-
+// trips and that TOML reads as a float, not an integer ("1" is "1.0", 2^70 "1.1805916207174113e+21").
+std::string float_text(double value) {
+  std::string text = shortest_text(value, std::chars_format::general);
+  // A '.' or an exponent makes it a float; "inf", "-inf", "nan" and "-nan" are TOML floats too.
+  if (text.find_first_of(".en") != std::string::npos) return text;
+  std::string scientific = shortest_text(value, std::chars_format::scientific);
+  text += ".0";
+  return scientific.size() < text.size() ? scientific : text;
+}
+
+// A scalar as a plugin sees it: a string's contents, or the TOML text of an integer, float
+// or boolean. nullopt for anything else (a table, an array, a date or time).
+std::optional<std::string> scalar_text(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::string: return node.as_string()->get();
+    case toml::node_type::integer: return std::to_string(node.as_integer()->get());
+    case toml::node_type::floating_point: return float_text(node.as_floating_point()->get());
+    case toml::node_type::boolean: return std::string(node.as_boolean()->get() ? "true" : "false");
+    default: return std::nullopt;
+  }
+}
+
+// One leaf of [pool.config]: its dotted key and text as the plugin sees them, and where it
+// was written, for messages.
+struct FlatEntry {
+  std::string key;
+  std::string value;
+  const toml::node* node;
+  std::string key_path;  // as messages show it: pool[0].config.limits.max
+};
+
+constexpr std::string_view scalar_words = "a string, a number or a boolean";
+// The plugin receives NUL-terminated strings: a NUL would cut a key or a value short.
+constexpr std::string_view nul_reason = "must not contain a NUL character";
+
+// The text of an array: its elements' texts joined by ','. Elements must be scalars, and
+// strings must not hold the ',' that separates them.
+Result<std::string> array_text(const TableReader& reader, const toml::array& array,
+                               std::string_view key) {
+  std::string text;
+  for (size_t index = 0; index < array.size(); ++index) {
+    const std::string item_key = std::string(key) + "[" + std::to_string(index) + "]";
+    const toml::node& item = array[index];
+    const std::optional<std::string> item_text = scalar_text(item);
+    if (!item_text) {
+      const std::string why = item.is_table()   ? " (an array of tables cannot be flattened)"
+                              : item.is_array() ? " (a nested array cannot be flattened)"
+                                                : "";
+      return reader.error(item, item_key,
+                          "expected " + std::string(scalar_words) + ", got " +
+                              std::string(type_words(item.type())) + why);
+    }
+    if (item.is_string() && item_text->find(',') != std::string::npos) {
+      return reader.error(item, item_key,
+                          "must not contain ',' (array elements are joined by ','), got " +
+                              in_quotes(*item_text));
+    }
+    if (item_text->find('\0') != std::string::npos) return reader.error(item, item_key, nul_reason);
+    text += (index == 0 ? "" : ",") + *item_text;
+  }
+  return text;
+}
+
+// Appends one entry per leaf of table to entries, keyed by prefix and the dotted path
+// below it (keel/plugin.h: "limits.max").
+Status flatten(const TableReader& reader, const std::string& prefix, std::vector<FlatEntry>& entries) {
+  for (auto&& [toml_key, node] : reader.table()) {
+    const std::string key(toml_key.str());
+    const std::string shown = printable_key(key);
+    if (key.empty()) return reader.error(node, shown, "must not be an empty key");
+    if (key.find('\0') != std::string::npos) return reader.error(node, shown, nul_reason);
+    const std::string flat_key = prefix.empty() ? key : prefix + "." + key;
+    if (const toml::table* table = node.as_table()) {
+      if (Status s = flatten(reader.child(*table, shown), flat_key, entries); !s) return s;
+      continue;
+    }
+    std::optional<std::string> text;
+    if (const toml::array* array = node.as_array()) {
+      Result<std::string> joined = array_text(reader, *array, shown);
+      if (!joined) return joined.error();
+      text = std::move(*joined);
+    } else {
+      text = scalar_text(node);
+      if (!text) return reader.type_error(node, shown, "a string, a number, a boolean, an array or a table");
+      if (text->find('\0') != std::string::npos) return reader.error(node, shown, nul_reason);
+    }
+    entries.push_back(FlatEntry{flat_key, std::move(*text), &node, reader.key_path(shown)});
+  }
+  return {};
+}
+
+bool written_before(const toml::node& a, const toml::node& b) {
+  const toml::source_position& at_a = a.source().begin;
+  const toml::source_position& at_b = b.source().begin;
+  return at_a.line != at_b.line ? at_a.line < at_b.line : at_a.column < at_b.column;
+}
+
+// [pool.config], flattened for the plugin's init and sorted by key. Two leaves that
+// flatten to one key ("a.b" = 1 beside [pool.config.a] b = 2) fail at the later one.
+Status read_plugin_config(const TableReader& reader,
+                          std::vector<std::pair<std::string, std::string>>& config) {
+  Result<const toml::table*> table = reader.find_table("config");
+  if (!table) return table.error();
+  if (*table == nullptr) return {};
+  std::vector<FlatEntry> entries;
+  if (Status s = flatten(reader.child(**table, "config"), "", entries); !s) return s;
+  std::sort(entries.begin(), entries.end(),
+            [](const FlatEntry& a, const FlatEntry& b) { return a.key < b.key; });
+  for (size_t index = 1; index < entries.size(); ++index) {
+    const FlatEntry* first = &entries[index - 1];
+    const FlatEntry* second = &entries[index];
+    if (first->key != second->key) continue;
+    if (written_before(*second->node, *first->node)) std::swap(first, second);
+    return error_at(reader.path(), *second->node, second->key_path,
+                    "duplicate plugin config key " + in_quotes(second->key) +
+                        " after flattening (first at line " +
+                        std::to_string(first->node->source().begin.line) + ")");
+  }
+  for (FlatEntry& entry : entries) config.emplace_back(std::move(entry.key), std::move(entry.value));
+  return {};
+}
+
+Status read_pool(const TableReader& reader, PoolContext& context, std::vector<PoolConfig>& pools) {
   PoolConfig pool;
   Status s = reader.expect_only(pool_keys);
-  if (s) s = reader.read_required_name("compute_type", pool_rule, pool.compute_type);
+  if (s) s = read_compute_types(reader, context.type_first_lines, pool.compute_types);
+  if (s) s = read_plugin(reader, context.plugins, pool);
   if (s) s = reader.read_integer("threads_per_node", 1, 1024, pool.threads_per_node);
-  if (s) s = reader.check_unique("compute_type", "pool compute_type", first_lines);
+  if (s) s = reader.read_power_of_two("in_flight_max", 16, 65'536, pool.in_flight_max);
+  if (s) s = reader.read_integer("timeout_ms", 1, 3'600'000, pool.timeout_ms);
+  if (s) s = reader.read_integer("retries_max", 0, 100, pool.retries_max);
+  if (s) s = reader.read_integer("backoff_ms", 0, 60'000, pool.backoff_ms);
+  if (s) s = reader.read_integer("output_bytes_max", 8, 16'384, pool.output_bytes_max);
+  if (s) s = read_plugin_config(reader, pool.plugin_config);
   if (s) pools.push_back(std::move(pool));
   return s;
 }
@@ -462,10 +727,11 @@ Status read_chains(const TableReader& root, std::vector<ChainConfig>& chains) {
 }
 
 // Compute types are unique across pools: a scheduler routes a task by its type alone.
-Status read_pools(const TableReader& root, std::vector<PoolConfig>& pools) {
-  FirstLines first_lines;
+Status read_pools(const TableReader& root, const ParseOptions& options,
+                  std::vector<PoolConfig>& pools) {
+  PoolContext context{{}, PluginLocator(root.path(), options.binary_directory)};
   return read_each(root, "pool",
-                   [&](const TableReader& item) { return read_pool(item, first_lines, pools); });
+                   [&](const TableReader& item) { return read_pool(item, context, pools); });
 }
 
 Status read_pipeline(const TableReader& reader, PipelineSection& pipeline) {
@@ -520,7 +786,7 @@ Status check_payload_fits(const TableReader& root, const PerfConfig& config) {
                       std::to_string(config.rings.arena_bytes));
 }
 
-Status read_document(const TableReader& root, PerfConfig& config) {
+Status read_document(const TableReader& root, const ParseOptions& options, PerfConfig& config) {
   Status s = root.expect_only(root_keys);
   if (s) s = read_section(root, "engine", read_engine, config.engine);
   if (s) s = read_section(root, "topology", read_topology, config.topology);
@@ -528,7 +794,7 @@ Status read_document(const TableReader& root, PerfConfig& config) {
   if (s) s = read_section(root, "tiles", read_tiles, config.tiles);
   if (s) s = read_section(root, "rings", read_rings, config.rings);
   if (s) s = read_chains(root, config.chains);
-  if (s) s = read_pools(root, config.pools);
+  if (s) s = read_pools(root, options, config.pools);
   if (s) s = read_section(root, "pipeline", read_pipeline, config.pipeline);
   if (s) s = read_section(root, "ledger", read_ledger, config.ledger);
   if (s) s = read_section(root, "load", read_load, config.load);
@@ -567,13 +833,14 @@ Result<std::string> read_file(const std::string& path) {
 
 }  // namespace
 
-Result<PerfConfig> load_perf_config(const std::string& path) {
+Result<PerfConfig> load_perf_config(const std::string& path, const ParseOptions& options) {
   Result<std::string> text = read_file(path);
   if (!text) return text.error();
-  return parse_perf_config(*text, path);
+  return parse_perf_config(*text, path, options);
 }
 
-Result<PerfConfig> parse_perf_config(std::string_view text, std::string_view path) {
+Result<PerfConfig> parse_perf_config(std::string_view text, std::string_view path,
+                                     const ParseOptions& options) {
   toml::table document;
   try {
     document = toml::parse(text, std::string(path));
@@ -584,8 +851,14 @@ Result<PerfConfig> parse_perf_config(std::string_view text, std::string_view pat
   PerfConfig config;
   config.path = std::string(path);
   const TableReader root(path, document, "");
-  if (Status s = read_document(root, config); !s) return s.error();
+  if (Status s = read_document(root, options, config); !s) return s.error();
   return config;
+}
+
+std::string pool_name(const PoolConfig& pool) {
+  std::string name;
+  for (const std::string& type : pool.compute_types) name += (name.empty() ? "" : "+") + type;
+  return name;
 }
 
 std::string_view to_string(IdleStrategy idle) {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "error/result.h"
@@ -67,11 +68,26 @@ struct LoadSection {
   uint64_t rate_per_second = 0;          // per client; 0 = as fast as backpressure allows
 };
 
-// One worker pool per NUMA node for a compute type.
+// One worker pool: on every NUMA node, a process (`keel worker`) that loads the plugin
+// library and runs threads_per_node threads for the pool's compute types. perf/README.md
+// explains each knob.
 struct PoolConfig {
-  std::string compute_type;
+  std::vector<std::string> compute_types;  // 1..64 names of [a-z0-9_], unique across pools
+  std::string plugin;                      // as written: a bare name or a path
+  std::string plugin_path;                 // resolved and absolute: what the pool dlopens
   uint32_t threads_per_node = 1;
+  uint32_t in_flight_max = 1024;      // tasks dispatched to one pool process and not completed
+  uint32_t timeout_ms = 10000;        // a task's lease
+  uint32_t retries_max = 3;           // attempts after the first
+  uint32_t backoff_ms = 10;           // before the first retry; doubles per retry, at most timeout_ms
+  uint32_t output_bytes_max = 16384;  // largest output a task may produce
+  // [pool.config] flattened as keel/plugin.h describes, sorted by key (bytewise), keys unique.
+  std::vector<std::pair<std::string, std::string>> plugin_config;
 };
+
+// The pool's name in plans and messages: its compute types joined by '+' ("hash",
+// "score+rank"). Unique across pools, since compute types are.
+std::string pool_name(const PoolConfig& pool);
 
 struct EngineSection {
   std::string instance = "default";  // names the shared segment "keel-<instance>"
@@ -122,16 +138,28 @@ struct PerfConfig {
   LoadSection load;
 };
 
+// What parsing needs to know beyond the text and its path.
+struct ParseOptions {
+  // The directory a bare plugin name is found under: pool.plugin = "hash" gives
+  // <binary_directory>/plugins/keel_hash.so. Empty: the directory of the running program
+  // (/proc/self/exe), read only when a bare name needs it; that is where `keel` and the
+  // plugins/ folder of its build sit. Tests pass their own.
+  std::string binary_directory;
+};
+
 // Reads the file at path and parses it as parse_perf_config does, with path in every
 // message. Fails with "<path>: cannot read: <strerror>" when the file cannot be read
 // (or "... cannot read: larger than 1048576 bytes"), else as parse_perf_config.
-Result<PerfConfig> load_perf_config(const std::string& path);
+Result<PerfConfig> load_perf_config(const std::string& path, const ParseOptions& options = {});
 
 // Parses and checks a perf config held in text. path names it in messages, and a relative
-// topology.xml_path is resolved against path's directory. Every key is optional and
-// defaults as in the structs above. Fails on the first problem found, with one line
+// topology.xml_path or pool plugin path is resolved against path's directory (a plugin path
+// is made absolute, against the working directory when path is relative). No file named
+// by the config is opened. Every key is optional and defaults as in the structs above,
+// except a pool's compute types and plugin. Fails on the first problem found, with one line
 // "<path>:<line>:<column>: <dotted.key>: <reason>" (or "... TOML syntax: <reason>").
-Result<PerfConfig> parse_perf_config(std::string_view text, std::string_view path);
+Result<PerfConfig> parse_perf_config(std::string_view text, std::string_view path,
+                                     const ParseOptions& options = {});
 
 // The spelling used in the config file: "spin", "adaptive", "sleep".
 std::string_view to_string(IdleStrategy idle);

@@ -7,11 +7,16 @@
 #include <unistd.h>
 
 #include <cinttypes>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace keel::config {
 namespace {
@@ -103,14 +108,14 @@ TEST(PerfConfig, ValuesGivenAreKept) {
 TEST(PerfConfig, InlineArraysOfTablesAreArraysOfTables) {
   const PerfConfig config = parsed(
       "chain = [{ name = \"a\", shards = 3 }, { name = \"b\" }]\n"
-      "pool = [{ compute_type = \"hash\" }]\n");
+      "pool = [{ compute_type = \"hash\", plugin = \"hash\" }]\n");
   ASSERT_EQ(config.chains.size(), 2u);
   EXPECT_EQ(config.chains[0].name, "a");
   EXPECT_EQ(config.chains[0].shards, 3u);
   EXPECT_EQ(config.chains[1].name, "b");
   EXPECT_EQ(config.chains[1].shards, 1u);
   ASSERT_EQ(config.pools.size(), 1u);
-  EXPECT_EQ(config.pools[0].compute_type, "hash");
+  EXPECT_EQ(config.pools[0].compute_types, std::vector<std::string>{"hash"});
   EXPECT_EQ(config.pools[0].threads_per_node, 1u);
 }
 
@@ -145,6 +150,8 @@ TEST(PerfConfig, UnknownKeyNested) {
             "test.toml:5:9: chain[1].color: unknown key");
   EXPECT_EQ(error_of("[[pool]]\ncompute_type = \"a\"\nthreads = 2\n"),
             "test.toml:3:11: pool[0].threads: unknown key");
+  EXPECT_EQ(error_of("[[pool]]\ncompute_type = \"a\"\nplugin = \"a\"\n[pool.settings]\nx = 1\n"),
+            "test.toml:4:1: pool[0].settings: unknown key");
 }
 
 TEST(PerfConfig, WrongType) {
@@ -174,8 +181,8 @@ TEST(PerfConfig, OutOfRange) {
             "test.toml:2:26: layout.compute_cores_per_node: must be from 0 to 4096, got 4097");
   EXPECT_EQ(error_of("[[chain]]\nname = \"a\"\nshards = 257\n"),
             "test.toml:3:10: chain[0].shards: must be from 1 to 256, got 257");
-  EXPECT_EQ(error_of("[[pool]]\ncompute_type = \"a\"\nthreads_per_node = 0\n"),
-            "test.toml:3:20: pool[0].threads_per_node: must be from 1 to 1024, got 0");
+  EXPECT_EQ(error_of("[[pool]]\ncompute_type = \"a\"\nplugin = \"a\"\nthreads_per_node = 0\n"),
+            "test.toml:4:20: pool[0].threads_per_node: must be from 1 to 1024, got 0");
   // Larger than any 32-bit field: must be rejected, not truncated into range.
   EXPECT_EQ(error_of("[pipeline]\npayload_bytes = 4294967328\n"),
             "test.toml:2:17: pipeline.payload_bytes: must be from 0 to 65536, got 4294967328");
@@ -230,11 +237,13 @@ TEST(PerfConfig, DuplicateNames) {
   EXPECT_EQ(error_of("[[chain]]\nname = \"payments\"\n[[chain]]\nname = \"settlement\"\n"
                      "[[chain]]\nname = \"payments\"\n"),
             "test.toml:6:8: chain[2].name: duplicate chain name \"payments\" (first at line 2)");
-  EXPECT_EQ(error_of("[[pool]]\ncompute_type = \"hash\"\n[[pool]]\ncompute_type = \"hash\"\n"),
-            "test.toml:4:16: pool[1].compute_type: duplicate pool compute_type \"hash\" "
+  EXPECT_EQ(error_of("[[pool]]\ncompute_type = \"hash\"\nplugin = \"a\"\n"
+                     "[[pool]]\ncompute_type = \"hash\"\nplugin = \"b\"\n"),
+            "test.toml:5:16: pool[1].compute_type: duplicate compute type \"hash\" "
             "(first at line 2)");
   // A chain and a pool may share a name: they live in different namespaces.
-  EXPECT_EQ(parsed("[[chain]]\nname = \"noop\"\n[[pool]]\ncompute_type = \"noop\"\n").pools.size(),
+  EXPECT_EQ(parsed("[[chain]]\nname = \"noop\"\n[[pool]]\ncompute_type = \"noop\"\nplugin = \"noop\"\n")
+                .pools.size(),
             1u);
 }
 
@@ -242,7 +251,10 @@ TEST(PerfConfig, MissingRequiredKey) {
   EXPECT_EQ(error_of("[[chain]]\nname = \"a\"\n\n[[chain]]\nshards = 2\n"),
             "test.toml:4:1: chain[1].name: required key is missing");
   EXPECT_EQ(error_of("pool = [{ threads_per_node = 2 }]\n"),
-            "test.toml:1:9: pool[0].compute_type: required key is missing");
+            "test.toml:1:9: pool[0].compute_types: required key is missing (or its shorthand "
+            "compute_type)");
+  EXPECT_EQ(error_of("[[pool]]\ncompute_types = [\"a\"]\n"),
+            "test.toml:1:1: pool[0].plugin: required key is missing");
 }
 
 TEST(PerfConfig, SyntheticTopologyNeedsItsString) {
@@ -285,6 +297,312 @@ TEST(PerfConfig, RelativeXmlPathIsResolvedAgainstTheConfigDirectory) {
   EXPECT_EQ(
       parsed("[topology]\nxml_path = \"/srv/big.xml\"\n", "/etc/keel/perf.toml").topology.xml_path,
       "/srv/big.xml");
+}
+
+// ---- [[pool]] ----
+
+// A pool of type "a" served by plugin "a", then `lines` (which start on line 4).
+std::string pool_with(std::string_view lines) {
+  return "[[pool]]\ncompute_type = \"a\"\nplugin = \"a\"\n" + std::string(lines);
+}
+
+// The only pool of a good input, parsed with keel's directory at /opt/keel/bin.
+PoolConfig parsed_pool(std::string_view text, std::string_view path = test_path) {
+  Result<PerfConfig> config = parse_perf_config(text, path, {"/opt/keel/bin"});
+  if (!config) {
+    ADD_FAILURE() << config.error().message;
+    return PoolConfig{};
+  }
+  EXPECT_EQ(config->pools.size(), 1u);
+  return config->pools.empty() ? PoolConfig{} : config->pools[0];
+}
+
+TEST(PerfConfigPool, DefaultsAndValuesGiven) {
+  const PoolConfig defaults = parsed_pool(pool_with(""));
+  EXPECT_EQ(defaults.compute_types, std::vector<std::string>{"a"});
+  EXPECT_EQ(defaults.plugin, "a");
+  EXPECT_EQ(defaults.threads_per_node, 1u);
+  EXPECT_EQ(defaults.in_flight_max, 1024u);
+  EXPECT_EQ(defaults.timeout_ms, 10'000u);
+  EXPECT_EQ(defaults.retries_max, 3u);
+  EXPECT_EQ(defaults.backoff_ms, 10u);
+  EXPECT_EQ(defaults.output_bytes_max, 16'384u);
+  EXPECT_TRUE(defaults.plugin_config.empty());
+
+  const PoolConfig lows = parsed_pool(pool_with(
+      "threads_per_node = 1\nin_flight_max = 16\ntimeout_ms = 1\nretries_max = 0\nbackoff_ms = 0\n"
+      "output_bytes_max = 8\n"));
+  EXPECT_EQ(lows.threads_per_node, 1u);
+  EXPECT_EQ(lows.in_flight_max, 16u);
+  EXPECT_EQ(lows.timeout_ms, 1u);
+  EXPECT_EQ(lows.retries_max, 0u);
+  EXPECT_EQ(lows.backoff_ms, 0u);
+  EXPECT_EQ(lows.output_bytes_max, 8u);
+
+  const PoolConfig highs = parsed_pool(pool_with(
+      "threads_per_node = 1024\nin_flight_max = 65536\ntimeout_ms = 3600000\nretries_max = 100\n"
+      "backoff_ms = 60000\noutput_bytes_max = 16384\n"));
+  EXPECT_EQ(highs.threads_per_node, 1024u);
+  EXPECT_EQ(highs.in_flight_max, 65'536u);
+  EXPECT_EQ(highs.timeout_ms, 3'600'000u);
+  EXPECT_EQ(highs.retries_max, 100u);
+  EXPECT_EQ(highs.backoff_ms, 60'000u);
+  EXPECT_EQ(highs.output_bytes_max, 16'384u);
+}
+
+TEST(PerfConfigPool, KnobsOutOfRange) {
+  EXPECT_EQ(error_of(pool_with("threads_per_node = 1025\n")),
+            "test.toml:4:20: pool[0].threads_per_node: must be from 1 to 1024, got 1025");
+  EXPECT_EQ(error_of(pool_with("in_flight_max = 8\n")),
+            "test.toml:4:17: pool[0].in_flight_max: must be a power of two from 16 to 65536, got 8");
+  EXPECT_EQ(error_of(pool_with("in_flight_max = 1000\n")),
+            "test.toml:4:17: pool[0].in_flight_max: must be a power of two from 16 to 65536, got 1000");
+  EXPECT_EQ(error_of(pool_with("in_flight_max = 131072\n")),
+            "test.toml:4:17: pool[0].in_flight_max: must be a power of two from 16 to 65536, got 131072");
+  EXPECT_EQ(error_of(pool_with("timeout_ms = 0\n")),
+            "test.toml:4:14: pool[0].timeout_ms: must be from 1 to 3600000, got 0");
+  EXPECT_EQ(error_of(pool_with("timeout_ms = 3600001\n")),
+            "test.toml:4:14: pool[0].timeout_ms: must be from 1 to 3600000, got 3600001");
+  EXPECT_EQ(error_of(pool_with("retries_max = -1\n")),
+            "test.toml:4:15: pool[0].retries_max: must be from 0 to 100, got -1");
+  EXPECT_EQ(error_of(pool_with("retries_max = 101\n")),
+            "test.toml:4:15: pool[0].retries_max: must be from 0 to 100, got 101");
+  EXPECT_EQ(error_of(pool_with("backoff_ms = -1\n")),
+            "test.toml:4:14: pool[0].backoff_ms: must be from 0 to 60000, got -1");
+  EXPECT_EQ(error_of(pool_with("backoff_ms = 60001\n")),
+            "test.toml:4:14: pool[0].backoff_ms: must be from 0 to 60000, got 60001");
+  EXPECT_EQ(error_of(pool_with("output_bytes_max = 7\n")),
+            "test.toml:4:20: pool[0].output_bytes_max: must be from 8 to 16384, got 7");
+  EXPECT_EQ(error_of(pool_with("output_bytes_max = 16385\n")),
+            "test.toml:4:20: pool[0].output_bytes_max: must be from 8 to 16384, got 16385");
+  EXPECT_EQ(error_of(pool_with("timeout_ms = 1.5\n")),
+            "test.toml:4:14: pool[0].timeout_ms: expected an integer, got a floating-point number");
+  EXPECT_EQ(error_of(pool_with("time_ms = 1\n")), "test.toml:4:11: pool[0].time_ms: unknown key");
+}
+
+TEST(PerfConfigPool, ComputeTypesOrItsShorthand) {
+  EXPECT_EQ(parsed_pool("[[pool]]\ncompute_type = \"hash\"\nplugin = \"a\"\n").compute_types,
+            std::vector<std::string>{"hash"});
+  EXPECT_EQ(parsed_pool("[[pool]]\ncompute_types = [\"hash\"]\nplugin = \"a\"\n").compute_types,
+            std::vector<std::string>{"hash"});
+  const PoolConfig two = parsed_pool("[[pool]]\ncompute_types = [\"score\", \"rank\"]\nplugin = \"a\"\n");
+  EXPECT_EQ(two.compute_types, (std::vector<std::string>{"score", "rank"}));
+  EXPECT_EQ(pool_name(two), "score+rank");
+  EXPECT_EQ(pool_name(parsed_pool(pool_with(""))), "a");
+
+  EXPECT_EQ(error_of("[[pool]]\ncompute_types = [\"a\"]\ncompute_type = \"a\"\nplugin = \"a\"\n"),
+            "test.toml:3:16: pool[0].compute_type: give compute_type or compute_types, not both");
+  EXPECT_EQ(error_of("[[pool]]\nplugin = \"a\"\n"),
+            "test.toml:1:1: pool[0].compute_types: required key is missing (or its shorthand "
+            "compute_type)");
+  EXPECT_EQ(error_of("[[pool]]\ncompute_types = []\nplugin = \"a\"\n"),
+            "test.toml:2:17: pool[0].compute_types: must hold from 1 to 64 compute types, got 0");
+  EXPECT_EQ(error_of("[[pool]]\ncompute_types = \"a\"\n"),
+            "test.toml:2:17: pool[0].compute_types: expected an array of strings, got a string");
+  EXPECT_EQ(error_of("[[pool]]\ncompute_type = [\"a\"]\n"),
+            "test.toml:2:16: pool[0].compute_type: expected a string, got an array");
+  EXPECT_EQ(error_of("[[pool]]\ncompute_types = [\"a\", 2]\n"),
+            "test.toml:2:23: pool[0].compute_types[1]: expected a string, got an integer");
+  EXPECT_EQ(error_of("[[pool]]\ncompute_types = [\"a\", \"B-1\"]\n"),
+            "test.toml:2:23: pool[0].compute_types[1]: must be 1 to 32 characters of [a-z0-9_], "
+            "got \"B-1\"");
+
+  // 64 types is the most a pool (and a plugin) serves.
+  std::string types;
+  for (int i = 0; i < 65; ++i) types += (i == 0 ? "\"t" : ", \"t") + std::to_string(i) + "\"";
+  const std::string sixty_four = types.substr(0, types.rfind(", "));
+  EXPECT_EQ(parsed_pool("[[pool]]\ncompute_types = [" + sixty_four + "]\nplugin = \"a\"\n").compute_types.size(),
+            64u);
+  EXPECT_EQ(error_of("[[pool]]\ncompute_types = [" + types + "]\nplugin = \"a\"\n"),
+            "test.toml:2:17: pool[0].compute_types: must hold from 1 to 64 compute types, got 65");
+}
+
+// A scheduler routes a task by its type alone, so no type may be served by two pools,
+// whichever form names it.
+TEST(PerfConfigPool, ComputeTypesAreUniqueAcrossPools) {
+  EXPECT_EQ(error_of("[[pool]]\ncompute_types = [\"hash\", \"sign\"]\nplugin = \"a\"\n"
+                     "[[pool]]\nplugin = \"b\"\ncompute_types = [\"verify\", \"sign\"]\n"),
+            "test.toml:6:28: pool[1].compute_types[1]: duplicate compute type \"sign\" (first at line 2)");
+  EXPECT_EQ(error_of("[[pool]]\ncompute_types = [\"hash\", \"sign\"]\nplugin = \"a\"\n"
+                     "[[pool]]\ncompute_type = \"hash\"\nplugin = \"b\"\n"),
+            "test.toml:5:16: pool[1].compute_type: duplicate compute type \"hash\" (first at line 2)");
+  EXPECT_EQ(error_of("[[pool]]\ncompute_types = [\"a\", \"a\"]\n"),
+            "test.toml:2:23: pool[0].compute_types[1]: duplicate compute type \"a\" (first at line 2)");
+}
+
+// No file is opened: none of these exists.
+TEST(PerfConfigPool, PluginBareNameOrPath) {
+  const PoolConfig bare = parsed_pool("[[pool]]\ncompute_type = \"hash\"\nplugin = \"hash\"\n");
+  EXPECT_EQ(bare.plugin, "hash");
+  EXPECT_EQ(bare.plugin_path, "/opt/keel/bin/plugins/keel_hash.so");
+  Result<PerfConfig> trailing_slash = parse_perf_config(pool_with(""), test_path, {"/opt/keel/bin/"});
+  ASSERT_TRUE(trailing_slash) << trailing_slash.error().message;
+  EXPECT_EQ(trailing_slash->pools[0].plugin_path, "/opt/keel/bin/plugins/keel_a.so");
+
+  auto path_of = [](std::string_view plugin, std::string_view config_path) {
+    return parsed_pool("[[pool]]\ncompute_type = \"a\"\nplugin = \"" + std::string(plugin) + "\"\n", config_path)
+        .plugin_path;
+  };
+  EXPECT_EQ(path_of("lib/keel_x.so", "/etc/keel/perf.toml"), "/etc/keel/lib/keel_x.so");
+  EXPECT_EQ(path_of("./keel_x.so", "/etc/keel/perf.toml"), "/etc/keel/keel_x.so");
+  EXPECT_EQ(path_of("../plugins/keel_x.so", "/etc/keel/perf.toml"), "/etc/plugins/keel_x.so");
+  EXPECT_EQ(path_of("/srv/keel/keel_x.so", "/etc/keel/perf.toml"), "/srv/keel/keel_x.so");
+  // A relative config path leaves a relative directory: the working directory completes it,
+  // so that dlopen gets a path (never a name to search for) wherever the pool runs.
+  EXPECT_EQ(path_of("./keel_x.so", "perf/mine.toml"), (std::filesystem::current_path() / "perf/keel_x.so").string());
+  EXPECT_EQ(path_of("keel_x.so/", "mine.toml"), (std::filesystem::current_path() / "keel_x.so/").string());
+  // A bare name is never taken from the config's directory.
+  EXPECT_EQ(path_of("x", "/etc/keel/perf.toml"), "/opt/keel/bin/plugins/keel_x.so");
+
+  // Without a binary directory, the running program's own is used.
+  Result<PerfConfig> own = parse_perf_config(pool_with(""), test_path);
+  ASSERT_TRUE(own) << own.error().message;
+  EXPECT_EQ(own->pools[0].plugin_path,
+            (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "plugins/keel_a.so").string());
+}
+
+TEST(PerfConfigPool, PluginErrors) {
+  const std::string rule =
+      "must be a path with a '/' or a name of 1 to 32 characters of [a-z0-9_] "
+      "(<keel's directory>/plugins/keel_<name>.so), got ";
+  auto plugin = [](std::string_view value) {
+    return "[[pool]]\ncompute_type = \"a\"\nplugin = " + std::string(value) + "\n";
+  };
+  EXPECT_EQ(error_of(plugin("\"Hash\"")), "test.toml:3:10: pool[0].plugin: " + rule + "\"Hash\"");
+  EXPECT_EQ(error_of(plugin("\"keel_hash.so\"")), "test.toml:3:10: pool[0].plugin: " + rule + "\"keel_hash.so\"");
+  EXPECT_EQ(error_of(plugin("\"\"")), "test.toml:3:10: pool[0].plugin: " + rule + "\"\"");
+  const std::string name_33_chars(33, 'a');
+  EXPECT_EQ(error_of(plugin("\"" + name_33_chars + "\"")),
+            "test.toml:3:10: pool[0].plugin: " + rule + "\"" + name_33_chars + "\"");
+  EXPECT_EQ(parsed_pool(plugin("\"" + std::string(32, 'a') + "\"")).plugin, std::string(32, 'a'));
+  EXPECT_EQ(error_of(plugin("1")), "test.toml:3:10: pool[0].plugin: expected a string, got an integer");
+  EXPECT_EQ(error_of(plugin("\"lib/x\\u0000.so\"")),
+            "test.toml:3:10: pool[0].plugin: must not contain a NUL character, got \"lib/x\\x00.so\"");
+}
+
+TEST(PerfConfigPool, PluginConfigIsFlattenedAndSorted) {
+  const PoolConfig pool = parsed_pool(pool_with(
+      "[pool.config]\n"
+      "name = \"lr v2\"\n"
+      "empty = \"\"\n"
+      "csv = \"a,b\"\n"
+      "count = 42\n"
+      "hex = 0xff\n"
+      "negative = -7\n"
+      "ratio = 0.1\n"
+      "one = 1.0\n"
+      "big = 1e300\n"
+      "tiny = 5e-324\n"
+      "two_to_70 = 1180591620717411303424.0\n"
+      "neg_zero = -0.0\n"
+      "infinite = -inf\n"
+      "not_a_number = nan\n"
+      "on = true\n"
+      "off = false\n"
+      "weights = [0.5, -1.2, 3]\n"
+      "mixed = [\"x\", 1, true, 2.0]\n"
+      "none = []\n"
+      "\"dotted.key\" = \"q\"\n"
+      "[pool.config.limits]\n"
+      "max = 8\n"
+      "inner = { deep = \"y\" }\n"));
+  const std::vector<std::pair<std::string, std::string>> expected = {
+      {"big", "1e+300"},
+      {"count", "42"},
+      {"csv", "a,b"},
+      {"dotted.key", "q"},
+      {"empty", ""},
+      {"hex", "255"},
+      {"infinite", "-inf"},
+      {"limits.inner.deep", "y"},
+      {"limits.max", "8"},
+      {"mixed", "x,1,true,2.0"},
+      {"name", "lr v2"},
+      {"neg_zero", "-0.0"},
+      {"negative", "-7"},
+      {"none", ""},
+      {"not_a_number", "nan"},
+      {"off", "false"},
+      {"on", "true"},
+      {"one", "1.0"},
+      {"ratio", "0.1"},
+      {"tiny", "5e-324"},
+      {"two_to_70", "1.1805916207174113e+21"},
+      {"weights", "0.5,-1.2,3"},
+  };
+  EXPECT_EQ(pool.plugin_config, expected);
+
+  // Inline, and sorted by the whole dotted key: "a-b" sorts before "a.x" ('-' < '.').
+  EXPECT_EQ(parsed_pool("pool = [{ compute_type = \"a\", plugin = \"a\", "
+                        "config = { b = 2, a = { x = 1 }, a-b = 3 } }]\n")
+                .plugin_config,
+            (std::vector<std::pair<std::string, std::string>>{{"a-b", "3"}, {"a.x", "1"}, {"b", "2"}}));
+  // An empty table gives no entries.
+  EXPECT_TRUE(parsed_pool(pool_with("[pool.config]\n[pool.config.limits]\n")).plugin_config.empty());
+}
+
+// Random doubles, written with 17 significant digits, come back as the shortest text that
+// reads as the same double and that TOML reads as a float (so parsing it again gives it back).
+TEST(PerfConfigPool, RandomFloatsRoundTrip) {
+  const uint32_t seed = std::random_device{}();
+  std::printf("seed %" PRIu32 "\n", seed);
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 random(seed);
+  auto flattened = [](const std::string& value) {
+    const PoolConfig pool = parsed_pool(pool_with("[pool.config]\nx = " + value + "\n"));
+    return pool.plugin_config.empty() ? std::string("(none)") : pool.plugin_config[0].second;
+  };
+  for (int round = 0; round < 4000; ++round) {
+    // Half any bit pattern (mostly huge or tiny), half whole numbers of up to 64 bits,
+    // whose shortest text may have no '.' of its own.
+    const uint64_t bits = random();
+    double value;
+    std::memcpy(&value, &bits, sizeof value);
+    if (round % 2 == 1) value = static_cast<double>(bits >> (random() % 64)) * (bits % 3 == 0 ? -1 : 1);
+    if (!std::isfinite(value)) continue;
+    char written[64];
+    std::snprintf(written, sizeof written, "%.16e", value);
+    const std::string text = flattened(written);
+    ASSERT_EQ(std::strtod(text.c_str(), nullptr), value) << written << " gave " << text;
+    ASSERT_NE(text.find_first_of(".e"), std::string::npos) << written << " gave " << text;
+    ASSERT_LE(text.size(), std::strlen(written)) << written << " gave " << text;
+    ASSERT_EQ(flattened(text), text) << written;
+  }
+}
+
+TEST(PerfConfigPool, PluginConfigErrors) {
+  EXPECT_EQ(error_of(pool_with("[[pool.config.rules]]\nx = 1\n")),
+            "test.toml:4:1: pool[0].config.rules[0]: expected a string, a number or a boolean, got a "
+            "table (an array of tables cannot be flattened)");
+  EXPECT_EQ(error_of(pool_with("[pool.config]\nrules = [{ x = 1 }]\n")),
+            "test.toml:5:10: pool[0].config.rules[0]: expected a string, a number or a boolean, got a "
+            "table (an array of tables cannot be flattened)");
+  EXPECT_EQ(error_of(pool_with("[pool.config.limits]\nmatrix = [1, [2, 3]]\n")),
+            "test.toml:5:14: pool[0].config.limits.matrix[1]: expected a string, a number or a boolean, "
+            "got an array (a nested array cannot be flattened)");
+  EXPECT_EQ(error_of(pool_with("[pool.config]\nstart = 2024-01-01\n")),
+            "test.toml:5:9: pool[0].config.start: expected a string, a number, a boolean, an array or a "
+            "table, got a date");
+  EXPECT_EQ(error_of(pool_with("[pool.config]\ndays = [2024-01-01]\n")),
+            "test.toml:5:9: pool[0].config.days[0]: expected a string, a number or a boolean, got a date");
+  EXPECT_EQ(error_of(pool_with("[pool.config]\nnames = [\"c\", \"a,b\"]\n")),
+            "test.toml:5:15: pool[0].config.names[1]: must not contain ',' (array elements are joined "
+            "by ','), got \"a,b\"");
+  EXPECT_EQ(error_of(pool_with("config = 3\n")),
+            "test.toml:4:10: pool[0].config: expected a table, got an integer");
+  EXPECT_EQ(error_of(pool_with("[pool.config]\n\"\" = 1\n")),
+            "test.toml:5:6: pool[0].config.\"\": must not be an empty key");
+  EXPECT_EQ(error_of(pool_with("[pool.config]\ns = \"a\\u0000b\"\n")),
+            "test.toml:5:5: pool[0].config.s: must not contain a NUL character");
+  EXPECT_EQ(error_of(pool_with("[pool.config]\n\"a\\u0000b\" = 1\n")),
+            "test.toml:5:14: pool[0].config.\"a\\x00b\": must not contain a NUL character");
+  // Two leaves that flatten to one key: the later one in the file is named.
+  EXPECT_EQ(error_of(pool_with("[pool.config]\n\"limits.max\" = 1\n[pool.config.limits]\nmax = 2\n")),
+            "test.toml:7:7: pool[0].config.limits.max: duplicate plugin config key \"limits.max\" "
+            "after flattening (first at line 5)");
+  EXPECT_EQ(error_of(pool_with("[pool.config.limits]\nmax = 2\n[pool.config]\n\"limits.max\" = 1\n")),
+            "test.toml:7:16: pool[0].config.\"limits.max\": duplicate plugin config key \"limits.max\" "
+            "after flattening (first at line 5)");
 }
 
 // Files written by a test live in a directory of their own, removed afterwards.
@@ -363,7 +681,7 @@ TEST(PerfConfig, LedgerAndLoadKnobsAreChecked) {
 }
 
 TEST(PerfConfigShipped, DefaultFitsALaptop) {
-  Result<PerfConfig> config = load_perf_config(KEEL_SOURCE_DIR "/perf/default.toml");
+  Result<PerfConfig> config = load_perf_config(KEEL_SOURCE_DIR "/perf/default.toml", {"/opt/keel"});
   ASSERT_TRUE(config) << config.error().message;
   EXPECT_EQ(config->topology.source, TopologySource::host);
   EXPECT_EQ(config->layout.compute_cores_per_node, 0u);
@@ -379,9 +697,6 @@ TEST(PerfConfigShipped, DefaultFitsALaptop) {
   EXPECT_EQ(config->chains[0].block_txs_max, 8192u);
   EXPECT_EQ(config->chains[1].name, "settlement");
   EXPECT_EQ(config->chains[1].shards, 1u);
-  ASSERT_EQ(config->pools.size(), 1u);
-  EXPECT_EQ(config->pools[0].compute_type, "noop");
-  EXPECT_EQ(config->pools[0].threads_per_node, 1u);
   EXPECT_FALSE(config->pipeline.enabled);
   EXPECT_EQ(config->ledger.data_dir, "data/default");
   EXPECT_TRUE(config->load.enabled);
@@ -389,8 +704,34 @@ TEST(PerfConfigShipped, DefaultFitsALaptop) {
   EXPECT_EQ(config->pipeline.payload_bytes, 32u);
 }
 
+// A pool of one thread for every shipped plugin, each named by its bare name.
+TEST(PerfConfigShipped, DefaultHasAPoolPerShippedPlugin) {
+  Result<PerfConfig> config = load_perf_config(KEEL_SOURCE_DIR "/perf/default.toml", {"/opt/keel"});
+  ASSERT_TRUE(config) << config.error().message;
+  const char* types[] = {"noop", "hash", "credit_score", "var_mc", "interest"};
+  ASSERT_EQ(config->pools.size(), std::size(types));
+  for (size_t i = 0; i < std::size(types); ++i) {
+    const PoolConfig& pool = config->pools[i];
+    EXPECT_EQ(pool.compute_types, std::vector<std::string>{types[i]});
+    EXPECT_EQ(pool.plugin, types[i]);
+    EXPECT_EQ(pool.plugin_path, "/opt/keel/plugins/keel_" + std::string(types[i]) + ".so");
+    EXPECT_EQ(pool.threads_per_node, 1u);
+    EXPECT_EQ(pool.in_flight_max, 1024u);
+    EXPECT_EQ(pool.timeout_ms, 10'000u);
+    EXPECT_EQ(pool.retries_max, 3u);
+    EXPECT_EQ(pool.backoff_ms, 10u);
+    EXPECT_EQ(pool.output_bytes_max, 16'384u);
+  }
+  // credit_score's model is spelled out (as its defaults), the others take no config.
+  const std::vector<std::pair<std::string, std::string>> credit_score_config = {
+      {"bias", "-0.5"}, {"score_max", "850"}, {"score_min", "300"},
+      {"weights", "-2.5,-1.8,0.08,-0.9,-0.25,0.6"}};
+  EXPECT_EQ(config->pools[2].plugin_config, credit_score_config);
+  for (size_t i : {0, 1, 3, 4}) EXPECT_TRUE(config->pools[i].plugin_config.empty()) << types[i];
+}
+
 TEST(PerfConfigShipped, BigHostDescribesATwoSocketServer) {
-  Result<PerfConfig> config = load_perf_config(KEEL_SOURCE_DIR "/perf/big-host.toml");
+  Result<PerfConfig> config = load_perf_config(KEEL_SOURCE_DIR "/perf/big-host.toml", {"/opt/keel"});
   ASSERT_TRUE(config) << config.error().message;
   EXPECT_EQ(config->topology.source, TopologySource::synthetic);
   EXPECT_EQ(config->topology.synthetic, "pack:2 numa:2 core:32 pu:2");
@@ -411,8 +752,10 @@ TEST(PerfConfigShipped, BigHostDescribesATwoSocketServer) {
   const uint32_t pool_threads[] = {16, 16, 16, 16, 4};
   ASSERT_EQ(config->pools.size(), std::size(pool_types));
   for (size_t i = 0; i < std::size(pool_types); ++i) {
-    EXPECT_EQ(config->pools[i].compute_type, pool_types[i]);
+    EXPECT_EQ(config->pools[i].compute_types, std::vector<std::string>{pool_types[i]});
+    EXPECT_EQ(config->pools[i].plugin_path, "/opt/keel/plugins/keel_" + std::string(pool_types[i]) + ".so");
     EXPECT_EQ(config->pools[i].threads_per_node, pool_threads[i]);
+    EXPECT_TRUE(config->pools[i].plugin_config.empty());
   }
   EXPECT_FALSE(config->pipeline.enabled);
 }
