@@ -98,6 +98,11 @@ class WorkerTest : public ::testing::Test {
                                      "--in-flight-max", std::to_string(args.in_flight_max)};
     for (const std::string& type : args.types) argv.insert(argv.end(), {"--type", type});
     for (const std::string& entry : args.config) argv.insert(argv.end(), {"--config", entry});
+    start_process(argv);
+  }
+
+  // Runs the keel binary with `argv` (argv[0] included), its stderr into log_.
+  void start_process(std::vector<std::string> argv) {
     std::fflush(stdout);
     pid_ = fork();
     ASSERT_GE(pid_, 0);
@@ -361,19 +366,8 @@ TEST_F(WorkerTest, APluginThatCannotStartIsReportedInTheSlotInOneLine) {
 
 TEST_F(WorkerTest, AWorkerStartedForAnotherEpochStopsAtOnce) {
   control_->epoch.store(5);
-  std::vector<std::string> argv = {"keel", "worker", "--segment", name_, "--slot", "0", "--epoch", "4",
-                                   "--plugin", KEEL_PLUGIN_NOOP, "--type", "noop"};
-  pid_ = fork();
-  ASSERT_GE(pid_, 0);
-  if (pid_ == 0) {
-    FILE* err = std::freopen(log_.c_str(), "w", stderr);
-    (void)err;
-    std::vector<char*> raw;
-    for (std::string& arg : argv) raw.push_back(arg.data());
-    raw.push_back(nullptr);
-    ::execv(KEEL_BINARY, raw.data());
-    _exit(127);
-  }
+  ASSERT_NO_FATAL_FAILURE(start_process({"keel", "worker", "--segment", name_, "--slot", "0", "--epoch", "4",
+                                         "--plugin", KEEL_PLUGIN_NOOP, "--type", "noop"}));
   EXPECT_EQ(wait_exit(), worker_exit_stopped);
   EXPECT_EQ(log_text(), "keel worker: " + name_ + ": slot 0 is at epoch 5, not 4: superseded\n");
   EXPECT_EQ(control_->ready_epoch.load(), 0u);
