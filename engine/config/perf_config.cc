@@ -652,6 +652,8 @@ Status flatten(const TableReader& reader, const std::string& prefix, std::vector
     const std::string shown = printable_key(key);
     if (key.empty()) return reader.error(node, shown, "must not be an empty key");
     if (key.find('\0') != std::string::npos) return reader.error(node, shown, nul_reason);
+    // The engine hands each entry to the pool process as key=value: the first '=' ends the key.
+    if (key.find('=') != std::string::npos) return reader.error(node, shown, "must not contain '='");
     const std::string flat_key = prefix.empty() ? key : prefix + "." + key;
     if (const toml::table* table = node.as_table()) {
       if (Status s = flatten(reader.child(*table, shown), flat_key, entries); !s) return s;

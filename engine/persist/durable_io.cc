@@ -160,7 +160,8 @@ Result<void> write_zero_file(const std::string& path, uint64_t bytes, bool direc
   assert(bytes % alignment == 0);
   ::unlink(path.c_str());
   UniqueFd file(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | (direct_io ? O_DIRECT : 0), 0644));
-  if (!file.valid() && direct_io && errno == EINVAL) {  // no O_DIRECT here (tmpfs)
+  if (!file.valid() && direct_io && errno == EINVAL) {  // no O_DIRECT here (older tmpfs)
+    ::unlink(path.c_str());  // open may have created the file before refusing O_DIRECT
     file.reset(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
   }
   if (!file.valid()) return errno_error(path, "cannot create");

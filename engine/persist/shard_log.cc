@@ -100,7 +100,6 @@ Result<void> ShardLog::open_files(const RecoveredLog& recovered) {
     prepare_spare();
     return {};
   }
-  prepare_spare();
   for (const std::string& path : recovered.files) {
     std::optional<uint64_t> first = parse_segment_file_name(base_name(path));
     if (!first) return make_error(path, "is not a segment file name");
@@ -129,6 +128,7 @@ Result<void> ShardLog::open_files(const RecoveredLog& recovered) {
   // A file that lost a tear may end inside a batch; appending after that would look like
   // damage to the next recovery, so the next batch starts a new file.
   rotate_before_next_ = recovered.torn.has_value() && !file_needs_header_;
+  prepare_spare();  // only once the log opened: an error return waits for no spare
   return {};
 }
 

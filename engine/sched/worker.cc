@@ -13,6 +13,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <thread>
 
 #include "engine/sched/plugin_library.h"
 #include "engine/sched/pool_table.h"
@@ -77,28 +78,43 @@ class Worker {
     inputs_ = std::move(*inputs);
     outputs_ = std::move(*outputs);
     doorbell_ = reinterpret_cast<shm::Doorbell*>(base + control_.doorbell);
+    // An output bigger than half the arena could wait for room forever.
+    uint64_t output_arena_bytes = reinterpret_cast<const shm::ArenaHeader*>(base + control_.output_arena)->bytes;
+    if (options_.output_bytes_max == 0 || options_.output_bytes_max > output_arena_bytes / 2) {
+      std::fprintf(stderr, "keel worker: %s: --output-bytes-max %u must be from 1 to half the output arena (%llu)\n",
+                   control_.name, options_.output_bytes_max, (unsigned long long)(output_arena_bytes / 2));
+      return worker_exit_usage;
+    }
     if (int failed = load_plugin(); failed != 0) return failed;
 
     held_.resize(options_.in_flight_max);
     for (HeldTask& held : held_) held.output.resize(options_.output_bytes_max);
     for (uint32_t index = options_.in_flight_max; index-- > 0;) free_.push_back(index);
-    arena_ = std::make_unique<oneapi::tbb::task_arena>(int(options_.threads));
+    // No slot reserved for an outside thread: the main thread only enqueues, never joins.
+    arena_ = std::make_unique<oneapi::tbb::task_arena>(int(options_.threads), 0);
     beat();
     control_.ready_epoch.store(options_.epoch, std::memory_order_release);
 
     bool stopping = false;
     for (;;) {
+      // A newer incarnation owns the slot's rings now (the engine reaps this process
+      // before it moves the epoch; this is the backstop): touch them no more, not even to
+      // answer, and leave what is held to the scheduler's re-dispatch.
+      if (superseded()) break;
       bool worked = send_completions();
       uint64_t now_ns = shm::monotonic_ns();
       if (now_ns - last_beat_ns_ >= heartbeat_interval_ns) {
         beat();
-        stopping = stopping || stop_requested.load(std::memory_order_relaxed) || superseded() || owner_gone();
+        stopping = stopping || stop_requested.load(std::memory_order_relaxed) || owner_gone();
       }
       if (!stopping) worked = take_tasks() || worked;
       if (stopping && free_.size() == held_.size() && to_send_.empty()) break;
       if (!worked) idle();
     }
-    arena_.reset();  // every task is back: no thread is inside the plugin
+    // No arena thread may still be inside a task (the plugin, this object or the segment)
+    // when they go away.
+    while (running_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+    arena_.reset();
     instance_.reset();
     return worker_exit_stopped;
   }
@@ -178,6 +194,7 @@ class Worker {
         continue;
       }
       held.plugin_type = plugin_types_[task.compute_type];
+      running_.fetch_add(1, std::memory_order_relaxed);
       arena_->enqueue([this, index] {
         HeldTask& running = held_[index];
         uint64_t start_ns = shm::monotonic_ns();
@@ -185,6 +202,7 @@ class Worker {
         running.run_ns = shm::monotonic_ns() - start_ns;
         finished_.push(index);
         shm::doorbell_ring(doorbell_);
+        running_.fetch_sub(1, std::memory_order_release);  // the task's last touch of this worker
       });
     }
     return took;
@@ -252,6 +270,7 @@ class Worker {
   std::vector<HeldTask> held_;
   std::vector<uint32_t> free_;
   oneapi::tbb::concurrent_queue<uint32_t> finished_;
+  std::atomic<uint32_t> running_{0};  // tasks enqueued on the arena and not yet returned
   std::deque<uint32_t> to_send_;
   uint64_t last_beat_ns_ = 0;
 };

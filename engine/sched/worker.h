@@ -16,9 +16,12 @@
 // When every slot is busy or the completion ring is full, the worker stops taking tasks
 // (backpressure on the scheduler), and nothing is dropped.
 //
-// It stops when its slot's epoch moves past its own (superseded by a restart), when the
-// engine that owns the segment is gone (the parent-death signal, and a check of the
-// segment owner's pid), or on SIGTERM/SIGINT after finishing the tasks it holds.
+// It stops on SIGTERM/SIGINT, or when the engine that owns the segment is gone (the
+// parent-death signal, and a check of the segment owner's pid), after answering the
+// tasks it holds. It stops at once, answering nothing more, when its slot's epoch moves
+// past its own: a newer incarnation owns the rings then. The engine must reap an
+// incarnation (SIGKILL, waitpid) before it moves the epoch, since the rings take one
+// producer and one consumer; the check here is the backstop.
 #pragma once
 
 #include <cstdint>

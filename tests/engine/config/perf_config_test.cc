@@ -596,6 +596,9 @@ TEST(PerfConfigPool, PluginConfigErrors) {
             "test.toml:5:5: pool[0].config.s: must not contain a NUL character");
   EXPECT_EQ(error_of(pool_with("[pool.config]\n\"a\\u0000b\" = 1\n")),
             "test.toml:5:14: pool[0].config.\"a\\x00b\": must not contain a NUL character");
+  // The pool process gets key=value: a key holding '=' would be cut there.
+  EXPECT_EQ(error_of(pool_with("[pool.config]\n\"a=b\" = 1\n")),
+            "test.toml:5:9: pool[0].config.\"a=b\": must not contain '='");
   // Two leaves that flatten to one key: the later one in the file is named.
   EXPECT_EQ(error_of(pool_with("[pool.config]\n\"limits.max\" = 1\n[pool.config.limits]\nmax = 2\n")),
             "test.toml:7:7: pool[0].config.limits.max: duplicate plugin config key \"limits.max\" "
