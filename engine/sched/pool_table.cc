@@ -50,8 +50,12 @@ Result<Plan> make_plan(const PoolTableOptions& options) {
   plan.output_arena_bytes = align_up(*output_arena);
   plan.controls_offset = align_up(sizeof(PoolTableHeader));
   plan.parts_offset = align_up(plan.controls_offset + options.slots.size() * sizeof(PoolControl));
-  plan.slot_bytes = align_up(sizeof(shm::Doorbell)) + plan.task_ring_bytes + plan.completion_ring_bytes +
-                    plan.input_arena_bytes + plan.output_arena_bytes;
+  if (options.lane_doorbells.empty() || options.lane_doorbells.size() > pool_lanes_max)
+    return make_error("sched.pools", "a pool needs 1 to " + std::to_string(pool_lanes_max) + " lanes, not " +
+                                         std::to_string(options.lane_doorbells.size()));
+  plan.slot_bytes = align_up(sizeof(shm::Doorbell)) + align_up(options.lane_doorbells.size() * sizeof(PoolLane)) +
+                    options.lane_doorbells.size() * (plan.task_ring_bytes + plan.completion_ring_bytes +
+                                                     plan.input_arena_bytes + plan.output_arena_bytes);
   plan.total = plan.parts_offset + options.slots.size() * plan.slot_bytes;
   return plan;
 }
@@ -83,23 +87,30 @@ Result<uint64_t> lay_out_pool_table(shm::Segment& segment, const PoolTableOption
     control->doorbell = next;
     new (base + next) shm::Doorbell{};
     next += align_up(sizeof(shm::Doorbell));
-    control->task_ring = next;
-    if (auto ring = shm::ring_construct(base, next, {options.ring_capacity, sizeof(TaskMessage), control->doorbell});
-        !ring)
-      return ring.error();
-    next += plan->task_ring_bytes;
-    control->completion_ring = next;
-    if (auto ring = shm::ring_construct(base, next, {options.ring_capacity, sizeof(CompletionMessage),
-                                                     slot.scheduler_doorbell});
-        !ring)
-      return ring.error();
-    next += plan->completion_ring_bytes;
-    control->input_arena = next;
-    if (auto arena = shm::arena_construct(base, next, options.input_arena_bytes); !arena) return arena.error();
-    next += plan->input_arena_bytes;
-    control->output_arena = next;
-    if (auto arena = shm::arena_construct(base, next, options.output_arena_bytes); !arena) return arena.error();
-    next += plan->output_arena_bytes;
+    control->lane_count = uint32_t(options.lane_doorbells.size());
+    control->lanes = next;
+    auto* lanes = new (base + next) PoolLane[control->lane_count]{};
+    next += align_up(control->lane_count * sizeof(PoolLane));
+    for (uint32_t index = 0; index < control->lane_count; ++index) {
+      PoolLane& lane = lanes[index];
+      lane.task_ring = next;
+      if (auto ring = shm::ring_construct(base, next, {options.ring_capacity, sizeof(TaskMessage), control->doorbell});
+          !ring)
+        return ring.error();
+      next += plan->task_ring_bytes;
+      lane.completion_ring = next;
+      if (auto ring = shm::ring_construct(base, next, {options.ring_capacity, sizeof(CompletionMessage),
+                                                       options.lane_doorbells[index]});
+          !ring)
+        return ring.error();
+      next += plan->completion_ring_bytes;
+      lane.input_arena = next;
+      if (auto arena = shm::arena_construct(base, next, options.input_arena_bytes); !arena) return arena.error();
+      next += plan->input_arena_bytes;
+      lane.output_arena = next;
+      if (auto arena = shm::arena_construct(base, next, options.output_arena_bytes); !arena) return arena.error();
+      next += plan->output_arena_bytes;
+    }
   }
   return *table;
 }
@@ -109,6 +120,7 @@ Result<PoolTableView> PoolTableView::join(std::byte* segment_base, uint64_t offs
   if (header->magic != pool_table_magic || header->version != pool_table_version)
     return make_error(pool_table_object_name, "not a pool table of this keel version");
   PoolTableView view;
+  view.base_ = segment_base;
   view.controls_ = reinterpret_cast<PoolControl*>(segment_base + offset + header->controls_offset);
   view.slot_count_ = header->slot_count;
   return view;

@@ -1,11 +1,15 @@
 // engine/sched/pool_table.h: the worker pools' part of the segment. One slot per pool
-// process (a [[pool]] on one NUMA node): a control block anyone can read, a task ring
-// (scheduler -> pool), a completion ring (pool -> scheduler), an input and an output
-// arena for payloads too big for a ring slot, and the pool's doorbell.
+// process (a [[pool]] on one NUMA node): a control block anyone can read, the pool's
+// doorbell, and one lane per scheduler tile (one per NUMA node), since any scheduler may
+// send a pool work (its own node's first, another node's when that one's pools are
+// saturated) and every ring has one producer and one consumer. A lane is a task ring
+// (scheduler -> pool), a completion ring (pool -> scheduler), and an input and an output
+// arena for payloads too big for a ring slot.
 //
 //   uint64_t table = lay_out_pool_table(segment, options).value();    // engine, before seal
 //   PoolTableView view = PoolTableView::join(segment.base(), table).value();
 //   PoolControl& control = view.control(slot);
+//   const PoolLane& lane = view.lane(slot, scheduler_node);
 //   control.epoch.store(next_epoch);  ... start `keel worker --slot <slot> --epoch <next_epoch>`
 //
 // Incarnations. The engine starts a pool process for a slot with a new epoch, stored in
@@ -15,6 +19,12 @@
 // rings are simply taken over: no reset, no lock, and a task leased to the dead
 // incarnation is dispatched again by the scheduler under a new attempt. A worker whose
 // slot's epoch moves past its own stops (it was superseded).
+//
+// The engine's supervisor (pool_supervisor.h) reaps a dead incarnation, then stores its
+// epoch in dead_epoch: from then on the scheduler sends that incarnation nothing and
+// dispatches its leased tasks again. A pool the supervisor gives up on is quarantined:
+// quarantine holds the reason, then quarantined is set (release); the scheduler fails
+// the pool's tasks with that reason.
 //
 // Liveness: the worker beats heartbeat_ns (CLOCK_MONOTONIC) about every millisecond,
 // busy or idle; ready_epoch tells the engine init succeeded. A worker that cannot load or
@@ -39,7 +49,8 @@ namespace keel::sched {
 
 inline constexpr char pool_table_object_name[] = "sched.pools";
 inline constexpr uint64_t pool_table_magic = 0x31304c4f4f50484bULL;  // "KHPOOL01"
-inline constexpr uint32_t pool_table_version = 1;
+inline constexpr uint32_t pool_table_version = 2;
+inline constexpr uint32_t pool_lanes_max = 64;  // scheduler tiles, one per NUMA node
 inline constexpr size_t pool_name_bytes_max = 47;
 inline constexpr size_t pool_failure_bytes_max = 511;
 
@@ -48,19 +59,29 @@ inline constexpr int worker_exit_stopped = 0;         // asked to stop, or super
 inline constexpr int worker_exit_usage = 2;           // bad arguments, no segment, no slot
 inline constexpr int worker_exit_plugin_failed = 3;   // see PoolControl::failure
 
+// One scheduler's rings and arenas to one pool (offsets in the segment).
+struct PoolLane {
+  uint64_t task_ring;        // TaskMessage slots; consumer: the worker (the slot's doorbell)
+  uint64_t completion_ring;  // CompletionMessage slots; consumer: the scheduler
+  uint64_t input_arena;      // written by the scheduler, read by the worker
+  uint64_t output_arena;     // written by the worker, read by the scheduler
+};
+
 struct alignas(128) PoolControl {
   // Laid out by the engine; immutable after.
   char name[pool_name_bytes_max + 1];  // "<compute types>@<node>", for messages
   uint32_t pool_index;  // the [[pool]] it runs
   uint32_t numa_node;
-  uint64_t task_ring;        // TaskMessage slots; consumer: the worker (its doorbell below)
-  uint64_t completion_ring;  // CompletionMessage slots; consumer: the scheduler
-  uint64_t input_arena;      // written by the scheduler, read by the worker
-  uint64_t output_arena;     // written by the worker, read by the scheduler
-  uint64_t doorbell;         // the worker's: rung when a task is pushed
+  uint32_t lane_count;  // one per scheduler tile
+  uint64_t lanes;       // PoolLane[lane_count], offset in the segment
+  uint64_t doorbell;    // the worker's: rung when a task is pushed
   // Written by the engine.
   alignas(64) std::atomic<uint64_t> epoch;  // the incarnation started last (0: never)
   std::atomic<int32_t> pid;                 // of that incarnation's process
+  std::atomic<uint64_t> dead_epoch;         // the last incarnation reaped (0: none)
+  std::atomic<uint64_t> restarts;           // incarnations started after a death
+  std::atomic<uint32_t> quarantined;        // 1: given up on; quarantine says why
+  char quarantine[pool_failure_bytes_max + 1];
   // Written by the worker.
   alignas(64) std::atomic<uint64_t> heartbeat_ns;
   std::atomic<uint64_t> ready_epoch;   // the epoch whose plugin loaded and initialised
@@ -110,11 +131,13 @@ struct PoolSlotOptions {
   std::string name;  // pool_name_bytes_max at most
   uint32_t pool_index = 0;
   uint32_t numa_node = 0;
-  uint64_t scheduler_doorbell = 0;  // rung when a completion is pushed; 0 = none
 };
 
 struct PoolTableOptions {
   std::vector<PoolSlotOptions> slots;
+  // One lane per entry: the doorbell (segment offset, 0 = none) of the scheduler that
+  // consumes the lane's completions, rung when one is pushed. Lane n is scheduler n's.
+  std::vector<uint64_t> lane_doorbells = {0};
   uint64_t ring_capacity = 4096;  // power of two; at least the pools' in_flight_max
   uint64_t input_arena_bytes = 1 << 20;
   uint64_t output_arena_bytes = 1 << 20;
@@ -132,8 +155,12 @@ class PoolTableView {
   static Result<PoolTableView> find(const shm::Segment& segment);
   uint32_t slot_count() const { return slot_count_; }
   PoolControl& control(uint32_t slot) const { return controls_[slot]; }
+  const PoolLane& lane(uint32_t slot, uint32_t lane) const {
+    return reinterpret_cast<const PoolLane*>(base_ + controls_[slot].lanes)[lane];
+  }
 
  private:
+  std::byte* base_ = nullptr;
   PoolControl* controls_ = nullptr;
   uint32_t slot_count_ = 0;
 };

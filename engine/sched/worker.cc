@@ -36,6 +36,7 @@ constexpr uint32_t idle_sleep_us = 1000;
 // except while an arena thread runs it (between enqueue and the push onto `finished`).
 struct HeldTask {
   TaskMessage task{};
+  uint32_t lane = 0;  // the scheduler's lane it came from and its completion goes back to
   uint32_t plugin_type = 0;
   std::vector<std::byte> input;
   std::vector<std::byte> output;  // output_bytes_max, allocated once
@@ -58,6 +59,15 @@ std::string joined(const std::vector<std::string>& names) {
   return text;
 }
 
+// One scheduler's lane (pool_table.h), joined.
+struct Lane {
+  shm::RingConsumer tasks;
+  shm::RingProducer completions;
+  shm::ArenaReader inputs;
+  shm::ArenaWriter outputs;
+  std::deque<uint32_t> to_send;  // finished, waiting for room in the completion ring
+};
+
 class Worker {
  public:
   Worker(const WorkerOptions& options, shm::Segment& segment, PoolControl& control)
@@ -65,21 +75,32 @@ class Worker {
 
   int run() {
     std::byte* base = segment_.base();
-    Result<shm::RingConsumer> tasks = shm::RingConsumer::join(base, control_.task_ring);
-    Result<shm::RingProducer> completions = shm::RingProducer::join(base, control_.completion_ring);
-    Result<shm::ArenaReader> inputs = shm::ArenaReader::join(base, control_.input_arena);
-    Result<shm::ArenaWriter> outputs = shm::ArenaWriter::join(base, control_.output_arena);
-    if (!tasks || !completions || !inputs || !outputs) {
-      std::fprintf(stderr, "keel worker: %s: the pool slot's rings or arenas are damaged\n", control_.name);
+    uint64_t output_arena_bytes = ~uint64_t(0);
+    lanes_.resize(control_.lane_count);
+    for (uint32_t index = 0; index < control_.lane_count; ++index) {
+      const PoolLane& where = reinterpret_cast<const PoolLane*>(base + control_.lanes)[index];
+      Result<shm::RingConsumer> tasks = shm::RingConsumer::join(base, where.task_ring);
+      Result<shm::RingProducer> completions = shm::RingProducer::join(base, where.completion_ring);
+      Result<shm::ArenaReader> inputs = shm::ArenaReader::join(base, where.input_arena);
+      Result<shm::ArenaWriter> outputs = shm::ArenaWriter::join(base, where.output_arena);
+      if (!tasks || !completions || !inputs || !outputs) {
+        std::fprintf(stderr, "keel worker: %s: the pool slot's rings or arenas are damaged\n", control_.name);
+        return worker_exit_usage;
+      }
+      Lane& lane = lanes_[index];
+      lane.tasks = std::move(*tasks);
+      lane.completions = std::move(*completions);
+      lane.inputs = std::move(*inputs);
+      lane.outputs = std::move(*outputs);
+      output_arena_bytes = std::min(output_arena_bytes,
+                                    reinterpret_cast<const shm::ArenaHeader*>(base + where.output_arena)->bytes);
+    }
+    if (lanes_.empty()) {
+      std::fprintf(stderr, "keel worker: %s: the pool slot has no lanes\n", control_.name);
       return worker_exit_usage;
     }
-    tasks_ = std::move(*tasks);
-    completions_ = std::move(*completions);
-    inputs_ = std::move(*inputs);
-    outputs_ = std::move(*outputs);
     doorbell_ = reinterpret_cast<shm::Doorbell*>(base + control_.doorbell);
     // An output bigger than half the arena could wait for room forever.
-    uint64_t output_arena_bytes = reinterpret_cast<const shm::ArenaHeader*>(base + control_.output_arena)->bytes;
     if (options_.output_bytes_max == 0 || options_.output_bytes_max > output_arena_bytes / 2) {
       std::fprintf(stderr, "keel worker: %s: --output-bytes-max %u must be from 1 to half the output arena (%llu)\n",
                    control_.name, options_.output_bytes_max, (unsigned long long)(output_arena_bytes / 2));
@@ -108,7 +129,7 @@ class Worker {
         stopping = stopping || stop_requested.load(std::memory_order_relaxed) || owner_gone();
       }
       if (!stopping) worked = take_tasks() || worked;
-      if (stopping && free_.size() == held_.size() && to_send_.empty()) break;
+      if (stopping && free_.size() == held_.size()) break;
       if (!worked) idle();
     }
     // No arena thread may still be inside a task (the plugin, this object or the segment)
@@ -160,63 +181,79 @@ class Worker {
     return owner > 0 && ::kill(owner, 0) != 0 && errno == ESRCH;
   }
 
-  // Takes tasks while there is a free slot; runs each on the arena.
+  // Takes tasks while there is a free slot, a round over the lanes at a time (so no
+  // scheduler starves another); runs each on the arena.
   bool take_tasks() {
     bool took = false;
-    while (!free_.empty()) {
-      TaskMessage task;
-      if (!tasks_.pop(task)) break;
-      took = true;
-      std::span<const std::byte> input;
-      bool in_arena = (task.flags & task_flag_input_in_arena) != 0;
-      if (in_arena) {
-        input = inputs_.read(task.input_position, task.input_bytes);
-      } else if (task.input_bytes <= task_inline_bytes) {
-        input = std::span<const std::byte>(task.input, task.input_bytes);
+    for (bool took_in_round = true; took_in_round && !free_.empty();) {
+      took_in_round = false;
+      for (uint32_t index = 0; index < lanes_.size() && !free_.empty(); ++index) {
+        if (take_task(index)) took = took_in_round = true;
       }
-      if (task.epoch != options_.epoch) {  // left by a dead incarnation: dispatched again
-        if (in_arena && !input.empty()) inputs_.release(task.input_position, task.input_bytes);
-        control_.tasks_skipped.fetch_add(1, std::memory_order_relaxed);
-        continue;
-      }
-      uint32_t index = free_.back();
-      free_.pop_back();
-      HeldTask& held = held_[index];
-      held.task = task;
-      held.output_bytes = 0;
-      held.run_ns = 0;
-      bool malformed = task.compute_type >= plugin_types_.size() || (task.input_bytes > 0 && input.empty());
-      held.input.assign(input.begin(), input.end());
-      if (in_arena && !input.empty()) inputs_.release(task.input_position, task.input_bytes);
-      if (malformed) {  // a scheduler bug or a damaged slot: answered, never run
-        held.status = KEEL_STATUS_BAD_INPUT;
-        to_send_.push_back(index);
-        continue;
-      }
-      held.plugin_type = plugin_types_[task.compute_type];
-      running_.fetch_add(1, std::memory_order_relaxed);
-      arena_->enqueue([this, index] {
-        HeldTask& running = held_[index];
-        uint64_t start_ns = shm::monotonic_ns();
-        running.status = instance_->run(running.plugin_type, running.input, running.output, &running.output_bytes);
-        running.run_ns = shm::monotonic_ns() - start_ns;
-        finished_.push(index);
-        shm::doorbell_ring(doorbell_);
-        running_.fetch_sub(1, std::memory_order_release);  // the task's last touch of this worker
-      });
     }
     return took;
+  }
+
+  bool take_task(uint32_t lane_index) {
+    Lane& lane = lanes_[lane_index];
+    TaskMessage task;
+    if (!lane.tasks.pop(task)) return false;
+    std::span<const std::byte> input;
+    bool in_arena = (task.flags & task_flag_input_in_arena) != 0;
+    if (in_arena) {
+      input = lane.inputs.read(task.input_position, task.input_bytes);
+    } else if (task.input_bytes <= task_inline_bytes) {
+      input = std::span<const std::byte>(task.input, task.input_bytes);
+    }
+    if (task.epoch != options_.epoch) {  // left by a dead incarnation: dispatched again
+      if (in_arena && !input.empty()) lane.inputs.release(task.input_position, task.input_bytes);
+      control_.tasks_skipped.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
+    uint32_t index = free_.back();
+    free_.pop_back();
+    HeldTask& held = held_[index];
+    held.task = task;
+    held.lane = lane_index;
+    held.output_bytes = 0;
+    held.run_ns = 0;
+    bool malformed = task.compute_type >= plugin_types_.size() || (task.input_bytes > 0 && input.empty());
+    held.input.assign(input.begin(), input.end());
+    if (in_arena && !input.empty()) lane.inputs.release(task.input_position, task.input_bytes);
+    if (malformed) {  // a scheduler bug or a damaged slot: answered, never run
+      held.status = KEEL_STATUS_BAD_INPUT;
+      lane.to_send.push_back(index);
+      return true;
+    }
+    held.plugin_type = plugin_types_[task.compute_type];
+    running_.fetch_add(1, std::memory_order_relaxed);
+    arena_->enqueue([this, index] {
+      HeldTask& running = held_[index];
+      uint64_t start_ns = shm::monotonic_ns();
+      running.status = instance_->run(running.plugin_type, running.input, running.output, &running.output_bytes);
+      running.run_ns = shm::monotonic_ns() - start_ns;
+      finished_.push(index);
+      shm::doorbell_ring(doorbell_);
+      running_.fetch_sub(1, std::memory_order_release);  // the task's last touch of this worker
+    });
+    return true;
   }
 
   // Writes finished tasks into the completion ring, in the order they finished; stops
   // at a full ring or a full output arena (backpressure) and goes on next round.
   bool send_completions() {
     uint32_t index;
-    while (finished_.try_pop(index)) to_send_.push_back(index);
+    while (finished_.try_pop(index)) lanes_[held_[index].lane].to_send.push_back(index);
     bool sent = false;
-    while (!to_send_.empty()) {
-      HeldTask& held = held_[to_send_.front()];
-      std::span<std::byte> slot = completions_.claim(1);
+    for (Lane& lane : lanes_) sent = send_completions(lane) || sent;
+    return sent;
+  }
+
+  bool send_completions(Lane& lane) {
+    bool sent = false;
+    while (!lane.to_send.empty()) {
+      HeldTask& held = held_[lane.to_send.front()];
+      std::span<std::byte> slot = lane.completions.claim(1);
       if (slot.empty()) break;
       CompletionMessage completion{};
       completion.task_id = held.task.task_id;
@@ -229,17 +266,17 @@ class Worker {
       if (output_bytes <= task_inline_bytes) {
         std::memcpy(completion.output, held.output.data(), output_bytes);
       } else {
-        std::optional<shm::ArenaBlock> block = outputs_.reserve(output_bytes);
+        std::optional<shm::ArenaBlock> block = lane.outputs.reserve(output_bytes);
         if (!block) break;  // the slot stays claimed, unpublished: taken again next round
         std::memcpy(block->bytes.data(), held.output.data(), output_bytes);
         completion.flags = completion_flag_output_in_arena;
         completion.output_position = block->position;
       }
       std::memcpy(slot.data(), &completion, sizeof completion);
-      completions_.publish(1);
+      lane.completions.publish(1);
       control_.tasks_completed.fetch_add(1, std::memory_order_relaxed);
-      free_.push_back(to_send_.front());
-      to_send_.pop_front();
+      free_.push_back(lane.to_send.front());
+      lane.to_send.pop_front();
       sent = true;
     }
     return sent;
@@ -249,7 +286,9 @@ class Worker {
   // is due. (Announce, re-check, sleep: see shm/doorbell.h.)
   void idle() {
     uint32_t sequence = shm::doorbell_prepare_sleep(doorbell_);
-    if (finished_.empty() && (free_.empty() || !tasks_.has_messages())) {
+    bool tasks_waiting = false;
+    for (Lane& lane : lanes_) tasks_waiting = tasks_waiting || lane.tasks.has_messages();
+    if (finished_.empty() && (free_.empty() || !tasks_waiting)) {
       shm::doorbell_sleep(doorbell_, sequence, idle_sleep_us);
     }
     shm::doorbell_finish_sleep(doorbell_);
@@ -258,10 +297,7 @@ class Worker {
   const WorkerOptions& options_;
   shm::Segment& segment_;
   PoolControl& control_;
-  shm::RingConsumer tasks_;
-  shm::RingProducer completions_;
-  shm::ArenaReader inputs_;
-  shm::ArenaWriter outputs_;
+  std::vector<Lane> lanes_;
   shm::Doorbell* doorbell_ = nullptr;
   std::unique_ptr<PluginLibrary> library_;
   std::optional<PluginInstance> instance_;  // destroyed before library_
@@ -271,7 +307,6 @@ class Worker {
   std::vector<uint32_t> free_;
   oneapi::tbb::concurrent_queue<uint32_t> finished_;
   std::atomic<uint32_t> running_{0};  // tasks enqueued on the arena and not yet returned
-  std::deque<uint32_t> to_send_;
   uint64_t last_beat_ns_ = 0;
 };
 

@@ -1,7 +1,8 @@
 // engine/sched/worker.h: a worker-pool process (`keel worker`). It attaches the engine's
 // segment, takes over its pool slot (pool_table.h) for one epoch, loads the plugin, and
-// runs tasks from the slot's task ring on a oneTBB arena of `threads` threads, returning
-// each result through the completion ring.
+// runs tasks from the slot's task rings (one lane per scheduler tile) on a oneTBB arena of
+// `threads` threads, returning each result through the completion ring of the lane it
+// came from.
 //
 //   WorkerOptions options{.segment_name = "keel-default", .slot = 0, .epoch = 7,
 //                         .plugin_path = "build/plugins/keel_hash.so", .compute_types = {"hash"},

@@ -71,10 +71,11 @@ class WorkerTest : public ::testing::Test {
     view_ = PoolTableView::join(segment_->base(), *table).value();
     control_ = &view_.control(0);
     std::byte* base = segment_->base();
-    tasks_ = shm::RingProducer::join(base, control_->task_ring).value();
-    completions_ = shm::RingConsumer::join(base, control_->completion_ring).value();
-    inputs_ = shm::ArenaWriter::join(base, control_->input_arena).value();
-    outputs_ = shm::ArenaReader::join(base, control_->output_arena).value();
+    const PoolLane& lane = view_.lane(0, 0);
+    tasks_ = shm::RingProducer::join(base, lane.task_ring).value();
+    completions_ = shm::RingConsumer::join(base, lane.completion_ring).value();
+    inputs_ = shm::ArenaWriter::join(base, lane.input_arena).value();
+    outputs_ = shm::ArenaReader::join(base, lane.output_arena).value();
     log_ = fs::temp_directory_path() / ("keel-worker-test-" + std::to_string(getpid()) + ".err");
   }
 
