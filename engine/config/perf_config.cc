@@ -78,8 +78,8 @@ constexpr NameRule bare_key_rule{"[A-Za-z0-9_-]", true, true};  // TOML's bare k
 
 // The keys each table may hold; anything else is an error, so a typo never silently
 // leaves a default in place.
-constexpr std::string_view root_keys[] = {"engine", "topology", "layout",   "tiles",  "rings",
-                                          "chain",  "pool",     "pipeline", "ledger", "load"};
+constexpr std::string_view root_keys[] = {"engine", "topology", "layout", "tiles",  "rings",    "chain",
+                                          "pool",   "scheduler", "pipeline", "ledger", "load"};
 constexpr std::string_view engine_keys[] = {"instance", "idle", "idle_spin_polls",
                                             "idle_sleep_us_max", "tile_budget"};
 constexpr std::string_view topology_keys[] = {"source", "synthetic", "xml_path"};
@@ -96,6 +96,9 @@ constexpr std::string_view chain_keys[] = {"name", "shards", "block_txs_max", "b
 constexpr std::string_view ledger_keys[] = {"data_dir",          "fsync",       "persist_backend",
                                             "segment_bytes_max", "segment_preallocate", "snapshot_every_blocks",
                                             "clients_max",       "client_in_flight_max"};
+constexpr std::string_view scheduler_keys[] = {"leases_max",          "spill_percent",        "restart_backoff_ms",
+                                               "restart_backoff_ms_max", "heartbeat_timeout_ms", "ready_timeout_ms",
+                                               "crashes_max",          "crash_window_ms"};
 constexpr std::string_view load_keys[] = {"enabled", "clients", "accounts_per_chain", "cross_shard_percent",
                                           "rate_per_second"};
 constexpr std::string_view pool_keys[] = {"compute_types", "compute_type",     "plugin",
@@ -758,6 +761,27 @@ Status read_ledger(const TableReader& reader, LedgerSection& ledger) {
   return s;
 }
 
+Status read_scheduler(const TableReader& reader, SchedulerSection& scheduler) {
+  Status s = reader.expect_only(scheduler_keys);
+  if (s) s = reader.read_integer("leases_max", 16, 1 << 20, scheduler.leases_max);
+  if (s) s = reader.read_integer("spill_percent", 1, 100, scheduler.spill_percent);
+  if (s) s = reader.read_integer("restart_backoff_ms", 1, 600'000, scheduler.restart_backoff_ms);
+  if (s) s = reader.read_integer("restart_backoff_ms_max", 1, 3'600'000, scheduler.restart_backoff_ms_max);
+  if (s && scheduler.restart_backoff_ms_max < scheduler.restart_backoff_ms) {
+    // Point at whichever of the two the file sets (the maximum when both).
+    bool max_set = reader.table().get("restart_backoff_ms_max") != nullptr;
+    std::string_view key = max_set ? "restart_backoff_ms_max" : "restart_backoff_ms";
+    s = reader.error(*reader.table().get(key), key,
+                     "restart_backoff_ms_max (" + std::to_string(scheduler.restart_backoff_ms_max) +
+                         ") must be at least restart_backoff_ms (" + std::to_string(scheduler.restart_backoff_ms) + ")");
+  }
+  if (s) s = reader.read_integer("heartbeat_timeout_ms", 10, 600'000, scheduler.heartbeat_timeout_ms);
+  if (s) s = reader.read_integer("ready_timeout_ms", 100, 3'600'000, scheduler.ready_timeout_ms);
+  if (s) s = reader.read_integer("crashes_max", 1, 1'000'000, scheduler.crashes_max);
+  if (s) s = reader.read_integer("crash_window_ms", 1, 86'400'000, scheduler.crash_window_ms);
+  return s;
+}
+
 Status read_load(const TableReader& reader, LoadSection& load) {
   Status s = reader.expect_only(load_keys);
   if (s) s = reader.read_bool("enabled", load.enabled);
@@ -797,6 +821,7 @@ Status read_document(const TableReader& root, const ParseOptions& options, PerfC
   if (s) s = read_section(root, "rings", read_rings, config.rings);
   if (s) s = read_chains(root, config.chains);
   if (s) s = read_pools(root, options, config.pools);
+  if (s) s = read_section(root, "scheduler", read_scheduler, config.scheduler);
   if (s) s = read_section(root, "pipeline", read_pipeline, config.pipeline);
   if (s) s = read_section(root, "ledger", read_ledger, config.ledger);
   if (s) s = read_section(root, "load", read_load, config.load);

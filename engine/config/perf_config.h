@@ -89,6 +89,18 @@ struct PoolConfig {
 // "score+rank"). Unique across pools, since compute types are.
 std::string pool_name(const PoolConfig& pool);
 
+// The scheduler tiles and the supervision of pool processes. perf/README.md explains each.
+struct SchedulerSection {
+  uint32_t leases_max = 16384;          // tasks one scheduler tile holds at once
+  uint32_t spill_percent = 100;         // local pool in-flight share before tasks cross nodes
+  uint32_t restart_backoff_ms = 100;    // after a pool crash; doubles per crash in a row
+  uint32_t restart_backoff_ms_max = 5000;
+  uint32_t heartbeat_timeout_ms = 1000; // a pool silent this long is killed and restarted
+  uint32_t ready_timeout_ms = 10000;    // a pool not ready this long after start is quarantined
+  uint32_t crashes_max = 5;             // crashes within crash_window_ms that quarantine a pool
+  uint32_t crash_window_ms = 30000;
+};
+
 struct EngineSection {
   std::string instance = "default";  // names the shared segment "keel-<instance>"
   IdleStrategy idle = IdleStrategy::adaptive;
@@ -133,6 +145,7 @@ struct PerfConfig {
   RingsSection rings;
   std::vector<ChainConfig> chains;
   std::vector<PoolConfig> pools;
+  SchedulerSection scheduler;
   PipelineSection pipeline;
   LedgerSection ledger;
   LoadSection load;

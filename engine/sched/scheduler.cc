@@ -1,0 +1,440 @@
+#include "engine/sched/scheduler.h"
+
+#include <keel/plugin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine/sched/plugin_library.h"
+#include "shm/segment.h"
+
+namespace keel::sched {
+
+namespace {
+
+constexpr uint64_t scan_interval_ns = 1'000'000;
+// A lease keeps the capacity of its buffers from task to task, up to this much; a larger
+// one is given back when the lease is freed, so idle leases stay small.
+constexpr size_t kept_buffer_bytes = 4096;
+
+void add(std::atomic<uint64_t>& counter, uint64_t value) {
+  counter.store(counter.load(std::memory_order_relaxed) + value, std::memory_order_relaxed);
+}
+
+uint64_t task_id_of(uint32_t index, uint32_t generation) { return uint64_t(generation) << 32 | index; }
+
+std::span<const std::byte> text_bytes(std::string_view text) {
+  return std::as_bytes(std::span<const char>(text.data(), std::min<size_t>(text.size(), 1024)));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SchedulerTile>> SchedulerTile::create(std::byte* base, const TaskTableView& tasks,
+                                                             const PoolTableView& pools, SchedulerOptions options) {
+  if (options.index >= tasks.scheduler_count())
+    return make_error("scheduler", "no counters for scheduler " + std::to_string(options.index));
+  if (options.leases_max == 0) return make_error("scheduler", "leases_max must be at least 1");
+  std::unique_ptr<SchedulerTile> tile(new SchedulerTile(std::move(options)));
+  const SchedulerOptions& opts = tile->options_;
+  tile->counters_ = &tasks.scheduler(opts.index);
+  tile->slots_.resize(pools.slot_count());
+  for (uint32_t pool = 0; pool < opts.pools.size(); ++pool)
+    for (uint32_t slot_index : opts.pools[pool].slots) {
+      if (slot_index >= pools.slot_count())
+        return make_error("scheduler", "pool " + opts.pools[pool].name + " names no slot " + std::to_string(slot_index));
+      PoolControl& control = pools.control(slot_index);
+      if (opts.index >= control.lane_count)
+        return make_error("scheduler", std::string(control.name) + " has no lane for scheduler " +
+                                           std::to_string(opts.index));
+      const PoolLane& lane = pools.lane(slot_index, opts.index);
+      auto ring = shm::RingProducer::join(base, lane.task_ring);
+      auto completions = shm::RingConsumer::join(base, lane.completion_ring);
+      auto inputs = shm::ArenaWriter::join(base, lane.input_arena);
+      auto outputs = shm::ArenaReader::join(base, lane.output_arena);
+      if (!ring) return ring.error();
+      if (!completions) return completions.error();
+      if (!inputs) return inputs.error();
+      if (!outputs) return outputs.error();
+      Slot& slot = tile->slots_[slot_index];
+      slot.pool = pool;
+      slot.node = control.numa_node;
+      slot.control = &control;
+      slot.tasks = *ring;
+      slot.completions = *completions;
+      slot.inputs = *inputs;
+      slot.outputs = *outputs;
+    }
+  tile->shards_.resize(opts.shards.size());
+  for (size_t index = 0; index < opts.shards.size(); ++index) {
+    uint32_t global = opts.shards[index].global_shard;
+    if (global >= tasks.shard_count()) return make_error("scheduler", "no task ports for shard " + std::to_string(global));
+    const ShardTaskPorts& where = tasks.shard(global);
+    auto requests = shm::RingConsumer::join(base, where.request_ring);
+    auto inputs = shm::ArenaReader::join(base, where.request_arena);
+    auto results = shm::RingProducer::join(base, where.result_ring);
+    auto result_txs = shm::ArenaWriter::join(base, where.result_arena);
+    if (!requests) return requests.error();
+    if (!inputs) return inputs.error();
+    if (!results) return results.error();
+    if (!result_txs) return result_txs.error();
+    ShardPorts& ports = tile->shards_[index];
+    ports.requests = *requests;
+    ports.request_inputs = *inputs;
+    ports.results = *results;
+    ports.result_txs = *result_txs;
+  }
+  return tile;
+}
+
+SchedulerTile::SchedulerTile(SchedulerOptions options)
+    : options_(std::move(options)), name_("scheduler." + std::to_string(options_.node)) {
+  leases_.resize(options_.leases_max);
+  free_leases_.reserve(options_.leases_max);
+  for (uint32_t index = options_.leases_max; index-- > 0;) free_leases_.push_back(index);
+  pools_.resize(options_.pools.size());
+}
+
+size_t SchedulerTile::poll(size_t budget) {
+  if (draining_) return 0;
+  uint64_t start_ns = shm::monotonic_ns();
+  size_t work = take_completions(budget);
+  watch_pools(start_ns);
+  if (start_ns - last_scan_ns_ >= scan_interval_ns) {
+    last_scan_ns_ = start_ns;
+    scan_leases(start_ns);
+  }
+  work += release_retries(start_ns);
+  work += take_requests(budget);
+  work += dispatch(budget, start_ns);
+  work += send_results();
+  if (work > 0) add(counters_->scheduler_busy_ns, shm::monotonic_ns() - start_ns);
+  counters_->leases_held.store(options_.leases_max - free_leases_.size(), std::memory_order_relaxed);
+  return work;
+}
+
+bool SchedulerTile::current(LeaseRef ref, LeaseState state) const {
+  const Lease& lease = leases_[ref.index];
+  return lease.generation == ref.generation && lease.state == state;
+}
+
+bool SchedulerTile::usable(const Slot& slot) const {
+  return slot.control != nullptr && !slot.quarantined && slot.counted_epoch != 0;
+}
+
+// --- answers from the pools ---
+
+size_t SchedulerTile::take_completions(size_t budget) {
+  size_t taken = 0;
+  for (Slot& slot : slots_) {
+    if (slot.control == nullptr) continue;
+    while (taken < budget) {
+      std::span<const std::byte> bytes = slot.completions.peek(1);
+      if (bytes.empty()) break;
+      CompletionMessage completion;
+      std::memcpy(&completion, bytes.data(), sizeof completion);
+      bool in_arena = (completion.flags & completion_flag_output_in_arena) != 0;
+      std::span<const std::byte> output =
+          in_arena ? slot.outputs.read(completion.output_position, completion.output_bytes)
+                   : std::span<const std::byte>(completion.output,
+                                                std::min<size_t>(completion.output_bytes, task_inline_bytes));
+      complete(slot, completion, output);
+      if (in_arena) slot.outputs.release(completion.output_position, completion.output_bytes);
+      slot.completions.release(1);
+      ++taken;
+    }
+  }
+  return taken;
+}
+
+void SchedulerTile::complete(Slot& slot, const CompletionMessage& completion, std::span<const std::byte> output) {
+  if (completion.epoch == slot.counted_epoch && slot.in_flight > 0) --slot.in_flight;
+  uint32_t index = uint32_t(completion.task_id);
+  uint32_t generation = uint32_t(completion.task_id >> 32);
+  bool leased = index < leases_.size() && current({index, generation}, LeaseState::dispatched) &&
+                leases_[index].attempt == completion.attempt && leases_[index].epoch == completion.epoch &&
+                &slots_[leases_[index].slot] == &slot;
+  if (!leased) {
+    add(counters_->completions_stale, 1);
+    return;
+  }
+  switch (completion.status) {
+    case KEEL_STATUS_OK:
+      if (output.size() != completion.output_bytes || output.size() > ledger::compute_output_bytes_max) {
+        answer(index, ledger::ComputeOutcome::plugin_failed, status_output_overrun, {});
+      } else {
+        answer(index, ledger::ComputeOutcome::succeeded, KEEL_STATUS_OK, output);
+      }
+      return;
+    case KEEL_STATUS_FAILED:
+      leases_[index].only_timeouts = false;
+      retry_or_fail(index, false, shm::monotonic_ns());
+      return;
+    default:  // permanent: bad input, output too small for output_bytes_max, overrun, the plugin's own
+      answer(index, ledger::ComputeOutcome::plugin_failed, completion.status, {});
+      return;
+  }
+}
+
+// --- pool incarnations: ready, dead, quarantined ---
+
+void SchedulerTile::watch_pools(uint64_t now_ns) {
+  for (uint32_t slot_index = 0; slot_index < slots_.size(); ++slot_index) {
+    Slot& slot = slots_[slot_index];
+    if (slot.control == nullptr || slot.quarantined) continue;
+    PoolControl& control = *slot.control;
+    if (control.quarantined.load(std::memory_order_acquire) != 0) {
+      slot.quarantined = true;
+      PoolState& pool = pools_[slot.pool];
+      if (pool.quarantine.empty()) pool.quarantine = std::string(control.name) + ": " + control.quarantine;
+      bool all = true;
+      for (uint32_t other : options_.pools[slot.pool].slots) all = all && slots_[other].quarantined;
+      pool.quarantined = all;
+    }
+    uint64_t dead = control.dead_epoch.load(std::memory_order_acquire);
+    if (slot.counted_epoch != 0 && dead >= slot.counted_epoch) {
+      // Every task this incarnation held is lost with it: send each again.
+      for (uint32_t index = 0; index < leases_used_; ++index) {
+        Lease& lease = leases_[index];
+        if (lease.state != LeaseState::dispatched || lease.slot != slot_index || lease.epoch > dead) continue;
+        add(counters_->tasks_redispatched, 1);
+        lease.only_timeouts = false;
+        retry_or_fail(index, false, now_ns);
+      }
+      slot.counted_epoch = 0;
+      slot.in_flight = 0;
+    }
+    if (slot.quarantined) continue;
+    uint64_t epoch = control.epoch.load(std::memory_order_acquire);
+    if (epoch != slot.counted_epoch && epoch > dead && control.ready_epoch.load(std::memory_order_acquire) == epoch) {
+      slot.counted_epoch = epoch;  // a new incarnation: nothing of ours in it yet
+      slot.in_flight = 0;
+    }
+  }
+  // A pool with no slot left fails what waits for it.
+  for (uint32_t pool_index = 0; pool_index < pools_.size(); ++pool_index) {
+    PoolState& pool = pools_[pool_index];
+    while (pool.quarantined && !pool.ready.empty()) {
+      LeaseRef ref = pool.ready.front();
+      pool.ready.pop_front();
+      if (current(ref, LeaseState::queued))
+        answer(ref.index, ledger::ComputeOutcome::quarantined, 0, text_bytes(pool.quarantine));
+    }
+  }
+}
+
+void SchedulerTile::scan_leases(uint64_t now_ns) {
+  for (uint32_t index = 0; index < leases_used_; ++index) {
+    Lease& lease = leases_[index];
+    if (lease.state != LeaseState::dispatched || lease.deadline_ns > now_ns) continue;
+    // The pool may still answer; that answer is then stale, and the slot's credit comes
+    // back with it.
+    add(counters_->tasks_expired, 1);
+    retry_or_fail(index, true, now_ns);
+  }
+}
+
+void SchedulerTile::retry_or_fail(uint32_t index, bool timed_out, uint64_t now_ns) {
+  Lease& lease = leases_[index];
+  const SchedulerPool& pool = options_.pools[lease.pool];
+  if (lease.attempt > pool.retries_max) {
+    answer(index, lease.only_timeouts && timed_out ? ledger::ComputeOutcome::timed_out
+                                                   : ledger::ComputeOutcome::retries_exhausted,
+           0, {});
+    return;
+  }
+  uint64_t backoff_ms = std::min<uint64_t>(uint64_t(pool.backoff_ms) << std::min<uint32_t>(lease.attempt - 1, 20),
+                                           pool.timeout_ms);
+  lease.state = LeaseState::waiting_retry;
+  retries_.push({now_ns + backoff_ms * 1'000'000, {index, lease.generation}});
+}
+
+size_t SchedulerTile::release_retries(uint64_t now_ns) {
+  size_t released = 0;
+  while (!retries_.empty() && retries_.top().due_ns <= now_ns) {
+    LeaseRef ref = retries_.top().lease;
+    retries_.pop();
+    if (!current(ref, LeaseState::waiting_retry)) continue;
+    Lease& lease = leases_[ref.index];
+    lease.state = LeaseState::queued;
+    add(counters_->tasks_retried, 1);
+    pools_[lease.pool].ready.push_back(ref);
+    ++released;
+  }
+  return released;
+}
+
+// --- tasks from the shards ---
+
+size_t SchedulerTile::take_requests(size_t budget) {
+  size_t taken = 0;
+  for (size_t turn = 0; turn < shards_.size() && taken < budget; ++turn) {
+    uint32_t shard_index = uint32_t((next_shard_ + turn) % shards_.size());
+    ShardPorts& ports = shards_[shard_index];
+    while (taken < budget && !free_leases_.empty()) {
+      std::span<const std::byte> bytes = ports.requests.peek(1);
+      if (bytes.empty()) break;
+      TaskRequestMessage request;
+      std::memcpy(&request, bytes.data(), offsetof(TaskRequestMessage, input));
+      bool in_arena = request.input_bytes > request_inline_bytes;
+      std::span<const std::byte> input =
+          in_arena ? ports.request_inputs.read(request.input_position, request.input_bytes)
+                   : bytes.subspan(offsetof(TaskRequestMessage, input), request.input_bytes);
+      uint32_t index = free_leases_.back();
+      free_leases_.pop_back();
+      leases_used_ = std::max(leases_used_, index + 1);
+      Lease& lease = leases_[index];
+      lease.task_mark = request.task_mark;
+      lease.issued_ns = request.issued_ns;
+      lease.attempt = 0;
+      lease.shard = shard_index;
+      lease.type = request.compute_type;
+      lease.only_timeouts = true;
+      lease.input.assign(input.begin(), input.end());
+      if (in_arena) ports.request_inputs.release(request.input_position, request.input_bytes);
+      ports.requests.release(1);
+      add(counters_->tasks_taken, 1);
+      ++taken;
+      lease.pool = request.compute_type < options_.types.size() ? options_.types[request.compute_type].pool
+                                                                 : no_pool_index;
+      if (lease.pool == no_pool_index) {
+        answer(index, ledger::ComputeOutcome::no_pool, 0, text_bytes("no [[pool]] serves this compute type"));
+      } else if (pools_[lease.pool].quarantined) {
+        answer(index, ledger::ComputeOutcome::quarantined, 0, text_bytes(pools_[lease.pool].quarantine));
+      } else {
+        lease.state = LeaseState::queued;
+        pools_[lease.pool].ready.push_back({index, lease.generation});
+      }
+    }
+  }
+  if (!shards_.empty()) next_shard_ = (next_shard_ + 1) % uint32_t(shards_.size());
+  return taken;
+}
+
+// --- sending tasks to the pools ---
+
+SchedulerTile::Slot* SchedulerTile::pick_slot(uint32_t pool_index) {
+  const SchedulerPool& pool = options_.pools[pool_index];
+  Slot* local = nullptr;
+  for (uint32_t slot_index : pool.slots)
+    if (slots_[slot_index].node == options_.node && usable(slots_[slot_index])) local = &slots_[slot_index];
+  uint32_t local_limit = std::max<uint32_t>(1, uint32_t(uint64_t(pool.in_flight_max) * options_.spill_percent / 100));
+  if (local != nullptr && local->in_flight < std::min(local_limit, pool.in_flight_max)) return local;
+  for (uint32_t slot_index : pool.slots) {
+    Slot& remote = slots_[slot_index];
+    if (&remote != local && usable(remote) && remote.in_flight < pool.in_flight_max) {
+      add(counters_->tasks_spilled, 1);
+      return &remote;
+    }
+  }
+  if (local != nullptr && local->in_flight < pool.in_flight_max) return local;
+  return nullptr;
+}
+
+size_t SchedulerTile::dispatch(size_t budget, uint64_t now_ns) {
+  size_t sent = 0;
+  for (uint32_t pool_index = 0; pool_index < pools_.size(); ++pool_index) {
+    PoolState& pool = pools_[pool_index];
+    while (sent < budget && !pool.ready.empty()) {
+      LeaseRef ref = pool.ready.front();
+      if (!current(ref, LeaseState::queued)) {
+        pool.ready.pop_front();
+        continue;
+      }
+      Slot* slot = pick_slot(pool_index);
+      if (slot == nullptr) break;  // no credit anywhere: the task waits
+      Lease& lease = leases_[ref.index];
+      std::span<std::byte> bytes = slot->tasks.claim(1);
+      if (bytes.empty()) break;
+      TaskMessage task{};
+      if (lease.input.size() > task_inline_bytes) {
+        std::optional<shm::ArenaBlock> block = slot->inputs.reserve(lease.input.size());
+        if (!block) break;  // the pool has not taken the earlier inputs yet
+        std::memcpy(block->bytes.data(), lease.input.data(), lease.input.size());
+        task.flags = task_flag_input_in_arena;
+        task.input_position = block->position;
+      } else {
+        std::memcpy(task.input, lease.input.data(), lease.input.size());
+      }
+      lease.attempt += 1;
+      lease.epoch = slot->counted_epoch;
+      lease.slot = uint32_t(slot - slots_.data());
+      lease.deadline_ns = now_ns + uint64_t(options_.pools[pool_index].timeout_ms) * 1'000'000;
+      lease.state = LeaseState::dispatched;
+      task.task_id = task_id_of(ref.index, ref.generation);
+      task.epoch = lease.epoch;
+      task.attempt = lease.attempt;
+      task.compute_type = options_.types[lease.type].type_in_pool;
+      task.input_bytes = uint32_t(lease.input.size());
+      task.dispatched_ns = now_ns;
+      std::memcpy(bytes.data(), &task, sizeof task);
+      slot->tasks.publish(1);
+      ++slot->in_flight;
+      pool.ready.pop_front();
+      add(counters_->tasks_dispatched, 1);
+      ++sent;
+    }
+  }
+  return sent;
+}
+
+// --- results back to the shards ---
+
+void SchedulerTile::answer(uint32_t index, ledger::ComputeOutcome outcome, int32_t plugin_status,
+                           std::span<const std::byte> output) {
+  Lease& lease = leases_[index];
+  const SchedulerShard& shard = options_.shards[lease.shard];
+  lease.result_tx.resize(ledger::compute_result_tx_bytes(output.size()));
+  ledger::write_compute_result(lease.result_tx, lease.task_mark, shard.shard_in_chain, std::max<uint32_t>(lease.attempt, 1),
+                               outcome, plugin_status, output);
+  lease.state = LeaseState::answering;
+  if (outcome != ledger::ComputeOutcome::succeeded) add(counters_->results_failed, 1);
+  shards_[lease.shard].answers.push_back({index, lease.generation});
+}
+
+size_t SchedulerTile::send_results() {
+  size_t sent = 0;
+  uint64_t now_ns = 0;
+  for (ShardPorts& ports : shards_) {
+    while (!ports.answers.empty()) {
+      LeaseRef ref = ports.answers.front();
+      Lease& lease = leases_[ref.index];
+      std::span<std::byte> bytes = ports.results.claim(1);
+      if (bytes.empty()) break;
+      TaskResultMessage message;
+      message.tx_bytes = uint32_t(lease.result_tx.size());
+      message.reserved = 0;
+      message.tx_position = 0;
+      if (lease.result_tx.size() > result_inline_bytes) {
+        std::optional<shm::ArenaBlock> block = ports.result_txs.reserve(lease.result_tx.size());
+        if (!block) break;  // the shard has not ordered the earlier results yet
+        std::memcpy(block->bytes.data(), lease.result_tx.data(), lease.result_tx.size());
+        message.tx_position = block->position;
+        std::memcpy(bytes.data(), &message, offsetof(TaskResultMessage, tx));
+      } else {
+        std::memcpy(bytes.data(), &message, offsetof(TaskResultMessage, tx));
+        std::memcpy(bytes.data() + offsetof(TaskResultMessage, tx), lease.result_tx.data(), lease.result_tx.size());
+      }
+      ports.results.publish(1);
+      ports.answers.pop_front();
+      if (now_ns == 0) now_ns = shm::monotonic_ns();
+      uint64_t latency_ns = now_ns > lease.issued_ns ? now_ns - lease.issued_ns : 0;
+      dispatch_latency_.record(latency_ns);
+      add(counters_->dispatch_latency_ns_sum, latency_ns);
+      add(counters_->results_returned, 1);
+      free_lease(ref.index);
+      ++sent;
+    }
+  }
+  return sent;
+}
+
+void SchedulerTile::free_lease(uint32_t index) {
+  Lease& lease = leases_[index];
+  lease.state = LeaseState::free;
+  ++lease.generation;
+  if (lease.input.capacity() > kept_buffer_bytes) std::vector<std::byte>().swap(lease.input);
+  if (lease.result_tx.capacity() > kept_buffer_bytes) std::vector<std::byte>().swap(lease.result_tx);
+  free_leases_.push_back(index);
+}
+
+}  // namespace keel::sched

@@ -1,0 +1,481 @@
+// Tests for engine/sched/scheduler.h: one scheduler tile polled by the test, which plays
+// the shard (request and result rings) and the pool processes (lanes, epochs) itself, so
+// every routing, lease and retry rule is checked exactly. The tests with real pool
+// processes are in tests/engine/node/compute_run_test.cc.
+#include "engine/sched/scheduler.h"
+
+#include <gtest/gtest.h>
+#include <keel/plugin.h>
+
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/ledger/transaction.h"
+#include "engine/sched/pool_table.h"
+#include "engine/sched/task_table.h"
+#include "shm/arena.h"
+#include "shm/ring.h"
+#include "shm/segment.h"
+#include "tests/shm/test_segment_name.h"
+
+namespace keel::sched {
+namespace {
+
+constexpr uint32_t type_a = 0, type_b = 1, type_unknown = 7;
+
+// What the shard gets back, decoded.
+struct TaskResult {
+  uint64_t task_mark = 0;
+  uint32_t attempt = 0;
+  ledger::ComputeOutcome outcome{};
+  int32_t plugin_status = 0;
+  std::string output;
+};
+
+struct PoolSetup {
+  std::string name;
+  std::vector<uint32_t> slot_nodes;  // one slot per entry
+  uint32_t in_flight_max = 8;
+  uint32_t timeout_ms = 10'000;
+  uint32_t retries_max = 2;
+  uint32_t backoff_ms = 1;
+};
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  // Pools: "a" (type a), "b" (type b), one slot each on node 0 unless a test says otherwise.
+  void build(std::vector<PoolSetup> pools, uint32_t lanes = 1, uint32_t leases_max = 64,
+             uint32_t spill_percent = 100) {
+    name_ = shm::testing::unique_segment_name("scheduler");
+    shm::Segment::remove(name_);
+    PoolTableOptions pool_options;
+    pool_options.ring_capacity = 64;
+    pool_options.lane_doorbells.assign(lanes, 0);
+    std::vector<SchedulerPool> scheduler_pools;
+    for (uint32_t pool = 0; pool < pools.size(); ++pool) {
+      SchedulerPool entry{pools[pool].name, pools[pool].in_flight_max, pools[pool].timeout_ms,
+                          pools[pool].retries_max, pools[pool].backoff_ms, {}};
+      for (uint32_t node : pools[pool].slot_nodes) {
+        entry.slots.push_back(uint32_t(pool_options.slots.size()));
+        pool_options.slots.push_back({pools[pool].name + "@" + std::to_string(node), pool, node});
+      }
+      scheduler_pools.push_back(entry);
+    }
+    TaskTableOptions task_options;
+    task_options.shards = {{0, 0, 0}};
+    task_options.scheduler_count = lanes;
+    task_options.ring_capacity = 64;
+    uint64_t bytes = pool_table_footprint(pool_options).value() + task_table_footprint(task_options).value() + (1 << 20);
+    Result<shm::Segment> segment = shm::Segment::create({.name = name_, .bytes = bytes});
+    ASSERT_TRUE(segment.ok()) << segment.error().message;
+    segment_.emplace(std::move(*segment));
+    uint64_t pool_table = lay_out_pool_table(*segment_, pool_options).value();
+    uint64_t task_table = lay_out_task_table(*segment_, task_options).value();
+    segment_->seal();
+    std::byte* base = segment_->base();
+    pools_ = PoolTableView::join(base, pool_table).value();
+    tasks_ = TaskTableView::join(base, task_table).value();
+    const ShardTaskPorts& ports = tasks_.shard(0);
+    requests_ = shm::RingProducer::join(base, ports.request_ring).value();
+    request_inputs_ = shm::ArenaWriter::join(base, ports.request_arena).value();
+    results_ = shm::RingConsumer::join(base, ports.result_ring).value();
+    result_txs_ = shm::ArenaReader::join(base, ports.result_arena).value();
+    for (uint32_t slot = 0; slot < pools_.slot_count(); ++slot) {
+      const PoolLane& lane = pools_.lane(slot, 0);
+      lane_tasks_.push_back(shm::RingConsumer::join(base, lane.task_ring).value());
+      lane_completions_.push_back(shm::RingProducer::join(base, lane.completion_ring).value());
+      lane_inputs_.push_back(shm::ArenaReader::join(base, lane.input_arena).value());
+      lane_outputs_.push_back(shm::ArenaWriter::join(base, lane.output_arena).value());
+      start_incarnation(slot, 1);
+    }
+    SchedulerOptions options;
+    options.index = 0;
+    options.node = 0;
+    options.shards = {{0, 3}};
+    // Type a -> pool 0, type b -> pool 1 (second type of that pool) when it exists.
+    options.types = {{0, 0}};
+    if (pools.size() > 1) options.types.push_back({1, 1});
+    options.pools = scheduler_pools;
+    options.leases_max = leases_max;
+    options.spill_percent = spill_percent;
+    auto tile = SchedulerTile::create(base, tasks_, pools_, options);
+    ASSERT_TRUE(tile.ok()) << tile.error().message;
+    tile_ = std::move(*tile);
+  }
+
+  void TearDown() override {
+    tile_.reset();
+    segment_.reset();
+    if (!name_.empty()) shm::Segment::remove(name_);
+  }
+
+  void start_incarnation(uint32_t slot, uint64_t epoch) {
+    PoolControl& control = pools_.control(slot);
+    control.epoch.store(epoch);
+    control.ready_epoch.store(epoch);
+  }
+
+  void send_request(uint64_t task_mark, uint32_t type, const std::string& input) {
+    TaskRequestMessage message{};
+    message.task_mark = task_mark;
+    message.compute_type = type;
+    message.input_bytes = uint32_t(input.size());
+    message.issued_ns = shm::monotonic_ns();
+    if (input.size() > request_inline_bytes) {
+      std::optional<shm::ArenaBlock> block = request_inputs_.reserve(input.size());
+      ASSERT_TRUE(block.has_value());
+      std::memcpy(block->bytes.data(), input.data(), input.size());
+      message.input_position = block->position;
+    } else {
+      std::memcpy(message.input, input.data(), input.size());
+    }
+    ASSERT_TRUE(requests_.push(message));
+  }
+
+  // Polls the tile until `done` or the hang guard (30 s) runs out.
+  template <class Done>
+  bool poll_until(Done done) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!done()) {
+      tile_->poll(64);
+      if (std::chrono::steady_clock::now() > deadline) return false;
+    }
+    return true;
+  }
+
+  // The tasks waiting in a slot's lane.
+  std::vector<std::pair<TaskMessage, std::string>> take_tasks(uint32_t slot) {
+    std::vector<std::pair<TaskMessage, std::string>> taken;
+    TaskMessage task;
+    while (lane_tasks_[slot].pop(task)) {
+      std::string input;
+      if (task.flags & task_flag_input_in_arena) {
+        std::span<const std::byte> bytes = lane_inputs_[slot].read(task.input_position, task.input_bytes);
+        input.assign(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+        lane_inputs_[slot].release(task.input_position, task.input_bytes);
+      } else {
+        input.assign(reinterpret_cast<const char*>(task.input), task.input_bytes);
+      }
+      taken.emplace_back(task, input);
+    }
+    return taken;
+  }
+
+  void complete(uint32_t slot, const TaskMessage& task, int32_t status, const std::string& output) {
+    CompletionMessage completion{};
+    completion.task_id = task.task_id;
+    completion.epoch = task.epoch;
+    completion.attempt = task.attempt;
+    completion.status = status;
+    completion.output_bytes = uint32_t(output.size());
+    if (output.size() > task_inline_bytes) {
+      std::optional<shm::ArenaBlock> block = lane_outputs_[slot].reserve(output.size());
+      ASSERT_TRUE(block.has_value());
+      std::memcpy(block->bytes.data(), output.data(), output.size());
+      completion.flags = completion_flag_output_in_arena;
+      completion.output_position = block->position;
+    } else {
+      std::memcpy(completion.output, output.data(), output.size());
+    }
+    ASSERT_TRUE(lane_completions_[slot].push(completion));
+  }
+
+  std::vector<TaskResult> take_results() {
+    std::vector<TaskResult> taken;
+    for (;;) {
+      std::span<const std::byte> slot = results_.peek(1);
+      if (slot.empty()) break;
+      TaskResultMessage message;
+      std::memcpy(&message, slot.data(), sizeof message);
+      bool in_arena = message.tx_bytes > result_inline_bytes;
+      std::span<const std::byte> tx = in_arena ? result_txs_.read(message.tx_position, message.tx_bytes)
+                                               : slot.subspan(offsetof(TaskResultMessage, tx), message.tx_bytes);
+      ledger::TxView view;
+      EXPECT_EQ(ledger::check_transaction(tx, ledger::TxOrigin::engine, &view), ledger::TxStatus::applied);
+      EXPECT_EQ(view.type, ledger::TxType::compute_result);
+      EXPECT_EQ(view.compute_result.shard, 3u);  // the shard's number within its chain
+      taken.push_back({view.compute_result.task_mark, view.compute_result.attempt,
+                       ledger::ComputeOutcome(view.compute_result.outcome), view.compute_result.plugin_status,
+                       std::string(reinterpret_cast<const char*>(view.output.data()), view.output.size())});
+      if (in_arena) result_txs_.release(message.tx_position, message.tx_bytes);
+      results_.release(1);
+    }
+    return taken;
+  }
+
+  // Polls until `count` results came back; returns them.
+  std::vector<TaskResult> await_results(size_t count) {
+    std::vector<TaskResult> all;
+    EXPECT_TRUE(poll_until([&] {
+      for (TaskResult& result : take_results()) all.push_back(result);
+      return all.size() >= count;
+    })) << "only " << all.size() << " of " << count << " results came back";
+    return all;
+  }
+
+  SchedulerCounters& counters() { return tasks_.scheduler(0); }
+
+  std::string name_;
+  std::optional<shm::Segment> segment_;
+  PoolTableView pools_;
+  TaskTableView tasks_;
+  shm::RingProducer requests_;
+  shm::ArenaWriter request_inputs_;
+  shm::RingConsumer results_;
+  shm::ArenaReader result_txs_;
+  std::vector<shm::RingConsumer> lane_tasks_;
+  std::vector<shm::RingProducer> lane_completions_;
+  std::vector<shm::ArenaReader> lane_inputs_;
+  std::vector<shm::ArenaWriter> lane_outputs_;
+  std::unique_ptr<SchedulerTile> tile_;
+};
+
+TEST_F(SchedulerTest, RoutesEachTaskByComputeTypeAndReturnsItsResult) {
+  build({{"a", {0}}, {"b", {0}}});
+  send_request(101, type_a, "alpha");
+  send_request(102, type_b, "beta");
+  std::vector<std::pair<TaskMessage, std::string>> a, b;
+  ASSERT_TRUE(poll_until([&] {
+    for (auto& task : take_tasks(0)) a.push_back(task);
+    for (auto& task : take_tasks(1)) b.push_back(task);
+    return a.size() + b.size() == 2;
+  }));
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(a[0].second, "alpha");
+  EXPECT_EQ(a[0].first.compute_type, 0u);
+  EXPECT_EQ(a[0].first.attempt, 1u);
+  EXPECT_EQ(a[0].first.epoch, 1u);
+  EXPECT_EQ(b[0].second, "beta");
+  EXPECT_EQ(b[0].first.compute_type, 1u);  // type b is the pool's second type
+  complete(0, a[0].first, KEEL_STATUS_OK, "A!");
+  complete(1, b[0].first, KEEL_STATUS_OK, "B!");
+  std::vector<TaskResult> results = await_results(2);
+  std::map<uint64_t, TaskResult> by_mark;
+  for (const TaskResult& result : results) by_mark[result.task_mark] = result;
+  EXPECT_EQ(by_mark[101].outcome, ledger::ComputeOutcome::succeeded);
+  EXPECT_EQ(by_mark[101].output, "A!");
+  EXPECT_EQ(by_mark[101].attempt, 1u);
+  EXPECT_EQ(by_mark[102].output, "B!");
+  EXPECT_EQ(counters().results_returned.load(), 2u);
+  EXPECT_EQ(counters().results_failed.load(), 0u);
+}
+
+TEST_F(SchedulerTest, LargeInputsAndOutputsTravelThroughTheArenas) {
+  build({{"a", {0}}});
+  std::string input(5000, 'i'), output(9000, 'o');
+  input[4999] = 'z';
+  send_request(7, type_a, input);
+  std::vector<std::pair<TaskMessage, std::string>> tasks;
+  ASSERT_TRUE(poll_until([&] {
+    tasks = take_tasks(0);
+    return !tasks.empty();
+  }));
+  EXPECT_EQ(tasks[0].second, input);
+  complete(0, tasks[0].first, KEEL_STATUS_OK, output);
+  std::vector<TaskResult> results = await_results(1);
+  EXPECT_EQ(results[0].output, output);
+}
+
+TEST_F(SchedulerTest, ATypeNoPoolServesEndsNoPool) {
+  build({{"a", {0}}});
+  send_request(5, type_unknown, "x");
+  send_request(6, unknown_compute_type, "x");
+  std::vector<TaskResult> results = await_results(2);
+  for (const TaskResult& result : results) EXPECT_EQ(result.outcome, ledger::ComputeOutcome::no_pool);
+  EXPECT_TRUE(take_tasks(0).empty());
+}
+
+TEST_F(SchedulerTest, TasksStayOnTheirNodeWhileTheLocalPoolHasCreditThenSpill) {
+  PoolSetup pool{"a", {0, 1}};
+  pool.in_flight_max = 4;
+  build({pool});
+  for (uint64_t mark = 1; mark <= 4; ++mark) send_request(mark, type_a, "local");
+  size_t local = 0;
+  ASSERT_TRUE(poll_until([&] {
+    local += take_tasks(0).size();
+    return local == 4;
+  }));
+  for (int round = 0; round < 100; ++round) tile_->poll(64);
+  EXPECT_TRUE(take_tasks(1).empty()) << "a task left its node while the local pool had credit";
+  EXPECT_EQ(counters().tasks_spilled.load(), 0u);
+  // The local pool holds in_flight_max tasks now: the next ones cross to node 1.
+  for (uint64_t mark = 5; mark <= 7; ++mark) send_request(mark, type_a, "spill");
+  size_t remote = 0;
+  ASSERT_TRUE(poll_until([&] {
+    remote += take_tasks(1).size();
+    return remote == 3;
+  }));
+  EXPECT_EQ(counters().tasks_spilled.load(), 3u);
+}
+
+TEST_F(SchedulerTest, SpillPercentLetsTasksCrossBeforeTheLocalPoolIsFull) {
+  PoolSetup pool{"a", {0, 1}};
+  pool.in_flight_max = 4;
+  build({pool}, 1, 64, /*spill_percent=*/50);
+  for (uint64_t mark = 1; mark <= 4; ++mark) send_request(mark, type_a, "x");
+  size_t local = 0, remote = 0;
+  ASSERT_TRUE(poll_until([&] {
+    local += take_tasks(0).size();
+    remote += take_tasks(1).size();
+    return local + remote == 4;
+  }));
+  EXPECT_EQ(local, 2u);
+  EXPECT_EQ(remote, 2u);
+}
+
+TEST_F(SchedulerTest, AnExpiredLeaseIsSentAgainAndTheStaleAnswerDropped) {
+  PoolSetup pool{"a", {0}};
+  pool.timeout_ms = 20;
+  build({pool});
+  send_request(9, type_a, "slow");
+  std::vector<std::pair<TaskMessage, std::string>> first, second;
+  ASSERT_TRUE(poll_until([&] {
+    first = take_tasks(0);
+    return !first.empty();
+  }));
+  ASSERT_TRUE(poll_until([&] {
+    second = take_tasks(0);
+    return !second.empty();
+  }));
+  EXPECT_EQ(second[0].first.attempt, 2u);
+  EXPECT_EQ(second[0].first.task_id, first[0].first.task_id);
+  EXPECT_GE(counters().tasks_expired.load(), 1u);
+  complete(0, first[0].first, KEEL_STATUS_OK, "late");  // attempt 1: no longer leased
+  ASSERT_TRUE(poll_until([&] { return counters().completions_stale.load() == 1; }));
+  EXPECT_TRUE(take_results().empty());
+  complete(0, second[0].first, KEEL_STATUS_OK, "on time");
+  std::vector<TaskResult> results = await_results(1);
+  EXPECT_EQ(results[0].attempt, 2u);
+  EXPECT_EQ(results[0].output, "on time");
+}
+
+TEST_F(SchedulerTest, EveryAttemptTimingOutEndsTimedOut) {
+  PoolSetup pool{"a", {0}};
+  pool.timeout_ms = 5;
+  pool.retries_max = 2;
+  build({pool});
+  send_request(11, type_a, "never answered");
+  std::vector<TaskResult> results = await_results(1);
+  EXPECT_EQ(results[0].outcome, ledger::ComputeOutcome::timed_out);
+  EXPECT_EQ(results[0].attempt, 3u);  // the first and two retries
+  EXPECT_EQ(take_tasks(0).size(), 3u);
+  EXPECT_EQ(counters().tasks_retried.load(), 2u);
+}
+
+TEST_F(SchedulerTest, ATransientFailureIsRetriedAndAPermanentOneIsNot) {
+  build({{"a", {0}}});
+  send_request(1, type_a, "flaky");
+  send_request(2, type_a, "bad");
+  std::vector<std::pair<TaskMessage, std::string>> tasks;
+  ASSERT_TRUE(poll_until([&] {
+    for (auto& task : take_tasks(0)) tasks.push_back(task);
+    return tasks.size() == 2;
+  }));
+  for (auto& [task, input] : tasks)
+    complete(0, task, input == "flaky" ? KEEL_STATUS_FAILED : KEEL_STATUS_PLUGIN_MIN + 1, "");
+  std::vector<std::pair<TaskMessage, std::string>> again;
+  std::vector<TaskResult> results;
+  ASSERT_TRUE(poll_until([&] {
+    for (auto& task : take_tasks(0)) again.push_back(task);
+    for (TaskResult& result : take_results()) results.push_back(result);
+    return again.size() == 1 && results.size() == 1;
+  }));
+  EXPECT_EQ(again[0].second, "flaky");
+  EXPECT_EQ(again[0].first.attempt, 2u);
+  EXPECT_EQ(results[0].task_mark, 2u);
+  EXPECT_EQ(results[0].outcome, ledger::ComputeOutcome::plugin_failed);
+  EXPECT_EQ(results[0].plugin_status, KEEL_STATUS_PLUGIN_MIN + 1);
+  // Failing on every retry too: retries_exhausted after 1 + retries_max attempts.
+  complete(0, again[0].first, KEEL_STATUS_FAILED, "");
+  std::vector<std::pair<TaskMessage, std::string>> third;
+  ASSERT_TRUE(poll_until([&] {
+    third = take_tasks(0);
+    return !third.empty();
+  }));
+  complete(0, third[0].first, KEEL_STATUS_FAILED, "");
+  results = await_results(1);
+  EXPECT_EQ(results[0].task_mark, 1u);
+  EXPECT_EQ(results[0].outcome, ledger::ComputeOutcome::retries_exhausted);
+  EXPECT_EQ(results[0].attempt, 3u);
+}
+
+TEST_F(SchedulerTest, TasksOfADeadIncarnationGoToTheNextOne) {
+  build({{"a", {0}}});
+  for (uint64_t mark = 1; mark <= 3; ++mark) send_request(mark, type_a, "x");
+  size_t sent = 0;
+  ASSERT_TRUE(poll_until([&] {
+    sent += take_tasks(0).size();
+    return sent == 3;
+  }));
+  // The supervisor reaped epoch 1 and started epoch 2.
+  PoolControl& control = pools_.control(0);
+  control.dead_epoch.store(1);
+  std::vector<std::pair<TaskMessage, std::string>> resent;
+  for (int round = 0; round < 50; ++round) tile_->poll(64);
+  EXPECT_TRUE(take_tasks(0).empty()) << "sent to a pool with no live incarnation";
+  start_incarnation(0, 2);
+  ASSERT_TRUE(poll_until([&] {
+    for (auto& task : take_tasks(0)) resent.push_back(task);
+    return resent.size() == 3;
+  }));
+  for (auto& [task, input] : resent) {
+    EXPECT_EQ(task.epoch, 2u);
+    EXPECT_EQ(task.attempt, 2u);
+    complete(0, task, KEEL_STATUS_OK, "done");
+  }
+  std::vector<TaskResult> results = await_results(3);
+  for (const TaskResult& result : results) EXPECT_EQ(result.outcome, ledger::ComputeOutcome::succeeded);
+  EXPECT_EQ(counters().tasks_redispatched.load(), 3u);
+}
+
+TEST_F(SchedulerTest, AQuarantinedPoolFailsItsTasksWithTheReason) {
+  build({{"a", {0}}, {"b", {0}}});
+  PoolControl& control = pools_.control(0);
+  std::strcpy(control.quarantine, "keel_x.so: cannot load: no such file");
+  control.quarantined.store(1);
+  send_request(1, type_a, "x");
+  send_request(2, type_b, "y");
+  std::vector<std::pair<TaskMessage, std::string>> b_tasks;
+  std::vector<TaskResult> results;
+  ASSERT_TRUE(poll_until([&] {
+    for (auto& task : take_tasks(1)) b_tasks.push_back(task);
+    for (TaskResult& result : take_results()) results.push_back(result);
+    return results.size() == 1 && b_tasks.size() == 1;
+  }));
+  EXPECT_EQ(results[0].task_mark, 1u);
+  EXPECT_EQ(results[0].outcome, ledger::ComputeOutcome::quarantined);
+  EXPECT_EQ(results[0].output, "a@0: keel_x.so: cannot load: no such file");
+  complete(1, b_tasks[0].first, KEEL_STATUS_OK, "fine");  // the other pool keeps going
+  results = await_results(1);
+  EXPECT_EQ(results[0].outcome, ledger::ComputeOutcome::succeeded);
+}
+
+TEST_F(SchedulerTest, HeldTasksAreBoundedByLeasesAndTheRestWaitInTheRing) {
+  PoolSetup pool{"a", {0}};
+  pool.in_flight_max = 2;
+  build({pool}, 1, /*leases_max=*/4);
+  for (uint64_t mark = 1; mark <= 10; ++mark) send_request(mark, type_a, "x");
+  for (int round = 0; round < 100; ++round) tile_->poll(64);
+  EXPECT_EQ(counters().tasks_taken.load(), 4u);
+  EXPECT_EQ(counters().leases_held.load(), 4u);
+  std::vector<std::pair<TaskMessage, std::string>> tasks = take_tasks(0);
+  EXPECT_EQ(tasks.size(), 2u);  // the pool's credit
+  // Answering frees leases and credit: everything completes in the end.
+  size_t done = 0;
+  ASSERT_TRUE(poll_until([&] {
+    for (auto& [task, input] : tasks) complete(0, task, KEEL_STATUS_OK, "");
+    tasks = take_tasks(0);
+    done += take_results().size();
+    return done == 10;
+  }));
+  EXPECT_EQ(counters().tasks_taken.load(), 10u);
+}
+
+}  // namespace
+}  // namespace keel::sched
