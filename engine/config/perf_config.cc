@@ -100,7 +100,7 @@ constexpr std::string_view scheduler_keys[] = {"leases_max",          "spill_per
                                                "restart_backoff_ms_max", "heartbeat_timeout_ms", "ready_timeout_ms",
                                                "crashes_max",          "crash_window_ms"};
 constexpr std::string_view load_keys[] = {"enabled", "clients", "accounts_per_chain", "cross_shard_percent",
-                                          "rate_per_second"};
+                                          "rate_per_second", "compute_percent"};
 constexpr std::string_view pool_keys[] = {"compute_types", "compute_type",     "plugin",
                                           "threads_per_node", "in_flight_max", "timeout_ms",
                                           "retries_max",   "backoff_ms",       "output_bytes_max",
@@ -789,6 +789,7 @@ Status read_load(const TableReader& reader, LoadSection& load) {
   if (s) s = reader.read_integer("accounts_per_chain", 2, 100'000'000, load.accounts_per_chain);
   if (s) s = reader.read_integer("cross_shard_percent", 0, 100, load.cross_shard_percent);
   if (s) s = reader.read_integer("rate_per_second", 0, 1'000'000'000, load.rate_per_second);
+  if (s) s = reader.read_integer("compute_percent", 0, 100, load.compute_percent);
   return s;
 }
 

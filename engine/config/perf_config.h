@@ -66,6 +66,9 @@ struct LoadSection {
   uint32_t accounts_per_chain = 10000;
   uint32_t cross_shard_percent = 10;     // transfers whose accounts live on different shards
   uint64_t rate_per_second = 0;          // per client; 0 = as fast as backpressure allows
+  // Submissions that are compute_requests instead of transfers, cycling over every compute
+  // type of the [[pool]]s; none when there are no pools.
+  uint32_t compute_percent = 5;
 };
 
 // One worker pool: on every NUMA node, a process (`keel worker`) that loads the plugin

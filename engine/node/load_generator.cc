@@ -13,6 +13,7 @@
 #include "engine/client/client.h"
 #include "engine/core/latency_histogram.h"
 #include "engine/ledger/transaction.h"
+#include "engine/node/compute_inputs.h"
 #include "shm/segment.h"
 
 namespace keel::node {
@@ -28,13 +29,21 @@ struct ChainLoad {
   uint32_t shards = 1;
   std::vector<std::vector<uint64_t>> accounts_by_shard;
   uint64_t submitted = 0, receipts = 0, applied = 0;
+  uint64_t compute_submitted = 0, compute_accepted = 0, compute_backlog_full = 0;
   engine::LatencyHistogram latency;
+};
+
+// A submission waiting for its receipt.
+struct Sent {
+  uint32_t chain = 0;
+  bool compute = false;  // a compute_request, counted apart
+  uint64_t sent_ns = 0;
 };
 
 struct Generator {
   client::Client* client;
   std::vector<ChainLoad> chains;
-  std::unordered_map<uint64_t, std::pair<uint32_t, uint64_t>> in_flight;  // request -> (chain, sent ns)
+  std::unordered_map<uint64_t, Sent> in_flight;  // by request id
   uint64_t next_request = 1;
   std::vector<client::ReceiptMessage> receipts = std::vector<client::ReceiptMessage>(1024);
 
@@ -45,15 +54,21 @@ struct Generator {
     for (size_t index = 0; index < got; ++index) {
       auto found = in_flight.find(receipts[index].request_id);
       if (found == in_flight.end()) continue;
-      ChainLoad& chain = chains[found->second.first];
+      const Sent& sent = found->second;
+      ChainLoad& chain = chains[sent.chain];
+      auto status = ledger::TxStatus(receipts[index].status);
       ++chain.receipts;
-      chain.applied += receipts[index].status == uint16_t(ledger::TxStatus::applied);
-      chain.latency.record(now - found->second.second);
+      chain.applied += status == ledger::TxStatus::applied;
+      if (sent.compute) {
+        chain.compute_accepted += status == ledger::TxStatus::applied;
+        chain.compute_backlog_full += status == ledger::TxStatus::compute_backlog_full;
+      }
+      chain.latency.record(now - sent.sent_ns);
       in_flight.erase(found);
     }
   }
   // Submits one transaction, taking receipts while the client pushes back.
-  bool submit(uint32_t chain, const std::vector<std::byte>& tx) {
+  bool submit(uint32_t chain, const std::vector<std::byte>& tx, bool compute = false) {
     for (;;) {
       Result<bool> queued = client->try_submit(chains[chain].index, next_request, tx);
       if (!queued) return false;
@@ -61,9 +76,65 @@ struct Generator {
       collect(1);
       if (!client->engine_alive()) return false;
     }
-    in_flight[next_request++] = {chain, shm::monotonic_ns()};
+    in_flight[next_request++] = {chain, compute, shm::monotonic_ns()};
     ++chains[chain].submitted;
+    chains[chain].compute_submitted += compute;
     return true;
+  }
+};
+
+// The compute types the load cycles over: every type of every pool, in config order.
+std::vector<std::string> compute_types_of(const config::PerfConfig& config) {
+  std::vector<std::string> types;
+  for (const config::PoolConfig& pool : config.pools)
+    types.insert(types.end(), pool.compute_types.begin(), pool.compute_types.end());
+  return types;
+}
+
+// What one client submits after opening its accounts: transfers, and compute_percent of
+// the time a compute_request.
+struct Workload {
+  const config::LoadSection& load;
+  std::vector<std::string> compute_types;
+  uint32_t client_index = 0;
+  uint64_t first_account = 0;  // the client's accounts: first_account .. + accounts_per_chain - 1
+  std::mt19937_64 random{uint64_t(client_index) * 7919 + 1};
+  uint64_t compute_count = 0;  // compute_requests made so far
+
+  // True when submission `count` (from 0) is a compute_request: exactly compute_percent
+  // of every 100 submissions, evenly spread rather than bunched (5 is every 20th).
+  bool is_compute_turn(uint64_t count) const {
+    return !compute_types.empty() && (count + 1) * load.compute_percent / 100 != count * load.compute_percent / 100;
+  }
+
+  // Submits submission `count`; false when the engine went away.
+  bool submit_next(Generator& generator, uint64_t count) {
+    if (is_compute_turn(count)) return submit_compute_request(generator);
+    uint32_t chain_index = uint32_t(count % generator.chains.size());
+    ChainLoad& chain = generator.chains[chain_index];
+    uint32_t from_shard = uint32_t(random() % chain.shards), to_shard = from_shard;
+    if (chain.shards > 1 && random() % 100 < load.cross_shard_percent)
+      to_shard = (from_shard + 1 + uint32_t(random() % (chain.shards - 1))) % chain.shards;
+    const auto& from_accounts = chain.accounts_by_shard[from_shard];
+    const auto& to_accounts = chain.accounts_by_shard[to_shard];
+    if (from_accounts.empty() || to_accounts.empty()) return true;  // a shard none of ours live on
+    uint64_t from = from_accounts[random() % from_accounts.size()], to = to_accounts[random() % to_accounts.size()];
+    return generator.submit(chain_index, ledger::encode_transfer(generator.next_request, from, to, 1 + random() % 100));
+  }
+
+  // The next compute_request: chains in turn, and on each chain every type in turn (so
+  // every chain sees every type, whatever the two counts), about a random account of ours.
+  bool submit_compute_request(Generator& generator) {
+    uint64_t chains = generator.chains.size();
+    uint32_t chain_index = uint32_t(compute_count % chains);
+    const std::string& type = compute_types[(compute_count / chains) % compute_types.size()];
+    // The seed tells clients apart in its high half, so no two clients send the same input.
+    uint64_t seed = uint64_t(client_index) << 32 | (compute_count & 0xffffffffu);
+    std::vector<std::byte> input = sample_compute_input(type, seed);
+    ++compute_count;
+    uint64_t subject = first_account + random() % load.accounts_per_chain;
+    return generator.submit(chain_index, ledger::encode_compute_request(generator.next_request, subject, type, input),
+                            /*compute=*/true);
   }
 };
 
@@ -76,7 +147,10 @@ void print_report(const Generator& generator, uint32_t client_index) {
                       {"applied", chain.applied},
                       {"latency_us_p50", chain.latency.percentile(0.50) / 1000},
                       {"latency_us_p99", chain.latency.percentile(0.99) / 1000},
-                      {"latency_us_max", chain.latency.max_ns() / 1000}});
+                      {"latency_us_max", chain.latency.max_ns() / 1000},
+                      {"compute_submitted", chain.compute_submitted},
+                      {"compute_accepted", chain.compute_accepted},
+                      {"compute_backlog_full", chain.compute_backlog_full}});
   std::printf("%s\n", nlohmann::json{{"client", client_index}, {"chains", chains}}.dump().c_str());
   std::fflush(stdout);
 }
@@ -112,22 +186,13 @@ int run_load_process(const config::PerfConfig& config, const LoadOptions& option
     for (const auto& accounts : generator.chains[chain].accounts_by_shard)
       for (uint64_t account : accounts)
         if (!generator.submit(chain, ledger::encode_create_account(account, account, 1'000'000'000))) return 1;
-  std::mt19937_64 random(options.client_index * 7919 + 1);
+  Workload workload{config.load, compute_types_of(config), options.client_index, first_account};
   uint64_t deadline_ns = shm::monotonic_ns() + options.duration_ms * 1'000'000;
   uint64_t interval_ns = config.load.rate_per_second ? 1'000'000'000ull / config.load.rate_per_second : 0;
   uint64_t next_send_ns = shm::monotonic_ns();
-  for (uint64_t count = 0; !stop_requested.load() && shm::monotonic_ns() < deadline_ns; ++count) {
-    ChainLoad& chain = generator.chains[count % generator.chains.size()];
-    uint32_t from_shard = uint32_t(random() % chain.shards), to_shard = from_shard;
-    if (chain.shards > 1 && random() % 100 < config.load.cross_shard_percent)
-      to_shard = (from_shard + 1 + uint32_t(random() % (chain.shards - 1))) % chain.shards;
-    const auto& from_accounts = chain.accounts_by_shard[from_shard];
-    const auto& to_accounts = chain.accounts_by_shard[to_shard];
-    if (from_accounts.empty() || to_accounts.empty()) continue;
-    uint64_t from = from_accounts[random() % from_accounts.size()], to = to_accounts[random() % to_accounts.size()];
-    if (!generator.submit(uint32_t(count % generator.chains.size()),
-                          ledger::encode_transfer(generator.next_request, from, to, 1 + random() % 100)))
-      break;
+  bool anything_to_load = !generator.chains.empty();
+  for (uint64_t count = 0; anything_to_load && !stop_requested.load() && shm::monotonic_ns() < deadline_ns; ++count) {
+    if (!workload.submit_next(generator, count)) break;
     if ((count & 63) == 0) generator.collect(0);
     if (interval_ns) {
       next_send_ns += interval_ns;

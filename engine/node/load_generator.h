@@ -3,11 +3,18 @@
 // accounts on every chain and then submits transfers among them until its duration
 // ends, then waits for its last receipts and prints one JSON object:
 //   {"client": 0, "chains": [{"name": "payments", "submitted": N, "receipts": N,
-//     "applied": N, "latency_us_p50": N, "latency_us_p99": N, "latency_us_max": N}]}
+//     "applied": N, "latency_us_p50": N, "latency_us_p99": N, "latency_us_max": N,
+//     "compute_submitted": N, "compute_accepted": N, "compute_backlog_full": N}]}
+// submitted, receipts, applied and the latencies count every transaction; the compute_
+// figures count the compute_requests among them: accepted (applied: a pending task now)
+// and refused as compute_backlog_full (the shard held its maximum of pending tasks).
 //
 // Client i owns accounts i * 10^9 + 1 .. i * 10^9 + accounts_per_chain on each chain, so
 // several generators never contend. cross_shard_percent of the transfers go between
-// accounts on different shards (when the chain has more than one).
+// accounts on different shards (when the chain has more than one). compute_percent of
+// the submissions, evenly spread, are compute_requests instead, about one of the client's
+// accounts, cycling over every compute type of the config's pools with inputs from
+// sample_compute_input (compute_inputs.h) seeded by the client index and a counter.
 #pragma once
 
 #include <cstdint>

@@ -683,6 +683,19 @@ TEST(PerfConfig, LedgerAndLoadKnobsAreChecked) {
   EXPECT_EQ(config->chains[0].block_us_max, 7u);
 }
 
+// compute_percent: the share of each load client's submissions that are compute_requests.
+TEST(PerfConfig, LoadComputePercentIsCheckedAndKept) {
+  EXPECT_EQ(parsed("").load.compute_percent, 5u);
+  EXPECT_EQ(parsed("[load]\ncompute_percent = 0\n").load.compute_percent, 0u);
+  EXPECT_EQ(parsed("[load]\ncompute_percent = 100\n").load.compute_percent, 100u);
+  EXPECT_EQ(error_of("[load]\ncompute_percent = 101\n"),
+            "test.toml:2:19: load.compute_percent: must be from 0 to 100, got 101");
+  EXPECT_EQ(error_of("[load]\ncompute_percent = -1\n"),
+            "test.toml:2:19: load.compute_percent: must be from 0 to 100, got -1");
+  EXPECT_EQ(error_of("[load]\ncompute_percent = 2.5\n"),
+            "test.toml:2:19: load.compute_percent: expected an integer, got a floating-point number");
+}
+
 TEST(PerfConfigShipped, DefaultFitsALaptop) {
   Result<PerfConfig> config = load_perf_config(KEEL_SOURCE_DIR "/perf/default.toml", {"/opt/keel"});
   ASSERT_TRUE(config) << config.error().message;
@@ -704,6 +717,7 @@ TEST(PerfConfigShipped, DefaultFitsALaptop) {
   EXPECT_EQ(config->ledger.data_dir, "data/default");
   EXPECT_TRUE(config->load.enabled);
   EXPECT_EQ(config->load.clients, 2u);
+  EXPECT_EQ(config->load.compute_percent, 5u);
   EXPECT_EQ(config->pipeline.payload_bytes, 32u);
 }
 
