@@ -1,5 +1,9 @@
 #include "engine/cli/ledger_commands.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
@@ -11,6 +15,7 @@
 #include "engine/node/ledger_run.h"
 #include "engine/node/load_generator.h"
 #include "engine/node/verify.h"
+#include "engine/persist/durable_io.h"
 #include "shm/segment.h"
 
 namespace keel::cli {
@@ -70,6 +75,112 @@ void print_report(const node::LedgerReport& report) {
                 (unsigned long long)chain.client_latency_us_p99);
 }
 
+// The end of every "input too large" message.
+std::string input_limit_text() {
+  return "more than compute_input_bytes_max (" + std::to_string(ledger::compute_input_bytes_max) + " bytes)";
+}
+
+// Hex digits (either case, no separators) as bytes.
+Result<std::vector<std::byte>> decode_hex(std::string_view hex) {
+  if (hex.size() % 2 != 0)
+    return make_error("--input-hex", "odd number of hex digits (" + std::to_string(hex.size()) + ")");
+  if (hex.size() / 2 > ledger::compute_input_bytes_max)
+    return make_error("--input-hex", std::to_string(hex.size() / 2) + " bytes, " + input_limit_text());
+  auto value_of = [](char digit) {
+    if (digit >= '0' && digit <= '9') return digit - '0';
+    if (digit >= 'a' && digit <= 'f') return digit - 'a' + 10;
+    if (digit >= 'A' && digit <= 'F') return digit - 'A' + 10;
+    return -1;
+  };
+  std::vector<std::byte> bytes(hex.size() / 2);
+  for (size_t position = 0; position < hex.size(); ++position) {
+    int value = value_of(hex[position]);
+    if (value < 0) {
+      // Built by appending: GCC 12 warns (-Wrestrict, wrongly) about "'" + std::string.
+      std::string reason(1, '\'');
+      reason += hex[position];
+      reason += "' at position " + std::to_string(position + 1) + " is not a hex digit";
+      return make_error("--input-hex", reason);
+    }
+    bytes[position / 2] |= std::byte(position % 2 == 0 ? value << 4 : value);
+  }
+  return bytes;
+}
+
+// The whole file, refusing one over compute_input_bytes_max. Reads at most one byte past
+// the limit, so a huge file (or an endless one, like /dev/zero) costs nothing.
+Result<std::vector<std::byte>> read_input_file(const std::string& path) {
+  auto failed = [&](int error_number) {
+    return make_error("--input-file", "cannot read '" + path + "': " + persist::errno_text(error_number));
+  };
+  persist::UniqueFd file(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!file.valid()) return failed(errno);
+  std::vector<std::byte> bytes(ledger::compute_input_bytes_max + 1);
+  size_t filled = 0;
+  while (filled < bytes.size()) {
+    ssize_t got = read(file.get(), bytes.data() + filled, bytes.size() - filled);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return failed(errno);
+    if (got == 0) break;
+    filled += size_t(got);
+  }
+  if (filled > ledger::compute_input_bytes_max)
+    return make_error("--input-file", "'" + path + "' holds " + input_limit_text());
+  bytes.resize(filled);
+  return bytes;
+}
+
+// The input of a compute request, from whichever one of --input, --input-file and
+// --input-hex was given.
+Result<std::vector<std::byte>> compute_input(const SubmitRequest& request) {
+  int given = request.input_text.has_value() + request.input_file.has_value() + request.input_hex.has_value();
+  if (given == 0) return make_error("--input", "missing: give one of --input, --input-file and --input-hex");
+  if (given > 1) return make_error("--input", "give only one of --input, --input-file and --input-hex");
+  if (request.input_file) return read_input_file(*request.input_file);
+  if (request.input_hex) return decode_hex(*request.input_hex);
+  const std::string& text = *request.input_text;
+  if (text.size() > ledger::compute_input_bytes_max)
+    return make_error("--input", std::to_string(text.size()) + " bytes, " + input_limit_text());
+  auto bytes = std::as_bytes(std::span(text.data(), text.size()));
+  return std::vector<std::byte>(bytes.begin(), bytes.end());
+}
+
+Result<std::vector<std::byte>> build_compute_request(const SubmitRequest& request, uint64_t nonce) {
+  if (!ledger::is_compute_type_name(request.compute_type))
+    return make_error("--type", "must be 1 to " + std::to_string(ledger::compute_type_bytes_max) +
+                                    " characters of [a-z0-9_], got '" + request.compute_type + "'");
+  Result<std::vector<std::byte>> input = compute_input(request);
+  if (!input) return input.error();
+  return ledger::encode_compute_request(nonce, request.subject, request.compute_type, *input);
+}
+
+// One line (or one JSON object) for `keel submit`'s receipt; compute_shard is set for a
+// compute request.
+void print_receipt(const SubmitRequest& request, const client::ReceiptMessage& receipt,
+                   std::optional<uint32_t> compute_shard) {
+  ledger::Hash32 hash;
+  std::memcpy(hash.bytes.data(), receipt.tx_hash, 32);
+  auto status = ledger::TxStatus(receipt.status);
+  // Refused before ordering (height 0), a request is in no block and names no task.
+  bool ordered_compute = compute_shard.has_value() && receipt.height != 0;
+  if (request.json) {
+    nlohmann::json json = {{"tx_hash", ledger::to_hex(hash)},
+                           {"height", receipt.height},
+                           {"status", std::string(ledger::status_text(status))},
+                           {"applied", status == ledger::TxStatus::applied}};
+    if (ordered_compute) json["shard"] = *compute_shard;
+    std::printf("%s\n", json.dump().c_str());
+    return;
+  }
+  std::printf("%s %s: %s (block %llu", request.kind.c_str(), ledger::to_hex(hash).c_str(),
+              std::string(ledger::status_text(status)).c_str(), (unsigned long long)receipt.height);
+  if (ordered_compute) std::printf(" on shard %u", *compute_shard);
+  std::printf(")\n");
+  if (ordered_compute && status == ledger::TxStatus::applied)
+    std::printf("task: shard %u, block %llu (its index in the block, the rest of its id, is not in the receipt)\n",
+                *compute_shard, (unsigned long long)receipt.height);
+}
+
 Result<std::vector<std::byte>> build_transaction(const SubmitRequest& request, uint64_t nonce) {
   auto bytes = [](const std::string& text) { return std::as_bytes(std::span(text.data(), text.size())); };
   if (request.kind == "create-account")
@@ -83,6 +194,7 @@ Result<std::vector<std::byte>> build_transaction(const SubmitRequest& request, u
       return make_error("--value", "must be at most " + std::to_string(ledger::put_value_bytes_max) + " bytes");
     return ledger::encode_put(nonce, bytes(request.key), bytes(request.value));
   }
+  if (request.kind == "compute") return build_compute_request(request, nonce);
   return make_error("keel submit", "unknown transaction kind '" + request.kind + "'");
 }
 
@@ -152,13 +264,14 @@ int verify_command(const std::string& data_dir, bool json) {
 }
 
 int submit_command(const SubmitRequest& request) {
+  // The arguments first: a bad one is the user's to fix whether or not an engine runs.
+  uint64_t nonce = request.nonce != 0 ? request.nonce : shm::monotonic_ns();
+  Result<std::vector<std::byte>> tx = build_transaction(request, nonce);
+  if (!tx) return fail(tx.error());
   Result<std::unique_ptr<client::Client>> client = client::Client::attach("keel-" + request.instance);
   if (!client) return fail(client.error());
   Result<uint32_t> chain = (*client)->chain_index(request.chain);
   if (!chain) return fail(chain.error());
-  uint64_t nonce = request.nonce != 0 ? request.nonce : shm::monotonic_ns();
-  Result<std::vector<std::byte>> tx = build_transaction(request, nonce);
-  if (!tx) return fail(tx.error());
   uint64_t deadline_ns = shm::monotonic_ns() + uint64_t(request.timeout_ms) * 1'000'000;
   for (;;) {
     Result<bool> queued = (*client)->try_submit(*chain, 1, *tx);
@@ -171,21 +284,13 @@ int submit_command(const SubmitRequest& request) {
     if (shm::monotonic_ns() > deadline_ns || !(*client)->engine_alive())
       return fail(make_error("keel submit", "no receipt within " + std::to_string(request.timeout_ms) + " ms"));
   }
-  ledger::Hash32 hash;
-  std::memcpy(hash.bytes.data(), receipt.tx_hash, 32);
-  auto status = ledger::TxStatus(receipt.status);
-  if (request.json) {
-    std::printf("%s\n", nlohmann::json{{"tx_hash", ledger::to_hex(hash)},
-                                       {"height", receipt.height},
-                                       {"status", std::string(ledger::status_text(status))},
-                                       {"applied", status == ledger::TxStatus::applied}}
-                            .dump()
-                            .c_str());
-  } else {
-    std::printf("%s %s: %s (block %llu)\n", request.kind.c_str(), ledger::to_hex(hash).c_str(),
-                std::string(ledger::status_text(status)).c_str(), (unsigned long long)receipt.height);
-  }
-  return status == ledger::TxStatus::applied ? 0 : 3;
+  // A compute request's shard follows from its subject; with the height and the request's
+  // index in the block (not in the receipt) it names the task.
+  std::optional<uint32_t> compute_shard;
+  if (request.kind == "compute")
+    compute_shard = ledger::shard_of_account(request.subject, (*client)->shard_count(*chain));
+  print_receipt(request, receipt, compute_shard);
+  return ledger::TxStatus(receipt.status) == ledger::TxStatus::applied ? 0 : 3;
 }
 
 }  // namespace keel::cli

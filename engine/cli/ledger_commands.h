@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "engine/config/perf_config.h"
@@ -22,11 +23,16 @@ int load_command(const std::string& config_path, const std::string& segment, uin
 struct SubmitRequest {
   std::string instance = "default";
   std::string chain;
-  std::string kind;  // "create-account", "transfer" or "put"
+  std::string kind;  // "create-account", "transfer", "put" or "compute"
   uint64_t account = 0, from = 0, to = 0, amount = 0;
   int64_t balance = 0;
   bool overdraft = false;
   std::string key, value;
+  // compute: the compute type, the subject (picks the shard) and exactly one of the three
+  // ways to give the input: as text, as a file's bytes, or in hex.
+  std::string compute_type;
+  uint64_t subject = 0;
+  std::optional<std::string> input_text, input_file, input_hex;
   uint64_t nonce = 0;  // 0: derived from the clock
   uint32_t timeout_ms = 10'000;
   bool json = false;
@@ -36,7 +42,14 @@ struct SubmitRequest {
 int verify_command(const std::string& data_dir, bool json);
 
 // `keel submit`: one transaction, then its durable receipt. Exit 0 when applied, 3 when
-// rejected, 2 when it could not be submitted or no receipt came in time.
+// rejected, 2 when it could not be submitted or no receipt came in time. Arguments are
+// checked before attaching to the engine: a bad one (a put key too long; a compute
+// type name not of [a-z0-9_], an input file that cannot be read, bad hex, an input over
+// ledger::compute_input_bytes_max) is one line "keel: --<option>: <reason>", exit 2.
+//
+// A compute request's receipt names its block and, computed from the subject, its shard;
+// the receipt does not carry the request's index within the block, which with those two
+// identifies the task (ledger::CreditMark::pack(height, index)).
 int submit_command(const SubmitRequest& request);
 
 }  // namespace keel::cli

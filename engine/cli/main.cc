@@ -253,6 +253,15 @@ int main(int argc, char** argv) {
   CLI::App* put = submit->add_subcommand("put", "set a key to a value");
   put->add_option("--key", submit_request.key)->required();
   put->add_option("--value", submit_request.value)->capture_default_str();
+  CLI::App* compute = submit->add_subcommand("compute", "ask for one compute task (a compute_request)");
+  compute->add_option("--type", submit_request.compute_type, "compute type, 1 to 64 characters of [a-z0-9_]")->required();
+  compute->add_option("--subject", submit_request.subject, "the account (or any 64-bit key) the task is about; picks its shard")
+      ->capture_default_str();
+  // Exactly one of the three is checked by submit_command, so that a mistake gets the same
+  // one-line message and exit status 2 as every other bad input.
+  compute->add_option("--input", submit_request.input_text, "the input as text");
+  compute->add_option("--input-file", submit_request.input_file, "the input: this file's bytes");
+  compute->add_option("--input-hex", submit_request.input_hex, "the input in hex (e.g. 68656c6c6f)");
 
   PluginCheckRequest plugin_check_request;
   CLI::App* plugin_check = add_plugin_check_command(app, plugin_check_request);
@@ -285,7 +294,7 @@ int main(int argc, char** argv) {
   if (verify->parsed()) return verify_command(data_dir, json);
   if (plugin_check->parsed()) return plugin_check_command(plugin_check_request);
   if (submit->parsed()) {
-    for (CLI::App* kind : {create_account, transfer, put})
+    for (CLI::App* kind : {create_account, transfer, put, compute})
       if (kind->parsed()) submit_request.kind = kind->get_name();
     return submit_command(submit_request);
   }

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "engine/ledger/snapshot.h"
+#include "engine/ledger/transaction.h"
 #include "engine/persist/snapshot_file.h"
 #include "tests/engine/cli/keel_process.h"
 
@@ -102,6 +103,82 @@ TEST_F(LedgerCli, SubmitWaitsForTheDurableReceipt) {
   Outcome absent = keel({"submit", "--instance", name, "--chain", "payments", "put", "--key", "k"});
   EXPECT_EQ(absent.exit_code, 2);
   EXPECT_EQ(absent.err.rfind("keel: ", 0), 0u) << absent.err;
+}
+
+TEST_F(LedgerCli, SubmitComputeGetsItsBlockAndShard) {
+  std::string name = instance("compute");
+  fs::path config = default_config_copy(name, {{"[load]\nenabled = true", "[load]\nenabled = false"}});
+  Clock::time_point started = Clock::now();
+  KeelProcess engine(directory_, {"run", "--config", config, "--duration", "60s", "--json"});
+  ASSERT_TRUE(wait_until_running(name, started)) << "keel never created its segment";
+  auto submit = [&](std::vector<std::string> arguments) {
+    arguments.insert(arguments.begin(), {"submit", "--instance", name, "--chain", "payments"});
+    return keel(arguments);
+  };
+  // payments has two shards: the subject picks one.
+  std::string shard = std::to_string(ledger::shard_of_account(7, 2));
+  Outcome hex = submit({"compute", "--type", "noop", "--subject", "7", "--input-hex", "0102"});
+  EXPECT_EQ(hex.exit_code, 0) << hex.out << hex.err;
+  EXPECT_EQ(hex.out.rfind("compute ", 0), 0u) << hex.out;
+  EXPECT_NE(hex.out.find(": applied (block "), std::string::npos) << hex.out;
+  EXPECT_NE(hex.out.find(" on shard " + shard + ")\ntask: shard " + shard + ", block "), std::string::npos) << hex.out;
+  Outcome json = submit({"--json", "compute", "--type", "hash", "--subject", "7", "--input", "a document"});
+  EXPECT_EQ(json.exit_code, 0) << json.out << json.err;
+  nlohmann::json receipt = parse_report(json);
+  EXPECT_EQ(receipt.value("status", ""), "applied") << json.out;
+  EXPECT_GT(receipt.value("height", 0ull), 0u) << json.out;
+  EXPECT_EQ(receipt.value("shard", -1), std::stoi(shard)) << json.out;
+  // A type no pool serves is still a well-formed request: the scheduler answers it later.
+  write_file(directory_ / "input.bin", std::string("\x00\xff\x10", 3));
+  Outcome file = submit({"compute", "--type", "no_such_type", "--input-file", (directory_ / "input.bin").string()});
+  EXPECT_EQ(file.exit_code, 0) << file.out << file.err;
+  ASSERT_EQ(kill(engine.pid(), SIGINT), 0);
+  Outcome stopped = engine.wait(20s);
+  EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
+  // The pending requests replay like any other transaction.
+  Outcome verified = keel({"verify", "--data-dir", data_dir(name).string()});
+  EXPECT_EQ(verified.exit_code, 0) << verified.out << verified.err;
+}
+
+// Bad arguments are refused before keel looks for an engine: one line naming the option.
+TEST_F(LedgerCli, SubmitComputeRefusesBadInputWithOneLine) {
+  std::string missing = (directory_ / "missing.bin").string();
+  write_file(directory_ / "big.bin", std::string(16385, 'x'));
+  write_file(directory_ / "largest.bin", std::string(16384, 'x'));
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--type", "Hash", "--input", "x"}, "keel: --type: must be 1 to 64 characters of [a-z0-9_], got 'Hash'"},
+      {{"--type", std::string(65, 'a'), "--input", "x"},
+       "keel: --type: must be 1 to 64 characters of [a-z0-9_], got '" + std::string(65, 'a') + "'"},
+      {{"--type", "hash"}, "keel: --input: missing: give one of --input, --input-file and --input-hex"},
+      {{"--type", "hash", "--input", "x", "--input-hex", "00"},
+       "keel: --input: give only one of --input, --input-file and --input-hex"},
+      {{"--type", "hash", "--input-hex", "0g"}, "keel: --input-hex: 'g' at position 2 is not a hex digit"},
+      {{"--type", "hash", "--input-hex", "abc"}, "keel: --input-hex: odd number of hex digits (3)"},
+      {{"--type", "hash", "--input-hex", std::string(2 * 16385, 'a')},
+       "keel: --input-hex: 16385 bytes, more than compute_input_bytes_max (16384 bytes)"},
+      {{"--type", "hash", "--input", std::string(16385, 'a')},
+       "keel: --input: 16385 bytes, more than compute_input_bytes_max (16384 bytes)"},
+      {{"--type", "hash", "--input-file", missing},
+       "keel: --input-file: cannot read '" + missing + "': No such file or directory"},
+      {{"--type", "hash", "--input-file", directory_.string()},
+       "keel: --input-file: cannot read '" + directory_.string() + "': Is a directory"},
+      {{"--type", "hash", "--input-file", (directory_ / "big.bin").string()},
+       "keel: --input-file: '" + (directory_ / "big.bin").string() +
+           "' holds more than compute_input_bytes_max (16384 bytes)"},
+  };
+  for (const auto& [arguments, line] : cases) {
+    std::vector<std::string> command = {"submit", "--instance", instance("no-engine"), "--chain", "payments", "compute"};
+    command.insert(command.end(), arguments.begin(), arguments.end());
+    Outcome outcome = keel(command);
+    EXPECT_EQ(outcome.exit_code, 2) << line;
+    EXPECT_EQ(outcome.err, line + "\n");
+    EXPECT_EQ(outcome.out, "");
+  }
+  // Within the limits, the arguments pass and only the missing engine is left to report.
+  Outcome largest = keel({"submit", "--instance", instance("no-engine"), "--chain", "payments", "compute", "--type",
+                          "hash", "--input-file", (directory_ / "largest.bin").string()});
+  EXPECT_EQ(largest.exit_code, 2);
+  EXPECT_NE(largest.err.find("no keel engine named"), std::string::npos) << largest.err;
 }
 
 // One past the last non-zero byte of a file: inside the last block a commit wrote. After
