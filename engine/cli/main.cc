@@ -228,6 +228,12 @@ int main(int argc, char** argv) {
   worker->add_option("--threads", worker_options.threads);
   worker->add_option("--in-flight-max", worker_options.in_flight_max);
   worker->add_option("--output-bytes-max", worker_options.output_bytes_max);
+  CLI::Option* worker_pus = worker->add_option("--pus", worker_options.pu_os_indexes,
+                                               "PU OS indexes to pin the whole process to, e.g. 0,2,5")
+                                ->delimiter(',')
+                                ->allow_extra_args(false);
+  worker->add_option("--node", worker_options.node_os_index, "the NUMA node (OS index) to bind memory to")
+      ->needs(worker_pus);
 
   std::string data_dir = "data/default";
   CLI::App* verify = app.add_subcommand("verify", "check every chain in a data directory (checksums, hash chain, Merkle roots, replay)");

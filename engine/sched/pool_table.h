@@ -28,9 +28,9 @@
 //
 // Liveness: the worker beats heartbeat_ns (CLOCK_MONOTONIC) about every millisecond,
 // busy or idle; ready_epoch tells the engine init succeeded. A worker that cannot load or
-// initialise its plugin writes one line into failure and stores its epoch in
-// failed_epoch (release), then exits with worker_exit_plugin_failed: the engine
-// quarantines the pool with that line instead of restarting it.
+// initialise its plugin (or pin itself to its PUs) writes one line into failure and
+// stores its epoch in failed_epoch (release), then exits with worker_exit_plugin_failed:
+// the engine quarantines the pool with that line instead of restarting it.
 //
 // All of it is one segment object ("sched.pools"), like the shard table.
 #pragma once

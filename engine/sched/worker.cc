@@ -17,6 +17,8 @@
 
 #include "engine/sched/plugin_library.h"
 #include "engine/sched/pool_table.h"
+#include "numa/binding.h"
+#include "numa/topology.h"
 #include "shm/arena.h"
 #include "shm/doorbell.h"
 #include "shm/ring.h"
@@ -51,6 +53,13 @@ void report_failure(PoolControl& control, uint64_t epoch, const std::string& lin
   control.failure[bytes] = '\0';
   control.failed_epoch.store(epoch, std::memory_order_release);
   std::fprintf(stderr, "keel worker: %s\n", line.c_str());
+}
+
+// Pins the whole process as the options say (numa/binding.h reads the binding back).
+Result<void> pin_process(const WorkerOptions& options) {
+  Result<numa::Topology> topology = numa::Topology::load_host();
+  if (!topology) return topology.error();
+  return numa::bind_current_process(*topology, options.pu_os_indexes, options.node_os_index);
 }
 
 std::string joined(const std::vector<std::string>& names) {
@@ -342,6 +351,14 @@ int run_worker(const WorkerOptions& options) {
                  options.segment_name.c_str(), options.slot, (unsigned long long)slot_epoch,
                  (unsigned long long)options.epoch);
     return worker_exit_stopped;
+  }
+  // Before anything can start a thread (the plugin's init, the TBB arena): Linux keeps the
+  // memory policy per thread, and a thread inherits it only from the one that creates it.
+  if (!options.pu_os_indexes.empty()) {
+    if (Result<void> pinned = pin_process(options); !pinned) {
+      report_failure(control, options.epoch, pinned.error().message);
+      return worker_exit_plugin_failed;
+    }
   }
   Worker worker(options, *segment, control);
   return worker.run();

@@ -43,11 +43,17 @@ struct WorkerOptions {
   uint32_t threads = 1;
   uint32_t in_flight_max = 1024;
   uint32_t output_bytes_max = 16384;
+  // When not empty, the whole process is pinned to these PUs and its memory bound to
+  // node_os_index (numa/binding.h) before any thread starts. Empty: not pinned.
+  std::vector<uint32_t> pu_os_indexes;
+  uint32_t node_os_index = 0;
 };
 
 // Runs the worker until it stops; returns the exit code (worker_exit_*). A plugin that
-// cannot be loaded or initialised, or does not serve a configured compute type, is
-// reported in the slot's failure line (and on stderr) and gives worker_exit_plugin_failed.
+// cannot be loaded or initialised, or does not serve a configured compute type, and a
+// pinning the host refuses, are reported in the slot's failure line (and on stderr) and
+// give worker_exit_plugin_failed: the engine quarantines the pool rather than run it
+// unpinned or restart it into the same failure.
 int run_worker(const WorkerOptions& options);
 
 }  // namespace keel::sched
