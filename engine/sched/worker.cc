@@ -1,6 +1,7 @@
 #include "engine/sched/worker.h"
 
 #include <oneapi/tbb/concurrent_queue.h>
+#include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/task_arena.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -120,6 +121,12 @@ class Worker {
     held_.resize(options_.in_flight_max);
     for (HeldTask& held : held_) held.output.resize(options_.output_bytes_max);
     for (uint32_t index = options_.in_flight_max; index-- > 0;) free_.push_back(index);
+    // TBB caps its worker threads at the PUs the process may use, less one for a main
+    // thread that would join: a pool pinned to N PUs would get N - 1 threads, one pinned to
+    // one PU a single thread whatever `threads` says. This main thread never joins, so the
+    // cap is raised to `threads` workers (the limit counts the main thread too).
+    parallelism_ = std::make_unique<oneapi::tbb::global_control>(
+        oneapi::tbb::global_control::max_allowed_parallelism, size_t(options_.threads) + 1);
     // No slot reserved for an outside thread: the main thread only enqueues, never joins.
     arena_ = std::make_unique<oneapi::tbb::task_arena>(int(options_.threads), 0);
     beat();
@@ -311,6 +318,7 @@ class Worker {
   std::unique_ptr<PluginLibrary> library_;
   std::optional<PluginInstance> instance_;  // destroyed before library_
   std::vector<uint32_t> plugin_types_;      // config's compute type index -> plugin's
+  std::unique_ptr<oneapi::tbb::global_control> parallelism_;  // outlives arena_
   std::unique_ptr<oneapi::tbb::task_arena> arena_;
   std::vector<HeldTask> held_;
   std::vector<uint32_t> free_;
