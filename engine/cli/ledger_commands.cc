@@ -38,6 +38,25 @@ nlohmann::json report_json(const node::LedgerReport& report) {
                          {"segments_preallocated", report.segments_preallocated},
                          {"segments_unprepared", report.segments_unprepared},
                          {"stopped_by_signal", report.stopped_by_signal}, {"notes", report.notes}};
+  const node::ComputeReport& compute = report.compute;
+  json["compute"] = {{"tasks_taken", compute.tasks_taken},
+                     {"results_returned", compute.results_returned},
+                     {"results_per_second", report.duration_s > 0 ? double(compute.results_returned) / report.duration_s : 0.0},
+                     {"results_failed", compute.results_failed},
+                     {"tasks_retried", compute.tasks_retried},
+                     {"tasks_expired", compute.tasks_expired},
+                     {"tasks_redispatched", compute.tasks_redispatched},
+                     {"completions_stale", compute.completions_stale},
+                     {"tasks_spilled", compute.tasks_spilled},
+                     {"dispatch_latency_us_p50", compute.dispatch_latency_us_p50},
+                     {"dispatch_latency_us_p99", compute.dispatch_latency_us_p99},
+                     {"pools", compute.pools},
+                     {"pool_restarts", compute.pool_restarts},
+                     {"pools_quarantined", compute.pools_quarantined},
+                     {"ledger_tasks_issued", compute.ledger_tasks_issued},
+                     {"ledger_tasks_succeeded", compute.ledger_tasks_succeeded},
+                     {"ledger_tasks_failed", compute.ledger_tasks_failed},
+                     {"ledger_tasks_pending", compute.ledger_tasks_pending}};
   json["chains"] = nlohmann::json::array();
   for (const node::ChainReport& chain : report.chains)
     json["chains"].push_back({{"name", chain.name},
@@ -65,6 +84,20 @@ void print_report(const node::LedgerReport& report) {
               (unsigned long long)report.snapshots_skipped, (unsigned long long)report.segments_dropped);
   std::printf("log segments: %llu new ones preallocated, %llu created empty (spare not ready or not written)\n",
               (unsigned long long)report.segments_preallocated, (unsigned long long)report.segments_unprepared);
+  const node::ComputeReport& compute = report.compute;
+  std::printf("compute: %llu results (%.0f/s, %llu failed), dispatch p50 %llu us p99 %llu us; %llu retried, %llu "
+              "expired, %llu re-sent after a pool died, %llu stale answers dropped, %llu spilled to another node\n",
+              (unsigned long long)compute.results_returned,
+              report.duration_s > 0 ? double(compute.results_returned) / report.duration_s : 0.0,
+              (unsigned long long)compute.results_failed, (unsigned long long)compute.dispatch_latency_us_p50,
+              (unsigned long long)compute.dispatch_latency_us_p99, (unsigned long long)compute.tasks_retried,
+              (unsigned long long)compute.tasks_expired, (unsigned long long)compute.tasks_redispatched,
+              (unsigned long long)compute.completions_stale, (unsigned long long)compute.tasks_spilled);
+  std::printf("pools: %u processes, %llu restarts, %u quarantined; ledgers: %llu tasks issued, %llu succeeded, %llu "
+              "failed, %llu pending\n",
+              compute.pools, (unsigned long long)compute.pool_restarts, compute.pools_quarantined,
+              (unsigned long long)compute.ledger_tasks_issued, (unsigned long long)compute.ledger_tasks_succeeded,
+              (unsigned long long)compute.ledger_tasks_failed, (unsigned long long)compute.ledger_tasks_pending);
   std::printf("%-16s %6s %10s %12s %10s %12s %12s %12s %12s\n", "chain", "shards", "height", "committed", "tx/s",
               "commit mean", "commit max", "client p50", "client p99");
   for (const node::ChainReport& chain : report.chains)
@@ -168,7 +201,11 @@ void print_receipt(const SubmitRequest& request, const client::ReceiptMessage& r
                            {"height", receipt.height},
                            {"status", std::string(ledger::status_text(status))},
                            {"applied", status == ledger::TxStatus::applied}};
-    if (ordered_compute) json["shard"] = *compute_shard;
+    if (ordered_compute) {
+      json["shard"] = *compute_shard;
+      json["index"] = receipt.index;
+      json["task"] = std::to_string(receipt.height) + "." + std::to_string(receipt.index);
+    }
     std::printf("%s\n", json.dump().c_str());
     return;
   }
@@ -177,8 +214,8 @@ void print_receipt(const SubmitRequest& request, const client::ReceiptMessage& r
   if (ordered_compute) std::printf(" on shard %u", *compute_shard);
   std::printf(")\n");
   if (ordered_compute && status == ledger::TxStatus::applied)
-    std::printf("task: shard %u, block %llu (its index in the block, the rest of its id, is not in the receipt)\n",
-                *compute_shard, (unsigned long long)receipt.height);
+    std::printf("task %llu.%u on shard %u: its result is a compute_result in a later block of that shard\n",
+                (unsigned long long)receipt.height, receipt.index, *compute_shard);
 }
 
 Result<std::vector<std::byte>> build_transaction(const SubmitRequest& request, uint64_t nonce) {

@@ -128,7 +128,7 @@ int run_command(const std::string& config_path, const std::string& topology_over
     std::printf("keel run: %s on %s\n", config_path.c_str(), planned->plan.topology_description.c_str());
     if (waiting != 0) {
       std::printf("note: %zu planned tiles are placed but not run yet (%s)\n", waiting,
-                  pipeline_job ? "this config runs the synthetic pipeline" : "schedulers, balancer and timer come with later issues");
+                  pipeline_job ? "this config runs the synthetic pipeline" : "the balancer and timer come with later issues");
     }
   }
   if (!pipeline_job)

@@ -130,7 +130,8 @@ struct ReceiptMessage {
   uint16_t client_slot;  // used between shard and gateway; the client sees its own index
   uint32_t chain;
   uint8_t tx_hash[32];   // zero when refused before it could be hashed
-  uint64_t reserved;
+  uint32_t index;        // its place in that block (from 0): with height, a compute task's id
+  uint32_t reserved;
 };
 static_assert(sizeof(ReceiptMessage) == receipt_slot_bytes);
 static_assert(offsetof(ReceiptMessage, tx_hash) == 24);

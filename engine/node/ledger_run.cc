@@ -17,6 +17,10 @@
 #include "engine/node/shard_table.h"
 #include "engine/node/shard_tile.h"
 #include "engine/node/snapshot_writer.h"
+#include "engine/sched/pool_supervisor.h"
+#include "engine/sched/pool_table.h"
+#include "engine/sched/scheduler.h"
+#include "engine/sched/task_table.h"
 #include "shm/segment.h"
 
 namespace keel::node {
@@ -45,6 +49,8 @@ struct Layout {
   std::map<uint32_t, shm::Doorbell*> doorbells;  // by planned core index
   uint64_t client_table = 0;
   uint64_t shard_table = 0;
+  uint64_t task_table = 0;
+  uint64_t pool_table = 0;
 };
 
 uint64_t offset_of(const shm::Segment& segment, const void* object) {
@@ -71,6 +77,72 @@ ShardTableOptions shard_options(const config::PerfConfig& config) {
   ShardTableOptions options;
   for (const config::ChainConfig& chain : config.chains)
     options.chains.push_back({chain.name, chain.shards, 4u << 20});
+  return options;
+}
+
+// The compute side of the plan: one scheduler tile per node that has cores ("scheduler.<node>",
+// numbered in plan order: its lane in every pool slot), each shard served by its own
+// node's, and one pool slot per planned pool ([[pool]] x node).
+struct ComputePlan {
+  std::vector<uint32_t> scheduler_nodes;     // by scheduler index
+  std::vector<uint32_t> shard_schedulers;    // by global shard
+  std::vector<uint32_t> slot_pools;          // by pool slot: the [[pool]] index
+  std::vector<uint32_t> slot_nodes;          // by pool slot
+};
+
+Result<ComputePlan> compute_plan(const config::PerfConfig& config, const numa::Plan& plan) {
+  ComputePlan compute;
+  std::map<uint32_t, uint32_t> scheduler_of_node;
+  for (const numa::PlannedCore& core : plan.cores)
+    for (const numa::PlannedTile& tile : core.tiles)
+      if (tile.kind == "scheduler" && !scheduler_of_node.count(core.node)) {
+        scheduler_of_node[core.node] = uint32_t(compute.scheduler_nodes.size());
+        compute.scheduler_nodes.push_back(core.node);
+      }
+  if (compute.scheduler_nodes.empty()) return make_error("plan", "has no scheduler tile");
+  for (const config::ChainConfig& chain : config.chains)
+    for (uint32_t shard = 0; shard < chain.shards; ++shard) {
+      std::string tile = "shard." + chain.name + "." + std::to_string(shard);
+      const numa::PlannedCore* core = numa::find_tile(plan, tile);
+      if (core == nullptr) return make_error("plan", "has no tile '" + tile + "'");
+      auto found = scheduler_of_node.find(core->node);
+      compute.shard_schedulers.push_back(found == scheduler_of_node.end() ? 0 : found->second);
+    }
+  for (const numa::PlannedPool& pool : plan.pools) {
+    uint32_t index = 0;
+    while (index < config.pools.size() && config::pool_name(config.pools[index]) != pool.compute_type) ++index;
+    if (index == config.pools.size()) return make_error("plan", "plans an unknown pool '" + pool.compute_type + "'");
+    compute.slot_pools.push_back(index);
+    compute.slot_nodes.push_back(pool.node);
+  }
+  return compute;
+}
+
+uint64_t pool_ring_capacity(const config::PerfConfig& config) {
+  uint64_t capacity = 16;
+  for (const config::PoolConfig& pool : config.pools) capacity = std::max<uint64_t>(capacity, pool.in_flight_max);
+  return std::bit_ceil(capacity);
+}
+
+sched::PoolTableOptions pool_options(const config::PerfConfig& config, const ComputePlan& compute) {
+  sched::PoolTableOptions options;
+  for (size_t slot = 0; slot < compute.slot_pools.size(); ++slot)
+    options.slots.push_back({config::pool_name(config.pools[compute.slot_pools[slot]]) + "@" +
+                                 std::to_string(compute.slot_nodes[slot]),
+                             compute.slot_pools[slot], compute.slot_nodes[slot]});
+  options.lane_doorbells.assign(compute.scheduler_nodes.size(), 0);
+  options.ring_capacity = pool_ring_capacity(config);
+  uint64_t output_max = 16;
+  for (const config::PoolConfig& pool : config.pools) output_max = std::max<uint64_t>(output_max, pool.output_bytes_max);
+  // The worker refuses an output limit above half its output arena.
+  options.output_arena_bytes = std::max<uint64_t>(1 << 20, std::bit_ceil(output_max) * 4);
+  return options;
+}
+
+sched::TaskTableOptions task_options(const ComputePlan& compute) {
+  sched::TaskTableOptions options;
+  options.scheduler_count = uint32_t(compute.scheduler_nodes.size());
+  for (uint32_t scheduler : compute.shard_schedulers) options.shards.push_back({scheduler, 0, 0});
   return options;
 }
 
@@ -104,6 +176,25 @@ Result<Layout> lay_out(shm::Segment& segment, const config::PerfConfig& config, 
   if (!shard_table) return shard_table.error();
   layout.client_table = *client_table;
   layout.shard_table = *shard_table;
+  Result<ComputePlan> compute = compute_plan(config, plan);
+  if (!compute) return compute.error();
+  sched::TaskTableOptions tasks = task_options(*compute);
+  for (size_t global = 0; global < tasks.shards.size(); ++global) {
+    tasks.shards[global].shard_doorbell = shards.shard_doorbells[global];
+    tasks.shards[global].scheduler_doorbell =
+        doorbell_of("scheduler." + std::to_string(compute->scheduler_nodes[tasks.shards[global].scheduler]));
+  }
+  sched::PoolTableOptions pools = pool_options(config, *compute);
+  for (size_t scheduler = 0; scheduler < compute->scheduler_nodes.size(); ++scheduler)
+    pools.lane_doorbells[scheduler] = doorbell_of("scheduler." + std::to_string(compute->scheduler_nodes[scheduler]));
+  Result<uint64_t> task_table = sched::lay_out_task_table(segment, tasks);
+  if (!task_table) return task_table.error();
+  layout.task_table = *task_table;
+  if (!pools.slots.empty()) {
+    Result<uint64_t> pool_table = sched::lay_out_pool_table(segment, pools);
+    if (!pool_table) return pool_table.error();
+    layout.pool_table = *pool_table;
+  }
   return layout;
 }
 
@@ -112,7 +203,17 @@ Result<uint64_t> segment_bytes(const config::PerfConfig& config, const numa::Pla
   if (!clients) return clients.error();
   Result<uint64_t> shards = shard_table_footprint(shard_options(config));
   if (!shards) return shards.error();
-  return sizeof(shm::SegmentHeader) + plan.cores.size() * 256 + *clients + *shards + (1 << 20);
+  Result<ComputePlan> compute = compute_plan(config, plan);
+  if (!compute) return compute.error();
+  Result<uint64_t> tasks = sched::task_table_footprint(task_options(*compute));
+  if (!tasks) return tasks.error();
+  uint64_t pools_bytes = 0;
+  if (!compute->slot_pools.empty()) {
+    Result<uint64_t> pools = sched::pool_table_footprint(pool_options(config, *compute));
+    if (!pools) return pools.error();
+    pools_bytes = *pools;
+  }
+  return sizeof(shm::SegmentHeader) + plan.cores.size() * 256 + *clients + *shards + *tasks + pools_bytes + (1 << 20);
 }
 
 persist::PersisterOptions persister_options(const config::PerfConfig& config) {
@@ -136,6 +237,9 @@ struct Engine {
   std::vector<std::unique_ptr<ShardTile>> shards;  // by global shard
   std::unique_ptr<PersistTile> persist;
   std::unique_ptr<DrainingGateway> gateway;
+  std::unique_ptr<sched::ComputeTypeTable> compute_types;         // the shards keep a pointer
+  std::vector<std::unique_ptr<sched::SchedulerTile>> schedulers;  // by scheduler index
+  std::unique_ptr<sched::PoolSupervisor> supervisor;
   std::vector<std::unique_ptr<engine::Core>> cores;
   std::vector<std::unique_ptr<engine::ChildProcess>> loads;
 };
@@ -145,6 +249,50 @@ std::vector<RecoveryChain> recovery_chains(const config::PerfConfig& config) {
   for (const config::ChainConfig& chain : config.chains)
     chains.push_back({chain.name, chain.shards, ledger::BlockLimits{chain.block_txs_max, 4u << 20}});
   return chains;
+}
+
+// One scheduler tile per node, routing every configured compute type to its [[pool]].
+Result<void> build_schedulers(Engine& engine, const config::PerfConfig& config, const numa::Plan& plan,
+                              const sched::TaskTableView& tasks) {
+  Result<ComputePlan> compute = compute_plan(config, plan);
+  if (!compute) return compute.error();
+  std::optional<sched::PoolTableView> pools;
+  if (engine.layout.pool_table != 0) {
+    Result<sched::PoolTableView> joined = sched::PoolTableView::join(engine.segment->base(), engine.layout.pool_table);
+    if (!joined) return joined.error();
+    pools = *joined;
+  }
+  std::vector<sched::TypeRoute> routes;
+  std::vector<sched::SchedulerPool> scheduler_pools;
+  for (uint32_t pool_index = 0; pool_index < config.pools.size(); ++pool_index) {
+    const config::PoolConfig& pool = config.pools[pool_index];
+    for (uint32_t type = 0; type < pool.compute_types.size(); ++type) routes.push_back({pool_index, type});
+    sched::SchedulerPool entry{config::pool_name(pool), pool.in_flight_max, pool.timeout_ms, pool.retries_max,
+                               pool.backoff_ms, {}};
+    for (uint32_t slot = 0; slot < compute->slot_pools.size(); ++slot)
+      if (compute->slot_pools[slot] == pool_index) entry.slots.push_back(slot);
+    scheduler_pools.push_back(std::move(entry));
+  }
+  std::vector<uint32_t> shard_in_chain;
+  for (const config::ChainConfig& chain : config.chains)
+    for (uint32_t shard = 0; shard < chain.shards; ++shard) shard_in_chain.push_back(shard);
+  for (uint32_t scheduler = 0; scheduler < compute->scheduler_nodes.size(); ++scheduler) {
+    sched::SchedulerOptions options;
+    options.index = scheduler;
+    options.node = compute->scheduler_nodes[scheduler];
+    for (uint32_t global = 0; global < compute->shard_schedulers.size(); ++global)
+      if (compute->shard_schedulers[global] == scheduler) options.shards.push_back({global, shard_in_chain[global]});
+    options.types = routes;
+    options.pools = scheduler_pools;
+    options.leases_max = config.scheduler.leases_max;
+    options.spill_percent = config.scheduler.spill_percent;
+    sched::PoolTableView view = pools ? *pools : sched::PoolTableView{};
+    Result<std::unique_ptr<sched::SchedulerTile>> tile =
+        sched::SchedulerTile::create(engine.segment->base(), tasks, view, std::move(options));
+    if (!tile) return tile.error();
+    engine.schedulers.push_back(std::move(*tile));
+  }
+  return {};
 }
 
 // Recovers the chains, then builds the persist tile, the shard tiles and the gateway.
@@ -159,6 +307,12 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
   if (!table) return table.error();
   if (!clients) return clients.error();
   const auto* ports = reinterpret_cast<const client::ShardPorts*>(base + (*clients)->ports_offset);
+  Result<sched::TaskTableView> tasks = sched::TaskTableView::join(base, engine.layout.task_table);
+  if (!tasks) return tasks.error();
+  std::vector<std::string> type_names;
+  for (const config::PoolConfig& pool : config.pools)
+    type_names.insert(type_names.end(), pool.compute_types.begin(), pool.compute_types.end());
+  engine.compute_types = std::make_unique<sched::ComputeTypeTable>(std::move(type_names));
   uint32_t snapshot_every_blocks = config.ledger.snapshot_every_blocks;
   if (snapshot_every_blocks > 0) engine.snapshots = std::make_unique<SnapshotWriter>(*table);
   std::vector<PersistedShard> persisted;
@@ -193,6 +347,9 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
       persisted.push_back({std::move(*log), *blocks, *arena, &control, bell});
       Result<ShardPortsJoined> joined = join_shard_ports(base, *table, ports[global], global);
       if (!joined) return joined.error();
+      Result<ShardComputePorts> compute = join_compute_ports(base, *tasks, global, engine.compute_types.get());
+      if (!compute) return compute.error();
+      joined->compute = std::move(*compute);
       SnapshotPolicy snapshots{snapshot_every_blocks, engine.snapshots.get(), from.directory, global};
       engine.shards.push_back(std::make_unique<ShardTile>(std::move(from.executor), std::move(*joined), &control,
                                                           chain, chain_config.block_us_max, &engine.drain,
@@ -211,7 +368,7 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
   Result<std::unique_ptr<client::GatewayTile>> gateway = client::GatewayTile::create(base, engine.layout.client_table);
   if (!gateway) return gateway.error();
   engine.gateway = std::make_unique<DrainingGateway>(std::move(*gateway), &engine.drain);
-  return {};
+  return build_schedulers(engine, config, plan, *tasks);
 }
 
 // One core per planned core that hosts a tile the ledger runs.
@@ -220,6 +377,8 @@ Result<void> start_cores(Engine& engine, const config::PerfConfig& config, const
   std::map<std::string, engine::Tile*> tiles_by_name = {{"gateway", engine.gateway.get()},
                                                         {"persist", engine.persist.get()}};
   for (const std::unique_ptr<ShardTile>& shard : engine.shards) tiles_by_name[std::string(shard->name())] = shard.get();
+  for (const std::unique_ptr<sched::SchedulerTile>& scheduler : engine.schedulers)
+    tiles_by_name[std::string(scheduler->name())] = scheduler.get();
   for (const numa::PlannedCore& planned : plan.cores) {
     std::vector<engine::WeightedTile> tiles;
     for (const numa::PlannedTile& tile : planned.tiles)
@@ -255,9 +414,61 @@ Result<void> start_load(Engine& engine, const config::PerfConfig& config, const 
   return {};
 }
 
+// Starts one `keel worker` per planned pool (pinned to the pool's PUs when the plan is
+// the host's) and waits until each is ready or quarantined, so the load meets live pools.
+Result<void> start_pools(Engine& engine, const config::PerfConfig& config, const numa::Plan& plan,
+                         const LedgerRunOptions& options, LedgerReport& report) {
+  if (engine.layout.pool_table == 0) return {};
+  Result<sched::PoolTableView> table = sched::PoolTableView::join(engine.segment->base(), engine.layout.pool_table);
+  if (!table) return table.error();
+  Result<ComputePlan> compute = compute_plan(config, plan);
+  if (!compute) return compute.error();
+  std::vector<sched::SupervisedPool> pools;
+  for (uint32_t slot = 0; slot < compute->slot_pools.size(); ++slot) {
+    const config::PoolConfig& pool = config.pools[compute->slot_pools[slot]];
+    const numa::PlannedPool& planned = plan.pools[slot];
+    sched::SupervisedPool supervised;
+    supervised.slot = slot;
+    supervised.plugin_path = pool.plugin_path;
+    supervised.compute_types = pool.compute_types;
+    supervised.plugin_config = pool.plugin_config;
+    supervised.threads = planned.threads;
+    supervised.in_flight_max = pool.in_flight_max;
+    supervised.output_bytes_max = pool.output_bytes_max;
+    if (plan.bindable) {
+      supervised.pu_os_indexes = planned.pu_os_indexes;
+      supervised.node_os_index = planned.node_os_index;
+    }
+    pools.push_back(std::move(supervised));
+  }
+  sched::SupervisorOptions supervisor_options;
+  supervisor_options.executable = options.self_executable;
+  supervisor_options.segment_name = engine.segment->name();
+  supervisor_options.restart_backoff_ms = config.scheduler.restart_backoff_ms;
+  supervisor_options.restart_backoff_ms_max = config.scheduler.restart_backoff_ms_max;
+  supervisor_options.heartbeat_timeout_ms = config.scheduler.heartbeat_timeout_ms;
+  supervisor_options.ready_timeout_ms = config.scheduler.ready_timeout_ms;
+  supervisor_options.crashes_max = config.scheduler.crashes_max;
+  supervisor_options.crash_window_ms = config.scheduler.crash_window_ms;
+  engine.supervisor = std::make_unique<sched::PoolSupervisor>(supervisor_options, *table, std::move(pools));
+  if (Result<void> started = engine.supervisor->start(); !started) return started.error();
+  // ready_timeout_ms bounds this: a pool that is not ready by then is quarantined.
+  std::vector<std::string> events;
+  while (!engine.supervisor->all_ready()) {
+    engine.supervisor->poll(shm::monotonic_ns(), &events);
+    usleep(1000);
+  }
+  for (const std::string& event : events) {
+    std::fprintf(stderr, "keel: %s\n", event.c_str());
+    report.notes.push_back(event);
+  }
+  return {};
+}
+
 void stop_now(Engine& engine) {
   for (auto& core : engine.cores) core->stop_now();
   for (auto& core : engine.cores) core->join();
+  if (engine.supervisor) engine.supervisor->stop();
 }
 
 // Runs until the duration ends (and the load generators have finished) or a stop signal.
@@ -266,8 +477,10 @@ Result<void> run_until_stop(Engine& engine, const engine::BlockedStopSignals& st
   uint64_t deadline_ns = shm::monotonic_ns() + duration_ms * 1'000'000;
   // Load generators stop at the same deadline and then wait for their last receipts.
   uint64_t grace_ns = 20'000'000'000ull;
+  std::vector<std::string> events;
   for (;;) {
-    if (stop_signals.wait(50)) {
+    // Short waits: the pool supervisor's reaction time (a dead pool's restart) is this.
+    if (stop_signals.wait(5)) {
       report.stopped_by_signal = true;
       for (auto& load : engine.loads)
         if (load->pid() > 0) kill(load->pid(), SIGTERM);
@@ -277,6 +490,14 @@ Result<void> run_until_stop(Engine& engine, const engine::BlockedStopSignals& st
     if (engine.drain.fatal.load(std::memory_order_acquire)) {
       stop_now(engine);
       return Error{engine.drain.fatal_message};
+    }
+    if (engine.supervisor) {
+      engine.supervisor->poll(shm::monotonic_ns(), &events);
+      for (const std::string& event : events) {
+        std::fprintf(stderr, "keel: %s\n", event.c_str());  // live, for the operator
+        report.notes.push_back(event);
+      }
+      events.clear();
     }
     bool loads_running = false;
     for (auto& load : engine.loads) {
@@ -308,7 +529,42 @@ Result<void> drain(Engine& engine) {
     usleep(1000);
   }
   for (auto& core : engine.cores) core->join();
+  if (engine.supervisor) engine.supervisor->stop();  // the schedulers are done with the pools
   return {};
+}
+
+void fill_compute_report(Engine& engine, ComputeReport& compute) {
+  Result<sched::TaskTableView> tasks = sched::TaskTableView::join(engine.segment->base(), engine.layout.task_table);
+  engine::LatencyHistogram latency;
+  for (uint32_t index = 0; index < engine.schedulers.size(); ++index) {
+    const sched::SchedulerCounters& counters = tasks->scheduler(index);
+    compute.tasks_taken += counters.tasks_taken.load();
+    compute.results_returned += counters.results_returned.load();
+    compute.results_failed += counters.results_failed.load();
+    compute.tasks_retried += counters.tasks_retried.load();
+    compute.tasks_expired += counters.tasks_expired.load();
+    compute.tasks_redispatched += counters.tasks_redispatched.load();
+    compute.completions_stale += counters.completions_stale.load();
+    compute.tasks_spilled += counters.tasks_spilled.load();
+    latency.merge(engine.schedulers[index]->dispatch_latency());  // the cores are joined
+  }
+  compute.dispatch_latency_us_p50 = latency.percentile(0.5) / 1000;
+  compute.dispatch_latency_us_p99 = latency.percentile(0.99) / 1000;
+  if (engine.supervisor) {
+    compute.pool_restarts = engine.supervisor->restarts();
+    compute.pools_quarantined = engine.supervisor->quarantined_count();
+  }
+  if (engine.layout.pool_table != 0) {
+    Result<sched::PoolTableView> pools = sched::PoolTableView::join(engine.segment->base(), engine.layout.pool_table);
+    if (pools) compute.pools = pools->slot_count();
+  }
+  for (const std::unique_ptr<ShardTile>& shard : engine.shards) {
+    const ledger::ShardState& state = shard->executor().state();
+    compute.ledger_tasks_issued += state.tasks_issued;
+    compute.ledger_tasks_succeeded += state.tasks_succeeded;
+    compute.ledger_tasks_failed += state.tasks_failed;
+    compute.ledger_tasks_pending += state.pending_tasks.size();
+  }
 }
 
 // Per-chain figures from the shard controls and the load generators' reports (one JSON
@@ -366,6 +622,7 @@ void fill_report(Engine& engine, const config::PerfConfig& config, LedgerReport&
   }
   for (uint32_t shard = 0; shard < table->shard_count(); ++shard)
     report.snapshots_skipped += table->control(shard).snapshots_skipped.load();
+  fill_compute_report(engine, report.compute);
 }
 
 }  // namespace
@@ -391,6 +648,10 @@ Result<LedgerReport> run_ledger(const config::PerfConfig& config, const numa::To
   engine.segment->seal();
   engine::BlockedStopSignals stop_signals;
   if (Result<void> started = start_cores(engine, config, topology, plan); !started) {
+    stop_now(engine);
+    return started.error();
+  }
+  if (Result<void> started = start_pools(engine, config, plan, options, report); !started) {
     stop_now(engine);
     return started.error();
   }

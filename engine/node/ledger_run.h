@@ -4,8 +4,9 @@
 //
 // Lays out the segment (client table, shard table, a doorbell per core), recovers every
 // shard from its data directory, starts the persist tile (io_uring, or psync with a note),
-// the shard tiles and the gateway on the cores the plan gives them, then starts
-// [load].clients load-generator processes (`keel load`, attached through the client
+// the shard tiles, the scheduler tiles and the gateway on the cores the plan gives them,
+// starts a worker-pool process per [[pool]] and node under the pool supervisor and waits
+// until each is ready (or quarantined), then starts [load].clients load-generator processes (`keel load`, attached through the client
 // library like any application) and runs until the duration ends or SIGINT/SIGTERM.
 // The stop is a drain: the gateway stops routing, every shard seals and waits for its
 // blocks to be durable and answered, then the persist tile stops.
@@ -43,6 +44,29 @@ struct ChainReport {
   uint64_t client_latency_us_p99 = 0;
 };
 
+// Compute tasks this run: the schedulers' counters, the pools' supervision, and the
+// ledgers' task tables as they stand after the drain.
+struct ComputeReport {
+  uint64_t tasks_taken = 0;         // by the schedulers, from the shards
+  uint64_t results_returned = 0;    // compute_results handed back to the shards
+  uint64_t results_failed = 0;      // of those, not succeeded
+  uint64_t tasks_retried = 0;       // attempts after the first
+  uint64_t tasks_expired = 0;       // leases that ran out
+  uint64_t tasks_redispatched = 0;  // leases of a pool incarnation that died
+  uint64_t completions_stale = 0;   // answers to an attempt no longer leased, dropped
+  uint64_t tasks_spilled = 0;       // sent to another node's pool
+  uint64_t dispatch_latency_us_p50 = 0;  // shard sent the task -> its result handed back
+  uint64_t dispatch_latency_us_p99 = 0;
+  uint64_t pool_restarts = 0;
+  uint32_t pools = 0;               // pool processes (one per [[pool]] and node)
+  uint32_t pools_quarantined = 0;
+  // From the ledgers (all time): issued == succeeded + failed + pending.
+  uint64_t ledger_tasks_issued = 0;
+  uint64_t ledger_tasks_succeeded = 0;
+  uint64_t ledger_tasks_failed = 0;
+  uint64_t ledger_tasks_pending = 0;
+};
+
 struct LedgerReport {
   std::vector<std::string> notes;
   std::vector<ChainReport> chains;
@@ -56,6 +80,7 @@ struct LedgerReport {
   uint64_t segments_dropped = 0;     // log segments deleted behind kept snapshots
   uint64_t segments_preallocated = 0;  // new log segments that were spares written full of zeros
   uint64_t segments_unprepared = 0;    // new log segments created empty (spare not ready or failed)
+  ComputeReport compute;
   double duration_s = 0;
   bool stopped_by_signal = false;
 };

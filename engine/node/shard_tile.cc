@@ -74,6 +74,21 @@ Result<ShardPortsJoined> join_shard_ports(std::byte* base, const ShardTableView&
   return ports;
 }
 
+Result<ShardComputePorts> join_compute_ports(std::byte* base, const sched::TaskTableView& table, uint32_t global_shard,
+                                             const sched::ComputeTypeTable* types) {
+  if (global_shard >= table.shard_count()) return make_error("sched.tasks", "no task ports for shard " + std::to_string(global_shard));
+  const sched::ShardTaskPorts& where = table.shard(global_shard);
+  auto requests = shm::RingProducer::join(base, where.request_ring);
+  auto inputs = shm::ArenaWriter::join(base, where.request_arena);
+  auto results = shm::RingConsumer::join(base, where.result_ring);
+  auto result_txs = shm::ArenaReader::join(base, where.result_arena);
+  if (!requests) return requests.error();
+  if (!inputs) return inputs.error();
+  if (!results) return results.error();
+  if (!result_txs) return result_txs.error();
+  return ShardComputePorts{*requests, *inputs, *results, *result_txs, types};
+}
+
 ShardTile::ShardTile(ledger::ShardExecutor executor, ShardPortsJoined ports, ShardControl* control,
                      uint32_t chain_index, uint32_t block_us_max, DrainState* drain,
                      std::vector<ledger::OutboundCredit> pending_credits, SnapshotPolicy snapshots)
@@ -93,15 +108,22 @@ ShardTile::ShardTile(ledger::ShardExecutor executor, ShardPortsJoined ports, Sha
     ++unsent_count_;
   }
   control_->sealed_height.store(executor_.state().height, std::memory_order_relaxed);
+  // Tasks without a durable result: their earlier leases died with the last engine.
+  if (ports_.compute) {
+    std::vector<ledger::OutboundTask> pending = executor_.pending_task_list();
+    tasks_out_.insert(tasks_out_.end(), std::make_move_iterator(pending.begin()), std::make_move_iterator(pending.end()));
+  }
 }
 
 size_t ShardTile::poll(size_t budget) {
   if (quiescent_latched_) return 0;
   size_t work = release_durable();
   work += send_credits();
+  work += send_tasks();
   size_t taken = 0;
   if (unsent_count_ < outbound_credits_max) {
     if (!draining_) taken += take_credits(budget);
+    if (!draining_) taken += take_results(budget - std::min(budget, taken));
     taken += take_submissions(budget - std::min(budget, taken));
   }
   work += taken;
@@ -143,6 +165,7 @@ size_t ShardTile::release_durable() {
         client::ReceiptMessage message{};
         message.request_id = front.routes[index].request_id;
         message.height = front.height;
+        message.index = uint32_t(index);
         message.status = uint16_t(receipts[index].status);
         message.client_slot = front.routes[index].client_slot;
         message.chain = chain_index_;
@@ -280,11 +303,66 @@ size_t ShardTile::take_submissions(size_t budget) {
   return taken;
 }
 
+size_t ShardTile::send_tasks() {
+  size_t sent = 0;
+  while (ports_.compute && !tasks_out_.empty()) {
+    const ledger::OutboundTask& task = tasks_out_.front();
+    std::span<std::byte> slot = ports_.compute->requests.claim(1);
+    if (slot.empty()) break;  // the scheduler is behind (or every lease is taken)
+    sched::TaskRequestMessage message;
+    message.task_mark = task.task_mark;
+    message.input_position = 0;
+    message.issued_ns = shm::monotonic_ns();
+    message.compute_type = ports_.compute->types->index_of(task.compute_type);
+    message.input_bytes = uint32_t(task.input.size());
+    if (task.input.size() > sched::request_inline_bytes) {
+      std::optional<shm::ArenaBlock> block = ports_.compute->request_inputs.reserve(task.input.size());
+      if (!block) break;
+      std::memcpy(block->bytes.data(), task.input.data(), task.input.size());
+      message.input_position = block->position;
+      std::memcpy(slot.data(), &message, offsetof(sched::TaskRequestMessage, input));
+    } else {
+      std::memcpy(slot.data(), &message, offsetof(sched::TaskRequestMessage, input));
+      std::memcpy(slot.data() + offsetof(sched::TaskRequestMessage, input), task.input.data(), task.input.size());
+    }
+    ports_.compute->requests.publish(1);
+    tasks_out_.pop_front();
+    ++sent;
+  }
+  return sent;
+}
+
+size_t ShardTile::take_results(size_t budget) {
+  size_t taken = 0;
+  while (ports_.compute && taken < budget) {
+    std::span<const std::byte> slot = ports_.compute->results.peek(1);
+    if (slot.empty()) break;
+    sched::TaskResultMessage message;
+    std::memcpy(&message, slot.data(), offsetof(sched::TaskResultMessage, tx));
+    bool in_arena = message.tx_bytes > sched::result_inline_bytes;
+    std::span<const std::byte> tx = in_arena ? ports_.compute->result_txs.read(message.tx_position, message.tx_bytes)
+                                             : slot.subspan(offsetof(sched::TaskResultMessage, tx), message.tx_bytes);
+    ledger::TxView view;
+    ledger::TxStatus checked = ledger::check_transaction(tx, ledger::TxOrigin::engine, &view);
+    // The scheduler wrote it; a malformed one is an engine bug, dropped rather than ordered.
+    assert(checked == ledger::TxStatus::applied && view.type == ledger::TxType::compute_result);
+    if (checked == ledger::TxStatus::applied) {
+      if (!make_room(tx.size())) break;
+      order(view, tx, ReceiptRoute{0, no_client});
+    }
+    if (in_arena) ports_.compute->result_txs.release(message.tx_position, message.tx_bytes);
+    ports_.compute->results.release(1);
+    ++taken;
+  }
+  return taken;
+}
+
 void ShardTile::order(const ledger::TxView& view, std::span<const std::byte> bytes, ReceiptRoute route) {
   bool was_empty = executor_.open_tx_count() == 0;
   ledger::TxStatus status = executor_.execute(view, bytes);
-  if (status == ledger::TxStatus::duplicate_credit) return;  // applied before a restart
-  assert(status != ledger::TxStatus::wrong_shard);
+  // Not ordered: a credit applied before a restart, a second result for a task, a result
+  // for a task this shard does not hold. Nobody awaits a receipt for any of them.
+  if (!ledger::execute_ordered(status)) return;
   if (was_empty) open_first_tx_ns_ = shm::monotonic_ns();
   open_routes_.push_back(route);
 }
@@ -331,6 +409,9 @@ bool ShardTile::try_seal() {
   ports_.blocks.publish(1);
   control_->sealed_height.store(block.header.height, std::memory_order_release);
   block.record = {};  // the arena holds the bytes now
+  if (ports_.compute)
+    for (ledger::OutboundTask& task : block.tasks) tasks_out_.push_back(std::move(task));
+  block.tasks = {};
   PendingBlock& pending =
       pending_.emplace_back(PendingBlock{message.height, open_first_tx_ns_, std::move(block), std::move(open_routes_), 0, {}, {}});
   open_routes_ = {};

@@ -6,19 +6,25 @@
 //   core tiles: {&shard, weight}
 //
 // Per poll: (1) release what became durable: receipts to the gateway, credits to other
-// shards, in block order; (2) take credits, then client transactions, into the open
-// block; (3) seal when the block is full, its first transaction is block_us_max old, or
+// shards, in block order; (2) send the compute tasks of sealed blocks to the scheduler;
+// (3) take credits, compute results, then client transactions, into the open block;
+// (4) seal when the block is full, its first transaction is block_us_max old, or
 // input ran dry while the persist tile has nothing of this shard to write (sealing
 // early then costs nothing: the next group commit has not started yet).
 //
 // Nothing is dropped: a full persist ring or arena delays sealing (counted), a full
 // receipt or credit ring delays releasing, and a shard whose sealed-but-unanswered
 // blocks pile up stops taking input.
+//
+// Compute tasks leave at seal, before their block is durable (ledger/shard.h says why
+// that is safe), and on start every task pending in the recovered state is sent again.
+// A compute_result the ledger does not order (a duplicate, an unknown task) is dropped.
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "engine/client/protocol.h"
@@ -27,10 +33,20 @@
 #include "engine/node/drain_state.h"
 #include "engine/node/shard_table.h"
 #include "engine/node/snapshot_writer.h"
+#include "engine/sched/task_table.h"
 #include "shm/arena.h"
 #include "shm/ring.h"
 
 namespace keel::node {
+
+// The shard's ends of its scheduler rings (sched/task_table.h).
+struct ShardComputePorts {
+  shm::RingProducer requests;  // shard -> scheduler: the tasks its blocks issue
+  shm::ArenaWriter request_inputs;
+  shm::RingConsumer results;   // scheduler -> shard: compute_result transactions
+  shm::ArenaReader result_txs;
+  const sched::ComputeTypeTable* types = nullptr;  // outlives the tile
+};
 
 struct ShardPortsJoined {
   shm::RingConsumer submit;      // gateway -> shard
@@ -46,7 +62,13 @@ struct ShardPortsJoined {
   // destination publishes its durable mark for this shard's credits.
   std::vector<std::atomic<uint64_t>*> marks_published;
   std::vector<std::atomic<uint64_t>*> marks_observed;
+  // Absent when the engine runs no scheduler: compute tasks then stay pending.
+  std::optional<ShardComputePorts> compute;
 };
+
+// Joins the shard's scheduler rings.
+Result<ShardComputePorts> join_compute_ports(std::byte* segment_base, const sched::TaskTableView& table,
+                                             uint32_t global_shard, const sched::ComputeTypeTable* types);
 
 // When and where a shard snapshots (snapshot_writer.h). every_blocks = 0: never.
 struct SnapshotPolicy {
@@ -102,6 +124,8 @@ class ShardTile final : public engine::Tile {
   size_t send_credits();
   size_t take_credits(size_t budget);
   size_t take_submissions(size_t budget);
+  size_t send_tasks();
+  size_t take_results(size_t budget);
   bool make_room(size_t tx_bytes);
   bool try_seal();
   bool answer_at_once(const client::RoutedSubmit& submit, ledger::TxStatus status);
@@ -126,6 +150,9 @@ class ShardTile final : public engine::Tile {
   };
   std::vector<CreditQueue> outbound_;
   size_t unsent_count_ = 0;  // over all destinations
+  // Tasks of sealed blocks (and pending ones at start) not yet in the scheduler's ring;
+  // bounded by the ledger's compute_pending_max.
+  std::deque<ledger::OutboundTask> tasks_out_;
   SnapshotPolicy snapshots_;
   bool snapshot_pending_ = false;  // a pending block holds a captured state
   bool draining_ = false;

@@ -1,0 +1,301 @@
+// The crash test of compute: a real `keel run` child runs a pool of the `sleep` test
+// plugin while a client in this process submits compute requests; the pool's worker
+// process is killed with SIGKILL 20 times at random moments (the seed is printed). The
+// chain must keep committing through every kill, and once a last engine run has finished
+// the pending tasks, every request in the ledger has exactly one result, carrying the
+// plugin's output for that request's input: a task may run more than once, but its effect
+// lands once.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+
+#include "engine/client/client.h"
+#include "engine/ledger/block.h"
+#include "engine/ledger/state.h"
+#include "engine/ledger/transaction.h"
+#include "engine/node/recovery.h"
+#include "engine/node/shard_table.h"
+#include "engine/persist/recovery.h"
+#include "engine/sched/pool_table.h"
+#include "shm/segment.h"
+
+namespace keel::node {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint32_t shards = 2;
+
+std::string config_text(const std::string& instance, const fs::path& data_dir) {
+  return "[engine]\ninstance = \"" + instance + "\"\nidle = \"sleep\"\n"
+         "[[chain]]\nname = \"work\"\nshards = " + std::to_string(shards) + "\nblock_txs_max = 256\nblock_us_max = 500\n"
+         // No snapshots: every segment stays, so the test reads each request and result.
+         "[ledger]\ndata_dir = \"" + data_dir.string() + "\"\nsnapshot_every_blocks = 0\n"
+         "[load]\nenabled = false\n[pipeline]\nenabled = false\n"
+         "[[pool]]\ncompute_types = [\"sleep\"]\nplugin = \"" KEEL_TEST_PLUGIN_SLEEP "\"\nthreads_per_node = 2\n"
+         "in_flight_max = 64\ntimeout_ms = 5000\nretries_max = 30\nbackoff_ms = 1\n"
+         // Twenty kills must never look like a crashing plugin, and restarts come fast.
+         "[scheduler]\nrestart_backoff_ms = 5\nrestart_backoff_ms_max = 50\ncrashes_max = 1000\n"
+         "crash_window_ms = 1000\n";
+}
+
+pid_t start_engine(const fs::path& config, const fs::path& log, const std::string& duration) {
+  std::fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    FILE* out = std::freopen(log.c_str(), "a", stdout);
+    FILE* err = std::freopen(log.c_str(), "a", stderr);
+    (void)out;
+    (void)err;
+    execl(KEEL_BINARY, "keel", "run", "--config", config.c_str(), "--duration", duration.c_str(), nullptr);
+    _exit(127);
+  }
+  return pid;
+}
+
+// What the engine's segment tells: the pool's incarnation and the shards' durable heights.
+struct EngineView {
+  shm::Segment segment;
+  sched::PoolTableView pools;
+  ShardTableView shard_table;
+
+  static std::optional<EngineView> attach(const std::string& name) {
+    Result<shm::Segment> segment = shm::Segment::attach(name);
+    if (!segment) return std::nullopt;
+    Result<sched::PoolTableView> pools = sched::PoolTableView::find(*segment);
+    Result<shm::SegmentObject> object = segment->find(shard_table_object_name, shm::SegmentObjectKind::counters);
+    if (!pools || !object) return std::nullopt;
+    Result<ShardTableView> table = ShardTableView::join(segment->base(), object->offset);
+    if (!table) return std::nullopt;
+    return EngineView{std::move(*segment), *pools, *table};
+  }
+  uint64_t durable_total() const {
+    uint64_t total = 0;
+    for (uint32_t shard = 0; shard < shard_table.shard_count(); ++shard)
+      total += shard_table.control(shard).durable_height.load();
+    return total;
+  }
+  bool pool_ready() const {
+    const sched::PoolControl& control = pools.control(0);
+    uint64_t epoch = control.epoch.load();
+    return epoch != 0 && control.ready_epoch.load() == epoch && control.dead_epoch.load() < epoch;
+  }
+};
+
+template <class Predicate>
+bool wait_until(Predicate predicate, int limit_ms = 30'000) {
+  for (int waited = 0; waited < limit_ms; waited += 1) {
+    if (predicate()) return true;
+    usleep(1000);
+  }
+  return predicate();
+}
+
+std::unique_ptr<client::Client> attach_when_up(const std::string& segment, pid_t engine) {
+  for (int attempt = 0; attempt < 3000; ++attempt) {
+    Result<std::unique_ptr<client::Client>> client = client::Client::attach(segment);
+    if (client) return std::move(*client);
+    int status = 0;
+    if (waitpid(engine, &status, WNOHANG) == engine) return nullptr;
+    usleep(10'000);
+  }
+  return nullptr;
+}
+
+// The sleep plugin's input: u32 milliseconds, then a tag naming the task.
+std::vector<std::byte> sleep_input(uint32_t sleep_ms, uint64_t tag) {
+  std::string text = "task-" + std::to_string(tag);
+  std::vector<std::byte> input(4 + text.size());
+  for (int byte = 0; byte < 4; ++byte) input[byte] = std::byte(sleep_ms >> (8 * byte));
+  std::memcpy(input.data() + 4, text.data(), text.size());
+  return input;
+}
+
+struct LoggedRequest {
+  uint32_t shard = 0;
+  uint64_t task_mark = 0;
+  std::string input;
+};
+
+struct LedgerTasks {
+  // By hash: every compute_request in the logs (applied or refused as backlog full: the
+  // log does not say which; the receipts do).
+  std::map<std::string, LoggedRequest> requests;
+  std::set<std::pair<uint32_t, uint64_t>> request_marks;
+  // By (shard, task mark): every result logged for it.
+  std::map<std::pair<uint32_t, uint64_t>, std::vector<std::pair<uint16_t, std::string>>> results;
+};
+
+LedgerTasks read_ledger_tasks(const fs::path& data_dir) {
+  LedgerTasks tasks;
+  for (uint32_t shard = 0; shard < shards; ++shard) {
+    Result<persist::RecoveredLog> log = persist::scan_log(
+        shard_directory(data_dir.string(), "work", shard), {"work", shard, shards},
+        [&](const persist::LogRecordView& record) -> Result<void> {
+          Result<ledger::BlockView> block = ledger::parse_block(record.payload);
+          if (!block) return block.error();
+          uint32_t index = 0;
+          ledger::for_each_transaction(block->body, [&](std::span<const std::byte> tx) {
+            ledger::TxView view;
+            if (ledger::check_transaction(tx, ledger::TxOrigin::engine, &view) == ledger::TxStatus::applied) {
+              if (view.type == ledger::TxType::compute_request) {
+                uint64_t mark = ledger::CreditMark::pack(block->header.height, index);
+                ledger::Hash32 hash = ledger::hash_leaf(tx);
+                tasks.requests[std::string(reinterpret_cast<const char*>(hash.bytes.data()), 32)] = {
+                    shard, mark, std::string(reinterpret_cast<const char*>(view.input.data()), view.input.size())};
+                tasks.request_marks.insert({shard, mark});
+              } else if (view.type == ledger::TxType::compute_result) {
+                tasks.results[{shard, view.compute_result.task_mark}].push_back(
+                    {view.compute_result.outcome,
+                     std::string(reinterpret_cast<const char*>(view.output.data()), view.output.size())});
+              }
+            }
+            ++index;
+          });
+          return {};
+        });
+    EXPECT_TRUE(log) << log.error().message;
+  }
+  return tasks;
+}
+
+TEST(ComputeCrash, EveryTaskLandsOnceAcrossTwentyPoolKills) {
+  uint64_t seed = std::random_device{}();
+  std::printf("seed %llu\n", (unsigned long long)seed);
+  std::mt19937_64 random(seed);
+  fs::path directory = fs::temp_directory_path() / ("keel-compute-crash-" + std::to_string(getpid()));
+  fs::create_directories(directory);
+  std::string instance = "compute-crash-" + std::to_string(getpid());
+  fs::path config = directory / "compute.toml";
+  std::ofstream(config) << config_text(instance, directory / "data");
+  fs::path log = directory / "engine.log";
+
+  pid_t engine = start_engine(config, log, "10m");
+  std::unique_ptr<client::Client> client = attach_when_up("keel-" + instance, engine);
+  ASSERT_NE(client, nullptr) << "the engine did not come up; see " << log;
+  std::optional<EngineView> view;
+  ASSERT_TRUE(wait_until([&] { return (view = EngineView::attach("keel-" + instance)).has_value(); }));
+  ASSERT_TRUE(wait_until([&] { return view->pool_ready(); })) << "the pool never became ready; see " << log;
+  uint32_t chain = *client->chain_index("work");
+
+  std::set<std::string> acknowledged;
+  uint64_t backlog_full = 0, nonce = 0, answered = 0;
+  std::vector<client::ReceiptMessage> receipts(256);
+  auto collect = [&](uint32_t wait_ms) {
+    size_t got = wait_ms ? client->wait_receipts(receipts, wait_ms) : client->poll_receipts(receipts);
+    answered += got;
+    for (size_t index = 0; index < got; ++index) {
+      if (receipts[index].status == uint16_t(ledger::TxStatus::applied))
+        acknowledged.insert(std::string(reinterpret_cast<const char*>(receipts[index].tx_hash), 32));
+      else if (receipts[index].status == uint16_t(ledger::TxStatus::compute_backlog_full))
+        ++backlog_full;
+      else
+        ADD_FAILURE() << "receipt status " << receipts[index].status;
+    }
+  };
+  // Submits for `run_ms`, keeping the pool busy with tasks of 0 or 1 ms: a few hundred
+  // requests without a receipt at most, so the backlog stays far from full.
+  auto drive = [&](uint64_t run_ms) {
+    uint64_t deadline = shm::monotonic_ns() + run_ms * 1'000'000;
+    while (shm::monotonic_ns() < deadline) {
+      if (nonce - answered >= 256) {
+        collect(1);
+        continue;
+      }
+      ++nonce;
+      std::vector<std::byte> tx =
+          ledger::encode_compute_request(nonce, random(), "sleep", sleep_input(random() % 8 == 0 ? 1 : 0, nonce));
+      Result<bool> queued = client->try_submit(chain, nonce, tx);
+      ASSERT_TRUE(queued);
+      if (!*queued) collect(1);
+      collect(0);
+    }
+  };
+
+  for (int kill_round = 0; kill_round < 20; ++kill_round) {
+    drive(30 + random() % 200);
+    ASSERT_TRUE(wait_until([&] { return view->pool_ready(); }))
+        << "kill " << kill_round << ": the pool was not restarted; seed " << seed << "; see " << log;
+    pid_t worker = view->pools.control(0).pid.load();
+    ASSERT_GT(worker, 0);
+    uint64_t durable_before = view->durable_total();
+    ASSERT_EQ(kill(worker, SIGKILL), 0);
+    drive(20);
+    // The chain commits on while the pool is dead and restarting.
+    ASSERT_TRUE(wait_until([&] {
+      collect(0);
+      return view->durable_total() > durable_before;
+    })) << "kill " << kill_round << ": the chain stopped committing; seed " << seed;
+  }
+  drive(100);
+  uint64_t restarts = view->pools.control(0).restarts.load();
+  EXPECT_GE(restarts, 20u);
+  // Stop (a drain: every accepted request is durable and answered), then run once more
+  // with no load, so the tasks still pending get their results.
+  kill(engine, SIGTERM);
+  int status = 0;
+  waitpid(engine, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "see " << log;
+  collect(0);
+  client.reset();
+  view.reset();
+  // The finishing runs print their report as JSON; run until no task is pending.
+  uint64_t pending = ~uint64_t(0);
+  fs::path report = directory / "finisher.json";
+  for (int run = 0; run < 10 && pending != 0; ++run) {
+    std::string command = std::string(KEEL_BINARY) + " run --json --duration 2s --config " + config.string() +
+                          " > " + report.string() + " 2>> " + log.string();
+    ASSERT_EQ(std::system(command.c_str()), 0) << "see " << log;
+    std::ifstream in(report);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    size_t at = text.find("\"ledger_tasks_pending\":");
+    ASSERT_NE(at, std::string::npos) << text;
+    pending = std::stoull(text.substr(at + 23));
+  }
+  EXPECT_EQ(pending, 0u) << "tasks still pending after ten finishing runs";
+  shm::Segment::remove("keel-" + instance);
+
+  LedgerTasks tasks = read_ledger_tasks(directory / "data");
+  std::printf("%zu requests acknowledged (%llu refused: backlog full), %zu in the ledger, %zu results, %llu pool "
+              "restarts\n",
+              acknowledged.size(), (unsigned long long)backlog_full, tasks.requests.size(), tasks.results.size(),
+              (unsigned long long)restarts);
+  EXPECT_GT(acknowledged.size(), 500u) << "too little load to mean anything";
+  size_t missing = 0, without_result = 0, wrong = 0;
+  for (const std::string& hash : acknowledged) {
+    auto request = tasks.requests.find(hash);
+    if (request == tasks.requests.end()) {
+      ++missing;
+      continue;
+    }
+    auto found = tasks.results.find({request->second.shard, request->second.task_mark});
+    if (found == tasks.results.end()) {
+      ++without_result;
+      continue;
+    }
+    const auto& [outcome, output] = found->second.front();
+    wrong += outcome != uint16_t(ledger::ComputeOutcome::succeeded) || output != request->second.input;
+  }
+  size_t twice = 0, orphans = 0;
+  for (const auto& [key, results] : tasks.results) {
+    twice += results.size() > 1;
+    orphans += tasks.request_marks.count(key) == 0;
+  }
+  EXPECT_EQ(missing, 0u) << "acknowledged requests missing from the ledger (seed " << seed << ")";
+  EXPECT_EQ(without_result, 0u) << "acknowledged requests with no result (seed " << seed << ")";
+  EXPECT_EQ(twice, 0u) << "requests with more than one result (seed " << seed << ")";
+  EXPECT_EQ(wrong, 0u) << "results that are not the plugin's output for the request (seed " << seed << ")";
+  EXPECT_EQ(orphans, 0u) << "results for no request (seed " << seed << ")";
+  if (!HasFailure()) fs::remove_all(directory);
+}
+
+}  // namespace
+}  // namespace keel::node
