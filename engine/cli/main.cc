@@ -228,6 +228,9 @@ int main(int argc, char** argv) {
   worker->add_option("--threads", worker_options.threads);
   worker->add_option("--in-flight-max", worker_options.in_flight_max);
   worker->add_option("--output-bytes-max", worker_options.output_bytes_max);
+  bool worker_supervised = false;
+  worker->add_flag("--supervised", worker_supervised,
+                   "started by the engine: a plugin failure goes into the pool slot only (the engine prints it)");
   CLI::Option* worker_pus = worker->add_option("--pus", worker_options.pu_os_indexes,
                                                "PU OS indexes to pin the whole process to, e.g. 0,2,5")
                                 ->delimiter(',')
@@ -295,6 +298,7 @@ int main(int argc, char** argv) {
         return fail(keel::make_error("keel worker --config", "expected key=value, got '" + entry + "'"));
       worker_options.plugin_config.emplace_back(entry.substr(0, equals), entry.substr(equals + 1));
     }
+    worker_options.failure_to_stderr = !worker_supervised;
     return keel::sched::run_worker(worker_options);
   }
   if (verify->parsed()) return verify_command(data_dir, json);

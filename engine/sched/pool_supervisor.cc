@@ -113,7 +113,7 @@ std::vector<std::string> PoolSupervisor::worker_arguments(const Pool& pool) cons
   for (const auto& [key, value] : config.plugin_config) arguments.push_back("--config=" + key + "=" + value);
   arguments.insert(arguments.end(), {"--threads", std::to_string(config.threads),
                                      "--in-flight-max", std::to_string(config.in_flight_max),
-                                     "--output-bytes-max", std::to_string(config.output_bytes_max)});
+                                     "--output-bytes-max", std::to_string(config.output_bytes_max), "--supervised"});
   if (!config.pu_os_indexes.empty()) {
     arguments.insert(arguments.end(), {"--pus", pu_list(config.pu_os_indexes),
                                        "--node", std::to_string(config.node_os_index)});

@@ -48,12 +48,12 @@ struct HeldTask {
   uint64_t run_ns = 0;
 };
 
-void report_failure(PoolControl& control, uint64_t epoch, const std::string& line) {
+void report_failure(PoolControl& control, uint64_t epoch, const std::string& line, bool to_stderr) {
   size_t bytes = std::min(line.size(), pool_failure_bytes_max);
   std::memcpy(control.failure, line.data(), bytes);
   control.failure[bytes] = '\0';
   control.failed_epoch.store(epoch, std::memory_order_release);
-  std::fprintf(stderr, "keel worker: %s\n", line.c_str());
+  if (to_stderr) std::fprintf(stderr, "keel worker: %s\n", line.c_str());
 }
 
 // Pins the whole process as the options say (numa/binding.h reads the binding back).
@@ -160,7 +160,7 @@ class Worker {
   int load_plugin() {
     Result<std::unique_ptr<PluginLibrary>> library = PluginLibrary::load(options_.plugin_path);
     if (!library) {
-      report_failure(control_, options_.epoch, library.error().message);
+      report_failure(control_, options_.epoch, library.error().message, options_.failure_to_stderr);
       return worker_exit_plugin_failed;
     }
     library_ = std::move(*library);
@@ -169,14 +169,15 @@ class Worker {
       if (!index) {
         report_failure(control_, options_.epoch,
                        options_.plugin_path + ": does not serve compute type " + type + " (it serves " +
-                           joined(library_->compute_types()) + ")");
+                           joined(library_->compute_types()) + ")",
+                       options_.failure_to_stderr);
         return worker_exit_plugin_failed;
       }
       plugin_types_.push_back(*index);
     }
     Result<PluginInstance> instance = library_->init(options_.plugin_config);
     if (!instance) {
-      report_failure(control_, options_.epoch, instance.error().message);
+      report_failure(control_, options_.epoch, instance.error().message, options_.failure_to_stderr);
       return worker_exit_plugin_failed;
     }
     instance_.emplace(std::move(*instance));
@@ -364,7 +365,7 @@ int run_worker(const WorkerOptions& options) {
   // memory policy per thread, and a thread inherits it only from the one that creates it.
   if (!options.pu_os_indexes.empty()) {
     if (Result<void> pinned = pin_process(options); !pinned) {
-      report_failure(control, options.epoch, pinned.error().message);
+      report_failure(control, options.epoch, pinned.error().message, options.failure_to_stderr);
       return worker_exit_plugin_failed;
     }
   }

@@ -43,6 +43,10 @@ struct WorkerOptions {
   uint32_t threads = 1;
   uint32_t in_flight_max = 1024;
   uint32_t output_bytes_max = 16384;
+  // False when the engine's supervisor started the worker (--supervised): the engine
+  // prints the failure line itself, once, with the pool's name; the worker only writes
+  // it into the slot.
+  bool failure_to_stderr = true;
   // When not empty, the whole process is pinned to these PUs and its memory bound to
   // node_os_index (numa/binding.h) before any thread starts. Empty: not pinned.
   std::vector<uint32_t> pu_os_indexes;

@@ -696,6 +696,42 @@ TEST(PerfConfig, LoadComputePercentIsCheckedAndKept) {
             "test.toml:2:19: load.compute_percent: expected an integer, got a floating-point number");
 }
 
+// [scheduler]: the scheduler tiles and the pool supervision.
+TEST(PerfConfig, SchedulerKnobsAreCheckedAndKept) {
+  SchedulerSection defaults = parsed("").scheduler;
+  EXPECT_EQ(defaults.leases_max, 16384u);
+  EXPECT_EQ(defaults.spill_percent, 100u);
+  EXPECT_EQ(defaults.restart_backoff_ms, 100u);
+  EXPECT_EQ(defaults.restart_backoff_ms_max, 5000u);
+  EXPECT_EQ(defaults.heartbeat_timeout_ms, 1000u);
+  EXPECT_EQ(defaults.ready_timeout_ms, 10000u);
+  EXPECT_EQ(defaults.crashes_max, 5u);
+  EXPECT_EQ(defaults.crash_window_ms, 30000u);
+  SchedulerSection set = parsed("[scheduler]\nleases_max = 64\nspill_percent = 75\nrestart_backoff_ms = 5\n"
+                                "restart_backoff_ms_max = 50\nheartbeat_timeout_ms = 200\nready_timeout_ms = 300\n"
+                                "crashes_max = 9\ncrash_window_ms = 7\n")
+                             .scheduler;
+  EXPECT_EQ(set.leases_max, 64u);
+  EXPECT_EQ(set.spill_percent, 75u);
+  EXPECT_EQ(set.restart_backoff_ms, 5u);
+  EXPECT_EQ(set.restart_backoff_ms_max, 50u);
+  EXPECT_EQ(set.heartbeat_timeout_ms, 200u);
+  EXPECT_EQ(set.ready_timeout_ms, 300u);
+  EXPECT_EQ(set.crashes_max, 9u);
+  EXPECT_EQ(set.crash_window_ms, 7u);
+  EXPECT_EQ(error_of("[scheduler]\nspill_percent = 0\n"),
+            "test.toml:2:17: scheduler.spill_percent: must be from 1 to 100, got 0");
+  EXPECT_EQ(error_of("[scheduler]\nleases_max = 8\n"),
+            "test.toml:2:14: scheduler.leases_max: must be from 16 to 1048576, got 8");
+  EXPECT_EQ(error_of("[scheduler]\nrestart_backoff_ms = 200\nrestart_backoff_ms_max = 100\n"),
+            "test.toml:3:26: scheduler.restart_backoff_ms_max: restart_backoff_ms_max (100) must be at least "
+            "restart_backoff_ms (200)");
+  EXPECT_EQ(error_of("[scheduler]\nrestart_backoff_ms = 9000\n"),
+            "test.toml:2:22: scheduler.restart_backoff_ms: restart_backoff_ms_max (5000) must be at least "
+            "restart_backoff_ms (9000)");
+  EXPECT_NE(error_of("[scheduler]\nlease_max = 64\n").find("scheduler.lease_max"), std::string::npos);
+}
+
 TEST(PerfConfigShipped, DefaultFitsALaptop) {
   Result<PerfConfig> config = load_perf_config(KEEL_SOURCE_DIR "/perf/default.toml", {"/opt/keel"});
   ASSERT_TRUE(config) << config.error().message;
