@@ -40,7 +40,10 @@
 //
 // One thread only (the engine's main thread, which must be the one that called start(),
 // since a worker's parent-death signal follows the thread that started it); no locks.
-// The worker's stderr is the engine's, so a failing worker's own line lands there too.
+// The worker's stderr is the engine's, so a failing worker's own line lands there too. A
+// worker also inherits the calling thread's CPU affinity and memory policy (posix_spawn):
+// an unpinned pool started from a pinned thread would share that thread's one PU, so call
+// this from a thread that is not pinned, or pin every pool.
 #pragma once
 
 #include <sys/types.h>
