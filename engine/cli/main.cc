@@ -228,6 +228,8 @@ int main(int argc, char** argv) {
   worker->add_option("--threads", worker_options.threads);
   worker->add_option("--in-flight-max", worker_options.in_flight_max);
   worker->add_option("--output-bytes-max", worker_options.output_bytes_max);
+  worker->add_option("--task-hang-ms", worker_options.task_hang_ms,
+                     "exit when a task has run this long (its thread is lost); 0: never");
   bool worker_supervised = false;
   worker->add_flag("--supervised", worker_supervised,
                    "started by the engine: a plugin failure goes into the pool slot only (the engine prints it)");

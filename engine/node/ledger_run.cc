@@ -242,7 +242,22 @@ struct Engine {
   std::unique_ptr<sched::PoolSupervisor> supervisor;
   std::vector<std::unique_ptr<engine::Core>> cores;
   std::vector<std::unique_ptr<engine::ChildProcess>> loads;
+  uint64_t pool_events = 0;  // supervisor events seen (the report keeps the first few)
 };
+
+// The report keeps this many pool supervisor events; stderr has them all.
+constexpr uint64_t pool_event_notes_max = 32;
+
+void log_pool_events(Engine& engine, std::vector<std::string>& events, LedgerReport& report) {
+  for (const std::string& event : events) {
+    std::fprintf(stderr, "keel: %s\n", event.c_str());  // live, for the operator
+    ++engine.pool_events;
+    if (engine.pool_events <= pool_event_notes_max) report.notes.push_back(event);
+    if (engine.pool_events == pool_event_notes_max + 1)
+      report.notes.push_back("more pool events than " + std::to_string(pool_event_notes_max) + ": see stderr");
+  }
+  events.clear();
+}
 
 std::vector<RecoveryChain> recovery_chains(const config::PerfConfig& config) {
   std::vector<RecoveryChain> chains;
@@ -417,6 +432,7 @@ Result<void> start_load(Engine& engine, const config::PerfConfig& config, const 
 // Starts one `keel worker` per planned pool (pinned to the pool's PUs when the plan is
 // the host's) and waits until each is ready or quarantined, so the load meets live pools.
 Result<void> start_pools(Engine& engine, const config::PerfConfig& config, const numa::Plan& plan,
+                         const engine::BlockedStopSignals& stop_signals,
                          const LedgerRunOptions& options, LedgerReport& report) {
   if (engine.layout.pool_table == 0) return {};
   Result<sched::PoolTableView> table = sched::PoolTableView::join(engine.segment->base(), engine.layout.pool_table);
@@ -435,6 +451,10 @@ Result<void> start_pools(Engine& engine, const config::PerfConfig& config, const
     supervised.threads = planned.threads;
     supervised.in_flight_max = pool.in_flight_max;
     supervised.output_bytes_max = pool.output_bytes_max;
+    // A task still running this long has outlived its own attempt's lease many times
+    // over, and the time the whole task may take: its thread serves nobody.
+    supervised.task_hang_ms =
+        uint32_t(std::min<uint64_t>(uint64_t(pool.timeout_ms) * (uint64_t(pool.retries_max) + 1), 0xffffffffu));
     if (plan.bindable) {
       supervised.pu_os_indexes = planned.pu_os_indexes;
       supervised.node_os_index = planned.node_os_index;
@@ -452,15 +472,16 @@ Result<void> start_pools(Engine& engine, const config::PerfConfig& config, const
   supervisor_options.crash_window_ms = config.scheduler.crash_window_ms;
   engine.supervisor = std::make_unique<sched::PoolSupervisor>(supervisor_options, *table, std::move(pools));
   if (Result<void> started = engine.supervisor->start(); !started) return started.error();
-  // ready_timeout_ms bounds this: a pool that is not ready by then is quarantined.
+  // ready_timeout_ms bounds this: a pool that is not ready by then is quarantined. A stop
+  // signal ends the wait (and the run: see run_ledger).
   std::vector<std::string> events;
   while (!engine.supervisor->all_ready()) {
     engine.supervisor->poll(shm::monotonic_ns(), &events);
-    usleep(1000);
-  }
-  for (const std::string& event : events) {
-    std::fprintf(stderr, "keel: %s\n", event.c_str());
-    report.notes.push_back(event);
+    log_pool_events(engine, events, report);
+    if (stop_signals.wait(1)) {
+      report.stopped_by_signal = true;
+      break;
+    }
   }
   return {};
 }
@@ -493,11 +514,7 @@ Result<void> run_until_stop(Engine& engine, const engine::BlockedStopSignals& st
     }
     if (engine.supervisor) {
       engine.supervisor->poll(shm::monotonic_ns(), &events);
-      for (const std::string& event : events) {
-        std::fprintf(stderr, "keel: %s\n", event.c_str());  // live, for the operator
-        report.notes.push_back(event);
-      }
-      events.clear();
+      log_pool_events(engine, events, report);
     }
     bool loads_running = false;
     for (auto& load : engine.loads) {
@@ -651,16 +668,18 @@ Result<LedgerReport> run_ledger(const config::PerfConfig& config, const numa::To
     stop_now(engine);
     return started.error();
   }
-  if (Result<void> started = start_pools(engine, config, plan, options, report); !started) {
+  if (Result<void> started = start_pools(engine, config, plan, stop_signals, options, report); !started) {
     stop_now(engine);
     return started.error();
   }
   uint64_t start_ns = shm::monotonic_ns();
-  if (Result<void> started = start_load(engine, config, options); !started) {
-    stop_now(engine);
-    return started.error();
+  if (!report.stopped_by_signal) {  // stopped while the pools started: no load, straight to the drain
+    if (Result<void> started = start_load(engine, config, options); !started) {
+      stop_now(engine);
+      return started.error();
+    }
+    if (Result<void> ran = run_until_stop(engine, stop_signals, options.duration_ms, report); !ran) return ran.error();
   }
-  if (Result<void> ran = run_until_stop(engine, stop_signals, options.duration_ms, report); !ran) return ran.error();
   report.duration_s = double(shm::monotonic_ns() - start_ns) / 1e9;
   if (Result<void> drained = drain(engine); !drained) return drained.error();
   fill_report(engine, config, report);

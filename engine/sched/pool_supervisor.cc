@@ -113,7 +113,8 @@ std::vector<std::string> PoolSupervisor::worker_arguments(const Pool& pool) cons
   for (const auto& [key, value] : config.plugin_config) arguments.push_back("--config=" + key + "=" + value);
   arguments.insert(arguments.end(), {"--threads", std::to_string(config.threads),
                                      "--in-flight-max", std::to_string(config.in_flight_max),
-                                     "--output-bytes-max", std::to_string(config.output_bytes_max), "--supervised"});
+                                     "--output-bytes-max", std::to_string(config.output_bytes_max),
+                                     "--task-hang-ms", std::to_string(config.task_hang_ms), "--supervised"});
   if (!config.pu_os_indexes.empty()) {
     arguments.insert(arguments.end(), {"--pus", pu_list(config.pu_os_indexes),
                                        "--node", std::to_string(config.node_os_index)});
@@ -181,7 +182,7 @@ void PoolSupervisor::watch(Pool& pool, uint64_t now_ns, std::vector<std::string>
 // SIGTERM either, and the slot must be free before the next incarnation takes its rings.
 void PoolSupervisor::kill_incarnation(Pool& pool, KillReason reason) {
   pool.killed = reason;
-  ::kill(pool.child->pid(), SIGKILL);
+  if (pool.child->pid() > 0) ::kill(pool.child->pid(), SIGKILL);  // never kill(-1) or a group
 }
 
 // The incarnation's process is reaped (child->exited returned true).
@@ -201,6 +202,8 @@ void PoolSupervisor::reaped(Pool& pool, int status, uint64_t now_ns, std::vector
   std::string how = engine::describe_exit(status);
   if (pool.killed == KillReason::silent && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
     how = "no heartbeat for " + std::to_string(options_.heartbeat_timeout_ms) + " ms, killed";
+  if (WIFEXITED(status) && WEXITSTATUS(status) == worker_exit_task_hung)
+    how = "a task ran past task_hang_ms, " + std::to_string(pool.config.task_hang_ms) + " ms";
   crashed(pool, "incarnation " + std::to_string(pool.epoch) + " (pid " + std::to_string(pool.pid) + ") died (" + how + ")",
           how, now_ns, events);
 }
@@ -264,7 +267,7 @@ void PoolSupervisor::stop() {
   if (stopped_) return;
   stopped_ = true;
   for (Pool& pool : pools_) {
-    if (pool.child) ::kill(pool.child->pid(), SIGTERM);
+    if (pool.child && pool.child->pid() > 0) ::kill(pool.child->pid(), SIGTERM);
   }
   // A worker answers the tasks it holds before it exits; the grace bounds that.
   uint64_t deadline_ns = shm::monotonic_ns() + uint64_t(stop_grace_ms) * ns_per_ms;

@@ -31,6 +31,8 @@
 //     worth restarting either.
 //   - it is ready but its heartbeat stays silent for heartbeat_timeout_ms: killed
 //     (SIGKILL) and counted as a crash. A stopped or wedged process answers nothing.
+//   - it exits with worker_exit_task_hung: a task ran past task_hang_ms. A crash ("a
+//     task ran past task_hang_ms, N ms"), so a plugin that keeps hanging is quarantined.
 //   - any other death (a signal, any other exit status, worker_exit_stopped while the
 //     supervisor is not stopping) is a crash. crashes_max crashes within crash_window_ms
 //     quarantine the pool ("crashed N times in M s (last: <how>)"); fewer restart it after
@@ -68,6 +70,7 @@ struct SupervisedPool {
   std::vector<std::string> compute_types;
   std::vector<std::pair<std::string, std::string>> plugin_config;
   uint32_t threads = 1, in_flight_max = 1024, output_bytes_max = 16384;
+  uint32_t task_hang_ms = 0;  // worker.h; 0: never
   std::vector<uint32_t> pu_os_indexes;  // empty: not pinned (the topology is not the host's)
   uint32_t node_os_index = 0;
 };

@@ -58,6 +58,7 @@ inline constexpr size_t pool_failure_bytes_max = 511;
 inline constexpr int worker_exit_stopped = 0;         // asked to stop, or superseded
 inline constexpr int worker_exit_usage = 2;           // bad arguments, no segment, no slot
 inline constexpr int worker_exit_plugin_failed = 3;   // see PoolControl::failure
+inline constexpr int worker_exit_task_hung = 4;       // a task ran past task_hang_ms: its thread is lost
 
 // One scheduler's rings and arenas to one pool (offsets in the segment).
 struct PoolLane {

@@ -125,7 +125,8 @@ bool SchedulerTile::usable(const Slot& slot) const {
 
 size_t SchedulerTile::take_completions(size_t budget) {
   size_t taken = 0;
-  for (Slot& slot : slots_) {
+  for (size_t turn = 0; turn < slots_.size(); ++turn) {
+    Slot& slot = slots_[(next_completion_slot_ + turn) % slots_.size()];
     if (slot.control == nullptr) continue;
     while (taken < budget) {
       std::span<const std::byte> bytes = slot.completions.peek(1);
@@ -143,6 +144,7 @@ size_t SchedulerTile::take_completions(size_t budget) {
       ++taken;
     }
   }
+  if (!slots_.empty()) next_completion_slot_ = (next_completion_slot_ + 1) % uint32_t(slots_.size());
   return taken;
 }
 
@@ -190,23 +192,18 @@ void SchedulerTile::watch_pools(uint64_t now_ns) {
       for (uint32_t other : options_.pools[slot.pool].slots) all = all && slots_[other].quarantined;
       pool.quarantined = all;
     }
-    uint64_t dead = control.dead_epoch.load(std::memory_order_acquire);
-    if (slot.counted_epoch != 0 && dead >= slot.counted_epoch) {
-      // Every task this incarnation held is lost with it: send each again.
-      for (uint32_t index = 0; index < leases_used_; ++index) {
-        Lease& lease = leases_[index];
-        if (lease.state != LeaseState::dispatched || lease.slot != slot_index || lease.epoch > dead) continue;
-        add(counters_->tasks_redispatched, 1);
-        lease.only_timeouts = false;
-        retry_or_fail(index, false, now_ns);
-      }
-      slot.counted_epoch = 0;
-      slot.in_flight = 0;
-    }
-    if (slot.quarantined) continue;
+    // epoch and ready_epoch before dead_epoch: the supervisor stores dead_epoch before it
+    // moves the epoch, so an epoch read here comes with at least its predecessor's death.
     uint64_t epoch = control.epoch.load(std::memory_order_acquire);
-    if (epoch != slot.counted_epoch && epoch > dead && control.ready_epoch.load(std::memory_order_acquire) == epoch) {
-      slot.counted_epoch = epoch;  // a new incarnation: nothing of ours in it yet
+    uint64_t ready_epoch = control.ready_epoch.load(std::memory_order_acquire);
+    uint64_t dead = control.dead_epoch.load(std::memory_order_acquire);
+    if (slot.counted_epoch != 0 && dead >= slot.counted_epoch) lose_incarnations(slot_index, dead, now_ns);
+    if (slot.quarantined) continue;
+    if (epoch != slot.counted_epoch && epoch > dead && ready_epoch == epoch) {
+      // A new incarnation: nothing of ours in it yet, and whatever an older one held is
+      // lost (the backstop; its death was seen above).
+      if (slot.counted_epoch != 0) lose_incarnations(slot_index, epoch - 1, now_ns);
+      slot.counted_epoch = epoch;
       slot.in_flight = 0;
     }
   }
@@ -220,6 +217,20 @@ void SchedulerTile::watch_pools(uint64_t now_ns) {
         answer(ref.index, ledger::ComputeOutcome::quarantined, 0, text_bytes(pool.quarantine));
     }
   }
+}
+
+// Every task the slot's incarnations up to epoch_last held is lost with them: each is
+// sent again (or fails, its retries spent).
+void SchedulerTile::lose_incarnations(uint32_t slot_index, uint64_t epoch_last, uint64_t now_ns) {
+  for (uint32_t index = 0; index < leases_used_; ++index) {
+    Lease& lease = leases_[index];
+    if (lease.state != LeaseState::dispatched || lease.slot != slot_index || lease.epoch > epoch_last) continue;
+    add(counters_->tasks_redispatched, 1);
+    lease.only_timeouts = false;
+    retry_or_fail(index, false, now_ns);
+  }
+  slots_[slot_index].counted_epoch = 0;
+  slots_[slot_index].in_flight = 0;
 }
 
 void SchedulerTile::scan_leases(uint64_t now_ns) {
@@ -332,7 +343,8 @@ SchedulerTile::Slot* SchedulerTile::pick_slot(uint32_t pool_index) {
 
 size_t SchedulerTile::dispatch(size_t budget, uint64_t now_ns) {
   size_t sent = 0;
-  for (uint32_t pool_index = 0; pool_index < pools_.size(); ++pool_index) {
+  for (uint32_t turn = 0; turn < pools_.size(); ++turn) {
+    uint32_t pool_index = (next_dispatch_pool_ + turn) % uint32_t(pools_.size());
     PoolState& pool = pools_[pool_index];
     while (sent < budget && !pool.ready.empty()) {
       LeaseRef ref = pool.ready.front();
@@ -374,6 +386,7 @@ size_t SchedulerTile::dispatch(size_t budget, uint64_t now_ns) {
       ++sent;
     }
   }
+  if (!pools_.empty()) next_dispatch_pool_ = (next_dispatch_pool_ + 1) % uint32_t(pools_.size());
   return sent;
 }
 

@@ -159,6 +159,7 @@ class SchedulerTile final : public engine::Tile {
   size_t take_completions(size_t budget);
   void complete(Slot& slot, const CompletionMessage& completion, std::span<const std::byte> output);
   void watch_pools(uint64_t now_ns);
+  void lose_incarnations(uint32_t slot_index, uint64_t epoch_last, uint64_t now_ns);
   void scan_leases(uint64_t now_ns);
   size_t release_retries(uint64_t now_ns);
   size_t take_requests(size_t budget);
@@ -182,7 +183,11 @@ class SchedulerTile final : public engine::Tile {
   std::vector<ShardPorts> shards_;
   std::vector<PoolState> pools_;
   std::priority_queue<Retry, std::vector<Retry>, std::greater<>> retries_;
-  uint32_t next_shard_ = 0;  // round-robin start for taking requests
+  // Round-robin starts, moved on every poll, so that with a budget smaller than the work
+  // no shard, pool-table slot or pool is always served first.
+  uint32_t next_shard_ = 0;            // taking requests
+  uint32_t next_completion_slot_ = 0;  // taking completions
+  uint32_t next_dispatch_pool_ = 0;    // dispatching
   uint64_t last_scan_ns_ = 0;
   bool draining_ = false;
   engine::LatencyHistogram dispatch_latency_;

@@ -5,6 +5,7 @@
 #include <oneapi/tbb/task_arena.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -120,6 +121,7 @@ class Worker {
 
     held_.resize(options_.in_flight_max);
     for (HeldTask& held : held_) held.output.resize(options_.output_bytes_max);
+    started_ns_ = std::make_unique<std::atomic<uint64_t>[]>(options_.in_flight_max);
     for (uint32_t index = options_.in_flight_max; index-- > 0;) free_.push_back(index);
     // TBB caps its worker threads at the PUs the process may use, less one for a main
     // thread that would join: a pool pinned to N PUs would get N - 1 threads, one pinned to
@@ -137,12 +139,16 @@ class Worker {
       // A newer incarnation owns the slot's rings now (the engine reaps this process
       // before it moves the epoch; this is the backstop): touch them no more, not even to
       // answer, and leave what is held to the scheduler's re-dispatch.
-      if (superseded()) break;
+      // _exit: an arena thread may be inside the plugin, and only the process's end takes
+      // it back.
+      if (superseded()) ::_exit(worker_exit_stopped);
       bool worked = send_completions();
       uint64_t now_ns = shm::monotonic_ns();
       if (now_ns - last_beat_ns_ >= heartbeat_interval_ns) {
+        if (owner_gone()) ::_exit(worker_exit_stopped);  // nobody reads the answers
+        exit_if_hung(now_ns);
         beat();
-        stopping = stopping || stop_requested.load(std::memory_order_relaxed) || owner_gone();
+        stopping = stopping || stop_requested.load(std::memory_order_relaxed);
       }
       if (!stopping) worked = take_tasks() || worked;
       if (stopping && free_.size() == held_.size()) break;
@@ -182,6 +188,23 @@ class Worker {
     }
     instance_.emplace(std::move(*instance));
     return 0;
+  }
+
+  // A task that has run task_hang_ms holds its arena thread for good (a thread cannot be
+  // cancelled out of a plugin), and the scheduler gave up on it by then: the process
+  // exits, and the engine starts a fresh incarnation, counting a crash (a plugin that
+  // keeps hanging is quarantined like one that keeps crashing).
+  void exit_if_hung(uint64_t now_ns) {
+    if (options_.task_hang_ms == 0) return;
+    uint64_t hang_ns = uint64_t(options_.task_hang_ms) * 1'000'000;
+    for (uint32_t index = 0; index < options_.in_flight_max; ++index) {
+      uint64_t started_ns = started_ns_[index].load(std::memory_order_relaxed);
+      if (started_ns == 0 || now_ns <= started_ns || now_ns - started_ns < hang_ns) continue;
+      std::fprintf(stderr, "keel worker: %s: a task (id %llu, attempt %u) has run %u ms (task_hang_ms): exiting\n",
+                   control_.name, (unsigned long long)held_[index].task.task_id, held_[index].task.attempt,
+                   options_.task_hang_ms);
+      ::_exit(worker_exit_task_hung);
+    }
   }
 
   void beat() {
@@ -247,8 +270,10 @@ class Worker {
     arena_->enqueue([this, index] {
       HeldTask& running = held_[index];
       uint64_t start_ns = shm::monotonic_ns();
+      started_ns_[index].store(start_ns, std::memory_order_relaxed);
       running.status = instance_->run(running.plugin_type, running.input, running.output, &running.output_bytes);
       running.run_ns = shm::monotonic_ns() - start_ns;
+      started_ns_[index].store(0, std::memory_order_relaxed);
       finished_.push(index);
       shm::doorbell_ring(doorbell_);
       running_.fetch_sub(1, std::memory_order_release);  // the task's last touch of this worker
@@ -325,6 +350,9 @@ class Worker {
   std::vector<uint32_t> free_;
   oneapi::tbb::concurrent_queue<uint32_t> finished_;
   std::atomic<uint32_t> running_{0};  // tasks enqueued on the arena and not yet returned
+  // Per task slot: when its plugin call started (monotonic ns), 0 when none runs. Written
+  // by the arena thread running it, read by the main thread for task_hang_ms.
+  std::unique_ptr<std::atomic<uint64_t>[]> started_ns_;
   uint64_t last_beat_ns_ = 0;
 };
 

@@ -17,9 +17,10 @@
 // When every slot is busy or the completion ring is full, the worker stops taking tasks
 // (backpressure on the scheduler), and nothing is dropped.
 //
-// It stops on SIGTERM/SIGINT, or when the engine that owns the segment is gone (the
-// parent-death signal, and a check of the segment owner's pid), after answering the
-// tasks it holds. It stops at once, answering nothing more, when its slot's epoch moves
+// It stops on SIGTERM/SIGINT after answering the tasks it holds (the engine's stop grace
+// bounds that, and so does task_hang_ms). It exits at once, answering nothing more, when
+// the engine that owns the segment is gone (the parent-death signal, and a check of the
+// segment owner's pid: nobody would read the answers), and when its slot's epoch moves
 // past its own: a newer incarnation owns the rings then. The engine must reap an
 // incarnation (SIGKILL, waitpid) before it moves the epoch, since the rings take one
 // producer and one consumer; the check here is the backstop.
@@ -43,6 +44,11 @@ struct WorkerOptions {
   uint32_t threads = 1;
   uint32_t in_flight_max = 1024;
   uint32_t output_bytes_max = 16384;
+  // A task still running this long after it started is hung: the plugin holds one of the
+  // arena's threads and nothing can take it back, so the process exits
+  // (worker_exit_task_hung) and the engine restarts it, counting a crash. 0: never. The
+  // engine passes the time after which the scheduler has given up on every attempt.
+  uint32_t task_hang_ms = 0;
   // False when the engine's supervisor started the worker (--supervised): the engine
   // prints the failure line itself, once, with the pool's name; the worker only writes
   // it into the slot.

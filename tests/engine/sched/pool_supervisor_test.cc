@@ -260,6 +260,26 @@ TEST_F(PoolSupervisorTest, ASilentWorkerIsKilledAfterTheHeartbeatTimeoutAndResta
       << events_text();
 }
 
+TEST_F(PoolSupervisorTest, ATaskThatHangsPastTaskHangMsEndsItsIncarnationAsACrash) {
+  SupervisedPool sleeping{.slot = 0, .plugin_path = KEEL_TEST_PLUGIN_SLEEP, .compute_types = {"sleep"},
+                          .threads = 2, .in_flight_max = 4, .output_bytes_max = 4096, .task_hang_ms = 200};
+  ASSERT_NO_FATAL_FAILURE(start(options(), {sleeping}));
+  ASSERT_TRUE(poll_until([&] { return supervisor_->all_ready(); })) << events_text();
+  pid_t first = control().pid.load();
+  // 10 minutes: hung, as far as anyone waiting for it can tell. The heartbeat goes on
+  // (the main thread is fine); only the task's age ends the process.
+  const uint32_t sleep_ms = 600000;
+  std::string input(reinterpret_cast<const char*>(&sleep_ms), 4);
+  ASSERT_TRUE(push(1, 1, input));
+  ASSERT_TRUE(poll_until([&] { return control().ready_epoch.load() == 2 && supervisor_->all_ready(); }))
+      << events_text();
+  EXPECT_TRUE(reaped(first));
+  EXPECT_EQ(control().dead_epoch.load(), 1u);
+  EXPECT_TRUE(has_event("pool test@0: incarnation 1 (pid " + std::to_string(first) +
+                        ") died (a task ran past task_hang_ms, 200 ms); restarting in 100 ms"))
+      << events_text();
+}
+
 TEST_F(PoolSupervisorTest, AWorkerNeverReadyIsKilledAndItsPoolQuarantined) {
   // A FIFO nobody writes to: the worker's dlopen blocks in open(), before it is ready.
   fs::path fifo = fs::temp_directory_path() / ("keel-supervisor-test-" + std::to_string(getpid()) + ".so");

@@ -434,6 +434,46 @@ TEST_F(SchedulerTest, TasksOfADeadIncarnationGoToTheNextOne) {
   EXPECT_EQ(counters().tasks_redispatched.load(), 3u);
 }
 
+TEST_F(SchedulerTest, ANewIncarnationSeenBeforeItsPredecessorsDeathStillGetsItsTasksAgain) {
+  build({{"a", {0}}});  // timeout 10 s: a lost task found only by its lease would take that long
+  for (uint64_t mark = 1; mark <= 3; ++mark) send_request(mark, type_a, "x");
+  size_t sent = 0;
+  ASSERT_TRUE(poll_until([&] {
+    sent += take_tasks(0).size();
+    return sent == 3;
+  }));
+  start_incarnation(0, 2);  // dead_epoch not (yet) seen at 1
+  std::vector<std::pair<TaskMessage, std::string>> resent;
+  // Well before the leases would expire (backoff is 1 ms).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (resent.size() < 3 && std::chrono::steady_clock::now() < deadline) {
+    tile_->poll(64);
+    for (auto& task : take_tasks(0)) resent.push_back(task);
+  }
+  ASSERT_EQ(resent.size(), 3u);
+  for (auto& [task, input] : resent) {
+    EXPECT_EQ(task.epoch, 2u);
+    EXPECT_EQ(task.attempt, 2u);
+  }
+  EXPECT_EQ(counters().tasks_redispatched.load(), 3u);
+}
+
+TEST_F(SchedulerTest, WithABudgetOfOneEveryPoolIsServedInTurn) {
+  build({{"a", {0}}, {"b", {0}}});
+  for (uint32_t slot = 0; slot < 2; ++slot) pools_.control(slot).ready_epoch.store(0);  // not ready yet
+  for (uint64_t mark = 1; mark <= 4; ++mark) {
+    send_request(mark, type_a, "a");
+    send_request(100 + mark, type_b, "b");
+  }
+  for (int round = 0; round < 10; ++round) tile_->poll(64);  // all taken, none sendable
+  ASSERT_TRUE(take_tasks(0).empty());
+  for (uint32_t slot = 0; slot < 2; ++slot) start_incarnation(slot, 1);
+  tile_->poll(1);
+  tile_->poll(1);
+  EXPECT_EQ(take_tasks(0).size(), 1u);
+  EXPECT_EQ(take_tasks(1).size(), 1u);
+}
+
 TEST_F(SchedulerTest, AQuarantinedPoolFailsItsTasksWithTheReason) {
   build({{"a", {0}}, {"b", {0}}});
   PoolControl& control = pools_.control(0);

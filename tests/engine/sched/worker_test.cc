@@ -51,6 +51,7 @@ struct WorkerArgs {
   uint32_t threads = 2;
   uint32_t in_flight_max = 64;
   uint64_t epoch = 1;
+  uint32_t task_hang_ms = 0;
 };
 
 // One pool slot in a fresh segment, and the scheduler's ends of its rings and arenas.
@@ -96,7 +97,8 @@ class WorkerTest : public ::testing::Test {
     std::vector<std::string> argv = {"keel", "worker", "--segment", name_, "--slot", "0",
                                      "--epoch", std::to_string(args.epoch), "--plugin", args.plugin,
                                      "--threads", std::to_string(args.threads),
-                                     "--in-flight-max", std::to_string(args.in_flight_max)};
+                                     "--in-flight-max", std::to_string(args.in_flight_max),
+                                     "--task-hang-ms", std::to_string(args.task_hang_ms)};
     for (const std::string& type : args.types) argv.insert(argv.end(), {"--type", type});
     for (const std::string& entry : args.config) argv.insert(argv.end(), {"--config", entry});
     start_process(argv);
@@ -309,6 +311,61 @@ TEST_F(WorkerTest, TasksOfAnOlderEpochAreSkippedAndASupersededWorkerStops) {
 
   control_->epoch.store(3);  // the engine restarted the pool: this incarnation is done
   EXPECT_EQ(wait_exit(), worker_exit_stopped) << log_text();
+}
+
+// A task of the sleep test plugin that sleeps 10 minutes: hung, as far as anyone waiting
+// for it can tell.
+std::vector<std::byte> hung_task_input() {
+  const uint32_t sleep_ms = 600000;
+  std::vector<std::byte> input(4);
+  std::memcpy(input.data(), &sleep_ms, 4);
+  return input;
+}
+
+TEST_F(WorkerTest, ASupersededWorkerExitsAtOnceEvenWithATaskStuckInItsPlugin) {
+  ASSERT_NO_FATAL_FAILURE(start({.plugin = KEEL_TEST_PLUGIN_SLEEP, .types = {"sleep"}}));
+  ASSERT_TRUE(wait_ready()) << log_text();
+  ASSERT_TRUE(push(1, 1, 1, 0, hung_task_input()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // taken and running, most likely
+  control_->epoch.store(2);
+  EXPECT_EQ(wait_exit(), worker_exit_stopped) << log_text();
+}
+
+TEST_F(WorkerTest, AWorkerWhoseEngineIsGoneExitsAtOnceEvenWithATaskStuckInItsPlugin) {
+  ASSERT_NO_FATAL_FAILURE(start({.plugin = KEEL_TEST_PLUGIN_SLEEP, .types = {"sleep"}}));
+  ASSERT_TRUE(wait_ready()) << log_text();
+  ASSERT_TRUE(push(1, 1, 1, 0, hung_task_input()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // The segment's owner is a process that has exited (and been reaped): the engine is gone.
+  pid_t gone = fork();
+  ASSERT_GE(gone, 0);
+  if (gone == 0) _exit(0);
+  ASSERT_EQ(::waitpid(gone, nullptr, 0), gone);
+  const_cast<shm::SegmentHeader&>(segment_->header()).owner_pid = gone;
+  EXPECT_EQ(wait_exit(), worker_exit_stopped) << log_text();
+}
+
+TEST_F(WorkerTest, ATaskPastTaskHangMsEndsTheWorkerEvenWhileItStopsOnSigterm) {
+  ASSERT_NO_FATAL_FAILURE(start({.plugin = KEEL_TEST_PLUGIN_SLEEP, .types = {"sleep"}, .task_hang_ms = 300}));
+  ASSERT_TRUE(wait_ready()) << log_text();
+  // A short task is answered; the hung one ends the process once it is 300 ms old, though
+  // SIGTERM asked it to answer what it holds first.
+  std::vector<std::byte> quick(4, std::byte{0});
+  ASSERT_TRUE(push(1, 1, 1, 0, quick));
+  ASSERT_TRUE(push(2, 1, 1, 0, hung_task_input()));
+  std::map<uint64_t, std::vector<Completed>> done;
+  ASSERT_TRUE(wait_until([&] {
+    drain(done);
+    return done.size() == 1;
+  })) << log_text();
+  EXPECT_EQ(done.count(1), 1u);
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  EXPECT_EQ(wait_exit(), worker_exit_task_hung) << log_text();
+  EXPECT_NE(log_text().find("test@0: a task (id 2, attempt 1) has run 300 ms (task_hang_ms): exiting"),
+            std::string::npos)
+      << log_text();
+  drain(done);
+  EXPECT_EQ(done.size(), 1u);  // nothing answered for the hung task
 }
 
 TEST_F(WorkerTest, AFullCompletionRingStopsTheWorkerTakingTasksAndNothingIsLost) {
