@@ -16,6 +16,7 @@
 #include "engine/pipeline/pipeline_run.h"
 #include "numa/placement.h"
 #include "perf/bench_ledger.h"
+#include "perf/bench_tasks.h"
 #include "perf/bench_ring.h"
 #include "perf/bench_wal.h"
 
@@ -199,6 +200,14 @@ int main(int argc, char** argv) {
   bench_ledger->add_option("--directory", ledger_options.directory, "where to write (default: a fresh folder under data/bench-ledger)");
   std::string segment_name;
   std::optional<uint32_t> pu, node;
+  keel::perf::TasksBenchOptions tasks_options;
+  CLI::App* bench_tasks = bench->add_subcommand("tasks", "noop compute tasks/s end to end through the engine vs an in-process oneTBB flow_graph");
+  bench_tasks->add_flag("--json", tasks_options.json, "print one JSON object");
+  bench_tasks->add_option("--repetitions", tasks_options.repetitions, "repetitions per figure (median reported)")->capture_default_str()->check(CLI::Range(1u, 1000u));
+  bench_tasks->add_option("--seconds", tasks_options.seconds, "length of each end-to-end run, seconds")->capture_default_str()->check(CLI::Range(0.1, 600.0));
+  bench_tasks->add_option("--baseline-tasks", tasks_options.baseline_tasks, "tasks per flow_graph run")->capture_default_str()->check(CLI::Range(uint64_t(1), uint64_t(1'000'000'000)));
+  bench_tasks->add_option("--directory", tasks_options.directory, "where the engine writes (default: a fresh folder under data/bench-tasks)");
+
   CLI::App* relay = app.add_subcommand("pipeline-relay", "(internal) the pipeline's relay process");
   relay->group("");
   relay->add_option("--segment", segment_name)->required();
@@ -287,6 +296,7 @@ int main(int argc, char** argv) {
   if (bench_ring->parsed()) return keel::perf::run_ring_bench(ring_options);
   if (bench_wal->parsed()) return keel::perf::run_wal_bench(wal_options);
   if (bench_ledger->parsed()) return keel::perf::run_ledger_bench(ledger_options);
+  if (bench_tasks->parsed()) return keel::perf::run_tasks_bench(tasks_options);
   if (relay->parsed()) return keel::engine::pipeline::run_relay_process(segment_name, pu, node);
   if (load->parsed()) {
     keel::Result<uint64_t> load_duration_ms = parse_duration_ms(load_duration);

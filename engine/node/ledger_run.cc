@@ -10,6 +10,7 @@
 
 #include "engine/client/client_table.h"
 #include "engine/client/gateway.h"
+#include "engine/node/compute_source.h"
 #include "engine/core/core.h"
 #include "engine/core/process.h"
 #include "engine/node/persist_tile.h"
@@ -27,10 +28,11 @@ namespace keel::node {
 
 namespace {
 
-// The gateway, telling the shards when it has stopped routing (see drain_state.h).
+// The gateway (or the compute source in its place), telling the shards when it has
+// stopped routing (see drain_state.h).
 class DrainingGateway final : public engine::Tile {
  public:
-  DrainingGateway(std::unique_ptr<client::GatewayTile> gateway, DrainState* drain)
+  DrainingGateway(std::unique_ptr<engine::Tile> gateway, DrainState* drain)
       : gateway_(std::move(gateway)), drain_(drain) {}
   std::string_view name() const override { return gateway_->name(); }
   size_t poll(size_t budget) override { return gateway_->poll(budget); }
@@ -41,7 +43,7 @@ class DrainingGateway final : public engine::Tile {
   bool quiescent() override { return gateway_->quiescent(); }
 
  private:
-  std::unique_ptr<client::GatewayTile> gateway_;
+  std::unique_ptr<engine::Tile> gateway_;
   DrainState* drain_;
 };
 
@@ -237,6 +239,7 @@ struct Engine {
   std::vector<std::unique_ptr<ShardTile>> shards;  // by global shard
   std::unique_ptr<PersistTile> persist;
   std::unique_ptr<DrainingGateway> gateway;
+  ComputeSourceTile* compute_source = nullptr;  // inside `gateway`, when it takes the gateway's place
   std::unique_ptr<sched::ComputeTypeTable> compute_types;         // the shards keep a pointer
   std::vector<std::unique_ptr<sched::SchedulerTile>> schedulers;  // by scheduler index
   std::unique_ptr<sched::PoolSupervisor> supervisor;
@@ -312,7 +315,7 @@ Result<void> build_schedulers(Engine& engine, const config::PerfConfig& config, 
 
 // Recovers the chains, then builds the persist tile, the shard tiles and the gateway.
 Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const numa::Plan& plan,
-                         LedgerReport& report) {
+                         const LedgerRunOptions& options, LedgerReport& report) {
   std::byte* base = engine.segment->base();
   Result<std::vector<RecoveredShard>> recovered = recover_chains(recovery_chains(config), config.ledger.data_dir,
                                                                  &report.notes);
@@ -380,9 +383,17 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
   report.persist_backend = (*persister)->backend() == persist::Backend::io_uring ? "io_uring" : "psync";
   engine.persist = std::make_unique<PersistTile>(std::move(*persister), std::move(persisted), &engine.drain,
                                                  snapshot_every_blocks);
-  Result<std::unique_ptr<client::GatewayTile>> gateway = client::GatewayTile::create(base, engine.layout.client_table);
-  if (!gateway) return gateway.error();
-  engine.gateway = std::make_unique<DrainingGateway>(std::move(*gateway), &engine.drain);
+  if (options.compute_source) {
+    Result<std::unique_ptr<ComputeSourceTile>> source =
+        ComputeSourceTile::create(base, engine.layout.client_table, *options.compute_source);
+    if (!source) return source.error();
+    engine.compute_source = source->get();
+    engine.gateway = std::make_unique<DrainingGateway>(std::move(*source), &engine.drain);
+  } else {
+    Result<std::unique_ptr<client::GatewayTile>> gateway = client::GatewayTile::create(base, engine.layout.client_table);
+    if (!gateway) return gateway.error();
+    engine.gateway = std::make_unique<DrainingGateway>(std::move(*gateway), &engine.drain);
+  }
   return build_schedulers(engine, config, plan, *tasks);
 }
 
@@ -563,6 +574,8 @@ void fill_compute_report(Engine& engine, ComputeReport& compute) {
     compute.tasks_redispatched += counters.tasks_redispatched.load();
     compute.completions_stale += counters.completions_stale.load();
     compute.tasks_spilled += counters.tasks_spilled.load();
+    compute.tasks_dispatched += counters.tasks_dispatched.load();
+    compute.scheduler_busy_ns += counters.scheduler_busy_ns.load();
     latency.merge(engine.schedulers[index]->dispatch_latency());  // the cores are joined
   }
   compute.dispatch_latency_us_p50 = latency.percentile(0.5) / 1000;
@@ -640,6 +653,13 @@ void fill_report(Engine& engine, const config::PerfConfig& config, LedgerReport&
   for (uint32_t shard = 0; shard < table->shard_count(); ++shard)
     report.snapshots_skipped += table->control(shard).snapshots_skipped.load();
   fill_compute_report(engine, report.compute);
+  if (engine.compute_source) {
+    const ComputeSourceCounters& counters = engine.compute_source->counters();
+    report.source.requests_sent = counters.requests_sent.load();
+    report.source.requests_accepted = counters.requests_accepted.load();
+    report.source.requests_backlog_full = counters.requests_backlog_full.load();
+    report.source.requests_refused = counters.requests_refused.load();
+  }
 }
 
 }  // namespace
@@ -661,7 +681,7 @@ Result<LedgerReport> run_ledger(const config::PerfConfig& config, const numa::To
   Result<Layout> layout = lay_out(*engine.segment, config, plan);
   if (!layout) return layout.error();
   engine.layout = std::move(*layout);
-  if (Result<void> built = build_tiles(engine, config, plan, report); !built) return built.error();
+  if (Result<void> built = build_tiles(engine, config, plan, options, report); !built) return built.error();
   engine.segment->seal();
   engine::BlockedStopSignals stop_signals;
   if (Result<void> started = start_cores(engine, config, topology, plan); !started) {
@@ -673,6 +693,7 @@ Result<LedgerReport> run_ledger(const config::PerfConfig& config, const numa::To
     return started.error();
   }
   uint64_t start_ns = shm::monotonic_ns();
+  if (engine.compute_source) engine.compute_source->start();  // the pools are ready: go
   if (!report.stopped_by_signal) {  // stopped while the pools started: no load, straight to the drain
     if (Result<void> started = start_load(engine, config, options); !started) {
       stop_now(engine);

@@ -13,10 +13,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "engine/config/perf_config.h"
+#include "engine/node/compute_source.h"
 #include "error/result.h"
 #include "numa/placement.h"
 #include "numa/topology.h"
@@ -27,6 +29,10 @@ struct LedgerRunOptions {
   uint64_t duration_ms = 10'000;
   std::string self_executable = "/proc/self/exe";
   std::string config_path;  // handed to the load generators
+  // Set (by `keel bench tasks`): a compute source tile takes the gateway's place and
+  // sends compute_requests from the moment every pool is ready (compute_source.h); no
+  // client can attach. The report's `source` says what it sent.
+  std::optional<ComputeSourceOptions> compute_source;
 };
 
 struct ChainReport {
@@ -55,6 +61,8 @@ struct ComputeReport {
   uint64_t tasks_redispatched = 0;  // leases of a pool incarnation that died
   uint64_t completions_stale = 0;   // answers to an attempt no longer leased, dropped
   uint64_t tasks_spilled = 0;       // sent to another node's pool
+  uint64_t tasks_dispatched = 0;    // sends to a pool, every attempt
+  uint64_t scheduler_busy_ns = 0;   // the scheduler tiles' time in polls that did work
   uint64_t dispatch_latency_us_p50 = 0;  // shard sent the task -> its result handed back
   uint64_t dispatch_latency_us_p99 = 0;
   uint64_t pool_restarts = 0;
@@ -81,6 +89,9 @@ struct LedgerReport {
   uint64_t segments_preallocated = 0;  // new log segments that were spares written full of zeros
   uint64_t segments_unprepared = 0;    // new log segments created empty (spare not ready or failed)
   ComputeReport compute;
+  struct {
+    uint64_t requests_sent = 0, requests_accepted = 0, requests_backlog_full = 0, requests_refused = 0;
+  } source;  // the compute source's, when it ran
   double duration_s = 0;
   bool stopped_by_signal = false;
 };

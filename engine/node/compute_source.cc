@@ -1,0 +1,146 @@
+#include "engine/node/compute_source.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine/client/client_table.h"
+#include "engine/ledger/transaction.h"
+
+namespace keel::node {
+
+namespace {
+
+// The window never closes below this: the source keeps probing.
+constexpr double window_min = 64;
+
+void bump(std::atomic<uint64_t>& counter, uint64_t value) {
+  counter.store(counter.load(std::memory_order_relaxed) + value, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ComputeSourceTile>> ComputeSourceTile::create(std::byte* base, uint64_t client_table_offset,
+                                                                     const ComputeSourceOptions& options) {
+  Result<const client::ClientTable*> table = client::check_client_table(base, client_table_offset);
+  if (!table) return table.error();
+  if (options.requests_in_flight_max == 0) return make_error("compute source", "requests_in_flight_max must be at least 1");
+  std::vector<std::byte> input(options.input_bytes);
+  std::vector<std::byte> request = ledger::encode_compute_request(0, 0, options.compute_type, input);
+  if (request.size() > client::submit_inline_bytes_max)
+    return make_error("compute source", "a compute_request of " + std::to_string(request.size()) +
+                                            " bytes does not fit a submit slot (" +
+                                            std::to_string(client::submit_inline_bytes_max) + ")");
+  ledger::TxView view;
+  if (ledger::TxStatus status = ledger::check_transaction(request, ledger::TxOrigin::client, &view);
+      status != ledger::TxStatus::applied)
+    return make_error("compute source", "the compute_request is malformed: " + std::string(ledger::status_text(status)));
+  std::vector<Port> ports;
+  for (uint32_t chain = 0; chain < (*table)->chain_count; ++chain) {
+    for (uint32_t shard = 0; shard < (*table)->chains[chain].shard_count; ++shard) {
+      const client::ShardPorts& where = client::shard_ports(base, **table, chain, shard);
+      auto submits = client::join_table_ring<shm::RingProducer>(base, where.submit_ring, client::submit_slot_bytes);
+      auto receipts = client::join_table_ring<shm::RingConsumer>(base, where.receipt_ring, client::receipt_slot_bytes);
+      if (!submits) return submits.error();
+      if (!receipts) return receipts.error();
+      Port& port = ports.emplace_back();
+      port.submits = std::move(*submits);
+      port.receipts = std::move(*receipts);
+      port.shard = shard;
+      port.shard_count = (*table)->chains[chain].shard_count;
+    }
+  }
+  return std::unique_ptr<ComputeSourceTile>(
+      new ComputeSourceTile(std::move(ports), std::move(request), options.requests_in_flight_max));
+}
+
+ComputeSourceTile::ComputeSourceTile(std::vector<Port> ports, std::vector<std::byte> request, uint32_t in_flight_max)
+    : ports_(std::move(ports)), request_(std::move(request)), in_flight_max_(in_flight_max) {
+  for (Port& port : ports_) port.window = double(in_flight_max_);
+}
+
+size_t ComputeSourceTile::poll(size_t budget) {
+  size_t done = 0;
+  for (size_t turn = 0; turn < ports_.size(); ++turn) {
+    Port& port = ports_[(next_port_ + turn) % ports_.size()];
+    done += take_receipts(port, budget);
+    if (!draining_ && started_.load(std::memory_order_acquire)) done += send_requests(port, budget);
+  }
+  if (!ports_.empty()) next_port_ = (next_port_ + 1) % uint32_t(ports_.size());
+  return done;
+}
+
+size_t ComputeSourceTile::take_receipts(Port& port, size_t budget) {
+  std::span<const std::byte> in = port.receipts.peek(budget);
+  size_t count = in.size() / sizeof(client::ReceiptMessage);
+  uint64_t accepted = 0, backlog_full = 0;
+  bool cut = false;
+  for (size_t index = 0; index < count; ++index) {
+    client::ReceiptMessage receipt;
+    std::memcpy(&receipt, in.data() + index * sizeof receipt, sizeof receipt);
+    accepted += receipt.status == uint16_t(ledger::TxStatus::applied);
+    if (receipt.status == uint16_t(ledger::TxStatus::compute_backlog_full)) {
+      ++backlog_full;
+      cut = cut || receipt.request_id >= port.cut_after;
+    }
+  }
+  port.receipts.release(count);
+  port.in_flight -= uint32_t(count);
+  if (cut) {
+    port.window = std::max(window_min, port.window / 2);
+    port.cut_after = next_request_;
+  } else {
+    port.window = std::min(double(in_flight_max_), port.window + double(accepted) / 8);
+  }
+  bump(counters_.requests_accepted, accepted);
+  bump(counters_.requests_backlog_full, backlog_full);
+  bump(counters_.requests_refused, count - accepted - backlog_full);
+  return count;
+}
+
+// Writes requests into the ring in place and publishes them at once (one release store,
+// one doorbell ring for the batch).
+size_t ComputeSourceTile::send_requests(Port& port, size_t budget) {
+  if (double(port.in_flight) >= port.window) return 0;
+  size_t wanted = std::min<size_t>(budget, size_t(port.window) - port.in_flight);
+  if (wanted == 0) return 0;
+  std::span<std::byte> claimed = port.submits.claim(wanted);
+  size_t count = claimed.size() / sizeof(client::RoutedSubmit);
+  if (count == 0) return 0;
+  const size_t nonce_at = offsetof(ledger::TxHeader, nonce);
+  const size_t subject_at = sizeof(ledger::TxHeader) + offsetof(ledger::ComputeRequestBody, subject);
+  for (size_t index = 0; index < count; ++index) {
+    auto* out = reinterpret_cast<client::RoutedSubmit*>(claimed.data()) + index;
+    uint64_t request = next_request_++;
+    // A subject at home on this port's shard: the ledger refuses a request sent to any other.
+    uint64_t subject = request;
+    while (ledger::shard_of_account(subject, port.shard_count) != port.shard) ++subject;
+    std::memcpy(out->inline_tx, request_.data(), request_.size());
+    std::memcpy(out->inline_tx + nonce_at, &request, sizeof request);
+    std::memcpy(out->inline_tx + subject_at, &subject, sizeof subject);
+    out->request_id = request;
+    out->client_slot = 0;
+    out->reserved = 0;
+    out->tx_bytes = uint32_t(request_.size());
+    out->arena_position = 0;
+  }
+  port.submits.publish(count);
+  port.in_flight += uint32_t(count);
+  bump(counters_.requests_sent, count);
+  return count;
+}
+
+void ComputeSourceTile::begin_drain() {
+  draining_ = true;
+  for (Port& port : ports_) port.submits.close();
+}
+
+bool ComputeSourceTile::quiescent() {
+  if (!draining_) return false;
+  for (Port& port : ports_) {
+    take_receipts(port, in_flight_max_);
+    if (port.in_flight != 0) return false;
+  }
+  return true;
+}
+
+}  // namespace keel::node

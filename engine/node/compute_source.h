@@ -1,0 +1,92 @@
+// engine/node/compute_source.h: a tile that takes the gateway's place for `keel bench
+// tasks`: it writes compute_request transactions straight into every shard's submit ring
+// (the gateway's side of client::ShardPorts) and reads their receipts back, so the
+// engine's compute path (shard -> scheduler -> pool process -> compute_result ordered
+// durably) is measured without the client library and gateway in front of it.
+//
+//   ComputeSourceOptions options{.compute_type = "noop", .input_bytes = 8};
+//   auto source = ComputeSourceTile::create(base, client_table_offset, options).value();
+//   core tiles: {source.get(), weight}      // planned as "gateway"
+//
+// Each request is one pre-encoded transaction with a fresh nonce and subject (its index),
+// so every one is distinct. Per shard at most a window of requests wait for their receipt
+// (receipts come after the request's block is durable); past that the tile waits
+// (backpressure), as a client would. A request the ledger refuses with
+// compute_backlog_full (its pending tasks at compute_pending_max) is counted, not resent,
+// and halves the window (at most once per round trip: only a refusal of a request sent
+// after the last cut cuts again); accepted requests grow it back by 1/8 of their number,
+// up to requests_in_flight_max. So the source keeps the shard's task table near full
+// without flooding it with requests it must refuse.
+//
+// Draining: no new requests; quiescent once every receipt is back.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/client/protocol.h"
+#include "engine/core/tile.h"
+#include "error/result.h"
+#include "shm/ring.h"
+
+namespace keel::node {
+
+struct ComputeSourceOptions {
+  std::string compute_type = "noop";
+  uint32_t input_bytes = 8;  // the task's input (zeros); the whole request must fit a submit slot
+  uint32_t requests_in_flight_max = 4096;  // per shard: sent, receipt not back (the window's top)
+};
+
+// What the source did, readable from any thread.
+struct ComputeSourceCounters {
+  std::atomic<uint64_t> requests_sent{0};
+  std::atomic<uint64_t> requests_accepted{0};      // receipt: applied (a pending task)
+  std::atomic<uint64_t> requests_backlog_full{0};  // receipt: compute_backlog_full
+  std::atomic<uint64_t> requests_refused{0};       // any other receipt status
+};
+
+class ComputeSourceTile final : public engine::Tile {
+ public:
+  // Joins every shard port of the client table at `client_table_offset`.
+  static Result<std::unique_ptr<ComputeSourceTile>> create(std::byte* segment_base, uint64_t client_table_offset,
+                                                           const ComputeSourceOptions& options);
+
+  std::string_view name() const override { return "compute-source"; }
+  size_t poll(size_t budget) override;
+  void begin_drain() override;
+  bool quiescent() override;
+
+  const ComputeSourceCounters& counters() const { return counters_; }
+  // Sends nothing until this is called (from any thread): the run starts its clock here.
+  void start() { started_.store(true, std::memory_order_release); }
+
+ private:
+  struct Port {
+    shm::RingProducer submits;
+    shm::RingConsumer receipts;
+    uint32_t shard = 0;        // within its chain
+    uint32_t shard_count = 0;  // of its chain
+    uint32_t in_flight = 0;
+    double window = 0;         // requests allowed in flight now
+    uint64_t cut_after = 0;    // the window is cut again only for a refusal of a request from here on
+  };
+
+  ComputeSourceTile(std::vector<Port> ports, std::vector<std::byte> request, uint32_t in_flight_max);
+  size_t take_receipts(Port& port, size_t budget);
+  size_t send_requests(Port& port, size_t budget);
+
+  std::vector<Port> ports_;
+  std::vector<std::byte> request_;  // the encoded compute_request; nonce and subject change per send
+  uint32_t in_flight_max_;
+  uint64_t next_request_ = 1;
+  uint32_t next_port_ = 0;
+  bool draining_ = false;
+  std::atomic<bool> started_{false};
+  ComputeSourceCounters counters_;
+};
+
+}  // namespace keel::node
