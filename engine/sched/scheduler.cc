@@ -355,7 +355,7 @@ size_t SchedulerTile::dispatch(size_t budget, uint64_t now_ns) {
       Slot* slot = pick_slot(pool_index);
       if (slot == nullptr) break;  // no credit anywhere: the task waits
       Lease& lease = leases_[ref.index];
-      std::span<std::byte> bytes = slot->tasks.claim(1);
+      std::span<std::byte> bytes = claim_task_slot(*slot);
       if (bytes.empty()) break;
       TaskMessage task{};
       if (lease.input.size() > task_inline_bytes) {
@@ -379,7 +379,7 @@ size_t SchedulerTile::dispatch(size_t budget, uint64_t now_ns) {
       task.input_bytes = uint32_t(lease.input.size());
       task.dispatched_ns = now_ns;
       std::memcpy(bytes.data(), &task, sizeof task);
-      slot->tasks.publish(1);
+      ++slot->unpublished;
       ++slot->in_flight;
       pool.ready.pop_front();
       add(counters_->tasks_dispatched, 1);
@@ -387,7 +387,26 @@ size_t SchedulerTile::dispatch(size_t budget, uint64_t now_ns) {
     }
   }
   if (!pools_.empty()) next_dispatch_pool_ = (next_dispatch_pool_ + 1) % uint32_t(pools_.size());
+  for (Slot& slot : slots_) {
+    slot.tasks.publish(slot.unpublished);
+    slot.unpublished = 0;
+  }
   return sent;
+}
+
+// The next slot of the slot's task ring, after the ones written this round and not yet
+// published (dispatch publishes each ring once per round: one release store and at most
+// one doorbell ring for the batch). Empty when the ring is full.
+std::span<std::byte> SchedulerTile::claim_task_slot(Slot& slot) {
+  std::span<std::byte> claimed = slot.tasks.claim(slot.unpublished + 1);
+  if (claimed.size() < (slot.unpublished + 1) * sizeof(TaskMessage)) {
+    // Full, or the free slots wrap: publish what is written and ask for one slot.
+    slot.tasks.publish(slot.unpublished);
+    slot.unpublished = 0;
+    claimed = slot.tasks.claim(1);
+    if (claimed.empty()) return {};
+  }
+  return claimed.subspan(slot.unpublished * sizeof(TaskMessage), sizeof(TaskMessage));
 }
 
 // --- results back to the shards ---
@@ -408,11 +427,20 @@ size_t SchedulerTile::send_results() {
   size_t sent = 0;
   uint64_t now_ns = 0;
   for (ShardPorts& ports : shards_) {
+    size_t unpublished = 0;
+    std::span<std::byte> claimed;
     while (!ports.answers.empty()) {
       LeaseRef ref = ports.answers.front();
       Lease& lease = leases_[ref.index];
-      std::span<std::byte> bytes = ports.results.claim(1);
-      if (bytes.empty()) break;
+      // Claimed in batches and published once per shard: one release store and at most
+      // one doorbell ring for the batch.
+      if (claimed.size() < (unpublished + 1) * sizeof(TaskResultMessage)) {
+        ports.results.publish(unpublished);
+        unpublished = 0;
+        claimed = ports.results.claim(ports.answers.size());
+        if (claimed.empty()) break;
+      }
+      std::span<std::byte> bytes = claimed.subspan(unpublished * sizeof(TaskResultMessage), sizeof(TaskResultMessage));
       TaskResultMessage message;
       message.tx_bytes = uint32_t(lease.result_tx.size());
       message.reserved = 0;
@@ -427,7 +455,7 @@ size_t SchedulerTile::send_results() {
         std::memcpy(bytes.data(), &message, offsetof(TaskResultMessage, tx));
         std::memcpy(bytes.data() + offsetof(TaskResultMessage, tx), lease.result_tx.data(), lease.result_tx.size());
       }
-      ports.results.publish(1);
+      ++unpublished;
       ports.answers.pop_front();
       if (now_ns == 0) now_ns = shm::monotonic_ns();
       uint64_t latency_ns = now_ns > lease.issued_ns ? now_ns - lease.issued_ns : 0;
@@ -437,6 +465,7 @@ size_t SchedulerTile::send_results() {
       free_lease(ref.index);
       ++sent;
     }
+    ports.results.publish(unpublished);
   }
   return sent;
 }

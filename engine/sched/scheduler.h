@@ -140,6 +140,7 @@ class SchedulerTile final : public engine::Tile {
     shm::ArenaReader outputs;
     uint64_t counted_epoch = 0;  // the incarnation in_flight counts for (0: none usable)
     uint32_t in_flight = 0;
+    size_t unpublished = 0;  // task messages written this dispatch round, not yet published
     bool quarantined = false;
   };
   struct ShardPorts {
@@ -165,6 +166,7 @@ class SchedulerTile final : public engine::Tile {
   size_t take_requests(size_t budget);
   size_t dispatch(size_t budget, uint64_t now_ns);
   Slot* pick_slot(uint32_t pool);
+  std::span<std::byte> claim_task_slot(Slot& slot);
   size_t send_results();
   void retry_or_fail(uint32_t index, bool timed_out, uint64_t now_ns);
   void answer(uint32_t index, ledger::ComputeOutcome outcome, int32_t plugin_status,

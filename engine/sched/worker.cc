@@ -150,13 +150,16 @@ class Worker {
         beat();
         stopping = stopping || stop_requested.load(std::memory_order_relaxed);
       }
-      if (!stopping) worked = take_tasks() || worked;
+      if (!stopping && take_tasks()) {
+        start_runners();
+        worked = true;
+      }
       if (stopping && free_.size() == held_.size()) break;
       if (!worked) idle();
     }
     // No arena thread may still be inside a task (the plugin, this object or the segment)
     // when they go away.
-    while (running_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+    while (runners_alive_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
     arena_.reset();
     instance_.reset();
     return worker_exit_stopped;
@@ -266,19 +269,57 @@ class Worker {
       return true;
     }
     held.plugin_type = plugin_types_[task.compute_type];
-    running_.fetch_add(1, std::memory_order_relaxed);
-    arena_->enqueue([this, index] {
-      HeldTask& running = held_[index];
-      uint64_t start_ns = shm::monotonic_ns();
-      started_ns_[index].store(start_ns, std::memory_order_relaxed);
-      running.status = instance_->run(running.plugin_type, running.input, running.output, &running.output_bytes);
-      running.run_ns = shm::monotonic_ns() - start_ns;
-      started_ns_[index].store(0, std::memory_order_relaxed);
-      finished_.push(index);
-      shm::doorbell_ring(doorbell_);
-      running_.fetch_sub(1, std::memory_order_release);  // the task's last touch of this worker
-    });
+    to_run_.push(index);
+    queued_.fetch_add(1, std::memory_order_seq_cst);
     return true;
+  }
+
+  // Runners: at most `threads` arena jobs, each running queued tasks until none is left.
+  // A TBB enqueue per task would cost more than a short task itself (an allocation, a
+  // wake-up); this costs one per burst. Called by the main thread after taking tasks.
+  void start_runners() {
+    while (queued_.load(std::memory_order_seq_cst) != 0) {
+      uint32_t active = runners_active_.load(std::memory_order_seq_cst);
+      if (active >= options_.threads) return;
+      if (!runners_active_.compare_exchange_weak(active, active + 1, std::memory_order_seq_cst)) continue;
+      runners_alive_.fetch_add(1, std::memory_order_relaxed);
+      arena_->enqueue([this] { run_queued(); });
+    }
+  }
+
+  // One runner: takes tasks off the queue and runs them. It rings the main thread's
+  // doorbell after a task that took long (its completion should not wait) or every
+  // ring_every_tasks tasks, and when it runs dry. Before it leaves it looks once more:
+  // a task queued while it was going would otherwise find every runner counted busy
+  // (start_runners and this both use seq_cst, so one of them sees the other).
+  void run_queued() {
+    constexpr uint32_t ring_every_tasks = 32;
+    constexpr uint64_t ring_after_ns = 20'000;
+    for (;;) {
+      uint32_t unrung = 0, index;
+      while (to_run_.try_pop(index)) {
+        queued_.fetch_sub(1, std::memory_order_seq_cst);
+        HeldTask& running = held_[index];
+        uint64_t start_ns = shm::monotonic_ns();
+        started_ns_[index].store(start_ns, std::memory_order_relaxed);
+        running.status = instance_->run(running.plugin_type, running.input, running.output, &running.output_bytes);
+        running.run_ns = shm::monotonic_ns() - start_ns;
+        started_ns_[index].store(0, std::memory_order_relaxed);
+        finished_.push(index);
+        if (++unrung >= ring_every_tasks || running.run_ns >= ring_after_ns) {
+          shm::doorbell_ring(doorbell_);
+          unrung = 0;
+        }
+      }
+      if (unrung != 0) shm::doorbell_ring(doorbell_);
+      runners_active_.fetch_sub(1, std::memory_order_seq_cst);
+      if (queued_.load(std::memory_order_seq_cst) == 0) break;
+      uint32_t active = runners_active_.load(std::memory_order_seq_cst);
+      if (active >= options_.threads ||
+          !runners_active_.compare_exchange_strong(active, active + 1, std::memory_order_seq_cst))
+        break;
+    }
+    runners_alive_.fetch_sub(1, std::memory_order_release);  // this runner's last touch of the worker
   }
 
   // Writes finished tasks into the completion ring, in the order they finished; stops
@@ -291,12 +332,22 @@ class Worker {
     return sent;
   }
 
+  // Writes as many as there are claimed slots, then publishes them together: one release
+  // store and one doorbell ring for the batch.
   bool send_completions(Lane& lane) {
     bool sent = false;
+    size_t pending = 0;  // written, not yet published
+    uint64_t completed = 0;
+    std::span<std::byte> claimed;
     while (!lane.to_send.empty()) {
       HeldTask& held = held_[lane.to_send.front()];
-      std::span<std::byte> slot = lane.completions.claim(1);
-      if (slot.empty()) break;
+      if (claimed.size() < (pending + 1) * sizeof(CompletionMessage)) {
+        lane.completions.publish(pending);
+        pending = 0;
+        claimed = lane.completions.claim(lane.to_send.size());
+        if (claimed.empty()) break;
+      }
+      std::byte* slot = claimed.data() + pending * sizeof(CompletionMessage);
       CompletionMessage completion{};
       completion.task_id = held.task.task_id;
       completion.epoch = held.task.epoch;
@@ -314,13 +365,15 @@ class Worker {
         completion.flags = completion_flag_output_in_arena;
         completion.output_position = block->position;
       }
-      std::memcpy(slot.data(), &completion, sizeof completion);
-      lane.completions.publish(1);
-      control_.tasks_completed.fetch_add(1, std::memory_order_relaxed);
+      std::memcpy(slot, &completion, sizeof completion);
+      ++pending;
+      ++completed;
       free_.push_back(lane.to_send.front());
       lane.to_send.pop_front();
       sent = true;
     }
+    lane.completions.publish(pending);
+    if (completed != 0) control_.tasks_completed.fetch_add(completed, std::memory_order_relaxed);
     return sent;
   }
 
@@ -349,7 +402,10 @@ class Worker {
   std::vector<HeldTask> held_;
   std::vector<uint32_t> free_;
   oneapi::tbb::concurrent_queue<uint32_t> finished_;
-  std::atomic<uint32_t> running_{0};  // tasks enqueued on the arena and not yet returned
+  oneapi::tbb::concurrent_queue<uint32_t> to_run_;  // taken, waiting for a runner
+  std::atomic<uint32_t> queued_{0};          // in to_run_ (seq_cst: see run_queued)
+  std::atomic<uint32_t> runners_active_{0};  // runners counted as taking tasks
+  std::atomic<uint32_t> runners_alive_{0};   // runners enqueued and not yet returned
   // Per task slot: when its plugin call started (monotonic ns), 0 when none runs. Written
   // by the arena thread running it, read by the main thread for task_hang_ms.
   std::unique_ptr<std::atomic<uint64_t>[]> started_ns_;
