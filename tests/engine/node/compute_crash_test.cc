@@ -34,14 +34,20 @@ namespace fs = std::filesystem;
 
 constexpr uint32_t shards = 2;
 
-std::string config_text(const std::string& instance, const fs::path& data_dir) {
+// The sleep pool of the kill test; the crash test's pool.
+const std::string sleep_pool = "[[pool]]\ncompute_types = [\"sleep\"]\nplugin = \"" KEEL_TEST_PLUGIN_SLEEP
+                               "\"\nthreads_per_node = 2\nin_flight_max = 64\ntimeout_ms = 5000\nretries_max = 30\n"
+                               "backoff_ms = 1\n";
+const std::string crash_pool = "[[pool]]\ncompute_types = [\"crash\"]\nplugin = \"" KEEL_TEST_PLUGIN_CRASH
+                               "\"\nthreads_per_node = 2\nin_flight_max = 64\ntimeout_ms = 5000\nretries_max = 2\n"
+                               "backoff_ms = 1\n";
+
+std::string config_text(const std::string& instance, const fs::path& data_dir, const std::string& pool = sleep_pool) {
   return "[engine]\ninstance = \"" + instance + "\"\nidle = \"sleep\"\n"
          "[[chain]]\nname = \"work\"\nshards = " + std::to_string(shards) + "\nblock_txs_max = 256\nblock_us_max = 500\n"
          // No snapshots: every segment stays, so the test reads each request and result.
          "[ledger]\ndata_dir = \"" + data_dir.string() + "\"\nsnapshot_every_blocks = 0\n"
-         "[load]\nenabled = false\n[pipeline]\nenabled = false\n"
-         "[[pool]]\ncompute_types = [\"sleep\"]\nplugin = \"" KEEL_TEST_PLUGIN_SLEEP "\"\nthreads_per_node = 2\n"
-         "in_flight_max = 64\ntimeout_ms = 5000\nretries_max = 30\nbackoff_ms = 1\n"
+         "[load]\nenabled = false\n[pipeline]\nenabled = false\n" + pool +
          // Twenty kills must never look like a crashing plugin, and restarts come fast.
          "[scheduler]\nrestart_backoff_ms = 5\nrestart_backoff_ms_max = 50\ncrashes_max = 1000\n"
          "crash_window_ms = 1000\n";
@@ -167,6 +173,24 @@ LedgerTasks read_ledger_tasks(const fs::path& data_dir) {
   return tasks;
 }
 
+// Runs `keel run` on the config until no task is pending (each run re-dispatches what
+// the last left pending); returns the last run's pending count.
+uint64_t finish_pending(const fs::path& config, const fs::path& directory, const fs::path& log) {
+  uint64_t pending = ~uint64_t(0);
+  fs::path report = directory / "finisher.json";
+  for (int run = 0; run < 10 && pending != 0; ++run) {
+    std::string command = std::string(KEEL_BINARY) + " run --json --duration 2s --config " + config.string() +
+                          " > " + report.string() + " 2>> " + log.string();
+    if (std::system(command.c_str()) != 0) return pending;
+    std::ifstream in(report);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    size_t at = text.find("\"ledger_tasks_pending\":");
+    if (at == std::string::npos) return pending;
+    pending = std::stoull(text.substr(at + 23));
+  }
+  return pending;
+}
+
 TEST(ComputeCrash, EveryTaskLandsOnceAcrossTwentyPoolKills) {
   uint64_t seed = std::random_device{}();
   std::printf("seed %llu\n", (unsigned long long)seed);
@@ -247,20 +271,7 @@ TEST(ComputeCrash, EveryTaskLandsOnceAcrossTwentyPoolKills) {
   collect(0);
   client.reset();
   view.reset();
-  // The finishing runs print their report as JSON; run until no task is pending.
-  uint64_t pending = ~uint64_t(0);
-  fs::path report = directory / "finisher.json";
-  for (int run = 0; run < 10 && pending != 0; ++run) {
-    std::string command = std::string(KEEL_BINARY) + " run --json --duration 2s --config " + config.string() +
-                          " > " + report.string() + " 2>> " + log.string();
-    ASSERT_EQ(std::system(command.c_str()), 0) << "see " << log;
-    std::ifstream in(report);
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    size_t at = text.find("\"ledger_tasks_pending\":");
-    ASSERT_NE(at, std::string::npos) << text;
-    pending = std::stoull(text.substr(at + 23));
-  }
-  EXPECT_EQ(pending, 0u) << "tasks still pending after ten finishing runs";
+  EXPECT_EQ(finish_pending(config, directory, log), 0u) << "tasks still pending after ten finishing runs; see " << log;
   shm::Segment::remove("keel-" + instance);
 
   LedgerTasks tasks = read_ledger_tasks(directory / "data");
@@ -294,6 +305,90 @@ TEST(ComputeCrash, EveryTaskLandsOnceAcrossTwentyPoolKills) {
   EXPECT_EQ(twice, 0u) << "requests with more than one result (seed " << seed << ")";
   EXPECT_EQ(wrong, 0u) << "results that are not the plugin's output for the request (seed " << seed << ")";
   EXPECT_EQ(orphans, 0u) << "results for no request (seed " << seed << ")";
+  if (!HasFailure()) fs::remove_all(directory);
+}
+
+// A task whose plugin call segfaults kills its pool process on every attempt: the engine
+// restarts the pool each time, the task ends retries_exhausted after its last attempt,
+// the pool is not quarantined (3 crashes, crashes_max 1000), and healthy tasks of the same
+// type before and after it succeed with their own output.
+TEST(ComputeCrash, APoisonTaskThatSegfaultsItsPoolEndsRetriesExhaustedAndTheRestSucceed) {
+  fs::path directory = fs::temp_directory_path() / ("keel-compute-poison-" + std::to_string(getpid()));
+  fs::create_directories(directory);
+  std::string instance = "compute-poison-" + std::to_string(getpid());
+  fs::path config = directory / "compute.toml";
+  std::ofstream(config) << config_text(instance, directory / "data", crash_pool);
+  fs::path log = directory / "engine.log";
+
+  pid_t engine = start_engine(config, log, "10m");
+  std::unique_ptr<client::Client> client = attach_when_up("keel-" + instance, engine);
+  ASSERT_NE(client, nullptr) << "the engine did not come up; see " << log;
+  std::optional<EngineView> view;
+  ASSERT_TRUE(wait_until([&] { return (view = EngineView::attach("keel-" + instance)).has_value(); }));
+  ASSERT_TRUE(wait_until([&] { return view->pool_ready(); })) << "the pool never became ready; see " << log;
+  uint32_t chain = *client->chain_index("work");
+  std::set<std::string> healthy_inputs;
+  uint64_t nonce = 0;
+  auto submit = [&](const std::string& input) {
+    ++nonce;
+    std::vector<std::byte> bytes(input.size());
+    std::memcpy(bytes.data(), input.data(), input.size());
+    std::vector<std::byte> tx = ledger::encode_compute_request(nonce, nonce, "crash", bytes);
+    std::vector<client::ReceiptMessage> receipt(1);
+    Result<bool> queued = client->try_submit(chain, nonce, tx);
+    ASSERT_TRUE(queued && *queued);
+    ASSERT_EQ(client->wait_receipts(receipt, 30'000), 1u);
+    ASSERT_EQ(receipt[0].status, uint16_t(ledger::TxStatus::applied));
+  };
+  const sched::PoolControl& pool = view->pools.control(0);
+  // Healthy tasks, all completed before the poison goes in (so no crash catches them).
+  for (int task = 0; task < 40; ++task) {
+    healthy_inputs.insert("ok-before-" + std::to_string(task));
+    ASSERT_NO_FATAL_FAILURE(submit("ok-before-" + std::to_string(task)));
+  }
+  ASSERT_TRUE(wait_until([&] { return pool.tasks_completed.load() >= 40; })) << "see " << log;
+  ASSERT_NO_FATAL_FAILURE(submit("poison"));
+  // Three attempts (retries_max 2), three dead incarnations, three restarts.
+  ASSERT_TRUE(wait_until([&] { return pool.restarts.load() >= 3 && view->pool_ready(); })) << "see " << log;
+  for (int task = 0; task < 40; ++task) {
+    healthy_inputs.insert("ok-after-" + std::to_string(task));
+    ASSERT_NO_FATAL_FAILURE(submit("ok-after-" + std::to_string(task)));
+  }
+  EXPECT_EQ(pool.quarantined.load(), 0u);
+  kill(engine, SIGTERM);
+  int status = 0;
+  waitpid(engine, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "see " << log;
+  client.reset();
+  view.reset();
+  // Healthy tasks still pending at the stop get their results in a finishing run.
+  EXPECT_EQ(finish_pending(config, directory, log), 0u) << "see " << log;
+  shm::Segment::remove("keel-" + instance);
+
+  LedgerTasks tasks = read_ledger_tasks(directory / "data");
+  ASSERT_EQ(tasks.requests.size(), 81u);
+  size_t succeeded = 0, exhausted = 0;
+  for (const auto& [hash, request] : tasks.requests) {
+    auto found = tasks.results.find({request.shard, request.task_mark});
+    ASSERT_NE(found, tasks.results.end()) << request.input << " has no result";
+    ASSERT_EQ(found->second.size(), 1u) << request.input << " has more than one result";
+    const auto& [outcome, output] = found->second.front();
+    if (request.input == "poison") {
+      EXPECT_EQ(outcome, uint16_t(ledger::ComputeOutcome::retries_exhausted));
+      ++exhausted;
+    } else {
+      EXPECT_EQ(healthy_inputs.count(request.input), 1u) << request.input;
+      EXPECT_EQ(outcome, uint16_t(ledger::ComputeOutcome::succeeded)) << request.input;
+      EXPECT_EQ(output, request.input);
+      succeeded += outcome == uint16_t(ledger::ComputeOutcome::succeeded);
+    }
+  }
+  EXPECT_EQ(exhausted, 1u);
+  EXPECT_EQ(succeeded, 80u);
+  std::ifstream in(log);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text.find("quarantined:"), std::string::npos) << text;  // the supervisor's event
+  EXPECT_NE(text.find("pool crash@0: incarnation 1 (pid "), std::string::npos) << text;
   if (!HasFailure()) fs::remove_all(directory);
 }
 
