@@ -462,10 +462,11 @@ Result<void> start_pools(Engine& engine, const config::PerfConfig& config, const
     supervised.threads = planned.threads;
     supervised.in_flight_max = pool.in_flight_max;
     supervised.output_bytes_max = pool.output_bytes_max;
-    // A task still running this long has outlived its own attempt's lease many times
-    // over, and the time the whole task may take: its thread serves nobody.
-    supervised.task_hang_ms =
-        uint32_t(std::min<uint64_t>(uint64_t(pool.timeout_ms) * (uint64_t(pool.retries_max) + 1), 0xffffffffu));
+    // A task still running this long has outlived its attempt's lease (its answer would
+    // be stale: the scheduler has sent it again or failed it), with a heartbeat's margin:
+    // its thread serves nobody, and the next hang would take another.
+    supervised.task_hang_ms = uint32_t(
+        std::min<uint64_t>(uint64_t(pool.timeout_ms) + config.scheduler.heartbeat_timeout_ms, 0xffffffffu));
     if (plan.bindable) {
       supervised.pu_os_indexes = planned.pu_os_indexes;
       supervised.node_os_index = planned.node_os_index;
@@ -693,8 +694,8 @@ Result<LedgerReport> run_ledger(const config::PerfConfig& config, const numa::To
     return started.error();
   }
   uint64_t start_ns = shm::monotonic_ns();
-  if (engine.compute_source) engine.compute_source->start();  // the pools are ready: go
   if (!report.stopped_by_signal) {  // stopped while the pools started: no load, straight to the drain
+    if (engine.compute_source) engine.compute_source->start();  // the pools are ready: go
     if (Result<void> started = start_load(engine, config, options); !started) {
       stop_now(engine);
       return started.error();
@@ -703,6 +704,7 @@ Result<LedgerReport> run_ledger(const config::PerfConfig& config, const numa::To
   }
   report.duration_s = double(shm::monotonic_ns() - start_ns) / 1e9;
   if (Result<void> drained = drain(engine); !drained) return drained.error();
+  report.duration_with_drain_s = double(shm::monotonic_ns() - start_ns) / 1e9;
   fill_report(engine, config, report);
   return report;
 }

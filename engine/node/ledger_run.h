@@ -93,6 +93,7 @@ struct LedgerReport {
     uint64_t requests_sent = 0, requests_accepted = 0, requests_backlog_full = 0, requests_refused = 0;
   } source;  // the compute source's, when it ran
   double duration_s = 0;
+  double duration_with_drain_s = 0;  // to the end of the drain (what was ordered then is durable)
   bool stopped_by_signal = false;
 };
 

@@ -332,10 +332,7 @@ SchedulerTile::Slot* SchedulerTile::pick_slot(uint32_t pool_index) {
   if (local != nullptr && local->in_flight < std::min(local_limit, pool.in_flight_max)) return local;
   for (uint32_t slot_index : pool.slots) {
     Slot& remote = slots_[slot_index];
-    if (&remote != local && usable(remote) && remote.in_flight < pool.in_flight_max) {
-      add(counters_->tasks_spilled, 1);
-      return &remote;
-    }
+    if (&remote != local && usable(remote) && remote.in_flight < pool.in_flight_max) return &remote;
   }
   if (local != nullptr && local->in_flight < pool.in_flight_max) return local;
   return nullptr;
@@ -381,6 +378,7 @@ size_t SchedulerTile::dispatch(size_t budget, uint64_t now_ns) {
       std::memcpy(bytes.data(), &task, sizeof task);
       ++slot->unpublished;
       ++slot->in_flight;
+      if (slot->node != options_.node) add(counters_->tasks_spilled, 1);  // counted once it is sent
       pool.ready.pop_front();
       add(counters_->tasks_dispatched, 1);
       ++sent;
@@ -437,7 +435,8 @@ size_t SchedulerTile::send_results() {
       if (claimed.size() < (unpublished + 1) * sizeof(TaskResultMessage)) {
         ports.results.publish(unpublished);
         unpublished = 0;
-        claimed = ports.results.claim(ports.answers.size());
+        claimed = ports.results.claim(
+            std::max<size_t>(1, std::min<size_t>(ports.answers.size(), ports.results.free_slots_cached())));
         if (claimed.empty()) break;
       }
       std::span<std::byte> bytes = claimed.subspan(unpublished * sizeof(TaskResultMessage), sizeof(TaskResultMessage));

@@ -269,8 +269,8 @@ class Worker {
       return true;
     }
     held.plugin_type = plugin_types_[task.compute_type];
+    queued_.fetch_add(1, std::memory_order_seq_cst);  // before the push: a runner's decrement follows it
     to_run_.push(index);
-    queued_.fetch_add(1, std::memory_order_seq_cst);
     return true;
   }
 
@@ -287,16 +287,15 @@ class Worker {
     }
   }
 
-  // One runner: takes tasks off the queue and runs them. It rings the main thread's
-  // doorbell after a task that took long (its completion should not wait) or every
-  // ring_every_tasks tasks, and when it runs dry. Before it leaves it looks once more:
+  // One runner: takes tasks off the queue and runs them, ringing the main thread's
+  // doorbell after each (a fence and a load while the main thread is awake; a wake-up
+  // when it sleeps, which a finished task must not wait out behind a long next one).
+  // Before it leaves it looks once more:
   // a task queued while it was going would otherwise find every runner counted busy
   // (start_runners and this both use seq_cst, so one of them sees the other).
   void run_queued() {
-    constexpr uint32_t ring_every_tasks = 32;
-    constexpr uint64_t ring_after_ns = 20'000;
     for (;;) {
-      uint32_t unrung = 0, index;
+      uint32_t index;
       while (to_run_.try_pop(index)) {
         queued_.fetch_sub(1, std::memory_order_seq_cst);
         HeldTask& running = held_[index];
@@ -306,12 +305,8 @@ class Worker {
         running.run_ns = shm::monotonic_ns() - start_ns;
         started_ns_[index].store(0, std::memory_order_relaxed);
         finished_.push(index);
-        if (++unrung >= ring_every_tasks || running.run_ns >= ring_after_ns) {
-          shm::doorbell_ring(doorbell_);
-          unrung = 0;
-        }
+        shm::doorbell_ring(doorbell_);
       }
-      if (unrung != 0) shm::doorbell_ring(doorbell_);
       runners_active_.fetch_sub(1, std::memory_order_seq_cst);
       if (queued_.load(std::memory_order_seq_cst) == 0) break;
       uint32_t active = runners_active_.load(std::memory_order_seq_cst);
@@ -344,7 +339,10 @@ class Worker {
       if (claimed.size() < (pending + 1) * sizeof(CompletionMessage)) {
         lane.completions.publish(pending);
         pending = 0;
-        claimed = lane.completions.claim(lane.to_send.size());
+        // No more than the producer knows are free: asking for the whole backlog would
+        // count a full event whenever it is longer than the room.
+        claimed = lane.completions.claim(
+            std::max<size_t>(1, std::min<size_t>(lane.to_send.size(), lane.completions.free_slots_cached())));
         if (claimed.empty()) break;
       }
       std::byte* slot = claimed.data() + pending * sizeof(CompletionMessage);

@@ -47,7 +47,8 @@ struct WorkerOptions {
   // A task still running this long after it started is hung: the plugin holds one of the
   // arena's threads and nothing can take it back, so the process exits
   // (worker_exit_task_hung) and the engine restarts it, counting a crash. 0: never. The
-  // engine passes the time after which the scheduler has given up on every attempt.
+  // engine passes the pool's timeout_ms (the attempt's lease: its answer is stale after
+  // it) plus heartbeat_timeout_ms.
   uint32_t task_hang_ms = 0;
   // False when the engine's supervisor started the worker (--supervised): the engine
   // prints the failure line itself, once, with the pool's name; the worker only writes

@@ -173,6 +173,34 @@ LedgerTasks read_ledger_tasks(const fs::path& data_dir) {
   return tasks;
 }
 
+// A `keel run` child for 10 minutes with `pool`, its files in a fresh folder, a client
+// attached and the pool ready.
+struct RunningEngine {
+  fs::path directory;
+  std::string instance;
+  fs::path config, log;
+  pid_t engine = -1;
+  std::unique_ptr<client::Client> client;
+  std::optional<EngineView> view;
+  uint32_t chain = 0;
+};
+
+void start_running_engine(const std::string& name, const std::string& pool, RunningEngine& running) {
+  running.directory = fs::temp_directory_path() / ("keel-" + name + "-" + std::to_string(getpid()));
+  fs::create_directories(running.directory);
+  running.instance = name + "-" + std::to_string(getpid());
+  running.config = running.directory / "compute.toml";
+  std::ofstream(running.config) << config_text(running.instance, running.directory / "data", pool);
+  running.log = running.directory / "engine.log";
+  running.engine = start_engine(running.config, running.log, "10m");
+  running.client = attach_when_up("keel-" + running.instance, running.engine);
+  ASSERT_NE(running.client, nullptr) << "the engine did not come up; see " << running.log;
+  ASSERT_TRUE(wait_until([&] { return (running.view = EngineView::attach("keel-" + running.instance)).has_value(); }));
+  ASSERT_TRUE(wait_until([&] { return running.view->pool_ready(); }))
+      << "the pool never became ready; see " << running.log;
+  running.chain = *running.client->chain_index("work");
+}
+
 // Runs `keel run` on the config until no task is pending (each run re-dispatches what
 // the last left pending); returns the last run's pending count.
 uint64_t finish_pending(const fs::path& config, const fs::path& directory, const fs::path& log) {
@@ -195,20 +223,9 @@ TEST(ComputeCrash, EveryTaskLandsOnceAcrossTwentyPoolKills) {
   uint64_t seed = std::random_device{}();
   std::printf("seed %llu\n", (unsigned long long)seed);
   std::mt19937_64 random(seed);
-  fs::path directory = fs::temp_directory_path() / ("keel-compute-crash-" + std::to_string(getpid()));
-  fs::create_directories(directory);
-  std::string instance = "compute-crash-" + std::to_string(getpid());
-  fs::path config = directory / "compute.toml";
-  std::ofstream(config) << config_text(instance, directory / "data");
-  fs::path log = directory / "engine.log";
-
-  pid_t engine = start_engine(config, log, "10m");
-  std::unique_ptr<client::Client> client = attach_when_up("keel-" + instance, engine);
-  ASSERT_NE(client, nullptr) << "the engine did not come up; see " << log;
-  std::optional<EngineView> view;
-  ASSERT_TRUE(wait_until([&] { return (view = EngineView::attach("keel-" + instance)).has_value(); }));
-  ASSERT_TRUE(wait_until([&] { return view->pool_ready(); })) << "the pool never became ready; see " << log;
-  uint32_t chain = *client->chain_index("work");
+  RunningEngine running;
+  ASSERT_NO_FATAL_FAILURE(start_running_engine("compute-crash", sleep_pool, running));
+  auto& [directory, instance, config, log, engine, client, view, chain] = running;
 
   std::set<std::string> acknowledged;
   uint64_t backlog_full = 0, nonce = 0, answered = 0;
@@ -313,20 +330,9 @@ TEST(ComputeCrash, EveryTaskLandsOnceAcrossTwentyPoolKills) {
 // the pool is not quarantined (3 crashes, crashes_max 1000), and healthy tasks of the same
 // type before and after it succeed with their own output.
 TEST(ComputeCrash, APoisonTaskThatSegfaultsItsPoolEndsRetriesExhaustedAndTheRestSucceed) {
-  fs::path directory = fs::temp_directory_path() / ("keel-compute-poison-" + std::to_string(getpid()));
-  fs::create_directories(directory);
-  std::string instance = "compute-poison-" + std::to_string(getpid());
-  fs::path config = directory / "compute.toml";
-  std::ofstream(config) << config_text(instance, directory / "data", crash_pool);
-  fs::path log = directory / "engine.log";
-
-  pid_t engine = start_engine(config, log, "10m");
-  std::unique_ptr<client::Client> client = attach_when_up("keel-" + instance, engine);
-  ASSERT_NE(client, nullptr) << "the engine did not come up; see " << log;
-  std::optional<EngineView> view;
-  ASSERT_TRUE(wait_until([&] { return (view = EngineView::attach("keel-" + instance)).has_value(); }));
-  ASSERT_TRUE(wait_until([&] { return view->pool_ready(); })) << "the pool never became ready; see " << log;
-  uint32_t chain = *client->chain_index("work");
+  RunningEngine running;
+  ASSERT_NO_FATAL_FAILURE(start_running_engine("compute-poison", crash_pool, running));
+  auto& [directory, instance, config, log, engine, client, view, chain] = running;
   std::set<std::string> healthy_inputs;
   uint64_t nonce = 0;
   auto submit = [&](const std::string& input) {

@@ -326,7 +326,8 @@ TEST_F(WorkerTest, ASupersededWorkerExitsAtOnceEvenWithATaskStuckInItsPlugin) {
   ASSERT_NO_FATAL_FAILURE(start({.plugin = KEEL_TEST_PLUGIN_SLEEP, .types = {"sleep"}}));
   ASSERT_TRUE(wait_ready()) << log_text();
   ASSERT_TRUE(push(1, 1, 1, 0, hung_task_input()));
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // taken and running, most likely
+  ASSERT_TRUE(wait_until([&] { return tasks_.drained(); })) << log_text();  // taken
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // and in the plugin
   control_->epoch.store(2);
   EXPECT_EQ(wait_exit(), worker_exit_stopped) << log_text();
 }
@@ -335,7 +336,8 @@ TEST_F(WorkerTest, AWorkerWhoseEngineIsGoneExitsAtOnceEvenWithATaskStuckInItsPlu
   ASSERT_NO_FATAL_FAILURE(start({.plugin = KEEL_TEST_PLUGIN_SLEEP, .types = {"sleep"}}));
   ASSERT_TRUE(wait_ready()) << log_text();
   ASSERT_TRUE(push(1, 1, 1, 0, hung_task_input()));
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(wait_until([&] { return tasks_.drained(); })) << log_text();  // taken
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // and in the plugin
   // The segment's owner is a process that has exited (and been reaped): the engine is gone.
   pid_t gone = fork();
   ASSERT_GE(gone, 0);
