@@ -26,11 +26,14 @@
 #include "engine/persist/recovery.h"
 #include "engine/sched/pool_table.h"
 #include "shm/segment.h"
+#include "tests/engine/node/engine_process.h"
 
 namespace keel::node {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::attach_when_up;
+using testing::start_engine;
 
 constexpr uint32_t shards = 2;
 
@@ -51,20 +54,6 @@ std::string config_text(const std::string& instance, const fs::path& data_dir, c
          // Twenty kills must never look like a crashing plugin, and restarts come fast.
          "[scheduler]\nrestart_backoff_ms = 5\nrestart_backoff_ms_max = 50\ncrashes_max = 1000\n"
          "crash_window_ms = 1000\n";
-}
-
-pid_t start_engine(const fs::path& config, const fs::path& log, const std::string& duration) {
-  std::fflush(stdout);
-  pid_t pid = fork();
-  if (pid == 0) {
-    FILE* out = std::freopen(log.c_str(), "a", stdout);
-    FILE* err = std::freopen(log.c_str(), "a", stderr);
-    (void)out;
-    (void)err;
-    execl(KEEL_BINARY, "keel", "run", "--config", config.c_str(), "--duration", duration.c_str(), nullptr);
-    _exit(127);
-  }
-  return pid;
 }
 
 // What the engine's segment tells: the pool's incarnation and the shards' durable heights.
@@ -103,17 +92,6 @@ bool wait_until(Predicate predicate, int limit_ms = 30'000) {
     usleep(1000);
   }
   return predicate();
-}
-
-std::unique_ptr<client::Client> attach_when_up(const std::string& segment, pid_t engine) {
-  for (int attempt = 0; attempt < 3000; ++attempt) {
-    Result<std::unique_ptr<client::Client>> client = client::Client::attach(segment);
-    if (client) return std::move(*client);
-    int status = 0;
-    if (waitpid(engine, &status, WNOHANG) == engine) return nullptr;
-    usleep(10'000);
-  }
-  return nullptr;
 }
 
 // The sleep plugin's input: u32 milliseconds, then a tag naming the task.

@@ -24,12 +24,15 @@
 #include "engine/node/recovery.h"
 #include "engine/persist/recovery.h"
 #include "shm/segment.h"
+#include "tests/engine/node/engine_process.h"
 #include "tests/engine/node/logged_transactions.h"
 
 namespace keel::node {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::attach_when_up;
+using testing::start_engine;
 
 constexpr uint32_t shards = 2;
 constexpr uint64_t accounts = 64;
@@ -44,32 +47,6 @@ std::string config_text(const std::string& instance, const fs::path& data_dir) {
          // acknowledged transaction can still be looked up in the log.
          "[ledger]\ndata_dir = \"" + data_dir.string() + "\"\nsnapshot_every_blocks = 8\n"
          "[load]\nenabled = false\n[pipeline]\nenabled = false\n";
-}
-
-pid_t start_engine(const fs::path& config, const fs::path& log) {
-  std::fflush(stdout);  // or the child's copy of the buffer is printed again
-  pid_t pid = fork();
-  if (pid == 0) {
-    FILE* out = std::freopen(log.c_str(), "a", stdout);
-    FILE* err = std::freopen(log.c_str(), "a", stderr);
-    (void)out;
-    (void)err;
-    execl(KEEL_BINARY, "keel", "run", "--config", config.c_str(), "--duration", "10m", nullptr);
-    _exit(127);
-  }
-  return pid;
-}
-
-// Attaches as soon as the engine is up (recovery may take a moment).
-std::unique_ptr<client::Client> attach_when_up(const std::string& segment, pid_t engine) {
-  for (int attempt = 0; attempt < 1000; ++attempt) {
-    Result<std::unique_ptr<client::Client>> client = client::Client::attach(segment);
-    if (client) return std::move(*client);
-    int status = 0;
-    if (waitpid(engine, &status, WNOHANG) == engine) return nullptr;
-    usleep(10'000);
-  }
-  return nullptr;
 }
 
 struct Acknowledged {

@@ -43,6 +43,7 @@
 #include "engine/node/recovery.h"
 #include "engine/persist/recovery.h"
 #include "shm/segment.h"
+#include "tests/engine/node/engine_process.h"
 #include "tests/engine/node/logged_transactions.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -57,6 +58,7 @@ namespace keel::node {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::attach_when_up;
 
 constexpr uint32_t shards = 2;
 constexpr uint64_t accounts = 64;
@@ -193,17 +195,6 @@ pid_t start_engine(const Scratch& scratch, const Fault& fault, const std::string
     raise(WTERMSIG(status));
   }
   _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 124);
-}
-
-// Attaches as soon as the engine is up; null if it exits first or never comes up.
-std::unique_ptr<client::Client> attach_when_up(const std::string& segment, pid_t engine) {
-  for (int attempt = 0; attempt < 1000; ++attempt) {
-    Result<std::unique_ptr<client::Client>> client = client::Client::attach(segment);
-    if (client) return std::move(*client);
-    if (waitpid(engine, nullptr, WNOHANG) == engine) return nullptr;
-    usleep(10'000);
-  }
-  return nullptr;
 }
 
 // Durable applied receipts: transaction hash -> the height the receipt gave.
