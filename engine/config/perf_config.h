@@ -57,6 +57,7 @@ struct LedgerSection {
   uint32_t snapshot_every_blocks = 1024;  // 0 = no snapshots
   uint32_t clients_max = 16;              // client slots in the segment
   uint32_t client_in_flight_max = 4096;   // submissions without a receipt, per client
+  uint32_t compute_pending_max = 4096;    // compute tasks one shard holds without a result
 };
 
 // The load generator `keel run` starts (child processes using the client library).

@@ -265,7 +265,7 @@ void log_pool_events(Engine& engine, std::vector<std::string>& events, LedgerRep
 std::vector<RecoveryChain> recovery_chains(const config::PerfConfig& config) {
   std::vector<RecoveryChain> chains;
   for (const config::ChainConfig& chain : config.chains)
-    chains.push_back({chain.name, chain.shards, ledger::BlockLimits{chain.block_txs_max, 4u << 20}});
+    chains.push_back({chain.name, chain.shards, ledger::BlockLimits{chain.block_txs_max, 4u << 20, config.ledger.compute_pending_max}});
   return chains;
 }
 

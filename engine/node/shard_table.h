@@ -26,7 +26,7 @@ namespace keel::node {
 
 inline constexpr char shard_table_object_name[] = "ledger.shards";
 inline constexpr uint64_t shard_table_magic = 0x31304c4254484b4bULL;  // "KKHTBL01"
-inline constexpr uint32_t shard_table_version = 2;
+inline constexpr uint32_t shard_table_version = 3;
 
 // Watermarks and counters of one shard. Written by its shard tile, except
 // durable_height, which the persist tile writes.
@@ -46,7 +46,9 @@ struct alignas(128) ShardControl {
   uint32_t shard_count;  // of its chain
   uint32_t first_global_shard;  // of its chain
   uint32_t credit_ring_index_first;  // of its chain, in the table's credit ring array
-  uint32_t reserved;
+  // Compute tasks the shard holds without a result as of its last sealed block; never
+  // above the ledger's compute_pending_max.
+  std::atomic<uint32_t> compute_tasks_pending;
   // Snapshots (the snapshot writer): the newest written, and the oldest still kept — the
   // persist tile may drop log segments holding only blocks at or below it.
   std::atomic<uint64_t> snapshot_height;

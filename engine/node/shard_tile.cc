@@ -108,6 +108,7 @@ ShardTile::ShardTile(ledger::ShardExecutor executor, ShardPortsJoined ports, Sha
     ++unsent_count_;
   }
   control_->sealed_height.store(executor_.state().height, std::memory_order_relaxed);
+  control_->compute_tasks_pending.store(uint32_t(executor_.state().pending_tasks.size()), std::memory_order_relaxed);
   // Tasks without a durable result: their earlier leases died with the last engine.
   if (ports_.compute) {
     std::vector<ledger::OutboundTask> pending = executor_.pending_task_list();
@@ -408,6 +409,7 @@ bool ShardTile::try_seal() {
   std::memcpy(slot.data(), &message, sizeof message);
   ports_.blocks.publish(1);
   control_->sealed_height.store(block.header.height, std::memory_order_release);
+  control_->compute_tasks_pending.store(uint32_t(executor_.state().pending_tasks.size()), std::memory_order_relaxed);
   block.record = {};  // the arena holds the bytes now
   if (ports_.compute)
     for (ledger::OutboundTask& task : block.tasks) tasks_out_.push_back(std::move(task));

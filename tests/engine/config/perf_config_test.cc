@@ -75,6 +75,7 @@ TEST(PerfConfig, EmptyTextGivesEveryDefault) {
   EXPECT_EQ(config.ledger.fsync, FsyncPolicy::always);
   EXPECT_EQ(config.ledger.persist_backend, PersistBackend::io_uring);
   EXPECT_EQ(config.ledger.client_in_flight_max, 4096u);
+  EXPECT_EQ(config.ledger.compute_pending_max, 4096u);
   EXPECT_TRUE(config.load.enabled);
   EXPECT_EQ(config.tiles.gateway.weight, 2u);
   EXPECT_EQ(config.pipeline.payload_bytes, 32u);
@@ -671,6 +672,8 @@ TEST(PerfConfig, LedgerAndLoadKnobsAreChecked) {
   EXPECT_EQ(error_of("[ledger]\npersist_backend = \"aio\"\n"),
             "t.toml:2:19: ledger.persist_backend: must be one of \"io_uring\", \"psync\", got \"aio\"");
   EXPECT_NE(error_of("[ledger]\nclient_in_flight_max = 1000\n").find("ledger.client_in_flight_max"), std::string::npos);
+  EXPECT_EQ(error_of("[ledger]\ncompute_pending_max = 0\n"),
+            "t.toml:2:23: ledger.compute_pending_max: must be from 1 to 1048576, got 0");
   EXPECT_NE(error_of("[ledger]\ndata_dir = \"\"\n").find("ledger.data_dir: must not be empty"), std::string::npos);
   EXPECT_NE(error_of("[load]\ncross_shard_percent = 101\n").find("load.cross_shard_percent"), std::string::npos);
   EXPECT_NE(error_of("[[chain]]\nname = \"a\"\nblock_txs_max = 0\n").find("chain[0].block_txs_max"), std::string::npos);
