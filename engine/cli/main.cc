@@ -274,7 +274,7 @@ int main(int argc, char** argv) {
   put->add_option("--key", submit_request.key)->required();
   put->add_option("--value", submit_request.value)->capture_default_str();
   CLI::App* compute = submit->add_subcommand("compute", "ask for one compute task (a compute_request)");
-  compute->add_option("--type", submit_request.compute_type, "compute type, 1 to 64 characters of [a-z0-9_]")->required();
+  compute->add_option("--type", submit_request.compute_type, "compute type, 1 to 32 characters of [a-z0-9_]")->required();
   compute->add_option("--subject", submit_request.subject, "the account (or any 64-bit key) the task is about; picks its shard")
       ->capture_default_str();
   // Exactly one of the three is checked by submit_command, so that a mistake gets the same

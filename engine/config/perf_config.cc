@@ -27,6 +27,8 @@ using Status = Result<void>;
 // A perf config is a few kilobytes; the bound stops a mistaken path (a log, /dev/zero)
 // from being read without end.
 constexpr size_t config_bytes_max = 1 << 20;
+// Chain, pool and compute type names; a compute type's limit is the ledger's and the plugin
+// ABI's too (ledger::compute_type_bytes_max, KEEL_COMPUTE_TYPE_CHARS_MAX).
 constexpr size_t name_chars_max = 32;
 // A pipeline message's header takes this much of its ring slot.
 constexpr uint64_t pipeline_header_bytes = 32;

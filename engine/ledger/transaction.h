@@ -42,8 +42,9 @@ inline constexpr uint8_t tx_format_version = 1;
 inline constexpr uint32_t tx_bytes_max = 65536;
 inline constexpr uint32_t put_key_bytes_max = 256;
 inline constexpr uint32_t put_value_bytes_max = 16384;
-// A compute type's name: 1..64 characters of [a-z0-9_] (the name pools are configured by).
-inline constexpr uint32_t compute_type_bytes_max = 64;
+// A compute type's name: 1..32 characters of [a-z0-9_] (the name pools are configured by;
+// the plugin ABI's KEEL_COMPUTE_TYPE_CHARS_MAX, which the plugin loader checks against).
+inline constexpr uint32_t compute_type_bytes_max = 32;
 inline constexpr uint32_t compute_input_bytes_max = 16384;
 inline constexpr uint32_t compute_output_bytes_max = 16384;
 // True for a valid compute type name: 1..compute_type_bytes_max characters of [a-z0-9_].

@@ -5,6 +5,8 @@
 #include <cassert>
 #include <cstring>
 
+#include "engine/ledger/transaction.h"
+
 namespace keel::sched {
 
 // The ABI-1 descriptor as plugins built against keel/plugin.h lay it out on the LP64
@@ -41,8 +43,8 @@ bool is_name_character(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
 }
 
-// What is wrong with a plugin or compute type name, or "" when nothing is. The name is
-// not echoed: a broken one could hold anything, line breaks included.
+// What is wrong with a plugin name, or "" when nothing is. The name is not echoed: a
+// broken one could hold anything, line breaks included.
 std::string name_problem(const char* name, const std::string& what) {
   if (name == nullptr) return what + " is NULL";
   size_t length = strnlen(name, KEEL_PLUGIN_NAME_BYTES_MAX);
@@ -53,6 +55,19 @@ std::string name_problem(const char* name, const std::string& what) {
   for (size_t index = 0; index < length; ++index) {
     if (!is_name_character(name[index])) return what + " has a character outside [A-Za-z0-9_.-]";
   }
+  return "";
+}
+
+static_assert(KEEL_COMPUTE_TYPE_CHARS_MAX == ledger::compute_type_bytes_max, "one rule for compute type names");
+
+// What is wrong with a compute type name (ledger::is_compute_type_name's rule), or "".
+std::string compute_type_problem(const char* name, const std::string& what) {
+  if (name == nullptr) return what + " is NULL";
+  size_t length = strnlen(name, KEEL_COMPUTE_TYPE_CHARS_MAX + 1);
+  if (length == 0) return what + " is empty";
+  if (length > KEEL_COMPUTE_TYPE_CHARS_MAX)
+    return what + " is longer than " + std::to_string(KEEL_COMPUTE_TYPE_CHARS_MAX) + " characters";
+  if (!ledger::is_compute_type_name(std::string_view(name, length))) return what + " has a character outside [a-z0-9_]";
   return "";
 }
 
@@ -72,7 +87,7 @@ std::string descriptor_problem(const keel_plugin& descriptor) {
   }
   for (uint32_t index = 0; index < descriptor.compute_type_count; ++index) {
     const char* type = descriptor.compute_types[index];
-    if (std::string problem = name_problem(type, "compute type " + std::to_string(index)); !problem.empty()) {
+    if (std::string problem = compute_type_problem(type, "compute type " + std::to_string(index)); !problem.empty()) {
       return problem;
     }
     for (uint32_t earlier = 0; earlier < index; ++earlier) {

@@ -83,9 +83,13 @@ extern "C" {
  * retried); document their meaning with the plugin. Codes 4..63 are reserved to keel. */
 #define KEEL_STATUS_PLUGIN_MIN ((int32_t)64)
 
-/* Plugin names and compute type names: 1 to KEEL_PLUGIN_NAME_BYTES_MAX - 1 characters
- * from [A-Za-z0-9_.-] (they appear in TOML configs, metrics and messages). */
+/* Plugin names: 1 to KEEL_PLUGIN_NAME_BYTES_MAX - 1 characters from [A-Za-z0-9_.-]
+ * (they appear in metrics and messages). */
 #define KEEL_PLUGIN_NAME_BYTES_MAX 64u
+/* Compute type names: 1 to KEEL_COMPUTE_TYPE_CHARS_MAX characters from [a-z0-9_]. They
+ * are the names configs ([[pool]] compute_types), compute_request transactions and flow
+ * models use, so a plugin is held to the same rule. */
+#define KEEL_COMPUTE_TYPE_CHARS_MAX 32u
 /* At most this many compute types per plugin. */
 #define KEEL_PLUGIN_COMPUTE_TYPES_MAX 64u
 /* The size of the error buffer keel passes to init. */

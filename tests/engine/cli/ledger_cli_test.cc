@@ -150,9 +150,9 @@ TEST_F(LedgerCli, SubmitComputeRefusesBadInputWithOneLine) {
   write_file(directory_ / "big.bin", std::string(16385, 'x'));
   write_file(directory_ / "largest.bin", std::string(16384, 'x'));
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
-      {{"--type", "Hash", "--input", "x"}, "keel: --type: must be 1 to 64 characters of [a-z0-9_], got 'Hash'"},
-      {{"--type", std::string(65, 'a'), "--input", "x"},
-       "keel: --type: must be 1 to 64 characters of [a-z0-9_], got '" + std::string(65, 'a') + "'"},
+      {{"--type", "Hash", "--input", "x"}, "keel: --type: must be 1 to 32 characters of [a-z0-9_], got 'Hash'"},
+      {{"--type", std::string(33, 'a'), "--input", "x"},
+       "keel: --type: must be 1 to 32 characters of [a-z0-9_], got '" + std::string(33, 'a') + "'"},
       {{"--type", "hash"}, "keel: --input: missing: give one of --input, --input-file and --input-hex"},
       {{"--type", "hash", "--input", "x", "--input-hex", "00"},
        "keel: --input: give only one of --input, --input-file and --input-hex"},
