@@ -1,0 +1,346 @@
+#include "engine/flow/flow_table.h"
+
+#include <algorithm>
+#include <cassert>
+
+namespace keel::flow {
+
+std::string_view flow_status_text(FlowStatus status) {
+  switch (status) {
+    case FlowStatus::created: return "created";
+    case FlowStatus::running: return "running";
+    case FlowStatus::paused: return "paused";
+    case FlowStatus::succeeded: return "succeeded";
+    case FlowStatus::failed: return "failed";
+    case FlowStatus::cancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+std::string_view job_status_text(JobStatus status) {
+  switch (status) {
+    case JobStatus::pending: return "pending";
+    case JobStatus::running: return "running";
+    case JobStatus::succeeded: return "succeeded";
+    case JobStatus::failed: return "failed";
+    case JobStatus::timed_out: return "timed_out";
+    case JobStatus::cancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+namespace {
+
+bool step_finished(JobStatus status) { return status >= JobStatus::succeeded; }
+
+}  // namespace
+
+FlowTable::FlowTable(FlowTableLimits limits) : limits_(limits) {
+  assert(limits_.live_flows_max > 0);
+}
+
+uint32_t FlowTable::add_plan(FlowPlan plan) {
+  assert(!plan.steps.empty());
+  for (const StepPlan& step : plan.steps) {
+    assert(step.split >= 1);
+    (void)step;
+  }
+  plan_product_.push_back(product_index(plan.product));
+  // Successor lists, so a finished step releases its successors without a scan.
+  std::vector<std::vector<uint16_t>> successors(plan.steps.size());
+  for (size_t step = 0; step < plan.steps.size(); ++step)
+    for (uint16_t dependency : plan.steps[step].dependencies) successors.at(dependency).push_back(uint16_t(step));
+  plan_successors_.push_back(std::move(successors));
+  plans_.push_back(std::move(plan));
+  return uint32_t(plans_.size() - 1);
+}
+
+// A product named for the first time gets the default settings.
+uint32_t FlowTable::product_index(std::string_view name) {
+  for (uint32_t index = 0; index < products_.size(); ++index)
+    if (products_[index].name == name) return index;
+  products_.push_back(Product{std::string(name), ProductSettings{}, 0, {}});
+  order_products();
+  return uint32_t(products_.size() - 1);
+}
+
+// Priority descending; ties keep the order the products were first named in.
+void FlowTable::order_products() {
+  product_order_.resize(products_.size());
+  for (uint32_t index = 0; index < products_.size(); ++index) product_order_[index] = index;
+  std::stable_sort(product_order_.begin(), product_order_.end(), [&](uint32_t a, uint32_t b) {
+    return products_[a].settings.priority > products_[b].settings.priority;
+  });
+}
+
+void FlowTable::set_product(std::string_view name, ProductSettings settings, std::vector<JobDispatch>& out) {
+  uint32_t index = product_index(name);
+  products_[index].settings = settings;
+  order_products();
+  dispatch(out);
+}
+
+StartResult FlowTable::start(std::string_view key, uint32_t plan_index, std::vector<JobDispatch>& out) {
+  if (auto found = key_flows_.find(std::string(key)); found != key_flows_.end())
+    return {StartOutcome::existing, found->second};
+  if (plan_index >= plans_.size()) return {StartOutcome::unknown_plan, 0};
+  if (live_.size() >= limits_.live_flows_max) return {StartOutcome::flows_full, 0};
+  const FlowPlan& plan = plans_[plan_index];
+  uint64_t flow_id = next_flow_++;
+  LiveFlow& flow = live_[flow_id];
+  flow.key = std::string(key);
+  flow.plan = plan_index;
+  flow.steps_left = uint32_t(plan.steps.size());
+  flow.steps.resize(plan.steps.size());
+  for (size_t step = 0; step < plan.steps.size(); ++step)
+    flow.steps[step].dependencies_left = uint16_t(plan.steps[step].dependencies.size());
+  key_flows_.emplace(flow.key, flow_id);
+  ++counters_.flows_started;
+  for (size_t step = 0; step < plan.steps.size(); ++step)
+    if (flow.steps[step].dependencies_left == 0) make_ready(flow_id, flow, uint16_t(step));
+  dispatch(out);
+  return {StartOutcome::started, flow_id};
+}
+
+void FlowTable::make_ready(uint64_t flow_id, LiveFlow& flow, uint16_t step) {
+  StepState& state = flow.steps[step];
+  if (state.queued) return;
+  state.queued = true;
+  products_[plan_product_[flow.plan]].ready.emplace_back(flow_id, step);
+}
+
+// Fills every product's free running slots from its queue, products by priority. An
+// entry of a flow that is paused or gone, or of a step with nothing left to send, is
+// dropped (the flow re-queues its ready steps when resumed).
+void FlowTable::dispatch(std::vector<JobDispatch>& out) {
+  for (uint32_t product_index : product_order_) {
+    Product& product = products_[product_index];
+    while (product.running < product.settings.running_max && !product.ready.empty()) {
+      auto [flow_id, step] = product.ready.front();
+      auto live = live_.find(flow_id);
+      if (live == live_.end()) {
+        product.ready.pop_front();
+        continue;
+      }
+      LiveFlow& flow = live->second;
+      StepState& state = flow.steps[step];
+      const StepPlan& step_plan = plans_[flow.plan].steps[step];
+      if (flow.status == FlowStatus::paused || state.dispatched == step_plan.split || step_finished(state.status)) {
+        state.queued = false;
+        product.ready.pop_front();
+        continue;
+      }
+      uint64_t job_mark = next_job_mark_++;
+      uint32_t sub_job = state.dispatched++;
+      running_.emplace(job_mark, RunningJob{flow_id, step, sub_job, uint32_t(flow.running.size())});
+      flow.running.push_back(job_mark);
+      ++product.running;
+      state.status = JobStatus::running;
+      if (flow.status == FlowStatus::created) flow.status = FlowStatus::running;
+      ++counters_.jobs_dispatched;
+      out.push_back(JobDispatch{job_mark, flow_id, step, sub_job, step_plan.split});
+      if (state.dispatched == step_plan.split) {
+        state.queued = false;
+        product.ready.pop_front();
+      }
+    }
+  }
+}
+
+void FlowTable::forget_running(LiveFlow& flow, uint64_t job_mark) {
+  auto found = running_.find(job_mark);
+  assert(found != running_.end());
+  uint32_t position = found->second.position;
+  uint64_t moved = flow.running.back();
+  flow.running[position] = moved;
+  running_.at(moved).position = position;
+  flow.running.pop_back();
+  --products_[plan_product_[flow.plan]].running;
+  running_.erase(found);
+}
+
+CompleteOutcome FlowTable::complete(uint64_t job_mark, JobOutcome outcome, std::string_view output,
+                                    std::vector<JobDispatch>& out) {
+  auto found = running_.find(job_mark);
+  if (found == running_.end()) {
+    ++counters_.results_stale;
+    return CompleteOutcome::stale;
+  }
+  RunningJob job = found->second;
+  auto live = live_.find(job.flow);
+  assert(live != live_.end());  // ending a flow forgets its running jobs
+  LiveFlow& flow = live->second;
+  forget_running(flow, job_mark);
+  const StepPlan& step_plan = plans_[flow.plan].steps[job.step];
+  StepState& state = flow.steps[job.step];
+  ++state.finished;
+  if (outcome == JobOutcome::succeeded) {
+    ++counters_.jobs_succeeded;
+    ++flow.jobs_succeeded;
+    if (step_plan.output_kept) {
+      if (state.outputs.empty()) state.outputs.resize(step_plan.split);
+      state.outputs[job.sub_job] = std::string(output);
+    }
+  } else {
+    ++(outcome == JobOutcome::timed_out ? counters_.jobs_timed_out : counters_.jobs_failed);
+    ++flow.jobs_failed;
+    ++state.failed;
+  }
+  uint64_t flow_id = job.flow;
+  if (state.failed > step_plan.split_failures_max) {
+    finish_step(flow_id, flow, job.step, outcome == JobOutcome::timed_out ? JobStatus::timed_out : JobStatus::failed);
+  } else if (state.finished == step_plan.split) {
+    finish_step(flow_id, flow, job.step, JobStatus::succeeded);
+  }
+  dispatch(out);
+  return CompleteOutcome::applied;
+}
+
+// A step ended: success releases its successors (and may end the flow); failure ends the
+// flow failed.
+void FlowTable::finish_step(uint64_t flow_id, LiveFlow& flow, uint16_t step, JobStatus status) {
+  flow.steps[step].status = status;
+  if (status != JobStatus::succeeded) {
+    end_flow(flow_id, FlowStatus::failed);
+    return;
+  }
+  size_t kept_bytes = 0;
+  for (const std::string& part : flow.steps[step].outputs) kept_bytes += part.size();
+  if (kept_bytes > limits_.output_bytes_max) {
+    // A later step could not be given it: the step fails rather than truncate.
+    flow.steps[step].status = JobStatus::failed;
+    end_flow(flow_id, FlowStatus::failed);
+    return;
+  }
+  if (--flow.steps_left == 0) {
+    end_flow(flow_id, FlowStatus::succeeded);
+    return;
+  }
+  for (uint16_t successor : plan_successors_[flow.plan][step]) {
+    StepState& state = flow.steps[successor];
+    assert(state.dependencies_left > 0);
+    if (--state.dependencies_left == 0) make_ready(flow_id, flow, uint16_t(successor));
+  }
+}
+
+// The flow leaves the live table: its running jobs are forgotten (their results become
+// stale), its unfinished steps cancelled, and a summary is kept.
+void FlowTable::end_flow(uint64_t flow_id, FlowStatus status) {
+  auto live = live_.find(flow_id);
+  assert(live != live_.end());
+  LiveFlow& flow = live->second;
+  while (!flow.running.empty()) forget_running(flow, flow.running.back());
+  switch (status) {
+    case FlowStatus::succeeded: ++counters_.flows_succeeded; break;
+    case FlowStatus::failed: ++counters_.flows_failed; break;
+    case FlowStatus::cancelled: ++counters_.flows_cancelled; break;
+    default: assert(false);
+  }
+  finished_.emplace(flow_id, FinishedFlow{flow_id, flow.key, flow.plan, status, flow.jobs_succeeded, flow.jobs_failed});
+  finished_order_.push_back(flow_id);
+  live_.erase(live);
+  while (finished_order_.size() > limits_.finished_kept_max) {
+    auto oldest = finished_.find(finished_order_.front());
+    key_flows_.erase(oldest->second.key);
+    finished_.erase(oldest);
+    finished_order_.pop_front();
+  }
+}
+
+ControlOutcome FlowTable::pause(uint64_t flow_id) {
+  auto live = live_.find(flow_id);
+  if (live == live_.end()) return finished_.contains(flow_id) ? ControlOutcome::not_allowed : ControlOutcome::unknown_flow;
+  if (live->second.status == FlowStatus::paused) return ControlOutcome::not_allowed;
+  live->second.status = FlowStatus::paused;
+  return ControlOutcome::applied;
+}
+
+ControlOutcome FlowTable::resume(uint64_t flow_id, std::vector<JobDispatch>& out) {
+  auto live = live_.find(flow_id);
+  if (live == live_.end()) return finished_.contains(flow_id) ? ControlOutcome::not_allowed : ControlOutcome::unknown_flow;
+  LiveFlow& flow = live->second;
+  if (flow.status != FlowStatus::paused) return ControlOutcome::not_allowed;
+  flow.status = flow.running.empty() && flow.jobs_succeeded + flow.jobs_failed == 0 ? FlowStatus::created
+                                                                                     : FlowStatus::running;
+  const FlowPlan& plan = plans_[flow.plan];
+  for (size_t step = 0; step < plan.steps.size(); ++step) {
+    const StepState& state = flow.steps[step];
+    if (state.dependencies_left == 0 && !step_finished(state.status) && state.dispatched < plan.steps[step].split)
+      make_ready(flow_id, flow, uint16_t(step));
+  }
+  dispatch(out);
+  return ControlOutcome::applied;
+}
+
+ControlOutcome FlowTable::cancel(uint64_t flow_id, std::vector<JobDispatch>& out) {
+  auto live = live_.find(flow_id);
+  if (live == live_.end()) return finished_.contains(flow_id) ? ControlOutcome::not_allowed : ControlOutcome::unknown_flow;
+  for (StepState& state : live->second.steps)
+    if (!step_finished(state.status)) state.status = JobStatus::cancelled;
+  end_flow(flow_id, FlowStatus::cancelled);
+  dispatch(out);  // its product's slots are free again
+  return ControlOutcome::applied;
+}
+
+std::optional<FlowSummary> FlowTable::summary(uint64_t flow_id) const {
+  if (auto live = live_.find(flow_id); live != live_.end()) {
+    const LiveFlow& flow = live->second;
+    FlowSummary summary{flow_id, flow.key, flow.plan, flow.status, uint32_t(flow.running.size()),
+                        flow.jobs_succeeded, flow.jobs_failed, {}};
+    for (const StepState& state : flow.steps) summary.steps.push_back(state.status);
+    return summary;
+  }
+  if (auto finished = finished_.find(flow_id); finished != finished_.end()) {
+    const FinishedFlow& flow = finished->second;
+    return FlowSummary{flow_id, flow.key, flow.plan, flow.status, 0, flow.jobs_succeeded, flow.jobs_failed, {}};
+  }
+  return std::nullopt;
+}
+
+std::optional<uint64_t> FlowTable::flow_of_key(std::string_view key) const {
+  auto found = key_flows_.find(std::string(key));
+  if (found == key_flows_.end()) return std::nullopt;
+  return found->second;
+}
+
+std::optional<std::string> FlowTable::output(uint64_t flow_id, uint16_t step) const {
+  auto live = live_.find(flow_id);
+  if (live == live_.end() || step >= live->second.steps.size()) return std::nullopt;
+  const StepState& state = live->second.steps[step];
+  if (state.status != JobStatus::succeeded || !plans_[live->second.plan].steps[step].output_kept) return std::nullopt;
+  std::string joined;
+  for (const std::string& part : state.outputs) joined += part;
+  return joined;
+}
+
+std::vector<JobDispatch> FlowTable::running_jobs() const {
+  std::vector<JobDispatch> jobs;
+  jobs.reserve(running_.size());
+  for (const auto& [job_mark, job] : running_)
+    jobs.push_back(JobDispatch{job_mark, job.flow, job.step, job.sub_job,
+                               plans_[live_.at(job.flow).plan].steps[job.step].split});
+  std::sort(jobs.begin(), jobs.end(), [](const JobDispatch& a, const JobDispatch& b) { return a.job_mark < b.job_mark; });
+  return jobs;
+}
+
+uint64_t FlowTable::product_queued(std::string_view name) const {
+  uint64_t queued = 0;
+  for (const Product& product : products_) {
+    if (product.name != name) continue;
+    for (const auto& [flow_id, step] : product.ready) {
+      auto live = live_.find(flow_id);
+      if (live == live_.end() || live->second.status == FlowStatus::paused) continue;
+      const StepState& state = live->second.steps[step];
+      queued += plans_[live->second.plan].steps[step].split - state.dispatched;
+    }
+  }
+  return queued;
+}
+
+uint32_t FlowTable::product_running(std::string_view name) const {
+  for (const Product& product : products_)
+    if (product.name == name) return product.running;
+  return 0;
+}
+
+}  // namespace keel::flow

@@ -1,0 +1,235 @@
+// engine/flow/flow_table.h: the flows and jobs one ledger shard owns, as a deterministic
+// state machine. The shard's executor drives it from its transactions (start, job
+// results, pause, resume, cancel, product settings), so replaying the log rebuilds it
+// exactly; it holds no clock, no randomness and no iteration over unordered containers
+// that could change a decision.
+//
+//   FlowTable table(FlowTableLimits{});
+//   table.set_product("loans", {.priority = 10, .running_max = 256});
+//   uint32_t plan = table.add_plan(loan_plan);                   // a deployed contract version
+//   std::vector<JobDispatch> out;
+//   StartOutcome started = table.start("order-17", plan, out);  // releases the root steps
+//   for (const JobDispatch& job : out) scheduler.dispatch(job); // (flow, step, sub_job, mark)
+//   ... the job's compute came back:
+//   table.complete(job.job_mark, JobOutcome::succeeded, output, out);  // releases successors
+//
+// Events, not scans: each step counts its unfinished dependencies; a finished step
+// decrements its successors' counts and a count reaching zero makes the step ready. A
+// split step is `split` sub-jobs with counters (dispatched, finished, failed); it
+// succeeds when all its sub-jobs have finished and at most `split_failures_max` of them
+// failed (0 unless its policy tolerates failures), and fails as soon as more have.
+//
+// Products and queues: every plan belongs to a product. Ready steps wait in their
+// product's queue (FIFO) and are dispatched while the product has fewer than
+// `running_max` jobs running, higher priority first (ties: the product named first), so
+// a product's batch cannot take every slot from another's interactive flows.
+//
+// Job identity: each dispatch gets a job mark, a per-table sequence number never reused;
+// the compute result names it. A result for a mark not running (a second attempt's, or
+// for a flow cancelled or failed meanwhile) is `stale`: the executor does not order it, so
+// each job's effect lands once.
+//
+// Memory is bounded: at most `live_flows_max` flows live (a start past it is refused
+// `flows_full`: backpressure); a finished flow leaves the live table for a FIFO of
+// `finished_kept_max` summaries (status, key, plan), and its idempotency key leaves with
+// it: a key is guaranteed one flow while its flow is live or among the kept summaries.
+// Step outputs are kept only for steps a later step reads, and only while the flow lives.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace keel::flow {
+
+enum class FlowStatus : uint8_t { created = 0, running = 1, paused = 2, succeeded = 3, failed = 4, cancelled = 5 };
+enum class JobStatus : uint8_t { pending = 0, running = 1, succeeded = 2, failed = 3, timed_out = 4, cancelled = 5 };
+// How a dispatched job's compute ended (the scheduler's outcome, as the result carries it).
+enum class JobOutcome : uint8_t { succeeded = 0, failed = 1, timed_out = 2 };
+
+std::string_view flow_status_text(FlowStatus status);
+std::string_view job_status_text(JobStatus status);
+inline bool flow_finished(FlowStatus status) { return status >= FlowStatus::succeeded; }
+
+// One step of a deployed contract, as the table needs it (compiled from its model).
+struct StepPlan {
+  uint32_t split = 1;               // sub-jobs; 1 = an ordinary job
+  uint32_t split_failures_max = 0;  // failed sub-jobs tolerated before the step fails
+  std::vector<uint16_t> dependencies;  // steps it runs after
+  bool output_kept = false;         // a later step reads its output
+};
+
+// A deployed contract version: its steps in the model's order.
+struct FlowPlan {
+  std::string contract;
+  uint32_t version = 1;
+  std::string product;
+  std::vector<StepPlan> steps;
+};
+
+struct ProductSettings {
+  uint32_t priority = 0;       // higher first
+  uint32_t running_max = 1024; // jobs of this product running at once (on this shard)
+};
+
+struct FlowTableLimits {
+  uint32_t live_flows_max = 1 << 20;
+  uint32_t finished_kept_max = 1 << 20;
+  uint32_t output_bytes_max = 16384;  // a step's kept output (a split's, all sub-jobs')
+};
+
+// A job to send to the scheduler: the executor builds its input from the flow's
+// arguments and the outputs it names (flow_table's outputs()).
+struct JobDispatch {
+  uint64_t job_mark = 0;
+  uint64_t flow = 0;
+  uint16_t step = 0;
+  uint32_t sub_job = 0;
+  uint32_t split = 1;
+};
+
+enum class StartOutcome : uint8_t {
+  started,       // a new flow
+  existing,      // the key's flow, live or kept finished: nothing changed
+  flows_full,    // live_flows_max flows live: refused, retry later
+  unknown_plan,  // no such plan index
+};
+
+struct StartResult {
+  StartOutcome outcome = StartOutcome::started;
+  uint64_t flow = 0;  // started or existing
+};
+
+enum class CompleteOutcome : uint8_t { applied, stale };
+enum class ControlOutcome : uint8_t { applied, unknown_flow, not_allowed };
+
+// A flow as a query sees it (live or kept finished).
+struct FlowSummary {
+  uint64_t flow = 0;
+  std::string key;
+  uint32_t plan = 0;
+  FlowStatus status = FlowStatus::created;
+  uint32_t jobs_running = 0;
+  uint64_t jobs_succeeded = 0, jobs_failed = 0;
+  std::vector<JobStatus> steps;  // empty once finished
+};
+
+struct FlowTableCounters {
+  uint64_t flows_started = 0, flows_succeeded = 0, flows_failed = 0, flows_cancelled = 0;
+  uint64_t jobs_dispatched = 0, jobs_succeeded = 0, jobs_failed = 0, jobs_timed_out = 0;
+  uint64_t results_stale = 0;
+};
+
+class FlowTable {
+ public:
+  explicit FlowTable(FlowTableLimits limits = {});
+
+  // Adds a deployed contract version; returns its plan index. The caller checked it
+  // (dependencies name earlier-validated steps, no cycles, split >= 1).
+  uint32_t add_plan(FlowPlan plan);
+  const FlowPlan& plan(uint32_t index) const { return plans_.at(index); }
+  uint32_t plan_count() const { return uint32_t(plans_.size()); }
+
+  // Creates or changes a product's queue settings; may dispatch more (appended to out).
+  void set_product(std::string_view name, ProductSettings settings, std::vector<JobDispatch>& out);
+
+  // Starts a flow of `plan` under the idempotency key; its root steps' jobs are appended
+  // to `out` as far as their product has room.
+  StartResult start(std::string_view key, uint32_t plan, std::vector<JobDispatch>& out);
+
+  // A dispatched job's compute ended. Stale when the mark is not running.
+  CompleteOutcome complete(uint64_t job_mark, JobOutcome outcome, std::string_view output,
+                           std::vector<JobDispatch>& out);
+
+  // Pause: no new job of the flow is dispatched (running ones finish and count). Resume
+  // dispatches what became ready meanwhile. Cancel ends the flow: its running jobs'
+  // results become stale. Each is not_allowed on a finished flow (and pause on a paused
+  // one, resume on one not paused).
+  ControlOutcome pause(uint64_t flow);
+  ControlOutcome resume(uint64_t flow, std::vector<JobDispatch>& out);
+  ControlOutcome cancel(uint64_t flow, std::vector<JobDispatch>& out);
+
+  std::optional<FlowSummary> summary(uint64_t flow) const;
+  std::optional<uint64_t> flow_of_key(std::string_view key) const;
+  // The kept output of a finished step of a live flow (a split's: its sub-jobs' outputs
+  // in sub-job order), or nullopt.
+  std::optional<std::string> output(uint64_t flow, uint16_t step) const;
+  // Every job running, in mark order (what an engine restarted from this state sends again).
+  std::vector<JobDispatch> running_jobs() const;
+
+  uint32_t live_flows() const { return uint32_t(live_.size()); }
+  uint32_t running_job_count() const { return uint32_t(running_.size()); }
+  const FlowTableCounters& counters() const { return counters_; }
+  // Jobs queued (ready, not dispatched) and running, of one product.
+  uint64_t product_queued(std::string_view name) const;
+  uint32_t product_running(std::string_view name) const;
+
+ private:
+  struct StepState {
+    uint16_t dependencies_left = 0;
+    JobStatus status = JobStatus::pending;
+    bool queued = false;          // has an entry in its product's queue
+    uint32_t dispatched = 0;      // sub-jobs sent
+    uint32_t finished = 0;        // sub-jobs ended (succeeded or failed)
+    uint32_t failed = 0;
+    std::vector<std::string> outputs;  // by sub-job, when the output is kept
+  };
+  struct LiveFlow {
+    std::string key;
+    uint32_t plan = 0;
+    FlowStatus status = FlowStatus::created;
+    uint32_t steps_left = 0;
+    uint64_t jobs_succeeded = 0, jobs_failed = 0;
+    std::vector<StepState> steps;
+    std::vector<uint64_t> running;  // job marks; RunningJob::position indexes it
+  };
+  struct RunningJob {
+    uint64_t flow = 0;
+    uint16_t step = 0;
+    uint32_t sub_job = 0;
+    uint32_t position = 0;  // in LiveFlow::running
+  };
+  struct Product {
+    std::string name;
+    ProductSettings settings;
+    uint32_t running = 0;
+    std::deque<std::pair<uint64_t, uint16_t>> ready;  // (flow, step), FIFO
+  };
+  struct FinishedFlow {
+    uint64_t flow = 0;
+    std::string key;
+    uint32_t plan = 0;
+    FlowStatus status = FlowStatus::succeeded;
+    uint64_t jobs_succeeded = 0, jobs_failed = 0;
+  };
+
+  uint32_t product_index(std::string_view name);
+  void order_products();
+  void make_ready(uint64_t flow_id, LiveFlow& flow, uint16_t step);
+  void dispatch(std::vector<JobDispatch>& out);
+  void finish_step(uint64_t flow_id, LiveFlow& flow, uint16_t step, JobStatus status);
+  void end_flow(uint64_t flow_id, FlowStatus status);
+  void forget_running(LiveFlow& flow, uint64_t job_mark);
+
+  FlowTableLimits limits_;
+  std::vector<FlowPlan> plans_;
+  std::vector<uint32_t> plan_product_;  // by plan
+  std::vector<std::vector<std::vector<uint16_t>>> plan_successors_;  // by plan, by step
+  std::vector<Product> products_;       // in the order named
+  std::vector<uint32_t> product_order_; // by priority descending, then index
+  std::map<uint64_t, LiveFlow> live_;   // by flow id
+  std::unordered_map<uint64_t, RunningJob> running_;  // by job mark
+  std::unordered_map<std::string, uint64_t> key_flows_;  // live and kept finished
+  std::map<uint64_t, FinishedFlow> finished_;  // kept summaries, by flow id
+  std::deque<uint64_t> finished_order_;        // their ids, oldest finished first
+  uint64_t next_flow_ = 1;
+  uint64_t next_job_mark_ = 1;
+  FlowTableCounters counters_;
+};
+
+}  // namespace keel::flow

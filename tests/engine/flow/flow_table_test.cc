@@ -1,0 +1,371 @@
+#include "engine/flow/flow_table.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <random>
+#include <set>
+
+namespace keel::flow {
+namespace {
+
+StepPlan step(std::vector<uint16_t> after, uint32_t split = 1, uint32_t failures_max = 0, bool kept = false) {
+  return StepPlan{split, failures_max, std::move(after), kept};
+}
+
+// The loan approval's shape: hash -> (score, risk split 16) -> decision.
+FlowPlan loan_plan(std::string product = "loans") {
+  return FlowPlan{"loan_approval", 1, std::move(product),
+                  {step({}), step({0}), step({0}, 16, 0, true), step({1, 2})}};
+}
+
+std::vector<uint16_t> steps_of(const std::vector<JobDispatch>& jobs) {
+  std::vector<uint16_t> steps;
+  for (const JobDispatch& job : jobs) steps.push_back(job.step);
+  return steps;
+}
+
+TEST(FlowTable, AChainRunsStepByStepAndSucceeds) {
+  FlowTable table;
+  uint32_t plan = table.add_plan({"chain", 1, "p", {step({}), step({0}), step({1})}});
+  std::vector<JobDispatch> out;
+  StartResult started = table.start("k1", plan, out);
+  ASSERT_EQ(started.outcome, StartOutcome::started);
+  ASSERT_EQ(steps_of(out), (std::vector<uint16_t>{0}));
+  EXPECT_EQ(table.summary(started.flow)->status, FlowStatus::running);
+  for (uint16_t expected = 1; expected <= 3; ++expected) {
+    JobDispatch job = out.back();
+    out.clear();
+    ASSERT_EQ(table.complete(job.job_mark, JobOutcome::succeeded, "", out), CompleteOutcome::applied);
+    if (expected < 3) ASSERT_EQ(steps_of(out), (std::vector<uint16_t>{expected}));
+    else EXPECT_TRUE(out.empty());
+  }
+  FlowSummary done = *table.summary(started.flow);
+  EXPECT_EQ(done.status, FlowStatus::succeeded);
+  EXPECT_EQ(done.jobs_succeeded, 3u);
+  EXPECT_EQ(table.live_flows(), 0u);
+  EXPECT_EQ(table.running_job_count(), 0u);
+  EXPECT_EQ(table.counters().flows_succeeded, 1u);
+}
+
+TEST(FlowTable, ParallelBranchesAndASplitFanInOnce) {
+  FlowTable table;
+  uint32_t plan = table.add_plan(loan_plan());
+  std::vector<JobDispatch> out;
+  uint64_t flow = table.start("loan-1", plan, out).flow;
+  ASSERT_EQ(out.size(), 1u);
+  JobDispatch hash = out[0];
+  out.clear();
+  table.complete(hash.job_mark, JobOutcome::succeeded, "", out);
+  // score, then the 16 risk sub-jobs, 0..15.
+  ASSERT_EQ(out.size(), 17u);
+  EXPECT_EQ(out[0].step, 1);
+  for (uint32_t sub_job = 0; sub_job < 16; ++sub_job) {
+    EXPECT_EQ(out[1 + sub_job].step, 2);
+    EXPECT_EQ(out[1 + sub_job].sub_job, sub_job);
+    EXPECT_EQ(out[1 + sub_job].split, 16u);
+  }
+  std::vector<JobDispatch> parallel = out;
+  // Finish them in reverse order; the decision is released by the last one only.
+  std::vector<JobDispatch> released;
+  for (size_t index = parallel.size(); index-- > 0;) {
+    out.clear();
+    table.complete(parallel[index].job_mark, JobOutcome::succeeded,
+                   parallel[index].step == 2 ? std::string(1, char('a' + parallel[index].sub_job)) : "", out);
+    if (index > 0) {
+      EXPECT_TRUE(out.empty()) << "released before all of its dependencies finished";
+    }
+    released.insert(released.end(), out.begin(), out.end());
+  }
+  ASSERT_EQ(steps_of(released), (std::vector<uint16_t>{3}));
+  // The split's kept output is its sub-jobs' outputs in sub-job order, whatever order they ended in.
+  EXPECT_EQ(table.output(flow, 2), std::optional<std::string>("abcdefghijklmnop"));
+  EXPECT_EQ(table.output(flow, 1), std::nullopt);  // not kept: nobody reads it
+  EXPECT_EQ(table.summary(flow)->steps,
+            (std::vector<JobStatus>{JobStatus::succeeded, JobStatus::succeeded, JobStatus::succeeded, JobStatus::running}));
+  out.clear();
+  table.complete(released[0].job_mark, JobOutcome::succeeded, "", out);
+  EXPECT_EQ(table.summary(flow)->status, FlowStatus::succeeded);
+  EXPECT_EQ(table.summary(flow)->jobs_succeeded, 19u);
+}
+
+TEST(FlowTable, AFailedSubJobFailsTheFlowAndItsRunningJobsGoStale) {
+  FlowTable table;
+  uint32_t plan = table.add_plan({"split", 1, "p", {step({}, 4), step({0})}});
+  std::vector<JobDispatch> out;
+  uint64_t flow = table.start("k", plan, out).flow;
+  ASSERT_EQ(out.size(), 4u);
+  std::vector<JobDispatch> jobs = out;
+  out.clear();
+  EXPECT_EQ(table.complete(jobs[0].job_mark, JobOutcome::succeeded, "", out), CompleteOutcome::applied);
+  EXPECT_EQ(table.complete(jobs[1].job_mark, JobOutcome::failed, "", out), CompleteOutcome::applied);
+  EXPECT_TRUE(out.empty());
+  FlowSummary failed = *table.summary(flow);
+  EXPECT_EQ(failed.status, FlowStatus::failed);
+  EXPECT_EQ(failed.jobs_failed, 1u);
+  EXPECT_EQ(table.running_job_count(), 0u);
+  // The other attempts still come back: each is stale, with no effect.
+  EXPECT_EQ(table.complete(jobs[2].job_mark, JobOutcome::succeeded, "", out), CompleteOutcome::stale);
+  EXPECT_EQ(table.complete(jobs[3].job_mark, JobOutcome::failed, "", out), CompleteOutcome::stale);
+  EXPECT_EQ(table.complete(jobs[0].job_mark, JobOutcome::succeeded, "", out), CompleteOutcome::stale);
+  EXPECT_EQ(table.counters().results_stale, 3u);
+  EXPECT_EQ(table.summary(flow)->jobs_succeeded, 1u);
+}
+
+TEST(FlowTable, ASplitToleratesUpToItsFailuresMax) {
+  FlowTable table;
+  uint32_t tolerant = table.add_plan({"tolerant", 1, "p", {step({}, 5, 2)}});
+  for (uint32_t failures : {2u, 3u}) {
+    std::vector<JobDispatch> out;
+    uint64_t flow = table.start("k" + std::to_string(failures), tolerant, out).flow;
+    ASSERT_EQ(out.size(), 5u);
+    std::vector<JobDispatch> jobs = out;
+    for (uint32_t index = 0; index < 5; ++index) {
+      if (!table.summary(flow) || flow_finished(table.summary(flow)->status)) break;
+      table.complete(jobs[index].job_mark, index < failures ? JobOutcome::failed : JobOutcome::succeeded, "", out);
+    }
+    EXPECT_EQ(table.summary(flow)->status, failures <= 2 ? FlowStatus::succeeded : FlowStatus::failed) << failures;
+  }
+}
+
+TEST(FlowTable, ATimedOutJobEndsItsStepTimedOut) {
+  FlowTable table;
+  uint32_t plan = table.add_plan({"one", 1, "p", {step({}), step({0})}});
+  std::vector<JobDispatch> out;
+  uint64_t flow = table.start("k", plan, out).flow;
+  // Keep the flow's summary reachable once finished: it stays in the kept FIFO.
+  table.complete(out[0].job_mark, JobOutcome::timed_out, "", out);
+  EXPECT_EQ(table.summary(flow)->status, FlowStatus::failed);
+  EXPECT_EQ(table.counters().jobs_timed_out, 1u);
+}
+
+TEST(FlowTable, PauseHoldsNewJobsAndResumeReleasesThem) {
+  FlowTable table;
+  uint32_t plan = table.add_plan({"chain", 1, "p", {step({}), step({0})}});
+  std::vector<JobDispatch> out;
+  uint64_t flow = table.start("k", plan, out).flow;
+  JobDispatch first = out[0];
+  out.clear();
+  EXPECT_EQ(table.pause(flow), ControlOutcome::applied);
+  EXPECT_EQ(table.pause(flow), ControlOutcome::not_allowed);
+  EXPECT_EQ(table.summary(flow)->status, FlowStatus::paused);
+  // The running job finishes and counts, but its successor waits.
+  EXPECT_EQ(table.complete(first.job_mark, JobOutcome::succeeded, "", out), CompleteOutcome::applied);
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(table.summary(flow)->steps[1], JobStatus::pending);
+  EXPECT_EQ(table.resume(flow, out), ControlOutcome::applied);
+  EXPECT_EQ(table.resume(flow, out), ControlOutcome::not_allowed);
+  ASSERT_EQ(steps_of(out), (std::vector<uint16_t>{1}));
+  EXPECT_EQ(table.summary(flow)->status, FlowStatus::running);
+  JobDispatch second = out[0];
+  out.clear();
+  table.complete(second.job_mark, JobOutcome::succeeded, "", out);
+  EXPECT_EQ(table.summary(flow)->status, FlowStatus::succeeded);
+  EXPECT_EQ(table.pause(flow), ControlOutcome::not_allowed);
+  EXPECT_EQ(table.resume(flow, out), ControlOutcome::not_allowed);
+  EXPECT_EQ(table.pause(999), ControlOutcome::unknown_flow);
+}
+
+TEST(FlowTable, CancelEndsTheFlowAndFreesItsProductsSlots) {
+  FlowTable table;
+  std::vector<JobDispatch> out;
+  table.set_product("p", {.priority = 0, .running_max = 2}, out);
+  uint32_t plan = table.add_plan({"split", 1, "p", {step({}, 3), step({0})}});
+  uint64_t first = table.start("a", plan, out).flow;
+  uint64_t second = table.start("b", plan, out).flow;
+  ASSERT_EQ(out.size(), 2u);  // the product's two slots, both the first flow's
+  EXPECT_EQ(table.summary(second)->status, FlowStatus::created);
+  EXPECT_EQ(table.product_queued("p"), 4u);
+  std::vector<JobDispatch> running = out;
+  out.clear();
+  EXPECT_EQ(table.cancel(first, out), ControlOutcome::applied);
+  EXPECT_EQ(table.summary(first)->status, FlowStatus::cancelled);
+  // The freed slots go to the second flow.
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].flow, second);
+  EXPECT_EQ(out[1].flow, second);
+  EXPECT_EQ(table.product_running("p"), 2u);
+  EXPECT_EQ(table.complete(running[0].job_mark, JobOutcome::succeeded, "", out), CompleteOutcome::stale);
+  EXPECT_EQ(table.cancel(first, out), ControlOutcome::not_allowed);
+  EXPECT_EQ(table.cancel(12345, out), ControlOutcome::unknown_flow);
+}
+
+TEST(FlowTable, TheSameKeyReturnsTheSameFlowWhileItIsKept) {
+  FlowTable table(FlowTableLimits{.live_flows_max = 2, .finished_kept_max = 1});
+  uint32_t plan = table.add_plan({"one", 1, "p", {step({})}});
+  std::vector<JobDispatch> out;
+  StartResult first = table.start("order-1", plan, out);
+  ASSERT_EQ(out.size(), 1u);
+  StartResult again = table.start("order-1", plan, out);
+  EXPECT_EQ(again.outcome, StartOutcome::existing);
+  EXPECT_EQ(again.flow, first.flow);
+  EXPECT_EQ(out.size(), 1u) << "a repeated start dispatched a job";
+  EXPECT_EQ(table.start("order-2", plan, out).outcome, StartOutcome::started);
+  EXPECT_EQ(table.start("order-3", plan, out).outcome, StartOutcome::flows_full);
+  EXPECT_EQ(table.start("order-4", 7, out).outcome, StartOutcome::unknown_plan);
+  // Finished, and kept: still the same flow.
+  table.complete(out[0].job_mark, JobOutcome::succeeded, "", out);
+  EXPECT_EQ(table.start("order-1", plan, out).flow, first.flow);
+  EXPECT_EQ(table.flow_of_key("order-1"), first.flow);
+  // A second finished flow pushes the first out of the kept FIFO: its key is free again.
+  table.complete(out[1].job_mark, JobOutcome::succeeded, "", out);
+  EXPECT_EQ(table.summary(first.flow), std::nullopt);
+  EXPECT_EQ(table.flow_of_key("order-1"), std::nullopt);
+  StartResult reused = table.start("order-1", plan, out);
+  EXPECT_EQ(reused.outcome, StartOutcome::started);
+  EXPECT_NE(reused.flow, first.flow);
+}
+
+TEST(FlowTable, ABatchProductCannotTakeAnInteractiveProductsSlots) {
+  FlowTable table;
+  std::vector<JobDispatch> out;
+  table.set_product("batch", {.priority = 0, .running_max = 4}, out);
+  table.set_product("interactive", {.priority = 10, .running_max = 8}, out);
+  uint32_t nightly = table.add_plan({"nightly", 1, "batch", {step({}, 1000)}});
+  uint32_t loan = table.add_plan(loan_plan("interactive"));
+  table.start("night", nightly, out);
+  EXPECT_EQ(out.size(), 4u);
+  EXPECT_EQ(table.product_queued("batch"), 996u);
+  out.clear();
+  for (int index = 0; index < 8; ++index) table.start("loan-" + std::to_string(index), loan, out);
+  EXPECT_EQ(out.size(), 8u) << "the interactive product's slots";
+  EXPECT_EQ(table.product_running("batch"), 4u);
+  EXPECT_EQ(table.product_running("interactive"), 8u);
+  // A batch job ends: its slot goes to the next batch job, never past the batch limit.
+  std::vector<JobDispatch> batch_running = table.running_jobs();  // mark order: batch first
+  ASSERT_EQ(batch_running[0].flow, 1u);
+  out.clear();
+  table.complete(batch_running[0].job_mark, JobOutcome::succeeded, "", out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].flow, 1u);
+  EXPECT_EQ(table.product_running("batch"), 4u);
+  // An interactive job ends: its slot goes to that product's queue, not to the batch.
+  out.clear();
+  for (const JobDispatch& job : table.running_jobs())
+    if (job.flow > 1) {
+      table.complete(job.job_mark, JobOutcome::succeeded, "", out);  // a loan's hash: releases score and risk
+      break;
+    }
+  ASSERT_FALSE(out.empty());
+  EXPECT_NE(out[0].flow, 1u);
+  // Raising the batch limit dispatches more at once.
+  out.clear();
+  table.set_product("batch", {.priority = 0, .running_max = 6}, out);
+  EXPECT_EQ(out.size(), 2u);
+}
+
+TEST(FlowTable, AKeptOutputPastItsBoundFailsTheStep) {
+  FlowTable table(FlowTableLimits{.output_bytes_max = 8});
+  uint32_t plan = table.add_plan({"big", 1, "p", {step({}, 2, 0, true), step({0})}});
+  std::vector<JobDispatch> out;
+  uint64_t flow = table.start("k", plan, out).flow;
+  std::vector<JobDispatch> jobs = out;
+  table.complete(jobs[0].job_mark, JobOutcome::succeeded, "12345", out);
+  table.complete(jobs[1].job_mark, JobOutcome::succeeded, "67890", out);
+  EXPECT_EQ(table.summary(flow)->status, FlowStatus::failed);
+}
+
+// Random DAGs, random outcomes, random completion order and random pause/resume/cancel,
+// against the rules: a job is dispatched only after every dependency of its step
+// succeeded, each mark's result applies once, no product runs past its limit, and a
+// flow succeeds exactly when every one of its jobs did. Two tables fed the same events
+// dispatch the same jobs (determinism, which replay relies on).
+TEST(FlowTable, RandomFlowsKeepEveryRule) {
+  uint64_t seed = std::random_device{}();
+  std::printf("seed %llu\n", (unsigned long long)seed);
+  std::mt19937_64 random(seed);
+  FlowTable table, twin;
+  std::vector<JobDispatch> out, twin_out;
+  table.set_product("p0", {.priority = 1, .running_max = 8}, out);
+  twin.set_product("p0", {.priority = 1, .running_max = 8}, twin_out);
+  std::vector<uint32_t> plans;
+  for (int plan_index = 0; plan_index < 6; ++plan_index) {
+    FlowPlan plan{"c" + std::to_string(plan_index), 1, plan_index % 2 ? "p0" : "p1", {}};
+    size_t steps = 1 + random() % 8;
+    for (size_t index = 0; index < steps; ++index) {
+      std::vector<uint16_t> after;
+      for (size_t earlier = 0; earlier < index; ++earlier)
+        if (random() % 3 == 0) after.push_back(uint16_t(earlier));
+      plan.steps.push_back(step(after, random() % 4 == 0 ? 1 + random() % 6 : 1, random() % 2));
+    }
+    plans.push_back(table.add_plan(plan));
+    twin.add_plan(plan);
+  }
+  std::map<uint64_t, JobDispatch> running;           // by mark
+  std::map<uint64_t, std::set<uint16_t>> succeeded;  // steps whose every job ended, per flow
+  std::map<std::pair<uint64_t, uint16_t>, uint32_t> step_successes;
+  auto take = [&](std::vector<JobDispatch>& jobs, std::vector<JobDispatch>& twin_jobs) {
+    ASSERT_EQ(jobs.size(), twin_jobs.size());
+    for (size_t index = 0; index < jobs.size(); ++index) {
+      const JobDispatch& job = jobs[index];
+      ASSERT_EQ(job.job_mark, twin_jobs[index].job_mark);
+      ASSERT_EQ(job.flow, twin_jobs[index].flow);
+      ASSERT_EQ(job.step, twin_jobs[index].step);
+      ASSERT_EQ(job.sub_job, twin_jobs[index].sub_job);
+      const FlowPlan& plan = table.plan(table.summary(job.flow)->plan);
+      for (uint16_t dependency : plan.steps[job.step].dependencies)
+        ASSERT_TRUE(succeeded[job.flow].count(dependency)) << "dispatched before its dependency; seed " << seed;
+      ASSERT_TRUE(running.emplace(job.job_mark, job).second);
+    }
+    jobs.clear();
+    twin_jobs.clear();
+    ASSERT_LE(table.product_running("p0"), 8u);
+    ASSERT_LE(table.product_running("p1"), 1024u);
+  };
+  uint64_t flows_started = 0;
+  for (int event = 0; event < 4000; ++event) {
+    uint64_t choice = random() % 10;
+    if (choice < 2 || running.empty()) {
+      std::string key = "k" + std::to_string(random() % 200);
+      uint32_t plan = plans[random() % plans.size()];
+      StartResult started = table.start(key, plan, out);
+      ASSERT_EQ(twin.start(key, plan, twin_out).flow, started.flow);
+      flows_started += started.outcome == StartOutcome::started;
+    } else if (choice < 9) {
+      auto picked = std::next(running.begin(), long(random() % running.size()));
+      JobDispatch job = picked->second;
+      running.erase(picked);
+      JobOutcome outcome = random() % 12 == 0 ? JobOutcome::failed : JobOutcome::succeeded;
+      bool live_before = table.summary(job.flow) && !flow_finished(table.summary(job.flow)->status);
+      CompleteOutcome applied = table.complete(job.job_mark, outcome, "", out);
+      ASSERT_EQ(twin.complete(job.job_mark, outcome, "", twin_out), applied);
+      ASSERT_EQ(applied == CompleteOutcome::applied, live_before) << "seed " << seed;
+      if (applied == CompleteOutcome::applied) {
+        // A second result for the same mark never applies.
+        std::vector<JobDispatch> none;
+        ASSERT_EQ(table.complete(job.job_mark, JobOutcome::succeeded, "", none), CompleteOutcome::stale);
+        ASSERT_EQ(twin.complete(job.job_mark, JobOutcome::succeeded, "", none), CompleteOutcome::stale);
+        // Every sub-job of a step ended (some may have failed within its tolerance).
+        if (++step_successes[{job.flow, job.step}] == job.split) succeeded[job.flow].insert(job.step);
+      }
+    } else {
+      if (running.empty()) continue;
+      uint64_t flow = std::next(running.begin(), long(random() % running.size()))->second.flow;
+      uint64_t action = random() % 3;
+      ControlOutcome done = action == 0 ? table.pause(flow) : action == 1 ? table.resume(flow, out) : table.cancel(flow, out);
+      ControlOutcome twin_done =
+          action == 0 ? twin.pause(flow) : action == 1 ? twin.resume(flow, twin_out) : twin.cancel(flow, twin_out);
+      ASSERT_EQ(done, twin_done);
+    }
+    ASSERT_NO_FATAL_FAILURE(take(out, twin_out));
+    // Resume every paused flow now and then, so the run drains.
+    if (event % 50 == 49)
+      for (const auto& [mark, job] : std::map<uint64_t, JobDispatch>(running)) {
+        if (table.resume(job.flow, out) == ControlOutcome::applied) {
+          ASSERT_EQ(twin.resume(job.flow, twin_out), ControlOutcome::applied);
+        }
+        ASSERT_NO_FATAL_FAILURE(take(out, twin_out));
+      }
+  }
+  EXPECT_GT(flows_started, 100u);
+  const FlowTableCounters& counters = table.counters();
+  EXPECT_EQ(counters.flows_started, flows_started);
+  EXPECT_GT(counters.flows_succeeded, 0u);
+  EXPECT_LE(counters.flows_succeeded + counters.flows_failed + counters.flows_cancelled, flows_started);
+  EXPECT_EQ(table.running_job_count(), twin.running_job_count());
+}
+
+}  // namespace
+}  // namespace keel::flow
