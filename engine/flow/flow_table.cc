@@ -344,3 +344,238 @@ uint32_t FlowTable::product_running(std::string_view name) const {
 }
 
 }  // namespace keel::flow
+
+namespace keel::flow {
+
+namespace {
+
+constexpr uint32_t table_magic = 0x3154464b;  // "KFT1"
+constexpr uint32_t table_format_version = 1;
+constexpr size_t name_bytes_max = 256;
+constexpr size_t key_bytes_max = 1024;
+
+using ledger::put;
+using ledger::put_string32;
+
+}  // namespace
+
+void FlowTable::serialize(std::vector<std::byte>& out) const {
+  put(out, table_magic);
+  put(out, table_format_version);
+  put(out, next_flow_);
+  put(out, next_job_mark_);
+  put(out, counters_);
+  put(out, uint32_t(products_.size()));
+  for (const Product& product : products_) {
+    put_string32(out, product.name);
+    put(out, product.settings.priority);
+    put(out, product.settings.running_max);
+    put(out, uint64_t(product.ready.size()));
+    for (const auto& [flow_id, step] : product.ready) {
+      put(out, flow_id);
+      put(out, step);
+    }
+  }
+  put(out, uint32_t(plans_.size()));
+  for (const FlowPlan& plan : plans_) {
+    put_string32(out, plan.contract);
+    put(out, plan.version);
+    put_string32(out, plan.product);
+    put(out, uint32_t(plan.steps.size()));
+    for (const StepPlan& step : plan.steps) {
+      put(out, step.split);
+      put(out, step.split_failures_max);
+      put(out, uint32_t(step.output_kept));
+      put(out, uint32_t(step.dependencies.size()));
+      for (uint16_t dependency : step.dependencies) put(out, dependency);
+    }
+  }
+  put(out, uint64_t(live_.size()));
+  for (const auto& [flow_id, flow] : live_) {  // std::map: ascending ids
+    put(out, flow_id);
+    put_string32(out, flow.key);
+    put(out, flow.plan);
+    put(out, uint32_t(flow.status));
+    put(out, flow.steps_left);
+    put(out, flow.jobs_succeeded);
+    put(out, flow.jobs_failed);
+    for (const StepState& step : flow.steps) {
+      put(out, step.dependencies_left);
+      put(out, uint8_t(step.status));
+      put(out, uint8_t(step.queued));
+      put(out, step.dispatched);
+      put(out, step.finished);
+      put(out, step.failed);
+      put(out, uint32_t(step.outputs.size()));
+      for (const std::string& part : step.outputs) put_string32(out, part);
+    }
+  }
+  std::vector<JobDispatch> running = running_jobs();
+  put(out, uint64_t(running.size()));
+  for (const JobDispatch& job : running) {
+    put(out, job.job_mark);
+    put(out, job.flow);
+    put(out, job.step);
+    put(out, job.sub_job);
+  }
+  put(out, uint64_t(finished_order_.size()));
+  for (uint64_t flow_id : finished_order_) {
+    const FinishedFlow& flow = finished_.at(flow_id);
+    put(out, flow_id);
+    put_string32(out, flow.key);
+    put(out, flow.plan);
+    put(out, uint32_t(flow.status));
+    put(out, flow.jobs_succeeded);
+    put(out, flow.jobs_failed);
+  }
+}
+
+Result<FlowTable> FlowTable::deserialize(ledger::ByteReader& in, FlowTableLimits limits) {
+  FlowTable table(limits);
+  uint32_t magic = 0, version = 0;
+  if (!in.get(magic) || magic != table_magic) return in.fail("not a flow table (bad magic)");
+  if (!in.get(version) || version != table_format_version)
+    return in.fail("flow table format " + std::to_string(version) + ", this keel reads 1");
+  if (!in.get(table.next_flow_) || !in.get(table.next_job_mark_) || !in.get(table.counters_))
+    return in.fail("cut short in the flow table's counters");
+  if (table.next_flow_ == 0 || table.next_job_mark_ == 0) return in.fail("flow or job sequence at 0");
+  uint32_t product_count = 0;
+  if (!in.get(product_count)) return in.fail("cut short before the products");
+  for (uint32_t product_index = 0; product_index < product_count; ++product_index) {
+    std::string name;
+    ProductSettings settings;
+    uint64_t ready_count = 0;
+    if (!in.get_string32(name, name_bytes_max) || !in.get(settings.priority) || !in.get(settings.running_max) ||
+        !in.get(ready_count))
+      return in.fail("cut short in product " + std::to_string(product_index));
+    // Products come in the order first named: each name once.
+    if (table.product_index(name) != product_index) return in.fail("product '" + name + "' is listed twice");
+    table.products_[product_index].settings = settings;
+    if (ready_count > (in.bytes.size() - in.offset) / 10) return in.fail("a product's queue is longer than the bytes");
+    for (uint64_t index = 0; index < ready_count; ++index) {
+      uint64_t flow_id = 0;
+      uint16_t step = 0;
+      if (!in.get(flow_id) || !in.get(step)) return in.fail("cut short in a product's queue");
+      if (flow_id == 0 || flow_id >= table.next_flow_) return in.fail("a queued flow id past the sequence");
+      table.products_[product_index].ready.emplace_back(flow_id, step);
+    }
+  }
+  table.order_products();
+  uint32_t plan_count = 0;
+  if (!in.get(plan_count)) return in.fail("cut short before the plans");
+  for (uint32_t plan_index = 0; plan_index < plan_count; ++plan_index) {
+    FlowPlan plan;
+    uint32_t step_count = 0;
+    if (!in.get_string32(plan.contract, name_bytes_max) || !in.get(plan.version) ||
+        !in.get_string32(plan.product, name_bytes_max) || !in.get(step_count))
+      return in.fail("cut short in plan " + std::to_string(plan_index));
+    if (step_count == 0 || step_count > 65535) return in.fail("plan " + std::to_string(plan_index) + ": step count");
+    for (uint32_t step_index = 0; step_index < step_count; ++step_index) {
+      StepPlan step;
+      uint32_t kept = 0, dependency_count = 0;
+      if (!in.get(step.split) || !in.get(step.split_failures_max) || !in.get(kept) || !in.get(dependency_count))
+        return in.fail("cut short in a plan's step");
+      if (step.split == 0 || kept > 1 || dependency_count > step_count) return in.fail("a plan's step is out of range");
+      step.output_kept = kept == 1;
+      for (uint32_t index = 0; index < dependency_count; ++index) {
+        uint16_t dependency = 0;
+        if (!in.get(dependency)) return in.fail("cut short in a step's dependencies");
+        // Dependencies point at other steps; cycles were refused at deploy.
+        if (dependency >= step_count || dependency == step_index) return in.fail("a step's dependency is out of range");
+        step.dependencies.push_back(dependency);
+      }
+      plan.steps.push_back(std::move(step));
+    }
+    table.add_plan(std::move(plan));
+  }
+  if (table.products_.size() != product_count) return in.fail("a plan names a product not listed");
+  uint64_t live_count = 0;
+  if (!in.get(live_count)) return in.fail("cut short before the live flows");
+  uint64_t previous_id = 0;
+  for (uint64_t index = 0; index < live_count; ++index) {
+    size_t start = in.offset;
+    uint64_t flow_id = 0;
+    LiveFlow flow;
+    uint32_t status = 0;
+    if (!in.get(flow_id) || !in.get_string32(flow.key, key_bytes_max) || !in.get(flow.plan) || !in.get(status) ||
+        !in.get(flow.steps_left) || !in.get(flow.jobs_succeeded) || !in.get(flow.jobs_failed))
+      return in.fail("cut short in a live flow");
+    if (flow_id <= previous_id || flow_id >= table.next_flow_) return in.fail_at(start, "live flow ids out of order");
+    if (flow.plan >= table.plans_.size()) return in.fail_at(start, "a live flow's plan is unknown");
+    if (status > uint32_t(FlowStatus::paused)) return in.fail_at(start, "a live flow's status is not live");
+    flow.status = FlowStatus(status);
+    const FlowPlan& plan = table.plans_[flow.plan];
+    if (flow.steps_left == 0 || flow.steps_left > plan.steps.size()) return in.fail_at(start, "steps_left out of range");
+    flow.steps.resize(plan.steps.size());
+    for (size_t step = 0; step < plan.steps.size(); ++step) {
+      StepState& state = flow.steps[step];
+      uint8_t step_status = 0, queued = 0;
+      uint32_t output_count = 0;
+      if (!in.get(state.dependencies_left) || !in.get(step_status) || !in.get(queued) || !in.get(state.dispatched) ||
+          !in.get(state.finished) || !in.get(state.failed) || !in.get(output_count))
+        return in.fail("cut short in a live flow's step");
+      const StepPlan& step_plan = plan.steps[step];
+      if (step_status > uint8_t(JobStatus::cancelled) || queued > 1 ||
+          state.dependencies_left > step_plan.dependencies.size() || state.dispatched > step_plan.split ||
+          state.finished > state.dispatched || state.failed > state.finished ||
+          (output_count != 0 && (output_count != step_plan.split || !step_plan.output_kept)))
+        return in.fail("a live flow's step is out of range");
+      state.status = JobStatus(step_status);
+      state.queued = queued == 1;
+      for (uint32_t part = 0; part < output_count; ++part) {
+        state.outputs.emplace_back();
+        if (!in.get_string32(state.outputs.back(), table.limits_.output_bytes_max))
+          return in.fail("a kept output is cut short or too large");
+      }
+    }
+    if (!table.key_flows_.emplace(flow.key, flow_id).second) return in.fail_at(start, "a key has two flows");
+    table.live_.emplace(flow_id, std::move(flow));
+    previous_id = flow_id;
+  }
+  for (const Product& product : table.products_)
+    for (const auto& [flow_id, step] : product.ready)
+      if (auto live = table.live_.find(flow_id); live != table.live_.end() && step >= live->second.steps.size())
+        return in.fail("a queued step is out of range");
+  uint64_t running_count = 0;
+  if (!in.get(running_count)) return in.fail("cut short before the running jobs");
+  uint64_t previous_mark = 0;
+  for (uint64_t index = 0; index < running_count; ++index) {
+    size_t start = in.offset;
+    uint64_t job_mark = 0;
+    RunningJob job;
+    if (!in.get(job_mark) || !in.get(job.flow) || !in.get(job.step) || !in.get(job.sub_job))
+      return in.fail("cut short in a running job");
+    if (job_mark <= previous_mark || job_mark >= table.next_job_mark_) return in.fail_at(start, "job marks out of order");
+    auto live = table.live_.find(job.flow);
+    if (live == table.live_.end()) return in.fail_at(start, "a running job of no live flow");
+    LiveFlow& flow = live->second;
+    if (job.step >= flow.steps.size() || job.sub_job >= flow.steps[job.step].dispatched)
+      return in.fail_at(start, "a running job's step or sub-job is out of range");
+    job.position = uint32_t(flow.running.size());
+    flow.running.push_back(job_mark);
+    ++table.products_[table.plan_product_[flow.plan]].running;
+    table.running_.emplace(job_mark, job);
+    previous_mark = job_mark;
+  }
+  uint64_t finished_count = 0;
+  if (!in.get(finished_count)) return in.fail("cut short before the finished flows");
+  for (uint64_t index = 0; index < finished_count; ++index) {
+    size_t start = in.offset;
+    FinishedFlow flow;
+    uint32_t status = 0;
+    if (!in.get(flow.flow) || !in.get_string32(flow.key, key_bytes_max) || !in.get(flow.plan) || !in.get(status) ||
+        !in.get(flow.jobs_succeeded) || !in.get(flow.jobs_failed))
+      return in.fail("cut short in a finished flow");
+    if (flow.flow == 0 || flow.flow >= table.next_flow_ || flow.plan >= table.plans_.size() ||
+        status < uint32_t(FlowStatus::succeeded) || status > uint32_t(FlowStatus::cancelled))
+      return in.fail_at(start, "a finished flow is out of range");
+    flow.status = FlowStatus(status);
+    if (table.live_.contains(flow.flow) || !table.key_flows_.emplace(flow.key, flow.flow).second)
+      return in.fail_at(start, "a finished flow repeats a flow or a key");
+    table.finished_order_.push_back(flow.flow);
+    table.finished_.emplace(flow.flow, std::move(flow));
+  }
+  return table;
+}
+
+}  // namespace keel::flow

@@ -45,6 +45,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/ledger/byte_codec.h"
+#include "error/result.h"
+
 namespace keel::flow {
 
 enum class FlowStatus : uint8_t { created = 0, running = 1, paused = 2, succeeded = 3, failed = 4, cancelled = 5 };
@@ -168,6 +171,17 @@ class FlowTable {
   // Jobs queued (ready, not dispatched) and running, of one product.
   uint64_t product_queued(std::string_view name) const;
   uint32_t product_running(std::string_view name) const;
+
+  // Canonical bytes (a snapshot's flow section): equal tables give equal bytes, and a
+  // table read back behaves exactly as the one written (queues in order, counters,
+  // sequence numbers). Little-endian, format 1: magic "KFT1", version, next flow id, next
+  // job mark, counters, products with their queues, plans, live flows by id with their
+  // steps and kept outputs, running jobs by mark, kept finished flows oldest first.
+  void serialize(std::vector<std::byte>& out) const;
+  // Reads serialize()'s bytes from `in` and checks them (ids and marks below their
+  // counters, plans, steps and sub-jobs in range, statuses known, keys unique, every
+  // running job of a live flow); an error names the offset and what was wrong.
+  static Result<FlowTable> deserialize(ledger::ByteReader& in, FlowTableLimits limits);
 
  private:
   struct StepState {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "engine/ledger/byte_codec.h"
 #include "engine/ledger/transaction.h"
 
 namespace keel::ledger {
@@ -24,36 +25,9 @@ struct TaskEntry {
 };
 static_assert(sizeof(TaskEntry) == 24);
 
-void put_bytes(std::vector<std::byte>& out, const void* data, size_t size) {
-  const std::byte* bytes = static_cast<const std::byte*>(data);
-  out.insert(out.end(), bytes, bytes + size);
-}
-template <class T>
-void put(std::vector<std::byte>& out, T value) {
-  put_bytes(out, &value, sizeof value);
-}
-
-// A bounds-checked reader: every read says whether the bytes were there.
-struct Reader {
-  std::span<const std::byte> bytes;
-  size_t offset = 0;
-  template <class T>
-  bool get(T& value) {
-    if (bytes.size() - offset < sizeof(T)) return false;
-    std::memcpy(&value, bytes.data() + offset, sizeof(T));
-    offset += sizeof(T);
-    return true;
-  }
-  bool get_string(std::string& value, size_t size) {
-    if (bytes.size() - offset < size) return false;
-    value.assign(reinterpret_cast<const char*>(bytes.data() + offset), size);
-    offset += size;
-    return true;
-  }
-  Error fail(std::string_view what) const { return fail_at(offset, what); }
-  Error fail_at(size_t at, std::string_view what) const {
-    return make_error("state snapshot", "offset " + std::to_string(at) + ": " + std::string(what));
-  }
+// A bounds-checked reader whose errors name the state snapshot.
+struct Reader : ByteReader {
+  explicit Reader(std::span<const std::byte> bytes) : ByteReader{bytes, "state snapshot"} {}
 };
 
 void serialize_tasks(const ShardState& state, std::vector<std::byte>& out) {
