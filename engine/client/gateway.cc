@@ -259,6 +259,10 @@ bool GatewayTile::take_submission(uint32_t slot_index, const SubmitMessage& mess
   } else {
     status = ledger::check_transaction(tx, ledger::TxOrigin::client, &view);
   }
+  // A deploy or product setting names its shard: one past the chain's is refused here.
+  if (status == ledger::TxStatus::applied &&
+      ledger::home_shard(view, chains_[message.chain].shard_count) >= chains_[message.chain].shard_count)
+    status = ledger::TxStatus::no_such_shard;
   if (status == ledger::TxStatus::applied) {
     const ChainRoute& chain = chains_[message.chain];
     uint32_t port_index = chain.first_port + ledger::home_shard(view, chain.shard_count);

@@ -39,12 +39,42 @@ FlowTable::FlowTable(FlowTableLimits limits) : limits_(limits) {
   assert(limits_.live_flows_max > 0);
 }
 
-uint32_t FlowTable::add_plan(FlowPlan plan) {
-  assert(!plan.steps.empty());
-  for (const StepPlan& step : plan.steps) {
-    assert(step.split >= 1);
-    (void)step;
+FlowPlan plan_of(const FlowModel& model) {
+  FlowPlan plan{model.name, model.version, model.product, {}};
+  auto index_of = [&](const std::string& id) {
+    for (size_t step = 0; step < model.steps.size(); ++step)
+      if (model.steps[step].id == id) return uint16_t(step);
+    assert(false && "a valid model's after names its own steps");
+    return uint16_t(0);
+  };
+  for (const FlowStep& step : model.steps) {
+    StepPlan step_plan{step.split, step.split_failures_max, {}, false};
+    for (const std::string& id : step.after) step_plan.dependencies.push_back(index_of(id));
+    plan.steps.push_back(std::move(step_plan));
   }
+  for (const FlowStep& step : model.steps)
+    for (const InputSource& source : step.input)
+      if (source.kind == InputKind::step_output) plan.steps[index_of(source.name)].output_kept = true;
+  return plan;
+}
+
+std::optional<uint32_t> FlowTable::find_plan(std::string_view contract, uint32_t version) const {
+  std::optional<uint32_t> found;
+  for (uint32_t index = 0; index < plans_.size(); ++index) {
+    const FlowPlan& plan = plans_[index];
+    if (plan.contract != contract) continue;
+    if (version != 0 ? plan.version == version : (!found || plan.version > plans_[*found].version)) found = index;
+  }
+  return found;
+}
+
+uint32_t FlowTable::add_plan(FlowModel model) {
+  assert(!find_plan(model.name, model.version));
+  FlowPlan plan = plan_of(model);
+  Result<CompiledFlow> compiled = compile_flow_model(model);
+  assert(compiled);
+  compiled_.push_back(std::move(*compiled));
+  models_.push_back(std::move(model));
   plan_product_.push_back(product_index(plan.product));
   // Successor lists, so a finished step releases its successors without a scan.
   std::vector<std::vector<uint16_t>> successors(plan.steps.size());
@@ -80,7 +110,8 @@ void FlowTable::set_product(std::string_view name, ProductSettings settings, std
   dispatch(out);
 }
 
-StartResult FlowTable::start(std::string_view key, uint32_t plan_index, std::vector<JobDispatch>& out) {
+StartResult FlowTable::start(std::string_view key, uint32_t plan_index, std::vector<JobDispatch>& out,
+                             std::string_view args) {
   if (auto found = key_flows_.find(std::string(key)); found != key_flows_.end())
     return {StartOutcome::existing, found->second};
   if (plan_index >= plans_.size()) return {StartOutcome::unknown_plan, 0};
@@ -89,6 +120,7 @@ StartResult FlowTable::start(std::string_view key, uint32_t plan_index, std::vec
   uint64_t flow_id = next_flow_++;
   LiveFlow& flow = live_[flow_id];
   flow.key = std::string(key);
+  flow.args = std::string(args);
   flow.plan = plan_index;
   flow.steps_left = uint32_t(plan.steps.size());
   flow.steps.resize(plan.steps.size());
@@ -297,6 +329,11 @@ std::optional<FlowSummary> FlowTable::summary(uint64_t flow_id) const {
   return std::nullopt;
 }
 
+std::string_view FlowTable::args(uint64_t flow_id) const {
+  auto live = live_.find(flow_id);
+  return live == live_.end() ? std::string_view() : std::string_view(live->second.args);
+}
+
 std::optional<uint64_t> FlowTable::flow_of_key(std::string_view key) const {
   auto found = key_flows_.find(std::string(key));
   if (found == key_flows_.end()) return std::nullopt;
@@ -353,6 +390,7 @@ constexpr uint32_t table_magic = 0x3154464b;  // "KFT1"
 constexpr uint32_t table_format_version = 1;
 constexpr size_t name_bytes_max = 256;
 constexpr size_t key_bytes_max = 1024;
+constexpr size_t args_bytes_max = 1 << 20;
 
 using ledger::put;
 using ledger::put_string32;
@@ -376,24 +414,17 @@ void FlowTable::serialize(std::vector<std::byte>& out) const {
       put(out, step);
     }
   }
-  put(out, uint32_t(plans_.size()));
-  for (const FlowPlan& plan : plans_) {
-    put_string32(out, plan.contract);
-    put(out, plan.version);
-    put_string32(out, plan.product);
-    put(out, uint32_t(plan.steps.size()));
-    for (const StepPlan& step : plan.steps) {
-      put(out, step.split);
-      put(out, step.split_failures_max);
-      put(out, uint32_t(step.output_kept));
-      put(out, uint32_t(step.dependencies.size()));
-      for (uint16_t dependency : step.dependencies) put(out, dependency);
-    }
+  put(out, uint32_t(models_.size()));
+  for (const FlowModel& model : models_) {
+    std::vector<std::byte> bytes = encode_flow_model(model);
+    put(out, uint32_t(bytes.size()));
+    ledger::put_bytes(out, bytes.data(), bytes.size());
   }
   put(out, uint64_t(live_.size()));
   for (const auto& [flow_id, flow] : live_) {  // std::map: ascending ids
     put(out, flow_id);
     put_string32(out, flow.key);
+    put_string32(out, flow.args);
     put(out, flow.plan);
     put(out, uint32_t(flow.status));
     put(out, flow.steps_left);
@@ -464,29 +495,15 @@ Result<FlowTable> FlowTable::deserialize(ledger::ByteReader& in, FlowTableLimits
   uint32_t plan_count = 0;
   if (!in.get(plan_count)) return in.fail("cut short before the plans");
   for (uint32_t plan_index = 0; plan_index < plan_count; ++plan_index) {
-    FlowPlan plan;
-    uint32_t step_count = 0;
-    if (!in.get_string32(plan.contract, name_bytes_max) || !in.get(plan.version) ||
-        !in.get_string32(plan.product, name_bytes_max) || !in.get(step_count))
+    size_t start = in.offset;
+    uint32_t model_bytes = 0;
+    if (!in.get(model_bytes) || model_bytes > flow_model_bytes_max || in.bytes.size() - in.offset < model_bytes)
       return in.fail("cut short in plan " + std::to_string(plan_index));
-    if (step_count == 0 || step_count > 65535) return in.fail("plan " + std::to_string(plan_index) + ": step count");
-    for (uint32_t step_index = 0; step_index < step_count; ++step_index) {
-      StepPlan step;
-      uint32_t kept = 0, dependency_count = 0;
-      if (!in.get(step.split) || !in.get(step.split_failures_max) || !in.get(kept) || !in.get(dependency_count))
-        return in.fail("cut short in a plan's step");
-      if (step.split == 0 || kept > 1 || dependency_count > step_count) return in.fail("a plan's step is out of range");
-      step.output_kept = kept == 1;
-      for (uint32_t index = 0; index < dependency_count; ++index) {
-        uint16_t dependency = 0;
-        if (!in.get(dependency)) return in.fail("cut short in a step's dependencies");
-        // Dependencies point at other steps; cycles were refused at deploy.
-        if (dependency >= step_count || dependency == step_index) return in.fail("a step's dependency is out of range");
-        step.dependencies.push_back(dependency);
-      }
-      plan.steps.push_back(std::move(step));
-    }
-    table.add_plan(std::move(plan));
+    Result<FlowModel> model = decode_flow_model(in.bytes.subspan(in.offset, model_bytes));
+    if (!model) return in.fail_at(start, "plan " + std::to_string(plan_index) + ": " + model.error().message);
+    in.offset += model_bytes;
+    if (table.find_plan(model->name, model->version)) return in.fail_at(start, "a contract version twice");
+    table.add_plan(std::move(*model));
   }
   if (table.products_.size() != product_count) return in.fail("a plan names a product not listed");
   uint64_t live_count = 0;
@@ -497,7 +514,8 @@ Result<FlowTable> FlowTable::deserialize(ledger::ByteReader& in, FlowTableLimits
     uint64_t flow_id = 0;
     LiveFlow flow;
     uint32_t status = 0;
-    if (!in.get(flow_id) || !in.get_string32(flow.key, key_bytes_max) || !in.get(flow.plan) || !in.get(status) ||
+    if (!in.get(flow_id) || !in.get_string32(flow.key, key_bytes_max) || !in.get_string32(flow.args, args_bytes_max) ||
+        !in.get(flow.plan) || !in.get(status) ||
         !in.get(flow.steps_left) || !in.get(flow.jobs_succeeded) || !in.get(flow.jobs_failed))
       return in.fail("cut short in a live flow");
     if (flow_id <= previous_id || flow_id >= table.next_flow_) return in.fail_at(start, "live flow ids out of order");

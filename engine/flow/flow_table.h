@@ -45,6 +45,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/flow/flow_model.h"
 #include "engine/ledger/byte_codec.h"
 #include "error/result.h"
 
@@ -59,7 +60,8 @@ std::string_view flow_status_text(FlowStatus status);
 std::string_view job_status_text(JobStatus status);
 inline bool flow_finished(FlowStatus status) { return status >= FlowStatus::succeeded; }
 
-// One step of a deployed contract, as the table needs it (compiled from its model).
+// One step of a deployed contract, as the table needs it (plan_of derives it from the
+// contract's model).
 struct StepPlan {
   uint32_t split = 1;               // sub-jobs; 1 = an ordinary job
   uint32_t split_failures_max = 0;  // failed sub-jobs tolerated before the step fails
@@ -74,6 +76,10 @@ struct FlowPlan {
   std::string product;
   std::vector<StepPlan> steps;
 };
+
+// The plan of a valid model (validate_flow_model passed): dependencies by index, and
+// output_kept for the steps some step's input reads.
+FlowPlan plan_of(const FlowModel& model);
 
 struct ProductSettings {
   uint32_t priority = 0;       // higher first
@@ -132,18 +138,23 @@ class FlowTable {
  public:
   explicit FlowTable(FlowTableLimits limits = {});
 
-  // Adds a deployed contract version; returns its plan index. The caller checked it
-  // (dependencies name earlier-validated steps, no cycles, split >= 1).
-  uint32_t add_plan(FlowPlan plan);
+  // Adds a deployed contract version (a valid model; no other plan of its name and
+  // version); returns its plan index.
+  uint32_t add_plan(FlowModel model);
   const FlowPlan& plan(uint32_t index) const { return plans_.at(index); }
+  const FlowModel& model(uint32_t index) const { return models_.at(index); }
+  const CompiledFlow& compiled(uint32_t index) const { return compiled_.at(index); }
   uint32_t plan_count() const { return uint32_t(plans_.size()); }
+  // The plan of a contract's version, or of its newest version for version 0.
+  std::optional<uint32_t> find_plan(std::string_view contract, uint32_t version) const;
 
   // Creates or changes a product's queue settings; may dispatch more (appended to out).
   void set_product(std::string_view name, ProductSettings settings, std::vector<JobDispatch>& out);
 
-  // Starts a flow of `plan` under the idempotency key; its root steps' jobs are appended
-  // to `out` as far as their product has room.
-  StartResult start(std::string_view key, uint32_t plan, std::vector<JobDispatch>& out);
+  // Starts a flow of `plan` under the idempotency key with its arguments (kept while the
+  // flow lives: jobs' inputs are built from them); its root steps' jobs are appended to
+  // `out` as far as their product has room.
+  StartResult start(std::string_view key, uint32_t plan, std::vector<JobDispatch>& out, std::string_view args = {});
 
   // A dispatched job's compute ended. Stale when the mark is not running.
   CompleteOutcome complete(uint64_t job_mark, JobOutcome outcome, std::string_view output,
@@ -158,6 +169,9 @@ class FlowTable {
   ControlOutcome cancel(uint64_t flow, std::vector<JobDispatch>& out);
 
   std::optional<FlowSummary> summary(uint64_t flow) const;
+  bool is_running(uint64_t job_mark) const { return running_.contains(job_mark); }
+  // A live flow's arguments as started (empty for a flow not live).
+  std::string_view args(uint64_t flow) const;
   std::optional<uint64_t> flow_of_key(std::string_view key) const;
   // The kept output of a finished step of a live flow (a split's: its sub-jobs' outputs
   // in sub-job order), or nullopt.
@@ -175,7 +189,7 @@ class FlowTable {
   // Canonical bytes (a snapshot's flow section): equal tables give equal bytes, and a
   // table read back behaves exactly as the one written (queues in order, counters,
   // sequence numbers). Little-endian, format 1: magic "KFT1", version, next flow id, next
-  // job mark, counters, products with their queues, plans, live flows by id with their
+  // job mark, counters, products with their queues, plans (each its model's encoding), live flows by id with their
   // steps and kept outputs, running jobs by mark, kept finished flows oldest first.
   void serialize(std::vector<std::byte>& out) const;
   // Reads serialize()'s bytes from `in` and checks them (ids and marks below their
@@ -195,6 +209,7 @@ class FlowTable {
   };
   struct LiveFlow {
     std::string key;
+    std::string args;
     uint32_t plan = 0;
     FlowStatus status = FlowStatus::created;
     uint32_t steps_left = 0;
@@ -231,6 +246,8 @@ class FlowTable {
   void forget_running(LiveFlow& flow, uint64_t job_mark);
 
   FlowTableLimits limits_;
+  std::vector<FlowModel> models_;   // by plan: what was deployed
+  std::vector<CompiledFlow> compiled_;  // by plan
   std::vector<FlowPlan> plans_;
   std::vector<uint32_t> plan_product_;  // by plan
   std::vector<std::vector<std::vector<uint16_t>>> plan_successors_;  // by plan, by step

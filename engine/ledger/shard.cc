@@ -3,6 +3,7 @@
 #include <cassert>
 #include <cstring>
 #include <limits>
+#include <optional>
 
 namespace keel::ledger {
 
@@ -81,7 +82,11 @@ TxStatus ShardExecutor::apply(const TxView& view, uint32_t index) {
       return TxStatus::applied;
     case TxType::credit: return apply_credit(view, index);
     case TxType::compute_request: return apply_compute_request(view, index);
-    case TxType::compute_result: return apply_compute_result(view.compute_result);
+    case TxType::compute_result: return apply_compute_result(view);
+    case TxType::flow_deploy: return apply_flow_deploy(view);
+    case TxType::flow_start: return apply_flow_start(view);
+    case TxType::flow_control: return apply_flow_control(view);
+    case TxType::product_set: return apply_product_set(view);
   }
   return TxStatus::unknown_type;
 }
@@ -91,6 +96,12 @@ TxStatus ShardExecutor::apply(const TxView& view, uint32_t index) {
 // pending was settled before (or was never a task: the state keeps no list of settled
 // marks, and either way the result has no effect).
 TxStatus ShardExecutor::check_result_mark(uint64_t task_mark) const {
+  if (is_flow_task_mark(task_mark)) {
+    // A flow job's: settled by its first result, or by its flow ending (stale).
+    uint64_t job_mark = task_mark & ~flow_task_bit;
+    if (state_.flows.is_running(job_mark)) return TxStatus::applied;
+    return job_mark == 0 ? TxStatus::unknown_task : TxStatus::duplicate_result;
+  }
   if (state_.pending_tasks.contains(task_mark)) return TxStatus::applied;
   if (task_mark < CreditMark::pack(1, 0) || task_mark > state_.task_mark_max) return TxStatus::unknown_task;
   return TxStatus::duplicate_result;
@@ -110,8 +121,23 @@ TxStatus ShardExecutor::apply_compute_request(const TxView& view, uint32_t index
 }
 
 // execute() checked that the task is pending. The outcome only picks the counter: the
-// output stays in the log, not in the state.
-TxStatus ShardExecutor::apply_compute_result(const ComputeResultBody& body) {
+// output stays in the log, not in the state (a flow job's is kept while a later step of
+// its flow reads it).
+TxStatus ShardExecutor::apply_compute_result(const TxView& view) {
+  const ComputeResultBody& body = view.compute_result;
+  if (is_flow_task_mark(body.task_mark)) {
+    ComputeOutcome outcome = ComputeOutcome(body.outcome);
+    flow::JobOutcome job_outcome = outcome == ComputeOutcome::succeeded ? flow::JobOutcome::succeeded
+                                   : outcome == ComputeOutcome::timed_out ? flow::JobOutcome::timed_out
+                                                                          : flow::JobOutcome::failed;
+    std::vector<flow::JobDispatch> jobs;
+    std::string_view output(reinterpret_cast<const char*>(view.output.data()), view.output.size());
+    flow::CompleteOutcome completed = state_.flows.complete(body.task_mark & ~flow_task_bit, job_outcome, output, jobs);
+    assert(completed == flow::CompleteOutcome::applied);
+    (void)completed;
+    issue_flow_jobs(jobs);
+    return TxStatus::applied;
+  }
   size_t erased = state_.pending_tasks.erase(body.task_mark);
   assert(erased == 1);
   (void)erased;
@@ -125,7 +151,169 @@ std::vector<OutboundTask> ShardExecutor::pending_task_list() const {
   tasks.reserve(state_.pending_tasks.size());
   for (const auto& [task_mark, task] : state_.pending_tasks)
     tasks.push_back(OutboundTask{task_mark, task.subject, task.compute_type, task.input});
+  // Flow jobs running: their inputs were built once; they are built again the same way.
+  for (const flow::JobDispatch& job : state_.flows.running_jobs()) {
+    bool input_ok = true;
+    tasks.push_back(flow_job_task(job, &input_ok));
+    assert(input_ok);  // it was when the job was dispatched, from state that has not changed
+  }
   return tasks;
+}
+
+namespace {
+
+std::string_view text_of(std::span<const std::byte> bytes) {
+  return std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+// Part `index` of an argument given in parts (u32 length, then the bytes, per part).
+std::optional<std::string_view> argument_part(std::string_view value, uint32_t index) {
+  size_t offset = 0;
+  for (uint32_t part = 0;; ++part) {
+    uint32_t size = 0;
+    if (value.size() - offset < sizeof size) return std::nullopt;
+    std::memcpy(&size, value.data() + offset, sizeof size);
+    offset += sizeof size;
+    if (value.size() - offset < size) return std::nullopt;
+    if (part == index) return value.substr(offset, size);
+    offset += size;
+  }
+}
+
+// How many parts an argument value holds, or nullopt when it is not a list of parts.
+std::optional<uint32_t> argument_part_count(std::string_view value) {
+  size_t offset = 0;
+  uint32_t parts = 0;
+  while (offset < value.size()) {
+    uint32_t size = 0;
+    if (value.size() - offset < sizeof size) return std::nullopt;
+    std::memcpy(&size, value.data() + offset, sizeof size);
+    offset += sizeof size;
+    if (value.size() - offset < size) return std::nullopt;
+    offset += size;
+    ++parts;
+  }
+  return parts;
+}
+
+}  // namespace
+
+OutboundTask ShardExecutor::flow_job_task(const flow::JobDispatch& job, bool* input_ok) const {
+  const flow::FlowTable& flows = state_.flows;
+  uint32_t plan = flows.summary(job.flow)->plan;
+  const flow::FlowModel& model = flows.model(plan);
+  const flow::FlowStep& step = model.steps[job.step];
+  std::span<const std::byte> args = std::as_bytes(std::span(flows.args(job.flow)));
+  OutboundTask task{flow_task_mark(job.job_mark), job.flow, step.compute_type, {},
+                    step.timeout_ms, step.retries_max, step.backoff_ms};
+  *input_ok = true;
+  auto append = [&](std::string_view bytes) {
+    if (task.input.size() + bytes.size() > compute_input_bytes_max) {
+      *input_ok = false;
+      return;
+    }
+    const std::byte* raw = reinterpret_cast<const std::byte*>(bytes.data());
+    task.input.insert(task.input.end(), raw, raw + bytes.size());
+  };
+  for (const flow::CompiledInput& input : flows.compiled(plan).steps[job.step].inputs) {
+    switch (input.kind) {
+      case flow::InputKind::argument:
+      case flow::InputKind::argument_part: {
+        std::optional<std::span<const std::byte>> value = flow_arg(args, model.arguments[input.index]);
+        assert(value);  // flow_start checked every declared argument is there
+        std::string_view text = text_of(*value);
+        if (input.kind == flow::InputKind::argument) {
+          append(text);
+        } else {
+          std::optional<std::string_view> part = argument_part(text, job.sub_job);
+          assert(part);  // and that a split argument has its step's parts
+          append(*part);
+        }
+        break;
+      }
+      case flow::InputKind::step_output: append(flows.output(job.flow, input.index).value_or("")); break;
+      case flow::InputKind::split_index: {
+        uint32_t index_and_count[2] = {job.sub_job, job.split};
+        append(std::string_view(reinterpret_cast<const char*>(index_and_count), sizeof index_and_count));
+        break;
+      }
+    }
+  }
+  return task;
+}
+
+void ShardExecutor::issue_flow_jobs(std::vector<flow::JobDispatch>& jobs) {
+  // complete() below may dispatch more: they are appended and handled in turn.
+  for (size_t index = 0; index < jobs.size(); ++index) {
+    const flow::JobDispatch job = jobs[index];
+    if (!state_.flows.is_running(job.job_mark)) continue;  // its flow ended meanwhile
+    bool input_ok = true;
+    OutboundTask task = flow_job_task(job, &input_ok);
+    if (input_ok) open_tasks_.push_back(std::move(task));
+    else state_.flows.complete(job.job_mark, flow::JobOutcome::failed, "", jobs);  // input over its maximum
+  }
+}
+
+TxStatus ShardExecutor::apply_flow_deploy(const TxView& view) {
+  Result<flow::FlowModel> model = flow::decode_flow_model(view.input);
+  assert(model);  // check_transaction decoded it
+  if (std::optional<uint32_t> plan = state_.flows.find_plan(model->name, model->version))
+    return state_.flows.model(*plan) == *model ? TxStatus::applied : TxStatus::contract_version_exists;
+  state_.flows.add_plan(std::move(*model));
+  return TxStatus::applied;
+}
+
+TxStatus ShardExecutor::apply_flow_start(const TxView& view) {
+  std::optional<uint32_t> plan = state_.flows.find_plan(view.name, view.flow_start.version);
+  if (!plan) return TxStatus::unknown_contract;
+  const flow::FlowModel& model = state_.flows.model(*plan);
+  const flow::CompiledFlow& compiled = state_.flows.compiled(*plan);
+  // Exactly the declared arguments, each split one in the parts its steps need.
+  size_t given = 0;
+  for (size_t offset = 0; offset < view.input.size(); ++given) {
+    FlowArgHeader header;
+    std::memcpy(&header, view.input.data() + offset, sizeof header);
+    offset += sizeof header + header.name_bytes + header.value_bytes;
+  }
+  if (given != model.arguments.size()) return TxStatus::flow_args_mismatch;
+  for (size_t argument = 0; argument < model.arguments.size(); ++argument) {
+    std::optional<std::span<const std::byte>> value = flow_arg(view.input, model.arguments[argument]);
+    if (!value) return TxStatus::flow_args_mismatch;
+    uint32_t parts = compiled.argument_parts[argument];
+    if (parts != 0 && argument_part_count(text_of(*value)) != parts) return TxStatus::flow_args_mismatch;
+  }
+  std::vector<flow::JobDispatch> jobs;
+  flow::StartResult started = state_.flows.start(text_of(view.key), *plan, jobs, text_of(view.input));
+  switch (started.outcome) {
+    case flow::StartOutcome::started: break;
+    case flow::StartOutcome::existing: return TxStatus::flow_exists;
+    case flow::StartOutcome::flows_full: return TxStatus::flows_full;
+    case flow::StartOutcome::unknown_plan: return TxStatus::unknown_contract;
+  }
+  issue_flow_jobs(jobs);
+  return TxStatus::applied;
+}
+
+TxStatus ShardExecutor::apply_flow_control(const TxView& view) {
+  std::optional<uint64_t> flow = state_.flows.flow_of_key(text_of(view.key));
+  if (!flow) return TxStatus::unknown_flow;
+  std::vector<flow::JobDispatch> jobs;
+  flow::ControlOutcome outcome = flow::ControlOutcome::not_allowed;
+  switch (FlowAction(view.flow_control.action)) {
+    case FlowAction::pause: outcome = state_.flows.pause(*flow); break;
+    case FlowAction::resume: outcome = state_.flows.resume(*flow, jobs); break;
+    case FlowAction::cancel: outcome = state_.flows.cancel(*flow, jobs); break;
+  }
+  issue_flow_jobs(jobs);
+  if (outcome == flow::ControlOutcome::unknown_flow) return TxStatus::unknown_flow;
+  return outcome == flow::ControlOutcome::applied ? TxStatus::applied : TxStatus::flow_control_refused;
+}
+
+TxStatus ShardExecutor::apply_product_set(const TxView& view) {
+  std::vector<flow::JobDispatch> jobs;
+  state_.flows.set_product(view.name, {view.product_set.priority, view.product_set.running_max}, jobs);
+  issue_flow_jobs(jobs);
+  return TxStatus::applied;
 }
 
 TxStatus ShardExecutor::apply_create_account(const CreateAccountBody& body) {

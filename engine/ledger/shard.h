@@ -87,11 +87,21 @@ struct BlockLimits {
 // hands that to the persist arena) and the task's entry in the state (a result may
 // settle the task while its block still waits to be durable).
 struct OutboundTask {
-  uint64_t task_mark = 0;  // CreditMark::pack(height, index): the task's id within its shard
-  uint64_t subject = 0;
+  uint64_t task_mark = 0;  // CreditMark::pack(height, index), or flow_task_mark(job mark)
+  uint64_t subject = 0;    // a flow job's: its flow id
   std::string compute_type;
   std::vector<std::byte> input;
+  // A flow job's step's lease and retries (0: the pool's own).
+  uint32_t timeout_ms = 0;
+  uint32_t retries_max = 0;
+  uint32_t backoff_ms = 0;
 };
+
+// Flow jobs' task marks: the table's job mark with the top bit set, apart from every
+// compute_request's (height < 2^47).
+inline constexpr uint64_t flow_task_bit = uint64_t(1) << 63;
+inline uint64_t flow_task_mark(uint64_t job_mark) { return flow_task_bit | job_mark; }
+inline bool is_flow_task_mark(uint64_t task_mark) { return (task_mark & flow_task_bit) != 0; }
 
 // A credit to deliver to another shard of the chain once its block is durable.
 struct OutboundCredit {
@@ -174,7 +184,15 @@ class ShardExecutor {
   TxStatus apply_transfer(const TransferBody& body, uint32_t index);
   TxStatus apply_credit(const TxView& view, uint32_t index);
   TxStatus apply_compute_request(const TxView& view, uint32_t index);
-  TxStatus apply_compute_result(const ComputeResultBody& body);
+  TxStatus apply_compute_result(const TxView& view);
+  TxStatus apply_flow_deploy(const TxView& view);
+  TxStatus apply_flow_start(const TxView& view);
+  TxStatus apply_flow_control(const TxView& view);
+  TxStatus apply_product_set(const TxView& view);
+  // Turns the flow table's dispatches into open tasks (their inputs built from the
+  // flow's arguments and kept outputs); a job whose input cannot be built fails at once.
+  void issue_flow_jobs(std::vector<flow::JobDispatch>& jobs);
+  OutboundTask flow_job_task(const flow::JobDispatch& job, bool* input_ok) const;
   TxStatus check_result_mark(uint64_t task_mark) const;
   void emit_credit(uint32_t destination, const CreditBody& body, bool refund);
   std::string place(uint64_t height) const;

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "engine/ledger/byte_codec.h"
+
 namespace keel::ledger {
 
 namespace {
@@ -15,12 +17,6 @@ struct CreditEntry {
   std::byte tx[credit_tx_bytes];
 };
 static_assert(sizeof(CreditEntry) == 64);
-
-template <class T>
-void put(std::vector<std::byte>& out, const T& value) {
-  const auto* bytes = reinterpret_cast<const std::byte*>(&value);
-  out.insert(out.end(), bytes, bytes + sizeof value);
-}
 
 Error fail(size_t offset, const std::string& what) {
   return make_error("shard snapshot", "offset " + std::to_string(offset) + ": " + what);

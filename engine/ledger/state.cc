@@ -11,8 +11,10 @@ namespace keel::ledger {
 namespace {
 
 constexpr uint32_t state_magic = 0x3154534b;  // "KST1"
-// 2 added the compute section; 1 is still read (a state without tasks).
-constexpr uint32_t state_format_version = 2;
+// 3 added the flow section, 2 the compute section; 1 and 2 are still read (a state
+// without tasks, without flows).
+constexpr uint32_t state_format_version = 3;
+constexpr uint32_t state_format_version_without_flows = 2;
 constexpr uint32_t state_format_version_without_tasks = 1;
 
 // One pending task's fixed part in the serialized state.
@@ -152,6 +154,7 @@ std::vector<std::byte> ShardState::serialize() const {
     put_bytes(out, value.data(), value.size());
   }
   serialize_tasks(*this, out);
+  flows.serialize(out);
   return out;
 }
 
@@ -165,9 +168,9 @@ Result<ShardState> ShardState::deserialize(std::span<const std::byte> bytes) {
   uint32_t magic = 0, version = 0;
   ShardState state;
   if (!in.get(magic) || magic != state_magic) return in.fail("not a keel shard state (bad magic)");
-  if (!in.get(version) || (version != state_format_version && version != state_format_version_without_tasks))
+  if (!in.get(version) || version < state_format_version_without_tasks || version > state_format_version)
     return in.fail("state format version " + std::to_string(version) + ", this keel reads " +
-                   std::to_string(state_format_version_without_tasks) + " and " + std::to_string(state_format_version));
+                   std::to_string(state_format_version_without_tasks) + " to " + std::to_string(state_format_version));
   if (!in.get(state.shard) || !in.get(state.shard_count) || !in.get(state.height) ||
       !in.get(state.last_block_hash.bytes) || !in.get(state.suspense_balance) ||
       !in.get(state.opened_total))
@@ -205,6 +208,11 @@ Result<ShardState> ShardState::deserialize(std::span<const std::byte> bytes) {
   if (version != state_format_version_without_tasks) {
     Result<void> tasks = deserialize_tasks(in, state);
     if (!tasks) return tasks.error();
+  }
+  if (version == state_format_version) {
+    Result<flow::FlowTable> flows = flow::FlowTable::deserialize(in, shard_flow_limits);
+    if (!flows) return flows.error();
+    state.flows = std::move(*flows);
   }
   if (in.offset != bytes.size()) return in.fail("trailing bytes after the state");
   return state;

@@ -11,7 +11,8 @@
 // little-endian integers), so two shards with equal state produce equal bytes and equal
 // digests: this is what snapshots store and what `keel verify` compares after replay.
 //
-// Format version 2 (this keel writes it): version 1's fields, then the compute section —
+// Format version 3 (this keel writes it): version 2's, then the flow section (FlowTable's
+// serialize). Format version 2: version 1's fields, then the compute section —
 // tasks_issued, tasks_succeeded, tasks_failed, task_mark_max (u64 each), the pending task
 // count (u64) and per task, by ascending mark: mark u64, subject u64, compute type bytes
 // u16, reserved u16 (0), input bytes u32, the name, the input. Version 1 (before compute
@@ -25,7 +26,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/flow/flow_table.h"
 #include "engine/ledger/hash.h"
+#include "engine/ledger/transaction.h"
 #include "error/result.h"
 
 namespace keel::ledger {
@@ -67,6 +70,13 @@ struct PendingTask {
 // 16 bits (CreditMark::pack).
 inline constexpr uint32_t block_txs_limit = 65536;
 
+// The bounds of a shard's flow table. Fixed, not configured: they decide which starts are
+// refused (flows_full) and which finished flows' keys are forgotten, so replay must use
+// the same ones. A live flow costs about 300 bytes plus its arguments and kept outputs,
+// a kept finished one about 100 bytes plus its key.
+inline constexpr flow::FlowTableLimits shard_flow_limits{
+    .live_flows_max = 1 << 20, .finished_kept_max = 1 << 18, .output_bytes_max = compute_input_bytes_max};
+
 struct ShardState {
   ShardState() = default;
   ShardState(uint32_t shard, uint32_t shard_count)
@@ -99,6 +109,9 @@ struct ShardState {
   // The largest mark ever issued (0 before the first): a result for a mark at or below it
   // that is not pending is a duplicate; one above it is for a task never issued.
   uint64_t task_mark_max = 0;
+
+  // Business-process contracts deployed here and the flows and jobs this shard owns.
+  flow::FlowTable flows{shard_flow_limits};
 
   // Sum of all balances on this shard, suspense included.
   int64_t total_balance() const;

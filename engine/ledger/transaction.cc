@@ -1,5 +1,7 @@
 #include "engine/ledger/transaction.h"
 
+#include "engine/flow/flow_model.h"
+
 #include <cassert>
 #include <cstring>
 #include <limits>
@@ -31,6 +33,16 @@ std::string_view status_text(TxStatus status) {
     case TxStatus::compute_backlog_full: return "the shard's compute backlog is full; retry later";
     case TxStatus::duplicate_result: return "compute result for a task no longer pending";
     case TxStatus::unknown_task: return "compute result for a task this shard never issued";
+    case TxStatus::bad_flow_model: return "the flow model does not decode or validate";
+    case TxStatus::bad_flow_args: return "the flow arguments are not a list of named values";
+    case TxStatus::unknown_contract: return "no such contract (or version) is deployed";
+    case TxStatus::contract_version_exists: return "that contract version is deployed with another model";
+    case TxStatus::flow_exists: return "the key names a flow already; that flow stands";
+    case TxStatus::flows_full: return "the shard holds its most live flows; retry later";
+    case TxStatus::unknown_flow: return "no flow has that key";
+    case TxStatus::flow_control_refused: return "not allowed in the flow's state";
+    case TxStatus::no_such_shard: return "the chain has no such shard";
+    case TxStatus::flow_args_mismatch: return "the arguments do not match the contract's";
     case TxStatus::unknown_chain: return "no such chain";
     case TxStatus::engine_stopping: return "the engine is stopping";
   }
@@ -43,14 +55,8 @@ bool status_is_malformed(TxStatus status) {
 }
 
 bool status_is_unordered(TxStatus status) {
-  return status_is_malformed(status) || status == TxStatus::unknown_chain || status == TxStatus::engine_stopping;
-}
-
-bool is_compute_type_name(std::string_view name) {
-  if (name.empty() || name.size() > compute_type_bytes_max) return false;
-  for (char c : name)
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
-  return true;
+  return status_is_malformed(status) || status == TxStatus::unknown_chain || status == TxStatus::engine_stopping ||
+         status == TxStatus::no_such_shard;
 }
 
 std::string_view outcome_text(ComputeOutcome outcome) {
@@ -82,7 +88,11 @@ size_t fixed_length(TxType type) {
     case TxType::credit: return credit_tx_bytes;
     case TxType::put:
     case TxType::compute_request:
-    case TxType::compute_result: return 0;
+    case TxType::compute_result:
+    case TxType::flow_deploy:
+    case TxType::flow_start:
+    case TxType::flow_control:
+    case TxType::product_set: return 0;
   }
   return 0;
 }
@@ -90,7 +100,8 @@ size_t fixed_length(TxType type) {
 bool is_known_type(uint8_t type) {
   return type == uint8_t(TxType::create_account) || type == uint8_t(TxType::transfer) ||
          type == uint8_t(TxType::put) || type == uint8_t(TxType::credit) ||
-         type == uint8_t(TxType::compute_request) || type == uint8_t(TxType::compute_result);
+         type == uint8_t(TxType::compute_request) || type == uint8_t(TxType::compute_result) ||
+         (type >= uint8_t(TxType::flow_deploy) && type <= uint8_t(TxType::product_set));
 }
 
 bool is_internal_type(TxType type) { return type == TxType::credit || type == TxType::compute_result; }
@@ -140,7 +151,119 @@ TxStatus check_compute_result(std::span<const std::byte> bytes, TxView* view) {
   return TxStatus::applied;
 }
 
+// Contract, product and argument names follow the compute type names' rule.
+static_assert(flow_name_bytes_max == compute_type_bytes_max);
+bool is_flow_name(std::string_view name) { return is_compute_type_name(name); }
+
+std::string_view text_at(std::span<const std::byte> bytes, size_t offset, size_t size) {
+  return std::string_view(reinterpret_cast<const char*>(bytes.data() + offset), size);
+}
+
+TxStatus check_flow_deploy(std::span<const std::byte> bytes, TxView* view) {
+  constexpr size_t body_start = sizeof(TxHeader) + sizeof(FlowDeployBody);
+  if (bytes.size() < body_start) return TxStatus::bad_length;
+  view->flow_deploy = read_at<FlowDeployBody>(bytes, sizeof(TxHeader));
+  const FlowDeployBody& deploy = view->flow_deploy;
+  if (deploy.model_bytes == 0 || deploy.model_bytes > flow_model_bytes_max) return TxStatus::bad_length;
+  if (bytes.size() != body_start + deploy.model_bytes) return TxStatus::bad_length;
+  view->input = bytes.subspan(body_start, deploy.model_bytes);
+  if (!flow::decode_flow_model(view->input)) return TxStatus::bad_flow_model;
+  return TxStatus::applied;
+}
+
+TxStatus check_flow_start(std::span<const std::byte> bytes, TxView* view) {
+  constexpr size_t body_start = sizeof(TxHeader) + sizeof(FlowStartBody);
+  if (bytes.size() < body_start) return TxStatus::bad_length;
+  view->flow_start = read_at<FlowStartBody>(bytes, sizeof(TxHeader));
+  const FlowStartBody& start = view->flow_start;
+  if (start.reserved != 0) return TxStatus::bad_flags;
+  if (start.contract_bytes == 0 || start.contract_bytes > flow_name_bytes_max || start.key_bytes == 0 ||
+      start.key_bytes > flow_key_bytes_max || start.args_bytes > flow_args_bytes_max)
+    return TxStatus::bad_length;
+  if (bytes.size() != body_start + start.contract_bytes + start.key_bytes + start.args_bytes)
+    return TxStatus::bad_length;
+  view->name = text_at(bytes, body_start, start.contract_bytes);
+  if (!is_flow_name(view->name)) return TxStatus::bad_flags;
+  view->key = bytes.subspan(body_start + start.contract_bytes, start.key_bytes);
+  view->input = bytes.subspan(body_start + start.contract_bytes + start.key_bytes, start.args_bytes);
+  if (!flow_args_well_formed(view->input)) return TxStatus::bad_flow_args;
+  return TxStatus::applied;
+}
+
+TxStatus check_flow_control(std::span<const std::byte> bytes, TxView* view) {
+  constexpr size_t body_start = sizeof(TxHeader) + sizeof(FlowControlBody);
+  if (bytes.size() < body_start) return TxStatus::bad_length;
+  view->flow_control = read_at<FlowControlBody>(bytes, sizeof(TxHeader));
+  const FlowControlBody& control = view->flow_control;
+  if (control.reserved != 0 || control.reserved2 != 0 || control.action < uint8_t(FlowAction::pause) ||
+      control.action > uint8_t(FlowAction::cancel))
+    return TxStatus::bad_flags;
+  if (control.key_bytes == 0 || control.key_bytes > flow_key_bytes_max) return TxStatus::bad_length;
+  if (bytes.size() != body_start + control.key_bytes) return TxStatus::bad_length;
+  view->key = bytes.subspan(body_start, control.key_bytes);
+  return TxStatus::applied;
+}
+
+TxStatus check_product_set(std::span<const std::byte> bytes, TxView* view) {
+  constexpr size_t body_start = sizeof(TxHeader) + sizeof(ProductSetBody);
+  if (bytes.size() < body_start) return TxStatus::bad_length;
+  view->product_set = read_at<ProductSetBody>(bytes, sizeof(TxHeader));
+  const ProductSetBody& product = view->product_set;
+  if (product.reserved != 0 || product.running_max == 0 || product.running_max > (1u << 20)) return TxStatus::bad_flags;
+  if (product.name_bytes == 0 || product.name_bytes > flow_name_bytes_max) return TxStatus::bad_length;
+  if (bytes.size() != body_start + product.name_bytes) return TxStatus::bad_length;
+  view->name = text_at(bytes, body_start, product.name_bytes);
+  if (!is_flow_name(view->name)) return TxStatus::bad_flags;
+  return TxStatus::applied;
+}
+
 }  // namespace
+
+bool flow_args_well_formed(std::span<const std::byte> args) {
+  size_t offset = 0;
+  std::string_view previous;
+  while (offset < args.size()) {
+    FlowArgHeader header;
+    if (args.size() - offset < sizeof header) return false;
+    std::memcpy(&header, args.data() + offset, sizeof header);
+    offset += sizeof header;
+    if (args.size() - offset < size_t(header.name_bytes) + header.value_bytes) return false;
+    std::string_view name = text_at(args, offset, header.name_bytes);
+    // Names ascending, so an argument list has one encoding and a name appears once.
+    if (header.reserved != 0 || !is_flow_name(name) || (!previous.empty() && name <= previous)) return false;
+    previous = name;
+    offset += size_t(header.name_bytes) + header.value_bytes;
+  }
+  return true;
+}
+
+std::optional<std::span<const std::byte>> flow_arg(std::span<const std::byte> args, std::string_view name) {
+  size_t offset = 0;
+  while (offset + sizeof(FlowArgHeader) <= args.size()) {
+    FlowArgHeader header;
+    std::memcpy(&header, args.data() + offset, sizeof header);
+    offset += sizeof header;
+    if (args.size() - offset < size_t(header.name_bytes) + header.value_bytes) return std::nullopt;
+    if (text_at(args, offset, header.name_bytes) == name)
+      return args.subspan(offset + header.name_bytes, header.value_bytes);
+    offset += size_t(header.name_bytes) + header.value_bytes;
+  }
+  return std::nullopt;
+}
+
+std::vector<std::byte> encode_flow_args(const std::map<std::string, std::string>& args) {
+  std::vector<std::byte> out;
+  for (const auto& [name, value] : args) {  // std::map: ascending names
+    FlowArgHeader header{uint16_t(name.size()), 0, uint32_t(value.size())};
+    const std::byte* raw = reinterpret_cast<const std::byte*>(&header);
+    out.insert(out.end(), raw, raw + sizeof header);
+    const std::byte* name_bytes = reinterpret_cast<const std::byte*>(name.data());
+    out.insert(out.end(), name_bytes, name_bytes + name.size());
+    const std::byte* value_bytes = reinterpret_cast<const std::byte*>(value.data());
+    out.insert(out.end(), value_bytes, value_bytes + value.size());
+  }
+  return out;
+}
 
 TxStatus check_transaction(std::span<const std::byte> bytes, TxOrigin origin, TxView* view) {
   if (bytes.size() < sizeof(TxHeader)) return TxStatus::too_short;
@@ -156,6 +279,10 @@ TxStatus check_transaction(std::span<const std::byte> bytes, TxOrigin origin, Tx
   if (view->type == TxType::put) return check_put(bytes, view);
   if (view->type == TxType::compute_request) return check_compute_request(bytes, view);
   if (view->type == TxType::compute_result) return check_compute_result(bytes, view);
+  if (view->type == TxType::flow_deploy) return check_flow_deploy(bytes, view);
+  if (view->type == TxType::flow_start) return check_flow_start(bytes, view);
+  if (view->type == TxType::flow_control) return check_flow_control(bytes, view);
+  if (view->type == TxType::product_set) return check_product_set(bytes, view);
   if (bytes.size() != fixed_length(view->type)) return TxStatus::bad_length;
   switch (view->type) {
     case TxType::create_account:
@@ -166,9 +293,7 @@ TxStatus check_transaction(std::span<const std::byte> bytes, TxOrigin origin, Tx
       break;
     case TxType::transfer: view->transfer = read_at<TransferBody>(bytes, sizeof(TxHeader)); break;
     case TxType::credit: view->credit = read_at<CreditBody>(bytes, sizeof(TxHeader)); break;
-    case TxType::put:
-    case TxType::compute_request:
-    case TxType::compute_result: break;
+    default: break;  // the variable-length types returned above
   }
   return TxStatus::applied;
 }
@@ -196,6 +321,10 @@ uint32_t home_shard(const TxView& view, uint32_t shard_count) {
     case TxType::credit: return shard_of_account(view.credit.to, shard_count);
     case TxType::compute_request: return shard_of_account(view.compute_request.subject, shard_count);
     case TxType::compute_result: return view.compute_result.shard;
+    case TxType::flow_deploy: return view.flow_deploy.shard;
+    case TxType::flow_start:
+    case TxType::flow_control: return shard_of_key(view.key, shard_count);
+    case TxType::product_set: return view.product_set.shard;
   }
   return 0;
 }
@@ -276,6 +405,55 @@ std::vector<std::byte> encode_compute_result(uint64_t task_mark, uint32_t shard,
   std::vector<std::byte> out(compute_result_tx_bytes(output.size()));
   write_compute_result(out, task_mark, shard, attempt, outcome, plugin_status, output);
   return out;
+}
+
+}  // namespace keel::ledger
+
+namespace keel::ledger {
+
+namespace {
+
+// Header, fixed body, then the parts in order.
+template <class Body>
+std::vector<std::byte> encode_with_parts(TxType type, uint64_t nonce, const Body& body,
+                                         std::initializer_list<std::span<const std::byte>> parts) {
+  size_t size = sizeof(TxHeader) + sizeof(Body);
+  for (std::span<const std::byte> part : parts) size += part.size();
+  std::vector<std::byte> out(size);
+  TxHeader header{uint32_t(out.size()), tx_format_version, uint8_t(type), 0, nonce};
+  std::memcpy(out.data(), &header, sizeof header);
+  std::memcpy(out.data() + sizeof header, &body, sizeof body);
+  size_t offset = sizeof header + sizeof body;
+  for (std::span<const std::byte> part : parts) {
+    if (!part.empty()) std::memcpy(out.data() + offset, part.data(), part.size());
+    offset += part.size();
+  }
+  return out;
+}
+
+std::span<const std::byte> bytes_of(std::string_view text) { return std::as_bytes(std::span(text)); }
+
+}  // namespace
+
+std::vector<std::byte> encode_flow_deploy(uint64_t nonce, uint32_t shard, std::span<const std::byte> model) {
+  return encode_with_parts(TxType::flow_deploy, nonce, FlowDeployBody{shard, uint32_t(model.size())}, {model});
+}
+
+std::vector<std::byte> encode_flow_start(uint64_t nonce, std::string_view contract, uint32_t version,
+                                         std::string_view key, std::span<const std::byte> args) {
+  FlowStartBody body{version, uint16_t(contract.size()), uint16_t(key.size()), uint32_t(args.size()), 0};
+  return encode_with_parts(TxType::flow_start, nonce, body, {bytes_of(contract), bytes_of(key), args});
+}
+
+std::vector<std::byte> encode_flow_control(uint64_t nonce, FlowAction action, std::string_view key) {
+  FlowControlBody body{uint8_t(action), 0, uint16_t(key.size()), 0};
+  return encode_with_parts(TxType::flow_control, nonce, body, {bytes_of(key)});
+}
+
+std::vector<std::byte> encode_product_set(uint64_t nonce, uint32_t shard, std::string_view product, uint32_t priority,
+                                          uint32_t running_max) {
+  ProductSetBody body{shard, priority, running_max, uint16_t(product.size()), 0};
+  return encode_with_parts(TxType::product_set, nonce, body, {bytes_of(product)});
 }
 
 }  // namespace keel::ledger

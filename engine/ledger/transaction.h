@@ -32,7 +32,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -48,13 +51,23 @@ inline constexpr uint32_t compute_type_bytes_max = 32;
 inline constexpr uint32_t compute_input_bytes_max = 16384;
 inline constexpr uint32_t compute_output_bytes_max = 16384;
 // True for a valid compute type name: 1..compute_type_bytes_max characters of [a-z0-9_].
-bool is_compute_type_name(std::string_view name);
+// Inline: engine/flow, below the ledger, checks names by the same rule.
+inline bool is_compute_type_name(std::string_view name) {
+  if (name.empty() || name.size() > compute_type_bytes_max) return false;
+  for (char c : name)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
+  return true;
+}
 
 enum class TxType : uint8_t {
   create_account = 1,    // opens an account on its home shard with an opening balance
   transfer = 2,          // moves an amount between two accounts of one chain
   put = 3,               // sets a key to a value
   compute_request = 16,  // asks for one call of a compute type; becomes a pending task
+  flow_deploy = 17,      // deploys a contract version (a flow model) on one shard of its chain
+  flow_start = 18,       // starts a flow of a deployed contract under an idempotency key
+  flow_control = 19,     // pauses, resumes or cancels a flow, named by its key
+  product_set = 20,      // sets a product's job queue priority and running limit on one shard
   credit = 64,           // internal: the credit half of a cross-shard transfer (or its refund)
   compute_result = 65,   // internal: a pending task's outcome and output, made by the engine
 };
@@ -72,6 +85,8 @@ enum class TxStatus : uint16_t {
   unknown_type = 4,
   internal_type = 5,
   bad_flags = 6,
+  bad_flow_model = 7,  // a flow_deploy's model does not decode or validate
+  bad_flow_args = 8,   // a flow_start's arguments are not a well-formed list of named values
   // Rejected by the state, in a block.
   account_exists = 20,
   no_such_account = 21,
@@ -96,9 +111,18 @@ enum class TxStatus : uint16_t {
   // Internal, never ordered: a compute_result for a mark above any this shard issued (or
   // below the first possible one): an engine bug, never a task's effect.
   unknown_task = 35,
+  // Flows, in a block.
+  unknown_contract = 36,         // flow_start: no such contract (or version) deployed on the shard
+  contract_version_exists = 37,  // flow_deploy: that version is deployed with another model
+  flow_exists = 38,              // flow_start: the key names a flow already; that flow stands
+  flows_full = 39,               // flow_start: the shard holds its most live flows; retry later
+  unknown_flow = 43,             // flow_control: no flow (live or kept) has that key
+  flow_control_refused = 44,     // flow_control: not in the flow's state (finished, paused twice, ...)
+  flow_args_mismatch = 45,       // flow_start: an argument missing, undeclared, or not in its parts
   // Refused by the engine before ordering (receipt height 0).
   unknown_chain = 40,
   engine_stopping = 41,
+  no_such_shard = 42,  // a flow_deploy or product_set names a shard the chain does not have
 };
 
 // One line naming the reason, e.g. "insufficient funds".
@@ -204,6 +228,52 @@ constexpr size_t compute_result_tx_bytes(size_t output_bytes) {
   return sizeof(TxHeader) + sizeof(ComputeResultBody) + output_bytes;
 }
 
+// flow_deploy: the model (flow/flow_model.h's encoding, model_bytes) follows. Home
+// shard: `shard`; a chain's contract is deployed on each of its shards (keel flow deploy
+// sends one per shard), since a flow runs where its key's hash puts it.
+struct FlowDeployBody {
+  uint32_t shard;
+  uint32_t model_bytes;  // 1..flow_model_bytes_max
+};
+static_assert(sizeof(FlowDeployBody) == 8);
+inline constexpr uint32_t flow_model_bytes_max = 32768;
+
+// flow_start: the contract's name, the key, then the arguments follow. Home shard:
+// shard_of_key(key). The key is the caller's idempotency key and the flow's name:
+// the same key returns the same flow (flow_exists) while the shard keeps it.
+struct FlowStartBody {
+  uint32_t version;         // 0: the newest deployed
+  uint16_t contract_bytes;  // 1..flow_name_bytes_max of [a-z0-9_]
+  uint16_t key_bytes;       // 1..flow_key_bytes_max
+  uint32_t args_bytes;      // 0..flow_args_bytes_max: flow/flow_args.h's encoding
+  uint32_t reserved;        // 0
+};
+static_assert(sizeof(FlowStartBody) == 16);
+inline constexpr uint32_t flow_name_bytes_max = 32;
+inline constexpr uint32_t flow_key_bytes_max = 128;
+inline constexpr uint32_t flow_args_bytes_max = 16384;
+
+enum class FlowAction : uint8_t { pause = 1, resume = 2, cancel = 3 };
+
+// flow_control: the key follows. Home shard: shard_of_key(key).
+struct FlowControlBody {
+  uint8_t action;      // FlowAction
+  uint8_t reserved;    // 0
+  uint16_t key_bytes;  // 1..flow_key_bytes_max
+  uint32_t reserved2;  // 0
+};
+static_assert(sizeof(FlowControlBody) == 8);
+
+// product_set: the product's name follows. Home shard: `shard`.
+struct ProductSetBody {
+  uint32_t shard;
+  uint32_t priority;     // higher is dispatched first
+  uint32_t running_max;  // 1..2^20 jobs of the product running at once on the shard
+  uint16_t name_bytes;   // 1..flow_name_bytes_max of [a-z0-9_]
+  uint16_t reserved;     // 0
+};
+static_assert(sizeof(ProductSetBody) == 16);
+
 // A checked transaction: the header and the body of its type, copied out.
 struct TxView {
   TxHeader header{};
@@ -215,12 +285,17 @@ struct TxView {
     CreditBody credit;
     ComputeRequestBody compute_request;
     ComputeResultBody compute_result;
+    FlowDeployBody flow_deploy;
+    FlowStartBody flow_start;
+    FlowControlBody flow_control;
+    ProductSetBody product_set;
   };
-  std::span<const std::byte> key;    // put only
+  std::span<const std::byte> key;    // put, flow_start, flow_control
   std::span<const std::byte> value;  // put only
   std::string_view compute_type;     // compute_request only: the checked name
-  std::span<const std::byte> input;  // compute_request only
+  std::span<const std::byte> input;  // compute_request; flow_start's arguments; flow_deploy's model
   std::span<const std::byte> output; // compute_result only
+  std::string_view name;             // flow_start's contract, product_set's product: checked
   TxView() : create_account{} {}
 };
 
@@ -233,12 +308,18 @@ struct TxView {
 // not add up to the length exactly; bad_flags when a reserved field is not zero, the
 // name has a character outside [a-z0-9_], or a result's outcome is not a ComputeOutcome.
 // compute_result from TxOrigin::client: internal_type.
+// For the flow types: bad_length when a part is empty where it must not be, longer than
+// its maximum, or the parts do not add up; bad_flags for a reserved field, an unknown
+// action, a name outside [a-z0-9_] or a running_max of 0 or past 2^20;
+// bad_flow_args when the arguments do not decode (flow/flow_args.h). A deploy's model is
+// bad_flow_model when a deploy's model does not decode (flow/flow_model.h).
 TxStatus check_transaction(std::span<const std::byte> bytes, TxOrigin origin, TxView* view);
 
 // The shard a transaction executes on: an account's home for create_account and
-// transfer (its `from`), the key's for put, the credited account's for credit, the
-// subject's for compute_request, and the result's `shard` field for compute_result (not
-// reduced modulo shard_count: a bad one matches no shard).
+// transfer (its `from`), the key's for put, flow_start and flow_control, the credited
+// account's for credit, the subject's for compute_request, and the `shard` field for
+// compute_result, flow_deploy and product_set (not reduced modulo shard_count: a bad one
+// matches no shard; the gateway answers no_such_shard).
 uint32_t home_shard(const TxView& view, uint32_t shard_count);
 // The home shard of an account or key: a fixed mix of its bits (splitmix64 for
 // accounts, FNV-1a for keys) modulo the shard count. Part of the on-disk contract:
@@ -263,6 +344,26 @@ std::vector<std::byte> encode_compute_request(uint64_t nonce, uint64_t subject, 
 // different tasks always hash apart (attempts differ by their `attempt` field).
 void write_compute_result(std::span<std::byte> out, uint64_t task_mark, uint32_t shard, uint32_t attempt,
                           ComputeOutcome outcome, int32_t plugin_status, std::span<const std::byte> output);
+// A flow's arguments: named byte strings, names ascending ([a-z0-9_], 1..32), each as
+// a FlowArgHeader, the name, the value. At most flow_args_bytes_max in all.
+struct FlowArgHeader {
+  uint16_t name_bytes;
+  uint16_t reserved;  // 0
+  uint32_t value_bytes;
+};
+static_assert(sizeof(FlowArgHeader) == 8);
+bool flow_args_well_formed(std::span<const std::byte> args);
+// The value of the named argument of well-formed args, or nullopt.
+std::optional<std::span<const std::byte>> flow_arg(std::span<const std::byte> args, std::string_view name);
+std::vector<std::byte> encode_flow_args(const std::map<std::string, std::string>& args);
+
+// Flow transactions. They do not check their arguments (tests build malformed ones).
+std::vector<std::byte> encode_flow_deploy(uint64_t nonce, uint32_t shard, std::span<const std::byte> model);
+std::vector<std::byte> encode_flow_start(uint64_t nonce, std::string_view contract, uint32_t version,
+                                         std::string_view key, std::span<const std::byte> args);
+std::vector<std::byte> encode_flow_control(uint64_t nonce, FlowAction action, std::string_view key);
+std::vector<std::byte> encode_product_set(uint64_t nonce, uint32_t shard, std::string_view product, uint32_t priority,
+                                          uint32_t running_max);
 // The same, into a new vector.
 std::vector<std::byte> encode_compute_result(uint64_t task_mark, uint32_t shard, uint32_t attempt,
                                              ComputeOutcome outcome, int32_t plugin_status,

@@ -11,14 +11,40 @@
 namespace keel::flow {
 namespace {
 
-StepPlan step(std::vector<uint16_t> after, uint32_t split = 1, uint32_t failures_max = 0, bool kept = false) {
-  return StepPlan{split, failures_max, std::move(after), kept};
+// A step of a test model: the steps it runs after and whose outputs it reads, by index.
+struct StepSpec {
+  std::vector<uint16_t> after;
+  uint32_t split = 1;
+  uint32_t failures_max = 0;
+  std::vector<uint16_t> reads;
+};
+
+StepSpec step(std::vector<uint16_t> after, uint32_t split = 1, uint32_t failures_max = 0,
+              std::vector<uint16_t> reads = {}) {
+  return StepSpec{std::move(after), split, failures_max, std::move(reads)};
 }
 
-// The loan approval's shape: hash -> (score, risk split 16) -> decision.
-FlowPlan loan_plan(std::string product = "loans") {
-  return FlowPlan{"loan_approval", 1, std::move(product),
-                  {step({}), step({0}), step({0}, 16, 0, true), step({1, 2})}};
+// A valid model of noop steps s0, s1, ...
+FlowModel model_of(std::string name, std::string product, const std::vector<StepSpec>& steps, uint32_t version = 1) {
+  FlowModel model{std::move(name), version, std::move(product), {}, {}, {}};
+  for (size_t index = 0; index < steps.size(); ++index) {
+    FlowStep step;
+    step.id = "s" + std::to_string(index);
+    step.compute_type = "noop";
+    for (uint16_t after : steps[index].after) step.after.push_back("s" + std::to_string(after));
+    for (uint16_t read : steps[index].reads) step.input.push_back({InputKind::step_output, "s" + std::to_string(read)});
+    step.split = steps[index].split;
+    step.split_failures_max = steps[index].failures_max;
+    model.steps.push_back(std::move(step));
+  }
+  Result<void> valid = validate_flow_model(model, std::nullopt);
+  EXPECT_TRUE(valid) << valid.error().message;
+  return model;
+}
+
+// The loan approval's shape: hash -> (score, risk split 16) -> decision, which reads risk.
+FlowModel loan_plan(std::string product = "loans") {
+  return model_of("loan_approval", std::move(product), {step({}), step({0}), step({0}, 16), step({1, 2}, 1, 0, {2})});
 }
 
 std::vector<uint16_t> steps_of(const std::vector<JobDispatch>& jobs) {
@@ -29,7 +55,7 @@ std::vector<uint16_t> steps_of(const std::vector<JobDispatch>& jobs) {
 
 TEST(FlowTable, AChainRunsStepByStepAndSucceeds) {
   FlowTable table;
-  uint32_t plan = table.add_plan({"chain", 1, "p", {step({}), step({0}), step({1})}});
+  uint32_t plan = table.add_plan(model_of("chain", "p", {step({}), step({0}), step({1})}));
   std::vector<JobDispatch> out;
   StartResult started = table.start("k1", plan, out);
   ASSERT_EQ(started.outcome, StartOutcome::started);
@@ -93,7 +119,7 @@ TEST(FlowTable, ParallelBranchesAndASplitFanInOnce) {
 
 TEST(FlowTable, AFailedSubJobFailsTheFlowAndItsRunningJobsGoStale) {
   FlowTable table;
-  uint32_t plan = table.add_plan({"split", 1, "p", {step({}, 4), step({0})}});
+  uint32_t plan = table.add_plan(model_of("split", "p", {step({}, 4), step({0})}));
   std::vector<JobDispatch> out;
   uint64_t flow = table.start("k", plan, out).flow;
   ASSERT_EQ(out.size(), 4u);
@@ -116,7 +142,7 @@ TEST(FlowTable, AFailedSubJobFailsTheFlowAndItsRunningJobsGoStale) {
 
 TEST(FlowTable, ASplitToleratesUpToItsFailuresMax) {
   FlowTable table;
-  uint32_t tolerant = table.add_plan({"tolerant", 1, "p", {step({}, 5, 2)}});
+  uint32_t tolerant = table.add_plan(model_of("tolerant", "p", {step({}, 5, 2)}));
   for (uint32_t failures : {2u, 3u}) {
     std::vector<JobDispatch> out;
     uint64_t flow = table.start("k" + std::to_string(failures), tolerant, out).flow;
@@ -132,7 +158,7 @@ TEST(FlowTable, ASplitToleratesUpToItsFailuresMax) {
 
 TEST(FlowTable, ATimedOutJobEndsItsStepTimedOut) {
   FlowTable table;
-  uint32_t plan = table.add_plan({"one", 1, "p", {step({}), step({0})}});
+  uint32_t plan = table.add_plan(model_of("one", "p", {step({}), step({0})}));
   std::vector<JobDispatch> out;
   uint64_t flow = table.start("k", plan, out).flow;
   // Keep the flow's summary reachable once finished: it stays in the kept FIFO.
@@ -143,7 +169,7 @@ TEST(FlowTable, ATimedOutJobEndsItsStepTimedOut) {
 
 TEST(FlowTable, PauseHoldsNewJobsAndResumeReleasesThem) {
   FlowTable table;
-  uint32_t plan = table.add_plan({"chain", 1, "p", {step({}), step({0})}});
+  uint32_t plan = table.add_plan(model_of("chain", "p", {step({}), step({0})}));
   std::vector<JobDispatch> out;
   uint64_t flow = table.start("k", plan, out).flow;
   JobDispatch first = out[0];
@@ -172,7 +198,7 @@ TEST(FlowTable, CancelEndsTheFlowAndFreesItsProductsSlots) {
   FlowTable table;
   std::vector<JobDispatch> out;
   table.set_product("p", {.priority = 0, .running_max = 2}, out);
-  uint32_t plan = table.add_plan({"split", 1, "p", {step({}, 3), step({0})}});
+  uint32_t plan = table.add_plan(model_of("split", "p", {step({}, 3), step({0})}));
   uint64_t first = table.start("a", plan, out).flow;
   uint64_t second = table.start("b", plan, out).flow;
   ASSERT_EQ(out.size(), 2u);  // the product's two slots, both the first flow's
@@ -194,7 +220,7 @@ TEST(FlowTable, CancelEndsTheFlowAndFreesItsProductsSlots) {
 
 TEST(FlowTable, TheSameKeyReturnsTheSameFlowWhileItIsKept) {
   FlowTable table(FlowTableLimits{.live_flows_max = 2, .finished_kept_max = 1});
-  uint32_t plan = table.add_plan({"one", 1, "p", {step({})}});
+  uint32_t plan = table.add_plan(model_of("one", "p", {step({})}));
   std::vector<JobDispatch> out;
   StartResult first = table.start("order-1", plan, out);
   ASSERT_EQ(out.size(), 1u);
@@ -223,7 +249,7 @@ TEST(FlowTable, ABatchProductCannotTakeAnInteractiveProductsSlots) {
   std::vector<JobDispatch> out;
   table.set_product("batch", {.priority = 0, .running_max = 4}, out);
   table.set_product("interactive", {.priority = 10, .running_max = 8}, out);
-  uint32_t nightly = table.add_plan({"nightly", 1, "batch", {step({}, 1000)}});
+  uint32_t nightly = table.add_plan(model_of("nightly", "batch", {step({}, 1000)}));
   uint32_t loan = table.add_plan(loan_plan("interactive"));
   table.start("night", nightly, out);
   EXPECT_EQ(out.size(), 4u);
@@ -258,7 +284,7 @@ TEST(FlowTable, ABatchProductCannotTakeAnInteractiveProductsSlots) {
 
 TEST(FlowTable, AKeptOutputPastItsBoundFailsTheStep) {
   FlowTable table(FlowTableLimits{.output_bytes_max = 8});
-  uint32_t plan = table.add_plan({"big", 1, "p", {step({}, 2, 0, true), step({0})}});
+  uint32_t plan = table.add_plan(model_of("big", "p", {step({}, 2), step({0}, 1, 0, {0})}));
   std::vector<JobDispatch> out;
   uint64_t flow = table.start("k", plan, out).flow;
   std::vector<JobDispatch> jobs = out;
@@ -282,16 +308,17 @@ TEST(FlowTable, RandomFlowsKeepEveryRule) {
   twin.set_product("p0", {.priority = 1, .running_max = 8}, twin_out);
   std::vector<uint32_t> plans;
   for (int plan_index = 0; plan_index < 6; ++plan_index) {
-    FlowPlan plan{"c" + std::to_string(plan_index), 1, plan_index % 2 ? "p0" : "p1", {}};
-    size_t steps = 1 + random() % 8;
-    for (size_t index = 0; index < steps; ++index) {
+    std::vector<StepSpec> steps;
+    for (size_t index = 0, count = 1 + random() % 8; index < count; ++index) {
       std::vector<uint16_t> after;
       for (size_t earlier = 0; earlier < index; ++earlier)
         if (random() % 3 == 0) after.push_back(uint16_t(earlier));
-      plan.steps.push_back(step(after, random() % 4 == 0 ? 1 + random() % 6 : 1, random() % 2));
+      uint32_t split = random() % 4 == 0 ? uint32_t(1 + random() % 6) : 1;
+      steps.push_back(step(after, split, split > 1 ? uint32_t(random() % 2) : 0));
     }
-    plans.push_back(table.add_plan(plan));
-    twin.add_plan(plan);
+    FlowModel model = model_of("c" + std::to_string(plan_index), plan_index % 2 ? "p0" : "p1", steps);
+    plans.push_back(table.add_plan(model));
+    twin.add_plan(model);
   }
   std::map<uint64_t, JobDispatch> running;           // by mark
   std::map<uint64_t, std::set<uint16_t>> succeeded;  // steps whose every job ended, per flow
@@ -394,7 +421,7 @@ FlowTable busy_table(std::vector<JobDispatch>& running) {
   std::vector<JobDispatch> out;
   table.set_product("zeta", {.priority = 1, .running_max = 3}, out);
   uint32_t loan = table.add_plan(loan_plan("alpha"));
-  uint32_t nightly = table.add_plan({"nightly", 2, "zeta", {step({}, 10)}});
+  uint32_t nightly = table.add_plan(model_of("nightly", "zeta", {step({}, 10)}, 2));
   table.start("n1", nightly, out);
   for (int index = 0; index < 4; ++index) table.start("loan-" + std::to_string(index), loan, out);
   // Finish the first loan's hash and some of its risk sub-jobs (kept outputs).

@@ -1,0 +1,187 @@
+// Flows on the shard executor (shard.h): deploy, start by key, jobs issued as tasks with
+// inputs built from arguments and earlier outputs, results releasing successors, pause,
+// resume and cancel as transactions, stale results never ordered, and replay and the
+// state's bytes reproducing it all.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+#include <string>
+
+#include "engine/flow/flow_model.h"
+#include "engine/ledger/shard.h"
+#include "tests/engine/ledger/ledger_test_support.h"
+
+namespace keel::ledger {
+namespace {
+
+using testing::submit;
+using testing::submit_internal;
+
+std::vector<std::byte> bytes_of(std::string_view text) {
+  const std::byte* raw = reinterpret_cast<const std::byte*>(text.data());
+  return std::vector<std::byte>(raw, raw + text.size());
+}
+
+flow::FlowModel shipped_model(const std::string& file) {
+  Result<flow::FlowModel> model = flow::load_flow_model(std::string(KEEL_SOURCE_DIR) + "/perf/flows/" + file, std::nullopt);
+  EXPECT_TRUE(model) << model.error().message;
+  return *model;
+}
+
+std::vector<std::byte> loan_args(const std::string& document) {
+  return encode_flow_args({{"document", document}, {"applicants", "APPL"}, {"portfolio", "PORT"}});
+}
+
+std::vector<std::byte> result_for(const OutboundTask& task, std::string_view output,
+                                  ComputeOutcome outcome = ComputeOutcome::succeeded) {
+  return encode_compute_result(task.task_mark, 0, 1, outcome, 0, bytes_of(output));
+}
+
+std::string text_of(const std::vector<std::byte>& bytes) {
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+TEST(FlowExecutor, DeployIsIdempotentPerVersionAndRefusesAnotherModelUnderIt) {
+  ShardExecutor shard({"bank", 0, 1}, BlockLimits{});
+  flow::FlowModel loan = shipped_model("loan_approval.toml");
+  std::vector<std::byte> model = flow::encode_flow_model(loan);
+  EXPECT_EQ(submit(shard, encode_flow_deploy(1, 0, model)), TxStatus::applied);
+  EXPECT_EQ(submit(shard, encode_flow_deploy(2, 0, model)), TxStatus::applied) << "the same model again";
+  flow::FlowModel changed = loan;
+  changed.steps[0].timeout_ms += 1;
+  EXPECT_EQ(submit(shard, encode_flow_deploy(3, 0, flow::encode_flow_model(changed))), TxStatus::contract_version_exists);
+  changed.version = 2;
+  EXPECT_EQ(submit(shard, encode_flow_deploy(4, 0, flow::encode_flow_model(changed))), TxStatus::applied);
+  EXPECT_EQ(shard.state().flows.plan_count(), 2u);
+  EXPECT_EQ(shard.state().flows.find_plan("loan_approval", 0), 1u) << "version 0 is the newest";
+  // Bytes that are not a model are refused before ordering; another shard's deploy is not this one's.
+  std::vector<std::byte> garbled = model;
+  garbled[garbled.size() / 2] ^= std::byte(0x40);
+  EXPECT_EQ(submit(shard, encode_flow_deploy(5, 0, garbled)), TxStatus::bad_flow_model);
+  EXPECT_EQ(submit(shard, encode_flow_deploy(6, 1, model)), TxStatus::wrong_shard);
+  EXPECT_EQ(shard.open_tx_count(), 4u);
+}
+
+TEST(FlowExecutor, ALoanFlowRunsItsJobsAsTasksAndSucceedsOnce) {
+  ShardExecutor shard({"bank", 0, 1}, BlockLimits{});
+  ASSERT_EQ(submit(shard, encode_flow_deploy(1, 0, flow::encode_flow_model(shipped_model("loan_approval.toml")))),
+            TxStatus::applied);
+  // Starts that cannot be: no such contract, arguments that do not match.
+  EXPECT_EQ(submit(shard, encode_flow_start(2, "no_such", 0, "k", loan_args("d"))), TxStatus::unknown_contract);
+  EXPECT_EQ(submit(shard, encode_flow_start(3, "loan_approval", 7, "k", loan_args("d"))), TxStatus::unknown_contract);
+  EXPECT_EQ(submit(shard, encode_flow_start(4, "loan_approval", 0, "k", encode_flow_args({{"document", "d"}}))),
+            TxStatus::flow_args_mismatch);
+  EXPECT_EQ(submit(shard, encode_flow_start(5, "loan_approval", 0, "k",
+                                            encode_flow_args({{"applicants", "a"}, {"document", "d"}, {"extra", "x"},
+                                                              {"portfolio", "p"}}))),
+            TxStatus::flow_args_mismatch);
+  EXPECT_EQ(submit(shard, encode_flow_start(6, "loan_approval", 0, "k", bytes_of("xx"))), TxStatus::bad_flow_args);
+  EXPECT_TRUE(shard.open_tasks().empty());
+
+  ASSERT_EQ(submit(shard, encode_flow_start(7, "loan_approval", 0, "loan-17", loan_args("DOCUMENT"))), TxStatus::applied);
+  EXPECT_EQ(submit(shard, encode_flow_start(8, "loan_approval", 0, "loan-17", loan_args("OTHER"))), TxStatus::flow_exists);
+  SealedBlock one = shard.seal(1);
+  ASSERT_EQ(one.tasks.size(), 1u);
+  const OutboundTask hash = one.tasks[0];
+  EXPECT_TRUE(is_flow_task_mark(hash.task_mark));
+  EXPECT_EQ(hash.compute_type, "hash");
+  EXPECT_EQ(text_of(hash.input), "DOCUMENT");
+  EXPECT_EQ(hash.timeout_ms, 5000u);
+  EXPECT_EQ(hash.retries_max, 3u);
+
+  ASSERT_EQ(submit_internal(shard, result_for(hash, "digest")), TxStatus::applied);
+  EXPECT_EQ(submit_internal(shard, result_for(hash, "digest")), TxStatus::duplicate_result);
+  SealedBlock two = shard.seal(2);
+  // score, then risk's 16 sub-jobs: split.index (sub-job, count) then the portfolio.
+  ASSERT_EQ(two.tasks.size(), 17u);
+  EXPECT_EQ(two.tasks[0].compute_type, "credit_score");
+  EXPECT_EQ(text_of(two.tasks[0].input), "APPL");
+  for (uint32_t sub_job = 0; sub_job < 16; ++sub_job) {
+    const OutboundTask& risk = two.tasks[1 + sub_job];
+    EXPECT_EQ(risk.compute_type, "var_mc");
+    ASSERT_EQ(risk.input.size(), 12u);
+    uint32_t index_and_count[2];
+    std::memcpy(index_and_count, risk.input.data(), 8);
+    EXPECT_EQ(index_and_count[0], sub_job);
+    EXPECT_EQ(index_and_count[1], 16u);
+    EXPECT_EQ(text_of(risk.input).substr(8), "PORT");
+  }
+  for (size_t index = two.tasks.size(); index-- > 0;)
+    ASSERT_EQ(submit_internal(shard, result_for(two.tasks[index], "r")), TxStatus::applied);
+  SealedBlock three = shard.seal(3);
+  ASSERT_EQ(three.tasks.size(), 1u);
+  EXPECT_EQ(three.tasks[0].compute_type, "noop");
+  ASSERT_EQ(submit_internal(shard, result_for(three.tasks[0], "")), TxStatus::applied);
+  SealedBlock four = shard.seal(4);
+  std::optional<uint64_t> flow = shard.state().flows.flow_of_key("loan-17");
+  ASSERT_TRUE(flow);
+  EXPECT_EQ(shard.state().flows.summary(*flow)->status, flow::FlowStatus::succeeded);
+  EXPECT_EQ(shard.state().flows.summary(*flow)->jobs_succeeded, 19u);
+
+  // Replay of the four blocks gives the same state, flows included; so do its bytes.
+  ShardExecutor replica({"bank", 0, 1}, BlockLimits{});
+  for (const SealedBlock* block : {&one, &two, &three, &four}) {
+    Result<SealedBlock> replayed = replica.replay(block->record);
+    ASSERT_TRUE(replayed) << replayed.error().message;
+  }
+  EXPECT_EQ(replica.state().digest(), shard.state().digest());
+  Result<ShardState> read_back = ShardState::deserialize(shard.state().serialize());
+  ASSERT_TRUE(read_back) << read_back.error().message;
+  EXPECT_EQ(read_back->serialize(), shard.state().serialize());
+}
+
+TEST(FlowExecutor, PauseResumeAndCancelAreTransactionsAndCancelledJobsGoStale) {
+  ShardExecutor shard({"bank", 0, 1}, BlockLimits{});
+  ASSERT_EQ(submit(shard, encode_flow_deploy(1, 0, flow::encode_flow_model(shipped_model("loan_approval.toml")))),
+            TxStatus::applied);
+  ASSERT_EQ(submit(shard, encode_flow_start(2, "loan_approval", 0, "a", loan_args("A"))), TxStatus::applied);
+  ASSERT_EQ(submit(shard, encode_flow_start(3, "loan_approval", 0, "b", loan_args("B"))), TxStatus::applied);
+  SealedBlock one = shard.seal(1);
+  ASSERT_EQ(one.tasks.size(), 2u);
+  EXPECT_EQ(submit(shard, encode_flow_control(4, FlowAction::pause, "a")), TxStatus::applied);
+  EXPECT_EQ(submit(shard, encode_flow_control(5, FlowAction::pause, "a")), TxStatus::flow_control_refused);
+  EXPECT_EQ(submit(shard, encode_flow_control(6, FlowAction::resume, "nobody")), TxStatus::unknown_flow);
+  // a's hash ends while a is paused: nothing more is issued for a until it resumes.
+  ASSERT_EQ(submit_internal(shard, result_for(one.tasks[0], "h")), TxStatus::applied);
+  EXPECT_TRUE(shard.open_tasks().empty());
+  EXPECT_EQ(submit(shard, encode_flow_control(7, FlowAction::resume, "a")), TxStatus::applied);
+  EXPECT_EQ(shard.open_tasks().size(), 17u);
+  // b is cancelled with its hash running: the hash's result is stale, never ordered.
+  EXPECT_EQ(submit(shard, encode_flow_control(8, FlowAction::cancel, "b")), TxStatus::applied);
+  EXPECT_EQ(submit_internal(shard, result_for(one.tasks[1], "h")), TxStatus::duplicate_result);
+  EXPECT_EQ(submit(shard, encode_flow_control(9, FlowAction::cancel, "b")), TxStatus::flow_control_refused);
+  EXPECT_EQ(shard.state().flows.summary(*shard.state().flows.flow_of_key("b"))->status, flow::FlowStatus::cancelled);
+  // Every running job is in the list an engine restarted from this state sends again.
+  shard.seal(2);
+  EXPECT_EQ(shard.pending_task_list().size(), 17u);
+}
+
+TEST(FlowExecutor, ASplitArgumentGivesEachSubJobItsPart) {
+  ShardExecutor shard({"bank", 0, 1}, BlockLimits{});
+  ASSERT_EQ(submit(shard, encode_flow_deploy(1, 0, flow::encode_flow_model(shipped_model("nightly_interest.toml")))),
+            TxStatus::applied);
+  auto parts_of = [](int count) {
+    std::string value;
+    for (int part = 0; part < count; ++part) {
+      std::string bytes = "range-" + std::to_string(part);
+      uint32_t size = uint32_t(bytes.size());
+      value.append(reinterpret_cast<const char*>(&size), 4);
+      value += bytes;
+    }
+    return value;
+  };
+  EXPECT_EQ(submit(shard, encode_flow_start(2, "nightly_interest", 0, "night", encode_flow_args({{"account_ranges",
+                                                                                                  parts_of(63)}}))),
+            TxStatus::flow_args_mismatch)
+      << "63 parts for a split of 64";
+  ASSERT_EQ(submit(shard, encode_flow_start(3, "nightly_interest", 0, "night",
+                                            encode_flow_args({{"account_ranges", parts_of(64)}}))),
+            TxStatus::applied);
+  ASSERT_EQ(shard.open_tasks().size(), 64u);
+  for (uint32_t sub_job = 0; sub_job < 64; ++sub_job)
+    EXPECT_EQ(text_of(shard.open_tasks()[sub_job].input), "range-" + std::to_string(sub_job));
+}
+
+}  // namespace
+}  // namespace keel::ledger
