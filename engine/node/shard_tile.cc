@@ -316,6 +316,10 @@ size_t ShardTile::send_tasks() {
     message.issued_ns = shm::monotonic_ns();
     message.compute_type = ports_.compute->types->index_of(task.compute_type);
     message.input_bytes = uint32_t(task.input.size());
+    message.timeout_ms = task.timeout_ms;
+    message.retries_max = task.retries_max;
+    message.backoff_ms = task.backoff_ms;
+    message.reserved = 0;
     if (task.input.size() > sched::request_inline_bytes) {
       std::optional<shm::ArenaBlock> block = ports_.compute->request_inputs.reserve(task.input.size());
       if (!block) break;

@@ -246,15 +246,14 @@ void SchedulerTile::scan_leases(uint64_t now_ns) {
 
 void SchedulerTile::retry_or_fail(uint32_t index, bool timed_out, uint64_t now_ns) {
   Lease& lease = leases_[index];
-  const SchedulerPool& pool = options_.pools[lease.pool];
-  if (lease.attempt > pool.retries_max) {
+  if (lease.attempt > lease.retries_max) {
     answer(index, lease.only_timeouts && timed_out ? ledger::ComputeOutcome::timed_out
                                                    : ledger::ComputeOutcome::retries_exhausted,
            0, {});
     return;
   }
-  uint64_t backoff_ms = std::min<uint64_t>(uint64_t(pool.backoff_ms) << std::min<uint32_t>(lease.attempt - 1, 20),
-                                           pool.timeout_ms);
+  uint64_t backoff_ms = std::min<uint64_t>(uint64_t(lease.backoff_ms) << std::min<uint32_t>(lease.attempt - 1, 20),
+                                           lease.timeout_ms);
   lease.state = LeaseState::waiting_retry;
   retries_.push({now_ns + backoff_ms * 1'000'000, {index, lease.generation}});
 }
@@ -312,6 +311,11 @@ size_t SchedulerTile::take_requests(size_t budget) {
       } else if (pools_[lease.pool].quarantined) {
         answer(index, ledger::ComputeOutcome::quarantined, 0, text_bytes(pools_[lease.pool].quarantine));
       } else {
+        const SchedulerPool& pool = options_.pools[lease.pool];
+        bool own = request.timeout_ms != 0;
+        lease.timeout_ms = own ? std::min(request.timeout_ms, pool.timeout_ms) : pool.timeout_ms;
+        lease.retries_max = own ? request.retries_max : pool.retries_max;
+        lease.backoff_ms = own ? request.backoff_ms : pool.backoff_ms;
         lease.state = LeaseState::queued;
         pools_[lease.pool].ready.push_back({index, lease.generation});
       }
@@ -367,7 +371,7 @@ size_t SchedulerTile::dispatch(size_t budget, uint64_t now_ns) {
       lease.attempt += 1;
       lease.epoch = slot->counted_epoch;
       lease.slot = uint32_t(slot - slots_.data());
-      lease.deadline_ns = now_ns + uint64_t(options_.pools[pool_index].timeout_ms) * 1'000'000;
+      lease.deadline_ns = now_ns + uint64_t(lease.timeout_ms) * 1'000'000;
       lease.state = LeaseState::dispatched;
       task.task_id = task_id_of(ref.index, ref.generation);
       task.epoch = lease.epoch;

@@ -20,7 +20,9 @@
 //   - its deadline passes (timeout_ms after it was sent),
 //   - the pool incarnation holding it died (the supervisor set dead_epoch), or
 //   - the plugin answered KEEL_STATUS_FAILED (transient),
-// until retries_max retries are spent; then the task ends timed_out (every attempt timed
+// until retries_max retries are spent (timeout, retries and backoff are the task's own
+// when it carries them, a flow step's, with the timeout capped at its pool's); then the
+// task ends timed_out (every attempt timed
 // out) or retries_exhausted. A permanent plugin status ends it plugin_failed at once; a
 // quarantined pool ends it quarantined with the reason as output; a compute type no pool
 // serves ends it no_pool. Whatever runs twice, the ledger orders one result per task.
@@ -118,6 +120,10 @@ class SchedulerTile final : public engine::Tile {
     uint32_t slot = 0;         // while dispatched
     LeaseState state = LeaseState::free;
     bool only_timeouts = true;  // every failed attempt so far timed out
+    // Its policy: the task's own (a flow step's) or its pool's, timeout at most the pool's.
+    uint32_t timeout_ms = 0;
+    uint32_t retries_max = 0;
+    uint32_t backoff_ms = 0;
     std::vector<std::byte> input;
     std::vector<std::byte> result_tx;  // while answering: the compute_result to hand back
   };

@@ -53,7 +53,7 @@ class ComputeTypeTable {
   std::unordered_map<std::string_view, uint32_t> indexes_;  // views into names_
 };
 
-inline constexpr size_t request_inline_bytes = 96;
+inline constexpr size_t request_inline_bytes = 80;
 
 // One compute task, shard -> scheduler: issued by the request at task_mark (its height
 // and index in the shard's log). The input is inline when it fits, else in the shard's
@@ -64,6 +64,13 @@ struct TaskRequestMessage {
   uint64_t issued_ns;      // CLOCK_MONOTONIC, when the shard sent it (dispatch latency)
   uint32_t compute_type;   // ComputeTypeTable index, or unknown_compute_type
   uint32_t input_bytes;    // inline when <= request_inline_bytes
+  // The task's own lease policy (a flow step's), or timeout_ms 0 for its pool's. The
+  // lease is never longer than the pool's timeout_ms: the operator's ceiling, which the
+  // worker's hung-task rule also stands on.
+  uint32_t timeout_ms;
+  uint32_t retries_max;
+  uint32_t backoff_ms;
+  uint32_t reserved;
   std::byte input[request_inline_bytes];
 };
 static_assert(sizeof(TaskRequestMessage) == 128);

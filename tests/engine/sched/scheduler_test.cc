@@ -120,9 +120,14 @@ class SchedulerTest : public ::testing::Test {
     control.ready_epoch.store(epoch);
   }
 
-  void send_request(uint64_t task_mark, uint32_t type, const std::string& input) {
+  // A task with its own lease policy (a flow step's) when policy_timeout_ms is not 0.
+  void send_request(uint64_t task_mark, uint32_t type, const std::string& input, uint32_t policy_timeout_ms = 0,
+                    uint32_t policy_retries_max = 0) {
     TaskRequestMessage message{};
     message.task_mark = task_mark;
+    message.timeout_ms = policy_timeout_ms;
+    message.retries_max = policy_retries_max;
+    message.backoff_ms = 1;
     message.compute_type = type;
     message.input_bytes = uint32_t(input.size());
     message.issued_ns = shm::monotonic_ns();
@@ -366,6 +371,29 @@ TEST_F(SchedulerTest, EveryAttemptTimingOutEndsTimedOut) {
   EXPECT_EQ(results[0].attempt, 3u);  // the first and two retries
   EXPECT_EQ(take_tasks(0).size(), 3u);
   EXPECT_EQ(counters().tasks_retried.load(), 2u);
+}
+
+TEST_F(SchedulerTest, ATasksOwnPolicyReplacesItsPools) {
+  PoolSetup pool{"a", {0}};
+  pool.timeout_ms = 60'000;  // never reached by the first task
+  pool.retries_max = 5;
+  build({pool});
+  // A flow step's policy: 5 ms leases, one retry.
+  send_request(21, type_a, "step", 5, 1);
+  std::vector<TaskResult> results = await_results(1);
+  EXPECT_EQ(results[0].outcome, ledger::ComputeOutcome::timed_out);
+  EXPECT_EQ(results[0].attempt, 2u);  // the first and its one retry, not the pool's five
+  EXPECT_EQ(take_tasks(0).size(), 2u);
+}
+
+TEST_F(SchedulerTest, ATasksOwnTimeoutIsCappedByItsPools) {
+  PoolSetup pool{"a", {0}};
+  pool.timeout_ms = 5;
+  build({pool});
+  send_request(22, type_a, "long step", 3'600'000, 0);  // an hour asked for, 5 ms allowed
+  std::vector<TaskResult> results = await_results(1);
+  EXPECT_EQ(results[0].outcome, ledger::ComputeOutcome::timed_out);
+  EXPECT_EQ(results[0].attempt, 1u);
 }
 
 TEST_F(SchedulerTest, ATransientFailureIsRetriedAndAPermanentOneIsNot) {
