@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <array>
 #include <bit>
 #include <cassert>
@@ -870,14 +871,33 @@ Result<PerfConfig> load_perf_config(const std::string& path, const ParseOptions&
   return parse_perf_config(*text, path, options);
 }
 
+namespace {
+
+// toml++'s description of a syntax error can quote the offending text, line breaks
+// included; an error is one line, so control characters are written as \xNN.
+std::string one_line(std::string_view text) {
+  std::string line;
+  for (char c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      char escaped[5];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", unsigned(static_cast<unsigned char>(c)));
+      line += escaped;
+    } else {
+      line += c;
+    }
+  }
+  return line;
+}
+
+}  // namespace
+
 Result<PerfConfig> parse_perf_config(std::string_view text, std::string_view path,
                                      const ParseOptions& options) {
   toml::table document;
   try {
     document = toml::parse(text, std::string(path));
   } catch (const toml::parse_error& error) {
-    return make_error(position(path, error.source().begin),
-                      "TOML syntax: " + std::string(error.description()));
+    return make_error(position(path, error.source().begin), "TOML syntax: " + one_line(error.description()));
   }
   PerfConfig config;
   config.path = std::string(path);

@@ -127,6 +127,11 @@ TEST(PerfConfig, SyntaxError) {
   EXPECT_EQ(error_of("[engine]\nidle = spin\n"),
             "test.toml:2:8: TOML syntax: Error while parsing value: could not determine "
             "value type");
+  // A syntax error quoting a line break stays one line.
+  Result<PerfConfig> broken = parse_perf_config("x = n\n", "test.toml", {});
+  ASSERT_FALSE(broken);
+  EXPECT_EQ(broken.error().message.find('\n'), std::string::npos) << broken.error().message;
+  EXPECT_NE(broken.error().message.find("\\x0a"), std::string::npos) << broken.error().message;
 }
 
 TEST(PerfConfig, UnknownKeyAtTopLevel) {
