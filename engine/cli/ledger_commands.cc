@@ -56,7 +56,16 @@ nlohmann::json report_json(const node::LedgerReport& report) {
                      {"ledger_tasks_issued", compute.ledger_tasks_issued},
                      {"ledger_tasks_succeeded", compute.ledger_tasks_succeeded},
                      {"ledger_tasks_failed", compute.ledger_tasks_failed},
-                     {"ledger_tasks_pending", compute.ledger_tasks_pending}};
+                     {"ledger_tasks_pending", compute.ledger_tasks_pending},
+                     {"flows_started", compute.flows_started},
+                     {"flows_succeeded", compute.flows_succeeded},
+                     {"flows_failed", compute.flows_failed},
+                     {"flows_cancelled", compute.flows_cancelled},
+                     {"flows_live", compute.flows_live},
+                     {"flow_jobs_dispatched", compute.flow_jobs_dispatched},
+                     {"flow_jobs_succeeded", compute.flow_jobs_succeeded},
+                     {"flow_jobs_failed", compute.flow_jobs_failed},
+                     {"flow_jobs_running", compute.flow_jobs_running}};
   json["chains"] = nlohmann::json::array();
   for (const node::ChainReport& chain : report.chains)
     json["chains"].push_back({{"name", chain.name},
@@ -98,6 +107,14 @@ void print_report(const node::LedgerReport& report) {
               compute.pools, (unsigned long long)compute.pool_restarts, compute.pools_quarantined,
               (unsigned long long)compute.ledger_tasks_issued, (unsigned long long)compute.ledger_tasks_succeeded,
               (unsigned long long)compute.ledger_tasks_failed, (unsigned long long)compute.ledger_tasks_pending);
+  if (compute.flows_started != 0)
+    std::printf("flows: %llu started, %llu succeeded, %llu failed, %llu cancelled, %llu live; jobs: %llu dispatched, "
+                "%llu succeeded, %llu failed, %llu running\n",
+                (unsigned long long)compute.flows_started, (unsigned long long)compute.flows_succeeded,
+                (unsigned long long)compute.flows_failed, (unsigned long long)compute.flows_cancelled,
+                (unsigned long long)compute.flows_live, (unsigned long long)compute.flow_jobs_dispatched,
+                (unsigned long long)compute.flow_jobs_succeeded, (unsigned long long)compute.flow_jobs_failed,
+                (unsigned long long)compute.flow_jobs_running);
   std::printf("%-16s %6s %10s %12s %10s %12s %12s %12s %12s\n", "chain", "shards", "height", "committed", "tx/s",
               "commit mean", "commit max", "client p50", "client p99");
   for (const node::ChainReport& chain : report.chains)

@@ -595,6 +595,16 @@ void fill_compute_report(Engine& engine, ComputeReport& compute) {
     compute.ledger_tasks_succeeded += state.tasks_succeeded;
     compute.ledger_tasks_failed += state.tasks_failed;
     compute.ledger_tasks_pending += state.pending_tasks.size();
+    const flow::FlowTableCounters& flows = state.flows.counters();
+    compute.flows_started += flows.flows_started;
+    compute.flows_succeeded += flows.flows_succeeded;
+    compute.flows_failed += flows.flows_failed;
+    compute.flows_cancelled += flows.flows_cancelled;
+    compute.flows_live += state.flows.live_flows();
+    compute.flow_jobs_dispatched += flows.jobs_dispatched;
+    compute.flow_jobs_succeeded += flows.jobs_succeeded;
+    compute.flow_jobs_failed += flows.jobs_failed + flows.jobs_timed_out;
+    compute.flow_jobs_running += state.flows.running_job_count();
   }
 }
 

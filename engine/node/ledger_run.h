@@ -73,6 +73,9 @@ struct ComputeReport {
   uint64_t ledger_tasks_succeeded = 0;
   uint64_t ledger_tasks_failed = 0;
   uint64_t ledger_tasks_pending = 0;
+  // Flows, from the ledgers (all time, but live and running: now).
+  uint64_t flows_started = 0, flows_succeeded = 0, flows_failed = 0, flows_cancelled = 0, flows_live = 0;
+  uint64_t flow_jobs_dispatched = 0, flow_jobs_succeeded = 0, flow_jobs_failed = 0, flow_jobs_running = 0;
 };
 
 struct LedgerReport {
