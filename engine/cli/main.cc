@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "engine/cli/flow_commands.h"
 #include "engine/cli/ledger_commands.h"
 #include "engine/cli/plugin_command.h"
 #include "engine/cli/version.h"
@@ -286,6 +287,34 @@ int main(int argc, char** argv) {
   PluginCheckRequest plugin_check_request;
   CLI::App* plugin_check = add_plugin_check_command(app, plugin_check_request);
 
+  keel::cli::FlowRequest flow_request;
+  CLI::App* flow = app.add_subcommand("flow", "business-process contracts on a running engine");
+  flow->require_subcommand(1);
+  auto flow_common = [&](CLI::App* command) {
+    command->add_option("--instance", flow_request.instance, "engine instance ([engine] instance)")->capture_default_str();
+    command->add_option("--chain", flow_request.chain, "chain name")->required();
+    command->add_option("--timeout-ms", flow_request.timeout_ms, "how long to wait for the receipts")->capture_default_str();
+  };
+  CLI::App* flow_deploy = flow->add_subcommand("deploy", "deploy a contract (a flow model file) on every shard of a chain");
+  flow_deploy->add_option("file", flow_request.model_file, "the flow model (TOML)")->required();
+  flow_deploy->add_option("--config", flow_request.config_file, "check compute types against this perf config's [[pool]]s");
+  flow_common(flow_deploy);
+  CLI::App* flow_start = flow->add_subcommand("start", "start a flow of a deployed contract under an idempotency key");
+  flow_start->add_option("contract", flow_request.contract, "the contract's name")->required();
+  flow_start->add_option("--key", flow_request.key, "idempotency key: the same key is the same flow")->required();
+  flow_start->add_option("--version", flow_request.version, "contract version (0: the newest deployed)")->capture_default_str();
+  flow_start->add_option("--arg", flow_request.args_text, "an argument as name=text");
+  flow_start->add_option("--arg-file", flow_request.args_file, "an argument as name=path: the file's bytes");
+  flow_start->add_option("--arg-hex", flow_request.args_hex, "an argument as name=hex");
+  flow_common(flow_start);
+  std::vector<CLI::App*> flow_controls;
+  for (const char* action : {"pause", "resume", "cancel"}) {
+    CLI::App* control = flow->add_subcommand(action, std::string(action) + " a flow, named by its key");
+    control->add_option("key", flow_request.key, "the flow's key")->required();
+    flow_common(control);
+    flow_controls.push_back(control);
+  }
+
   CLI11_PARSE(app, argc, argv);
   if (show_version || version->parsed()) {
     std::fputs(version_report().c_str(), stdout);
@@ -315,6 +344,11 @@ int main(int argc, char** argv) {
   }
   if (verify->parsed()) return verify_command(data_dir, json);
   if (plugin_check->parsed()) return plugin_check_command(plugin_check_request);
+  if (flow->parsed()) {
+    for (CLI::App* command : flow->get_subcommands())
+      if (command->parsed()) flow_request.action = command->get_name();
+    return keel::cli::flow_command(flow_request);
+  }
   if (submit->parsed()) {
     for (CLI::App* kind : {create_account, transfer, put, compute})
       if (kind->parsed()) submit_request.kind = kind->get_name();

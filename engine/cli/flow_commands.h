@@ -1,0 +1,40 @@
+// engine/cli/flow_commands.h: `keel flow …`, business-process contracts on a running
+// engine, through the client library.
+//
+//   keel flow deploy perf/flows/loan_approval.toml --chain loans [--config perf/default.toml]
+//   keel flow start loan_approval --chain loans --key order-17 --arg-file document=doc.pdf
+//   keel flow pause|resume|cancel order-17 --chain loans
+//
+// Each waits for the durable receipts and prints one line per outcome. Exit status: 0
+// when every receipt says applied (flow_exists for a start counts: the key's flow stands),
+// 3 when one was rejected, 2 when the arguments or files are bad (one line "keel:
+// <place>: <reason>") or the engine did not answer in time.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace keel::cli {
+
+struct FlowRequest {
+  std::string action;  // "deploy", "start", "pause", "resume" or "cancel"
+  std::string instance = "default";
+  std::string chain;
+  uint32_t timeout_ms = 10'000;
+  // deploy: the model's file, and a perf config whose [[pool]]s' compute types it must use
+  // (empty: the types are not checked, and the command says so).
+  std::string model_file;
+  std::string config_file;
+  // start: the contract, its version (0: the newest deployed), the key, and arguments as
+  // name=text, name=path (the file's bytes) or name=hex.
+  std::string contract;
+  uint32_t version = 0;
+  std::string key;  // start, pause, resume, cancel
+  std::vector<std::string> args_text, args_file, args_hex;
+};
+
+int flow_command(const FlowRequest& request);
+
+}  // namespace keel::cli
