@@ -123,8 +123,9 @@ struct FlowModel {
 
 // The compute types a model may use (those the engine's pools serve), or nullopt to accept
 // any well-formed name. Decoding never checks them: a deploy transaction must decode the
-// same on every engine and in every replay, whatever its pools; the engine checks the
-// decoded model against its pools with validate_flow_model when the deploy is applied.
+// same on every engine and in every replay, whatever its pools. `keel flow deploy
+// --config` checks a model against the pools before sending it; on the ledger a job whose
+// type no pool serves ends no_pool (failed).
 using KnownComputeTypes = std::optional<std::set<std::string>>;
 
 // Reads the file at path (at most flow_file_bytes_max bytes) and parses it as

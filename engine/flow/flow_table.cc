@@ -68,8 +68,19 @@ std::optional<uint32_t> FlowTable::find_plan(std::string_view contract, uint32_t
   return found;
 }
 
+std::optional<uint32_t> FlowTable::find_product(std::string_view name) const {
+  for (uint32_t index = 0; index < products_.size(); ++index)
+    if (products_[index].name == name) return index;
+  return std::nullopt;
+}
+
+bool FlowTable::can_add_plan(const FlowModel& model) const {
+  return plans_.size() < limits_.plans_max && (find_product(model.product) || products_.size() < limits_.products_max);
+}
+
 uint32_t FlowTable::add_plan(FlowModel model) {
   assert(!find_plan(model.name, model.version));
+  assert(can_add_plan(model));
   FlowPlan plan = plan_of(model);
   Result<CompiledFlow> compiled = compile_flow_model(model);
   assert(compiled);
@@ -87,9 +98,8 @@ uint32_t FlowTable::add_plan(FlowModel model) {
 
 // A product named for the first time gets the default settings.
 uint32_t FlowTable::product_index(std::string_view name) {
-  for (uint32_t index = 0; index < products_.size(); ++index)
-    if (products_[index].name == name) return index;
-  products_.push_back(Product{std::string(name), ProductSettings{}, 0, {}});
+  if (std::optional<uint32_t> found = find_product(name)) return *found;
+  products_.push_back(Product{std::string(name), ProductSettings{}, 0, {}, 0});
   order_products();
   return uint32_t(products_.size() - 1);
 }
@@ -103,11 +113,13 @@ void FlowTable::order_products() {
   });
 }
 
-void FlowTable::set_product(std::string_view name, ProductSettings settings, std::vector<JobDispatch>& out) {
+bool FlowTable::set_product(std::string_view name, ProductSettings settings, std::vector<JobDispatch>& out) {
+  if (!find_product(name) && products_.size() >= limits_.products_max) return false;
   uint32_t index = product_index(name);
   products_[index].settings = settings;
   order_products();
   dispatch(out);
+  return true;
 }
 
 StartResult FlowTable::start(std::string_view key, uint32_t plan_index, std::vector<JobDispatch>& out,
@@ -147,11 +159,13 @@ void FlowTable::make_ready(uint64_t flow_id, LiveFlow& flow, uint16_t step) {
 void FlowTable::dispatch(std::vector<JobDispatch>& out) {
   for (uint32_t product_index : product_order_) {
     Product& product = products_[product_index];
-    while (product.running < product.settings.running_max && !product.ready.empty()) {
+    while (product.running < product.settings.running_max && running_.size() < limits_.running_jobs_max &&
+           !product.ready.empty()) {
       auto [flow_id, step] = product.ready.front();
       auto live = live_.find(flow_id);
       if (live == live_.end()) {
         product.ready.pop_front();
+        --product.dead_entries;
         continue;
       }
       LiveFlow& flow = live->second;
@@ -206,10 +220,20 @@ CompleteOutcome FlowTable::complete(uint64_t job_mark, JobOutcome outcome, std::
   const StepPlan& step_plan = plans_[flow.plan].steps[job.step];
   StepState& state = flow.steps[job.step];
   ++state.finished;
+  uint64_t flow_id = job.flow;
   if (outcome == JobOutcome::succeeded) {
     ++counters_.jobs_succeeded;
     ++flow.jobs_succeeded;
     if (step_plan.output_kept) {
+      // The bound holds as outputs arrive, not only once the step is whole: a step whose
+      // kept output would pass it fails now, and the output is not kept.
+      size_t kept_bytes = output.size();
+      for (const std::string& part : state.outputs) kept_bytes += part.size();
+      if (kept_bytes > limits_.output_bytes_max) {
+        finish_step(flow_id, flow, job.step, JobStatus::failed);
+        dispatch(out);
+        return CompleteOutcome::applied;
+      }
       if (state.outputs.empty()) state.outputs.resize(step_plan.split);
       state.outputs[job.sub_job] = std::string(output);
     }
@@ -218,7 +242,6 @@ CompleteOutcome FlowTable::complete(uint64_t job_mark, JobOutcome outcome, std::
     ++flow.jobs_failed;
     ++state.failed;
   }
-  uint64_t flow_id = job.flow;
   if (state.failed > step_plan.split_failures_max) {
     finish_step(flow_id, flow, job.step, outcome == JobOutcome::timed_out ? JobStatus::timed_out : JobStatus::failed);
   } else if (state.finished == step_plan.split) {
@@ -233,14 +256,6 @@ CompleteOutcome FlowTable::complete(uint64_t job_mark, JobOutcome outcome, std::
 void FlowTable::finish_step(uint64_t flow_id, LiveFlow& flow, uint16_t step, JobStatus status) {
   flow.steps[step].status = status;
   if (status != JobStatus::succeeded) {
-    end_flow(flow_id, FlowStatus::failed);
-    return;
-  }
-  size_t kept_bytes = 0;
-  for (const std::string& part : flow.steps[step].outputs) kept_bytes += part.size();
-  if (kept_bytes > limits_.output_bytes_max) {
-    // A later step could not be given it: the step fails rather than truncate.
-    flow.steps[step].status = JobStatus::failed;
     end_flow(flow_id, FlowStatus::failed);
     return;
   }
@@ -262,6 +277,10 @@ void FlowTable::end_flow(uint64_t flow_id, FlowStatus status) {
   assert(live != live_.end());
   LiveFlow& flow = live->second;
   while (!flow.running.empty()) forget_running(flow, flow.running.back());
+  // Its queued steps' entries are dead now; a queue mostly dead is compacted, so ended
+  // flows cannot pile entries up behind a product that has no free slot.
+  Product& product = products_[plan_product_[flow.plan]];
+  for (const StepState& state : flow.steps) product.dead_entries += state.queued;
   switch (status) {
     case FlowStatus::succeeded: ++counters_.flows_succeeded; break;
     case FlowStatus::failed: ++counters_.flows_failed; break;
@@ -271,6 +290,10 @@ void FlowTable::end_flow(uint64_t flow_id, FlowStatus status) {
   finished_.emplace(flow_id, FinishedFlow{flow_id, flow.key, flow.plan, status, flow.jobs_succeeded, flow.jobs_failed});
   finished_order_.push_back(flow_id);
   live_.erase(live);
+  if (product.dead_entries > 64 && product.dead_entries * 2 > product.ready.size()) {
+    std::erase_if(product.ready, [&](const std::pair<uint64_t, uint16_t>& entry) { return !live_.contains(entry.first); });
+    product.dead_entries = 0;
+  }
   while (finished_order_.size() > limits_.finished_kept_max) {
     auto oldest = finished_.find(finished_order_.front());
     key_flows_.erase(oldest->second.key);
@@ -550,10 +573,23 @@ Result<FlowTable> FlowTable::deserialize(ledger::ByteReader& in, FlowTableLimits
     table.live_.emplace(flow_id, std::move(flow));
     previous_id = flow_id;
   }
-  for (const Product& product : table.products_)
-    for (const auto& [flow_id, step] : product.ready)
-      if (auto live = table.live_.find(flow_id); live != table.live_.end() && step >= live->second.steps.size())
-        return in.fail("a queued step is out of range");
+  // Queue entries of live flows: a ready step of the product its plan names. Entries of
+  // ended flows are dead (counted, as end_flow counts them).
+  for (uint32_t product_index = 0; product_index < table.products_.size(); ++product_index) {
+    Product& product = table.products_[product_index];
+    for (const auto& [flow_id, step] : product.ready) {
+      auto live = table.live_.find(flow_id);
+      if (live == table.live_.end()) {
+        ++product.dead_entries;
+        continue;
+      }
+      if (step >= live->second.steps.size() || table.plan_product_[live->second.plan] != product_index ||
+          !live->second.steps[step].queued)
+        return in.fail("a queued step is out of range or in another product's queue");
+    }
+  }
+  if (table.products_.size() > limits.products_max || table.plans_.size() > limits.plans_max)
+    return in.fail("more products or plans than a shard holds");
   uint64_t running_count = 0;
   if (!in.get(running_count)) return in.fail("cut short before the running jobs");
   uint64_t previous_mark = 0;
@@ -563,7 +599,8 @@ Result<FlowTable> FlowTable::deserialize(ledger::ByteReader& in, FlowTableLimits
     RunningJob job;
     if (!in.get(job_mark) || !in.get(job.flow) || !in.get(job.step) || !in.get(job.sub_job))
       return in.fail("cut short in a running job");
-    if (job_mark <= previous_mark || job_mark >= table.next_job_mark_) return in.fail_at(start, "job marks out of order");
+    if (job_mark <= previous_mark || job_mark >= table.next_job_mark_ || job_mark >= (uint64_t(1) << 62))
+      return in.fail_at(start, "job marks out of order");
     auto live = table.live_.find(job.flow);
     if (live == table.live_.end()) return in.fail_at(start, "a running job of no live flow");
     LiveFlow& flow = live->second;

@@ -30,7 +30,10 @@
 // each job's effect lands once.
 //
 // Memory is bounded: at most `live_flows_max` flows live (a start past it is refused
-// `flows_full`: backpressure); a finished flow leaves the live table for a FIFO of
+// `flows_full`: backpressure), at most `running_jobs_max` jobs run, `products_max`
+// products and `plans_max` plans exist, entries of ended flows are compacted out of the
+// queues, a kept output stops at output_bytes_max (its step fails as the output that would
+// pass it arrives); a finished flow leaves the live table for a FIFO of
 // `finished_kept_max` summaries (status, key, plan), and its idempotency key leaves with
 // it: a key is guaranteed one flow while its flow is live or among the kept summaries.
 // Step outputs are kept only for steps a later step reads, and only while the flow lives.
@@ -90,6 +93,11 @@ struct FlowTableLimits {
   uint32_t live_flows_max = 1 << 20;
   uint32_t finished_kept_max = 1 << 20;
   uint32_t output_bytes_max = 16384;  // a step's kept output (a split's, all sub-jobs')
+  // Jobs running at once over every product: what the shard hands the scheduler is
+  // bounded whatever products and splits ask for.
+  uint32_t running_jobs_max = 16384;
+  uint32_t products_max = 256;
+  uint32_t plans_max = 1024;  // deployed contract versions
 };
 
 // A job to send to the scheduler: the executor builds its input from the flow's
@@ -138,8 +146,10 @@ class FlowTable {
  public:
   explicit FlowTable(FlowTableLimits limits = {});
 
+  // Whether add_plan would stay within plans_max and products_max.
+  bool can_add_plan(const FlowModel& model) const;
   // Adds a deployed contract version (a valid model; no other plan of its name and
-  // version); returns its plan index.
+  // version; can_add_plan); returns its plan index.
   uint32_t add_plan(FlowModel model);
   const FlowPlan& plan(uint32_t index) const { return plans_.at(index); }
   const FlowModel& model(uint32_t index) const { return models_.at(index); }
@@ -149,7 +159,10 @@ class FlowTable {
   std::optional<uint32_t> find_plan(std::string_view contract, uint32_t version) const;
 
   // Creates or changes a product's queue settings; may dispatch more (appended to out).
-  void set_product(std::string_view name, ProductSettings settings, std::vector<JobDispatch>& out);
+  // False, changing nothing, for a new product past products_max.
+  bool set_product(std::string_view name, ProductSettings settings, std::vector<JobDispatch>& out);
+  // The next job mark to be issued: marks at or above it were never issued.
+  uint64_t next_job_mark() const { return next_job_mark_; }
 
   // Starts a flow of `plan` under the idempotency key with its arguments (kept while the
   // flow lives: jobs' inputs are built from them); its root steps' jobs are appended to
@@ -228,6 +241,7 @@ class FlowTable {
     ProductSettings settings;
     uint32_t running = 0;
     std::deque<std::pair<uint64_t, uint16_t>> ready;  // (flow, step), FIFO
+    uint64_t dead_entries = 0;  // of ready: of flows that ended (dropped lazily, compacted)
   };
   struct FinishedFlow {
     uint64_t flow = 0;
@@ -238,6 +252,7 @@ class FlowTable {
   };
 
   uint32_t product_index(std::string_view name);
+  std::optional<uint32_t> find_product(std::string_view name) const;
   void order_products();
   void make_ready(uint64_t flow_id, LiveFlow& flow, uint16_t step);
   void dispatch(std::vector<JobDispatch>& out);

@@ -100,7 +100,8 @@ TxStatus ShardExecutor::check_result_mark(uint64_t task_mark) const {
     // A flow job's: settled by its first result, or by its flow ending (stale).
     uint64_t job_mark = task_mark & ~flow_task_bit;
     if (state_.flows.is_running(job_mark)) return TxStatus::applied;
-    return job_mark == 0 ? TxStatus::unknown_task : TxStatus::duplicate_result;
+    return job_mark == 0 || job_mark >= state_.flows.next_job_mark() ? TxStatus::unknown_task
+                                                                      : TxStatus::duplicate_result;
   }
   if (state_.pending_tasks.contains(task_mark)) return TxStatus::applied;
   if (task_mark < CreditMark::pack(1, 0) || task_mark > state_.task_mark_max) return TxStatus::unknown_task;
@@ -259,6 +260,7 @@ TxStatus ShardExecutor::apply_flow_deploy(const TxView& view) {
   assert(model);  // check_transaction decoded it
   if (std::optional<uint32_t> plan = state_.flows.find_plan(model->name, model->version))
     return state_.flows.model(*plan) == *model ? TxStatus::applied : TxStatus::contract_version_exists;
+  if (!state_.flows.can_add_plan(*model)) return TxStatus::flow_limit_reached;
   state_.flows.add_plan(std::move(*model));
   return TxStatus::applied;
 }
@@ -311,7 +313,8 @@ TxStatus ShardExecutor::apply_flow_control(const TxView& view) {
 
 TxStatus ShardExecutor::apply_product_set(const TxView& view) {
   std::vector<flow::JobDispatch> jobs;
-  state_.flows.set_product(view.name, {view.product_set.priority, view.product_set.running_max}, jobs);
+  if (!state_.flows.set_product(view.name, {view.product_set.priority, view.product_set.running_max}, jobs))
+    return TxStatus::flow_limit_reached;
   issue_flow_jobs(jobs);
   return TxStatus::applied;
 }

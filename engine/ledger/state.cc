@@ -61,13 +61,13 @@ Result<void> deserialize_task(Reader& in, ShardState& state, uint64_t& previous_
   if (mark_height(entry.mark) == 0 || entry.mark > state.task_mark_max)
     return in.fail_at(start, where + "not a mark this shard issued (largest " + std::to_string(state.task_mark_max) + ")");
   if (entry.reserved != 0) return in.fail_at(start, where + "reserved bytes are not zero");
-  if (entry.compute_type_bytes == 0 || entry.compute_type_bytes > compute_type_bytes_max)
+  if (entry.compute_type_bytes == 0 || entry.compute_type_bytes > compute_type_bytes_max_logged)
     return in.fail_at(start, where + "compute type name of " + std::to_string(entry.compute_type_bytes) + " bytes");
   if (entry.input_bytes > compute_input_bytes_max)
     return in.fail_at(start, where + "input of " + std::to_string(entry.input_bytes) + " bytes exceeds " +
                                  std::to_string(compute_input_bytes_max));
   if (!in.get_string(task.compute_type, entry.compute_type_bytes)) return in.fail("cut short in a compute type name");
-  if (!is_compute_type_name(task.compute_type))
+  if (!is_compute_type_name(task.compute_type, compute_type_bytes_max_logged))
     return in.fail_at(start, where + "compute type name has characters outside [a-z0-9_]");
   if (in.bytes.size() - in.offset < entry.input_bytes) return in.fail("cut short in a task's input");
   const std::byte* input = in.bytes.data() + in.offset;

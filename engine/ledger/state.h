@@ -72,10 +72,12 @@ inline constexpr uint32_t block_txs_limit = 65536;
 
 // The bounds of a shard's flow table. Fixed, not configured: they decide which starts are
 // refused (flows_full) and which finished flows' keys are forgotten, so replay must use
-// the same ones. A live flow costs about 300 bytes plus its arguments and kept outputs,
-// a kept finished one about 100 bytes plus its key.
+// the same ones. A live flow costs about 300 bytes plus its arguments (at most 16 KiB)
+// and kept outputs (at most 16 KiB a step), a kept finished one about 100 bytes plus its
+// key; at most 16,384 flow jobs run at once (each task holds its input, at most 16 KiB).
 inline constexpr flow::FlowTableLimits shard_flow_limits{
-    .live_flows_max = 1 << 20, .finished_kept_max = 1 << 18, .output_bytes_max = compute_input_bytes_max};
+    .live_flows_max = 1 << 18, .finished_kept_max = 1 << 18, .output_bytes_max = compute_input_bytes_max,
+    .running_jobs_max = 16384, .products_max = 256, .plans_max = 1024};
 
 struct ShardState {
   ShardState() = default;

@@ -43,6 +43,7 @@ std::string_view status_text(TxStatus status) {
     case TxStatus::flow_control_refused: return "not allowed in the flow's state";
     case TxStatus::no_such_shard: return "the chain has no such shard";
     case TxStatus::flow_args_mismatch: return "the arguments do not match the contract's";
+    case TxStatus::flow_limit_reached: return "the shard holds its most contract versions or products";
     case TxStatus::unknown_chain: return "no such chain";
     case TxStatus::engine_stopping: return "the engine is stopping";
   }
@@ -122,18 +123,20 @@ TxStatus check_put(std::span<const std::byte> bytes, TxView* view) {
   return TxStatus::applied;
 }
 
-TxStatus check_compute_request(std::span<const std::byte> bytes, TxView* view) {
+TxStatus check_compute_request(std::span<const std::byte> bytes, TxOrigin origin, TxView* view) {
   constexpr size_t body_start = sizeof(TxHeader) + sizeof(ComputeRequestBody);
   if (bytes.size() < body_start) return TxStatus::bad_length;
   view->compute_request = read_at<ComputeRequestBody>(bytes, sizeof(TxHeader));
   const ComputeRequestBody& request = view->compute_request;
   if (request.reserved != 0) return TxStatus::bad_flags;
-  if (request.compute_type_bytes == 0 || request.compute_type_bytes > compute_type_bytes_max ||
+  // What the engine reads back may come from a log written under the older, longer limit.
+  const size_t name_max = origin == TxOrigin::client ? compute_type_bytes_max : compute_type_bytes_max_logged;
+  if (request.compute_type_bytes == 0 || request.compute_type_bytes > name_max ||
       request.input_bytes > compute_input_bytes_max)
     return TxStatus::bad_length;
   if (bytes.size() != body_start + request.compute_type_bytes + request.input_bytes) return TxStatus::bad_length;
   view->compute_type = std::string_view(reinterpret_cast<const char*>(bytes.data() + body_start), request.compute_type_bytes);
-  if (!is_compute_type_name(view->compute_type)) return TxStatus::bad_flags;
+  if (!is_compute_type_name(view->compute_type, name_max)) return TxStatus::bad_flags;
   view->input = bytes.subspan(body_start + request.compute_type_bytes, request.input_bytes);
   return TxStatus::applied;
 }
@@ -277,7 +280,7 @@ TxStatus check_transaction(std::span<const std::byte> bytes, TxOrigin origin, Tx
   uint16_t flags_allowed = view->type == TxType::credit ? credit_flag_refund : 0;
   if ((header.flags & ~flags_allowed) != 0) return TxStatus::bad_flags;
   if (view->type == TxType::put) return check_put(bytes, view);
-  if (view->type == TxType::compute_request) return check_compute_request(bytes, view);
+  if (view->type == TxType::compute_request) return check_compute_request(bytes, origin, view);
   if (view->type == TxType::compute_result) return check_compute_result(bytes, view);
   if (view->type == TxType::flow_deploy) return check_flow_deploy(bytes, view);
   if (view->type == TxType::flow_start) return check_flow_start(bytes, view);

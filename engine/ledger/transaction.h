@@ -50,10 +50,13 @@ inline constexpr uint32_t put_value_bytes_max = 16384;
 inline constexpr uint32_t compute_type_bytes_max = 32;
 inline constexpr uint32_t compute_input_bytes_max = 16384;
 inline constexpr uint32_t compute_output_bytes_max = 16384;
-// True for a valid compute type name: 1..compute_type_bytes_max characters of [a-z0-9_].
+// Logs written before names were held to 32 characters may hold requests with up to 64:
+// what the engine reads back (replay, snapshots) still accepts them; clients cannot send them.
+inline constexpr uint32_t compute_type_bytes_max_logged = 64;
+// True for a valid compute type name: 1..bytes_max characters of [a-z0-9_].
 // Inline: engine/flow, below the ledger, checks names by the same rule.
-inline bool is_compute_type_name(std::string_view name) {
-  if (name.empty() || name.size() > compute_type_bytes_max) return false;
+inline bool is_compute_type_name(std::string_view name, size_t bytes_max = compute_type_bytes_max) {
+  if (name.empty() || name.size() > bytes_max) return false;
   for (char c : name)
     if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
   return true;
@@ -119,6 +122,7 @@ enum class TxStatus : uint16_t {
   unknown_flow = 43,             // flow_control: no flow (live or kept) has that key
   flow_control_refused = 44,     // flow_control: not in the flow's state (finished, paused twice, ...)
   flow_args_mismatch = 45,       // flow_start: an argument missing, undeclared, or not in its parts
+  flow_limit_reached = 46,       // flow_deploy, product_set: the shard holds its most contracts or products
   // Refused by the engine before ordering (receipt height 0).
   unknown_chain = 40,
   engine_stopping = 41,
@@ -245,7 +249,7 @@ struct FlowStartBody {
   uint32_t version;         // 0: the newest deployed
   uint16_t contract_bytes;  // 1..flow_name_bytes_max of [a-z0-9_]
   uint16_t key_bytes;       // 1..flow_key_bytes_max
-  uint32_t args_bytes;      // 0..flow_args_bytes_max: flow/flow_args.h's encoding
+  uint32_t args_bytes;      // 0..flow_args_bytes_max: encode_flow_args's form (below)
   uint32_t reserved;        // 0
 };
 static_assert(sizeof(FlowStartBody) == 16);
@@ -311,8 +315,8 @@ struct TxView {
 // For the flow types: bad_length when a part is empty where it must not be, longer than
 // its maximum, or the parts do not add up; bad_flags for a reserved field, an unknown
 // action, a name outside [a-z0-9_] or a running_max of 0 or past 2^20;
-// bad_flow_args when the arguments do not decode (flow/flow_args.h). A deploy's model is
-// bad_flow_model when a deploy's model does not decode (flow/flow_model.h).
+// bad_flow_args when the arguments are not encode_flow_args's form; bad_flow_model when
+// a deploy's model does not decode (flow/flow_model.h).
 TxStatus check_transaction(std::span<const std::byte> bytes, TxOrigin origin, TxView* view);
 
 // The shard a transaction executes on: an account's home for create_account and

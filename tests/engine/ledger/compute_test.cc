@@ -149,9 +149,17 @@ TEST(ComputeTransaction, NumbersAndTextsAreStable) {
 TEST(ComputeTransaction, MalformedRequestsGetTheirReason) {
   std::vector<std::byte> request = encode_compute_request(1, 42, "hash", bytes_of("document"));
   ASSERT_EQ(check(request), TxStatus::applied);
-  // The name: 1..64 characters of [a-z0-9_].
+  // The name: 1..32 characters of [a-z0-9_].
   EXPECT_EQ(check(encode_compute_request(1, 42, "", bytes_of("x"))), TxStatus::bad_length);
   EXPECT_EQ(check(encode_compute_request(1, 42, std::string(compute_type_bytes_max + 1, 'a'), {})), TxStatus::bad_length);
+  // A log written under the older 64-character limit still reads back (engine origin).
+  TxView logged_view;
+  std::vector<std::byte> logged = encode_compute_request(1, 1, std::string(compute_type_bytes_max_logged, 'a'), {});
+  EXPECT_EQ(check_transaction(logged, TxOrigin::engine, &logged_view), TxStatus::applied);
+  EXPECT_EQ(check_transaction(logged, TxOrigin::client, &logged_view), TxStatus::bad_length);
+  EXPECT_EQ(check_transaction(encode_compute_request(1, 1, std::string(compute_type_bytes_max_logged + 1, 'a'), {}),
+                              TxOrigin::engine, &logged_view),
+            TxStatus::bad_length);
   for (std::string_view name : std::initializer_list<std::string_view>{
            "Hash", "ha-sh", "ha sh", "hash\n", "h\xc3\xa9", std::string_view("ha\0sh", 5), "hash.v2"})
     EXPECT_EQ(check(encode_compute_request(1, 42, name, {})), TxStatus::bad_flags) << name;
