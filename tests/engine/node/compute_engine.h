@@ -40,6 +40,9 @@ inline constexpr uint32_t shards = 2;
 struct ExtraKeys {
   std::string ledger;
   std::string scheduler;
+  // 0: no snapshots, so every segment stays and a test can read each request and result
+  // (a test's log fits one segment, which is never dropped, so snapshots may be on too).
+  uint32_t snapshot_every_blocks = 0;
 };
 
 // A config of one chain `work` of `shards` shards, no load generator, no pipeline, the
@@ -48,8 +51,8 @@ inline std::string config_text(const std::string& instance, const fs::path& data
                                const ExtraKeys& extra = {}) {
   return "[engine]\ninstance = \"" + instance + "\"\nidle = \"sleep\"\n"
          "[[chain]]\nname = \"work\"\nshards = " + std::to_string(shards) + "\nblock_txs_max = 256\nblock_us_max = 500\n"
-         // No snapshots: every segment stays, so the test reads each request and result.
-         "[ledger]\ndata_dir = \"" + data_dir.string() + "\"\nsnapshot_every_blocks = 0\n" + extra.ledger +
+         "[ledger]\ndata_dir = \"" + data_dir.string() + "\"\nsnapshot_every_blocks = " +
+         std::to_string(extra.snapshot_every_blocks) + "\n" + extra.ledger +
          "[load]\nenabled = false\n[pipeline]\nenabled = false\n" + pool +
          // Twenty kills must never look like a crashing plugin, and restarts come fast.
          "[scheduler]\nrestart_backoff_ms = 5\nrestart_backoff_ms_max = 50\ncrashes_max = 1000\n"
