@@ -17,6 +17,7 @@
 #include "engine/pipeline/pipeline_run.h"
 #include "numa/placement.h"
 #include "perf/bench_ledger.h"
+#include "perf/bench_flows.h"
 #include "perf/bench_tasks.h"
 #include "perf/bench_ring.h"
 #include "perf/bench_wal.h"
@@ -208,6 +209,12 @@ int main(int argc, char** argv) {
   bench_tasks->add_option("--seconds", tasks_options.seconds, "length of each end-to-end run, seconds")->capture_default_str()->check(CLI::Range(0.1, 600.0));
   bench_tasks->add_option("--baseline-tasks", tasks_options.baseline_tasks, "tasks per flow_graph run")->capture_default_str()->check(CLI::Range(uint64_t(1), uint64_t(1'000'000'000)));
   bench_tasks->add_option("--directory", tasks_options.directory, "where the engine writes (default: a fresh folder under data/bench-tasks)");
+  keel::perf::FlowsBenchOptions flows_options;
+  CLI::App* bench_flows = bench->add_subcommand("flows", "flow jobs/s and flows/s end to end through the engine (loan shape, 10,000-way split) vs plain compute tasks");
+  bench_flows->add_flag("--json", flows_options.json, "print one JSON object");
+  bench_flows->add_option("--repetitions", flows_options.repetitions, "repetitions per figure (median reported)")->capture_default_str()->check(CLI::Range(1u, 1000u));
+  bench_flows->add_option("--seconds", flows_options.seconds, "length of each run, seconds")->capture_default_str()->check(CLI::Range(0.1, 600.0));
+  bench_flows->add_option("--directory", flows_options.directory, "where the engine writes (default: a fresh folder under data/bench-flows)");
 
   CLI::App* relay = app.add_subcommand("pipeline-relay", "(internal) the pipeline's relay process");
   relay->group("");
@@ -326,6 +333,7 @@ int main(int argc, char** argv) {
   if (bench_wal->parsed()) return keel::perf::run_wal_bench(wal_options);
   if (bench_ledger->parsed()) return keel::perf::run_ledger_bench(ledger_options);
   if (bench_tasks->parsed()) return keel::perf::run_tasks_bench(tasks_options);
+  if (bench_flows->parsed()) return keel::perf::run_flows_bench(flows_options);
   if (relay->parsed()) return keel::engine::pipeline::run_relay_process(segment_name, pu, node);
   if (load->parsed()) {
     keel::Result<uint64_t> load_duration_ms = parse_duration_ms(load_duration);

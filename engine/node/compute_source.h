@@ -18,6 +18,11 @@
 // up to requests_in_flight_max. So the source keeps the shard's task table near full
 // without flooding it with requests it must refuse.
 //
+// Flows instead (`keel bench flows`): with a flow model given, each port first sends that
+// model's deploy and a product_set for its product, waits for both receipts, then sends
+// flow_starts of the contract, each under a fresh key at home on the port's shard, with
+// the same arguments; flows_full cuts the window as compute_backlog_full does.
+//
 // Draining: no new requests; quiescent once every receipt is back.
 #pragma once
 
@@ -31,6 +36,7 @@
 #include "engine/client/protocol.h"
 #include "engine/core/tile.h"
 #include "error/result.h"
+#include "shm/arena.h"
 #include "shm/ring.h"
 
 namespace keel::node {
@@ -39,6 +45,11 @@ struct ComputeSourceOptions {
   std::string compute_type = "noop";
   uint32_t input_bytes = 8;  // the task's input (zeros); the whole request must fit a submit slot
   uint32_t requests_in_flight_max = 4096;  // per shard: sent, receipt not back (the window's top)
+  // Flows: the model's encoding (empty: compute requests), the flows' arguments, and the
+  // product's running limit to set on every shard.
+  std::vector<std::byte> flow_model;
+  std::vector<std::byte> flow_args;
+  uint32_t product_running_max = 16384;
 };
 
 // What the source did, readable from any thread.
@@ -47,6 +58,7 @@ struct ComputeSourceCounters {
   std::atomic<uint64_t> requests_accepted{0};      // receipt: applied (a pending task)
   std::atomic<uint64_t> requests_backlog_full{0};  // receipt: compute_backlog_full
   std::atomic<uint64_t> requests_refused{0};       // any other receipt status
+  std::atomic<uint64_t> setup_refused{0};          // flows: a deploy or product_set not applied
 };
 
 class ComputeSourceTile final : public engine::Tile {
@@ -67,20 +79,26 @@ class ComputeSourceTile final : public engine::Tile {
  private:
   struct Port {
     shm::RingProducer submits;
+    shm::ArenaWriter submit_arena;  // flows: the deploy, too large for a slot
     shm::RingConsumer receipts;
     uint32_t shard = 0;        // within its chain
     uint32_t shard_count = 0;  // of its chain
     uint32_t in_flight = 0;
     double window = 0;         // requests allowed in flight now
     uint64_t cut_after = 0;    // the window is cut again only for a refusal of a request from here on
+    uint32_t setup_pending = 0;  // flows: setup transactions sent, receipt not back
+    bool setup_sent = false;
   };
 
   ComputeSourceTile(std::vector<Port> ports, std::vector<std::byte> request, uint32_t in_flight_max);
+  bool send_setup(Port& port);
   size_t take_receipts(Port& port, size_t budget);
   size_t send_requests(Port& port, size_t budget);
 
   std::vector<Port> ports_;
-  std::vector<std::byte> request_;  // the encoded compute_request; nonce and subject change per send
+  std::vector<std::byte> request_;  // the encoded compute_request (or flow_start); nonce and subject (key) change per send
+  bool flows_ = false;
+  std::vector<std::vector<std::byte>> setup_;  // flows: per shard, the deploy then the product_set
   uint32_t in_flight_max_;
   uint64_t next_request_ = 1;
   uint32_t next_port_ = 0;

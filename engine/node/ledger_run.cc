@@ -670,6 +670,7 @@ void fill_report(Engine& engine, const config::PerfConfig& config, LedgerReport&
     report.source.requests_accepted = counters.requests_accepted.load();
     report.source.requests_backlog_full = counters.requests_backlog_full.load();
     report.source.requests_refused = counters.requests_refused.load();
+    report.source.setup_refused = counters.setup_refused.load();
   }
 }
 

@@ -94,6 +94,7 @@ struct LedgerReport {
   ComputeReport compute;
   struct {
     uint64_t requests_sent = 0, requests_accepted = 0, requests_backlog_full = 0, requests_refused = 0;
+    uint64_t setup_refused = 0;  // flows: a deploy or product_set not applied
   } source;  // the compute source's, when it ran
   double duration_s = 0;
   double duration_with_drain_s = 0;  // to the end of the drain (what was ordered then is durable)

@@ -1,0 +1,210 @@
+#include "perf/bench_flows.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "engine/config/perf_config.h"
+#include "engine/core/engine_plan.h"
+#include "engine/flow/flow_model.h"
+#include "engine/node/ledger_run.h"
+#include "perf/bench_report.h"
+#include "shm/segment.h"
+
+namespace keel::perf {
+
+namespace {
+
+constexpr double target_jobs_per_second = 100'000;
+
+std::string config_text(const std::string& instance, const std::string& data_dir) {
+  std::string text;
+  text += "[engine]\ninstance = \"" + instance + "\"\n";
+  text += "[[chain]]\nname = \"bench\"\nshards = 1\nblock_txs_max = 8192\nblock_us_max = 1000\n";
+  text += "[ledger]\ndata_dir = \"" + data_dir + "\"\nfsync = \"always\"\nsnapshot_every_blocks = 0\n";
+  text += "[load]\nenabled = false\n";
+  // The pool's credit covers the flow table's running limit (16,384 jobs a shard).
+  text += "[[pool]]\ncompute_types = [\"noop\"]\nplugin = \"noop\"\nthreads_per_node = 1\nin_flight_max = 16384\n";
+  return text;
+}
+
+flow::FlowStep noop_step(const std::string& id, std::vector<std::string> after, uint32_t split) {
+  flow::FlowStep step;
+  step.id = id;
+  step.compute_type = "noop";
+  step.after = std::move(after);
+  step.input = {{flow::InputKind::split_index, ""}};
+  step.split = split;
+  return step;
+}
+
+flow::FlowModel loan_shape() {
+  return {"bench_loan", 1, "bench", {}, {},
+          {noop_step("hash", {}, 1), noop_step("score", {"hash"}, 1), noop_step("risk", {"hash"}, 16),
+           noop_step("decision", {"score", "risk"}, 1)}};
+}
+
+flow::FlowModel split_shape() { return {"bench_split", 1, "bench", {}, {}, {noop_step("fan", {}, 10'000)}}; }
+
+struct Run {
+  double jobs_per_second = 0;  // flow jobs, or plain tasks for the baseline
+  double flows_per_second = 0;
+  double latency_us_p50 = 0, latency_us_p99 = 0;
+  uint64_t failed = 0, live_left = 0, setup_refused = 0;
+  std::string plan;
+};
+
+// One engine run with a source of flows of `model` (or of plain compute tasks without one).
+Result<Run> run_engine(const std::string& data_dir, double seconds, const flow::FlowModel* model) {
+  std::string instance = "bench-flows-" + std::to_string(getpid());
+  Result<config::PerfConfig> config =
+      config::parse_perf_config(config_text(instance, data_dir), "keel bench flows (built-in config)");
+  if (!config) return config.error();
+  Result<numa::Topology> topology = engine::load_topology(*config, "");
+  if (!topology) return topology.error();
+  Result<numa::Plan> plan = numa::make_plan(*topology, engine::plan_request(*config));
+  if (!plan) return plan.error();
+  node::LedgerRunOptions options;
+  options.duration_ms = uint64_t(seconds * 1000);
+  node::ComputeSourceOptions source{.compute_type = "noop", .input_bytes = 8};
+  if (model) {
+    source.flow_model = flow::encode_flow_model(*model);
+    // A split flow holds 10,000 jobs: a few in flight keep the table full.
+    source.requests_in_flight_max = model->steps.size() == 1 ? 8 : 4096;
+  }
+  options.compute_source = source;
+  Result<node::LedgerReport> report = node::run_ledger(*config, *topology, *plan, options);
+  shm::Segment::remove("keel-" + instance);
+  if (!report) return report.error();
+  if (report->stopped_by_signal) return make_error("keel bench flows", "stopped by a signal");
+  const node::ComputeReport& compute = report->compute;
+  if (compute.pools_quarantined != 0) return make_error("keel bench flows", "the noop pool was quarantined");
+  Run run;
+  double seconds_run = report->duration_with_drain_s;
+  if (model) {
+    run.jobs_per_second = double(compute.flow_jobs_succeeded) / seconds_run;
+    run.flows_per_second = double(compute.flows_succeeded) / seconds_run;
+    run.failed = compute.flow_jobs_failed + compute.flows_failed;
+    run.live_left = compute.flows_live;
+    run.setup_refused = report->source.setup_refused;
+  } else {
+    run.jobs_per_second = double(compute.ledger_tasks_succeeded) / seconds_run;
+    run.failed = compute.ledger_tasks_failed;
+  }
+  run.latency_us_p50 = double(compute.dispatch_latency_us_p50);
+  run.latency_us_p99 = double(compute.dispatch_latency_us_p99);
+  run.plan = plan->topology_description;
+  return run;
+}
+
+struct FlowsResults {
+  Figure loan_jobs, loan_flows, loan_p50, loan_p99, split_jobs, split_flows, split_p50, split_p99, tasks;
+  uint64_t failed = 0, setup_refused = 0;
+  std::string plan;
+};
+
+void print_report(const FlowsBenchOptions& options, const std::string& directory, const FlowsResults& results) {
+  std::vector<Target> targets = {
+      {"loan-shape jobs/s / 100,000", results.loan_jobs.median() / target_jobs_per_second, 1.0},
+      {"10,000-way split jobs/s / 100,000", results.split_jobs.median() / target_jobs_per_second, 1.0}};
+  if (options.json) {
+    nlohmann::json json;
+    json["benchmark"] = "flows";
+    json["machine"] = machine_line();
+    json["topology"] = results.plan;
+    json["directory"] = directory;
+    json["repetitions"] = options.repetitions;
+    json["seconds_per_run"] = options.seconds;
+    json["jobs_per_second"] = {{"loan", results.loan_jobs.json()},
+                               {"split_10000", results.split_jobs.json()},
+                               {"plain_tasks_baseline", results.tasks.json()}};
+    json["flows_per_second"] = {{"loan", results.loan_flows.json()}, {"split_10000", results.split_flows.json()}};
+    json["ratio_loan_jobs_to_plain_tasks"] = paired_ratio(results.loan_jobs, results.tasks);
+    json["ratio_split_jobs_to_plain_tasks"] = paired_ratio(results.split_jobs, results.tasks);
+    json["dispatch_latency_us_p50"] = {{"loan", results.loan_p50.json()}, {"split_10000", results.split_p50.json()}};
+    json["dispatch_latency_us_p99"] = {{"loan", results.loan_p99.json()}, {"split_10000", results.split_p99.json()}};
+    json["failed"] = results.failed;
+    add_targets_json(json, targets);
+    std::printf("%s\n", json.dump().c_str());
+    return;
+  }
+  std::printf("machine: %s\ntopology: %s; files in %s\n", machine_line().c_str(), results.plan.c_str(),
+              directory.c_str());
+  std::printf("noop jobs (8-byte input), fsync always, %.1f s runs; medians of %u repetitions, interleaved\n\n",
+              options.seconds, options.repetitions);
+  std::printf("%-52s %12s %12s %12s\n", "figure", "median", "min", "max");
+  auto row = [](const char* name, const Figure& figure, double scale) {
+    std::printf("%-52s %12.3f %12.3f %12.3f\n", name, figure.median() / scale, figure.min() / scale,
+                figure.max() / scale);
+  };
+  row("loan shape: jobs/s (k)", results.loan_jobs, 1e3);
+  row("loan shape: flows/s (k)", results.loan_flows, 1e3);
+  row("loan shape: dispatch latency p50 (us)", results.loan_p50, 1);
+  row("loan shape: dispatch latency p99 (us)", results.loan_p99, 1);
+  row("10,000-way split: jobs/s (k)", results.split_jobs, 1e3);
+  row("10,000-way split: flows/s", results.split_flows, 1);
+  row("10,000-way split: dispatch latency p50 (us)", results.split_p50, 1);
+  row("10,000-way split: dispatch latency p99 (us)", results.split_p99, 1);
+  row("baseline: plain compute tasks/s (k)", results.tasks, 1e3);
+  std::printf("loan jobs / plain tasks: %.2f; split jobs / plain tasks: %.2f; failed: %llu\n",
+              paired_ratio(results.loan_jobs, results.tasks), paired_ratio(results.split_jobs, results.tasks),
+              (unsigned long long)results.failed);
+  print_targets(targets);
+}
+
+}  // namespace
+
+int run_flows_bench(const FlowsBenchOptions& options) {
+  if (options.repetitions == 0 || options.seconds <= 0) {
+    std::fprintf(stderr, "keel bench flows: --repetitions and --seconds must be above 0\n");
+    return 2;
+  }
+  ScratchFolder scratch(options.directory, "data/bench-flows");
+  if (auto created = scratch.create(); !created) {
+    std::fprintf(stderr, "keel bench flows: %s\n", created.error().message.c_str());
+    return 1;
+  }
+  if (!options.json)
+    std::fprintf(stderr, "keel bench flows: %u repetitions, files in %s\n", options.repetitions, scratch.path().c_str());
+  flow::FlowModel loan = loan_shape(), split = split_shape();
+  FlowsResults results;
+  for (uint32_t repetition = 0; repetition < options.repetitions; ++repetition) {
+    for (const flow::FlowModel* model : std::initializer_list<const flow::FlowModel*>{&loan, &split, nullptr}) {
+      std::string path = scratch.run_path(model ? model->name : "tasks");
+      Result<Run> run = run_engine(std::filesystem::absolute(path).string(), options.seconds, model);
+      scratch.remove_run(path);
+      if (!run) {
+        std::fprintf(stderr, "keel bench flows: %s\n", run.error().message.c_str());
+        return 1;
+      }
+      results.failed += run->failed;
+      results.setup_refused += run->setup_refused;
+      results.plan = run->plan;
+      if (model == &loan) {
+        results.loan_jobs.samples.push_back(run->jobs_per_second);
+        results.loan_flows.samples.push_back(run->flows_per_second);
+        results.loan_p50.samples.push_back(run->latency_us_p50);
+        results.loan_p99.samples.push_back(run->latency_us_p99);
+      } else if (model == &split) {
+        results.split_jobs.samples.push_back(run->jobs_per_second);
+        results.split_flows.samples.push_back(run->flows_per_second);
+        results.split_p50.samples.push_back(run->latency_us_p50);
+        results.split_p99.samples.push_back(run->latency_us_p99);
+      } else {
+        results.tasks.samples.push_back(run->jobs_per_second);
+      }
+    }
+    if (!options.json) std::fprintf(stderr, "  repetition %u of %u done\n", repetition + 1, options.repetitions);
+  }
+  if (results.setup_refused != 0) {
+    std::fprintf(stderr, "keel bench flows: the engine refused the contract's deploy or product setting\n");
+    return 1;
+  }
+  print_report(options, scratch.path(), results);
+  return results.failed == 0 ? 0 : 1;
+}
+
+}  // namespace keel::perf
