@@ -54,6 +54,7 @@ struct Run {
   double flows_per_second = 0;
   double latency_us_p50 = 0, latency_us_p99 = 0;
   uint64_t failed = 0, live_left = 0, setup_refused = 0;
+  double bytes_per_live_flow = 0, bytes_per_finished_flow = 0;
   std::string plan;
 };
 
@@ -90,6 +91,9 @@ Result<Run> run_engine(const std::string& data_dir, double seconds, const flow::
     run.failed = compute.flow_jobs_failed + compute.flows_failed;
     run.live_left = compute.flows_live;
     run.setup_refused = report->source.setup_refused;
+    if (compute.flows_live) run.bytes_per_live_flow = double(compute.flow_live_bytes) / double(compute.flows_live);
+    if (compute.flows_finished_kept)
+      run.bytes_per_finished_flow = double(compute.flow_finished_bytes) / double(compute.flows_finished_kept);
   } else {
     run.jobs_per_second = double(compute.ledger_tasks_succeeded) / seconds_run;
     run.failed = compute.ledger_tasks_failed;
@@ -102,6 +106,7 @@ Result<Run> run_engine(const std::string& data_dir, double seconds, const flow::
 
 struct FlowsResults {
   Figure loan_jobs, loan_flows, loan_p50, loan_p99, split_jobs, split_flows, split_p50, split_p99, tasks;
+  Figure loan_live_bytes, loan_finished_bytes, split_live_bytes;
   uint64_t failed = 0, setup_refused = 0;
   std::string plan;
 };
@@ -126,6 +131,9 @@ void print_report(const FlowsBenchOptions& options, const std::string& directory
     json["ratio_split_jobs_to_plain_tasks"] = paired_ratio(results.split_jobs, results.tasks);
     json["dispatch_latency_us_p50"] = {{"loan", results.loan_p50.json()}, {"split_10000", results.split_p50.json()}};
     json["dispatch_latency_us_p99"] = {{"loan", results.loan_p99.json()}, {"split_10000", results.split_p99.json()}};
+    json["bytes_per_live_flow"] = {{"loan", results.loan_live_bytes.json()},
+                                   {"split_10000", results.split_live_bytes.json()}};
+    json["bytes_per_finished_flow"] = results.loan_finished_bytes.json();
     json["failed"] = results.failed;
     add_targets_json(json, targets);
     std::printf("%s\n", json.dump().c_str());
@@ -148,6 +156,9 @@ void print_report(const FlowsBenchOptions& options, const std::string& directory
   row("10,000-way split: flows/s", results.split_flows, 1);
   row("10,000-way split: dispatch latency p50 (us)", results.split_p50, 1);
   row("10,000-way split: dispatch latency p99 (us)", results.split_p99, 1);
+  row("loan shape: bytes per live flow", results.loan_live_bytes, 1);
+  row("10,000-way split: bytes per live flow (its running jobs)", results.split_live_bytes, 1);
+  row("bytes per finished flow kept", results.loan_finished_bytes, 1);
   row("baseline: plain compute tasks/s (k)", results.tasks, 1e3);
   std::printf("loan jobs / plain tasks: %.2f; split jobs / plain tasks: %.2f; failed: %llu\n",
               paired_ratio(results.loan_jobs, results.tasks), paired_ratio(results.split_jobs, results.tasks),
@@ -188,11 +199,14 @@ int run_flows_bench(const FlowsBenchOptions& options) {
         results.loan_flows.samples.push_back(run->flows_per_second);
         results.loan_p50.samples.push_back(run->latency_us_p50);
         results.loan_p99.samples.push_back(run->latency_us_p99);
+        results.loan_live_bytes.samples.push_back(run->bytes_per_live_flow);
+        results.loan_finished_bytes.samples.push_back(run->bytes_per_finished_flow);
       } else if (model == &split) {
         results.split_jobs.samples.push_back(run->jobs_per_second);
         results.split_flows.samples.push_back(run->flows_per_second);
         results.split_p50.samples.push_back(run->latency_us_p50);
         results.split_p99.samples.push_back(run->latency_us_p99);
+        results.split_live_bytes.samples.push_back(run->bytes_per_live_flow);
       } else {
         results.tasks.samples.push_back(run->jobs_per_second);
       }

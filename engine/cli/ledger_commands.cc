@@ -65,7 +65,10 @@ nlohmann::json report_json(const node::LedgerReport& report) {
                      {"flow_jobs_dispatched", compute.flow_jobs_dispatched},
                      {"flow_jobs_succeeded", compute.flow_jobs_succeeded},
                      {"flow_jobs_failed", compute.flow_jobs_failed},
-                     {"flow_jobs_running", compute.flow_jobs_running}};
+                     {"flow_jobs_running", compute.flow_jobs_running},
+                     {"flows_finished_kept", compute.flows_finished_kept},
+                     {"flow_live_bytes", compute.flow_live_bytes},
+                     {"flow_finished_bytes", compute.flow_finished_bytes}};
   json["chains"] = nlohmann::json::array();
   for (const node::ChainReport& chain : report.chains)
     json["chains"].push_back({{"name", chain.name},

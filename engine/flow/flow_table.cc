@@ -383,6 +383,31 @@ std::vector<JobDispatch> FlowTable::running_jobs() const {
   return jobs;
 }
 
+FlowTableMemory FlowTable::memory() const {
+  // A node of a std::map or std::unordered_map: the value plus about four pointers; a key
+  // index entry: its node, the key's string and its bucket.
+  constexpr uint64_t node_overhead = 32;
+  auto key_entry = [&](const std::string& key) {
+    return sizeof(std::pair<const std::string, uint64_t>) + node_overhead + 8 + (key.capacity() > 15 ? key.capacity() : 0);
+  };
+  auto heap_of = [](const std::string& text) -> uint64_t { return text.capacity() > 15 ? text.capacity() + 1 : 0; };
+  FlowTableMemory memory;
+  for (const auto& [flow_id, flow] : live_) {
+    memory.live_bytes += sizeof(std::pair<const uint64_t, LiveFlow>) + node_overhead + heap_of(flow.key) +
+                         heap_of(flow.args) + flow.steps.capacity() * sizeof(StepState) +
+                         flow.running.capacity() * sizeof(uint64_t) + key_entry(flow.key);
+    for (const StepState& step : flow.steps) {
+      memory.live_bytes += step.outputs.capacity() * sizeof(std::string);
+      for (const std::string& part : step.outputs) memory.live_bytes += heap_of(part);
+    }
+  }
+  memory.live_bytes += running_.size() * (sizeof(std::pair<const uint64_t, RunningJob>) + node_overhead + 8);
+  for (const auto& [flow_id, flow] : finished_)
+    memory.finished_bytes += sizeof(std::pair<const uint64_t, FinishedFlow>) + node_overhead + heap_of(flow.key) +
+                             key_entry(flow.key) + sizeof(uint64_t);
+  return memory;
+}
+
 uint64_t FlowTable::product_queued(std::string_view name) const {
   uint64_t queued = 0;
   for (const Product& product : products_) {

@@ -136,6 +136,13 @@ struct FlowSummary {
   std::vector<JobStatus> steps;  // empty once finished
 };
 
+// The table's heap, estimated from its containers' sizes (what a live or a kept finished
+// flow costs; `keel bench flows` reports it per flow).
+struct FlowTableMemory {
+  uint64_t live_bytes = 0;      // live flows: their records, keys, arguments, steps, kept outputs, running jobs
+  uint64_t finished_bytes = 0;  // kept finished summaries and their keys
+};
+
 struct FlowTableCounters {
   uint64_t flows_started = 0, flows_succeeded = 0, flows_failed = 0, flows_cancelled = 0;
   uint64_t jobs_dispatched = 0, jobs_succeeded = 0, jobs_failed = 0, jobs_timed_out = 0;
@@ -193,8 +200,11 @@ class FlowTable {
   std::vector<JobDispatch> running_jobs() const;
 
   uint32_t live_flows() const { return uint32_t(live_.size()); }
+  uint32_t finished_kept() const { return uint32_t(finished_.size()); }
   uint32_t running_job_count() const { return uint32_t(running_.size()); }
   const FlowTableCounters& counters() const { return counters_; }
+  // Walks every flow: for reports, not for hot paths.
+  FlowTableMemory memory() const;
   // Jobs queued (ready, not dispatched) and running, of one product.
   uint64_t product_queued(std::string_view name) const;
   uint32_t product_running(std::string_view name) const;

@@ -605,6 +605,10 @@ void fill_compute_report(Engine& engine, ComputeReport& compute) {
     compute.flow_jobs_succeeded += flows.jobs_succeeded;
     compute.flow_jobs_failed += flows.jobs_failed + flows.jobs_timed_out;
     compute.flow_jobs_running += state.flows.running_job_count();
+    flow::FlowTableMemory memory = state.flows.memory();
+    compute.flow_live_bytes += memory.live_bytes;
+    compute.flow_finished_bytes += memory.finished_bytes;
+    compute.flows_finished_kept += state.flows.finished_kept();
   }
 }
 

@@ -76,6 +76,8 @@ struct ComputeReport {
   // Flows, from the ledgers (all time, but live and running: now).
   uint64_t flows_started = 0, flows_succeeded = 0, flows_failed = 0, flows_cancelled = 0, flows_live = 0;
   uint64_t flow_jobs_dispatched = 0, flow_jobs_succeeded = 0, flow_jobs_failed = 0, flow_jobs_running = 0;
+  uint64_t flows_finished_kept = 0;
+  uint64_t flow_live_bytes = 0, flow_finished_bytes = 0;  // FlowTable::memory(), summed over shards
 };
 
 struct LedgerReport {
