@@ -153,8 +153,15 @@ TEST(ComputeSaturation, FullPoolsBoundMemoryAndProducersSeeBackpressure) {
   // thousands of requests each, so even 8 bytes kept per refused request would show).
   ASSERT_GT(engine_kib_first, 0u);
   ASSERT_GT(worker_kib_first, 0u);
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer keeps freed memory in its quarantine (256 MiB), so the footprint
+  // grows with every allocation whether or not anything is kept: the release build's run
+  // of this test checks the bound.
+  std::printf("memory not checked under AddressSanitizer (its quarantine holds freed blocks)\n");
+#else
   EXPECT_LE(engine_kib_second, engine_kib_first + 4096);
   EXPECT_LE(worker_kib_second, worker_kib_first + 4096);
+#endif
 
   // The backlog drains, and every acknowledged request has its one result.
   EXPECT_TRUE(wait_until(
