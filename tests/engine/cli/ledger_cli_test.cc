@@ -357,3 +357,60 @@ TEST_F(LedgerCli, DataFromAnotherChainLayoutIsRefused) {
 
 }  // namespace
 }  // namespace keel::cli
+
+namespace keel::cli {
+namespace {
+
+TEST_F(LedgerCli, FlowCommandsDeployStartAndControlFlows) {
+  std::string name = instance("flow");
+  fs::path config = default_config_copy(name, {{"[load]\nenabled = true", "[load]\nenabled = false"}});
+  Clock::time_point started = Clock::now();
+  KeelProcess engine(directory_, {"run", "--config", config, "--duration", "60s", "--json"});
+  ASSERT_TRUE(wait_until_running(name, started)) << "keel never created its segment";
+  auto flow = [&](std::vector<std::string> arguments) {
+    arguments.insert(arguments.begin() + 1, {"--instance", name, "--chain", "payments"});
+    arguments.insert(arguments.begin(), "flow");
+    return keel(arguments);
+  };
+  std::string loan = std::string(KEEL_SOURCE_DIR) + "/perf/flows/loan_approval.toml";
+  Outcome deployed = flow({"deploy", loan, "--config", config});
+  EXPECT_EQ(deployed.exit_code, 0) << deployed.out << deployed.err;
+  EXPECT_NE(deployed.out.find("deploy shard 0: applied"), std::string::npos) << deployed.out;
+  // A model whose compute type no pool of the config serves is refused before sending.
+  fs::path unknown_type = directory_ / "unknown_type.toml";
+  std::string text = read_file(loan);
+  text.replace(text.find("compute_type = \"hash\""), 21, "compute_type = \"ocr\"");
+  write_file(unknown_type, text);
+  Outcome refused = flow({"deploy", unknown_type, "--config", config});
+  EXPECT_EQ(refused.exit_code, 2) << refused.out;
+  EXPECT_NE(refused.err.find("ocr"), std::string::npos) << refused.err;
+  EXPECT_EQ(lines_of(refused.err).size(), 1u) << refused.err;
+
+  auto start = [&](const std::string& key) {
+    return flow({"start", "loan_approval", "--key", key, "--arg", "document=the deeds", "--arg-hex",
+                 "applicants=00000000", "--arg", "portfolio=p"});
+  };
+  Outcome first = start("order-17");
+  EXPECT_EQ(first.exit_code, 0) << first.out << first.err;
+  EXPECT_NE(first.out.find("start order-17: applied"), std::string::npos) << first.out;
+  Outcome again = start("order-17");
+  EXPECT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_NE(again.out.find("the key names a flow already"), std::string::npos) << again.out;
+  Outcome missing = flow({"start", "loan_approval", "--key", "order-18", "--arg", "document=x"});
+  EXPECT_EQ(missing.exit_code, 3) << missing.out;
+  EXPECT_NE(missing.out.find("the arguments do not match"), std::string::npos) << missing.out;
+  Outcome bad_hex = flow({"start", "loan_approval", "--key", "k", "--arg-hex", "document=zz"});
+  EXPECT_EQ(bad_hex.exit_code, 2);
+  EXPECT_EQ(bad_hex.err, "keel: --arg-hex: not hex: 'zz'\n");
+  Outcome unknown_flow = flow({"pause", "nobody"});
+  EXPECT_EQ(unknown_flow.exit_code, 3) << unknown_flow.out;
+  EXPECT_NE(unknown_flow.out.find("no flow has that key"), std::string::npos) << unknown_flow.out;
+  ASSERT_EQ(kill(engine.pid(), SIGINT), 0);
+  Outcome stopped = engine.wait(20s);
+  EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
+  nlohmann::json report = parse_report(stopped);
+  EXPECT_EQ(report["compute"]["flows_started"], 1) << stopped.out;
+}
+
+}  // namespace
+}  // namespace keel::cli
