@@ -190,6 +190,8 @@ class FlowTable {
 
   std::optional<FlowSummary> summary(uint64_t flow) const;
   bool is_running(uint64_t job_mark) const { return running_.contains(job_mark); }
+  // A live flow's plan index (summary() without its copies, for each job dispatched).
+  uint32_t plan_of_flow(uint64_t flow) const { return live_.at(flow).plan; }
   // A live flow's arguments as started (empty for a flow not live).
   std::string_view args(uint64_t flow) const;
   std::optional<uint64_t> flow_of_key(std::string_view key) const;

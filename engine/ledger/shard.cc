@@ -201,7 +201,7 @@ std::optional<uint32_t> argument_part_count(std::string_view value) {
 
 OutboundTask ShardExecutor::flow_job_task(const flow::JobDispatch& job, bool* input_ok) const {
   const flow::FlowTable& flows = state_.flows;
-  uint32_t plan = flows.summary(job.flow)->plan;
+  uint32_t plan = flows.plan_of_flow(job.flow);
   const flow::FlowModel& model = flows.model(plan);
   const flow::FlowStep& step = model.steps[job.step];
   std::span<const std::byte> args = std::as_bytes(std::span(flows.args(job.flow)));

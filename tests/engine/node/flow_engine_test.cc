@@ -59,6 +59,19 @@ nlohmann::json run_once(const fs::path& config, const fs::path& directory, const
   return nlohmann::json::parse(in, nullptr, false);
 }
 
+// Runs `keel run` again until no flow is live and no flow job runs (each run sends the
+// jobs the last left running again), at most ten times: the last report, or null when a
+// run failed.
+nlohmann::json run_until_settled(const fs::path& config, const fs::path& directory, const fs::path& log) {
+  nlohmann::json report;
+  for (int run = 0; run < 10; ++run) {
+    report = run_once(config, directory, log);
+    if (!report.is_object()) return {};
+    if (report["compute"]["flows_live"] == 0 && report["compute"]["flow_jobs_running"] == 0) break;
+  }
+  return report;
+}
+
 TEST(FlowEngine, TwoHundredFlowsSucceedWithEveryJobOnceAcrossRestarts) {
   RunningEngine running;
   ASSERT_NO_FATAL_FAILURE(start_running_engine("flow-engine", sleep_pool, running));
@@ -112,12 +125,8 @@ TEST(FlowEngine, TwoHundredFlowsSucceedWithEveryJobOnceAcrossRestarts) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "see " << log;
   client.reset();
   view.reset();
-  nlohmann::json report;
-  for (int run = 0; run < 10; ++run) {
-    report = run_once(config, directory, log);
-    ASSERT_TRUE(report.is_object()) << "see " << log;
-    if (report["compute"]["flows_live"] == 0 && report["compute"]["flow_jobs_running"] == 0) break;
-  }
+  nlohmann::json report = run_until_settled(config, directory, log);
+  ASSERT_TRUE(report.is_object()) << "see " << log;
   shm::Segment::remove("keel-" + instance);
   const nlohmann::json& compute = report["compute"];
   std::printf("%s\n", compute.dump().c_str());
@@ -230,12 +239,8 @@ TEST(FlowEngine, FlowsFinishWithEveryJobOnceAcrossTwentyKills) {
     client.reset();
   }
   // Runs until nothing is live: the jobs running at the last kill are dispatched again.
-  nlohmann::json report;
-  for (int run = 0; run < 10; ++run) {
-    report = run_once(config, directory, log);
-    ASSERT_TRUE(report.is_object()) << "see " << log;
-    if (report["compute"]["flows_live"] == 0 && report["compute"]["flow_jobs_running"] == 0) break;
-  }
+  nlohmann::json report = run_until_settled(config, directory, log);
+  ASSERT_TRUE(report.is_object()) << "see " << log;
   shm::Segment::remove("keel-" + instance);
   const nlohmann::json& compute = report["compute"];
   std::printf("%zu starts acknowledged of %zu keys submitted; %s\n", acknowledged.size(), submitted.size(),
