@@ -57,6 +57,12 @@ constexpr IntegerRule backoff_rule{"backoff_ms", 0, flow_backoff_ms_max};
 constexpr IntegerRule split_rule{"split", 1, flow_split_max};
 // The TOML reader's bound; the checks then hold it below the step's own split.
 constexpr IntegerRule split_failures_rule{"split_failures_max", 0, flow_split_max - 1};
+constexpr IntegerRule catch_up_max_rule{"catch_up_max", 1, catch_up_max_limit};
+constexpr IntegerRule misfire_grace_rule{"misfire_grace_s", 0, misfire_grace_s_limit};
+constexpr std::string_view hex_prefix = "hex:";
+
+static_assert(flow_schedule_args_bytes_max == ledger::flow_args_bytes_max,
+              "a schedule's arguments must fit the flow start its timer makes");
 
 // ---------------------------------------------------------------------------------------
 // Text for messages
@@ -96,6 +102,15 @@ std::string listed(const std::vector<std::string>& names) {
     out += " and " + std::to_string(names.size() - names_listed_max) + " more";
   }
   return out;
+}
+
+// A key as a dotted path shows it: bare when TOML allows it bare, else quoted, so that
+// "a.b" = 1 does not read as a nested key.
+std::string printable_key(std::string_view key) {
+  const bool is_bare = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  });
+  return is_bare ? std::string(key) : in_quotes(key);
 }
 
 bool is_name(std::string_view text) {
@@ -155,6 +170,33 @@ std::optional<InputSource> parse_source(std::string_view text) {
 // ---------------------------------------------------------------------------------------
 // The checks every model passes, however it was made
 
+// Builds a schedule's misfire rule into rule, or says what is wrong with its settings, by
+// the key inside the schedule that the TOML file spells ("misfire", "catch_up_max",
+// "misfire_grace_s") and cron.h's reason.
+Check make_schedule_rule(const FlowSchedule& schedule, MisfireRule& rule) {
+  MisfirePolicy policy = MisfirePolicy::fire_once;
+  if (!schedule.misfire.empty()) {
+    Result<MisfirePolicy> parsed = parse_misfire_policy(schedule.misfire);
+    if (!parsed) return Problem{"misfire", parsed.error().message};
+    policy = *parsed;
+  }
+  // make_misfire_rule reads a missing catch_up_max as "not given", which 0 stands for here.
+  const std::optional<uint64_t> catch_up_max =
+      schedule.catch_up_max == 0 ? std::nullopt : std::optional<uint64_t>(schedule.catch_up_max);
+  Result<MisfireRule> made = make_misfire_rule(policy, catch_up_max, schedule.grace_s);
+  if (made) {
+    rule = *made;
+    return std::nullopt;
+  }
+  // make_misfire_rule says "<setting>: <reason>", with cron.h's names for the settings.
+  const std::string& message = made.error().message;
+  const size_t colon = message.find(": ");
+  if (colon == std::string::npos) return Problem{"misfire", message};
+  std::string key = message.substr(0, colon);
+  if (key == "grace_s") key = std::string(misfire_grace_rule.key);
+  return Problem{std::move(key), message.substr(colon + 2)};
+}
+
 // What the checks learn on the way, which compiling and encoding need.
 struct Analysis {
   std::map<std::string, uint16_t, std::less<>> step_index;
@@ -188,6 +230,10 @@ class ModelChecker {
       problem = check_inputs(step, before[step]);
     }
     if (!problem) problem = check_sub_jobs();
+    // Last: how a schedule must give each argument depends on the steps that take it.
+    for (size_t index = 0; !problem && index < model_.schedules.size(); ++index) {
+      problem = check_schedule_arguments(index);
+    }
     return problem;
   }
 
@@ -227,16 +273,27 @@ class ModelChecker {
                                      std::to_string(schedules.size())};
     }
     for (size_t index = 0; index < schedules.size(); ++index) {
-      const std::string key = indexed("schedule", index);
-      const FlowSchedule& schedule = schedules[index];
-      if (schedule.cron.empty() || schedule.cron.size() > flow_cron_bytes_max) {
-        return Problem{key + ".cron", "must be 1 to " + std::to_string(flow_cron_bytes_max) +
-                                          " bytes long, got " + std::to_string(schedule.cron.size())};
-      }
-      if (schedule.misfire.size() > flow_misfire_bytes_max) {
-        return Problem{key + ".misfire", "must be at most " + std::to_string(flow_misfire_bytes_max) +
-                                             " bytes long, got " + std::to_string(schedule.misfire.size())};
-      }
+      if (Check problem = check_schedule_timing(indexed("schedule", index), schedules[index])) return problem;
+    }
+    return std::nullopt;
+  }
+
+  // What the timer reads: the cron text and the misfire settings.
+  static Check check_schedule_timing(const std::string& key, const FlowSchedule& schedule) {
+    if (schedule.cron.empty() || schedule.cron.size() > flow_cron_bytes_max) {
+      return Problem{key + ".cron", "must be 1 to " + std::to_string(flow_cron_bytes_max) +
+                                        " bytes long, got " + std::to_string(schedule.cron.size())};
+    }
+    if (Result<CronSchedule> cron = parse_cron(schedule.cron); !cron) {
+      return Problem{key + ".cron", cron.error().message};
+    }
+    if (schedule.misfire.size() > flow_misfire_bytes_max) {
+      return Problem{key + ".misfire", "must be at most " + std::to_string(flow_misfire_bytes_max) +
+                                           " bytes long, got " + std::to_string(schedule.misfire.size())};
+    }
+    MisfireRule rule;
+    if (Check problem = make_schedule_rule(schedule, rule)) {
+      return Problem{key + "." + problem->key, std::move(problem->reason)};
     }
     return std::nullopt;
   }
@@ -404,9 +461,7 @@ class ModelChecker {
     const std::string key = step_key(step, "input", element);
     auto found = analysis_.argument_index.find(source.name);
     if (found == analysis_.argument_index.end()) {
-      const std::string declared = model_.arguments.empty() ? "the model declares no arguments"
-                                                            : "arguments: " + listed(model_.arguments);
-      return Problem{key, "unknown argument " + in_quotes(source.name) + " (" + declared + ")"};
+      return Problem{key, "unknown argument " + in_quotes(source.name) + " (" + declared_arguments() + ")"};
     }
     // The first use fixes how the flow's start gives the argument: whole, or in as many
     // parts as the steps taking it in parts have sub-jobs.
@@ -483,6 +538,77 @@ class ModelChecker {
     return std::nullopt;
   }
 
+  std::string declared_arguments() const {
+    return model_.arguments.empty() ? "the model declares no arguments"
+                                    : "arguments: " + listed(model_.arguments);
+  }
+
+  // A schedule's args are what a transaction starting the flow would give: every argument
+  // once, whole or in as many parts as the steps take it, in the model's order (the one
+  // form, so that equal schedules encode alike), and no more than a flow start carries.
+  Check check_schedule_arguments(size_t schedule_index) const {
+    const std::string key = indexed("schedule", schedule_index) + ".args";
+    const std::vector<ScheduleArgument>& args = model_.schedules[schedule_index].args;
+    std::vector<bool> given(model_.arguments.size(), false);
+    for (const ScheduleArgument& argument : args) {
+      const std::string argument_key = key + "." + printable_key(argument.name);
+      auto found = analysis_.argument_index.find(argument.name);
+      if (found == analysis_.argument_index.end()) {
+        return Problem{argument_key,
+                       "unknown argument " + in_quotes(argument.name) + " (" + declared_arguments() + ")"};
+      }
+      if (given[found->second])
+        return Problem{argument_key, "argument " + in_quotes(argument.name) + " given twice"};
+      given[found->second] = true;
+    }
+    for (size_t index = 0; index < model_.arguments.size(); ++index) {
+      if (given[index]) continue;
+      return Problem{key, "missing argument " + in_quotes(model_.arguments[index]) +
+                              " (a scheduled flow starts with every argument; " + declared_arguments() + ")"};
+    }
+    for (size_t index = 0; index < args.size(); ++index) {
+      const std::string argument_key = key + "." + printable_key(args[index].name);
+      if (args[index].name != model_.arguments[index]) {
+        return Problem{argument_key, "out of order: args come in the order of the model's arguments (" +
+                                         listed(model_.arguments) + ")"};
+      }
+      if (Check problem = check_argument_shape(argument_key, args[index], analysis_.argument_parts[index])) {
+        return problem;
+      }
+    }
+    const size_t encoded_bytes = schedule_args_encoded_bytes(model_.schedules[schedule_index]);
+    if (encoded_bytes > flow_schedule_args_bytes_max) {
+      return Problem{key, "the arguments encode to " + std::to_string(encoded_bytes) +
+                              " bytes, more than the " + std::to_string(flow_schedule_args_bytes_max) +
+                              " a flow's start carries"};
+    }
+    return std::nullopt;
+  }
+
+  // parts_taken: 0 when the steps take the argument whole, else its part count.
+  static Check check_argument_shape(const std::string& key, const ScheduleArgument& argument,
+                                    uint32_t parts_taken) {
+    const std::string shown = in_quotes(argument.name);
+    if (parts_taken == 0 && argument.in_parts) {
+      return Problem{key,
+                     "argument " + shown + " is taken whole, so it is given as one string, not in parts"};
+    }
+    if (parts_taken == 0 && argument.parts.size() != 1) {
+      return Problem{key, "a whole value is one part, got " + std::to_string(argument.parts.size())};
+    }
+    if (parts_taken == 0) return std::nullopt;
+    const std::string taken =
+        "argument " + shown + " is taken in " + std::to_string(parts_taken) + " parts (\"[split]\")";
+    if (!argument.in_parts) {
+      return Problem{key, taken + ", so it is given as an array of " + std::to_string(parts_taken) +
+                              " strings, not as one"};
+    }
+    if (argument.parts.size() != parts_taken) {
+      return Problem{key, taken + ", got " + std::to_string(argument.parts.size())};
+    }
+    return std::nullopt;
+  }
+
   const FlowModel& model_;
   const KnownComputeTypes& known_;
   Analysis& analysis_;
@@ -506,7 +632,14 @@ class ByteWriter {
     u8(uint8_t(value.size()));
     for (char c : value) bytes_.push_back(std::byte(c));
   }
+  // A byte string of any length the checks allow: a uint32 length and its bytes.
+  void long_text(std::string_view value) {
+    assert(value.size() <= std::numeric_limits<uint32_t>::max());
+    u32(uint32_t(value.size()));
+    for (char c : value) bytes_.push_back(std::byte(c));
+  }
   void raw(std::span<const std::byte> value) { bytes_.insert(bytes_.end(), value.begin(), value.end()); }
+  size_t size() const { return bytes_.size(); }
   std::vector<std::byte> take() { return std::move(bytes_); }
 
  private:
@@ -523,6 +656,24 @@ uint8_t source_index(const InputSource& source, const Analysis& analysis) {
   return 0;
 }
 
+// The checks guarantee every count below fits its field.
+void encode_schedules(ByteWriter& out, const std::vector<FlowSchedule>& schedules) {
+  out.u8(uint8_t(schedules.size()));
+  for (const FlowSchedule& schedule : schedules) {
+    out.text(schedule.cron);
+    out.text(schedule.misfire);
+    out.u32(schedule.catch_up_max);
+    out.u32(schedule.grace_s);
+    out.u8(uint8_t(schedule.args.size()));
+    for (const ScheduleArgument& argument : schedule.args) {
+      out.text(argument.name);
+      out.u8(argument.in_parts ? 1 : 0);
+      out.u32(uint32_t(argument.parts.size()));
+      for (const std::string& part : argument.parts) out.long_text(part);
+    }
+  }
+}
+
 // The checks guarantee every count and index below fits its field.
 std::vector<std::byte> encode_analysed(const FlowModel& model, const Analysis& analysis) {
   ByteWriter out;
@@ -533,11 +684,7 @@ std::vector<std::byte> encode_analysed(const FlowModel& model, const Analysis& a
   out.text(model.product);
   out.u8(uint8_t(model.arguments.size()));
   for (const std::string& argument : model.arguments) out.text(argument);
-  out.u8(uint8_t(model.schedules.size()));
-  for (const FlowSchedule& schedule : model.schedules) {
-    out.text(schedule.cron);
-    out.text(schedule.misfire);
-  }
+  encode_schedules(out, model.schedules);
   out.u16(uint16_t(model.steps.size()));
   for (size_t index = 0; index < model.steps.size(); ++index) {
     const FlowStep& step = model.steps[index];
@@ -564,9 +711,20 @@ Check check_model(const FlowModel& model, const KnownComputeTypes& known, Analys
   if (Check problem = ModelChecker(model, known, analysis).run()) return problem;
   const size_t encoded_bytes = encode_analysed(model, analysis).size();
   if (encoded_bytes <= flow_model_bytes_max) return std::nullopt;
-  return Problem{"step", "the model encodes to " + std::to_string(encoded_bytes) + " bytes, more than the " +
-                             std::to_string(flow_model_bytes_max) +
-                             " a deploy carries (fewer steps, shorter names, fewer after or input entries)"};
+  const std::string too_big = "the model encodes to " + std::to_string(encoded_bytes) + " bytes";
+  const std::string limit = "more than the " + std::to_string(flow_model_bytes_max) + " a deploy carries";
+  constexpr std::string_view smaller_steps = "fewer steps, shorter names, fewer after or input entries";
+  if (model.schedules.empty())
+    return Problem{"step", too_big + ", " + limit + " (" + std::string(smaller_steps) + ")"};
+  // Each schedule's arguments are within their own bound, but several of them may not be:
+  // the problem is placed at whichever part of the model takes more.
+  ByteWriter schedules;
+  encode_schedules(schedules, model.schedules);
+  const std::string share = " (" + std::to_string(schedules.size()) + " of them its schedules), ";
+  if (schedules.size() * 2 > encoded_bytes) {
+    return Problem{"schedule", too_big + share + limit + " (fewer schedules, or smaller schedule arguments)"};
+  }
+  return Problem{"step", too_big + share + limit + " (" + std::string(smaller_steps) + ")"};
 }
 
 Error bytes_error(std::string_view reason) { return make_error("flow model bytes", reason); }
@@ -587,16 +745,25 @@ class ByteReader {
   Status text(std::string_view field, std::string& value) {
     uint8_t length = 0;
     if (Status s = u8(field, length); !s) return s;
-    if (Status s = need(field, length); !s) return s;
-    value.assign(reinterpret_cast<const char*>(bytes_.data() + offset_), length);
-    offset_ += length;
-    return {};
+    return chars(field, length, value);
+  }
+  Status long_text(std::string_view field, std::string& value) {
+    uint32_t length = 0;
+    if (Status s = u32(field, length); !s) return s;
+    return chars(field, length, value);
   }
 
   size_t offset() const { return offset_; }
   size_t left() const { return bytes_.size() - offset_; }
 
  private:
+  Status chars(std::string_view field, size_t length, std::string& value) {
+    if (Status s = need(field, length); !s) return s;
+    value.assign(reinterpret_cast<const char*>(bytes_.data() + offset_), length);
+    offset_ += length;
+    return {};
+  }
+
   Status need(std::string_view field, size_t count) const {
     if (left() >= count) return {};
     return bytes_error("truncated: " + std::string(field) + " at byte " + std::to_string(offset_) +
@@ -624,6 +791,41 @@ struct EncodedStep {
   std::vector<std::pair<uint8_t, uint8_t>> inputs;  // kind, index
 };
 
+// One argument of a schedule. The layout has one spelling per value: in_parts is 0 or 1,
+// and a whole value is one part. Which arguments, in which order and shape, is
+// validation's.
+Status decode_schedule_argument(ByteReader& in, const std::string& key, ScheduleArgument& argument) {
+  uint8_t in_parts = 0;
+  uint32_t part_count = 0;
+  Status s = in.text(key + ".name", argument.name);
+  if (s) s = in.u8(key + ".in_parts", in_parts);
+  if (s && in_parts > 1)
+    return bytes_error(key + ": in_parts must be 0 or 1, got " + std::to_string(in_parts));
+  argument.in_parts = in_parts == 1;
+  if (s) s = in.u32(key + ".parts", part_count);
+  if (s && !argument.in_parts && part_count != 1) {
+    return bytes_error(key + ": a whole value is one part, got " + std::to_string(part_count));
+  }
+  // Each part reads at least its length, so a huge count runs out of bytes, not memory.
+  for (uint32_t part = 0; s && part < part_count; ++part) {
+    s = in.long_text(indexed(key + ".parts", part), argument.parts.emplace_back());
+  }
+  return s;
+}
+
+Status decode_schedule(ByteReader& in, const std::string& key, FlowSchedule& schedule) {
+  uint8_t count = 0;
+  Status s = in.text(key + ".cron", schedule.cron);
+  if (s) s = in.text(key + ".misfire", schedule.misfire);
+  if (s) s = in.u32(key + ".catch_up_max", schedule.catch_up_max);
+  if (s) s = in.u32(key + "." + std::string(misfire_grace_rule.key), schedule.grace_s);
+  if (s) s = in.u8(key + ".args", count);
+  for (size_t index = 0; s && index < count; ++index) {
+    s = decode_schedule_argument(in, indexed(key + ".args", index), schedule.args.emplace_back());
+  }
+  return s;
+}
+
 Status decode_header(ByteReader& in, FlowModel& model) {
   uint8_t magic[4] = {};
   for (uint8_t& byte : magic) {
@@ -649,9 +851,7 @@ Status decode_header(ByteReader& in, FlowModel& model) {
   }
   if (s) s = in.u8("schedule", count);
   for (size_t index = 0; s && index < count; ++index) {
-    FlowSchedule& schedule = model.schedules.emplace_back();
-    s = in.text(indexed("schedule", index) + ".cron", schedule.cron);
-    if (s) s = in.text(indexed("schedule", index) + ".misfire", schedule.misfire);
+    s = decode_schedule(in, indexed("schedule", index), model.schedules.emplace_back());
   }
   return s;
 }
@@ -753,7 +953,7 @@ Result<FlowModel> decode_model(std::span<const std::byte> bytes) {
 // The TOML form
 
 constexpr std::string_view root_keys[] = {"name", "version", "product", "arguments", "schedule", "step"};
-constexpr std::string_view schedule_keys[] = {"cron", "misfire"};
+constexpr std::string_view schedule_keys[] = {"cron", "misfire", "catch_up_max", "misfire_grace_s", "args"};
 constexpr std::string_view step_keys[] = {"id",         "compute_type", "after",
                                           "input",      "timeout_ms",   "retries_max",
                                           "backoff_ms", "split",        "split_failures_max"};
@@ -773,15 +973,6 @@ std::string_view type_words(toml::node_type type) {
     case toml::node_type::none: break;
   }
   return "nothing";
-}
-
-// A key as a dotted path shows it: bare when TOML allows it bare, else quoted, so that
-// "a.b" = 1 does not read as a nested key.
-std::string printable_key(std::string_view key) {
-  const bool is_bare = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
-  });
-  return is_bare ? std::string(key) : in_quotes(key);
 }
 
 std::string position(std::string_view file_name, const toml::source_position& at) {
@@ -868,29 +1059,105 @@ class TableReader {
   std::string dotted_;
 };
 
-Status read_schedule(const TableReader& reader, FlowSchedule& schedule) {
+// A schedule's argument value as written: the string's bytes, or after "hex:" the bytes
+// its hex digits spell. Fails with the reason alone.
+Result<std::string> value_bytes(std::string_view text) {
+  if (!text.starts_with(hex_prefix)) return std::string(text);
+  text.remove_prefix(hex_prefix.size());
+  const auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  const std::string bad_hex = "bad hex after " + in_quotes(hex_prefix) + ": ";
+  for (size_t index = 0; index < text.size(); ++index) {
+    if (digit(text[index]) < 0) {
+      return Error{bad_hex + in_quotes(text.substr(index, 1)) + " at digit " + std::to_string(index + 1) +
+                   " is not a hex digit"};
+    }
+  }
+  if (text.size() % 2 != 0) {
+    return Error{bad_hex + "an odd number of digits (" + std::to_string(text.size()) + ")"};
+  }
+  std::string bytes;
+  for (size_t index = 0; index < text.size(); index += 2) {
+    bytes.push_back(char(digit(text[index]) * 16 + digit(text[index + 1])));
+  }
+  return bytes;
+}
+
+// One entry of a schedule's args: a string (a whole value) or an array of strings (parts).
+Status read_schedule_argument(const TableReader& args, const std::string& key, const toml::node& node,
+                              ScheduleArgument& argument) {
+  const auto take = [&](const std::string& value_key, const toml::node& value) -> Status {
+    Result<std::string> bytes = value_bytes(value.as_string()->get());
+    if (!bytes) return args.error(value, value_key, bytes.error().message);
+    argument.parts.push_back(std::move(*bytes));
+    return {};
+  };
+  if (node.is_string()) return take(key, node);
+  const toml::array* array = node.as_array();
+  if (array == nullptr) return args.type_error(node, key, "a string or an array of strings");
+  argument.in_parts = true;
+  for (size_t index = 0; index < array->size(); ++index) {
+    const toml::node& item = (*array)[index];
+    if (!item.is_string()) return args.type_error(item, indexed(key, index), "a string");
+    if (Status s = take(indexed(key, index), item); !s) return s;
+  }
+  return {};
+}
+
+// `args` maps argument names to values. They are kept in the order of the model's
+// arguments, whatever the file's order; names the model does not declare go last, for the
+// checks to name.
+Status read_schedule_arguments(const TableReader& reader, const std::vector<std::string>& arguments,
+                               std::vector<ScheduleArgument>& args) {
+  const toml::node* node = reader.get("args");
+  if (node == nullptr) return {};
+  const toml::table* table = node->as_table();
+  if (table == nullptr) return reader.type_error(*node, "args", "a table of argument names");
+  const TableReader args_reader = reader.child(*table, "args");
+  for (auto&& [name, value] : *table) {
+    ScheduleArgument& argument = args.emplace_back();
+    argument.name = name.str();
+    if (Status s = read_schedule_argument(args_reader, printable_key(name.str()), value, argument); !s)
+      return s;
+  }
+  const auto rank = [&](const ScheduleArgument& argument) {
+    return size_t(std::find(arguments.begin(), arguments.end(), argument.name) - arguments.begin());
+  };
+  std::stable_sort(args.begin(), args.end(),
+                   [&](const ScheduleArgument& a, const ScheduleArgument& b) { return rank(a) < rank(b); });
+  return {};
+}
+
+Status read_schedule(const TableReader& reader, const std::vector<std::string>& arguments,
+                     FlowSchedule& schedule) {
   Status s = reader.expect_only(schedule_keys);
   if (s) s = reader.read_string("cron", true, schedule.cron);
   if (s) s = reader.read_string("misfire", false, schedule.misfire);
+  if (s) s = reader.read_integer(catch_up_max_rule, false, schedule.catch_up_max);
+  if (s) s = reader.read_integer(misfire_grace_rule, false, schedule.grace_s);
+  if (s) s = read_schedule_arguments(reader, arguments, schedule.args);
   return s;
 }
 
-// `schedule` is one table ([schedule]) or an array of them ([[schedule]]).
-Status read_schedules(const TableReader& root, std::vector<FlowSchedule>& schedules) {
+// `schedule` is one table ([schedule]) or an array of them ([[schedule]]). Reads the
+// model's arguments, which come first.
+Status read_schedules(const TableReader& root, FlowModel& model) {
   const toml::node* node = root.get("schedule");
   if (node == nullptr) return {};
   if (const toml::table* table = node->as_table()) {
-    return read_schedule(root.child(*table, "schedule"), schedules.emplace_back());
+    return read_schedule(root.child(*table, "schedule"), model.arguments, model.schedules.emplace_back());
   }
   const toml::array* array = node->as_array();
   if (array == nullptr) return root.type_error(*node, "schedule", "a table or an array of tables");
   for (size_t index = 0; index < array->size(); ++index) {
     const toml::table* table = (*array)[index].as_table();
     if (table == nullptr) return root.type_error((*array)[index], indexed("schedule", index), "a table");
-    if (Status s = read_schedule(root.child(*table, indexed("schedule", index)), schedules.emplace_back());
-        !s) {
-      return s;
-    }
+    const TableReader reader = root.child(*table, indexed("schedule", index));
+    if (Status s = read_schedule(reader, model.arguments, model.schedules.emplace_back()); !s) return s;
   }
   return {};
 }
@@ -948,7 +1215,7 @@ Status read_document(const TableReader& root, FlowModel& model) {
       return Status{};
     });
   }
-  if (s) s = read_schedules(root, model.schedules);
+  if (s) s = read_schedules(root, model);
   if (s) s = read_steps(root, model.steps);
   return s;
 }
@@ -1081,6 +1348,28 @@ Result<FlowModel> decode_flow_model(std::span<const std::byte> bytes) {
     return bytes_error("not in canonical form (the model it holds encodes differently)");
   }
   return model;
+}
+
+MisfireRule misfire_rule_of(const FlowSchedule& schedule) {
+  MisfireRule rule;
+  const Check problem = make_schedule_rule(schedule, rule);
+  assert(!problem && "misfire_rule_of: the schedule is not valid");
+  (void)problem;
+  return rule;
+}
+
+size_t schedule_args_encoded_bytes(const FlowSchedule& schedule) {
+  size_t bytes = 0;
+  for (const ScheduleArgument& argument : schedule.args) {
+    bytes += sizeof(ledger::FlowArgHeader) + argument.name.size();
+    if (!argument.in_parts) {
+      for (const std::string& part : argument.parts) bytes += part.size();
+      continue;
+    }
+    // A value in parts: each part's uint32 length, then its bytes.
+    for (const std::string& part : argument.parts) bytes += sizeof(uint32_t) + part.size();
+  }
+  return bytes;
 }
 
 std::string to_string(const InputSource& source) {

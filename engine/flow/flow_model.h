@@ -33,10 +33,16 @@
 //   their retries); with the default 0 any failed sub-job fails it, which is what money
 //   movements want. A step that fails fails its flow: nothing after it is released.
 //
+// - A schedule starts a flow at each time its cron expression fires (UTC), with the
+//   arguments it gives: every argument of the model, each whole or in parts as the steps
+//   take it, so that a timer can start the flow with no one at hand. Its misfire rule
+//   (cron.h) says what the timer does about the fires it missed while the engine was down.
+//
 // Limits, so that a model fits a deploy transaction and a flow's state stays bounded: at
 // most flow_steps_max steps (a step index fits one byte), flow_step_inputs_max inputs a
-// step, flow_arguments_max arguments, flow_schedules_max schedules, flow_split_max sub-jobs
-// a step and flow_sub_jobs_max in all, and flow_model_bytes_max bytes encoded.
+// step, flow_arguments_max arguments, flow_schedules_max schedules (each giving at most
+// flow_schedule_args_bytes_max bytes of arguments), flow_split_max sub-jobs a step and
+// flow_sub_jobs_max in all, and flow_model_bytes_max bytes encoded.
 #pragma once
 
 #include <cstddef>
@@ -48,6 +54,7 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/flow/cron.h"
 #include "error/result.h"
 
 namespace keel::flow {
@@ -61,6 +68,9 @@ inline constexpr size_t flow_arguments_max = 32;
 inline constexpr size_t flow_schedules_max = 8;
 inline constexpr size_t flow_cron_bytes_max = 64;
 inline constexpr size_t flow_misfire_bytes_max = 32;
+// A schedule's arguments as a flow start encodes them (schedule_args_encoded_bytes): the
+// most a flow start carries, ledger::flow_args_bytes_max.
+inline constexpr size_t flow_schedule_args_bytes_max = 16384;
 inline constexpr uint32_t flow_split_max = 65536;
 inline constexpr uint64_t flow_sub_jobs_max = 1 << 20;  // summed over a model's steps
 inline constexpr uint32_t flow_timeout_ms_max = 3'600'000;
@@ -70,7 +80,7 @@ inline constexpr uint32_t flow_backoff_ms_max = 60'000;
 inline constexpr size_t flow_model_bytes_max = 32768;
 // A model's TOML file, comments included; load_flow_model refuses bigger files.
 inline constexpr size_t flow_file_bytes_max = 256 * 1024;
-inline constexpr uint8_t flow_model_format_version = 1;
+inline constexpr uint8_t flow_model_format_version = 2;
 
 // Where a step's input bytes come from. The values are part of the encoded form.
 enum class InputKind : uint8_t {
@@ -101,14 +111,40 @@ struct FlowStep {
   friend bool operator==(const FlowStep&, const FlowStep&) = default;
 };
 
-// A cron schedule that starts the flow, carried as written: cron.h parses the text and
-// defines the misfire policies. An empty misfire means the timer's default policy.
+// One argument a scheduled flow starts with: a whole value, or (for an argument some step
+// takes "[split]") its parts, one per sub-job.
+struct ScheduleArgument {
+  std::string name;
+  bool in_parts = false;
+  std::vector<std::string> parts;  // in_parts: one per sub-job; else exactly one: the value
+
+  friend bool operator==(const ScheduleArgument&, const ScheduleArgument&) = default;
+};
+
+// A cron schedule that starts the flow by itself (the ledger's timer fires it), checked in
+// full: the cron text parses (parse_cron), the misfire settings make a rule
+// (make_misfire_rule, misfire_rule_of gives it), and the arguments are exactly the ones a
+// transaction's start of the flow would give. The TOML keys are the field names, except
+// grace_s, which is misfire_grace_s there.
 struct FlowSchedule {
-  std::string cron;     // 1..flow_cron_bytes_max bytes
-  std::string misfire;  // 0..flow_misfire_bytes_max bytes
+  std::string cron;                    // 1..flow_cron_bytes_max bytes; parse_cron must accept it
+  std::string misfire;                 // "" (= fire_once), "skip", "fire_once", "catch_up"
+  uint32_t catch_up_max = 0;           // 1..catch_up_max_limit with catch_up; 0 otherwise
+  uint32_t grace_s = 60;               // 0..misfire_grace_s_limit: a fire this late is on time
+  std::vector<ScheduleArgument> args;  // exactly the model's arguments, in the model's `arguments` order
 
   friend bool operator==(const FlowSchedule&, const FlowSchedule&) = default;
 };
+
+// The misfire rule of a valid schedule (validate_flow_model passed): the policy misfire
+// names (fire_once when it is empty), with its catch_up_max and grace_s. Asserts on a
+// schedule that validation would refuse.
+MisfireRule misfire_rule_of(const FlowSchedule& schedule);
+
+// Bytes the schedule's arguments take in a flow start's encoding (ledger encode_flow_args
+// form): per argument 8 + name bytes + value bytes, where a value in parts is, per part,
+// 4 + the part's bytes. Validation refuses more than flow_schedule_args_bytes_max.
+size_t schedule_args_encoded_bytes(const FlowSchedule& schedule);
 
 struct FlowModel {
   std::string name;                     // the contract's name
@@ -139,7 +175,10 @@ Result<FlowModel> load_flow_model(const std::string& path, const KnownComputeTyp
 //   loan.toml:10:18: step[1].after[1]: a cycle: risk -> decision -> risk (each comes after the next)
 // or "<file>:<line>:<column>: TOML syntax: <reason>". Unknown keys, wrong types, values
 // out of range, bad names, duplicate ids, unknown steps, arguments or compute types,
-// cycles and inputs from steps that do not come first are all errors.
+// cycles, inputs from steps that do not come first, and schedules whose cron or misfire
+// settings do not parse or whose args are not the model's arguments as its steps take
+// them are all errors. A schedule's argument value is a string's UTF-8 bytes, or, when it
+// starts with "hex:", the bytes the hex digits after it spell.
 Result<FlowModel> parse_flow_model(std::string_view text, std::string_view file_name,
                                    const KnownComputeTypes& known_compute_types);
 
@@ -179,9 +218,13 @@ Result<CompiledFlow> compile_flow_model(const FlowModel& model);
 // The model's encoded form, at most flow_model_bytes_max bytes: deterministic (equal
 // models give equal bytes) and the only form decode_flow_model accepts for that model.
 // Little-endian; strings are a uint8 length and their bytes; steps, arguments and
-// dependencies are referred to by index. Version 1:
+// dependencies are referred to by index. Version 2:
 //   u32 magic "KFLW" | u8 format version | str name | u32 version | str product
-//   u8 argument count, str each | u8 schedule count, (str cron, str misfire) each
+//   u8 argument count, str each
+//   u8 schedule count, then per schedule: str cron | str misfire | u32 catch_up_max
+//     | u32 grace_s | u8 argument count, then per argument (in the model's arguments
+//     order): str name | u8 in_parts (0 or 1) | u32 part count (1 when whole)
+//     | per part: u32 bytes, the bytes
 //   u16 step count, then per step: str id | str compute type | u32 timeout_ms
 //     | u8 retries_max | u32 backoff_ms | u32 split | u32 split_failures_max
 //     | u8 after count, u8 step index each | u8 input count, (u8 kind, u8 index) each

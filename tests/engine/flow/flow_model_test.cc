@@ -125,7 +125,19 @@ TEST(FlowModel, ShippedNightlyInterestParsesAndCompiles) {
   EXPECT_EQ(model.name, "nightly_interest");
   EXPECT_EQ(model.product, "savings_accounts");
   EXPECT_EQ(model.arguments, std::vector<std::string>{"account_ranges"});
-  EXPECT_EQ(model.schedules, (std::vector<FlowSchedule>{{"30 1 * * *", "fire_once"}}));
+  ASSERT_EQ(model.schedules.size(), 1u);
+  const FlowSchedule& nightly = model.schedules[0];
+  EXPECT_EQ(nightly.cron, "30 1 * * *");
+  EXPECT_EQ(nightly.misfire, "fire_once");
+  EXPECT_EQ(nightly.catch_up_max, 0u);
+  EXPECT_EQ(nightly.grace_s, 60u);
+  const MisfireRule rule = misfire_rule_of(nightly);
+  EXPECT_EQ(rule.policy, MisfirePolicy::fire_once);
+  EXPECT_EQ(rule.grace_s, 60u);
+  ASSERT_EQ(nightly.args.size(), 1u);
+  EXPECT_EQ(nightly.args[0].name, "account_ranges");
+  EXPECT_TRUE(nightly.args[0].in_parts);
+  EXPECT_EQ(nightly.args[0].parts.size(), 64u);
   ASSERT_EQ(model.steps.size(), 1u);
   const FlowStep& accrue = model.steps[0];
   EXPECT_EQ(accrue.id, "accrue");
@@ -147,6 +159,38 @@ TEST(FlowModel, ShippedNightlyInterestParsesAndCompiles) {
   EXPECT_EQ(flow.argument_parts, (std::vector<uint32_t>{64}));
 }
 
+uint64_t little_endian(std::string_view bytes, size_t at, size_t count) {
+  uint64_t value = 0;
+  for (size_t index = 0; index < count; ++index) value |= uint64_t(uint8_t(bytes[at + index])) << (8 * index);
+  return value;
+}
+
+// Each part the shipped schedule gives is an input the interest plugin accepts
+// (plugins/interest/interest.c): 8 + 24 * account_count bytes, reserved fields 0. Here one
+// day on one account each, accounts 1 to 64 in part order.
+TEST(FlowModel, ShippedNightlyScheduleGivesInterestInputs) {
+  const FlowModel model = shipped("nightly_interest.toml");
+  ASSERT_EQ(model.schedules.size(), 1u);
+  ASSERT_EQ(model.schedules[0].args.size(), 1u);
+  const std::vector<std::string>& parts = model.schedules[0].args[0].parts;
+  ASSERT_EQ(parts.size(), 64u);
+  for (size_t part = 0; part < parts.size(); ++part) {
+    SCOPED_TRACE("part " + std::to_string(part));
+    const std::string& input = parts[part];
+    ASSERT_GE(input.size(), 8u);
+    const uint64_t account_count = little_endian(input, 4, 4);
+    ASSERT_EQ(input.size(), 8 + 24 * account_count);
+    EXPECT_EQ(little_endian(input, 0, 4), 1u) << "day_count";
+    EXPECT_EQ(account_count, 1u);
+    EXPECT_EQ(little_endian(input, 8, 8), part + 1) << "account id";
+    EXPECT_EQ(int64_t(little_endian(input, 16, 8)), int64_t(part + 1) * 100000) << "balance";
+    EXPECT_EQ(int32_t(little_endian(input, 24, 4)), 350) << "rate_bp";
+    EXPECT_EQ(little_endian(input, 28, 4), 0u) << "reserved";
+  }
+  // 64 parts of 4 + 32 bytes, and the name's header and bytes.
+  EXPECT_EQ(schedule_args_encoded_bytes(model.schedules[0]), 8 + 14 + 64 * (4 + 32u));
+}
+
 TEST(FlowModel, LeftOutKeysKeepTheirDefaults) {
   const FlowModel model = parsed(std::string(header) + "[[step]]\nid = \"a\"\ncompute_type = \"noop\"\n");
   ASSERT_EQ(model.steps.size(), 1u);
@@ -163,16 +207,20 @@ TEST(FlowModel, LeftOutKeysKeepTheirDefaults) {
 }
 
 TEST(FlowModel, EveryInputFormAndScheduleFormParses) {
-  const FlowModel model =
-      parsed(std::string(header) +
-             "arguments = [\"a\", \"b\"]\n"
-             "[[schedule]]\ncron = \"0 2 * * MON-FRI\"\n"
-             "[[schedule]]\ncron = \"@monthly\"\nmisfire = \"skip\"\n"
-             "[[step]]\nid = \"one\"\ncompute_type = \"noop\"\ninput = [\"args.a\"]\n"
-             "[[step]]\nid = \"two\"\ncompute_type = \"noop\"\nafter = [\"one\"]\nsplit = 4\n"
-             "split_failures_max = 3\n"
-             "input = [\"split.index\", \"args.b[split]\", \"steps.one.output\", \"args.a\"]\n");
-  EXPECT_EQ(model.schedules, (std::vector<FlowSchedule>{{"0 2 * * MON-FRI", ""}, {"@monthly", "skip"}}));
+  const FlowModel model = parsed(
+      std::string(header) +
+      "arguments = [\"a\", \"b\"]\n"
+      "[[schedule]]\ncron = \"0 2 * * MON-FRI\"\nargs = { a = \"x\", b = [\"0\", \"1\", \"2\", \"3\"] }\n"
+      "[[schedule]]\ncron = \"@monthly\"\nmisfire = \"skip\"\n"
+      "[schedule.args]\nb = [\"4\", \"5\", \"6\", \"7\"]\na = \"y\"\n"
+      "[[step]]\nid = \"one\"\ncompute_type = \"noop\"\ninput = [\"args.a\"]\n"
+      "[[step]]\nid = \"two\"\ncompute_type = \"noop\"\nafter = [\"one\"]\nsplit = 4\n"
+      "split_failures_max = 3\n"
+      "input = [\"split.index\", \"args.b[split]\", \"steps.one.output\", \"args.a\"]\n");
+  EXPECT_EQ(model.schedules,
+            (std::vector<FlowSchedule>{
+                {"0 2 * * MON-FRI", "", 0, 60, {{"a", false, {"x"}}, {"b", true, {"0", "1", "2", "3"}}}},
+                {"@monthly", "skip", 0, 60, {{"a", false, {"y"}}, {"b", true, {"4", "5", "6", "7"}}}}}));
   ASSERT_EQ(model.steps.size(), 2u);
   EXPECT_EQ(model.steps[1].input, (std::vector<InputSource>{{InputKind::split_index, ""},
                                                             {InputKind::argument_part, "b"},
@@ -188,6 +236,58 @@ TEST(FlowModel, EveryInputFormAndScheduleFormParses) {
   for (const InputSource& source : model.steps[1].input) written.push_back(to_string(source));
   EXPECT_EQ(written,
             (std::vector<std::string>{"split.index", "args.b[split]", "steps.one.output", "args.a"}));
+}
+
+// A model whose schedules must give two arguments: ranges, taken in 3 parts, and doc, taken
+// whole (lines 1 to 9; a test's schedule starts on line 10).
+constexpr std::string_view with_arguments =
+    "name = \"loan\"\nversion = 1\nproduct = \"retail\"\n"        // 1-3
+    "arguments = [\"ranges\", \"doc\"]\n"                         // 4
+    "[[step]]\nid = \"a\"\ncompute_type = \"noop\"\nsplit = 3\n"  // 5-8
+    "input = [\"args.doc\", \"args.ranges[split]\"]\n";           // 9
+
+// Arguments that with_arguments's schedules may give.
+constexpr std::string_view good_args = "args = { ranges = [\"r0\", \"r1\", \"r2\"], doc = \"d\" }\n";
+
+TEST(FlowModel, ScheduleWithEveryKeyParses) {
+  const FlowModel model =
+      parsed(std::string(with_arguments) +
+             "[schedule]\ncron = \"*/15 9-17 * * MON-FRI\"\nmisfire = \"catch_up\"\ncatch_up_max = 3\n"
+             "misfire_grace_s = 120\n"
+             // The file's order is not the model's: args keep the model's.
+             "args = { doc = \"hex:C0ffEE\", ranges = [\"r0\", \"hex:00ff\", \"\"] }\n");
+  const FlowSchedule expected{
+      "*/15 9-17 * * MON-FRI",
+      "catch_up",
+      3,
+      120,
+      {{"ranges", true, {"r0", std::string("\x00\xff", 2), ""}}, {"doc", false, {"\xc0\xff\xee"}}}};
+  ASSERT_EQ(model.schedules, std::vector<FlowSchedule>{expected});
+  const MisfireRule rule = misfire_rule_of(model.schedules[0]);
+  EXPECT_EQ(rule.policy, MisfirePolicy::catch_up);
+  EXPECT_EQ(rule.catch_up_max, 3u);
+  EXPECT_EQ(rule.grace_s, 120u);
+  // ranges: 8 + 6, then 3 parts of 4 + 2, 4 + 2 and 4 + 0 bytes; doc: 8 + 3 + 3.
+  EXPECT_EQ(schedule_args_encoded_bytes(model.schedules[0]), 14 + 16 + 14u);
+
+  // Left out: misfire "" (fire_once), no catch_up_max, a grace of 60 s. A [schedule.args]
+  // table is the same as an inline one.
+  const FlowModel plain = parsed(std::string(with_arguments) +
+                                 "[schedule]\ncron = \"@daily\"\n"
+                                 "[schedule.args]\nranges = [\"a\", \"b\", \"c\"]\ndoc = \"plain text\"\n");
+  ASSERT_EQ(plain.schedules,
+            (std::vector<FlowSchedule>{
+                {"@daily", "", 0, 60, {{"ranges", true, {"a", "b", "c"}}, {"doc", false, {"plain text"}}}}}));
+  const MisfireRule default_rule = misfire_rule_of(plain.schedules[0]);
+  EXPECT_EQ(default_rule.policy, MisfirePolicy::fire_once);
+  EXPECT_EQ(default_rule.grace_s, 60u);
+  // A model without arguments: a schedule gives none.
+  const FlowModel no_arguments =
+      parsed(std::string(header) +
+             "[schedule]\ncron = \"@hourly\"\nmisfire = \"skip\"\nmisfire_grace_s = 0\n"
+             "[[step]]\nid = \"a\"\ncompute_type = \"noop\"\n");
+  ASSERT_EQ(no_arguments.schedules, (std::vector<FlowSchedule>{{"@hourly", "skip", 0, 0, {}}}));
+  EXPECT_EQ(misfire_rule_of(no_arguments.schedules[0]).policy, MisfirePolicy::skip);
 }
 
 // Only cycles are wrong: a step may name a step written after it, and the order then
@@ -476,6 +576,115 @@ TEST(FlowModelErrors, Schedules) {
             "t.toml:6:11: schedule.misfire: must be at most 32 bytes long, got 33");
 }
 
+// The cron text and misfire settings, with cron.h's reasons (lines 10 on).
+TEST(FlowModelErrors, ScheduleTiming) {
+  const std::string start = std::string(with_arguments) + "[schedule]\n" + std::string(good_args);  // 10-11
+  EXPECT_EQ(error_of(start + "cron = \"61 * * * *\"\n"),
+            "t.toml:12:8: schedule.cron: cron '61 * * * *': minute: 61 is out of range 0-59");
+  EXPECT_EQ(
+      error_of(std::string(header) + "[[schedule]]\ncron = \"@daily\"\n[[schedule]]\ncron = \"@often\"\n"),
+      "t.toml:7:8: schedule[1].cron: cron '@often': unknown macro '@often' (@yearly, @annually, "
+      "@monthly, @weekly, @daily, @midnight or @hourly)");
+  const std::string daily = start + "cron = \"@daily\"\n";  // line 12
+  EXPECT_EQ(
+      error_of(daily + "misfire = \"sometimes\"\n"),
+      "t.toml:13:11: schedule.misfire: \"sometimes\" is not a misfire policy (skip, fire_once or catch_up)");
+  EXPECT_EQ(error_of(daily + "misfire = \"catch_up\"\n"),
+            "t.toml:10:1: schedule.catch_up_max: required by misfire policy catch_up");
+  EXPECT_EQ(error_of(daily + "misfire = \"fire_once\"\ncatch_up_max = 5\n"),
+            "t.toml:14:16: schedule.catch_up_max: only applies to misfire policy catch_up");
+  EXPECT_EQ(error_of(daily + "catch_up_max = 5\n"),  // misfire "" is fire_once
+            "t.toml:13:16: schedule.catch_up_max: only applies to misfire policy catch_up");
+  EXPECT_EQ(error_of(daily + "misfire = \"catch_up\"\ncatch_up_max = 0\n"),
+            "t.toml:14:16: schedule.catch_up_max: must be from 1 to 1024, got 0");
+  EXPECT_EQ(error_of(daily + "misfire = \"catch_up\"\ncatch_up_max = 1025\n"),
+            "t.toml:14:16: schedule.catch_up_max: must be from 1 to 1024, got 1025");
+  EXPECT_EQ(error_of(daily + "misfire_grace_s = 3601\n"),
+            "t.toml:13:19: schedule.misfire_grace_s: must be from 0 to 3600, got 3601");
+  EXPECT_EQ(error_of(daily + "misfire_grace_s = -1\n"),
+            "t.toml:13:19: schedule.misfire_grace_s: must be from 0 to 3600, got -1");
+  EXPECT_EQ(error_of(daily + "misfire_grace_s = \"60s\"\n"),
+            "t.toml:13:19: schedule.misfire_grace_s: expected an integer, got a string");
+}
+
+// The arguments a schedule gives (line 12 on, after [schedule] and its cron).
+TEST(FlowModelErrors, ScheduleArguments) {
+  const std::string start = std::string(with_arguments) + "[schedule]\ncron = \"@daily\"\n";  // 10-11
+  EXPECT_EQ(error_of(start),
+            "t.toml:10:1: schedule.args: missing argument \"ranges\" (a scheduled flow starts with every "
+            "argument; arguments: ranges, doc)");
+  EXPECT_EQ(error_of(start + "args = { ranges = [\"r0\", \"r1\", \"r2\"] }\n"),
+            "t.toml:12:8: schedule.args: missing argument \"doc\" (a scheduled flow starts with every "
+            "argument; arguments: ranges, doc)");
+  EXPECT_EQ(error_of(start + "args = { ranges = [\"r0\", \"r1\", \"r2\"], doc = \"d\", extra = \"x\" }\n"),
+            "t.toml:12:58: schedule.args.extra: unknown argument \"extra\" (arguments: ranges, doc)");
+  EXPECT_EQ(error_of(std::string(header) + "[schedule]\ncron = \"@daily\"\nargs = { doc = \"d\" }\n" +
+                     "[[step]]\nid = \"a\"\ncompute_type = \"noop\"\n"),
+            "t.toml:6:16: schedule.args.doc: unknown argument \"doc\" (the model declares no arguments)");
+  EXPECT_EQ(error_of(start + "args = { ranges = [\"r0\", \"r1\", \"r2\"], doc = [\"d\"] }\n"),
+            "t.toml:12:45: schedule.args.doc: argument \"doc\" is taken whole, so it is given as one "
+            "string, not in parts");
+  EXPECT_EQ(error_of(start + "args = { ranges = \"r\", doc = \"d\" }\n"),
+            "t.toml:12:19: schedule.args.ranges: argument \"ranges\" is taken in 3 parts (\"[split]\"), so "
+            "it is given as an array of 3 strings, not as one");
+  EXPECT_EQ(error_of(start + "args = { ranges = [\"r0\", \"r1\"], doc = \"d\" }\n"),
+            "t.toml:12:19: schedule.args.ranges: argument \"ranges\" is taken in 3 parts (\"[split]\"), "
+            "got 2");
+  // The second of two schedules, with the [schedule.args] form.
+  EXPECT_EQ(
+      error_of(std::string(with_arguments) + "[[schedule]]\ncron = \"@daily\"\n" + std::string(good_args) +
+               "[[schedule]]\ncron = \"@weekly\"\n[schedule.args]\nranges = []\ndoc = \"d\"\n"),
+      "t.toml:16:10: schedule[1].args.ranges: argument \"ranges\" is taken in 3 parts (\"[split]\"), "
+      "got 0");
+}
+
+TEST(FlowModelErrors, ScheduleArgumentValues) {
+  const std::string start = std::string(with_arguments) + "[schedule]\ncron = \"@daily\"\n";  // 10-11
+  const std::string ranges = "ranges = [\"r0\", \"r1\", \"r2\"]";
+  EXPECT_EQ(error_of(start + "args = { " + ranges + ", doc = \"hex:0g\" }\n"),
+            "t.toml:12:45: schedule.args.doc: bad hex after \"hex:\": \"g\" at digit 2 is not a hex digit");
+  EXPECT_EQ(error_of(start + "args = { " + ranges + ", doc = \"hex:abc\" }\n"),
+            "t.toml:12:45: schedule.args.doc: bad hex after \"hex:\": an odd number of digits (3)");
+  EXPECT_EQ(
+      error_of(start + "args = { ranges = [\"r0\", \"hex: 00\", \"r2\"], doc = \"d\" }\n"),
+      "t.toml:12:26: schedule.args.ranges[1]: bad hex after \"hex:\": \" \" at digit 1 is not a hex digit");
+  EXPECT_EQ(error_of(start + "args = \"d\"\n"),
+            "t.toml:12:8: schedule.args: expected a table of argument names, got a string");
+  EXPECT_EQ(error_of(start + "args = { " + ranges + ", doc = 5 }\n"),
+            "t.toml:12:45: schedule.args.doc: expected a string or an array of strings, got an integer");
+  EXPECT_EQ(error_of(start + "args = { ranges = [\"r0\", 1, \"r2\"], doc = \"d\" }\n"),
+            "t.toml:12:26: schedule.args.ranges[1]: expected a string, got an integer");
+  // Three parts of 5500 bytes: 8 + 6 + 3 * (4 + 5500) for ranges, 8 + 3 + 1 for doc.
+  const std::string part = "\"" + std::string(5500, 'r') + "\"";
+  EXPECT_EQ(error_of(start + "args = { ranges = [" + part + ", " + part + ", " + part + "], doc = \"d\" }\n"),
+            "t.toml:12:8: schedule.args: the arguments encode to 16538 bytes, more than the 16384 a flow's "
+            "start carries");
+  // At the bound exactly: ranges 8 + 6 + 3 * 4 and doc 8 + 3 + 3 take 40 bytes, the parts
+  // the rest. One byte more is refused.
+  const size_t part_bytes = (flow_schedule_args_bytes_max - 40) / 3;
+  ASSERT_EQ(40 + 3 * part_bytes, flow_schedule_args_bytes_max);
+  const std::string fits = "\"" + std::string(part_bytes, 'r') + "\"";
+  const std::string at_bound = start + "args = { ranges = [" + fits + ", " + fits + ", " + fits + "], doc = ";
+  EXPECT_TRUE(parse_flow_model(at_bound + "\"ddd\" }\n", test_path, std::nullopt));
+  EXPECT_EQ(error_of(at_bound + "\"dddd\" }\n"),
+            "t.toml:12:8: schedule.args: the arguments encode to 16385 bytes, more than the 16384 a flow's "
+            "start carries");
+}
+
+// Each schedule's arguments fit a flow start, but three of them do not fit a deploy.
+TEST(FlowModelErrors, SchedulesTooBigToEncode) {
+  const std::string part = "\"" + std::string(5000, 'r') + "\"";
+  std::string text(with_arguments);
+  for (int schedule = 0; schedule < 3; ++schedule) {
+    text += "[[schedule]]\ncron = \"@daily\"\nargs = { ranges = [" + part + ", " + part + ", " + part +
+            "], doc = \"d\" }\n";
+  }
+  EXPECT_EQ(
+      error_of(text),
+      "t.toml:10:1: schedule: the model encodes to 45231 bytes (45166 of them its schedules), more than "
+      "the 32768 a deploy carries (fewer schedules, or smaller schedule arguments)");
+}
+
 TEST(FlowModelErrors, TooBigToEncode) {
   // 200 steps with the longest names, each after every step before it: more than a
   // deploy carries, though every count is within its own bound.
@@ -540,6 +749,50 @@ TEST(FlowModel, ValidateChecksModelsMadeInCode) {
   Result<CompiledFlow> flow = compile_flow_model(model);
   ASSERT_FALSE(flow);
   EXPECT_EQ(flow.error().message, "step[0].input[1]: split.index takes no name");
+}
+
+// Schedules made in code: the shapes a TOML file cannot write (a duplicate, args out of
+// order, a whole value in two parts, a catch_up_max of 0) are refused too.
+TEST(FlowModel, ValidateChecksSchedulesMadeInCode) {
+  const FlowModel good =
+      parsed(std::string(with_arguments) + "[schedule]\ncron = \"@daily\"\n" + std::string(good_args));
+  ASSERT_TRUE(validate_flow_model(good, std::nullopt));
+  const auto error_after = [&](auto edit) {
+    FlowModel model = good;
+    edit(model.schedules[0]);
+    Result<void> valid = validate_flow_model(model, std::nullopt);
+    return valid ? std::string("valid") : valid.error().message;
+  };
+  EXPECT_EQ(
+      error_after([](FlowSchedule& s) { std::swap(s.args[0], s.args[1]); }),
+      "schedule[0].args.doc: out of order: args come in the order of the model's arguments (ranges, doc)");
+  EXPECT_EQ(error_after([](FlowSchedule& s) { s.args.push_back(s.args[1]); }),
+            "schedule[0].args.doc: argument \"doc\" given twice");
+  EXPECT_EQ(error_after([](FlowSchedule& s) { s.args[1].parts.push_back("more"); }),
+            "schedule[0].args.doc: a whole value is one part, got 2");
+  EXPECT_EQ(error_after([](FlowSchedule& s) { s.args[1].name = "Doc"; }),
+            "schedule[0].args.Doc: unknown argument \"Doc\" (arguments: ranges, doc)");
+  EXPECT_EQ(error_after([](FlowSchedule& s) { s.misfire = "catch_up"; }),
+            "schedule[0].catch_up_max: required by misfire policy catch_up");
+  EXPECT_EQ(error_after([](FlowSchedule& s) {
+              s.misfire = "catch_up";
+              s.catch_up_max = 1025;
+            }),
+            "schedule[0].catch_up_max: 1025 is out of range 1-1024");
+  EXPECT_EQ(error_after([](FlowSchedule& s) { s.grace_s = 3601; }),
+            "schedule[0].misfire_grace_s: 3601 is out of range 0-3600");
+  EXPECT_EQ(error_after([](FlowSchedule& s) { s.misfire = "Skip"; }),
+            "schedule[0].misfire: \"Skip\" is not a misfire policy (skip, fire_once or catch_up)");
+  EXPECT_EQ(
+      error_after([](FlowSchedule& s) { s.cron = "0 0 * *"; }),
+      "schedule[0].cron: cron '0 0 * *': expected 5 fields (minute hour day-of-month month day-of-week), "
+      "found 4");
+  EXPECT_EQ(error_after([](FlowSchedule& s) {
+              s.misfire = "catch_up";
+              s.catch_up_max = 1024;
+              s.grace_s = 3600;
+            }),
+            "valid");
 }
 
 // The seed of a randomized test: KEEL_TEST_SEED when set (to replay a failure), else a
@@ -613,6 +866,23 @@ std::string decode_error(std::span<const std::byte> bytes) {
   return model.error().message;
 }
 
+// A schedule with an argument in parts and one whole, and every misfire setting.
+TEST(FlowModelEncoding, SchedulesRoundTrip) {
+  const FlowModel model =
+      parsed(std::string(with_arguments) +
+             "[[schedule]]\ncron = \"*/15 9-17 * * MON-FRI\"\nmisfire = \"catch_up\"\ncatch_up_max = 3\n"
+             "misfire_grace_s = 120\nargs = { doc = \"hex:C0ffEE\", ranges = [\"r0\", \"hex:00ff\", \"\"] }\n"
+             "[[schedule]]\ncron = \"@daily\"\n" +
+             std::string(good_args));
+  ASSERT_EQ(model.schedules.size(), 2u);
+  const std::vector<std::byte> bytes = encode_flow_model(model);
+  Result<FlowModel> decoded = decode_flow_model(bytes);
+  ASSERT_TRUE(decoded) << decoded.error().message;
+  ASSERT_EQ(*decoded, model);
+  EXPECT_EQ(decoded->schedules[0].args[0].parts[1], std::string("\x00\xff", 2));
+  EXPECT_EQ(encode_flow_model(*decoded), bytes);
+}
+
 TEST(FlowModelEncoding, RoundTripIsExactAndDeterministic) {
   for (std::string_view file : {"loan_approval.toml", "nightly_interest.toml"}) {
     SCOPED_TRACE(file);
@@ -635,50 +905,132 @@ TEST(FlowModelEncoding, RoundTripIsExactAndDeterministic) {
 TEST(FlowModelEncoding, BytesArePinned) {
   const FlowModel model = parsed(
       "name = \"f\"\nversion = 258\nproduct = \"p\"\narguments = [\"a\", \"b\"]\n"
-      "[schedule]\ncron = \"@daily\"\n"
+      "[schedule]\ncron = \"@daily\"\nmisfire = \"catch_up\"\ncatch_up_max = 2\nmisfire_grace_s = 30\n"
+      "args = { b = [\"\", \"p\", \"hex:0001\", \"q\"], a = \"A\" }\n"
       "[[step]]\nid = \"x\"\ncompute_type = \"noop\"\ninput = [\"args.a\"]\n"
       "[[step]]\nid = \"y\"\ncompute_type = \"hash\"\nafter = [\"x\"]\nsplit = 4\nsplit_failures_max = 1\n"
       "input = [\"split.index\", \"steps.x.output\", \"args.b[split]\"]\n");
   const std::vector<std::byte> bytes = encode_flow_model(model);
+  // clang-format off
   EXPECT_EQ(hex(bytes),
-            "4b464c57"  // magic "KFLW"
-            "01"        // format version 1
-            "0166"
-            "02010000"
-            "0170"  // name "f", version 258, product "p"
-            "02"
-            "0161"
-            "0162"  // 2 arguments: "a", "b"
-            "01"
-            "06406461696c79"
-            "00"    // 1 schedule: cron "@daily", misfire ""
-            "0200"  // 2 steps
-            "0178"
-            "046e6f6f70"  // x: id "x", compute type "noop"
-            "10270000"
-            "03"
-            "64000000"  //    timeout_ms 10000, retries_max 3, backoff_ms 100
-            "01000000"
-            "00000000"  //    split 1, split_failures_max 0
-            "00"
-            "01"
-            "0100"  //    no after; 1 input: argument 0
-            "0179"
-            "0468617368"  // y: id "y", compute type "hash"
-            "10270000"
-            "03"
-            "64000000"  //    timeout_ms 10000, retries_max 3, backoff_ms 100
-            "04000000"
-            "01000000"  //    split 4, split_failures_max 1
-            "01"
-            "00"  //    after: step 0
-            "03"
-            "0400"
-            "0300"
-            "0201");  //    3 inputs: split.index, step 0's output, argument 1 in parts
+            "4b464c57"            // magic "KFLW"
+            "02"                  // format version 2
+            "0166" "02010000" "0170"  // name "f", version 258, product "p"
+            "02" "0161" "0162"    // 2 arguments: "a", "b"
+            "01"                  // 1 schedule:
+            "06406461696c79"      //   cron "@daily"
+            "0863617463685f7570"  //   misfire "catch_up"
+            "02000000" "1e000000" //   catch_up_max 2, grace_s 30
+            "02"                  //   2 arguments:
+            "0161" "00" "01000000" "01000000" "41"  // a, whole: 1 part, "A"
+            "0162" "01" "04000000"                  // b, in 4 parts:
+            "00000000" "01000000" "70" "02000000" "0001" "01000000" "71"  // "", "p", 00 01, "q"
+            "0200"                // 2 steps
+            "0178" "046e6f6f70"   // x: id "x", compute type "noop"
+            "10270000" "03" "64000000"  // timeout_ms 10000, retries_max 3, backoff_ms 100
+            "01000000" "00000000" //    split 1, split_failures_max 0
+            "00" "01" "0100"      //    no after; 1 input: argument 0
+            "0179" "0468617368"   // y: id "y", compute type "hash"
+            "10270000" "03" "64000000"  // timeout_ms 10000, retries_max 3, backoff_ms 100
+            "04000000" "01000000" //    split 4, split_failures_max 1
+            "01" "00"             //    after: step 0
+            "03" "0400" "0300" "0201");  // 3 inputs: split.index, step 0's output, argument 1 in parts
+  // clang-format on
   Result<FlowModel> decoded = decode_flow_model(bytes);
   ASSERT_TRUE(decoded) << decoded.error().message;
   EXPECT_EQ(*decoded, model);
+}
+
+// A model in format version 1 (the bytes that version's pinned test held: schedules
+// without misfire settings or arguments) is refused, not misread.
+TEST(FlowModelEncoding, DecodeRefusesFormatVersion1) {
+  const std::vector<std::byte> version_1 = bytes_of(
+      "4b464c57"
+      "01"
+      "0166"
+      "02010000"
+      "0170"
+      "02"
+      "0161"
+      "0162"
+      "01"
+      "06406461696c79"
+      "00"
+      "0200"
+      "0178"
+      "046e6f6f70"
+      "10270000"
+      "03"
+      "64000000"
+      "01000000"
+      "00000000"
+      "00"
+      "01"
+      "0100"
+      "0179"
+      "0468617368"
+      "10270000"
+      "03"
+      "64000000"
+      "04000000"
+      "01000000"
+      "01"
+      "00"
+      "03"
+      "0400"
+      "0300"
+      "0201");
+  EXPECT_EQ(decode_error(version_1), "flow model bytes: format version 1, this keel reads 2");
+}
+
+// Edits to a schedule's bytes, each refused with its reason: the layout's own rules
+// (in_parts 0 or 1, a whole value in one part) and validation's.
+TEST(FlowModelEncoding, DecodeChecksSchedules) {
+  const FlowModel model = parsed(std::string(header) +
+                                 "arguments = [\"a\"]\n[schedule]\ncron = \"@daily\"\n"
+                                 "args = { a = \"v\" }\n[[step]]\nid = \"s\"\ncompute_type = \"noop\"\n"
+                                 "input = [\"args.a\"]\n");
+  const std::vector<std::byte> good = encode_flow_model(model);
+  // ... grace_s 60 | 1 argument | "a" | whole | 1 part | 1 byte "v"
+  const std::vector<std::byte> tail = bytes_of(
+      "3c000000"
+      "01"
+      "0161"
+      "00"
+      "01000000"
+      "01000000"
+      "76");
+  auto at = std::search(good.begin(), good.end(), tail.begin(), tail.end());
+  ASSERT_NE(at, good.end());
+  const size_t grace = size_t(at - good.begin()), name = grace + 6, in_parts = grace + 7,
+               part_count = grace + 8;
+
+  std::vector<std::byte> bytes = good;
+  bytes[in_parts] = std::byte{2};
+  EXPECT_EQ(decode_error(bytes), "flow model bytes: schedule[0].args[0]: in_parts must be 0 or 1, got 2");
+  bytes[in_parts] = std::byte{1};
+  EXPECT_EQ(
+      decode_error(bytes),
+      "flow model bytes: schedule[0].args.a: argument \"a\" is taken whole, so it is given as one string, "
+      "not in parts");
+  bytes = good;
+  bytes[part_count] = std::byte{2};
+  EXPECT_EQ(decode_error(bytes), "flow model bytes: schedule[0].args[0]: a whole value is one part, got 2");
+  bytes = good;
+  bytes[name] = std::byte{'b'};
+  EXPECT_EQ(decode_error(bytes),
+            "flow model bytes: schedule[0].args.b: unknown argument \"b\" (arguments: a)");
+  bytes = good;
+  bytes[grace] = std::byte{0x11};
+  bytes[grace + 1] = std::byte{0x0e};  // 3601
+  EXPECT_EQ(decode_error(bytes),
+            "flow model bytes: schedule[0].misfire_grace_s: 3601 is out of range 0-3600");
+  // A part count of 2^32 - 1 runs out of bytes at once.
+  bytes = good;
+  bytes[in_parts] = std::byte{1};
+  for (size_t index = 0; index < 4; ++index) bytes[part_count + index] = std::byte{0xff};
+  EXPECT_TRUE(decode_error(bytes).starts_with("flow model bytes: truncated: schedule[0].args[0].parts["))
+      << decode_error(bytes);
 }
 
 TEST(FlowModelEncoding, DecodeRefusesBadBytes) {
@@ -688,8 +1040,8 @@ TEST(FlowModelEncoding, DecodeRefusesBadBytes) {
   bytes[0] = std::byte{'X'};
   EXPECT_EQ(decode_error(bytes), "flow model bytes: not a flow model (no \"KFLW\" magic)");
   bytes = good;
-  bytes[4] = std::byte{2};
-  EXPECT_EQ(decode_error(bytes), "flow model bytes: format version 2, this keel reads 1");
+  bytes[4] = std::byte{3};
+  EXPECT_EQ(decode_error(bytes), "flow model bytes: format version 3, this keel reads 2");
   bytes = good;
   bytes.push_back(std::byte{0});
   EXPECT_EQ(decode_error(bytes),
