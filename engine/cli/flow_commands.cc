@@ -1,15 +1,19 @@
 #include "engine/cli/flow_commands.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <memory>
 #include <set>
 
+#include <nlohmann/json.hpp>
+
 #include "engine/client/client.h"
 #include "engine/config/perf_config.h"
 #include "engine/flow/flow_model.h"
 #include "engine/ledger/transaction.h"
+#include "engine/node/verify.h"
 #include "error/result.h"
 #include "shm/ring.h"
 
@@ -159,6 +163,126 @@ int flow_command(const FlowRequest& request) {
     if (!stands) exit_status = 3;
   }
   return exit_status;
+}
+
+namespace {
+
+nlohmann::json summary_json(const flow::FlowTable& flows, const flow::FlowSummary& summary, uint32_t shard) {
+  const flow::FlowPlan& plan = flows.plan(summary.plan);
+  nlohmann::json json = {{"key", summary.key},
+                         {"flow", summary.flow},
+                         {"shard", shard},
+                         {"status", flow::flow_status_text(summary.status)},
+                         {"contract", plan.contract},
+                         {"version", plan.version},
+                         {"product", plan.product},
+                         {"jobs_running", summary.jobs_running},
+                         {"jobs_succeeded", summary.jobs_succeeded},
+                         {"jobs_failed", summary.jobs_failed}};
+  if (!summary.steps.empty()) {
+    const flow::FlowModel& model = flows.model(summary.plan);
+    nlohmann::json steps = nlohmann::json::object();
+    for (size_t step = 0; step < summary.steps.size(); ++step)
+      steps[model.steps[step].id] = flow::job_status_text(summary.steps[step]);
+    json["steps"] = steps;
+  }
+  return json;
+}
+
+std::string summary_line(const nlohmann::json& flow) {
+  std::string line = flow["key"].get<std::string>() + ": " + flow["status"].get<std::string>() + ", " +
+                     flow["contract"].get<std::string>() + " v" + std::to_string(flow["version"].get<uint32_t>()) +
+                     ", jobs " + std::to_string(flow["jobs_succeeded"].get<uint64_t>()) + " succeeded, " +
+                     std::to_string(flow["jobs_failed"].get<uint64_t>()) + " failed, " +
+                     std::to_string(flow["jobs_running"].get<uint32_t>()) + " running";
+  return line;
+}
+
+}  // namespace
+
+int flow_query_command(const FlowQuery& query) {
+  Result<config::PerfConfig> config = config::load_perf_config(query.config_file);
+  if (!config) return fail(config.error());
+  const config::ChainConfig* chain = nullptr;
+  for (const config::ChainConfig& candidate : config->chains)
+    if (candidate.name == query.chain) chain = &candidate;
+  if (chain == nullptr) return fail(make_error(query.config_file, "no chain '" + query.chain + "' in [[chain]]"));
+  auto read = [&](uint32_t shard) {
+    return node::read_shard_state(config->ledger.data_dir, chain->name, shard, chain->shards);
+  };
+  if (query.action == "status") {
+    std::span<const std::byte> key = std::as_bytes(std::span(query.key));
+    uint32_t shard = ledger::flow_key_home_shard(key, chain->shards);
+    Result<ledger::ShardState> state = read(shard);
+    if (!state) return fail(state.error());
+    std::optional<uint64_t> flow_id = state->flows.flow_of_key(query.key);
+    if (!flow_id) {
+      std::fprintf(stderr, "keel: flow '%s': no such flow on chain %s (shard %u, height %llu)\n", query.key.c_str(),
+                   chain->name.c_str(), shard, (unsigned long long)state->height);
+      return 3;
+    }
+    nlohmann::json flow = summary_json(state->flows, *state->flows.summary(*flow_id), shard);
+    flow["height"] = state->height;
+    if (query.json) {
+      std::printf("%s\n", flow.dump().c_str());
+      return 0;
+    }
+    std::printf("%s\n", summary_line(flow).c_str());
+    std::printf("  product %s, chain %s shard %u, flow id %llu, as of block %llu (durable)\n",
+                flow["product"].get<std::string>().c_str(), chain->name.c_str(), shard,
+                (unsigned long long)flow["flow"].get<uint64_t>(), (unsigned long long)state->height);
+    if (flow.contains("steps"))
+      for (const auto& [step, status] : flow["steps"].items())
+        std::printf("  step %s: %s\n", step.c_str(), status.get<std::string>().c_str());
+    return 0;
+  }
+  // list
+  nlohmann::json flows = nlohmann::json::array();
+  nlohmann::json shards = nlohmann::json::array();
+  std::map<std::string, uint64_t> by_status;
+  uint64_t total = 0;
+  for (uint32_t shard = 0; shard < chain->shards; ++shard) {
+    Result<ledger::ShardState> state = read(shard);
+    if (!state) return fail(state.error());
+    const flow::FlowTable& table = state->flows;
+    // A product no plan or product_set has named yet has the defaults.
+    flow::ProductSettings settings = table.product_settings(query.product).value_or(flow::ProductSettings{});
+    shards.push_back({{"shard", shard},
+                      {"height", state->height},
+                      {"priority", settings.priority},
+                      {"running_max", settings.running_max},
+                      {"jobs_queued", table.product_queued(query.product)},
+                      {"jobs_running", table.product_running(query.product)}});
+    for (uint64_t flow_id : table.flow_ids()) {
+      std::optional<flow::FlowSummary> summary = table.summary(flow_id);
+      if (!summary || table.plan(summary->plan).product != query.product) continue;
+      ++total;
+      ++by_status[std::string(flow::flow_status_text(summary->status))];
+      flows.push_back(summary_json(table, *summary, shard));
+    }
+  }
+  // Newest first: flow ids grow with each start on a shard.
+  std::stable_sort(flows.begin(), flows.end(), [](const nlohmann::json& a, const nlohmann::json& b) {
+    return a["flow"].get<uint64_t>() > b["flow"].get<uint64_t>();
+  });
+  if (flows.size() > query.limit) flows.erase(flows.begin() + query.limit, flows.end());
+  if (query.json) {
+    nlohmann::json out = {{"chain", chain->name}, {"product", query.product}, {"flows_total", total},
+                          {"by_status", by_status},  {"shards", shards},         {"flows", flows}};
+    std::printf("%s\n", out.dump().c_str());
+    return 0;
+  }
+  std::printf("product %s on chain %s: %llu flows", query.product.c_str(), chain->name.c_str(), (unsigned long long)total);
+  for (const auto& [status, count] : by_status) std::printf(", %llu %s", (unsigned long long)count, status.c_str());
+  std::printf("\n");
+  for (const nlohmann::json& shard : shards)
+    std::printf("  shard %u (block %llu): priority %u, running_max %u; %llu jobs queued, %u running\n",
+                shard["shard"].get<uint32_t>(), (unsigned long long)shard["height"].get<uint64_t>(),
+                shard["priority"].get<uint32_t>(), shard["running_max"].get<uint32_t>(),
+                (unsigned long long)shard["jobs_queued"].get<uint64_t>(), shard["jobs_running"].get<uint32_t>());
+  for (const nlohmann::json& flow : flows) std::printf("  %s\n", summary_line(flow).c_str());
+  if (total > flows.size()) std::printf("  ... %llu more (--limit)\n", (unsigned long long)(total - flows.size()));
+  return 0;
 }
 
 }  // namespace keel::cli

@@ -4,6 +4,8 @@
 //   keel flow deploy perf/flows/loan_approval.toml --chain loans [--config perf/default.toml]
 //   keel flow start loan_approval --chain loans --key order-17 --arg-file document=doc.pdf
 //   keel flow pause|resume|cancel order-17 --chain loans
+//   keel flow status order-17 --chain loans [--config perf/default.toml] [--json]
+//   keel flow list --product retail_loans --chain loans [--config ...] [--limit 100] [--json]
 //
 // Each waits for the durable receipts and prints one line per outcome. Exit status: 0
 // when every receipt says applied (flow_exists for a start counts: the key's flow stands),
@@ -36,5 +38,24 @@ struct FlowRequest {
 };
 
 int flow_command(const FlowRequest& request);
+
+// status and list read the chain's durable state from the config's data directory
+// (node/verify.h's read_shard_state: newest snapshot, then the log), without the engine
+// and without changing anything, so they answer whether the engine runs or not, with what
+// it has made durable (and so acknowledged). status: one flow by key (its home shard
+// only); list: the flows of one product on every shard, live and kept finished, with the
+// product's queue per shard. Exit status 0, 3 when the key names no flow, 2 on a bad
+// config or unreadable data (one line).
+struct FlowQuery {
+  std::string action;  // "status" or "list"
+  std::string config_file = "perf/default.toml";
+  std::string chain;
+  std::string key;      // status
+  std::string product;  // list
+  uint32_t limit = 100; // list: at most this many flows printed (newest first); the counts cover all
+  bool json = false;
+};
+
+int flow_query_command(const FlowQuery& query);
 
 }  // namespace keel::cli

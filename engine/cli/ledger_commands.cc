@@ -68,7 +68,10 @@ nlohmann::json report_json(const node::LedgerReport& report) {
                      {"flow_jobs_running", compute.flow_jobs_running},
                      {"flows_finished_kept", compute.flows_finished_kept},
                      {"flow_live_bytes", compute.flow_live_bytes},
-                     {"flow_finished_bytes", compute.flow_finished_bytes}};
+                     {"flow_finished_bytes", compute.flow_finished_bytes},
+                     {"timers", compute.timers},
+                     {"timer_flows_started", compute.timer_flows_started},
+                     {"timer_misfires_dropped", compute.timer_misfires_dropped}};
   json["chains"] = nlohmann::json::array();
   for (const node::ChainReport& chain : report.chains)
     json["chains"].push_back({{"name", chain.name},
@@ -118,6 +121,10 @@ void print_report(const node::LedgerReport& report) {
                 (unsigned long long)compute.flows_live, (unsigned long long)compute.flow_jobs_dispatched,
                 (unsigned long long)compute.flow_jobs_succeeded, (unsigned long long)compute.flow_jobs_failed,
                 (unsigned long long)compute.flow_jobs_running);
+  if (compute.timers != 0)
+    std::printf("timers: %llu, %llu flows started by their fires, %llu fires dropped missed times\n",
+                (unsigned long long)compute.timers, (unsigned long long)compute.timer_flows_started,
+                (unsigned long long)compute.timer_misfires_dropped);
   std::printf("%-16s %6s %10s %12s %10s %12s %12s %12s %12s\n", "chain", "shards", "height", "committed", "tx/s",
               "commit mean", "commit max", "client p50", "client p99");
   for (const node::ChainReport& chain : report.chains)

@@ -322,6 +322,18 @@ int main(int argc, char** argv) {
     flow_controls.push_back(control);
   }
 
+  keel::cli::FlowQuery flow_query;
+  CLI::App* flow_status = flow->add_subcommand("status", "one flow's state, read from the chain's durable ledger");
+  flow_status->add_option("key", flow_query.key, "the flow's key")->required();
+  CLI::App* flow_list = flow->add_subcommand("list", "the flows of a product and its job queues, from the durable ledger");
+  flow_list->add_option("--product", flow_query.product, "the product")->required();
+  flow_list->add_option("--limit", flow_query.limit, "flows printed at most (newest first)")->capture_default_str();
+  for (CLI::App* command : {flow_status, flow_list}) {
+    command->add_option("--chain", flow_query.chain, "chain name")->required();
+    command->add_option("--config", flow_query.config_file, "the perf config (its data_dir and chains)")->capture_default_str();
+    command->add_flag("--json", flow_query.json, "print one JSON object");
+  }
+
   CLI11_PARSE(app, argc, argv);
   if (show_version || version->parsed()) {
     std::fputs(version_report().c_str(), stdout);
@@ -352,6 +364,10 @@ int main(int argc, char** argv) {
   }
   if (verify->parsed()) return verify_command(data_dir, json);
   if (plugin_check->parsed()) return plugin_check_command(plugin_check_request);
+  if (flow_status->parsed() || flow_list->parsed()) {
+    flow_query.action = flow_status->parsed() ? "status" : "list";
+    return keel::cli::flow_query_command(flow_query);
+  }
   if (flow->parsed()) {
     for (CLI::App* command : flow->get_subcommands())
       if (command->parsed()) flow_request.action = command->get_name();

@@ -81,8 +81,9 @@ constexpr NameRule bare_key_rule{"[A-Za-z0-9_-]", true, true};  // TOML's bare k
 
 // The keys each table may hold; anything else is an error, so a typo never silently
 // leaves a default in place.
-constexpr std::string_view root_keys[] = {"engine", "topology", "layout", "tiles",  "rings",    "chain",
-                                          "pool",   "scheduler", "pipeline", "ledger", "load"};
+constexpr std::string_view root_keys[] = {"engine",    "topology", "layout", "tiles",  "rings", "chain",
+                                          "pool",      "product",  "scheduler", "pipeline", "ledger", "load"};
+constexpr std::string_view product_keys[] = {"name", "priority", "running_max"};
 constexpr std::string_view engine_keys[] = {"instance", "idle", "idle_spin_polls",
                                             "idle_sleep_us_max", "tile_budget"};
 constexpr std::string_view topology_keys[] = {"source", "synthetic", "xml_path"};
@@ -734,6 +735,20 @@ Status read_chains(const TableReader& root, std::vector<ChainConfig>& chains) {
                    [&](const TableReader& item) { return read_chain(item, first_lines, chains); });
 }
 
+Status read_products(const TableReader& root, std::vector<ProductConfig>& products) {
+  FirstLines first_lines;
+  return read_each(root, "product", [&](const TableReader& item) {
+    ProductConfig product;
+    Status s = item.expect_only(product_keys);
+    if (s) s = item.read_required_name("name", pool_rule, product.name);
+    if (s) s = item.read_integer("priority", 0, 1'000'000, product.priority);
+    if (s) s = item.read_integer("running_max", 1, 1 << 20, product.running_max);
+    if (s) s = item.check_unique("name", "product name", first_lines);
+    if (s) products.push_back(std::move(product));
+    return s;
+  });
+}
+
 // Compute types are unique across pools: a scheduler routes a task by its type alone.
 Status read_pools(const TableReader& root, const ParseOptions& options,
                   std::vector<PoolConfig>& pools) {
@@ -826,6 +841,7 @@ Status read_document(const TableReader& root, const ParseOptions& options, PerfC
   if (s) s = read_section(root, "rings", read_rings, config.rings);
   if (s) s = read_chains(root, config.chains);
   if (s) s = read_pools(root, options, config.pools);
+  if (s) s = read_products(root, config.products);
   if (s) s = read_section(root, "scheduler", read_scheduler, config.scheduler);
   if (s) s = read_section(root, "pipeline", read_pipeline, config.pipeline);
   if (s) s = read_section(root, "ledger", read_ledger, config.ledger);

@@ -42,6 +42,18 @@ struct ChainConfig {
   uint32_t block_us_max = 2000;
 };
 
+// A product's job queue on every shard of every chain (flow_table.h): jobs of flows of
+// the product's contracts wait in it, and are dispatched while fewer than running_max of
+// them run on the shard, higher priority first. The engine orders a product_set on each
+// shard whose ledger holds other settings when it starts (a transaction, so the ledger
+// and its replays agree); a product not listed keeps what the ledger holds (by default
+// priority 0, running_max 1024).
+struct ProductConfig {
+  std::string name;            // 1..32 of [a-z0-9_], unique
+  uint32_t priority = 0;       // higher first
+  uint32_t running_max = 1024; // 1..2^20
+};
+
 // Whether a group commit ends in fdatasync (always) or not (none: benchmarks only; receipts
 // then say nothing about durability, and the engine says so when it starts).
 enum class FsyncPolicy { always, none };
@@ -149,6 +161,7 @@ struct PerfConfig {
   RingsSection rings;
   std::vector<ChainConfig> chains;
   std::vector<PoolConfig> pools;
+  std::vector<ProductConfig> products;
   SchedulerSection scheduler;
   PipelineSection pipeline;
   LedgerSection ledger;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <set>
 
 namespace keel::flow {
 
@@ -94,6 +95,45 @@ uint32_t FlowTable::add_plan(FlowModel model) {
   plan_successors_.push_back(std::move(successors));
   plans_.push_back(std::move(plan));
   return uint32_t(plans_.size() - 1);
+}
+
+void FlowTable::set_timers(uint32_t plan, const std::vector<bool>& fired_here) {
+  const std::string& contract = plans_.at(plan).contract;
+  assert(fired_here.size() == models_.at(plan).schedules.size());
+  std::vector<bool> kept(fired_here.size(), false);
+  for (auto it = timers_.begin(); it != timers_.end();) {
+    FlowTimer& timer = it->second;
+    if (timer.contract != contract) {
+      ++it;
+      continue;
+    }
+    if (timer.schedule < fired_here.size() && fired_here[timer.schedule]) {
+      timer.plan = plan;
+      kept[timer.schedule] = true;
+      ++it;
+    } else {
+      it = timers_.erase(it);
+    }
+  }
+  for (uint32_t schedule = 0; schedule < fired_here.size(); ++schedule) {
+    if (!fired_here[schedule] || kept[schedule]) continue;
+    uint64_t id = next_timer_++;
+    timers_.emplace(id, FlowTimer{id, contract, schedule, plan, timer_unarmed, 0, 0});
+  }
+  ++timers_generation_;
+}
+
+const FlowTimer* FlowTable::timer(uint64_t id) const {
+  auto it = timers_.find(id);
+  return it == timers_.end() ? nullptr : &it->second;
+}
+
+void FlowTable::record_fire(uint64_t id, uint64_t next_fire_s, uint64_t flows_started, bool misfires_dropped) {
+  FlowTimer& timer = timers_.at(id);
+  timer.next_fire_s = next_fire_s;
+  timer.flows_started += flows_started;
+  timer.misfires_dropped += misfires_dropped ? 1 : 0;
+  ++timers_generation_;
 }
 
 // A product named for the first time gets the default settings.
@@ -352,6 +392,14 @@ std::optional<FlowSummary> FlowTable::summary(uint64_t flow_id) const {
   return std::nullopt;
 }
 
+std::vector<uint64_t> FlowTable::flow_ids() const {
+  std::vector<uint64_t> ids;
+  ids.reserve(live_.size() + finished_.size());
+  for (const auto& [flow_id, flow] : live_) ids.push_back(flow_id);
+  for (const auto& [flow_id, flow] : finished_) ids.push_back(flow_id);
+  return ids;
+}
+
 std::string_view FlowTable::args(uint64_t flow_id) const {
   auto live = live_.find(flow_id);
   return live == live_.end() ? std::string_view() : std::string_view(live->second.args);
@@ -408,6 +456,12 @@ FlowTableMemory FlowTable::memory() const {
   return memory;
 }
 
+std::optional<ProductSettings> FlowTable::product_settings(std::string_view name) const {
+  std::optional<uint32_t> index = find_product(name);
+  if (!index) return std::nullopt;
+  return products_[*index].settings;
+}
+
 uint64_t FlowTable::product_queued(std::string_view name) const {
   uint64_t queued = 0;
   for (const Product& product : products_) {
@@ -435,7 +489,7 @@ namespace keel::flow {
 namespace {
 
 constexpr uint32_t table_magic = 0x3154464b;  // "KFT1"
-constexpr uint32_t table_format_version = 1;
+constexpr uint32_t table_format_version = 2;  // 1: no timers (still read)
 constexpr size_t name_bytes_max = 256;
 constexpr size_t key_bytes_max = 1024;
 constexpr size_t args_bytes_max = 1 << 20;
@@ -507,14 +561,25 @@ void FlowTable::serialize(std::vector<std::byte>& out) const {
     put(out, flow.jobs_succeeded);
     put(out, flow.jobs_failed);
   }
+  put(out, next_timer_);
+  put(out, uint32_t(timers_.size()));
+  for (const auto& [id, timer] : timers_) {
+    put(out, id);
+    put_string32(out, timer.contract);
+    put(out, timer.schedule);
+    put(out, timer.plan);
+    put(out, timer.next_fire_s);
+    put(out, timer.flows_started);
+    put(out, timer.misfires_dropped);
+  }
 }
 
 Result<FlowTable> FlowTable::deserialize(ledger::ByteReader& in, FlowTableLimits limits) {
   FlowTable table(limits);
   uint32_t magic = 0, version = 0;
   if (!in.get(magic) || magic != table_magic) return in.fail("not a flow table (bad magic)");
-  if (!in.get(version) || version != table_format_version)
-    return in.fail("flow table format " + std::to_string(version) + ", this keel reads 1");
+  if (!in.get(version) || version == 0 || version > table_format_version)
+    return in.fail("flow table format " + std::to_string(version) + ", this keel reads 1 and 2");
   if (!in.get(table.next_flow_) || !in.get(table.next_job_mark_) || !in.get(table.counters_))
     return in.fail("cut short in the flow table's counters");
   if (table.next_flow_ == 0 || table.next_job_mark_ == 0) return in.fail("flow or job sequence at 0");
@@ -654,6 +719,31 @@ Result<FlowTable> FlowTable::deserialize(ledger::ByteReader& in, FlowTableLimits
       return in.fail_at(start, "a finished flow repeats a flow or a key");
     table.finished_order_.push_back(flow.flow);
     table.finished_.emplace(flow.flow, std::move(flow));
+  }
+  if (version == 1) return table;
+  uint32_t timer_count = 0;
+  if (!in.get(table.next_timer_) || !in.get(timer_count)) return in.fail("cut short before the timers");
+  if (table.next_timer_ == 0) return in.fail("timer sequence at 0");
+  // At most one timer per schedule of a plan.
+  if (timer_count > table.plans_.size() * flow_schedules_max) return in.fail("more timers than schedules");
+  uint64_t previous_timer = 0;
+  std::set<std::pair<std::string, uint32_t>> timed_schedules;
+  for (uint32_t index = 0; index < timer_count; ++index) {
+    size_t start = in.offset;
+    FlowTimer timer;
+    if (!in.get(timer.id) || !in.get_string32(timer.contract, name_bytes_max) || !in.get(timer.schedule) ||
+        !in.get(timer.plan) || !in.get(timer.next_fire_s) || !in.get(timer.flows_started) ||
+        !in.get(timer.misfires_dropped))
+      return in.fail("cut short in a timer");
+    if (timer.id <= previous_timer || timer.id >= table.next_timer_) return in.fail_at(start, "timer ids out of order");
+    if (timer.plan >= table.plans_.size() || table.plans_[timer.plan].contract != timer.contract ||
+        table.find_plan(timer.contract, 0) != timer.plan ||
+        timer.schedule >= table.models_[timer.plan].schedules.size())
+      return in.fail_at(start, "a timer's plan is not its contract's newest, or has no such schedule");
+    if (!timed_schedules.emplace(timer.contract, timer.schedule).second)
+      return in.fail_at(start, "two timers for one schedule");
+    previous_timer = timer.id;
+    table.timers_.emplace(timer.id, std::move(timer));
   }
   return table;
 }

@@ -143,6 +143,27 @@ struct FlowTableMemory {
   uint64_t finished_bytes = 0;  // kept finished summaries and their keys
 };
 
+// A cron timer this shard fires: one schedule of a deployed contract's newest version
+// (a contract's schedule i is fired by the shard its key "<contract>/<i>" hashes to, so
+// each fires once per chain). The ledger records when it fires next; the shard's tile
+// keeps a timing wheel of these times and proposes a timer_fire transaction when one is
+// due, which starts the fire's flows and records the next fire time in the same block.
+struct FlowTimer {
+  uint64_t id = 0;            // per table, never reused
+  std::string contract;
+  uint32_t schedule = 0;      // index into the plan's model's schedules
+  uint32_t plan = 0;          // the contract's newest version: the flows it starts run it
+  uint64_t next_fire_s = 0;   // Unix seconds; timer_unarmed or timer_never
+  uint64_t flows_started = 0; // by its fires
+  uint64_t misfires_dropped = 0;  // fires whose misfire policy left some missed times out
+  friend bool operator==(const FlowTimer&, const FlowTimer&) = default;
+};
+// A new timer has no fire time until the shard arms it with its clock (the deploy's
+// execution has no clock: the block time is set at seal); a schedule that never fires
+// again waits at timer_never.
+inline constexpr uint64_t timer_unarmed = 0;
+inline constexpr uint64_t timer_never = UINT64_MAX;
+
 struct FlowTableCounters {
   uint64_t flows_started = 0, flows_succeeded = 0, flows_failed = 0, flows_cancelled = 0;
   uint64_t jobs_dispatched = 0, jobs_succeeded = 0, jobs_failed = 0, jobs_timed_out = 0;
@@ -164,6 +185,27 @@ class FlowTable {
   uint32_t plan_count() const { return uint32_t(plans_.size()); }
   // The plan of a contract's version, or of its newest version for version 0.
   std::optional<uint32_t> find_plan(std::string_view contract, uint32_t version) const;
+
+  // Points the contract's timers at `plan` (its newest version): for each of the plan's
+  // schedules that `fired_here(schedule index)` says this shard fires, creates the timer
+  // (unarmed) or re-points it, keeping its next fire time; removes the contract's other
+  // timers (schedules the new version dropped).
+  template <class FiredHere>
+  void set_timers(uint32_t plan, FiredHere fired_here) {
+    std::vector<bool> here(models_.at(plan).schedules.size());
+    for (uint32_t index = 0; index < here.size(); ++index) here[index] = fired_here(index);
+    set_timers(plan, here);
+  }
+  void set_timers(uint32_t plan, const std::vector<bool>& fired_here);
+  // Timers by id.
+  const std::map<uint64_t, FlowTimer>& timers() const { return timers_; }
+  const FlowTimer* timer(uint64_t id) const;
+  // Records a fire (or an arming, with flows_started 0): the next fire time and what the
+  // fire did. The timer must exist.
+  void record_fire(uint64_t id, uint64_t next_fire_s, uint64_t flows_started, bool misfires_dropped);
+  // Changes whenever a timer is created, removed or its fire time changes (not persisted):
+  // the tile rebuilds its wheel when it moves.
+  uint64_t timers_generation() const { return timers_generation_; }
 
   // Creates or changes a product's queue settings; may dispatch more (appended to out).
   // False, changing nothing, for a new product past products_max.
@@ -189,6 +231,8 @@ class FlowTable {
   ControlOutcome cancel(uint64_t flow, std::vector<JobDispatch>& out);
 
   std::optional<FlowSummary> summary(uint64_t flow) const;
+  // Every flow summary() knows: live ones, then kept finished ones, each by ascending id.
+  std::vector<uint64_t> flow_ids() const;
   bool is_running(uint64_t job_mark) const { return running_.contains(job_mark); }
   // A live flow's plan index (summary() without its copies, for each job dispatched).
   uint32_t plan_of_flow(uint64_t flow) const { return live_.at(flow).plan; }
@@ -207,15 +251,18 @@ class FlowTable {
   const FlowTableCounters& counters() const { return counters_; }
   // Walks every flow: for reports, not for hot paths.
   FlowTableMemory memory() const;
+  // A product's queue settings, or nullopt when no plan or product_set has named it.
+  std::optional<ProductSettings> product_settings(std::string_view name) const;
   // Jobs queued (ready, not dispatched) and running, of one product.
   uint64_t product_queued(std::string_view name) const;
   uint32_t product_running(std::string_view name) const;
 
   // Canonical bytes (a snapshot's flow section): equal tables give equal bytes, and a
   // table read back behaves exactly as the one written (queues in order, counters,
-  // sequence numbers). Little-endian, format 1: magic "KFT1", version, next flow id, next
+  // sequence numbers). Little-endian, format 2: magic "KFT1", version, next flow id, next
   // job mark, counters, products with their queues, plans (each its model's encoding), live flows by id with their
-  // steps and kept outputs, running jobs by mark, kept finished flows oldest first.
+  // steps and kept outputs, running jobs by mark, kept finished flows oldest first; format
+  // 2 adds the timers (next timer id, then each by id) at the end.
   void serialize(std::vector<std::byte>& out) const;
   // Reads serialize()'s bytes from `in` and checks them (ids and marks below their
   // counters, plans, steps and sub-jobs in range, statuses known, keys unique, every
@@ -285,6 +332,9 @@ class FlowTable {
   std::unordered_map<std::string, uint64_t> key_flows_;  // live and kept finished
   std::map<uint64_t, FinishedFlow> finished_;  // kept summaries, by flow id
   std::deque<uint64_t> finished_order_;        // their ids, oldest finished first
+  std::map<uint64_t, FlowTimer> timers_;  // by id
+  uint64_t next_timer_ = 1;
+  uint64_t timers_generation_ = 0;
   uint64_t next_flow_ = 1;
   uint64_t next_job_mark_ = 1;
   FlowTableCounters counters_;

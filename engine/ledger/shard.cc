@@ -1,8 +1,11 @@
 #include "engine/ledger/shard.h"
 
+#include "engine/flow/cron.h"
+
 #include <cassert>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <optional>
 
 namespace keel::ledger {
@@ -20,7 +23,8 @@ bool add_would_overflow(int64_t balance, uint64_t amount) {
 
 bool execute_ordered(TxStatus status) {
   return status != TxStatus::wrong_shard && status != TxStatus::duplicate_credit &&
-         status != TxStatus::duplicate_result && status != TxStatus::unknown_task;
+         status != TxStatus::duplicate_result && status != TxStatus::unknown_task &&
+         status != TxStatus::timer_stale && status != TxStatus::unknown_timer;
 }
 
 ShardExecutor::ShardExecutor(ShardIdentity identity, BlockLimits limits)
@@ -62,6 +66,10 @@ TxStatus ShardExecutor::execute(const TxView& view, std::span<const std::byte> b
     TxStatus settles = check_result_mark(view.compute_result.task_mark);
     if (settles != TxStatus::applied) return settles;
   }
+  if (view.type == TxType::timer_fire) {
+    TxStatus fires = check_timer_fire(view.timer_fire);
+    if (fires != TxStatus::applied) return fires;
+  }
   assert(has_room(bytes.size()));  // only what is ordered needs room
   uint32_t index = open_tx_count();
   TxStatus status = apply(view, index);
@@ -87,6 +95,7 @@ TxStatus ShardExecutor::apply(const TxView& view, uint32_t index) {
     case TxType::flow_start: return apply_flow_start(view);
     case TxType::flow_control: return apply_flow_control(view);
     case TxType::product_set: return apply_product_set(view);
+    case TxType::timer_fire: return apply_timer_fire(view.timer_fire);
   }
   return TxStatus::unknown_type;
 }
@@ -261,7 +270,80 @@ TxStatus ShardExecutor::apply_flow_deploy(const TxView& view) {
   if (std::optional<uint32_t> plan = state_.flows.find_plan(model->name, model->version))
     return state_.flows.model(*plan) == *model ? TxStatus::applied : TxStatus::contract_version_exists;
   if (!state_.flows.can_add_plan(*model)) return TxStatus::flow_limit_reached;
-  state_.flows.add_plan(std::move(*model));
+  uint32_t plan = state_.flows.add_plan(std::move(*model));
+  // The newest version's schedules are the contract's timers; each is fired by one shard.
+  const std::string& contract = state_.flows.plan(plan).contract;
+  if (state_.flows.find_plan(contract, 0) == plan) {
+    state_.flows.set_timers(plan, [&](uint32_t schedule) {
+      return timer_home_shard(contract, schedule, identity_.shard_count) == identity_.shard;
+    });
+  }
+  return TxStatus::applied;
+}
+
+TxStatus ShardExecutor::check_timer_fire(const TimerFireBody& fire) const {
+  const flow::FlowTimer* timer = state_.flows.timer(fire.timer);
+  if (timer == nullptr) return TxStatus::unknown_timer;
+  if (fire.due_s != timer->next_fire_s || timer->next_fire_s == flow::timer_never) return TxStatus::timer_stale;
+  if (fire.due_s != flow::timer_unarmed && fire.now_s < fire.due_s) return TxStatus::timer_stale;
+  return TxStatus::applied;
+}
+
+namespace {
+
+// A schedule's arguments in a flow start's form (encode_flow_args; parts as u32 length,
+// then the bytes, each).
+std::vector<std::byte> schedule_flow_args(const flow::FlowSchedule& schedule) {
+  std::map<std::string, std::string> args;
+  for (const flow::ScheduleArgument& argument : schedule.args) {
+    std::string& value = args[argument.name];
+    if (!argument.in_parts) {
+      value = argument.parts.at(0);
+      continue;
+    }
+    for (const std::string& part : argument.parts) {
+      uint32_t size = uint32_t(part.size());
+      value.append(reinterpret_cast<const char*>(&size), sizeof size);
+      value += part;
+    }
+  }
+  return encode_flow_args(args);
+}
+
+}  // namespace
+
+// check_timer_fire passed. Arming records the first fire after now. A fire starts a flow
+// for each fire time the misfire policy keeps, keyed "<contract>/<schedule>/<time>" so no
+// fire time can start two flows, then records the next fire time; when the shard is full
+// of live flows it records nothing more (the flows already started stay, and a later fire
+// of the same time finds them) and the tile tries again.
+TxStatus ShardExecutor::apply_timer_fire(const TimerFireBody& fire) {
+  const flow::FlowTimer timer = *state_.flows.timer(fire.timer);
+  const flow::FlowSchedule& schedule = state_.flows.model(timer.plan).schedules.at(timer.schedule);
+  Result<flow::CronSchedule> cron = flow::parse_cron(schedule.cron);
+  assert(cron);  // the model was validated when deployed
+  if (fire.due_s == flow::timer_unarmed) {
+    std::optional<uint64_t> next = flow::next_fire_after(*cron, fire.now_s);
+    state_.flows.record_fire(timer.id, next.value_or(flow::timer_never), 0, false);
+    return TxStatus::applied;
+  }
+  flow::MisfireDecision decision = flow::resolve_misfires(*cron, fire.due_s, fire.now_s, flow::misfire_rule_of(schedule));
+  std::vector<std::byte> args = schedule_flow_args(schedule);
+  std::string_view args_text(reinterpret_cast<const char*>(args.data()), args.size());
+  std::vector<flow::JobDispatch> jobs;
+  uint64_t started = 0;
+  for (uint64_t fire_s : decision.fire_times_s) {
+    std::string key = scheduled_flow_key(timer.contract, timer.schedule, fire_s);
+    flow::StartResult result = state_.flows.start(key, timer.plan, jobs, args_text);
+    if (result.outcome == flow::StartOutcome::flows_full) {
+      issue_flow_jobs(jobs);
+      return TxStatus::flows_full;
+    }
+    if (result.outcome == flow::StartOutcome::started) ++started;
+  }
+  issue_flow_jobs(jobs);
+  state_.flows.record_fire(timer.id, decision.next_fire_s.value_or(flow::timer_never), started,
+                           decision.dropped_some);
   return TxStatus::applied;
 }
 

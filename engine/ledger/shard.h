@@ -189,6 +189,8 @@ class ShardExecutor {
   TxStatus apply_flow_start(const TxView& view);
   TxStatus apply_flow_control(const TxView& view);
   TxStatus apply_product_set(const TxView& view);
+  TxStatus check_timer_fire(const TimerFireBody& fire) const;
+  TxStatus apply_timer_fire(const TimerFireBody& fire);
   // Turns the flow table's dispatches into open tasks (their inputs built from the
   // flow's arguments and kept outputs); a job whose input cannot be built fails at once.
   void issue_flow_jobs(std::vector<flow::JobDispatch>& jobs);

@@ -1,5 +1,6 @@
 #include "engine/ledger/transaction.h"
 
+#include "engine/flow/cron.h"
 #include "engine/flow/flow_model.h"
 
 #include <cassert>
@@ -44,6 +45,8 @@ std::string_view status_text(TxStatus status) {
     case TxStatus::no_such_shard: return "the chain has no such shard";
     case TxStatus::flow_args_mismatch: return "the arguments do not match the contract's";
     case TxStatus::flow_limit_reached: return "the shard holds its most contract versions or products";
+    case TxStatus::timer_stale: return "the timer does not wait for that fire time";
+    case TxStatus::unknown_timer: return "no such timer on the shard";
     case TxStatus::unknown_chain: return "no such chain";
     case TxStatus::engine_stopping: return "the engine is stopping";
   }
@@ -87,6 +90,7 @@ size_t fixed_length(TxType type) {
     case TxType::create_account: return sizeof(TxHeader) + sizeof(CreateAccountBody);
     case TxType::transfer: return sizeof(TxHeader) + sizeof(TransferBody);
     case TxType::credit: return credit_tx_bytes;
+    case TxType::timer_fire: return timer_fire_tx_bytes;
     case TxType::put:
     case TxType::compute_request:
     case TxType::compute_result:
@@ -102,10 +106,13 @@ bool is_known_type(uint8_t type) {
   return type == uint8_t(TxType::create_account) || type == uint8_t(TxType::transfer) ||
          type == uint8_t(TxType::put) || type == uint8_t(TxType::credit) ||
          type == uint8_t(TxType::compute_request) || type == uint8_t(TxType::compute_result) ||
+         type == uint8_t(TxType::timer_fire) ||
          (type >= uint8_t(TxType::flow_deploy) && type <= uint8_t(TxType::product_set));
 }
 
-bool is_internal_type(TxType type) { return type == TxType::credit || type == TxType::compute_result; }
+bool is_internal_type(TxType type) {
+  return type == TxType::credit || type == TxType::compute_result || type == TxType::timer_fire;
+}
 
 
 TxStatus check_put(std::span<const std::byte> bytes, TxView* view) {
@@ -188,6 +195,7 @@ TxStatus check_flow_start(std::span<const std::byte> bytes, TxView* view) {
   view->name = text_at(bytes, body_start, start.contract_bytes);
   if (!is_flow_name(view->name)) return TxStatus::bad_flags;
   view->key = bytes.subspan(body_start + start.contract_bytes, start.key_bytes);
+  if (view->key[0] == std::byte{'@'}) return TxStatus::bad_flags;  // the timers' keys
   view->input = bytes.subspan(body_start + start.contract_bytes + start.key_bytes, start.args_bytes);
   if (!flow_args_well_formed(view->input)) return TxStatus::bad_flow_args;
   return TxStatus::applied;
@@ -296,6 +304,10 @@ TxStatus check_transaction(std::span<const std::byte> bytes, TxOrigin origin, Tx
       break;
     case TxType::transfer: view->transfer = read_at<TransferBody>(bytes, sizeof(TxHeader)); break;
     case TxType::credit: view->credit = read_at<CreditBody>(bytes, sizeof(TxHeader)); break;
+    case TxType::timer_fire:
+      view->timer_fire = read_at<TimerFireBody>(bytes, sizeof(TxHeader));
+      if (view->timer_fire.reserved != 0) return TxStatus::bad_flags;
+      break;
     default: break;  // the variable-length types returned above
   }
   return TxStatus::applied;
@@ -316,6 +328,25 @@ uint32_t shard_of_key(std::span<const std::byte> key, uint32_t shard_count) {
   return uint32_t(hash % shard_count);
 }
 
+uint32_t timer_home_shard(std::string_view contract, uint32_t schedule, uint32_t shard_count) {
+  std::string key = std::string(contract) + "/" + std::to_string(schedule);
+  return shard_of_key(std::as_bytes(std::span(key)), shard_count);
+}
+
+std::string scheduled_flow_key(std::string_view contract, uint32_t schedule, uint64_t fire_s) {
+  return "@" + std::string(contract) + "/" + std::to_string(schedule) + "/" + flow::iso_string(fire_s);
+}
+
+uint32_t flow_key_home_shard(std::span<const std::byte> key, uint32_t shard_count) {
+  if (!key.empty() && key[0] == std::byte{'@'}) {
+    std::string_view text = text_at(key, 0, key.size());
+    size_t first = text.find('/');
+    size_t second = first == std::string_view::npos ? first : text.find('/', first + 1);
+    if (second != std::string_view::npos) return shard_of_key(key.subspan(1, second - 1), shard_count);
+  }
+  return shard_of_key(key, shard_count);
+}
+
 uint32_t home_shard(const TxView& view, uint32_t shard_count) {
   switch (view.type) {
     case TxType::create_account: return shard_of_account(view.create_account.account, shard_count);
@@ -326,8 +357,9 @@ uint32_t home_shard(const TxView& view, uint32_t shard_count) {
     case TxType::compute_result: return view.compute_result.shard;
     case TxType::flow_deploy: return view.flow_deploy.shard;
     case TxType::flow_start:
-    case TxType::flow_control: return shard_of_key(view.key, shard_count);
+    case TxType::flow_control: return flow_key_home_shard(view.key, shard_count);
     case TxType::product_set: return view.product_set.shard;
+    case TxType::timer_fire: return view.timer_fire.shard;
   }
   return 0;
 }
@@ -457,6 +489,11 @@ std::vector<std::byte> encode_product_set(uint64_t nonce, uint32_t shard, std::s
                                           uint32_t running_max) {
   ProductSetBody body{shard, priority, running_max, uint16_t(product.size()), 0};
   return encode_with_parts(TxType::product_set, nonce, body, {bytes_of(product)});
+}
+
+std::vector<std::byte> encode_timer_fire(uint32_t shard, uint64_t timer, uint64_t due_s, uint64_t now_s) {
+  TimerFireBody body{shard, 0, timer, due_s, now_s};
+  return encode_with_parts(TxType::timer_fire, /*nonce=*/due_s, body, {});
 }
 
 }  // namespace keel::ledger

@@ -14,7 +14,7 @@
 //
 // Types: 1..15 ledger basics (below), 16..63 contract and compute transactions (16:
 // compute_request; the rest reserved for flows), 64..127 internal (made by the engine
-// itself, refused from clients: 64 credit, 65 compute_result), 128..255 system
+// itself, refused from clients: 64 credit, 65 compute_result, 66 timer_fire), 128..255 system
 // transactions (balancer, credits).
 //
 // Compute, until flows arrive: a client's compute_request asks for one call of a compute
@@ -73,6 +73,7 @@ enum class TxType : uint8_t {
   product_set = 20,      // sets a product's job queue priority and running limit on one shard
   credit = 64,           // internal: the credit half of a cross-shard transfer (or its refund)
   compute_result = 65,   // internal: a pending task's outcome and output, made by the engine
+  timer_fire = 66,       // internal: a cron timer fires (or is armed), made by the shard's tile
 };
 
 // Whether a transaction came from a client or from the engine (internal types).
@@ -123,6 +124,11 @@ enum class TxStatus : uint16_t {
   flow_control_refused = 44,     // flow_control: not in the flow's state (finished, paused twice, ...)
   flow_args_mismatch = 45,       // flow_start: an argument missing, undeclared, or not in its parts
   flow_limit_reached = 46,       // flow_deploy, product_set: the shard holds its most contracts or products
+  // Internal, never ordered: a timer_fire for a fire time the timer no longer waits for
+  // (it fired already, or its contract was redeployed without it) or not yet due.
+  timer_stale = 47,
+  // Internal, never ordered: a timer_fire for a timer this shard does not hold.
+  unknown_timer = 48,
   // Refused by the engine before ordering (receipt height 0).
   unknown_chain = 40,
   engine_stopping = 41,
@@ -243,8 +249,9 @@ static_assert(sizeof(FlowDeployBody) == 8);
 inline constexpr uint32_t flow_model_bytes_max = 32768;
 
 // flow_start: the contract's name, the key, then the arguments follow. Home shard:
-// shard_of_key(key). The key is the caller's idempotency key and the flow's name:
-// the same key returns the same flow (flow_exists) while the shard keeps it.
+// flow_key_home_shard(key). The key is the caller's idempotency key and the flow's name:
+// the same key returns the same flow (flow_exists) while the shard keeps it. Keys
+// starting with '@' are the timers' (bad_flags from a client).
 struct FlowStartBody {
   uint32_t version;         // 0: the newest deployed
   uint16_t contract_bytes;  // 1..flow_name_bytes_max of [a-z0-9_]
@@ -259,7 +266,7 @@ inline constexpr uint32_t flow_args_bytes_max = 16384;
 
 enum class FlowAction : uint8_t { pause = 1, resume = 2, cancel = 3 };
 
-// flow_control: the key follows. Home shard: shard_of_key(key).
+// flow_control: the key follows. Home shard: flow_key_home_shard(key).
 struct FlowControlBody {
   uint8_t action;      // FlowAction
   uint8_t reserved;    // 0
@@ -278,6 +285,21 @@ struct ProductSetBody {
 };
 static_assert(sizeof(ProductSetBody) == 16);
 
+// timer_fire: fixed size. Home shard: `shard`. Proposed by the shard's own tile when a
+// timer's recorded fire time has passed on its clock (or to arm a new timer: due_s =
+// flow::timer_unarmed). Executing it starts the fires' flows and records the timer's
+// next fire time, in one transaction, so a crash keeps both or neither; now_s is an
+// input like a block's time, so replay decides exactly as the live run did.
+struct TimerFireBody {
+  uint32_t shard;
+  uint32_t reserved;  // 0
+  uint64_t timer;     // flow::FlowTimer::id
+  uint64_t due_s;     // the fire time the timer waits for (0: arm it)
+  uint64_t now_s;     // the engine's clock (Unix seconds, UTC) when it proposed the fire
+};
+static_assert(sizeof(TimerFireBody) == 32);
+inline constexpr size_t timer_fire_tx_bytes = 16 + sizeof(TimerFireBody);
+
 // A checked transaction: the header and the body of its type, copied out.
 struct TxView {
   TxHeader header{};
@@ -293,6 +315,7 @@ struct TxView {
     FlowStartBody flow_start;
     FlowControlBody flow_control;
     ProductSetBody product_set;
+    TimerFireBody timer_fire;
   };
   std::span<const std::byte> key;    // put, flow_start, flow_control
   std::span<const std::byte> value;  // put only
@@ -320,9 +343,9 @@ struct TxView {
 TxStatus check_transaction(std::span<const std::byte> bytes, TxOrigin origin, TxView* view);
 
 // The shard a transaction executes on: an account's home for create_account and
-// transfer (its `from`), the key's for put, flow_start and flow_control, the credited
+// transfer (its `from`), the key's for put, flow_start and flow_control (flow_key_home_shard), the credited
 // account's for credit, the subject's for compute_request, and the `shard` field for
-// compute_result, flow_deploy and product_set (not reduced modulo shard_count: a bad one
+// compute_result, flow_deploy, product_set and timer_fire (not reduced modulo shard_count: a bad one
 // matches no shard; the gateway answers no_such_shard).
 uint32_t home_shard(const TxView& view, uint32_t shard_count);
 // The home shard of an account or key: a fixed mix of its bits (splitmix64 for
@@ -330,6 +353,17 @@ uint32_t home_shard(const TxView& view, uint32_t shard_count);
 // changing it re-homes every account.
 uint32_t shard_of_account(uint64_t account, uint32_t shard_count);
 uint32_t shard_of_key(std::span<const std::byte> key, uint32_t shard_count);
+
+// Cron timers: a contract's schedule i is fired by one shard of the chain, the home of the
+// key "<contract>/<i>", whichever shards deployed it. The flow a fire starts has the key
+// "@<contract>/<i>/<fire time, ISO 8601 UTC>" ("@nightly_interest/0/2026-11-25T01:30:00Z"):
+// its idempotency key, so one fire time never starts two flows. Keys starting with '@' are
+// reserved for these (a client's flow_start with one is bad_flags) and live on their
+// timer's shard: flow_key_home_shard reads the "<contract>/<i>" between '@' and the second
+// '/'; every other key's home is shard_of_key(key).
+uint32_t timer_home_shard(std::string_view contract, uint32_t schedule, uint32_t shard_count);
+std::string scheduled_flow_key(std::string_view contract, uint32_t schedule, uint64_t fire_s);
+uint32_t flow_key_home_shard(std::span<const std::byte> key, uint32_t shard_count);
 
 // Encoders for clients, tests and the load generator.
 std::vector<std::byte> encode_create_account(uint64_t nonce, uint64_t account, int64_t opening_balance,
@@ -368,6 +402,9 @@ std::vector<std::byte> encode_flow_start(uint64_t nonce, std::string_view contra
 std::vector<std::byte> encode_flow_control(uint64_t nonce, FlowAction action, std::string_view key);
 std::vector<std::byte> encode_product_set(uint64_t nonce, uint32_t shard, std::string_view product, uint32_t priority,
                                           uint32_t running_max);
+// A timer_fire (TxOrigin::engine); the nonce is the fire time (0 when arming), so fires of
+// one timer hash apart.
+std::vector<std::byte> encode_timer_fire(uint32_t shard, uint64_t timer, uint64_t due_s, uint64_t now_s);
 // The same, into a new vector.
 std::vector<std::byte> encode_compute_result(uint64_t task_mark, uint32_t shard, uint32_t attempt,
                                              ComputeOutcome outcome, int32_t plugin_status,

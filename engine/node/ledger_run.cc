@@ -333,6 +333,11 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
   engine.compute_types = std::make_unique<sched::ComputeTypeTable>(std::move(type_names));
   uint32_t snapshot_every_blocks = config.ledger.snapshot_every_blocks;
   if (snapshot_every_blocks > 0) engine.snapshots = std::make_unique<SnapshotWriter>(*table);
+  Result<TimerClock> timer_clock = TimerClock::from_environment();
+  if (!timer_clock) return timer_clock.error();
+  if (timer_clock->rate != 0)
+    std::fprintf(stderr, "keel: KEEL_TIMER_CLOCK is set: cron timers run %ux as fast as the wall clock (a test clock)\n",
+                 timer_clock->rate);
   std::vector<PersistedShard> persisted;
   bool buffered_noted = false;
   uint32_t global = 0;
@@ -369,9 +374,17 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
       if (!compute) return compute.error();
       joined->compute = std::move(*compute);
       SnapshotPolicy snapshots{snapshot_every_blocks, engine.snapshots.get(), from.directory, global};
+      // The config's products, where the ledger holds other settings: ordered first.
+      std::vector<std::vector<std::byte>> startup_txs;
+      for (const config::ProductConfig& product : config.products) {
+        std::optional<flow::ProductSettings> held = from.executor.state().flows.product_settings(product.name);
+        if (held && held->priority == product.priority && held->running_max == product.running_max) continue;
+        startup_txs.push_back(ledger::encode_product_set(0, shard, product.name, product.priority, product.running_max));
+      }
       engine.shards.push_back(std::make_unique<ShardTile>(std::move(from.executor), std::move(*joined), &control,
                                                           chain, chain_config.block_us_max, &engine.drain,
-                                                          std::move(from.credits_to_send), std::move(snapshots)));
+                                                          std::move(from.credits_to_send), std::move(snapshots),
+                                                          *timer_clock, std::move(startup_txs)));
     }
   }
   engine.drain.shard_count = global;
@@ -609,6 +622,11 @@ void fill_compute_report(Engine& engine, ComputeReport& compute) {
     compute.flow_live_bytes += memory.live_bytes;
     compute.flow_finished_bytes += memory.finished_bytes;
     compute.flows_finished_kept += state.flows.finished_kept();
+    for (const auto& [id, timer] : state.flows.timers()) {
+      ++compute.timers;
+      compute.timer_flows_started += timer.flows_started;
+      compute.timer_misfires_dropped += timer.misfires_dropped;
+    }
   }
 }
 

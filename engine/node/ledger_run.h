@@ -78,6 +78,9 @@ struct ComputeReport {
   uint64_t flow_jobs_dispatched = 0, flow_jobs_succeeded = 0, flow_jobs_failed = 0, flow_jobs_running = 0;
   uint64_t flows_finished_kept = 0;
   uint64_t flow_live_bytes = 0, flow_finished_bytes = 0;  // FlowTable::memory(), summed over shards
+  // Cron timers: how many, the flows their fires started, and fires whose misfire policy
+  // left missed times out (all time).
+  uint64_t timers = 0, timer_flows_started = 0, timer_misfires_dropped = 0;
 };
 
 struct LedgerReport {

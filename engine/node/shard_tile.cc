@@ -2,6 +2,8 @@
 
 #include <time.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "shm/segment.h"
@@ -13,6 +15,11 @@ namespace {
 // Credits waiting for room in the rings to other shards, at most; past this the shard
 // takes no more input (a transfer may add one more credit).
 constexpr size_t outbound_credits_max = 1 << 16;
+
+// Every schedule of every plan a shard can hold could be a timer of this shard.
+constexpr uint32_t timer_wheel_capacity = ledger::shard_flow_limits.plans_max * flow::flow_schedules_max;
+// A fire the ledger did not record (the shard was full of live flows) is tried again after this.
+constexpr uint64_t timer_retry_ms = 1000;
 
 uint64_t wall_clock_ns() {
   timespec now;
@@ -91,7 +98,8 @@ Result<ShardComputePorts> join_compute_ports(std::byte* base, const sched::TaskT
 
 ShardTile::ShardTile(ledger::ShardExecutor executor, ShardPortsJoined ports, ShardControl* control,
                      uint32_t chain_index, uint32_t block_us_max, DrainState* drain,
-                     std::vector<ledger::OutboundCredit> pending_credits, SnapshotPolicy snapshots)
+                     std::vector<ledger::OutboundCredit> pending_credits, SnapshotPolicy snapshots,
+                     TimerClock timer_clock, std::vector<std::vector<std::byte>> startup_txs)
     : executor_(std::move(executor)),
       ports_(std::move(ports)),
       control_(control),
@@ -100,7 +108,10 @@ ShardTile::ShardTile(ledger::ShardExecutor executor, ShardPortsJoined ports, Sha
       drain_(drain),
       name_("shard." + executor_.identity().chain + "." + std::to_string(executor_.identity().shard)),
       outbound_(executor_.identity().shard_count),
-      snapshots_(std::move(snapshots)) {
+      snapshots_(std::move(snapshots)),
+      timer_clock_(timer_clock),
+      timer_wheel_(timer_wheel_capacity, timer_clock_.now_ms()),
+      startup_txs_(std::make_move_iterator(startup_txs.begin()), std::make_move_iterator(startup_txs.end())) {
   // Recovery's credits come from durable blocks (or a snapshot): they are unconfirmed
   // until their destination's durable mark covers them.
   for (ledger::OutboundCredit& credit : pending_credits) {
@@ -122,9 +133,11 @@ size_t ShardTile::poll(size_t budget) {
   work += send_credits();
   work += send_tasks();
   size_t taken = 0;
-  if (unsent_count_ < outbound_credits_max) {
+  if (!startup_txs_.empty()) work += order_startup_txs();
+  if (unsent_count_ < outbound_credits_max && startup_txs_.empty()) {
     if (!draining_) taken += take_credits(budget);
     if (!draining_) taken += take_results(budget - std::min(budget, taken));
+    if (!draining_) taken += fire_timers();
     taken += take_submissions(budget - std::min(budget, taken));
   }
   work += taken;
@@ -335,6 +348,97 @@ size_t ShardTile::send_tasks() {
     ++sent;
   }
   return sent;
+}
+
+size_t ShardTile::order_startup_txs() {
+  size_t ordered = 0;
+  while (!startup_txs_.empty()) {
+    const std::vector<std::byte>& tx = startup_txs_.front();
+    ledger::TxView view;
+    ledger::TxStatus checked = ledger::check_transaction(tx, ledger::TxOrigin::engine, &view);
+    assert(checked == ledger::TxStatus::applied);  // the engine built it from a checked config
+    if (checked == ledger::TxStatus::applied) {
+      if (!make_room(tx.size())) break;
+      order(view, tx, ReceiptRoute{0, no_client});
+    }
+    startup_txs_.pop_front();
+    ++ordered;
+  }
+  return ordered;
+}
+
+uint64_t TimerClock::now_ms() const {
+  uint64_t real_ms = wall_clock_ns() / 1'000'000;
+  if (rate == 0) return real_ms;
+  uint64_t since_anchor_ms = real_ms > anchor_s * 1000 ? real_ms - anchor_s * 1000 : 0;
+  return virtual_start_s * 1000 + since_anchor_ms * rate;
+}
+
+Result<TimerClock> TimerClock::from_environment() {
+  const char* text = std::getenv("KEEL_TIMER_CLOCK");
+  if (text == nullptr || *text == '\0') return TimerClock{};
+  TimerClock clock;
+  unsigned long long anchor = 0, start = 0;
+  unsigned rate = 0;
+  int used = 0;
+  if (std::sscanf(text, "%llu:%llu:%u%n", &anchor, &start, &rate, &used) != 3 || text[used] != '\0' || rate == 0 ||
+      rate > 1'000'000 || start > flow::cron_time_s_max)
+    return make_error("KEEL_TIMER_CLOCK", "\"" + std::string(text) +
+                                              "\" is not anchor_s:virtual_start_s:rate (rate 1 to 1000000)");
+  clock.anchor_s = anchor;
+  clock.virtual_start_s = start;
+  clock.rate = rate;
+  return clock;
+}
+
+void ShardTile::rebuild_timer_wheel() {
+  for (uint64_t id : timer_wheel_ids_) timer_wheel_.cancel(id);
+  timer_wheel_ids_.clear();
+  const flow::FlowTable& flows = executor_.state().flows;
+  for (const auto& [id, timer] : flows.timers()) {
+    if (timer.next_fire_s == flow::timer_never) continue;
+    // An unarmed timer is due at once: its first transaction arms it with this clock.
+    uint64_t due_ms = timer.next_fire_s == flow::timer_unarmed ? 0 : timer.next_fire_s * 1000;
+    Result<void> inserted = timer_wheel_.insert(id, due_ms);
+    assert(inserted);  // ids are unique and the wheel holds every timer a shard can have
+    (void)inserted;
+    timer_wheel_ids_.push_back(id);
+  }
+  timers_generation_seen_ = flows.timers_generation();
+  timer_next_due_ms_ = timer_wheel_.next_due_ms().value_or(UINT64_MAX);
+}
+
+size_t ShardTile::fire_timers() {
+  const flow::FlowTable& flows = executor_.state().flows;
+  if (flows.timers_generation() != timers_generation_seen_) rebuild_timer_wheel();
+  if (timer_next_due_ms_ == UINT64_MAX) return 0;
+  uint64_t now_ms = timer_clock_.now_ms();
+  if (now_ms < timer_next_due_ms_) return 0;
+  timer_wheel_.advance(now_ms, timers_due_);
+  size_t fired = 0;
+  for (const flow::DueTimer& due : timers_due_) {
+    std::erase(timer_wheel_ids_, due.id);
+    const flow::FlowTimer* timer = flows.timer(due.id);
+    if (timer == nullptr) continue;
+    std::vector<std::byte> tx = ledger::encode_timer_fire(executor_.identity().shard, due.id, timer->next_fire_s,
+                                                          now_ms / 1000);
+    ledger::TxView view;
+    ledger::TxStatus checked = ledger::check_transaction(tx, ledger::TxOrigin::engine, &view);
+    assert(checked == ledger::TxStatus::applied);
+    (void)checked;
+    uint64_t generation = flows.timers_generation();
+    if (make_room(tx.size())) order(view, tx, ReceiptRoute{0, no_client});
+    if (flows.timers_generation() == generation) {
+      // Not recorded: no room in the block, or the shard is full of live flows. Later.
+      Result<void> inserted = timer_wheel_.insert(due.id, now_ms + timer_retry_ms);
+      assert(inserted);
+      (void)inserted;
+      timer_wheel_ids_.push_back(due.id);
+    }
+    ++fired;
+  }
+  timer_next_due_ms_ = timer_wheel_.next_due_ms().value_or(UINT64_MAX);
+  return fired;
 }
 
 size_t ShardTile::take_results(size_t budget) {

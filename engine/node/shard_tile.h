@@ -7,7 +7,8 @@
 //
 // Per poll: (1) release what became durable: receipts to the gateway, credits to other
 // shards, in block order; (2) send the compute tasks of sealed blocks to the scheduler;
-// (3) take credits, compute results, then client transactions, into the open block;
+// (3) take credits, compute results, due timer fires, then client transactions, into the
+// open block;
 // (4) seal when the block is full, its first transaction is block_us_max old, or
 // input ran dry while the persist tile has nothing of this shard to write (sealing
 // early then costs nothing: the next group commit has not started yet).
@@ -19,6 +20,12 @@
 // Compute tasks leave at seal, before their block is durable (ledger/shard.h says why
 // that is safe), and on start every task pending in the recovered state is sent again.
 // A compute_result the ledger does not order (a duplicate, an unknown task) is dropped.
+//
+// Timers: the tile keeps a timing wheel of the fire times the ledger records for the
+// shard's cron timers (flow_table.h's FlowTimer), rebuilt whenever the ledger changes
+// them, and orders a timer_fire transaction (ledger/transaction.h) when one passes on
+// its clock. The wheel is only an index: after a crash it is rebuilt from the recovered
+// state, and a fire whose block was lost is simply due again.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +36,7 @@
 
 #include "engine/client/protocol.h"
 #include "engine/core/tile.h"
+#include "engine/flow/timer_wheel.h"
 #include "engine/ledger/shard.h"
 #include "engine/node/drain_state.h"
 #include "engine/node/shard_table.h"
@@ -70,6 +78,19 @@ struct ShardPortsJoined {
 Result<ShardComputePorts> join_compute_ports(std::byte* segment_base, const sched::TaskTableView& table,
                                              uint32_t global_shard, const sched::ComputeTypeTable* types);
 
+// The clock timers fire by: the wall clock (UTC), or for tests one that runs `rate` times
+// as fast from virtual_start_s at real time anchor_s (KEEL_TIMER_CLOCK="anchor_s:
+// virtual_start_s:rate", read by from_environment; the engine says so in one line when it
+// is set), so a test sees a minute's cron fire every second or so, across restarts.
+struct TimerClock {
+  uint64_t anchor_s = 0;
+  uint64_t virtual_start_s = 0;
+  uint32_t rate = 0;  // 0: the wall clock
+  uint64_t now_ms() const;
+  // The environment's clock; an error names KEEL_TIMER_CLOCK and what is wrong with it.
+  static Result<TimerClock> from_environment();
+};
+
 // When and where a shard snapshots (snapshot_writer.h). every_blocks = 0: never.
 struct SnapshotPolicy {
   uint32_t every_blocks = 0;
@@ -86,9 +107,12 @@ class ShardTile final : public engine::Tile {
  public:
   // `pending_credits` are credits whose debits are already durable but which the
   // destination may not have applied (recovery computes them); they are sent first.
+  // `startup_txs` are transactions the engine itself orders before any client's (the
+  // config's product settings, as product_set), each checked as TxOrigin::engine.
   ShardTile(ledger::ShardExecutor executor, ShardPortsJoined ports, ShardControl* control, uint32_t chain_index,
             uint32_t block_us_max, DrainState* drain, std::vector<ledger::OutboundCredit> pending_credits = {},
-            SnapshotPolicy snapshots = {});
+            SnapshotPolicy snapshots = {}, TimerClock timer_clock = {},
+            std::vector<std::vector<std::byte>> startup_txs = {});
 
   std::string_view name() const override { return name_; }
   size_t poll(size_t budget) override;
@@ -126,6 +150,9 @@ class ShardTile final : public engine::Tile {
   size_t take_submissions(size_t budget);
   size_t send_tasks();
   size_t take_results(size_t budget);
+  size_t fire_timers();
+  size_t order_startup_txs();
+  void rebuild_timer_wheel();
   bool make_room(size_t tx_bytes);
   bool try_seal();
   bool answer_at_once(const client::RoutedSubmit& submit, ledger::TxStatus status);
@@ -154,6 +181,13 @@ class ShardTile final : public engine::Tile {
   // bounded by the ledger's compute_pending_max.
   std::deque<ledger::OutboundTask> tasks_out_;
   SnapshotPolicy snapshots_;
+  TimerClock timer_clock_;
+  flow::TimerWheel timer_wheel_;
+  std::vector<uint64_t> timer_wheel_ids_;  // what the wheel holds, to empty it
+  uint64_t timers_generation_seen_ = UINT64_MAX;
+  uint64_t timer_next_due_ms_ = UINT64_MAX;
+  std::vector<flow::DueTimer> timers_due_;
+  std::deque<std::vector<std::byte>> startup_txs_;
   bool snapshot_pending_ = false;  // a pending block holds a captured state
   bool draining_ = false;
   bool quiescent_latched_ = false;

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include <deque>
+#include <filesystem>
 
 #include "engine/ledger/shard.h"
 #include "engine/ledger/snapshot.h"
@@ -153,6 +154,30 @@ ChainVerdict verify_chain(const std::string& data_dir, const std::string& name) 
 }
 
 }  // namespace
+
+Result<ledger::ShardState> read_shard_state(const std::string& data_dir, const std::string& chain, uint32_t shard,
+                                            uint32_t shard_count) {
+  std::string directory = shard_directory(data_dir, chain, shard);
+  if (!std::filesystem::is_directory(directory))
+    return make_error(directory, "no such directory: the chain has not run with this data directory");
+  ledger::ShardExecutor executor({chain, shard, shard_count}, ledger::BlockLimits{ledger::block_txs_limit, 1u << 30});
+  std::vector<std::string> notes;  // a damaged newer snapshot is skipped, as recovery does
+  Result<uint64_t> start = start_from_snapshot(executor, directory, nullptr, &notes);
+  if (!start) return start.error();
+  auto replay = [&](const persist::LogRecordView& record) -> Result<void> {
+    if (record.type != record_type_block)
+      return make_error(std::string(record.file), "offset " + std::to_string(record.offset) + ": not a block record");
+    Result<bool> skip = skip_block_below_snapshot(executor, *start, record);
+    if (!skip) return skip.error();
+    if (*skip) return {};
+    Result<ledger::SealedBlock> block = executor.replay(record.payload);
+    if (!block) return block.error();
+    return {};
+  };
+  Result<persist::RecoveredLog> log = persist::scan_log(directory, {chain, shard, shard_count}, replay);
+  if (!log) return log.error();
+  return executor.state();
+}
 
 Result<VerifyReport> verify_data_dir(const std::string& data_dir) {
   Result<std::vector<std::string>> chains = list_directories(data_dir, false);

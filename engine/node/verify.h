@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/ledger/state.h"
 #include "error/result.h"
 
 namespace keel::node {
@@ -46,6 +47,14 @@ struct VerifyReport {
   std::vector<ChainVerdict> chains;
   bool ok() const;
 };
+
+// The durable state of one shard, read without changing anything (a running engine may
+// be appending to the log): its newest usable snapshot, then every whole block after it
+// (a torn or half-written tail ends the read, as it would end recovery). For queries such
+// as `keel flow status`: what the shard has made durable, which is what it has
+// acknowledged. An error names the file and the problem.
+Result<ledger::ShardState> read_shard_state(const std::string& data_dir, const std::string& chain, uint32_t shard,
+                                            uint32_t shard_count);
 
 // Verifies every chain under data_dir. An Error only when the directory cannot be read at
 // all; problems with a chain's data are in its verdict.

@@ -363,7 +363,10 @@ namespace {
 
 TEST_F(LedgerCli, FlowCommandsDeployStartAndControlFlows) {
   std::string name = instance("flow");
-  fs::path config = default_config_copy(name, {{"[load]\nenabled = true", "[load]\nenabled = false"}});
+  // A product's settings from the config reach every shard's ledger when the engine starts.
+  fs::path config = default_config_copy(
+      name, {{"[load]\nenabled = true", "[[product]]\nname = \"retail_loans\"\npriority = 7\nrunning_max = 3\n\n"
+                                        "[load]\nenabled = false"}});
   Clock::time_point started = Clock::now();
   KeelProcess engine(directory_, {"run", "--config", config, "--duration", "60s", "--json"});
   ASSERT_TRUE(wait_until_running(name, started)) << "keel never created its segment";
@@ -405,11 +408,49 @@ TEST_F(LedgerCli, FlowCommandsDeployStartAndControlFlows) {
   Outcome unknown_flow = flow({"pause", "nobody"});
   EXPECT_EQ(unknown_flow.exit_code, 3) << unknown_flow.out;
   EXPECT_NE(unknown_flow.out.find("no flow has that key"), std::string::npos) << unknown_flow.out;
+  Outcome paused = flow({"pause", "order-17"});
+  EXPECT_TRUE(paused.exit_code == 0 || paused.out.find("not allowed in the flow's state") != std::string::npos)
+      << paused.out << paused.err;
   ASSERT_EQ(kill(engine.pid(), SIGINT), 0);
   Outcome stopped = engine.wait(20s);
   EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
   nlohmann::json report = parse_report(stopped);
   EXPECT_EQ(report["compute"]["flows_started"], 1) << stopped.out;
+  // status and list read the durable ledger, with the engine stopped (or running).
+  auto query = [&](std::vector<std::string> arguments) {
+    arguments.insert(arguments.begin() + 1, {"--config", config.string(), "--chain", "payments"});
+    arguments.insert(arguments.begin(), "flow");
+    return keel(arguments);
+  };
+  Outcome status = query({"status", "order-17", "--json"});
+  ASSERT_EQ(status.exit_code, 0) << status.out << status.err;
+  nlohmann::json flow_status = nlohmann::json::parse(status.out, nullptr, false);
+  // The applicants given are none, so the score fails the flow, unless the pause lands first.
+  std::string flow_state = flow_status.value("status", "");
+  EXPECT_TRUE(flow_state == "paused" || flow_state == "failed") << status.out;
+  EXPECT_EQ(flow_status.value("contract", ""), "loan_approval") << status.out;
+  EXPECT_EQ(flow_status.value("product", ""), "retail_loans") << status.out;
+  if (flow_state == "paused") {
+    EXPECT_EQ(flow_status["steps"].size(), 4u) << status.out;
+  }
+  Outcome text_status = query({"status", "order-17"});
+  EXPECT_EQ(text_status.out.rfind("order-17: " + flow_state + ", loan_approval v1, jobs ", 0), 0u) << text_status.out;
+  Outcome no_flow = query({"status", "nobody"});
+  EXPECT_EQ(no_flow.exit_code, 3);
+  EXPECT_EQ(lines_of(no_flow.err).size(), 1u) << no_flow.err;
+  EXPECT_NE(no_flow.err.find("flow 'nobody': no such flow"), std::string::npos) << no_flow.err;
+  Outcome listed = query({"list", "--product", "retail_loans", "--json"});
+  ASSERT_EQ(listed.exit_code, 0) << listed.out << listed.err;
+  nlohmann::json list = nlohmann::json::parse(listed.out, nullptr, false);
+  EXPECT_EQ(list.value("flows_total", 0), 1) << listed.out;
+  EXPECT_EQ(list["flows"][0].value("key", ""), "order-17") << listed.out;
+  ASSERT_EQ(list["shards"].size(), 2u) << listed.out;
+  for (const nlohmann::json& shard : list["shards"]) {
+    EXPECT_EQ(shard.value("priority", 0), 7) << listed.out;
+    EXPECT_EQ(shard.value("running_max", 0), 3) << listed.out;
+  }
+  Outcome other_product = query({"list", "--product", "savings_accounts", "--json"});
+  EXPECT_EQ(nlohmann::json::parse(other_product.out, nullptr, false).value("flows_total", -1), 0) << other_product.out;
 }
 
 }  // namespace

@@ -2,21 +2,27 @@
 // a client deploys a contract on both shards and starts 200 flows (first -> 8 sub-jobs ->
 // last); the engine is stopped mid-run and finishing runs restart it until no flow is
 // live. Every flow must succeed with every one of its ten jobs applied exactly once,
-// across the restarts (the jobs running at each stop are dispatched again).
+// across the restarts (the jobs running at each stop are dispatched again). The crash
+// tests kill the engine 20 times while it runs flows started by clients, and while a cron
+// timer starts them.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <random>
 #include <set>
 #include <string>
 
+#include "engine/flow/cron.h"
 #include "engine/flow/flow_model.h"
 #include "engine/ledger/shard.h"
+#include "engine/node/recovery.h"
 #include "tests/engine/node/compute_engine.h"
 
 namespace keel::node {
@@ -71,6 +77,35 @@ nlohmann::json run_until_settled(const fs::path& config, const fs::path& directo
   }
   return report;
 }
+
+// What a crash test of flows starts from: a printed seed and its generator, a fresh
+// folder with a config of the sleep pool that snapshots every 8 blocks (so recoveries
+// start from flow tables in snapshots), and the contract's encoded model (empty, with a
+// test failure, when the model does not parse).
+struct CrashRun {
+  CrashRun(const std::string& name, std::string_view model_text)
+      : seed(std::random_device{}()),
+        random(seed),
+        directory(fs::temp_directory_path() / ("keel-" + name + "-" + std::to_string(getpid()))),
+        instance(name + "-" + std::to_string(getpid())),
+        config(directory / "engine.toml"),
+        log(directory / "engine.log") {
+    std::printf("seed %llu\n", (unsigned long long)seed);
+    fs::create_directories(directory);
+    ExtraKeys extra;
+    extra.snapshot_every_blocks = 8;
+    std::ofstream(config) << config_text(instance, directory / "data", sleep_pool, extra);
+    Result<flow::FlowModel> model = flow::parse_flow_model(model_text, name + ".toml", std::nullopt);
+    EXPECT_TRUE(model) << model.error().message;
+    if (model) model_bytes = flow::encode_flow_model(*model);
+  }
+  uint64_t seed;
+  std::mt19937_64 random;
+  fs::path directory;
+  std::string instance;
+  fs::path config, log;
+  std::vector<std::byte> model_bytes;
+};
 
 TEST(FlowEngine, TwoHundredFlowsSucceedWithEveryJobOnceAcrossRestarts) {
   RunningEngine running;
@@ -155,19 +190,9 @@ using namespace testing;
 // succeeded, and the log holds exactly one result for every flow job (ten a flow), so no
 // job was lost or applied twice across the crashes.
 TEST(FlowEngine, FlowsFinishWithEveryJobOnceAcrossTwentyKills) {
-  uint64_t seed = std::random_device{}();
-  std::printf("seed %llu\n", (unsigned long long)seed);
-  std::mt19937_64 random(seed);
-  fs::path directory = fs::temp_directory_path() / ("keel-flow-crash-" + std::to_string(getpid()));
-  fs::create_directories(directory);
-  std::string instance = "flow-crash-" + std::to_string(getpid());
-  fs::path config = directory / "flows.toml", log = directory / "engine.log";
-  ExtraKeys extra;
-  extra.snapshot_every_blocks = 8;
-  std::ofstream(config) << config_text(instance, directory / "data", sleep_pool, extra);
-  Result<flow::FlowModel> model = flow::parse_flow_model(fan_model, "fan.toml", std::nullopt);
-  ASSERT_TRUE(model) << model.error().message;
-  std::vector<std::byte> model_bytes = flow::encode_flow_model(*model);
+  CrashRun run("flow-crash", fan_model);
+  ASSERT_FALSE(run.model_bytes.empty());
+  auto& [seed, random, directory, instance, config, log, model_bytes] = run;
 
   std::set<std::string> acknowledged, submitted;
   int next_key = 0;
@@ -262,6 +287,104 @@ TEST(FlowEngine, FlowsFinishWithEveryJobOnceAcrossTwentyKills) {
   }
   EXPECT_EQ(twice, 0u) << "flow jobs with two results; seed " << seed;
   EXPECT_EQ(flow_results, started * 10) << "seed " << seed;
+  if (!HasFailure()) fs::remove_all(directory);
+}
+
+}  // namespace
+}  // namespace keel::node
+
+namespace keel::node {
+namespace {
+
+using namespace testing;
+
+// A contract started by a cron timer every minute, each flow one sleep job of 0 ms.
+const char tick_model[] = R"(name = "tick"
+version = 1
+product = "work"
+arguments = ["tag"]
+[schedule]
+cron = "* * * * *"
+misfire = "catch_up"
+catch_up_max = 1024
+args = { tag = "hex:000000007469636b" }
+[[step]]
+id = "run"
+compute_type = "sleep"
+input = ["args.tag"]
+)";
+
+// The crash test of timers: the engine runs on a test clock 600 times as fast as the wall
+// clock (a minute's fire every tenth of a second), deploys a contract whose timer fires every
+// minute with catch-up, and is killed with SIGKILL at random moments 20 times (seed
+// printed). Afterwards the recovered ledger must hold exactly one flow for every minute
+// from the timer's first fire up to the fire it waits for next (none lost, even those
+// due while the engine was down), its counter must agree (none fired twice), and the log
+// must hold at most one result for every flow job.
+TEST(FlowEngine, TimersFireEveryMinuteOnceAcrossTwentyKills) {
+  CrashRun run("timer-crash", tick_model);
+  ASSERT_FALSE(run.model_bytes.empty());
+  auto& [seed, random, directory, instance, config, log, model_bytes] = run;
+  // The test clock: 2026-11-25T00:00:00Z now, 600 times as fast.
+  const uint64_t start_s = 1795564800;
+  std::string clock = std::to_string(uint64_t(time(nullptr))) + ":" + std::to_string(start_s) + ":600";
+  ASSERT_EQ(setenv("KEEL_TIMER_CLOCK", clock.c_str(), 1), 0);
+
+  uint64_t nonce = 0;
+  for (int round = 0; round < 20; ++round) {
+    pid_t engine = start_engine(config, log);
+    std::unique_ptr<client::Client> client = attach_when_up("keel-" + instance, engine);
+    ASSERT_NE(client, nullptr) << "round " << round << ": the engine did not come up; seed " << seed << "; see " << log;
+    if (round == 0) {
+      uint32_t chain = *client->chain_index("work");
+      for (uint32_t shard = 0; shard < shards; ++shard) {
+        ++nonce;
+        ASSERT_TRUE(*client->try_submit(chain, nonce, ledger::encode_flow_deploy(nonce, shard, model_bytes)));
+        std::vector<client::ReceiptMessage> receipt(1);
+        ASSERT_EQ(client->wait_receipts(receipt, 30'000), 1u);
+        ASSERT_EQ(receipt[0].status, uint16_t(ledger::TxStatus::applied));
+      }
+    }
+    usleep(useconds_t(100'000 + random() % 600'000));
+    kill(engine, SIGKILL);
+    waitpid(engine, nullptr, 0);
+    client.reset();
+  }
+  unsetenv("KEEL_TIMER_CLOCK");
+  shm::Segment::remove("keel-" + instance);
+
+  std::vector<std::string> notes;
+  std::vector<RecoveryChain> chains = {{"work", shards, {}}};
+  Result<std::vector<RecoveredShard>> recovered = recover_chains(chains, (directory / "data").string(), &notes);
+  ASSERT_TRUE(recovered) << recovered.error().message;
+  uint32_t home = ledger::timer_home_shard("tick", 0, shards);
+  const flow::FlowTable& flows = (*recovered)[home].executor.state().flows;
+  ASSERT_EQ(flows.timers().size(), 1u);
+  const flow::FlowTimer& timer = flows.timers().begin()->second;
+  ASSERT_NE(timer.next_fire_s, flow::timer_unarmed) << "the timer never armed; see " << log;
+  // The first fire: the earliest minute with a flow.
+  uint64_t first_s = 0;
+  for (uint64_t minute = start_s; minute < timer.next_fire_s; minute += 60) {
+    if (flows.flow_of_key(ledger::scheduled_flow_key("tick", 0, minute))) {
+      first_s = minute;
+      break;
+    }
+  }
+  ASSERT_NE(first_s, 0u) << "no fire at all; see " << log;
+  uint64_t minutes = (timer.next_fire_s - first_s) / 60, missing = 0;
+  for (uint64_t minute = first_s; minute < timer.next_fire_s; minute += 60)
+    missing += !flows.flow_of_key(ledger::scheduled_flow_key("tick", 0, minute));
+  std::printf("%llu minutes fired from %s to %s, %llu flows started by the timer\n", (unsigned long long)minutes,
+              flow::iso_string(first_s).c_str(), flow::iso_string(timer.next_fire_s).c_str(),
+              (unsigned long long)timer.flows_started);
+  EXPECT_GT(minutes, 40u) << "too few fires to mean anything";
+  EXPECT_EQ(missing, 0u) << "fires lost; seed " << seed;
+  EXPECT_EQ(timer.flows_started, minutes) << "a fire started twice or was lost; seed " << seed;
+  EXPECT_EQ(timer.misfires_dropped, 0u) << "catch-up never drops fewer than 1024 missed minutes";
+  LedgerTasks tasks = read_ledger_tasks(directory / "data");
+  size_t twice = 0;
+  for (const auto& [key, results] : tasks.results) twice += ledger::is_flow_task_mark(key.second) && results.size() > 1;
+  EXPECT_EQ(twice, 0u) << "flow jobs with two results; seed " << seed;
   if (!HasFailure()) fs::remove_all(directory);
 }
 
