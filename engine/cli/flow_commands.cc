@@ -224,11 +224,11 @@ int flow_query_command(const FlowQuery& query) {
     nlohmann::json flow = summary_json(state->flows, *state->flows.summary(*flow_id), shard);
     flow["height"] = state->height;
     if (query.json) {
-      std::printf("%s\n", flow.dump().c_str());
+      std::printf("%s\n", flow.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
       return 0;
     }
     std::printf("%s\n", summary_line(flow).c_str());
-    std::printf("  product %s, chain %s shard %u, flow id %llu, as of block %llu (durable)\n",
+    std::printf("  product %s, chain %s shard %u, flow id %llu, as of block %llu in the log\n",
                 flow["product"].get<std::string>().c_str(), chain->name.c_str(), shard,
                 (unsigned long long)flow["flow"].get<uint64_t>(), (unsigned long long)state->height);
     if (flow.contains("steps"))
@@ -269,7 +269,7 @@ int flow_query_command(const FlowQuery& query) {
   if (query.json) {
     nlohmann::json out = {{"chain", chain->name}, {"product", query.product}, {"flows_total", total},
                           {"by_status", by_status},  {"shards", shards},         {"flows", flows}};
-    std::printf("%s\n", out.dump().c_str());
+    std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return 0;
   }
   std::printf("product %s on chain %s: %llu flows", query.product.c_str(), chain->name.c_str(), (unsigned long long)total);

@@ -39,13 +39,13 @@ struct FlowRequest {
 
 int flow_command(const FlowRequest& request);
 
-// status and list read the chain's durable state from the config's data directory
-// (node/verify.h's read_shard_state: newest snapshot, then the log), without the engine
-// and without changing anything, so they answer whether the engine runs or not, with what
-// it has made durable (and so acknowledged). status: one flow by key (its home shard
-// only); list: the flows of one product on every shard, live and kept finished, with the
-// product's queue per shard. Exit status 0, 3 when the key names no flow, 2 on a bad
-// config or unreadable data (one line).
+// status and list read the chain's state from the config's data directory (node/verify.h's
+// read_shard_state: newest snapshot, then the log), without the engine and without
+// changing anything, so they answer whether the engine runs or not: every acknowledged
+// block, and with a running engine perhaps the group commit being written. status: one
+// flow by key (its home shard only); list: the flows of one product on every shard, live
+// and kept finished, with the product's queue per shard. Exit status 0, 3 when the key
+// names no flow, 2 on a bad config or unreadable data (one line).
 struct FlowQuery {
   std::string action;  // "status" or "list"
   std::string config_file = "perf/default.toml";

@@ -71,7 +71,23 @@ nlohmann::json report_json(const node::LedgerReport& report) {
                      {"flow_finished_bytes", compute.flow_finished_bytes},
                      {"timers", compute.timers},
                      {"timer_flows_started", compute.timer_flows_started},
-                     {"timer_misfires_dropped", compute.timer_misfires_dropped}};
+                     {"timer_misfires_dropped", compute.timer_misfires_dropped},
+                     {"run_flows_started", compute.run_flows_started},
+                     {"run_flows_ended", compute.run_flows_ended},
+                     {"run_flow_jobs_ended", compute.run_flow_jobs_ended},
+                     {"flows_ended_per_second", compute.flows_ended_per_second},
+                     {"flow_jobs_per_second", compute.flow_jobs_per_second}};
+  json["products"] = nlohmann::json::array();
+  for (const node::ProductProgress& product : report.products)
+    json["products"].push_back({{"name", product.name},
+                                {"priority", product.priority},
+                                {"running_max", product.running_max},
+                                {"flows_live", product.flows_live},
+                                {"flows_succeeded", product.flows_succeeded},
+                                {"flows_failed", product.flows_failed},
+                                {"flows_cancelled", product.flows_cancelled},
+                                {"jobs_queued", product.jobs_queued},
+                                {"jobs_running", product.jobs_running}});
   json["chains"] = nlohmann::json::array();
   for (const node::ChainReport& chain : report.chains)
     json["chains"].push_back({{"name", chain.name},
@@ -121,6 +137,18 @@ void print_report(const node::LedgerReport& report) {
                 (unsigned long long)compute.flows_live, (unsigned long long)compute.flow_jobs_dispatched,
                 (unsigned long long)compute.flow_jobs_succeeded, (unsigned long long)compute.flow_jobs_failed,
                 (unsigned long long)compute.flow_jobs_running);
+  if (compute.run_flows_started != 0 || compute.run_flow_jobs_ended != 0)
+    std::printf("flows this run: %llu started, %llu ended (%.0f/s); %llu flow jobs ended (%.0f/s)\n",
+                (unsigned long long)compute.run_flows_started, (unsigned long long)compute.run_flows_ended,
+                compute.flows_ended_per_second, (unsigned long long)compute.run_flow_jobs_ended,
+                compute.flow_jobs_per_second);
+  for (const node::ProductProgress& product : report.products)
+    std::printf("product %s (priority %u, running_max %u): flows %llu live, %llu succeeded, %llu failed, %llu "
+                "cancelled; jobs %llu queued, %llu running\n",
+                product.name.c_str(), product.priority, product.running_max, (unsigned long long)product.flows_live,
+                (unsigned long long)product.flows_succeeded, (unsigned long long)product.flows_failed,
+                (unsigned long long)product.flows_cancelled, (unsigned long long)product.jobs_queued,
+                (unsigned long long)product.jobs_running);
   if (compute.timers != 0)
     std::printf("timers: %llu, %llu flows started by their fires, %llu fires dropped missed times\n",
                 (unsigned long long)compute.timers, (unsigned long long)compute.timer_flows_started,

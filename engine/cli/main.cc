@@ -131,7 +131,7 @@ int run_command(const std::string& config_path, const std::string& topology_over
     std::printf("keel run: %s on %s\n", config_path.c_str(), planned->plan.topology_description.c_str());
     if (waiting != 0) {
       std::printf("note: %zu planned tiles are placed but not run yet (%s)\n", waiting,
-                  pipeline_job ? "this config runs the synthetic pipeline" : "the balancer and timer come with later issues");
+                  pipeline_job ? "this config runs the synthetic pipeline" : "the balancer comes with a later issue; cron timers run inside the shard tiles, whose ledgers hold them, so the timer tile has nothing to do");
     }
   }
   if (!pipeline_job)
@@ -323,9 +323,9 @@ int main(int argc, char** argv) {
   }
 
   keel::cli::FlowQuery flow_query;
-  CLI::App* flow_status = flow->add_subcommand("status", "one flow's state, read from the chain's durable ledger");
+  CLI::App* flow_status = flow->add_subcommand("status", "one flow's state, read from the chain's log and snapshots");
   flow_status->add_option("key", flow_query.key, "the flow's key")->required();
-  CLI::App* flow_list = flow->add_subcommand("list", "the flows of a product and its job queues, from the durable ledger");
+  CLI::App* flow_list = flow->add_subcommand("list", "the flows of a product and its job queues, from the chain's log and snapshots");
   flow_list->add_option("--product", flow_query.product, "the product")->required();
   flow_list->add_option("--limit", flow_query.limit, "flows printed at most (newest first)")->capture_default_str();
   for (CLI::App* command : {flow_status, flow_list}) {

@@ -104,7 +104,7 @@ constexpr std::string_view scheduler_keys[] = {"leases_max",          "spill_per
                                                "restart_backoff_ms_max", "heartbeat_timeout_ms", "ready_timeout_ms",
                                                "crashes_max",          "crash_window_ms"};
 constexpr std::string_view load_keys[] = {"enabled", "clients", "accounts_per_chain", "cross_shard_percent",
-                                          "rate_per_second", "compute_percent"};
+                                          "rate_per_second", "compute_percent", "flow_contracts", "flow_percent"};
 constexpr std::string_view pool_keys[] = {"compute_types", "compute_type",     "plugin",
                                           "threads_per_node", "in_flight_max", "timeout_ms",
                                           "retries_max",   "backoff_ms",       "output_bytes_max",
@@ -801,6 +801,30 @@ Status read_scheduler(const TableReader& reader, SchedulerSection& scheduler) {
   return s;
 }
 
+// Paths of flow model files, relative to the config's directory unless absolute; they are
+// read when the load starts (keel load names a bad one in one line).
+Status read_flow_contracts(const TableReader& reader, std::vector<std::string>& contracts) {
+  if (!reader.table().contains("flow_contracts")) return {};
+  Result<const toml::node*> node = reader.find("flow_contracts", toml::node_type::array, "an array of strings");
+  if (!node) return node.error();
+  const toml::array& array = *(*node)->as_array();
+  if (array.size() > 64)
+    return reader.error(array, "flow_contracts", "at most 64 contracts, got " + std::to_string(array.size()));
+  const std::filesystem::path directory = std::filesystem::path(reader.path()).parent_path();
+  for (size_t index = 0; index < array.size(); ++index) {
+    const toml::node& item = array[index];
+    const std::string key = "flow_contracts[" + std::to_string(index) + "]";
+    if (!item.is_string()) return reader.type_error(item, key, "a string");
+    const std::string& text = item.as_string()->get();
+    if (text.empty()) return reader.error(item, key, "must not be empty");
+    std::error_code error;
+    std::filesystem::path resolved = std::filesystem::absolute(directory / text, error);
+    if (error) return reader.error(item, key, "cannot make the path absolute: " + error.message());
+    contracts.push_back(resolved.lexically_normal().string());
+  }
+  return {};
+}
+
 Status read_load(const TableReader& reader, LoadSection& load) {
   Status s = reader.expect_only(load_keys);
   if (s) s = reader.read_bool("enabled", load.enabled);
@@ -809,6 +833,12 @@ Status read_load(const TableReader& reader, LoadSection& load) {
   if (s) s = reader.read_integer("cross_shard_percent", 0, 100, load.cross_shard_percent);
   if (s) s = reader.read_integer("rate_per_second", 0, 1'000'000'000, load.rate_per_second);
   if (s) s = reader.read_integer("compute_percent", 0, 100, load.compute_percent);
+  if (s) s = read_flow_contracts(reader, load.flow_contracts);
+  if (s) s = reader.read_integer("flow_percent", 0, 100, load.flow_percent);
+  if (s && load.compute_percent + load.flow_percent > 100)
+    s = reader.error(*reader.table().get("flow_percent"), "flow_percent",
+                     "compute_percent + flow_percent must be at most 100, got " +
+                         std::to_string(load.compute_percent + load.flow_percent));
   return s;
 }
 

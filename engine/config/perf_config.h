@@ -82,6 +82,11 @@ struct LoadSection {
   // Submissions that are compute_requests instead of transfers, cycling over every compute
   // type of the [[pool]]s; none when there are no pools.
   uint32_t compute_percent = 5;
+  // Flows: contracts (flow model files, made absolute against the config's directory) the
+  // generators deploy on every shard of every chain, and the submissions that are
+  // flow_starts of them instead of transfers, the contracts in turn; none without contracts.
+  std::vector<std::string> flow_contracts;
+  uint32_t flow_percent = 0;
 };
 
 // One worker pool: on every NUMA node, a process (`keel worker`) that loads the plugin

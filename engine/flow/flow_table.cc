@@ -108,6 +108,11 @@ void FlowTable::set_timers(uint32_t plan, const std::vector<bool>& fired_here) {
       continue;
     }
     if (timer.schedule < fired_here.size() && fired_here[timer.schedule]) {
+      // The recorded fire time stands only for the same schedule: a changed one (or one
+      // that had stopped firing) is armed again from the clock, as a new timer is.
+      Result<CronSchedule> before = parse_cron(models_.at(timer.plan).schedules.at(timer.schedule).cron);
+      Result<CronSchedule> after = parse_cron(models_.at(plan).schedules.at(timer.schedule).cron);
+      if (!before || !after || *before != *after || timer.next_fire_s == timer_never) timer.next_fire_s = timer_unarmed;
       timer.plan = plan;
       kept[timer.schedule] = true;
       ++it;
@@ -127,6 +132,8 @@ const FlowTimer* FlowTable::timer(uint64_t id) const {
   auto it = timers_.find(id);
   return it == timers_.end() ? nullptr : &it->second;
 }
+
+void FlowTable::record_started(uint64_t id, uint64_t flows_started) { timers_.at(id).flows_started += flows_started; }
 
 void FlowTable::record_fire(uint64_t id, uint64_t next_fire_s, uint64_t flows_started, bool misfires_dropped) {
   FlowTimer& timer = timers_.at(id);

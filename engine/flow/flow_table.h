@@ -188,8 +188,9 @@ class FlowTable {
 
   // Points the contract's timers at `plan` (its newest version): for each of the plan's
   // schedules that `fired_here(schedule index)` says this shard fires, creates the timer
-  // (unarmed) or re-points it, keeping its next fire time; removes the contract's other
-  // timers (schedules the new version dropped).
+  // (unarmed) or re-points it, keeping its next fire time when the schedule's cron is the
+  // same (else unarmed again: the old time belongs to the old schedule); removes the
+  // contract's other timers (schedules the new version dropped).
   template <class FiredHere>
   void set_timers(uint32_t plan, FiredHere fired_here) {
     std::vector<bool> here(models_.at(plan).schedules.size());
@@ -203,6 +204,9 @@ class FlowTable {
   // Records a fire (or an arming, with flows_started 0): the next fire time and what the
   // fire did. The timer must exist.
   void record_fire(uint64_t id, uint64_t next_fire_s, uint64_t flows_started, bool misfires_dropped);
+  // Counts flows a fire started when it could not finish (the shard was full of live
+  // flows): its fire time stays, and the generation does not move.
+  void record_started(uint64_t id, uint64_t flows_started);
   // Changes whenever a timer is created, removed or its fire time changes (not persisted):
   // the tile rebuilds its wheel when it moves.
   uint64_t timers_generation() const { return timers_generation_; }
@@ -251,6 +255,7 @@ class FlowTable {
   const FlowTableCounters& counters() const { return counters_; }
   // Walks every flow: for reports, not for hot paths.
   FlowTableMemory memory() const;
+  uint32_t product_count() const { return uint32_t(products_.size()); }
   // A product's queue settings, or nullopt when no plan or product_set has named it.
   std::optional<ProductSettings> product_settings(std::string_view name) const;
   // Jobs queued (ready, not dispatched) and running, of one product.

@@ -336,6 +336,7 @@ TxStatus ShardExecutor::apply_timer_fire(const TimerFireBody& fire) {
     std::string key = scheduled_flow_key(timer.contract, timer.schedule, fire_s);
     flow::StartResult result = state_.flows.start(key, timer.plan, jobs, args_text);
     if (result.outcome == flow::StartOutcome::flows_full) {
+      state_.flows.record_started(timer.id, started);
       issue_flow_jobs(jobs);
       return TxStatus::flows_full;
     }

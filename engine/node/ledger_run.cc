@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <new>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -246,7 +247,62 @@ struct Engine {
   std::vector<std::unique_ptr<engine::Core>> cores;
   std::vector<std::unique_ptr<engine::ChildProcess>> loads;
   uint64_t pool_events = 0;  // supervisor events seen (the report keeps the first few)
+  flow::FlowTableCounters flows_at_start;  // summed over the shards, before the cores start
 };
+
+flow::FlowTableCounters flow_counters(const Engine& engine) {
+  flow::FlowTableCounters sum;
+  for (const std::unique_ptr<ShardTile>& shard : engine.shards) {
+    const flow::FlowTableCounters& counters = shard->executor().state().flows.counters();
+    sum.flows_started += counters.flows_started;
+    sum.flows_succeeded += counters.flows_succeeded;
+    sum.flows_failed += counters.flows_failed;
+    sum.flows_cancelled += counters.flows_cancelled;
+    sum.jobs_succeeded += counters.jobs_succeeded;
+    sum.jobs_failed += counters.jobs_failed;
+    sum.jobs_timed_out += counters.jobs_timed_out;
+  }
+  return sum;
+}
+
+// Every product's flows and queue over all shards (walks every flow: for the report).
+std::vector<ProductProgress> product_progress(const Engine& engine) {
+  std::map<std::string, ProductProgress> products;
+  for (const std::unique_ptr<ShardTile>& shard : engine.shards) {
+    const flow::FlowTable& flows = shard->executor().state().flows;
+    auto progress_of = [&](const std::string& name) -> ProductProgress& {
+      auto [entry, created] = products.try_emplace(name);
+      if (created) {
+        entry->second.name = name;
+        flow::ProductSettings settings = flows.product_settings(name).value_or(flow::ProductSettings{});
+        entry->second.priority = settings.priority;
+        entry->second.running_max = settings.running_max;
+      }
+      return entry->second;
+    };
+    std::set<std::string> seen;
+    for (uint32_t plan = 0; plan < flows.plan_count(); ++plan) {
+      const std::string& name = flows.plan(plan).product;
+      if (!seen.insert(name).second) continue;
+      ProductProgress& progress = progress_of(name);
+      progress.jobs_queued += flows.product_queued(name);
+      progress.jobs_running += flows.product_running(name);
+    }
+    for (uint64_t flow_id : flows.flow_ids()) {
+      std::optional<flow::FlowSummary> summary = flows.summary(flow_id);
+      ProductProgress& progress = progress_of(flows.plan(summary->plan).product);
+      switch (summary->status) {
+        case flow::FlowStatus::succeeded: ++progress.flows_succeeded; break;
+        case flow::FlowStatus::failed: ++progress.flows_failed; break;
+        case flow::FlowStatus::cancelled: ++progress.flows_cancelled; break;
+        default: ++progress.flows_live; break;
+      }
+    }
+  }
+  std::vector<ProductProgress> out;
+  for (auto& [name, progress] : products) out.push_back(std::move(progress));
+  return out;
+}
 
 // The report keeps this many pool supervisor events; stderr has them all.
 constexpr uint64_t pool_event_notes_max = 32;
@@ -376,9 +432,19 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
       SnapshotPolicy snapshots{snapshot_every_blocks, engine.snapshots.get(), from.directory, global};
       // The config's products, where the ledger holds other settings: ordered first.
       std::vector<std::vector<std::byte>> startup_txs;
+      const flow::FlowTable& flows = from.executor.state().flows;
+      uint32_t products_held = flows.product_count();
       for (const config::ProductConfig& product : config.products) {
-        std::optional<flow::ProductSettings> held = from.executor.state().flows.product_settings(product.name);
+        std::optional<flow::ProductSettings> held = flows.product_settings(product.name);
         if (held && held->priority == product.priority && held->running_max == product.running_max) continue;
+        if (!held && products_held >= ledger::shard_flow_limits.products_max) {
+          // The ledger would refuse it (flow_limit_reached) in a block nobody reads: say so.
+          report.notes.push_back("[[product]] " + product.name + ": not set on chain " + chain_config.name +
+                                 " shard " + std::to_string(shard) + ", which holds its most products (" +
+                                 std::to_string(ledger::shard_flow_limits.products_max) + ")");
+          continue;
+        }
+        products_held += !held;
         startup_txs.push_back(ledger::encode_product_set(0, shard, product.name, product.priority, product.running_max));
       }
       engine.shards.push_back(std::make_unique<ShardTile>(std::move(from.executor), std::move(*joined), &control,
@@ -686,6 +752,22 @@ void fill_report(Engine& engine, const config::PerfConfig& config, LedgerReport&
   for (uint32_t shard = 0; shard < table->shard_count(); ++shard)
     report.snapshots_skipped += table->control(shard).snapshots_skipped.load();
   fill_compute_report(engine, report.compute);
+  flow::FlowTableCounters flows_now = flow_counters(engine);
+  auto ended = [](const flow::FlowTableCounters& counters) {
+    return counters.flows_succeeded + counters.flows_failed + counters.flows_cancelled;
+  };
+  auto jobs_ended = [](const flow::FlowTableCounters& counters) {
+    return counters.jobs_succeeded + counters.jobs_failed + counters.jobs_timed_out;
+  };
+  ComputeReport& compute = report.compute;
+  compute.run_flows_started = flows_now.flows_started - engine.flows_at_start.flows_started;
+  compute.run_flows_ended = ended(flows_now) - ended(engine.flows_at_start);
+  compute.run_flow_jobs_ended = jobs_ended(flows_now) - jobs_ended(engine.flows_at_start);
+  if (report.duration_s > 0) {
+    compute.flows_ended_per_second = double(compute.run_flows_ended) / report.duration_s;
+    compute.flow_jobs_per_second = double(compute.run_flow_jobs_ended) / report.duration_s;
+  }
+  report.products = product_progress(engine);
   if (engine.compute_source) {
     const ComputeSourceCounters& counters = engine.compute_source->counters();
     report.source.requests_sent = counters.requests_sent.load();
@@ -718,6 +800,7 @@ Result<LedgerReport> run_ledger(const config::PerfConfig& config, const numa::To
   if (Result<void> built = build_tiles(engine, config, plan, options, report); !built) return built.error();
   engine.segment->seal();
   engine::BlockedStopSignals stop_signals;
+  engine.flows_at_start = flow_counters(engine);  // the recovered state, before any tile runs
   if (Result<void> started = start_cores(engine, config, topology, plan); !started) {
     stop_now(engine);
     return started.error();

@@ -81,6 +81,19 @@ struct ComputeReport {
   // Cron timers: how many, the flows their fires started, and fires whose misfire policy
   // left missed times out (all time).
   uint64_t timers = 0, timer_flows_started = 0, timer_misfires_dropped = 0;
+  // This run (from the recovered state to the end of the drain): flows started and ended
+  // (succeeded, failed or cancelled), flow jobs ended (a result ordered), and their rates
+  // over the run's duration.
+  uint64_t run_flows_started = 0, run_flows_ended = 0, run_flow_jobs_ended = 0;
+  double flows_ended_per_second = 0, flow_jobs_per_second = 0;
+};
+
+// One product's flows and queue, summed over every shard of every chain, after the drain.
+struct ProductProgress {
+  std::string name;
+  uint32_t priority = 0, running_max = 0;  // as the first shard holding it has them
+  uint64_t flows_live = 0, flows_succeeded = 0, flows_failed = 0, flows_cancelled = 0;  // live and kept finished
+  uint64_t jobs_queued = 0, jobs_running = 0;
 };
 
 struct LedgerReport {
@@ -97,6 +110,7 @@ struct LedgerReport {
   uint64_t segments_preallocated = 0;  // new log segments that were spares written full of zeros
   uint64_t segments_unprepared = 0;    // new log segments created empty (spare not ready or failed)
   ComputeReport compute;
+  std::vector<ProductProgress> products;  // by name
   struct {
     uint64_t requests_sent = 0, requests_accepted = 0, requests_backlog_full = 0, requests_refused = 0;
     uint64_t setup_refused = 0;  // flows: a deploy or product_set not applied

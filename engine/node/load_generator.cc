@@ -2,9 +2,13 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
+#include <map>
 #include <random>
+#include <set>
 #include <unordered_map>
 #include <vector>
 
@@ -12,6 +16,7 @@
 
 #include "engine/client/client.h"
 #include "engine/core/latency_histogram.h"
+#include "engine/flow/flow_model.h"
 #include "engine/ledger/transaction.h"
 #include "engine/node/compute_inputs.h"
 #include "shm/segment.h"
@@ -30,13 +35,17 @@ struct ChainLoad {
   std::vector<std::vector<uint64_t>> accounts_by_shard;
   uint64_t submitted = 0, receipts = 0, applied = 0;
   uint64_t compute_submitted = 0, compute_accepted = 0, compute_backlog_full = 0;
+  uint64_t flows_submitted = 0, flows_accepted = 0, flows_refused = 0;
   engine::LatencyHistogram latency;
 };
+
+// What a submission was, for the counters its receipt adds to.
+enum class SentKind : uint8_t { transfer, compute, flow, setup };
 
 // A submission waiting for its receipt.
 struct Sent {
   uint32_t chain = 0;
-  bool compute = false;  // a compute_request, counted apart
+  SentKind kind = SentKind::transfer;
   uint64_t sent_ns = 0;
 };
 
@@ -59,16 +68,26 @@ struct Generator {
       auto status = ledger::TxStatus(receipts[index].status);
       ++chain.receipts;
       chain.applied += status == ledger::TxStatus::applied;
-      if (sent.compute) {
+      if (sent.kind == SentKind::compute) {
         chain.compute_accepted += status == ledger::TxStatus::applied;
         chain.compute_backlog_full += status == ledger::TxStatus::compute_backlog_full;
+      }
+      if (sent.kind == SentKind::flow) {
+        chain.flows_accepted += status == ledger::TxStatus::applied;
+        chain.flows_refused += status != ledger::TxStatus::applied;
+      }
+      if (sent.kind == SentKind::setup && status != ledger::TxStatus::applied) {
+        // A deploy the ledger refused (another model under the same version, or the
+        // shard's limit): flows then run whatever that version is, and the operator is told.
+        std::fprintf(stderr, "keel load: chain %s: a contract's deploy was refused: %s\n", chain.name.c_str(),
+                     std::string(ledger::status_text(status)).c_str());
       }
       chain.latency.record(now - sent.sent_ns);
       in_flight.erase(found);
     }
   }
   // Submits one transaction, taking receipts while the client pushes back.
-  bool submit(uint32_t chain, const std::vector<std::byte>& tx, bool compute = false) {
+  bool submit(uint32_t chain, const std::vector<std::byte>& tx, SentKind kind = SentKind::transfer) {
     for (;;) {
       Result<bool> queued = client->try_submit(chains[chain].index, next_request, tx);
       if (!queued) return false;
@@ -76,9 +95,10 @@ struct Generator {
       collect(1);
       if (!client->engine_alive()) return false;
     }
-    in_flight[next_request++] = {chain, compute, shm::monotonic_ns()};
+    in_flight[next_request++] = {chain, kind, shm::monotonic_ns()};
     ++chains[chain].submitted;
-    chains[chain].compute_submitted += compute;
+    chains[chain].compute_submitted += kind == SentKind::compute;
+    chains[chain].flows_submitted += kind == SentKind::flow;
     return true;
   }
 };
@@ -91,25 +111,88 @@ std::vector<std::string> compute_types_of(const config::PerfConfig& config) {
   return types;
 }
 
-// What one client submits after opening its accounts: transfers, and compute_percent of
-// the time a compute_request.
+// Arguments for a flow of `model`, made from a seed: each argument is what the first step
+// reading it takes as input — sample_compute_input of that step's compute type — less 8
+// bytes for each "split.index" before it in the step's input (the loan contract's risk step
+// reads its var_mc seed from the sub-job index), and an argument taken "[split]" gets one
+// such sample per sub-job. An argument no step reads is empty.
+std::vector<std::byte> sample_flow_args(const flow::FlowModel& model, uint64_t seed) {
+  std::map<std::string, std::string> args;
+  for (const std::string& name : model.arguments) {
+    const flow::FlowStep* reader = nullptr;
+    size_t skip_bytes = 0;
+    bool in_parts = false;
+    for (const flow::FlowStep& step : model.steps) {
+      size_t before = 0;
+      for (const flow::InputSource& source : step.input) {
+        bool takes = (source.kind == flow::InputKind::argument || source.kind == flow::InputKind::argument_part) &&
+                     source.name == name;
+        if (takes) {
+          reader = &step;
+          skip_bytes = before;
+          in_parts = source.kind == flow::InputKind::argument_part;
+          break;
+        }
+        if (source.kind == flow::InputKind::split_index) before += 8;
+      }
+      if (reader != nullptr) break;
+    }
+    auto sample = [&](uint64_t sample_seed) {
+      std::vector<std::byte> bytes = sample_compute_input(reader->compute_type, sample_seed);
+      size_t skip = std::min(skip_bytes, bytes.size());
+      return std::string(reinterpret_cast<const char*>(bytes.data()) + skip, bytes.size() - skip);
+    };
+    std::string& value = args[name];
+    if (reader == nullptr) continue;
+    if (!in_parts) {
+      value = sample(seed);
+      continue;
+    }
+    for (uint32_t part = 0; part < reader->split; ++part) {
+      std::string bytes = sample(seed * 1'000'003 + part);
+      uint32_t size = uint32_t(bytes.size());
+      value.append(reinterpret_cast<const char*>(&size), sizeof size);
+      value += bytes;
+    }
+  }
+  return ledger::encode_flow_args(args);
+}
+
+// A contract the load starts flows of.
+struct FlowContract {
+  flow::FlowModel model;
+  std::vector<std::byte> encoded;
+};
+
+// What one client submits after opening its accounts: transfers, compute_percent of the
+// time a compute_request and flow_percent of the time a flow_start.
 struct Workload {
   const config::LoadSection& load;
   std::vector<std::string> compute_types;
   uint32_t client_index = 0;
   uint64_t first_account = 0;  // the client's accounts: first_account .. + accounts_per_chain - 1
+  std::vector<FlowContract> contracts;
+  uint64_t run_id = 0;  // in the flows' keys, so a later run's keys are new
   std::mt19937_64 random{uint64_t(client_index) * 7919 + 1};
   uint64_t compute_count = 0;  // compute_requests made so far
+  uint64_t flow_count = 0;     // flow_starts made so far
 
   // True when submission `count` (from 0) is a compute_request: exactly compute_percent
   // of every 100 submissions, evenly spread rather than bunched (5 is every 20th).
   bool is_compute_turn(uint64_t count) const {
     return !compute_types.empty() && (count + 1) * load.compute_percent / 100 != count * load.compute_percent / 100;
   }
+  // The same for flow_starts, half a hundred apart from the compute turns, which win a tie
+  // (so the flows' share is flow_percent or a little below).
+  bool is_flow_turn(uint64_t count) const {
+    uint64_t shifted = count + 50;
+    return !contracts.empty() && (shifted + 1) * load.flow_percent / 100 != shifted * load.flow_percent / 100;
+  }
 
   // Submits submission `count`; false when the engine went away.
   bool submit_next(Generator& generator, uint64_t count) {
     if (is_compute_turn(count)) return submit_compute_request(generator);
+    if (is_flow_turn(count)) return submit_flow_start(generator);
     uint32_t chain_index = uint32_t(count % generator.chains.size());
     ChainLoad& chain = generator.chains[chain_index];
     uint32_t from_shard = uint32_t(random() % chain.shards), to_shard = from_shard;
@@ -134,9 +217,40 @@ struct Workload {
     ++compute_count;
     uint64_t subject = first_account + random() % load.accounts_per_chain;
     return generator.submit(chain_index, ledger::encode_compute_request(generator.next_request, subject, type, input),
-                            /*compute=*/true);
+                            SentKind::compute);
+  }
+
+  // The next flow_start: chains in turn, contracts in turn on each, under a key no other
+  // client or run uses; the arguments from sample_flow_args.
+  bool submit_flow_start(Generator& generator) {
+    uint64_t chains = generator.chains.size();
+    uint32_t chain_index = uint32_t(flow_count % chains);
+    const FlowContract& contract = contracts[(flow_count / chains) % contracts.size()];
+    std::string key = "load-" + std::to_string(client_index) + "-" + std::to_string(run_id) + "-" + std::to_string(flow_count);
+    std::vector<std::byte> args = sample_flow_args(contract.model, uint64_t(client_index) << 32 | (flow_count & 0xffffffffu));
+    ++flow_count;
+    return generator.submit(chain_index,
+                            ledger::encode_flow_start(generator.next_request, contract.model.name, 0, key, args),
+                            SentKind::flow);
   }
 };
+
+// Deploys every contract on every shard of every chain (a contract already deployed with
+// the same model is applied again, changing nothing) and waits for the receipts, so the
+// flows started next find their contract. False when the engine went away.
+bool deploy_contracts(Generator& generator, const std::vector<FlowContract>& contracts) {
+  for (uint32_t chain = 0; chain < generator.chains.size(); ++chain)
+    for (const FlowContract& contract : contracts)
+      for (uint32_t shard = 0; shard < generator.chains[chain].shards; ++shard)
+        if (!generator.submit(chain, ledger::encode_flow_deploy(generator.next_request, shard, contract.encoded),
+                              SentKind::setup))
+          return false;
+  while (!generator.in_flight.empty()) {
+    generator.collect(10);
+    if (!generator.client->engine_alive()) return false;
+  }
+  return true;
+}
 
 void print_report(const Generator& generator, uint32_t client_index) {
   nlohmann::json chains = nlohmann::json::array();
@@ -150,7 +264,10 @@ void print_report(const Generator& generator, uint32_t client_index) {
                       {"latency_us_max", chain.latency.max_ns() / 1000},
                       {"compute_submitted", chain.compute_submitted},
                       {"compute_accepted", chain.compute_accepted},
-                      {"compute_backlog_full", chain.compute_backlog_full}});
+                      {"compute_backlog_full", chain.compute_backlog_full},
+                      {"flows_submitted", chain.flows_submitted},
+                      {"flows_accepted", chain.flows_accepted},
+                      {"flows_refused", chain.flows_refused}});
   std::printf("%s\n", nlohmann::json{{"client", client_index}, {"chains", chains}}.dump().c_str());
   std::fflush(stdout);
 }
@@ -187,6 +304,23 @@ int run_load_process(const config::PerfConfig& config, const LoadOptions& option
       for (uint64_t account : accounts)
         if (!generator.submit(chain, ledger::encode_create_account(account, account, 1'000'000'000))) return 1;
   Workload workload{config.load, compute_types_of(config), options.client_index, first_account};
+  if (config.load.flow_percent > 0) {
+    std::vector<std::string> types = compute_types_of(config);
+    flow::KnownComputeTypes known = std::set<std::string>(types.begin(), types.end());
+    for (const std::string& path : config.load.flow_contracts) {
+      Result<flow::FlowModel> model = flow::load_flow_model(path, known);
+      if (!model) {
+        std::fprintf(stderr, "keel load: %s\n", model.error().message.c_str());
+        return 1;
+      }
+      std::vector<std::byte> encoded = flow::encode_flow_model(*model);
+      workload.contracts.push_back({std::move(*model), std::move(encoded)});
+    }
+    workload.run_id = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+    if (!deploy_contracts(generator, workload.contracts)) return 1;
+  }
   uint64_t deadline_ns = shm::monotonic_ns() + options.duration_ms * 1'000'000;
   uint64_t interval_ns = config.load.rate_per_second ? 1'000'000'000ull / config.load.rate_per_second : 0;
   uint64_t next_send_ns = shm::monotonic_ns();

@@ -4,7 +4,8 @@
 // ends, then waits for its last receipts and prints one JSON object:
 //   {"client": 0, "chains": [{"name": "payments", "submitted": N, "receipts": N,
 //     "applied": N, "latency_us_p50": N, "latency_us_p99": N, "latency_us_max": N,
-//     "compute_submitted": N, "compute_accepted": N, "compute_backlog_full": N}]}
+//     "compute_submitted": N, "compute_accepted": N, "compute_backlog_full": N,
+//     "flows_submitted": N, "flows_accepted": N, "flows_refused": N}]}
 // submitted, receipts, applied and the latencies count every transaction; the compute_
 // figures count the compute_requests among them: accepted (applied: a pending task now)
 // and refused as compute_backlog_full (the shard held its maximum of pending tasks).
@@ -15,6 +16,14 @@
 // the submissions, evenly spread, are compute_requests instead, about one of the client's
 // accounts, cycling over every compute type of the config's pools with inputs from
 // sample_compute_input (compute_inputs.h) seeded by the client index and a counter.
+//
+// Flows: with [load] flow_contracts and flow_percent, the generator first deploys each
+// contract on every shard of every chain (checked against the pools' compute types; a bad
+// file stops it with one line), then flow_percent of the submissions are flow_starts, the
+// chains and contracts in turn, each under a key of its own ("load-<client>-<run>-<n>")
+// and with arguments made from samples of the compute types of the steps that read them
+// (sample_flow_args). flows_accepted counts starts applied; flows_refused the others
+// (flows_full when a shard holds its most live flows: backpressure).
 #pragma once
 
 #include <cstdint>

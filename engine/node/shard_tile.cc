@@ -413,6 +413,12 @@ size_t ShardTile::fire_timers() {
   if (flows.timers_generation() != timers_generation_seen_) rebuild_timer_wheel();
   if (timer_next_due_ms_ == UINT64_MAX) return 0;
   uint64_t now_ms = timer_clock_.now_ms();
+  if (now_ms < timer_wheel_.now_ms()) {
+    // The wall clock stepped back: the wheel never moves back, so it starts again from now.
+    timer_wheel_ = flow::TimerWheel(timer_wheel_capacity, now_ms);
+    timer_wheel_ids_.clear();
+    rebuild_timer_wheel();
+  }
   if (now_ms < timer_next_due_ms_) return 0;
   timer_wheel_.advance(now_ms, timers_due_);
   size_t fired = 0;

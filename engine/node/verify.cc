@@ -1,6 +1,7 @@
 #include "engine/node/verify.h"
 
 #include <dirent.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -155,7 +156,7 @@ ChainVerdict verify_chain(const std::string& data_dir, const std::string& name) 
 
 }  // namespace
 
-Result<ledger::ShardState> read_shard_state(const std::string& data_dir, const std::string& chain, uint32_t shard,
+static Result<ledger::ShardState> read_shard_state_once(const std::string& data_dir, const std::string& chain, uint32_t shard,
                                             uint32_t shard_count) {
   std::string directory = shard_directory(data_dir, chain, shard);
   if (!std::filesystem::is_directory(directory))
@@ -177,6 +178,19 @@ Result<ledger::ShardState> read_shard_state(const std::string& data_dir, const s
   Result<persist::RecoveredLog> log = persist::scan_log(directory, {chain, shard, shard_count}, replay);
   if (!log) return log.error();
   return executor.state();
+}
+
+Result<ledger::ShardState> read_shard_state(const std::string& data_dir, const std::string& chain, uint32_t shard,
+                                            uint32_t shard_count) {
+  // A running engine may write a newer snapshot and drop the log segments behind it while
+  // this reads: the read then misses a segment (or finds a gap) and starts again.
+  constexpr int attempts_max = 5;
+  Result<ledger::ShardState> state = read_shard_state_once(data_dir, chain, shard, shard_count);
+  for (int attempt = 1; !state && attempt < attempts_max; ++attempt) {
+    usleep(20'000);
+    state = read_shard_state_once(data_dir, chain, shard, shard_count);
+  }
+  return state;
 }
 
 Result<VerifyReport> verify_data_dir(const std::string& data_dir) {

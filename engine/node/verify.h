@@ -48,11 +48,13 @@ struct VerifyReport {
   bool ok() const;
 };
 
-// The durable state of one shard, read without changing anything (a running engine may
-// be appending to the log): its newest usable snapshot, then every whole block after it
-// (a torn or half-written tail ends the read, as it would end recovery). For queries such
-// as `keel flow status`: what the shard has made durable, which is what it has
-// acknowledged. An error names the file and the problem.
+// The state of one shard as its files hold it, read without changing anything (a running
+// engine may be appending to the log): its newest usable snapshot, then every whole block
+// after it (a torn or half-written tail ends the read, as it would end recovery). For
+// queries such as `keel flow status`: every block the shard has acknowledged, and with a
+// running engine perhaps the blocks of the group commit in progress (written, not yet
+// fdatasync'ed). Tries again, up to five times, when a running engine dropped a segment
+// under the read. An error names the file and the problem.
 Result<ledger::ShardState> read_shard_state(const std::string& data_dir, const std::string& chain, uint32_t shard,
                                             uint32_t shard_count);
 

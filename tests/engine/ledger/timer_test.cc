@@ -147,23 +147,44 @@ TEST(Timer, ARedeployRepointsOrRemovesTheTimers) {
   ASSERT_EQ(submit(shard, encode_flow_deploy(1, 0, flow::encode_flow_model(model))), TxStatus::applied);
   ASSERT_EQ(fire(shard, flow::timer_unarmed, midnight_s), TxStatus::applied);
   uint64_t id = only_timer(shard).id;
-  // Version 2 fires hourly: the timer keeps its recorded fire time and starts version 2's flows.
+  // Version 2 keeps the schedule (another step timeout): the timer keeps its fire time and
+  // starts version 2's flows.
   model.version = 2;
-  model.schedules[0].cron = "0 * * * *";
+  model.steps[0].timeout_ms += 1;
   ASSERT_EQ(submit(shard, encode_flow_deploy(2, 0, flow::encode_flow_model(model))), TxStatus::applied);
   EXPECT_EQ(only_timer(shard).id, id);
   EXPECT_EQ(only_timer(shard).plan, 1u);
   EXPECT_EQ(only_timer(shard).next_fire_s, midnight_s + 300);
   ASSERT_EQ(fire(shard, midnight_s + 300, midnight_s + 300), TxStatus::applied);
-  EXPECT_EQ(only_timer(shard).next_fire_s, midnight_s + 3600) << "then by the new schedule";
-  // Deploying an older version changes nothing; version 3 without schedules removes the timer.
-  model.version = 1;
-  model.schedules[0].cron = "*/5 * * * *";
-  ASSERT_EQ(submit(shard, encode_flow_deploy(3, 0, flow::encode_flow_model(model))), TxStatus::applied);
-  EXPECT_EQ(only_timer(shard).plan, 1u);
+  EXPECT_EQ(shard.state().flows.summary(*shard.state().flows.flow_of_key(scheduled_flow_key("sweep", 0, midnight_s + 300)))->plan,
+            1u);
+  // Version 3 fires hourly: the old time belongs to the old schedule, so it is armed again.
   model.version = 3;
-  model.schedules.clear();
+  model.schedules[0].cron = "0 * * * *";
+  ASSERT_EQ(submit(shard, encode_flow_deploy(3, 0, flow::encode_flow_model(model))), TxStatus::applied);
+  EXPECT_EQ(only_timer(shard).next_fire_s, flow::timer_unarmed);
+  EXPECT_EQ(fire(shard, midnight_s + 600, midnight_s + 601), TxStatus::timer_stale) << "the old time is gone";
+  ASSERT_EQ(fire(shard, flow::timer_unarmed, midnight_s + 601), TxStatus::applied);
+  EXPECT_EQ(only_timer(shard).next_fire_s, midnight_s + 3600);
+  // A schedule that never fires again waits at timer_never; a version that fixes it revives it.
+  model.version = 4;
+  model.schedules[0].cron = "0 0 30 2 *";
   ASSERT_EQ(submit(shard, encode_flow_deploy(4, 0, flow::encode_flow_model(model))), TxStatus::applied);
+  ASSERT_EQ(fire(shard, flow::timer_unarmed, midnight_s + 602), TxStatus::applied);
+  EXPECT_EQ(only_timer(shard).next_fire_s, flow::timer_never);
+  model.version = 5;
+  model.schedules[0].cron = "0 0 28 2 *";
+  ASSERT_EQ(submit(shard, encode_flow_deploy(5, 0, flow::encode_flow_model(model))), TxStatus::applied);
+  EXPECT_EQ(only_timer(shard).next_fire_s, flow::timer_unarmed);
+  // Deploying an older version changes nothing; a version without schedules removes the timer.
+  model.version = 1;
+  model.steps[0].timeout_ms -= 1;
+  model.schedules[0].cron = "*/5 * * * *";
+  ASSERT_EQ(submit(shard, encode_flow_deploy(6, 0, flow::encode_flow_model(model))), TxStatus::applied);
+  EXPECT_EQ(only_timer(shard).plan, 4u);
+  model.version = 6;
+  model.schedules.clear();
+  ASSERT_EQ(submit(shard, encode_flow_deploy(7, 0, flow::encode_flow_model(model))), TxStatus::applied);
   EXPECT_TRUE(shard.state().flows.timers().empty());
   EXPECT_EQ(submit_internal(shard, encode_timer_fire(0, id, midnight_s + 3600, midnight_s + 3600)),
             TxStatus::unknown_timer);

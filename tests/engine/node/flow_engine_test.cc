@@ -78,6 +78,19 @@ nlohmann::json run_until_settled(const fs::path& config, const fs::path& directo
   return report;
 }
 
+// Deploys the model on every shard of chain `work` and checks each receipt says applied.
+void deploy_on_every_shard(client::Client& client, uint64_t& nonce, const std::vector<std::byte>& model_bytes) {
+  uint32_t chain = *client.chain_index("work");
+  for (uint32_t shard = 0; shard < shards; ++shard) {
+    ++nonce;
+    Result<bool> queued = client.try_submit(chain, nonce, ledger::encode_flow_deploy(nonce, shard, model_bytes));
+    ASSERT_TRUE(queued && *queued);
+    std::vector<client::ReceiptMessage> receipt(1);
+    ASSERT_EQ(client.wait_receipts(receipt, 30'000), 1u);
+    ASSERT_EQ(receipt[0].status, uint16_t(ledger::TxStatus::applied));
+  }
+}
+
 // What a crash test of flows starts from: a printed seed and its generator, a fresh
 // folder with a config of the sleep pool that snapshots every 8 blocks (so recoveries
 // start from flow tables in snapshots), and the contract's encoded model (empty, with a
@@ -219,13 +232,7 @@ TEST(FlowEngine, FlowsFinishWithEveryJobOnceAcrossTwentyKills) {
       }
     };
     if (round == 0) {
-      for (uint32_t shard = 0; shard < shards; ++shard) {
-        ++nonce;
-        ASSERT_TRUE(*client->try_submit(chain, nonce, ledger::encode_flow_deploy(nonce, shard, model_bytes)));
-        std::vector<client::ReceiptMessage> receipt(1);
-        ASSERT_EQ(client->wait_receipts(receipt, 30'000), 1u);
-        ASSERT_EQ(receipt[0].status, uint16_t(ledger::TxStatus::applied));
-      }
+      ASSERT_NO_FATAL_FAILURE(deploy_on_every_shard(*client, nonce, model_bytes));
     }
     // Starts for the keys never acknowledged first (a crash may have lost them, or not),
     // then up to 25 new ones, until the kill: every round has flows running when it ends.
@@ -329,25 +336,28 @@ TEST(FlowEngine, TimersFireEveryMinuteOnceAcrossTwentyKills) {
   const uint64_t start_s = 1795564800;
   std::string clock = std::to_string(uint64_t(time(nullptr))) + ":" + std::to_string(start_s) + ":600";
   ASSERT_EQ(setenv("KEEL_TIMER_CLOCK", clock.c_str(), 1), 0);
+  // Whatever ends the test, the clock goes and no engine is left running.
+  pid_t engine = 0;
+  struct Cleanup {
+    pid_t& engine;
+    ~Cleanup() {
+      unsetenv("KEEL_TIMER_CLOCK");
+      if (engine > 0 && kill(engine, SIGKILL) == 0) waitpid(engine, nullptr, 0);
+    }
+  } cleanup{engine};
 
   uint64_t nonce = 0;
   for (int round = 0; round < 20; ++round) {
-    pid_t engine = start_engine(config, log);
+    engine = start_engine(config, log);
     std::unique_ptr<client::Client> client = attach_when_up("keel-" + instance, engine);
     ASSERT_NE(client, nullptr) << "round " << round << ": the engine did not come up; seed " << seed << "; see " << log;
     if (round == 0) {
-      uint32_t chain = *client->chain_index("work");
-      for (uint32_t shard = 0; shard < shards; ++shard) {
-        ++nonce;
-        ASSERT_TRUE(*client->try_submit(chain, nonce, ledger::encode_flow_deploy(nonce, shard, model_bytes)));
-        std::vector<client::ReceiptMessage> receipt(1);
-        ASSERT_EQ(client->wait_receipts(receipt, 30'000), 1u);
-        ASSERT_EQ(receipt[0].status, uint16_t(ledger::TxStatus::applied));
-      }
+      ASSERT_NO_FATAL_FAILURE(deploy_on_every_shard(*client, nonce, model_bytes));
     }
     usleep(useconds_t(100'000 + random() % 600'000));
     kill(engine, SIGKILL);
     waitpid(engine, nullptr, 0);
+    engine = 0;
     client.reset();
   }
   unsetenv("KEEL_TIMER_CLOCK");
