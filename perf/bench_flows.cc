@@ -52,7 +52,8 @@ flow::FlowModel split_shape() { return {"bench_split", 1, "bench", {}, {}, {noop
 struct Run {
   double jobs_per_second = 0;  // flow jobs, or plain tasks for the baseline
   double flows_per_second = 0;
-  double latency_us_p50 = 0, latency_us_p99 = 0;
+  double latency_us_p50 = 0, latency_us_p99 = 0;  // the scheduler's: shard sent -> result back
+  double ready_us_p50 = 0, ready_us_p99 = 0;      // the shards': step ready -> sent to the scheduler
   uint64_t failed = 0, live_left = 0, setup_refused = 0;
   double bytes_per_live_flow = 0, bytes_per_finished_flow = 0;
   std::string plan;
@@ -100,12 +101,15 @@ Result<Run> run_engine(const std::string& data_dir, double seconds, const flow::
   }
   run.latency_us_p50 = double(compute.dispatch_latency_us_p50);
   run.latency_us_p99 = double(compute.dispatch_latency_us_p99);
+  run.ready_us_p50 = double(compute.ready_to_dispatch_us_p50);
+  run.ready_us_p99 = double(compute.ready_to_dispatch_us_p99);
   run.plan = plan->topology_description;
   return run;
 }
 
 struct FlowsResults {
   Figure loan_jobs, loan_flows, loan_p50, loan_p99, split_jobs, split_flows, split_p50, split_p99, tasks;
+  Figure loan_ready_p50, loan_ready_p99, split_ready_p50, split_ready_p99;
   Figure loan_live_bytes, loan_finished_bytes, split_live_bytes;
   uint64_t failed = 0, setup_refused = 0;
   std::string plan;
@@ -131,6 +135,10 @@ void print_report(const FlowsBenchOptions& options, const std::string& directory
     json["ratio_split_jobs_to_plain_tasks"] = paired_ratio(results.split_jobs, results.tasks);
     json["dispatch_latency_us_p50"] = {{"loan", results.loan_p50.json()}, {"split_10000", results.split_p50.json()}};
     json["dispatch_latency_us_p99"] = {{"loan", results.loan_p99.json()}, {"split_10000", results.split_p99.json()}};
+    json["ready_to_dispatched_us_p50"] = {{"loan", results.loan_ready_p50.json()},
+                                          {"split_10000", results.split_ready_p50.json()}};
+    json["ready_to_dispatched_us_p99"] = {{"loan", results.loan_ready_p99.json()},
+                                          {"split_10000", results.split_ready_p99.json()}};
     json["bytes_per_live_flow"] = {{"loan", results.loan_live_bytes.json()},
                                    {"split_10000", results.split_live_bytes.json()}};
     json["bytes_per_finished_flow"] = results.loan_finished_bytes.json();
@@ -152,10 +160,14 @@ void print_report(const FlowsBenchOptions& options, const std::string& directory
   row("loan shape: flows/s (k)", results.loan_flows, 1e3);
   row("loan shape: dispatch latency p50 (us)", results.loan_p50, 1);
   row("loan shape: dispatch latency p99 (us)", results.loan_p99, 1);
+  row("loan shape: ready -> dispatched p50 (us)", results.loan_ready_p50, 1);
+  row("loan shape: ready -> dispatched p99 (us)", results.loan_ready_p99, 1);
   row("10,000-way split: jobs/s (k)", results.split_jobs, 1e3);
   row("10,000-way split: flows/s", results.split_flows, 1);
   row("10,000-way split: dispatch latency p50 (us)", results.split_p50, 1);
   row("10,000-way split: dispatch latency p99 (us)", results.split_p99, 1);
+  row("10,000-way split: ready -> dispatched p50 (us)", results.split_ready_p50, 1);
+  row("10,000-way split: ready -> dispatched p99 (us)", results.split_ready_p99, 1);
   row("loan shape: bytes per live flow", results.loan_live_bytes, 1);
   row("10,000-way split: bytes per live flow (its running jobs)", results.split_live_bytes, 1);
   row("bytes per finished flow kept", results.loan_finished_bytes, 1);
@@ -199,6 +211,8 @@ int run_flows_bench(const FlowsBenchOptions& options) {
         results.loan_flows.samples.push_back(run->flows_per_second);
         results.loan_p50.samples.push_back(run->latency_us_p50);
         results.loan_p99.samples.push_back(run->latency_us_p99);
+        results.loan_ready_p50.samples.push_back(run->ready_us_p50);
+        results.loan_ready_p99.samples.push_back(run->ready_us_p99);
         results.loan_live_bytes.samples.push_back(run->bytes_per_live_flow);
         results.loan_finished_bytes.samples.push_back(run->bytes_per_finished_flow);
       } else if (model == &split) {
@@ -206,6 +220,8 @@ int run_flows_bench(const FlowsBenchOptions& options) {
         results.split_flows.samples.push_back(run->flows_per_second);
         results.split_p50.samples.push_back(run->latency_us_p50);
         results.split_p99.samples.push_back(run->latency_us_p99);
+        results.split_ready_p50.samples.push_back(run->ready_us_p50);
+        results.split_ready_p99.samples.push_back(run->ready_us_p99);
         results.split_live_bytes.samples.push_back(run->bytes_per_live_flow);
       } else {
         results.tasks.samples.push_back(run->jobs_per_second);

@@ -76,7 +76,9 @@ nlohmann::json report_json(const node::LedgerReport& report) {
                      {"run_flows_ended", compute.run_flows_ended},
                      {"run_flow_jobs_ended", compute.run_flow_jobs_ended},
                      {"flows_ended_per_second", compute.flows_ended_per_second},
-                     {"flow_jobs_per_second", compute.flow_jobs_per_second}};
+                     {"flow_jobs_per_second", compute.flow_jobs_per_second},
+                     {"ready_to_dispatch_us_p50", compute.ready_to_dispatch_us_p50},
+                     {"ready_to_dispatch_us_p99", compute.ready_to_dispatch_us_p99}};
   json["products"] = nlohmann::json::array();
   for (const node::ProductProgress& product : report.products)
     json["products"].push_back({{"name", product.name},
@@ -138,10 +140,12 @@ void print_report(const node::LedgerReport& report) {
                 (unsigned long long)compute.flow_jobs_succeeded, (unsigned long long)compute.flow_jobs_failed,
                 (unsigned long long)compute.flow_jobs_running);
   if (compute.run_flows_started != 0 || compute.run_flow_jobs_ended != 0)
-    std::printf("flows this run: %llu started, %llu ended (%.0f/s); %llu flow jobs ended (%.0f/s)\n",
+    std::printf("flows this run: %llu started, %llu ended (%.0f/s); %llu flow jobs ended (%.0f/s), step ready -> "
+                "dispatched p50 %llu us p99 %llu us\n",
                 (unsigned long long)compute.run_flows_started, (unsigned long long)compute.run_flows_ended,
                 compute.flows_ended_per_second, (unsigned long long)compute.run_flow_jobs_ended,
-                compute.flow_jobs_per_second);
+                compute.flow_jobs_per_second, (unsigned long long)compute.ready_to_dispatch_us_p50,
+                (unsigned long long)compute.ready_to_dispatch_us_p99);
   for (const node::ProductProgress& product : report.products)
     std::printf("product %s (priority %u, running_max %u): flows %llu live, %llu succeeded, %llu failed, %llu "
                 "cancelled; jobs %llu queued, %llu running\n",

@@ -197,6 +197,7 @@ void FlowTable::make_ready(uint64_t flow_id, LiveFlow& flow, uint16_t step) {
   StepState& state = flow.steps[step];
   if (state.queued) return;
   state.queued = true;
+  state.ready_ns = metrics_clock_ != nullptr ? metrics_clock_() : 0;
   products_[plan_product_[flow.plan]].ready.emplace_back(flow_id, step);
 }
 
@@ -231,7 +232,7 @@ void FlowTable::dispatch(std::vector<JobDispatch>& out) {
       state.status = JobStatus::running;
       if (flow.status == FlowStatus::created) flow.status = FlowStatus::running;
       ++counters_.jobs_dispatched;
-      out.push_back(JobDispatch{job_mark, flow_id, step, sub_job, step_plan.split});
+      out.push_back(JobDispatch{job_mark, flow_id, step, sub_job, step_plan.split, state.ready_ns});
       if (state.dispatched == step_plan.split) {
         state.queued = false;
         product.ready.pop_front();

@@ -108,6 +108,8 @@ struct JobDispatch {
   uint16_t step = 0;
   uint32_t sub_job = 0;
   uint32_t split = 1;
+  // Metrics only: when the step became ready (its metrics clock), 0 without one.
+  uint64_t ready_ns = 0;
 };
 
 enum class StartOutcome : uint8_t {
@@ -211,6 +213,11 @@ class FlowTable {
   // the tile rebuilds its wheel when it moves.
   uint64_t timers_generation() const { return timers_generation_; }
 
+  // Metrics only: a clock read when a step becomes ready, so each dispatch carries its
+  // ready time (JobDispatch::ready_ns) and the engine can measure ready -> dispatched.
+  // Never serialized and never consulted by a decision, so replay is unaffected.
+  void set_metrics_clock(uint64_t (*now_ns)()) { metrics_clock_ = now_ns; }
+
   // Creates or changes a product's queue settings; may dispatch more (appended to out).
   // False, changing nothing, for a new product past products_max.
   bool set_product(std::string_view name, ProductSettings settings, std::vector<JobDispatch>& out);
@@ -283,6 +290,7 @@ class FlowTable {
     uint32_t finished = 0;        // sub-jobs ended (succeeded or failed)
     uint32_t failed = 0;
     std::vector<std::string> outputs;  // by sub-job, when the output is kept
+    uint64_t ready_ns = 0;  // metrics only (set_metrics_clock); not serialized
   };
   struct LiveFlow {
     std::string key;
@@ -343,6 +351,7 @@ class FlowTable {
   uint64_t next_flow_ = 1;
   uint64_t next_job_mark_ = 1;
   FlowTableCounters counters_;
+  uint64_t (*metrics_clock_)() = nullptr;
 };
 
 }  // namespace keel::flow

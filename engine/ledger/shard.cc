@@ -44,6 +44,7 @@ void ShardExecutor::restore(ShardState state) {
   assert(open_receipts_.empty());
   assert(state.shard == identity_.shard && state.shard_count == identity_.shard_count);
   state_ = std::move(state);
+  part_cursor_ = {};
 }
 
 bool ShardExecutor::has_room(size_t tx_bytes) const {
@@ -176,16 +177,28 @@ std::string_view text_of(std::span<const std::byte> bytes) {
   return std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
 
-// Part `index` of an argument given in parts (u32 length, then the bytes, per part).
-std::optional<std::string_view> argument_part(std::string_view value, uint32_t index) {
+// Part `index` of an argument given in parts (u32 length, then the bytes, per part),
+// starting from where `cursor` says the part it last found ended when it was in the same
+// argument of the same flow (see ShardExecutor::PartCursor).
+std::optional<std::string_view> argument_part(std::string_view value, uint32_t index, uint64_t flow,
+                                              uint16_t argument, ShardExecutor::PartCursor& cursor) {
   size_t offset = 0;
-  for (uint32_t part = 0;; ++part) {
+  uint32_t part = 0;
+  if (cursor.flow == flow && cursor.argument == argument && cursor.value == value.data() &&
+      cursor.size == value.size() && cursor.next_part <= index) {
+    part = cursor.next_part;
+    offset = cursor.next_offset;
+  }
+  for (;; ++part) {
     uint32_t size = 0;
     if (value.size() - offset < sizeof size) return std::nullopt;
     std::memcpy(&size, value.data() + offset, sizeof size);
     offset += sizeof size;
     if (value.size() - offset < size) return std::nullopt;
-    if (part == index) return value.substr(offset, size);
+    if (part == index) {
+      cursor = ShardExecutor::PartCursor{flow, argument, value.data(), value.size(), part + 1, offset + size};
+      return value.substr(offset, size);
+    }
     offset += size;
   }
 }
@@ -215,7 +228,7 @@ OutboundTask ShardExecutor::flow_job_task(const flow::JobDispatch& job, bool* in
   const flow::FlowStep& step = model.steps[job.step];
   std::span<const std::byte> args = std::as_bytes(std::span(flows.args(job.flow)));
   OutboundTask task{flow_task_mark(job.job_mark), job.flow, step.compute_type, {},
-                    step.timeout_ms, step.retries_max, step.backoff_ms};
+                    step.timeout_ms, step.retries_max, step.backoff_ms, job.ready_ns};
   *input_ok = true;
   auto append = [&](std::string_view bytes) {
     if (task.input.size() + bytes.size() > compute_input_bytes_max) {
@@ -235,7 +248,7 @@ OutboundTask ShardExecutor::flow_job_task(const flow::JobDispatch& job, bool* in
         if (input.kind == flow::InputKind::argument) {
           append(text);
         } else {
-          std::optional<std::string_view> part = argument_part(text, job.sub_job);
+          std::optional<std::string_view> part = argument_part(text, job.sub_job, job.flow, input.index, part_cursor_);
           assert(part);  // and that a split argument has its step's parts
           append(*part);
         }

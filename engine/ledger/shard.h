@@ -95,6 +95,8 @@ struct OutboundTask {
   uint32_t timeout_ms = 0;
   uint32_t retries_max = 0;
   uint32_t backoff_ms = 0;
+  // Metrics only: a flow job's step's ready time (flow::JobDispatch::ready_ns), 0 if unknown.
+  uint64_t ready_ns = 0;
 };
 
 // Flow jobs' task marks: the table's job mark with the top bit set, apart from every
@@ -139,6 +141,20 @@ bool execute_ordered(TxStatus status);
 
 class ShardExecutor {
  public:
+  // Where the last argument part a flow job's input took ended. A split step's sub-jobs
+  // are built in order, so each part is found from the one before instead of from the
+  // argument's start (a 10,000-way split would otherwise walk 50 million part headers).
+  // Flow ids are never reused by a shard, so (flow, argument) names one value; its address
+  // and size guard against a restore() in between. Not state: it only saves time.
+  struct PartCursor {
+    uint64_t flow = 0;
+    uint16_t argument = 0;
+    const char* value = nullptr;
+    size_t size = 0;
+    uint32_t next_part = 0;
+    size_t next_offset = 0;
+  };
+
   ShardExecutor(ShardIdentity identity, BlockLimits limits);
 
   const ShardIdentity& identity() const { return identity_; }
@@ -146,6 +162,9 @@ class ShardExecutor {
   uint64_t chain_id() const { return chain_id_; }
   // Replaces the state with a snapshot's (before any block is opened).
   void restore(ShardState state);
+  // Metrics only (flow_table.h's set_metrics_clock): flow jobs issued from now on carry
+  // the time their step became ready. Set again after restore().
+  void set_flow_metrics_clock(uint64_t (*now_ns)()) { state_.flows.set_metrics_clock(now_ns); }
 
   // True if the open block can take one more transaction of `tx_bytes`.
   bool has_room(size_t tx_bytes) const;
@@ -213,6 +232,7 @@ class ShardExecutor {
   // logged header's during replay.
   uint32_t open_compute_pending_max_;
   std::vector<Hash32> merkle_scratch_;
+  mutable PartCursor part_cursor_;  // flow_job_task is const: the cursor only saves time
 };
 
 }  // namespace keel::ledger

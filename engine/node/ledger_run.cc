@@ -660,6 +660,10 @@ void fill_compute_report(Engine& engine, ComputeReport& compute) {
   }
   compute.dispatch_latency_us_p50 = latency.percentile(0.5) / 1000;
   compute.dispatch_latency_us_p99 = latency.percentile(0.99) / 1000;
+  engine::LatencyHistogram ready;
+  for (const std::unique_ptr<ShardTile>& shard : engine.shards) ready.merge(shard->ready_to_dispatch());
+  compute.ready_to_dispatch_us_p50 = ready.percentile(0.5) / 1000;
+  compute.ready_to_dispatch_us_p99 = ready.percentile(0.99) / 1000;
   if (engine.supervisor) {
     compute.pool_restarts = engine.supervisor->restarts();
     compute.pools_quarantined = engine.supervisor->quarantined_count();

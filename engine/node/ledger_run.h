@@ -65,6 +65,9 @@ struct ComputeReport {
   uint64_t scheduler_busy_ns = 0;   // the scheduler tiles' time in polls that did work
   uint64_t dispatch_latency_us_p50 = 0;  // shard sent the task -> its result handed back
   uint64_t dispatch_latency_us_p99 = 0;
+  // Flow jobs: step ready -> handed to the scheduler (ShardTile::ready_to_dispatch).
+  uint64_t ready_to_dispatch_us_p50 = 0;
+  uint64_t ready_to_dispatch_us_p99 = 0;
   uint64_t pool_restarts = 0;
   uint32_t pools = 0;               // pool processes (one per [[pool]] and node)
   uint32_t pools_quarantined = 0;

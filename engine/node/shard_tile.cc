@@ -2,6 +2,7 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -118,6 +119,7 @@ ShardTile::ShardTile(ledger::ShardExecutor executor, ShardPortsJoined ports, Sha
     outbound_[credit.destination_shard].credits.push_back(credit);
     ++unsent_count_;
   }
+  executor_.set_flow_metrics_clock(&shm::monotonic_ns);
   control_->sealed_height.store(executor_.state().height, std::memory_order_relaxed);
   control_->compute_tasks_pending.store(uint32_t(executor_.state().pending_tasks.size()), std::memory_order_relaxed);
   // Tasks without a durable result: their earlier leases died with the last engine.
@@ -341,9 +343,11 @@ size_t ShardTile::send_tasks() {
       std::memcpy(slot.data(), &message, offsetof(sched::TaskRequestMessage, input));
     } else {
       std::memcpy(slot.data(), &message, offsetof(sched::TaskRequestMessage, input));
-      std::memcpy(slot.data() + offsetof(sched::TaskRequestMessage, input), task.input.data(), task.input.size());
+      if (!task.input.empty())  // an empty vector's data() may be null, which memcpy may not take
+        std::memcpy(slot.data() + offsetof(sched::TaskRequestMessage, input), task.input.data(), task.input.size());
     }
     ports_.compute->requests.publish(1);
+    if (task.ready_ns != 0) ready_to_dispatch_.record(message.issued_ns - std::min(task.ready_ns, message.issued_ns));
     tasks_out_.pop_front();
     ++sent;
   }

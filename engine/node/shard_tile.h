@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "engine/client/protocol.h"
+#include "engine/core/latency_histogram.h"
 #include "engine/core/tile.h"
 #include "engine/flow/timer_wheel.h"
 #include "engine/ledger/shard.h"
@@ -120,6 +121,10 @@ class ShardTile final : public engine::Tile {
   bool quiescent() override;
 
   const ledger::ShardExecutor& executor() const { return executor_; }
+  // Flow jobs: from the moment their step became ready (its dependencies done, or its
+  // flow resumed) to the moment the tile handed them to the scheduler, queueing behind
+  // their product's running limit included. Read once the cores are joined.
+  const engine::LatencyHistogram& ready_to_dispatch() const { return ready_to_dispatch_; }
 
  private:
   // Who gets the receipt of one ordered transaction.
@@ -188,6 +193,7 @@ class ShardTile final : public engine::Tile {
   uint64_t timer_next_due_ms_ = UINT64_MAX;
   std::vector<flow::DueTimer> timers_due_;
   std::deque<std::vector<std::byte>> startup_txs_;
+  engine::LatencyHistogram ready_to_dispatch_;
   bool snapshot_pending_ = false;  // a pending block holds a captured state
   bool draining_ = false;
   bool quiescent_latched_ = false;

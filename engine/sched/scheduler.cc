@@ -366,7 +366,8 @@ size_t SchedulerTile::dispatch(size_t budget, uint64_t now_ns) {
         task.flags = task_flag_input_in_arena;
         task.input_position = block->position;
       } else {
-        std::memcpy(task.input, lease.input.data(), lease.input.size());
+        if (!lease.input.empty())  // an empty vector's data() may be null, which memcpy may not take
+          std::memcpy(task.input, lease.input.data(), lease.input.size());
       }
       lease.attempt += 1;
       lease.epoch = slot->counted_epoch;

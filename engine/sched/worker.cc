@@ -355,7 +355,7 @@ class Worker {
       size_t output_bytes = held.status == KEEL_STATUS_OK ? held.output_bytes : 0;
       completion.output_bytes = uint32_t(output_bytes);
       if (output_bytes <= task_inline_bytes) {
-        std::memcpy(completion.output, held.output.data(), output_bytes);
+        if (output_bytes != 0) std::memcpy(completion.output, held.output.data(), output_bytes);
       } else {
         std::optional<shm::ArenaBlock> block = lane.outputs.reserve(output_bytes);
         if (!block) break;  // the slot stays claimed, unpublished: taken again next round

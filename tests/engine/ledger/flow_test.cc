@@ -4,8 +4,11 @@
 // state's bytes reproducing it all.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <map>
+#include <random>
 #include <string>
 
 #include "engine/flow/flow_model.h"
@@ -181,6 +184,114 @@ TEST(FlowExecutor, ASplitArgumentGivesEachSubJobItsPart) {
   ASSERT_EQ(shard.open_tasks().size(), 64u);
   for (uint32_t sub_job = 0; sub_job < 64; ++sub_job)
     EXPECT_EQ(text_of(shard.open_tasks()[sub_job].input), "range-" + std::to_string(sub_job));
+}
+
+
+// Every flow transaction type, at random over 60 blocks (seed printed): deploys of two
+// contracts (one with a timer), product settings, starts (new and repeated keys), pause,
+// resume and cancel, results of every outcome (and stale ones), and timer fires. Replaying
+// the blocks from the start, and from a snapshot of the state taken halfway, must give the
+// same state, byte for byte, and the same summary for every flow.
+TEST(FlowExecutor, ReplayReproducesEveryFlowTransactionType) {
+  uint64_t seed = std::random_device{}();
+  std::printf("seed %llu\n", (unsigned long long)seed);
+  std::mt19937_64 random(seed);
+  ShardExecutor live({"bank", 0, 1}, BlockLimits{});
+  flow::FlowModel loan = shipped_model("loan_approval.toml");
+  flow::FlowModel sweep;
+  sweep.name = "sweep";
+  sweep.product = "ops";
+  sweep.schedules.push_back(flow::FlowSchedule{"*/5 * * * *", "catch_up", 3, 60, {}});
+  flow::FlowStep run;
+  run.id = "run";
+  run.compute_type = "noop";
+  run.split = 4;
+  run.split_failures_max = 1;
+  sweep.steps.push_back(run);
+  ASSERT_TRUE(flow::validate_flow_model(sweep, std::nullopt));
+  std::vector<SealedBlock> blocks;
+  std::vector<OutboundTask> running;  // tasks issued, in no particular order
+  std::vector<std::string> keys;
+  uint64_t nonce = 1, clock_s = 1795564800;
+  std::optional<ShardState> halfway;
+  size_t halfway_blocks = 0;
+  for (int block = 0; block < 60; ++block) {
+    if (block == 0) {
+      ASSERT_EQ(submit(live, encode_flow_deploy(nonce++, 0, flow::encode_flow_model(loan))), TxStatus::applied);
+      ASSERT_EQ(submit(live, encode_flow_deploy(nonce++, 0, flow::encode_flow_model(sweep))), TxStatus::applied);
+      ASSERT_EQ(submit(live, encode_product_set(nonce++, 0, "retail_loans", 5, 8)), TxStatus::applied);
+    }
+    for (int tx = 0; tx < 12; ++tx) {
+      switch (random() % 6) {
+        case 0: {  // a start, sometimes of a key used before
+          std::string key = !keys.empty() && random() % 4 == 0 ? keys[random() % keys.size()]
+                                                               : "k" + std::to_string(keys.size());
+          if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
+          submit(live, encode_flow_start(nonce++, "loan_approval", 0, key, loan_args(key)));
+          break;
+        }
+        case 1:
+        case 2: {  // a result, of any outcome, for a task that may have gone stale
+          if (running.empty()) break;
+          size_t pick = random() % running.size();
+          ComputeOutcome outcome = random() % 5 == 0 ? ComputeOutcome(1 + random() % 5) : ComputeOutcome::succeeded;
+          submit_internal(live, result_for(running[pick], "out" + std::to_string(random() % 100), outcome));
+          running.erase(running.begin() + long(pick));
+          break;
+        }
+        case 3: {  // pause, resume or cancel
+          if (keys.empty()) break;
+          FlowAction action = FlowAction(1 + random() % 3);
+          if (action == FlowAction::cancel && random() % 3 != 0) action = FlowAction::resume;
+          submit(live, encode_flow_control(nonce++, action, keys[random() % keys.size()]));
+          break;
+        }
+        case 4:  // a product setting
+          submit(live, encode_product_set(nonce++, 0, random() % 2 ? "retail_loans" : "ops", uint32_t(random() % 10),
+                                          uint32_t(1 + random() % 32)));
+          break;
+        case 5: {  // the timer, armed or fired, sometimes late
+          const flow::FlowTimer& timer = live.state().flows.timers().begin()->second;
+          clock_s += 60 + random() % 900;
+          if (timer.next_fire_s != flow::timer_unarmed && timer.next_fire_s > clock_s) break;
+          submit_internal(live, encode_timer_fire(0, timer.id, timer.next_fire_s, clock_s));
+          break;
+        }
+      }
+    }
+    if (live.open_tx_count() == 0) continue;
+    SealedBlock sealed = live.seal(uint64_t(block + 1));
+    running.insert(running.end(), sealed.tasks.begin(), sealed.tasks.end());
+    blocks.push_back(std::move(sealed));
+    if (block == 30) {
+      halfway = live.state();
+      halfway_blocks = blocks.size();
+    }
+  }
+  EXPECT_GT(live.state().flows.counters().flows_started, 20u) << "seed " << seed;
+  EXPECT_GT(live.state().flows.timers().begin()->second.flows_started, 0u) << "seed " << seed;
+  ShardExecutor from_start({"bank", 0, 1}, BlockLimits{});
+  for (const SealedBlock& block : blocks) ASSERT_TRUE(from_start.replay(block.record)) << "seed " << seed;
+  ASSERT_TRUE(halfway);
+  Result<ShardState> snapshot = ShardState::deserialize(halfway->serialize());
+  ASSERT_TRUE(snapshot) << snapshot.error().message;
+  ShardExecutor from_snapshot({"bank", 0, 1}, BlockLimits{});
+  from_snapshot.restore(std::move(*snapshot));
+  for (size_t index = halfway_blocks; index < blocks.size(); ++index)
+    ASSERT_TRUE(from_snapshot.replay(blocks[index].record)) << "seed " << seed;
+  for (const ShardExecutor* replayed : {&from_start, &from_snapshot}) {
+    EXPECT_EQ(replayed->state().serialize(), live.state().serialize()) << "seed " << seed;
+    const flow::FlowTable& flows = replayed->state().flows;
+    ASSERT_EQ(flows.flow_ids(), live.state().flows.flow_ids());
+    for (uint64_t flow_id : flows.flow_ids()) {
+      std::optional<flow::FlowSummary> mine = flows.summary(flow_id), theirs = live.state().flows.summary(flow_id);
+      EXPECT_EQ(mine->status, theirs->status) << "flow " << flow_id << ", seed " << seed;
+      EXPECT_EQ(mine->steps, theirs->steps) << "flow " << flow_id << ", seed " << seed;
+      EXPECT_EQ(mine->jobs_succeeded, theirs->jobs_succeeded);
+      EXPECT_EQ(mine->jobs_failed, theirs->jobs_failed);
+    }
+    EXPECT_EQ(flows.timers(), live.state().flows.timers());
+  }
 }
 
 }  // namespace
