@@ -82,7 +82,8 @@ constexpr NameRule bare_key_rule{"[A-Za-z0-9_-]", true, true};  // TOML's bare k
 // The keys each table may hold; anything else is an error, so a typo never silently
 // leaves a default in place.
 constexpr std::string_view root_keys[] = {"engine",    "topology", "layout", "tiles",  "rings", "chain",
-                                          "pool",      "product",  "scheduler", "pipeline", "ledger", "load"};
+                                          "pool",      "product",  "contract", "scheduler", "pipeline", "ledger", "load"};
+constexpr std::string_view contract_keys[] = {"file", "chains"};
 constexpr std::string_view product_keys[] = {"name", "priority", "running_max"};
 constexpr std::string_view engine_keys[] = {"instance", "idle", "idle_spin_polls",
                                             "idle_sleep_us_max", "tile_budget"};
@@ -749,6 +750,50 @@ Status read_products(const TableReader& root, std::vector<ProductConfig>& produc
   });
 }
 
+// A path relative to the config's directory (unless absolute), made absolute.
+Result<std::string> config_relative_path(std::string_view config_path, const std::string& path) {
+  std::error_code error;
+  std::filesystem::path resolved =
+      std::filesystem::absolute(std::filesystem::path(config_path).parent_path() / path, error);
+  if (error) return make_error("cannot make the path absolute", error.message());
+  return resolved.lexically_normal().string();
+}
+
+// Contracts name chains the config has (read before them), each at most once.
+Status read_contracts(const TableReader& root, const std::vector<ChainConfig>& chain_configs,
+                      std::vector<ContractConfig>& contracts) {
+  return read_each(root, "contract", [&](const TableReader& item) {
+    ContractConfig contract;
+    Status s = item.expect_only(contract_keys);
+    if (s && !item.table().contains("file")) s = item.error_at_table("file", "required key is missing");
+    if (s) s = item.read_string("file", contract.file);
+    if (s && contract.file.empty()) s = item.error(*item.table().get("file"), "file", "must not be empty");
+    if (s) {
+      Result<std::string> resolved = config_relative_path(item.path(), contract.file);
+      if (!resolved) return Status(item.error(*item.table().get("file"), "file", resolved.error().message));
+      contract.file = *resolved;
+    }
+    if (s && item.table().contains("chains")) {
+      Result<const toml::node*> node = item.find("chains", toml::node_type::array, "an array of strings");
+      if (!node) return Status(node.error());
+      const toml::array& array = *(*node)->as_array();
+      for (size_t index = 0; index < array.size(); ++index) {
+        const std::string key = "chains[" + std::to_string(index) + "]";
+        if (!array[index].is_string()) return Status(item.type_error(array[index], key, "a string"));
+        const std::string& name = array[index].as_string()->get();
+        bool known = std::any_of(chain_configs.begin(), chain_configs.end(),
+                                 [&](const ChainConfig& chain) { return chain.name == name; });
+        if (!known) return Status(item.error(array[index], key, "no [[chain]] is named " + in_quotes(name)));
+        if (std::find(contract.chains.begin(), contract.chains.end(), name) != contract.chains.end())
+          return Status(item.error(array[index], key, "chain " + in_quotes(name) + " listed twice"));
+        contract.chains.push_back(name);
+      }
+    }
+    if (s) contracts.push_back(std::move(contract));
+    return s;
+  });
+}
+
 // Compute types are unique across pools: a scheduler routes a task by its type alone.
 Status read_pools(const TableReader& root, const ParseOptions& options,
                   std::vector<PoolConfig>& pools) {
@@ -872,6 +917,7 @@ Status read_document(const TableReader& root, const ParseOptions& options, PerfC
   if (s) s = read_chains(root, config.chains);
   if (s) s = read_pools(root, options, config.pools);
   if (s) s = read_products(root, config.products);
+  if (s) s = read_contracts(root, config.chains, config.contracts);
   if (s) s = read_section(root, "scheduler", read_scheduler, config.scheduler);
   if (s) s = read_section(root, "pipeline", read_pipeline, config.pipeline);
   if (s) s = read_section(root, "ledger", read_ledger, config.ledger);

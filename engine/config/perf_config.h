@@ -54,6 +54,16 @@ struct ProductConfig {
   uint32_t running_max = 1024; // 1..2^20
 };
 
+// A business-process contract the engine deploys itself when it starts (a flow model
+// file, perf/flows/README.md), on every shard of the listed chains (all chains when none
+// are listed), where the ledger does not hold that version already: so its cron
+// schedules run without anyone sending a deploy. The file is read and checked against the
+// [[pool]]s' compute types at start; a bad one stops the engine with one line.
+struct ContractConfig {
+  std::string file;                 // absolute (relative paths are taken from the config's directory)
+  std::vector<std::string> chains;  // names of [[chain]]s; empty: every chain
+};
+
 // Whether a group commit ends in fdatasync (always) or not (none: benchmarks only; receipts
 // then say nothing about durability, and the engine says so when it starts).
 enum class FsyncPolicy { always, none };
@@ -167,6 +177,7 @@ struct PerfConfig {
   std::vector<ChainConfig> chains;
   std::vector<PoolConfig> pools;
   std::vector<ProductConfig> products;
+  std::vector<ContractConfig> contracts;
   SchedulerSection scheduler;
   PipelineSection pipeline;
   LedgerSection ledger;

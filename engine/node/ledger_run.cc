@@ -2,6 +2,7 @@
 
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <new>
@@ -12,6 +13,7 @@
 #include "engine/client/client_table.h"
 #include "engine/client/gateway.h"
 #include "engine/node/compute_source.h"
+#include "engine/flow/flow_model.h"
 #include "engine/core/core.h"
 #include "engine/core/process.h"
 #include "engine/node/persist_tile.h"
@@ -389,6 +391,17 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
   engine.compute_types = std::make_unique<sched::ComputeTypeTable>(std::move(type_names));
   uint32_t snapshot_every_blocks = config.ledger.snapshot_every_blocks;
   if (snapshot_every_blocks > 0) engine.snapshots = std::make_unique<SnapshotWriter>(*table);
+  // The contracts the config deploys: read and checked against the pools before anything runs.
+  std::vector<flow::FlowModel> contract_models;
+  {
+    std::set<std::string> served;
+    for (const config::PoolConfig& pool : config.pools) served.insert(pool.compute_types.begin(), pool.compute_types.end());
+    for (const config::ContractConfig& contract : config.contracts) {
+      Result<flow::FlowModel> model = flow::load_flow_model(contract.file, served);
+      if (!model) return make_error(config.path, "[[contract]] " + model.error().message);
+      contract_models.push_back(std::move(*model));
+    }
+  }
   Result<TimerClock> timer_clock = TimerClock::from_environment();
   if (!timer_clock) return timer_clock.error();
   if (timer_clock->rate != 0)
@@ -446,6 +459,26 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
         }
         products_held += !held;
         startup_txs.push_back(ledger::encode_product_set(0, shard, product.name, product.priority, product.running_max));
+      }
+      // The config's contracts, where this shard does not hold that version yet.
+      for (size_t index = 0; index < config.contracts.size(); ++index) {
+        const std::vector<std::string>& chains = config.contracts[index].chains;
+        if (!chains.empty() && std::find(chains.begin(), chains.end(), chain_config.name) == chains.end()) continue;
+        const flow::FlowModel& model = contract_models[index];
+        std::string where = "chain " + chain_config.name + " shard " + std::to_string(shard);
+        if (std::optional<uint32_t> plan = flows.find_plan(model.name, model.version)) {
+          if (flows.model(*plan) != model)
+            report.notes.push_back("[[contract]] " + config.contracts[index].file + ": " + where + " holds another " +
+                                   model.name + " version " + std::to_string(model.version) +
+                                   " (a changed contract needs a new version): not deployed");
+          continue;
+        }
+        if (!flows.can_add_plan(model)) {
+          report.notes.push_back("[[contract]] " + config.contracts[index].file + ": " + where +
+                                 " holds its most contract versions or products: not deployed");
+          continue;
+        }
+        startup_txs.push_back(ledger::encode_flow_deploy(0, shard, flow::encode_flow_model(model)));
       }
       engine.shards.push_back(std::make_unique<ShardTile>(std::move(from.executor), std::move(*joined), &control,
                                                           chain, chain_config.block_us_max, &engine.drain,

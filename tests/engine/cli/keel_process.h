@@ -127,7 +127,7 @@ class KeelCli : public ::testing::Test {
   }
 
   // perf/default.toml with [engine] instance changed, the data directory moved into the
-  // test's directory, the flow contracts' paths (relative to the config) made absolute,
+  // test's directory, the contracts' paths (relative to the config) made absolute,
   // and `edits` (from → to) applied.
   fs::path default_config_copy(const std::string& instance_name,
                                const std::vector<std::pair<std::string, std::string>>& edits = {}) {
@@ -137,7 +137,9 @@ class KeelCli : public ::testing::Test {
         {"data_dir = \"data/default\"", "data_dir = \"" + (directory_ / ("data-" + instance_name)).string() + "\""},
         {"[\"flows/loan_approval.toml\", \"flows/nightly_interest.toml\"]",
          "[\"" + (fs::path(KEEL_SOURCE_DIR) / "perf/flows/loan_approval.toml").string() + "\", \"" +
-             (fs::path(KEEL_SOURCE_DIR) / "perf/flows/nightly_interest.toml").string() + "\"]"}};
+             (fs::path(KEEL_SOURCE_DIR) / "perf/flows/nightly_interest.toml").string() + "\"]"},
+        {"file = \"flows/nightly_interest.toml\"",
+         "file = \"" + (fs::path(KEEL_SOURCE_DIR) / "perf/flows/nightly_interest.toml").string() + "\""}};
     all.insert(all.end(), edits.begin(), edits.end());
     for (const auto& [from, to] : all) {
       size_t at = text.find(from);

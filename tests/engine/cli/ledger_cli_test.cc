@@ -418,6 +418,9 @@ TEST_F(LedgerCli, FlowCommandsDeployStartAndControlFlows) {
   EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
   nlohmann::json report = parse_report(stopped);
   EXPECT_EQ(report["compute"]["flows_started"], 1) << stopped.out;
+  // With no load, only the engine's own deploy of the config's [[contract]] (nightly
+  // interest) can have made its cron timer: one per chain.
+  EXPECT_EQ(report["compute"]["timers"], 2) << stopped.out;
   // status and list read the log and snapshots, with the engine stopped (or running).
   auto query = [&](std::vector<std::string> arguments) {
     arguments.insert(arguments.begin() + 1, {"--config", config.string(), "--chain", "payments"});

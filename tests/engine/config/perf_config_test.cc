@@ -886,3 +886,51 @@ TEST(PerfConfig, RandomIntegersAreKeptOrRejectedByRange) {
 
 }  // namespace
 }  // namespace keel::config
+
+namespace keel::config {
+namespace {
+
+TEST(PerfConfig, ProductsContractsAndFlowLoad) {
+  const PerfConfig config = parsed(
+      "[[chain]]\nname = \"loans\"\n[[chain]]\nname = \"cards\"\n"
+      "[[product]]\nname = \"retail\"\npriority = 9\nrunning_max = 64\n[[product]]\nname = \"batch\"\n"
+      "[[contract]]\nfile = \"flows/a.toml\"\n[[contract]]\nfile = \"/abs/b.toml\"\nchains = [\"cards\"]\n"
+      "[load]\nflow_contracts = [\"flows/a.toml\"]\nflow_percent = 3\n",
+      "/etc/keel/engine.toml");
+  ASSERT_EQ(config.products.size(), 2u);
+  EXPECT_EQ(config.products[0].name, "retail");
+  EXPECT_EQ(config.products[0].priority, 9u);
+  EXPECT_EQ(config.products[0].running_max, 64u);
+  EXPECT_EQ(config.products[1].priority, 0u);
+  EXPECT_EQ(config.products[1].running_max, 1024u);
+  ASSERT_EQ(config.contracts.size(), 2u);
+  EXPECT_EQ(config.contracts[0].file, "/etc/keel/flows/a.toml") << "relative to the config's directory";
+  EXPECT_TRUE(config.contracts[0].chains.empty());
+  EXPECT_EQ(config.contracts[1].file, "/abs/b.toml");
+  EXPECT_EQ(config.contracts[1].chains, std::vector<std::string>{"cards"});
+  EXPECT_EQ(config.load.flow_contracts, std::vector<std::string>{"/etc/keel/flows/a.toml"});
+  EXPECT_EQ(config.load.flow_percent, 3u);
+  EXPECT_TRUE(parsed("").load.flow_contracts.empty());
+  EXPECT_EQ(parsed("").load.flow_percent, 0u);
+}
+
+TEST(PerfConfig, BadProductsContractsAndFlowLoad) {
+  EXPECT_EQ(error_of("[[product]]\nname = \"Retail\"\n"),
+            "test.toml:2:8: product[0].name: must be 1 to 32 characters of [a-z0-9_], got \"Retail\"");
+  EXPECT_EQ(error_of("[[product]]\nname = \"a\"\n[[product]]\nname = \"a\"\n"),
+            "test.toml:4:8: product[1].name: duplicate product name \"a\" (first at line 2)");
+  EXPECT_EQ(error_of("[[product]]\nname = \"a\"\nrunning_max = 0\n"),
+            "test.toml:3:15: product[0].running_max: must be from 1 to 1048576, got 0");
+  EXPECT_EQ(error_of("[[product]]\npriority = 1\n"), "test.toml:1:1: product[0].name: required key is missing");
+  EXPECT_EQ(error_of("[[contract]]\nchains = []\n"), "test.toml:1:1: contract[0].file: required key is missing");
+  EXPECT_EQ(error_of("[[chain]]\nname = \"a\"\n[[contract]]\nfile = \"x.toml\"\nchains = [\"b\"]\n"),
+            "test.toml:5:11: contract[0].chains[0]: no [[chain]] is named \"b\"");
+  EXPECT_EQ(error_of("[[contract]]\nfile = \"x.toml\"\ncolor = 1\n"), "test.toml:3:9: contract[0].color: unknown key");
+  EXPECT_EQ(error_of("[load]\nflow_contracts = \"a.toml\"\n"),
+            "test.toml:2:18: load.flow_contracts: expected an array of strings, got a string");
+  EXPECT_EQ(error_of("[load]\ncompute_percent = 60\nflow_percent = 50\n"),
+            "test.toml:3:16: load.flow_percent: compute_percent + flow_percent must be at most 100, got 110");
+}
+
+}  // namespace
+}  // namespace keel::config

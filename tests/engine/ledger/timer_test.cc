@@ -190,6 +190,35 @@ TEST(Timer, ARedeployRepointsOrRemovesTheTimers) {
             TxStatus::unknown_timer);
 }
 
+TEST(Timer, AFireOnAShardFullOfLiveFlowsKeepsItsTimeAndCountsWhatItStarted) {
+  // A shard that holds at most two live flows (the limits are fixed in the engine; a
+  // restored state may bring any).
+  ShardState small(0, 1);
+  flow::FlowTableLimits limits = shard_flow_limits;
+  limits.live_flows_max = 2;
+  small.flows = flow::FlowTable(limits);
+  ShardExecutor shard({"bank", 0, 1}, BlockLimits{});
+  shard.restore(std::move(small));
+  ASSERT_EQ(submit(shard, encode_flow_deploy(1, 0, flow::encode_flow_model(every_five_minutes("catch_up", 3)))),
+            TxStatus::applied);
+  ASSERT_EQ(fire(shard, flow::timer_unarmed, midnight_s + 1), TxStatus::applied);
+  // Down until 00:15:30: 00:05, 00:10 and 00:15 are due; the third does not fit.
+  uint32_t ordered = shard.open_tx_count();
+  EXPECT_EQ(fire(shard, midnight_s + 300, midnight_s + 930), TxStatus::flows_full);
+  EXPECT_EQ(shard.open_tx_count(), ordered + 1) << "ordered, like any refusal: replay refuses it again";
+  EXPECT_EQ(only_timer(shard).next_fire_s, midnight_s + 300) << "the fire time stays";
+  EXPECT_EQ(only_timer(shard).flows_started, 2u);
+  EXPECT_TRUE(has_flow(shard, midnight_s + 300));
+  EXPECT_TRUE(has_flow(shard, midnight_s + 600));
+  // One flow ends (cancelled): the retry finds the first two and starts the third.
+  ASSERT_EQ(submit(shard, encode_flow_control(2, FlowAction::cancel, scheduled_flow_key("sweep", 0, midnight_s + 300))),
+            TxStatus::applied);
+  ASSERT_EQ(fire(shard, midnight_s + 300, midnight_s + 931), TxStatus::applied);
+  EXPECT_TRUE(has_flow(shard, midnight_s + 900));
+  EXPECT_EQ(only_timer(shard).flows_started, 3u) << "each flow counted once";
+  EXPECT_EQ(only_timer(shard).next_fire_s, midnight_s + 1200);
+}
+
 TEST(Timer, ReplayAndTheStatesBytesReproduceEveryFire) {
   ShardExecutor live({"bank", 0, 1}, BlockLimits{});
   std::vector<std::vector<std::byte>> records;
