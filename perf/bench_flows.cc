@@ -60,7 +60,8 @@ struct Run {
 };
 
 // One engine run with a source of flows of `model` (or of plain compute tasks without one).
-Result<Run> run_engine(const std::string& data_dir, double seconds, const flow::FlowModel* model) {
+Result<Run> run_engine(const std::string& data_dir, double seconds, const flow::FlowModel* model,
+                       uint64_t flows_per_second = 0) {
   std::string instance = "bench-flows-" + std::to_string(getpid());
   Result<config::PerfConfig> config =
       config::parse_perf_config(config_text(instance, data_dir), "keel bench flows (built-in config)");
@@ -76,6 +77,7 @@ Result<Run> run_engine(const std::string& data_dir, double seconds, const flow::
     source.flow_model = flow::encode_flow_model(*model);
     // A split flow holds 10,000 jobs: a few in flight keep the table full.
     source.requests_in_flight_max = model->steps.size() == 1 ? 8 : 4096;
+    source.requests_per_second = flows_per_second;
   }
   options.compute_source = source;
   Result<node::LedgerReport> report = node::run_ledger(*config, *topology, *plan, options);
@@ -110,6 +112,7 @@ Result<Run> run_engine(const std::string& data_dir, double seconds, const flow::
 struct FlowsResults {
   Figure loan_jobs, loan_flows, loan_p50, loan_p99, split_jobs, split_flows, split_p50, split_p99, tasks;
   Figure loan_ready_p50, loan_ready_p99, split_ready_p50, split_ready_p99;
+  Figure paced_jobs, paced_ready_p50, paced_ready_p99, paced_p50, paced_p99;  // the loan at a fixed rate
   Figure loan_live_bytes, loan_finished_bytes, split_live_bytes;
   uint64_t failed = 0, setup_refused = 0;
   std::string plan;
@@ -139,6 +142,12 @@ void print_report(const FlowsBenchOptions& options, const std::string& directory
                                           {"split_10000", results.split_ready_p50.json()}};
     json["ready_to_dispatched_us_p99"] = {{"loan", results.loan_ready_p99.json()},
                                           {"split_10000", results.split_ready_p99.json()}};
+    json["loan_at_fixed_rate"] = {{"flows_per_second_offered", options.latency_flows_per_second},
+                                  {"jobs_per_second", results.paced_jobs.json()},
+                                  {"ready_to_dispatched_us_p50", results.paced_ready_p50.json()},
+                                  {"ready_to_dispatched_us_p99", results.paced_ready_p99.json()},
+                                  {"dispatch_latency_us_p50", results.paced_p50.json()},
+                                  {"dispatch_latency_us_p99", results.paced_p99.json()}};
     json["bytes_per_live_flow"] = {{"loan", results.loan_live_bytes.json()},
                                    {"split_10000", results.split_live_bytes.json()}};
     json["bytes_per_finished_flow"] = results.loan_finished_bytes.json();
@@ -162,6 +171,12 @@ void print_report(const FlowsBenchOptions& options, const std::string& directory
   row("loan shape: dispatch latency p99 (us)", results.loan_p99, 1);
   row("loan shape: ready -> dispatched p50 (us)", results.loan_ready_p50, 1);
   row("loan shape: ready -> dispatched p99 (us)", results.loan_ready_p99, 1);
+  std::printf("%s\n", ("loan shape at " + std::to_string(options.latency_flows_per_second) + " flows/s offered:").c_str());
+  row("  jobs/s (k)", results.paced_jobs, 1e3);
+  row("  ready -> dispatched p50 (us)", results.paced_ready_p50, 1);
+  row("  ready -> dispatched p99 (us)", results.paced_ready_p99, 1);
+  row("  dispatch latency p50 (us)", results.paced_p50, 1);
+  row("  dispatch latency p99 (us)", results.paced_p99, 1);
   row("10,000-way split: jobs/s (k)", results.split_jobs, 1e3);
   row("10,000-way split: flows/s", results.split_flows, 1);
   row("10,000-way split: dispatch latency p50 (us)", results.split_p50, 1);
@@ -195,9 +210,18 @@ int run_flows_bench(const FlowsBenchOptions& options) {
   flow::FlowModel loan = loan_shape(), split = split_shape();
   FlowsResults results;
   for (uint32_t repetition = 0; repetition < options.repetitions; ++repetition) {
-    for (const flow::FlowModel* model : std::initializer_list<const flow::FlowModel*>{&loan, &split, nullptr}) {
+    // Full speed: the loan, the split, plain tasks; then the loan again at a fixed rate,
+    // which measures latency without a backlog.
+    struct Kind {
+      const flow::FlowModel* model;
+      bool paced;
+    };
+    for (Kind kind : {Kind{&loan, false}, Kind{&split, false}, Kind{nullptr, false}, Kind{&loan, true}}) {
+      const flow::FlowModel* model = kind.model;
+      bool is_paced = kind.paced;
       std::string path = scratch.run_path(model ? model->name : "tasks");
-      Result<Run> run = run_engine(std::filesystem::absolute(path).string(), options.seconds, model);
+      Result<Run> run = run_engine(std::filesystem::absolute(path).string(), options.seconds, model,
+                                   is_paced ? options.latency_flows_per_second : 0);
       scratch.remove_run(path);
       if (!run) {
         std::fprintf(stderr, "keel bench flows: %s\n", run.error().message.c_str());
@@ -206,7 +230,13 @@ int run_flows_bench(const FlowsBenchOptions& options) {
       results.failed += run->failed;
       results.setup_refused += run->setup_refused;
       results.plan = run->plan;
-      if (model == &loan) {
+      if (is_paced) {
+        results.paced_jobs.samples.push_back(run->jobs_per_second);
+        results.paced_ready_p50.samples.push_back(run->ready_us_p50);
+        results.paced_ready_p99.samples.push_back(run->ready_us_p99);
+        results.paced_p50.samples.push_back(run->latency_us_p50);
+        results.paced_p99.samples.push_back(run->latency_us_p99);
+      } else if (model == &loan) {
         results.loan_jobs.samples.push_back(run->jobs_per_second);
         results.loan_flows.samples.push_back(run->flows_per_second);
         results.loan_p50.samples.push_back(run->latency_us_p50);

@@ -16,8 +16,10 @@
 //
 // Figures: jobs/s and flows/s (jobs and flows succeeded in durable blocks, divided by the
 // run plus its drain), the scheduler's dispatch latency p50/p99 (shard sent -> result
-// handed back: the part of ready-to-dispatched latency after a job is released, plus its
-// run), and the memory of a live and of a kept finished flow (FlowTable::memory() over
+// handed back), a job's step ready -> dispatched latency p50/p99 (its dependencies done ->
+// handed to the scheduler, queueing behind its product's running limit included; at full
+// speed this is the backlog the source builds, so a third loan run at a fixed rate of
+// latency_flows_per_second, below capacity, measures it without one), and the memory of a live and of a kept finished flow (FlowTable::memory() over
 // the counts, at the end of the run). Bounded: live flows at most 2^18 a shard, kept
 // finished ones 2^18, running jobs 16,384 (ledger/state.h's shard_flow_limits).
 //
@@ -37,6 +39,7 @@ struct FlowsBenchOptions {
   bool json = false;
   uint32_t repetitions = 3;
   double seconds = 2.0;   // each end-to-end run
+  uint32_t latency_flows_per_second = 5000;  // the loan run that measures latency at a fixed rate
   std::string directory;  // empty: a fresh folder under ./data/bench-flows
 };
 

@@ -214,6 +214,7 @@ int main(int argc, char** argv) {
   bench_flows->add_flag("--json", flows_options.json, "print one JSON object");
   bench_flows->add_option("--repetitions", flows_options.repetitions, "repetitions per figure (median reported)")->capture_default_str()->check(CLI::Range(1u, 1000u));
   bench_flows->add_option("--seconds", flows_options.seconds, "length of each run, seconds")->capture_default_str()->check(CLI::Range(0.1, 600.0));
+  bench_flows->add_option("--latency-flows-per-second", flows_options.latency_flows_per_second, "loan flows/s offered in the run that measures latency below capacity")->capture_default_str()->check(CLI::Range(1u, 10'000'000u));
   bench_flows->add_option("--directory", flows_options.directory, "where the engine writes (default: a fresh folder under data/bench-flows)");
 
   CLI::App* relay = app.add_subcommand("pipeline-relay", "(internal) the pipeline's relay process");

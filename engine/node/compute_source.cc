@@ -70,7 +70,8 @@ Result<std::unique_ptr<ComputeSourceTile>> ComputeSourceTile::create(std::byte* 
     }
   }
   auto tile = std::unique_ptr<ComputeSourceTile>(
-      new ComputeSourceTile(std::move(ports), std::move(request), options.requests_in_flight_max));
+      new ComputeSourceTile(std::move(ports), std::move(request), options.requests_in_flight_max,
+                            options.requests_per_second));
   if (!options.flow_model.empty()) {
     tile->flows_ = true;
     for (const Port& port : tile->ports_) {
@@ -83,8 +84,12 @@ Result<std::unique_ptr<ComputeSourceTile>> ComputeSourceTile::create(std::byte* 
   return tile;
 }
 
-ComputeSourceTile::ComputeSourceTile(std::vector<Port> ports, std::vector<std::byte> request, uint32_t in_flight_max)
-    : ports_(std::move(ports)), request_(std::move(request)), in_flight_max_(in_flight_max) {
+ComputeSourceTile::ComputeSourceTile(std::vector<Port> ports, std::vector<std::byte> request, uint32_t in_flight_max,
+                                     uint64_t requests_per_second)
+    : ports_(std::move(ports)),
+      request_(std::move(request)),
+      in_flight_max_(in_flight_max),
+      send_interval_ns_(requests_per_second ? std::max<uint64_t>(1, 1'000'000'000 / requests_per_second) : 0) {
   for (Port& port : ports_) port.window = double(in_flight_max_);
 }
 
@@ -176,6 +181,13 @@ bool ComputeSourceTile::send_setup(Port& port) {
 size_t ComputeSourceTile::send_requests(Port& port, size_t budget) {
   if (double(port.in_flight) >= port.window) return 0;
   size_t wanted = std::min<size_t>(budget, size_t(port.window) - port.in_flight);
+  uint64_t now_ns = 0;
+  if (send_interval_ns_ != 0) {
+    now_ns = shm::monotonic_ns();
+    if (next_send_ns_ == 0 || next_send_ns_ + 1'000'000'000 < now_ns) next_send_ns_ = now_ns;  // start, or no burst after a stall
+    if (now_ns < next_send_ns_) return 0;
+    wanted = std::min<size_t>(wanted, (now_ns - next_send_ns_) / send_interval_ns_ + 1);
+  }
   if (wanted == 0) return 0;
   std::span<std::byte> claimed = port.submits.claim(wanted);
   size_t count = claimed.size() / sizeof(client::RoutedSubmit);
@@ -214,6 +226,7 @@ size_t ComputeSourceTile::send_requests(Port& port, size_t budget) {
     out->tx_bytes = uint32_t(request_.size());
     out->arena_position = 0;
   }
+  next_send_ns_ += count * send_interval_ns_;
   port.submits.publish(count);
   port.in_flight += uint32_t(count);
   bump(counters_.requests_sent, count);

@@ -50,6 +50,9 @@ struct ComputeSourceOptions {
   std::vector<std::byte> flow_model;
   std::vector<std::byte> flow_args;
   uint32_t product_running_max = 16384;
+  // Requests (or flow starts) per second over all shards; 0: as many as the window allows.
+  // A rate below the engine's capacity measures latency without a backlog.
+  uint64_t requests_per_second = 0;
 };
 
 // What the source did, readable from any thread.
@@ -90,7 +93,8 @@ class ComputeSourceTile final : public engine::Tile {
     bool setup_sent = false;
   };
 
-  ComputeSourceTile(std::vector<Port> ports, std::vector<std::byte> request, uint32_t in_flight_max);
+  ComputeSourceTile(std::vector<Port> ports, std::vector<std::byte> request, uint32_t in_flight_max,
+                    uint64_t requests_per_second);
   bool send_setup(Port& port);
   size_t take_receipts(Port& port, size_t budget);
   size_t send_requests(Port& port, size_t budget);
@@ -100,6 +104,8 @@ class ComputeSourceTile final : public engine::Tile {
   bool flows_ = false;
   std::vector<std::vector<std::byte>> setup_;  // flows: per shard, the deploy then the product_set
   uint32_t in_flight_max_;
+  uint64_t send_interval_ns_ = 0;  // 0: no rate
+  uint64_t next_send_ns_ = 0;      // the rate's clock: when the next request is due
   uint64_t next_request_ = 1;
   uint32_t next_port_ = 0;
   bool draining_ = false;
