@@ -44,7 +44,7 @@ void ShardExecutor::restore(ShardState state) {
   assert(open_receipts_.empty());
   assert(state.shard == identity_.shard && state.shard_count == identity_.shard_count);
   state_ = std::move(state);
-  part_cursor_ = {};
+  part_cursors_.clear();
 }
 
 bool ShardExecutor::has_room(size_t tx_bytes) const {
@@ -248,7 +248,9 @@ OutboundTask ShardExecutor::flow_job_task(const flow::JobDispatch& job, bool* in
         if (input.kind == flow::InputKind::argument) {
           append(text);
         } else {
-          std::optional<std::string_view> part = argument_part(text, job.sub_job, job.flow, input.index, part_cursor_);
+          if (part_cursors_.size() >= part_cursors_max) part_cursors_.clear();
+          PartCursor& cursor = part_cursors_[{job.flow, input.index}];
+          std::optional<std::string_view> part = argument_part(text, job.sub_job, job.flow, input.index, cursor);
           assert(part);  // and that a split argument has its step's parts
           append(*part);
         }

@@ -51,6 +51,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <span>
 #include <string>
 #include <vector>
@@ -141,11 +142,12 @@ bool execute_ordered(TxStatus status);
 
 class ShardExecutor {
  public:
-  // Where the last argument part a flow job's input took ended. A split step's sub-jobs
-  // are built in order, so each part is found from the one before instead of from the
-  // argument's start (a 10,000-way split would otherwise walk 50 million part headers).
-  // Flow ids are never reused by a shard, so (flow, argument) names one value; its address
-  // and size guard against a restore() in between. Not state: it only saves time.
+  // Where the last argument part a flow job's input took ended, per (flow, argument). A
+  // split step's sub-jobs are built in order, so each part is found from the one before
+  // instead of from the argument's start (a 10,000-way split would otherwise walk 50
+  // million part headers), even when several flows' sub-jobs are built interleaved. Flow
+  // ids are never reused by a shard, so (flow, argument) names one value; its address and
+  // size guard against a restore() in between. Not state: it only saves time.
   struct PartCursor {
     uint64_t flow = 0;
     uint16_t argument = 0;
@@ -232,7 +234,10 @@ class ShardExecutor {
   // logged header's during replay.
   uint32_t open_compute_pending_max_;
   std::vector<Hash32> merkle_scratch_;
-  mutable PartCursor part_cursor_;  // flow_job_task is const: the cursor only saves time
+  // flow_job_task is const: the cursors only save time. At most part_cursors_max, then
+  // forgotten all at once (flows that ended leave theirs behind until then).
+  static constexpr size_t part_cursors_max = 256;
+  mutable std::map<std::pair<uint64_t, uint16_t>, PartCursor> part_cursors_;
 };
 
 }  // namespace keel::ledger

@@ -184,7 +184,9 @@ size_t ComputeSourceTile::send_requests(Port& port, size_t budget) {
   uint64_t now_ns = 0;
   if (send_interval_ns_ != 0) {
     now_ns = shm::monotonic_ns();
-    if (next_send_ns_ == 0 || next_send_ns_ + 1'000'000'000 < now_ns) next_send_ns_ = now_ns;  // start, or no burst after a stall
+    // At the start, or after a stall, at most 8 requests' worth of credit: no burst.
+    if (next_send_ns_ == 0) next_send_ns_ = now_ns;
+    if (now_ns > 8 * send_interval_ns_) next_send_ns_ = std::max(next_send_ns_, now_ns - 8 * send_interval_ns_);
     if (now_ns < next_send_ns_) return 0;
     wanted = std::min<size_t>(wanted, (now_ns - next_send_ns_) / send_interval_ns_ + 1);
   }

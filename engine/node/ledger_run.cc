@@ -800,9 +800,10 @@ void fill_report(Engine& engine, const config::PerfConfig& config, LedgerReport&
   compute.run_flows_started = flows_now.flows_started - engine.flows_at_start.flows_started;
   compute.run_flows_ended = ended(flows_now) - ended(engine.flows_at_start);
   compute.run_flow_jobs_ended = jobs_ended(flows_now) - jobs_ended(engine.flows_at_start);
-  if (report.duration_s > 0) {
-    compute.flows_ended_per_second = double(compute.run_flows_ended) / report.duration_s;
-    compute.flow_jobs_per_second = double(compute.run_flow_jobs_ended) / report.duration_s;
+  // The counts include what ended during the drain, so the rates are over the drain too.
+  if (report.duration_with_drain_s > 0) {
+    compute.flows_ended_per_second = double(compute.run_flows_ended) / report.duration_with_drain_s;
+    compute.flow_jobs_per_second = double(compute.run_flow_jobs_ended) / report.duration_with_drain_s;
   }
   report.products = product_progress(engine);
   if (engine.compute_source) {

@@ -86,7 +86,7 @@ struct ComputeReport {
   uint64_t timers = 0, timer_flows_started = 0, timer_misfires_dropped = 0;
   // This run (from the recovered state to the end of the drain): flows started and ended
   // (succeeded, failed or cancelled), flow jobs ended (a result ordered), and their rates
-  // over the run's duration.
+  // over the run and its drain (what ended during the drain is counted).
   uint64_t run_flows_started = 0, run_flows_ended = 0, run_flow_jobs_ended = 0;
   double flows_ended_per_second = 0, flow_jobs_per_second = 0;
 };

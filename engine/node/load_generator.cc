@@ -90,7 +90,10 @@ struct Generator {
   bool submit(uint32_t chain, const std::vector<std::byte>& tx, SentKind kind = SentKind::transfer) {
     for (;;) {
       Result<bool> queued = client->try_submit(chains[chain].index, next_request, tx);
-      if (!queued) return false;
+      if (!queued) {
+        std::fprintf(stderr, "keel load: %s\n", queued.error().message.c_str());
+        return false;
+      }
       if (*queued) break;
       collect(1);
       if (!client->engine_alive()) return false;
@@ -245,9 +248,14 @@ bool deploy_contracts(Generator& generator, const std::vector<FlowContract>& con
         if (!generator.submit(chain, ledger::encode_flow_deploy(generator.next_request, shard, contract.encoded),
                               SentKind::setup))
           return false;
+  uint64_t deadline_ns = shm::monotonic_ns() + 30'000'000'000ull;
   while (!generator.in_flight.empty()) {
     generator.collect(10);
-    if (!generator.client->engine_alive()) return false;
+    if (!generator.client->engine_alive() || stop_requested.load()) return false;
+    if (shm::monotonic_ns() > deadline_ns) {
+      std::fprintf(stderr, "keel load: the contracts' deploys got no receipt within 30 s\n");
+      return false;
+    }
   }
   return true;
 }
@@ -311,6 +319,13 @@ int run_load_process(const config::PerfConfig& config, const LoadOptions& option
       Result<flow::FlowModel> model = flow::load_flow_model(path, known);
       if (!model) {
         std::fprintf(stderr, "keel load: %s\n", model.error().message.c_str());
+        return 1;
+      }
+      // The arguments the load would give its flows must fit a flow_start.
+      size_t args_bytes = sample_flow_args(*model, 0).size();
+      if (args_bytes > ledger::flow_args_bytes_max) {
+        std::fprintf(stderr, "keel load: %s: the sample arguments of a flow take %zu bytes, more than a flow_start's %u\n",
+                     path.c_str(), args_bytes, ledger::flow_args_bytes_max);
         return 1;
       }
       std::vector<std::byte> encoded = flow::encode_flow_model(*model);

@@ -187,11 +187,12 @@ TEST(FlowExecutor, ASplitArgumentGivesEachSubJobItsPart) {
 }
 
 
-// Every flow transaction type, at random over 60 blocks (seed printed): deploys of two
-// contracts (one with a timer), product settings, starts (new and repeated keys), pause,
+// Every flow transaction type, at random over 60 blocks (seed printed): deploys of three
+// contracts (one with a timer, one whose sub-jobs take parts of an argument), product settings, starts (new and repeated keys), pause,
 // resume and cancel, results of every outcome (and stale ones), and timer fires. Replaying
 // the blocks from the start, and from a snapshot of the state taken halfway, must give the
-// same state, byte for byte, and the same summary for every flow.
+// same state, byte for byte, the same summary for every flow, and the same tasks with the
+// same inputs, though the live executor has a metrics clock and the replays none.
 TEST(FlowExecutor, ReplayReproducesEveryFlowTransactionType) {
   uint64_t seed = std::random_device{}();
   std::printf("seed %llu\n", (unsigned long long)seed);
@@ -209,6 +210,34 @@ TEST(FlowExecutor, ReplayReproducesEveryFlowTransactionType) {
   run.split_failures_max = 1;
   sweep.steps.push_back(run);
   ASSERT_TRUE(flow::validate_flow_model(sweep, std::nullopt));
+  // Sub-jobs that each take a part of an argument, in a product that runs 3 at a time, so
+  // the parts of several flows are read interleaved (the executor's part cursor).
+  flow::FlowModel batch;
+  batch.name = "batch";
+  batch.product = "nightly";
+  batch.arguments = {"ranges"};
+  flow::FlowStep accrue;
+  accrue.id = "accrue";
+  accrue.compute_type = "noop";
+  accrue.split = 8;
+  accrue.input = {{flow::InputKind::argument_part, "ranges"}, {flow::InputKind::split_index, ""}};
+  batch.steps.push_back(accrue);
+  ASSERT_TRUE(flow::validate_flow_model(batch, std::nullopt));
+  auto ranges_of = [](const std::string& key) {
+    std::string value;
+    for (uint32_t part = 0; part < 8; ++part) {
+      std::string bytes = key + "/range-" + std::to_string(part);
+      uint32_t size = uint32_t(bytes.size());
+      value.append(reinterpret_cast<const char*>(&size), 4);
+      value += bytes;
+    }
+    return encode_flow_args({{"ranges", value}});
+  };
+  // A metrics clock, as the engine's tiles set one: it must change nothing the ledger holds.
+  live.set_flow_metrics_clock(+[]() -> uint64_t {
+    static uint64_t tick = 0;
+    return ++tick;
+  });
   std::vector<SealedBlock> blocks;
   std::vector<OutboundTask> running;  // tasks issued, in no particular order
   std::vector<std::string> keys;
@@ -220,6 +249,8 @@ TEST(FlowExecutor, ReplayReproducesEveryFlowTransactionType) {
       ASSERT_EQ(submit(live, encode_flow_deploy(nonce++, 0, flow::encode_flow_model(loan))), TxStatus::applied);
       ASSERT_EQ(submit(live, encode_flow_deploy(nonce++, 0, flow::encode_flow_model(sweep))), TxStatus::applied);
       ASSERT_EQ(submit(live, encode_product_set(nonce++, 0, "retail_loans", 5, 8)), TxStatus::applied);
+      ASSERT_EQ(submit(live, encode_flow_deploy(nonce++, 0, flow::encode_flow_model(batch))), TxStatus::applied);
+      ASSERT_EQ(submit(live, encode_product_set(nonce++, 0, "nightly", 1, 3)), TxStatus::applied);
     }
     for (int tx = 0; tx < 12; ++tx) {
       switch (random() % 6) {
@@ -227,7 +258,10 @@ TEST(FlowExecutor, ReplayReproducesEveryFlowTransactionType) {
           std::string key = !keys.empty() && random() % 4 == 0 ? keys[random() % keys.size()]
                                                                : "k" + std::to_string(keys.size());
           if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
-          submit(live, encode_flow_start(nonce++, "loan_approval", 0, key, loan_args(key)));
+          if (random() % 2)
+            submit(live, encode_flow_start(nonce++, "loan_approval", 0, key, loan_args(key)));
+          else
+            submit(live, encode_flow_start(nonce++, "batch", 0, key, ranges_of(key)));
           break;
         }
         case 1:
@@ -270,15 +304,43 @@ TEST(FlowExecutor, ReplayReproducesEveryFlowTransactionType) {
   }
   EXPECT_GT(live.state().flows.counters().flows_started, 20u) << "seed " << seed;
   EXPECT_GT(live.state().flows.timers().begin()->second.flows_started, 0u) << "seed " << seed;
+  // The tasks a replayed block issues are the live block's, inputs included.
+  auto same_tasks = [&](const SealedBlock& replayed, const SealedBlock& original) {
+    ASSERT_EQ(replayed.tasks.size(), original.tasks.size()) << "seed " << seed;
+    for (size_t index = 0; index < original.tasks.size(); ++index) {
+      EXPECT_EQ(replayed.tasks[index].task_mark, original.tasks[index].task_mark) << "seed " << seed;
+      EXPECT_EQ(replayed.tasks[index].compute_type, original.tasks[index].compute_type) << "seed " << seed;
+      EXPECT_EQ(replayed.tasks[index].input, original.tasks[index].input) << "seed " << seed;
+    }
+  };
+  size_t batch_parts_checked = 0;
+  for (const SealedBlock& block : blocks)
+    for (const OutboundTask& task : block.tasks)
+      if (task.input.size() > 8 && text_of(task.input).find("/range-") != std::string::npos) {
+        // Sub-job k of a batch flow got part k of its own flow's ranges.
+        uint32_t index_and_count[2];
+        std::memcpy(index_and_count, task.input.data() + task.input.size() - 8, 8);
+        std::string part = text_of(task.input).substr(0, task.input.size() - 8);
+        EXPECT_EQ(part.substr(part.find("/range-")), "/range-" + std::to_string(index_and_count[0])) << "seed " << seed;
+        ++batch_parts_checked;
+      }
+  EXPECT_GT(batch_parts_checked, 4u) << "seed " << seed;
   ShardExecutor from_start({"bank", 0, 1}, BlockLimits{});
-  for (const SealedBlock& block : blocks) ASSERT_TRUE(from_start.replay(block.record)) << "seed " << seed;
+  for (const SealedBlock& block : blocks) {
+    Result<SealedBlock> replayed = from_start.replay(block.record);
+    ASSERT_TRUE(replayed) << "seed " << seed;
+    same_tasks(*replayed, block);
+  }
   ASSERT_TRUE(halfway);
   Result<ShardState> snapshot = ShardState::deserialize(halfway->serialize());
   ASSERT_TRUE(snapshot) << snapshot.error().message;
   ShardExecutor from_snapshot({"bank", 0, 1}, BlockLimits{});
   from_snapshot.restore(std::move(*snapshot));
-  for (size_t index = halfway_blocks; index < blocks.size(); ++index)
-    ASSERT_TRUE(from_snapshot.replay(blocks[index].record)) << "seed " << seed;
+  for (size_t index = halfway_blocks; index < blocks.size(); ++index) {
+    Result<SealedBlock> replayed = from_snapshot.replay(blocks[index].record);
+    ASSERT_TRUE(replayed) << "seed " << seed;
+    same_tasks(*replayed, blocks[index]);
+  }
   for (const ShardExecutor* replayed : {&from_start, &from_snapshot}) {
     EXPECT_EQ(replayed->state().serialize(), live.state().serialize()) << "seed " << seed;
     const flow::FlowTable& flows = replayed->state().flows;
