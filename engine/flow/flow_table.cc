@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstring>
 #include <set>
+#include <tuple>
+
+#include "engine/ledger/transaction.h"  // FlowArgHeader: header-only, as flow_model.cc uses it
 
 namespace keel::flow {
 
@@ -505,7 +509,131 @@ constexpr size_t args_bytes_max = 1 << 20;
 using ledger::put;
 using ledger::put_string32;
 
+// How many parts an argument value given in parts holds (per part: u32 bytes, then the
+// bytes), or nullopt when it is not a list of parts.
+std::optional<uint32_t> argument_part_count(std::string_view value) {
+  size_t offset = 0;
+  uint32_t parts = 0;
+  while (offset < value.size()) {
+    uint32_t size = 0;
+    if (value.size() - offset < sizeof size) return std::nullopt;
+    std::memcpy(&size, value.data() + offset, sizeof size);
+    offset += sizeof size;
+    if (value.size() - offset < size) return std::nullopt;
+    offset += size;
+    ++parts;
+  }
+  return parts;
+}
+
+// Why a live flow's arguments are not ones the ledger starts a flow of `model` with, or
+// nullopt: its flow_start refuses arguments that are not encode_flow_args's form (per
+// argument a FlowArgHeader, the name, the value; names ascending), that are not exactly
+// the declared ones, or whose argument taken in parts has not that many parts, and a
+// timer's fire gives its schedule's, which validation holds to the same rules. The job
+// inputs built from them assume all of that. keel_flow sits below keel_ledger, so this
+// reads the form itself rather than calling ledger::flow_args_well_formed.
+std::optional<std::string> args_problem(std::string_view args, const FlowModel& model, const CompiledFlow& compiled) {
+  std::map<std::string_view, std::string_view> given;  // name -> value
+  size_t offset = 0;
+  while (offset < args.size()) {
+    ledger::FlowArgHeader header;
+    if (args.size() - offset < sizeof header) return "its arguments are cut short";
+    std::memcpy(&header, args.data() + offset, sizeof header);
+    offset += sizeof header;
+    if (header.reserved != 0) return "an argument's reserved field is set";
+    if (args.size() - offset < size_t(header.name_bytes) + header.value_bytes) return "its arguments are cut short";
+    std::string_view name = args.substr(offset, header.name_bytes);
+    if (!given.empty() && name <= given.rbegin()->first) return "its arguments' names are not ascending";
+    if (given.size() == model.arguments.size()) return "its arguments are more than its plan declares";
+    given.emplace(name, args.substr(offset + header.name_bytes, header.value_bytes));
+    offset += size_t(header.name_bytes) + header.value_bytes;
+  }
+  for (size_t argument = 0; argument < model.arguments.size(); ++argument) {
+    auto found = given.find(model.arguments[argument]);
+    if (found == given.end()) return "its arguments lack '" + model.arguments[argument] + "'";
+    uint32_t parts = compiled.argument_parts[argument];
+    if (parts != 0 && argument_part_count(found->second) != parts)
+      return "its argument '" + model.arguments[argument] + "' is not in " + std::to_string(parts) + " parts";
+  }
+  // No more names than declared, and each declared one found: exactly the declared ones.
+  return std::nullopt;
+}
+
 }  // namespace
+
+// The rules below are what start, make_ready, dispatch, complete, finish_step, end_flow,
+// pause and resume keep for a flow while it lives. A step that ends other than succeeded
+// ends its flow, so a live flow's steps are pending, running or succeeded. A step's
+// dependency count falls by one as each dependency succeeds, and it is queued (make_ready)
+// when the count reaches 0, never before; dispatch sends its sub-jobs while it is queued
+// and unqueues it once all are sent, or when its flow is paused (resume queues it again).
+// Each sub-job sent is running until complete() counts it finished (failed or not); the
+// step succeeds when all have finished with at most split_failures_max failed.
+std::optional<std::string> FlowTable::step_problem(const LiveFlow& flow, uint16_t step, bool output_bound_kept) const {
+  const StepPlan& step_plan = plans_[flow.plan].steps[step];
+  const StepState& state = flow.steps[step];
+  if (step_finished(state.status) && state.status != JobStatus::succeeded)
+    return "it ended " + std::string(job_status_text(state.status)) + " but its flow is live";
+  uint32_t unmet = 0;
+  for (uint16_t dependency : step_plan.dependencies) unmet += flow.steps[dependency].status != JobStatus::succeeded;
+  if (state.dependencies_left != unmet)
+    return "dependencies_left is " + std::to_string(state.dependencies_left) + " but " + std::to_string(unmet) +
+           " of its dependencies have not succeeded";
+  if (state.dispatched != 0 && state.dependencies_left != 0)
+    return "sub-jobs were sent before its dependencies succeeded";
+  if (state.failed > step_plan.split_failures_max) return "more sub-jobs failed than it tolerates, yet it did not fail";
+  switch (state.status) {
+    case JobStatus::pending:
+      if (state.dispatched != 0) return "it is pending but sub-jobs were sent";
+      break;
+    case JobStatus::running:
+      if (state.dispatched == 0) return "it is running but no sub-job was sent";
+      if (state.finished == step_plan.split) return "it is running but every sub-job finished";
+      break;
+    default:  // succeeded
+      if (state.finished != step_plan.split) return "it succeeded but not every sub-job finished";
+  }
+  bool ready =
+      state.dependencies_left == 0 && state.status != JobStatus::succeeded && state.dispatched < step_plan.split;
+  if (state.queued && !ready) return "it is queued but not ready (dependencies left, or every sub-job sent)";
+  if (!state.queued && ready && flow.status != FlowStatus::paused)
+    return "it is ready but not queued, and its flow is not paused";
+  // Outputs are kept from the first sub-job that succeeds (one part per sub-job).
+  if (step_plan.output_kept && state.outputs.empty() != (state.finished == state.failed))
+    return "its kept outputs do not match its succeeded sub-jobs";
+  if (output_bound_kept) {
+    size_t kept_bytes = 0;
+    for (const std::string& part : state.outputs) kept_bytes += part.size();
+    if (kept_bytes > limits_.output_bytes_max) return "its kept outputs are past output_bytes_max";
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> FlowTable::live_flow_problem(const LiveFlow& flow, bool output_bound_kept) const {
+  uint32_t unfinished = 0;
+  uint64_t dispatched = 0, jobs_succeeded = 0, jobs_failed = 0;
+  for (uint16_t step = 0; step < flow.steps.size(); ++step) {
+    if (std::optional<std::string> problem = step_problem(flow, step, output_bound_kept))
+      return "step " + std::to_string(step) + ": " + *problem;
+    const StepState& state = flow.steps[step];
+    unfinished += state.status != JobStatus::succeeded;
+    dispatched += state.dispatched;
+    jobs_succeeded += state.finished - state.failed;
+    jobs_failed += state.failed;
+  }
+  // finish_step counts down steps_left as each step succeeds; complete counts each
+  // finished sub-job into the flow's jobs_succeeded or jobs_failed.
+  if (flow.steps_left != unfinished)
+    return "steps_left is " + std::to_string(flow.steps_left) + " but " + std::to_string(unfinished) +
+           " steps have not succeeded";
+  if (flow.jobs_succeeded != jobs_succeeded || flow.jobs_failed != jobs_failed)
+    return "jobs_succeeded and jobs_failed are not its steps' finished sub-jobs";
+  // A flow is created until its first sub-job is sent (resume tells them apart the same way).
+  if (flow.status == FlowStatus::created && dispatched != 0) return "it is created but sub-jobs were sent";
+  if (flow.status == FlowStatus::running && dispatched == 0) return "it is running but no sub-job was sent";
+  return args_problem(flow.args, models_[flow.plan], compiled_[flow.plan]);
+}
 
 void FlowTable::serialize(std::vector<std::byte>& out) const {
   put(out, table_magic);
@@ -667,12 +795,19 @@ Result<FlowTable> FlowTable::deserialize(ledger::ByteReader& in, FlowTableLimits
           return in.fail("a kept output is cut short or too large");
       }
     }
+    // Format 1 tables may come from a keel that bounded a kept output only as its step
+    // finished.
+    if (std::optional<std::string> problem = table.live_flow_problem(flow, version >= 2))
+      return in.fail_at(start, "live flow " + std::to_string(flow_id) + ": " + *problem);
     if (!table.key_flows_.emplace(flow.key, flow_id).second) return in.fail_at(start, "a key has two flows");
     table.live_.emplace(flow_id, std::move(flow));
     previous_id = flow_id;
   }
-  // Queue entries of live flows: a ready step of the product its plan names. Entries of
-  // ended flows are dead (counted, as end_flow counts them).
+  // Queue entries of live flows: a ready step of the product its plan names, each queued
+  // step once (make_ready adds an entry only to a step not queued, and a step is unqueued
+  // only as dispatch drops its entry). Entries of ended flows are dead (counted, as
+  // end_flow counts them).
+  std::set<std::pair<uint64_t, uint16_t>> entries_live;
   for (uint32_t product_index = 0; product_index < table.products_.size(); ++product_index) {
     Product& product = table.products_[product_index];
     for (const auto& [flow_id, step] : product.ready) {
@@ -684,13 +819,20 @@ Result<FlowTable> FlowTable::deserialize(ledger::ByteReader& in, FlowTableLimits
       if (step >= live->second.steps.size() || table.plan_product_[live->second.plan] != product_index ||
           !live->second.steps[step].queued)
         return in.fail("a queued step is out of range or in another product's queue");
+      if (!entries_live.emplace(flow_id, step).second) return in.fail("a step is in its product's queue twice");
     }
   }
+  for (const auto& [flow_id, flow] : table.live_)
+    for (uint16_t step = 0; step < flow.steps.size(); ++step)
+      if (flow.steps[step].queued && !entries_live.contains({flow_id, step}))
+        return in.fail("live flow " + std::to_string(flow_id) + ": step " + std::to_string(step) +
+                       " is queued but in no queue");
   if (table.products_.size() > limits.products_max || table.plans_.size() > limits.plans_max)
     return in.fail("more products or plans than a shard holds");
   uint64_t running_count = 0;
   if (!in.get(running_count)) return in.fail("cut short before the running jobs");
   uint64_t previous_mark = 0;
+  std::set<std::tuple<uint64_t, uint16_t, uint32_t>> sub_jobs_running;  // (flow, step, sub-job)
   for (uint64_t index = 0; index < running_count; ++index) {
     size_t start = in.offset;
     uint64_t job_mark = 0;
@@ -704,11 +846,28 @@ Result<FlowTable> FlowTable::deserialize(ledger::ByteReader& in, FlowTableLimits
     LiveFlow& flow = live->second;
     if (job.step >= flow.steps.size() || job.sub_job >= flow.steps[job.step].dispatched)
       return in.fail_at(start, "a running job's step or sub-job is out of range");
+    if (!sub_jobs_running.emplace(job.flow, job.step, job.sub_job).second)
+      return in.fail_at(start, "two running jobs of one sub-job");
     job.position = uint32_t(flow.running.size());
     flow.running.push_back(job_mark);
     ++table.products_[table.plan_product_[flow.plan]].running;
     table.running_.emplace(job_mark, job);
     previous_mark = job_mark;
+  }
+  // A sub-job runs from its dispatch until complete() counts it finished (or its flow
+  // ends), so a step's running jobs are its sent sub-jobs not finished. Each product's
+  // running count was summed from these jobs; it may exceed the product's running_max,
+  // which set_product can lower under jobs already running.
+  for (const auto& [flow_id, flow] : table.live_) {
+    std::vector<uint32_t> running_of_step(flow.steps.size(), 0);
+    for (uint64_t job_mark : flow.running) ++running_of_step[table.running_.at(job_mark).step];
+    for (uint16_t step = 0; step < flow.steps.size(); ++step) {
+      const StepState& state = flow.steps[step];
+      if (running_of_step[step] != state.dispatched - state.finished)
+        return in.fail("live flow " + std::to_string(flow_id) + ": step " + std::to_string(step) + " has " +
+                       std::to_string(running_of_step[step]) + " running jobs, but sent minus finished sub-jobs is " +
+                       std::to_string(state.dispatched - state.finished));
+    }
   }
   uint64_t finished_count = 0;
   if (!in.get(finished_count)) return in.fail("cut short before the finished flows");

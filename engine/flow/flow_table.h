@@ -226,7 +226,10 @@ class FlowTable {
 
   // Starts a flow of `plan` under the idempotency key with its arguments (kept while the
   // flow lives: jobs' inputs are built from them); its root steps' jobs are appended to
-  // `out` as far as their product has room.
+  // `out` as far as their product has room. The arguments are the ledger's flow_start
+  // form (encode_flow_args) holding exactly the plan's declared arguments, each one its
+  // steps take in parts in that many parts (empty for a plan that declares none): the
+  // ledger checks them before it starts a flow, and deserialize refuses others.
   StartResult start(std::string_view key, uint32_t plan, std::vector<JobDispatch>& out, std::string_view args = {});
 
   // A dispatched job's compute ended. Stale when the mark is not running.
@@ -278,7 +281,11 @@ class FlowTable {
   void serialize(std::vector<std::byte>& out) const;
   // Reads serialize()'s bytes from `in` and checks them (ids and marks below their
   // counters, plans, steps and sub-jobs in range, statuses known, keys unique, every
-  // running job of a live flow); an error names the offset and what was wrong.
+  // running job of a live flow), and that each live flow is one the operations above
+  // could have left: its steps' statuses, dependency counts, queue entries, counters and
+  // kept outputs agree with each other and with its plan, its running jobs are its
+  // dispatched sub-jobs not yet finished, and its arguments are its plan's (start). An
+  // error names the offset and what was wrong.
   static Result<FlowTable> deserialize(ledger::ByteReader& in, FlowTableLimits limits);
 
  private:
@@ -331,6 +338,12 @@ class FlowTable {
   void finish_step(uint64_t flow_id, LiveFlow& flow, uint16_t step, JobStatus status);
   void end_flow(uint64_t flow_id, FlowStatus status);
   void forget_running(LiveFlow& flow, uint64_t job_mark);
+  // deserialize's checks of a live flow read back (its steps, counters and arguments;
+  // `output_bound_kept`: its kept outputs are within output_bytes_max, as tables of
+  // format 2 on keep them) and of one of its steps: why the operations could not have
+  // left it so, or nullopt.
+  std::optional<std::string> live_flow_problem(const LiveFlow& flow, bool output_bound_kept) const;
+  std::optional<std::string> step_problem(const LiveFlow& flow, uint16_t step, bool output_bound_kept) const;
 
   FlowTableLimits limits_;
   std::vector<FlowModel> models_;   // by plan: what was deployed

@@ -4,9 +4,12 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <random>
 #include <set>
+
+#include "engine/ledger/transaction.h"  // FlowArgHeader (header-only)
 
 namespace keel::flow {
 namespace {
@@ -45,6 +48,77 @@ FlowModel model_of(std::string name, std::string product, const std::vector<Step
 // The loan approval's shape: hash -> (score, risk split 16) -> decision, which reads risk.
 FlowModel loan_plan(std::string product = "loans") {
   return model_of("loan_approval", std::move(product), {step({}), step({0}), step({0}, 16), step({1, 2}, 1, 0, {2})});
+}
+
+// A flow start's arguments in the ledger's form (ledger::encode_flow_args: per argument a
+// FlowArgHeader, the name, the value), in the order given.
+std::string args_of(const std::vector<std::pair<std::string, std::string>>& args) {
+  std::string out;
+  for (const auto& [name, value] : args) {
+    ledger::FlowArgHeader header{uint16_t(name.size()), 0, uint32_t(value.size())};
+    out.append(reinterpret_cast<const char*>(&header), sizeof header);
+    out += name;
+    out += value;
+  }
+  return out;
+}
+
+// An argument's value in parts: per part a u32 length, then the bytes.
+std::string parts_of(const std::vector<std::string>& parts) {
+  std::string out;
+  for (const std::string& part : parts) {
+    uint32_t size = uint32_t(part.size());
+    out.append(reinterpret_cast<const char*>(&size), sizeof size);
+    out += part;
+  }
+  return out;
+}
+
+// The model with arguments its steps read: "doc" whole by its first step and, when a step
+// is split, "rows" in parts by the first split step.
+FlowModel with_arguments(FlowModel model) {
+  model.arguments.push_back("doc");
+  model.steps[0].input.push_back({InputKind::argument, "doc"});
+  for (FlowStep& step : model.steps)
+    if (step.split > 1) {
+      model.arguments.push_back("rows");
+      step.input.push_back({InputKind::argument_part, "rows"});
+      break;
+    }
+  Result<void> valid = validate_flow_model(model, std::nullopt);
+  EXPECT_TRUE(valid) << valid.error().message;
+  return model;
+}
+
+// Arguments a flow of the model starts with: each declared one, in as many parts as its
+// steps take.
+std::string args_for(const FlowModel& model) {
+  Result<CompiledFlow> compiled = compile_flow_model(model);
+  EXPECT_TRUE(compiled);
+  std::map<std::string, std::string> args;  // ascending names
+  for (size_t argument = 0; argument < model.arguments.size(); ++argument) {
+    std::vector<std::string> parts;
+    for (uint32_t part = 0; part < compiled->argument_parts[argument]; ++part)
+      parts.push_back("r" + std::to_string(part));
+    args[model.arguments[argument]] = parts.empty() ? "value" : parts_of(parts);
+  }
+  return args_of({args.begin(), args.end()});
+}
+
+std::vector<std::byte> bytes_of(const FlowTable& table) {
+  std::vector<std::byte> bytes;
+  table.serialize(bytes);
+  return bytes;
+}
+
+// The table's bytes read back (with the limits it runs with) write the same bytes.
+void expect_reads_back(const FlowTable& table, FlowTableLimits limits, uint64_t seed) {
+  std::vector<std::byte> bytes = bytes_of(table);
+  ledger::ByteReader in{bytes, "flow table"};
+  Result<FlowTable> copy = FlowTable::deserialize(in, limits);
+  ASSERT_TRUE(copy) << copy.error().message << " (seed " << seed << ")";
+  EXPECT_TRUE(in.at_end());
+  EXPECT_EQ(bytes_of(*copy), bytes) << "seed " << seed;
 }
 
 std::vector<uint16_t> steps_of(const std::vector<JobDispatch>& jobs) {
@@ -338,7 +412,8 @@ TEST(FlowTable, EndedFlowsDoNotPileUpInAFullProductsQueue) {
 // against the rules: a job is dispatched only after every sub-job of each dependency of
 // its step ended, each mark's result applies once, no product runs past its limit nor the
 // table past running_jobs_max. Two tables fed the same events dispatch the same jobs
-// (determinism, which replay relies on).
+// (determinism, which replay relies on). Now and then the table is written and read back:
+// every state the operations reach passes deserialize's checks.
 TEST(FlowTable, RandomFlowsKeepEveryRule) {
   uint64_t seed = std::random_device{}();
   std::printf("seed %llu\n", (unsigned long long)seed);
@@ -351,6 +426,7 @@ TEST(FlowTable, RandomFlowsKeepEveryRule) {
   table.set_product("p1", {.priority = 0, .running_max = 6}, out);
   twin.set_product("p1", {.priority = 0, .running_max = 6}, twin_out);
   std::vector<uint32_t> plans;
+  std::vector<std::string> plan_args;  // by plan
   for (int plan_index = 0; plan_index < 6; ++plan_index) {
     std::vector<StepSpec> steps;
     for (size_t index = 0, count = 1 + random() % 8; index < count; ++index) {
@@ -358,11 +434,16 @@ TEST(FlowTable, RandomFlowsKeepEveryRule) {
       for (size_t earlier = 0; earlier < index; ++earlier)
         if (random() % 3 == 0) after.push_back(uint16_t(earlier));
       uint32_t split = random() % 4 == 0 ? uint32_t(1 + random() % 6) : 1;
-      steps.push_back(step(after, split, split > 1 ? uint32_t(random() % 2) : 0));
+      // Some steps read a dependency's output: the table keeps it while the flow lives.
+      std::vector<uint16_t> reads;
+      if (!after.empty() && random() % 2 == 0) reads.push_back(after[random() % after.size()]);
+      steps.push_back(step(after, split, split > 1 ? uint32_t(random() % 2) : 0, reads));
     }
     FlowModel model = model_of("c" + std::to_string(plan_index), plan_index % 2 ? "p0" : "p1", steps);
+    if (plan_index >= 3) model = with_arguments(std::move(model));
     plans.push_back(table.add_plan(model));
     twin.add_plan(model);
+    plan_args.push_back(args_for(model));
   }
   std::map<uint64_t, JobDispatch> running;           // by mark
   std::map<uint64_t, std::set<uint16_t>> succeeded;  // steps whose every job ended, per flow
@@ -392,8 +473,8 @@ TEST(FlowTable, RandomFlowsKeepEveryRule) {
     if (choice < 2 || running.empty()) {
       std::string key = "k" + std::to_string(random() % 200);
       uint32_t plan = plans[random() % plans.size()];
-      StartResult started = table.start(key, plan, out);
-      ASSERT_EQ(twin.start(key, plan, twin_out).flow, started.flow);
+      StartResult started = table.start(key, plan, out, plan_args[plan]);
+      ASSERT_EQ(twin.start(key, plan, twin_out, plan_args[plan]).flow, started.flow);
       flows_started += started.outcome == StartOutcome::started;
     } else if (choice < 9) {
       auto picked = std::next(running.begin(), long(random() % running.size()));
@@ -401,8 +482,9 @@ TEST(FlowTable, RandomFlowsKeepEveryRule) {
       running.erase(picked);
       JobOutcome outcome = random() % 12 == 0 ? JobOutcome::failed : JobOutcome::succeeded;
       bool live_before = table.summary(job.flow) && !flow_finished(table.summary(job.flow)->status);
-      CompleteOutcome applied = table.complete(job.job_mark, outcome, "", out);
-      ASSERT_EQ(twin.complete(job.job_mark, outcome, "", twin_out), applied);
+      std::string output(random() % 4, 'o');
+      CompleteOutcome applied = table.complete(job.job_mark, outcome, output, out);
+      ASSERT_EQ(twin.complete(job.job_mark, outcome, output, twin_out), applied);
       ASSERT_EQ(applied == CompleteOutcome::applied, live_before) << "seed " << seed;
       if (applied == CompleteOutcome::applied) {
         // A second result for the same mark never applies.
@@ -430,6 +512,9 @@ TEST(FlowTable, RandomFlowsKeepEveryRule) {
         }
         ASSERT_NO_FATAL_FAILURE(take(out, twin_out));
       }
+    if (event % 40 == 39) {
+      ASSERT_NO_FATAL_FAILURE(expect_reads_back(table, limits, seed));
+    }
   }
   EXPECT_GT(flows_started, 100u);
   const FlowTableCounters& counters = table.counters();
@@ -444,12 +529,6 @@ TEST(FlowTable, RandomFlowsKeepEveryRule) {
 
 namespace keel::flow {
 namespace {
-
-std::vector<std::byte> bytes_of(const FlowTable& table) {
-  std::vector<std::byte> bytes;
-  table.serialize(bytes);
-  return bytes;
-}
 
 FlowTable read_back(const std::vector<std::byte>& bytes) {
   ledger::ByteReader in{bytes, "flow table"};
@@ -546,6 +625,304 @@ TEST(FlowTableBytes, DamagedBytesAreAnErrorNeverACrash) {
     }
   }
   std::printf("%zu of 3000 damaged tables were still well formed\n", accepted);
+}
+
+// Where each field of a table's bytes lies (serialize's layout, walked as deserialize
+// reads it), so that a test can change exactly one.
+struct StepFields {
+  size_t dependencies_left = 0, status = 0, queued = 0, dispatched = 0, finished = 0, failed = 0;
+  size_t outputs = 0, end = 0;  // the kept outputs: their count, then each part
+};
+struct LiveFields {
+  size_t start = 0, args = 0, status = 0, steps_left = 0, jobs_succeeded = 0, jobs_failed = 0;
+  std::vector<StepFields> steps;
+};
+struct TableFields {
+  std::vector<size_t> queue_entries;  // each (u64 flow, u16 step), products in order
+  std::map<uint64_t, LiveFields> live;
+  std::vector<size_t> running;        // each job: u64 mark, u64 flow, u16 step, u32 sub-job
+  size_t running_end = 0;             // where the kept finished flows start
+};
+
+TableFields fields_of(const FlowTable& table, const std::vector<std::byte>& bytes) {
+  ledger::ByteReader in{bytes, "flow table"};
+  TableFields fields;
+  auto skip = [&](size_t size) { in.offset += size; };
+  auto u32 = [&] {
+    uint32_t value = 0;
+    EXPECT_TRUE(in.get(value));
+    return value;
+  };
+  auto u64 = [&] {
+    uint64_t value = 0;
+    EXPECT_TRUE(in.get(value));
+    return value;
+  };
+  auto field = [&](size_t& at, size_t size) {
+    at = in.offset;
+    skip(size);
+  };
+  skip(4 + 4 + 8 + 8 + sizeof(FlowTableCounters));  // magic, version, sequences, counters
+  for (uint32_t product = u32(); product > 0; --product) {
+    skip(u32() + 8);  // name, priority, running_max
+    for (uint64_t entry = u64(); entry > 0; --entry) {
+      fields.queue_entries.push_back(in.offset);
+      skip(10);
+    }
+  }
+  for (uint32_t plan = u32(); plan > 0; --plan) skip(u32());
+  for (uint64_t flow = u64(); flow > 0; --flow) {
+    LiveFields live;
+    live.start = in.offset;
+    uint64_t id = u64();
+    skip(u32());  // key
+    live.args = in.offset;
+    skip(u32());
+    uint32_t plan = u32();
+    field(live.status, 4);
+    field(live.steps_left, 4);
+    field(live.jobs_succeeded, 8);
+    field(live.jobs_failed, 8);
+    for (size_t index = 0; index < table.plan(plan).steps.size(); ++index) {
+      StepFields step;
+      field(step.dependencies_left, 2);
+      field(step.status, 1);
+      field(step.queued, 1);
+      field(step.dispatched, 4);
+      field(step.finished, 4);
+      field(step.failed, 4);
+      step.outputs = in.offset;
+      for (uint32_t part = u32(); part > 0; --part) skip(u32());
+      step.end = in.offset;
+      live.steps.push_back(step);
+    }
+    fields.live.emplace(id, std::move(live));
+  }
+  for (uint64_t job = u64(); job > 0; --job) {
+    fields.running.push_back(in.offset);
+    skip(22);
+  }
+  fields.running_end = in.offset;
+  return fields;
+}
+
+template <class T>
+std::vector<std::byte> with(std::vector<std::byte> bytes, size_t at, T value) {
+  std::memcpy(bytes.data() + at, &value, sizeof value);
+  return bytes;
+}
+
+// The bytes with [from, to) replaced.
+std::vector<std::byte> spliced(const std::vector<std::byte>& bytes, size_t from, size_t to,
+                               const std::vector<std::byte>& replacement) {
+  std::vector<std::byte> out(bytes.begin(), bytes.begin() + long(from));
+  out.insert(out.end(), replacement.begin(), replacement.end());
+  out.insert(out.end(), bytes.begin() + long(to), bytes.end());
+  return out;
+}
+
+// A live flow's arguments replaced.
+std::vector<std::byte> with_args(const std::vector<std::byte>& bytes, const LiveFields& flow, std::string_view args) {
+  uint32_t old_size = 0;
+  std::memcpy(&old_size, bytes.data() + flow.args, sizeof old_size);
+  std::vector<std::byte> replacement;
+  ledger::put_string32(replacement, args);
+  return spliced(bytes, flow.args, flow.args + 4 + old_size, replacement);
+}
+
+// deserialize's error for the bytes, or "accepted".
+std::string refusal(const std::vector<std::byte>& bytes, FlowTableLimits limits = {}) {
+  ledger::ByteReader in{bytes, "flow table"};
+  Result<FlowTable> table = FlowTable::deserialize(in, limits);
+  if (!table) return table.error().message;
+  return in.at_end() ? "accepted" : "accepted, with bytes left over";
+}
+
+std::string error_at(size_t offset, const std::string& what) {
+  return "flow table: offset " + std::to_string(offset) + ": " + what;
+}
+
+// Product "p" runs at most 8 jobs. Flow 1 (loan_plan): s0 succeeded; s1 running; s2 (split
+// 16, its output kept) has sent 8 sub-jobs, sub-job 0 finished with output "xy", and is
+// queued for the rest; s3 waits for s1 and s2. Flow 2: created, s0 queued. Flow 3:
+// created and paused, s0 queued. Flow 4: cancelled while queued (a dead queue entry).
+FlowTable mid_run_table() {
+  FlowTable table;
+  std::vector<JobDispatch> out;
+  table.set_product("p", {.priority = 0, .running_max = 8}, out);
+  uint32_t plan = table.add_plan(loan_plan("p"));
+  table.start("a", plan, out);
+  table.complete(out[0].job_mark, JobOutcome::succeeded, "", out);    // sends s1 and s2's 0..6
+  table.complete(out[2].job_mark, JobOutcome::succeeded, "xy", out);  // s2's 0; sends its 7
+  table.start("b", plan, out);
+  table.start("c", plan, out);
+  table.pause(3);
+  table.start("d", plan, out);
+  table.cancel(4, out);
+  return table;
+}
+
+TEST(FlowTableBytes, TheMidRunTableIsWhatTheTestsBelowAssume) {
+  FlowTable table = mid_run_table();
+  std::vector<std::byte> bytes = bytes_of(table);
+  TableFields fields = fields_of(table, bytes);
+  ASSERT_EQ(fields.live.size(), 3u);
+  EXPECT_EQ(fields.queue_entries.size(), 4u);
+  ASSERT_EQ(fields.running.size(), 8u);
+  EXPECT_EQ(table.summary(1)->steps, (std::vector<JobStatus>{JobStatus::succeeded, JobStatus::running,
+                                                             JobStatus::running, JobStatus::pending}));
+  EXPECT_EQ(table.summary(1)->jobs_succeeded, 2u);
+  EXPECT_EQ(table.summary(2)->status, FlowStatus::created);
+  EXPECT_EQ(table.summary(3)->status, FlowStatus::paused);
+  EXPECT_EQ(table.summary(4)->status, FlowStatus::cancelled);
+  std::vector<JobDispatch> running = table.running_jobs();
+  EXPECT_EQ(running[0].step, 1);
+  EXPECT_EQ(running[1].step, 2);
+  EXPECT_EQ(running[1].sub_job, 1u);
+  EXPECT_EQ(running[2].sub_job, 2u);
+  EXPECT_EQ(refusal(bytes), "accepted");
+}
+
+// Each rule deserialize checks, broken by changing one field of a table the operations
+// left (or two or three, where the rule is only reached once the others hold): one
+// error, naming the flow's offset (or the section's end) and the rule.
+TEST(FlowTableBytes, ALiveFlowsFieldsMustAgree) {
+  FlowTable table = mid_run_table();
+  const std::vector<std::byte> bytes = bytes_of(table);
+  TableFields fields = fields_of(table, bytes);
+  const LiveFields& first = fields.live.at(1);
+  const std::vector<StepFields>& steps = first.steps;
+  auto flow_error = [&](uint64_t flow, const std::string& what) {
+    return error_at(fields.live.at(flow).start, "live flow " + std::to_string(flow) + ": " + what);
+  };
+  EXPECT_EQ(refusal(with(bytes, first.steps_left, uint32_t(2))),
+            flow_error(1, "steps_left is 2 but 3 steps have not succeeded"));
+  EXPECT_EQ(refusal(with(bytes, steps[3].dependencies_left, uint16_t(1))),
+            flow_error(1, "step 3: dependencies_left is 1 but 2 of its dependencies have not succeeded"));
+  EXPECT_EQ(refusal(with(bytes, steps[1].dependencies_left, uint16_t(1))),
+            flow_error(1, "step 1: dependencies_left is 1 but 0 of its dependencies have not succeeded"));
+  for (JobStatus ended : {JobStatus::failed, JobStatus::timed_out, JobStatus::cancelled})
+    EXPECT_EQ(refusal(with(bytes, steps[1].status, uint8_t(ended))),
+              flow_error(1, "step 1: it ended " + std::string(job_status_text(ended)) + " but its flow is live"));
+  EXPECT_EQ(refusal(with(bytes, steps[1].status, uint8_t(JobStatus::pending))),
+            flow_error(1, "step 1: it is pending but sub-jobs were sent"));
+  EXPECT_EQ(refusal(with(bytes, steps[3].status, uint8_t(JobStatus::running))),
+            flow_error(1, "step 3: it is running but no sub-job was sent"));
+  EXPECT_EQ(refusal(with(bytes, steps[0].status, uint8_t(JobStatus::running))),
+            flow_error(1, "step 0: it is running but every sub-job finished"));
+  EXPECT_EQ(refusal(with(bytes, steps[1].status, uint8_t(JobStatus::succeeded))),
+            flow_error(1, "step 1: it succeeded but not every sub-job finished"));
+  EXPECT_EQ(refusal(with(bytes, steps[2].failed, uint32_t(1))),
+            flow_error(1, "step 2: more sub-jobs failed than it tolerates, yet it did not fail"));
+  EXPECT_EQ(refusal(with(bytes, steps[1].queued, uint8_t(1))),
+            flow_error(1, "step 1: it is queued but not ready (dependencies left, or every sub-job sent)"));
+  EXPECT_EQ(refusal(with(bytes, steps[2].queued, uint8_t(0))),
+            flow_error(1, "step 2: it is ready but not queued, and its flow is not paused"));
+  EXPECT_EQ(refusal(with(bytes, fields.live.at(2).steps[0].queued, uint8_t(0))),
+            flow_error(2, "step 0: it is ready but not queued, and its flow is not paused"));
+  EXPECT_EQ(refusal(with(bytes, first.jobs_succeeded, uint64_t(3))),
+            flow_error(1, "jobs_succeeded and jobs_failed are not its steps' finished sub-jobs"));
+  EXPECT_EQ(refusal(with(bytes, first.jobs_failed, uint64_t(1))),
+            flow_error(1, "jobs_succeeded and jobs_failed are not its steps' finished sub-jobs"));
+  EXPECT_EQ(refusal(with(bytes, first.status, uint32_t(FlowStatus::created))),
+            flow_error(1, "it is created but sub-jobs were sent"));
+  EXPECT_EQ(refusal(with(bytes, fields.live.at(2).status, uint32_t(FlowStatus::running))),
+            flow_error(2, "it is running but no sub-job was sent"));
+  // Step 2's kept outputs (16 parts, one "xy") gone, though its sub-job 0 succeeded.
+  EXPECT_EQ(refusal(spliced(bytes, steps[2].outputs, steps[2].end, std::vector<std::byte>(4))),
+            flow_error(1, "step 2: its kept outputs do not match its succeeded sub-jobs"));
+  // Step 1 running with step 0, which it runs after, not succeeded (so its count is 1).
+  std::vector<std::byte> early = with(with(bytes, steps[0].status, uint8_t(JobStatus::running)), steps[0].finished, 0u);
+  EXPECT_EQ(refusal(with(early, steps[1].dependencies_left, uint16_t(1))),
+            flow_error(1, "step 1: sub-jobs were sent before its dependencies succeeded"));
+}
+
+TEST(FlowTableBytes, QueuesAndRunningJobsMustMatchTheSteps) {
+  FlowTable table = mid_run_table();
+  const std::vector<std::byte> bytes = bytes_of(table);
+  TableFields fields = fields_of(table, bytes);
+  size_t live_end = fields.running.front() - 8;  // the running jobs' count
+  // Queue entries, in order: (1, 2), (2, 0), (3, 0), (4, 0) (flow 4 ended: dead).
+  EXPECT_EQ(refusal(with(bytes, fields.queue_entries[2], uint64_t(2))),
+            error_at(live_end, "a step is in its product's queue twice"));
+  EXPECT_EQ(refusal(with(bytes, fields.queue_entries[2], uint64_t(4))),
+            error_at(live_end, "live flow 3: step 0 is queued but in no queue"));
+  // Running jobs by mark: step 1's, then step 2's sub-jobs 1 to 7.
+  EXPECT_EQ(refusal(with(bytes, fields.running[2] + 18, uint32_t(1))),
+            error_at(fields.running[2], "two running jobs of one sub-job"));
+  EXPECT_EQ(refusal(with(bytes, fields.running[0] + 16, uint16_t(2))),
+            error_at(fields.running_end,
+                     "live flow 1: step 1 has 0 running jobs, but sent minus finished sub-jobs is 1"));
+  // The last running job gone (and the count one less).
+  std::vector<std::byte> one_less =
+      with(spliced(bytes, fields.running[7], fields.running_end, {}), live_end, uint64_t(7));
+  EXPECT_EQ(refusal(one_less),
+            error_at(fields.running[7],
+                     "live flow 1: step 2 has 6 running jobs, but sent minus finished sub-jobs is 7"));
+}
+
+// A kept output within output_bytes_max as each part arrives: a table of format 2 read
+// with a smaller bound is refused; one of format 1 (whose writer may have bounded a kept
+// output only as its step finished) is not.
+TEST(FlowTableBytes, AKeptOutputPastItsBoundIsRefusedFromFormat2) {
+  FlowTable table;
+  std::vector<JobDispatch> out;
+  uint32_t plan = table.add_plan(model_of("kept", "p", {step({}, 3), step({0}, 1, 0, {0})}));
+  table.start("k", plan, out);
+  table.complete(out[0].job_mark, JobOutcome::succeeded, std::string(15, 'a'), out);
+  table.complete(out[1].job_mark, JobOutcome::succeeded, std::string(15, 'b'), out);
+  std::vector<std::byte> bytes = bytes_of(table);
+  EXPECT_EQ(refusal(bytes, {.output_bytes_max = 30}), "accepted");
+  EXPECT_EQ(refusal(bytes, {.output_bytes_max = 29}),
+            error_at(fields_of(table, bytes).live.at(1).start,
+                     "live flow 1: step 0: its kept outputs are past output_bytes_max"));
+  // Format 1: the same bytes without the timers (none: their sequence and a count of 0).
+  std::vector<std::byte> format_1 = with(std::vector<std::byte>(bytes.begin(), bytes.end() - 12), 4, uint32_t(1));
+  EXPECT_EQ(refusal(format_1, {.output_bytes_max = 29}), "accepted");
+}
+
+// A live flow's arguments are what the ledger's flow_start lets it start with: its plan's
+// declared arguments in encode_flow_args's form, one taken in parts in that many parts.
+TEST(FlowTableBytes, ALiveFlowsArgumentsAreItsPlans) {
+  FlowTable table;
+  std::vector<JobDispatch> out;
+  FlowModel model = with_arguments(model_of("with_args", "p", {step({}), step({0}, 3)}));
+  ASSERT_EQ(model.arguments, (std::vector<std::string>{"doc", "rows"}));
+  uint32_t plan = table.add_plan(model);
+  uint32_t bare = table.add_plan(model_of("bare", "p", {step({})}));
+  std::string rows = parts_of({"r0", "r1", "r2"});
+  ASSERT_EQ(args_for(model), args_of({{"doc", "value"}, {"rows", parts_of({"r0", "r1", "r2"})}}));
+  table.start("a", plan, out, args_of({{"doc", "d"}, {"rows", rows}}));
+  table.start("b", bare, out);
+  const std::vector<std::byte> bytes = bytes_of(table);
+  ASSERT_EQ(refusal(bytes), "accepted");
+  TableFields fields = fields_of(table, bytes);
+  auto refused = [&](uint64_t flow, std::string_view args) {
+    return refusal(with_args(bytes, fields.live.at(flow), args));
+  };
+  auto flow_error = [&](uint64_t flow, const std::string& what) {
+    return error_at(fields.live.at(flow).start, "live flow " + std::to_string(flow) + ": " + what);
+  };
+  EXPECT_EQ(refused(1, args_of({{"doc", ""}, {"rows", parts_of({"", "", "x"})}})), "accepted");
+  EXPECT_EQ(refused(1, ""), flow_error(1, "its arguments lack 'doc'"));
+  EXPECT_EQ(refused(1, args_of({{"doc", "d"}})), flow_error(1, "its arguments lack 'rows'"));
+  EXPECT_EQ(refused(1, args_of({{"rows", rows}, {"doc", "d"}})),
+            flow_error(1, "its arguments' names are not ascending"));
+  EXPECT_EQ(refused(1, args_of({{"doc", "d"}, {"doc", "e"}})), flow_error(1, "its arguments' names are not ascending"));
+  EXPECT_EQ(refused(1, args_of({{"doc", "d"}, {"rows", rows}, {"zebra", ""}})),
+            flow_error(1, "its arguments are more than its plan declares"));
+  EXPECT_EQ(refused(1, args_of({{"doc", "d"}, {"rows", parts_of({"r0", "r1"})}})),
+            flow_error(1, "its argument 'rows' is not in 3 parts"));
+  EXPECT_EQ(refused(1, args_of({{"doc", "d"}, {"rows", rows + "x"}})),
+            flow_error(1, "its argument 'rows' is not in 3 parts"));
+  std::string full = args_of({{"doc", "d"}, {"rows", rows}});
+  EXPECT_EQ(refused(1, full.substr(0, full.size() - 1)), flow_error(1, "its arguments are cut short"));
+  EXPECT_EQ(refused(1, full.substr(0, 5)), flow_error(1, "its arguments are cut short"));
+  std::string reserved = full;
+  reserved[2] = 1;  // the first FlowArgHeader's reserved field
+  EXPECT_EQ(refused(1, reserved), flow_error(1, "an argument's reserved field is set"));
+  // A plan that declares none: a flow of it starts with none.
+  EXPECT_EQ(refused(2, args_of({{"doc", "d"}})), flow_error(2, "its arguments are more than its plan declares"));
 }
 
 }  // namespace
