@@ -498,19 +498,6 @@ uint32_t FlowTable::product_running(std::string_view name) const {
 
 namespace keel::flow {
 
-namespace {
-
-constexpr uint32_t table_magic = 0x3154464b;  // "KFT1"
-constexpr uint32_t table_format_version = 2;  // 1: no timers (still read)
-constexpr size_t name_bytes_max = 256;
-constexpr size_t key_bytes_max = 1024;
-constexpr size_t args_bytes_max = 1 << 20;
-
-using ledger::put;
-using ledger::put_string32;
-
-// How many parts an argument value given in parts holds (per part: u32 bytes, then the
-// bytes), or nullopt when it is not a list of parts.
 std::optional<uint32_t> argument_part_count(std::string_view value) {
   size_t offset = 0;
   uint32_t parts = 0;
@@ -525,6 +512,17 @@ std::optional<uint32_t> argument_part_count(std::string_view value) {
   }
   return parts;
 }
+
+namespace {
+
+constexpr uint32_t table_magic = 0x3154464b;  // "KFT1"
+constexpr uint32_t table_format_version = 2;  // 1: no timers (still read)
+constexpr size_t name_bytes_max = 256;
+constexpr size_t key_bytes_max = 1024;
+constexpr size_t args_bytes_max = 1 << 20;
+
+using ledger::put;
+using ledger::put_string32;
 
 // Why a live flow's arguments are not ones the ledger starts a flow of `model` with, or
 // nullopt: its flow_start refuses arguments that are not encode_flow_args's form (per

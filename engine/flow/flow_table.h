@@ -80,6 +80,11 @@ struct FlowPlan {
   std::vector<StepPlan> steps;
 };
 
+// How many parts an argument value given in parts holds (an argument a step takes
+// "[split]": per part a u32 byte count, then the bytes), or nullopt when it is not a list
+// of parts. The ledger's flow_start checks arguments with it; deserialize checks kept ones.
+std::optional<uint32_t> argument_part_count(std::string_view value);
+
 // The plan of a valid model (validate_flow_model passed): dependencies by index, and
 // output_kept for the steps some step's input reads.
 FlowPlan plan_of(const FlowModel& model);

@@ -203,22 +203,6 @@ std::optional<std::string_view> argument_part(std::string_view value, uint32_t i
   }
 }
 
-// How many parts an argument value holds, or nullopt when it is not a list of parts.
-std::optional<uint32_t> argument_part_count(std::string_view value) {
-  size_t offset = 0;
-  uint32_t parts = 0;
-  while (offset < value.size()) {
-    uint32_t size = 0;
-    if (value.size() - offset < sizeof size) return std::nullopt;
-    std::memcpy(&size, value.data() + offset, sizeof size);
-    offset += sizeof size;
-    if (value.size() - offset < size) return std::nullopt;
-    offset += size;
-    ++parts;
-  }
-  return parts;
-}
-
 }  // namespace
 
 OutboundTask ShardExecutor::flow_job_task(const flow::JobDispatch& job, bool* input_ok) const {
@@ -380,7 +364,7 @@ TxStatus ShardExecutor::apply_flow_start(const TxView& view) {
     std::optional<std::span<const std::byte>> value = flow_arg(view.input, model.arguments[argument]);
     if (!value) return TxStatus::flow_args_mismatch;
     uint32_t parts = compiled.argument_parts[argument];
-    if (parts != 0 && argument_part_count(text_of(*value)) != parts) return TxStatus::flow_args_mismatch;
+    if (parts != 0 && flow::argument_part_count(text_of(*value)) != parts) return TxStatus::flow_args_mismatch;
   }
   std::vector<flow::JobDispatch> jobs;
   flow::StartResult started = state_.flows.start(text_of(view.key), *plan, jobs, text_of(view.input));
