@@ -109,19 +109,32 @@ Result<Run> run_engine(const std::string& data_dir, double seconds, const flow::
   return run;
 }
 
+// One shape's figures over the repetitions.
+struct ShapeFigures {
+  Figure jobs, flows, p50, p99, ready_p50, ready_p99, live_bytes, finished_bytes;
+  void add(const Run& run) {
+    jobs.samples.push_back(run.jobs_per_second);
+    flows.samples.push_back(run.flows_per_second);
+    p50.samples.push_back(run.latency_us_p50);
+    p99.samples.push_back(run.latency_us_p99);
+    ready_p50.samples.push_back(run.ready_us_p50);
+    ready_p99.samples.push_back(run.ready_us_p99);
+    live_bytes.samples.push_back(run.bytes_per_live_flow);
+    finished_bytes.samples.push_back(run.bytes_per_finished_flow);
+  }
+};
+
 struct FlowsResults {
-  Figure loan_jobs, loan_flows, loan_p50, loan_p99, split_jobs, split_flows, split_p50, split_p99, tasks;
-  Figure loan_ready_p50, loan_ready_p99, split_ready_p50, split_ready_p99;
-  Figure paced_jobs, paced_ready_p50, paced_ready_p99, paced_p50, paced_p99;  // the loan at a fixed rate
-  Figure loan_live_bytes, loan_finished_bytes, split_live_bytes;
+  ShapeFigures loan, split, paced;  // paced: the loan at a fixed rate
+  Figure tasks;
   uint64_t failed = 0, setup_refused = 0;
   std::string plan;
 };
 
 void print_report(const FlowsBenchOptions& options, const std::string& directory, const FlowsResults& results) {
   std::vector<Target> targets = {
-      {"loan-shape jobs/s / 100,000", results.loan_jobs.median() / target_jobs_per_second, 1.0},
-      {"10,000-way split jobs/s / 100,000", results.split_jobs.median() / target_jobs_per_second, 1.0}};
+      {"loan-shape jobs/s / 100,000", results.loan.jobs.median() / target_jobs_per_second, 1.0},
+      {"10,000-way split jobs/s / 100,000", results.split.jobs.median() / target_jobs_per_second, 1.0}};
   if (options.json) {
     nlohmann::json json;
     json["benchmark"] = "flows";
@@ -130,27 +143,27 @@ void print_report(const FlowsBenchOptions& options, const std::string& directory
     json["directory"] = directory;
     json["repetitions"] = options.repetitions;
     json["seconds_per_run"] = options.seconds;
-    json["jobs_per_second"] = {{"loan", results.loan_jobs.json()},
-                               {"split_10000", results.split_jobs.json()},
+    json["jobs_per_second"] = {{"loan", results.loan.jobs.json()},
+                               {"split_10000", results.split.jobs.json()},
                                {"plain_tasks_baseline", results.tasks.json()}};
-    json["flows_per_second"] = {{"loan", results.loan_flows.json()}, {"split_10000", results.split_flows.json()}};
-    json["ratio_loan_jobs_to_plain_tasks"] = paired_ratio(results.loan_jobs, results.tasks);
-    json["ratio_split_jobs_to_plain_tasks"] = paired_ratio(results.split_jobs, results.tasks);
-    json["dispatch_latency_us_p50"] = {{"loan", results.loan_p50.json()}, {"split_10000", results.split_p50.json()}};
-    json["dispatch_latency_us_p99"] = {{"loan", results.loan_p99.json()}, {"split_10000", results.split_p99.json()}};
-    json["ready_to_dispatched_us_p50"] = {{"loan", results.loan_ready_p50.json()},
-                                          {"split_10000", results.split_ready_p50.json()}};
-    json["ready_to_dispatched_us_p99"] = {{"loan", results.loan_ready_p99.json()},
-                                          {"split_10000", results.split_ready_p99.json()}};
+    json["flows_per_second"] = {{"loan", results.loan.flows.json()}, {"split_10000", results.split.flows.json()}};
+    json["ratio_loan_jobs_to_plain_tasks"] = paired_ratio(results.loan.jobs, results.tasks);
+    json["ratio_split_jobs_to_plain_tasks"] = paired_ratio(results.split.jobs, results.tasks);
+    json["dispatch_latency_us_p50"] = {{"loan", results.loan.p50.json()}, {"split_10000", results.split.p50.json()}};
+    json["dispatch_latency_us_p99"] = {{"loan", results.loan.p99.json()}, {"split_10000", results.split.p99.json()}};
+    json["ready_to_dispatched_us_p50"] = {{"loan", results.loan.ready_p50.json()},
+                                          {"split_10000", results.split.ready_p50.json()}};
+    json["ready_to_dispatched_us_p99"] = {{"loan", results.loan.ready_p99.json()},
+                                          {"split_10000", results.split.ready_p99.json()}};
     json["loan_at_fixed_rate"] = {{"flows_per_second_offered", options.latency_flows_per_second},
-                                  {"jobs_per_second", results.paced_jobs.json()},
-                                  {"ready_to_dispatched_us_p50", results.paced_ready_p50.json()},
-                                  {"ready_to_dispatched_us_p99", results.paced_ready_p99.json()},
-                                  {"dispatch_latency_us_p50", results.paced_p50.json()},
-                                  {"dispatch_latency_us_p99", results.paced_p99.json()}};
-    json["bytes_per_live_flow"] = {{"loan", results.loan_live_bytes.json()},
-                                   {"split_10000", results.split_live_bytes.json()}};
-    json["bytes_per_finished_flow"] = results.loan_finished_bytes.json();
+                                  {"jobs_per_second", results.paced.jobs.json()},
+                                  {"ready_to_dispatched_us_p50", results.paced.ready_p50.json()},
+                                  {"ready_to_dispatched_us_p99", results.paced.ready_p99.json()},
+                                  {"dispatch_latency_us_p50", results.paced.p50.json()},
+                                  {"dispatch_latency_us_p99", results.paced.p99.json()}};
+    json["bytes_per_live_flow"] = {{"loan", results.loan.live_bytes.json()},
+                                   {"split_10000", results.split.live_bytes.json()}};
+    json["bytes_per_finished_flow"] = results.loan.finished_bytes.json();
     json["failed"] = results.failed;
     add_targets_json(json, targets);
     std::printf("%s\n", json.dump().c_str());
@@ -165,30 +178,30 @@ void print_report(const FlowsBenchOptions& options, const std::string& directory
     std::printf("%-52s %12.3f %12.3f %12.3f\n", name, figure.median() / scale, figure.min() / scale,
                 figure.max() / scale);
   };
-  row("loan shape: jobs/s (k)", results.loan_jobs, 1e3);
-  row("loan shape: flows/s (k)", results.loan_flows, 1e3);
-  row("loan shape: dispatch latency p50 (us)", results.loan_p50, 1);
-  row("loan shape: dispatch latency p99 (us)", results.loan_p99, 1);
-  row("loan shape: ready -> dispatched p50 (us)", results.loan_ready_p50, 1);
-  row("loan shape: ready -> dispatched p99 (us)", results.loan_ready_p99, 1);
+  row("loan shape: jobs/s (k)", results.loan.jobs, 1e3);
+  row("loan shape: flows/s (k)", results.loan.flows, 1e3);
+  row("loan shape: dispatch latency p50 (us)", results.loan.p50, 1);
+  row("loan shape: dispatch latency p99 (us)", results.loan.p99, 1);
+  row("loan shape: ready -> dispatched p50 (us)", results.loan.ready_p50, 1);
+  row("loan shape: ready -> dispatched p99 (us)", results.loan.ready_p99, 1);
   std::printf("%s\n", ("loan shape at " + std::to_string(options.latency_flows_per_second) + " flows/s offered:").c_str());
-  row("  jobs/s (k)", results.paced_jobs, 1e3);
-  row("  ready -> dispatched p50 (us)", results.paced_ready_p50, 1);
-  row("  ready -> dispatched p99 (us)", results.paced_ready_p99, 1);
-  row("  dispatch latency p50 (us)", results.paced_p50, 1);
-  row("  dispatch latency p99 (us)", results.paced_p99, 1);
-  row("10,000-way split: jobs/s (k)", results.split_jobs, 1e3);
-  row("10,000-way split: flows/s", results.split_flows, 1);
-  row("10,000-way split: dispatch latency p50 (us)", results.split_p50, 1);
-  row("10,000-way split: dispatch latency p99 (us)", results.split_p99, 1);
-  row("10,000-way split: ready -> dispatched p50 (us)", results.split_ready_p50, 1);
-  row("10,000-way split: ready -> dispatched p99 (us)", results.split_ready_p99, 1);
-  row("loan shape: bytes per live flow", results.loan_live_bytes, 1);
-  row("10,000-way split: bytes per live flow (its running jobs)", results.split_live_bytes, 1);
-  row("bytes per finished flow kept", results.loan_finished_bytes, 1);
+  row("  jobs/s (k)", results.paced.jobs, 1e3);
+  row("  ready -> dispatched p50 (us)", results.paced.ready_p50, 1);
+  row("  ready -> dispatched p99 (us)", results.paced.ready_p99, 1);
+  row("  dispatch latency p50 (us)", results.paced.p50, 1);
+  row("  dispatch latency p99 (us)", results.paced.p99, 1);
+  row("10,000-way split: jobs/s (k)", results.split.jobs, 1e3);
+  row("10,000-way split: flows/s", results.split.flows, 1);
+  row("10,000-way split: dispatch latency p50 (us)", results.split.p50, 1);
+  row("10,000-way split: dispatch latency p99 (us)", results.split.p99, 1);
+  row("10,000-way split: ready -> dispatched p50 (us)", results.split.ready_p50, 1);
+  row("10,000-way split: ready -> dispatched p99 (us)", results.split.ready_p99, 1);
+  row("loan shape: bytes per live flow", results.loan.live_bytes, 1);
+  row("10,000-way split: bytes per live flow (its running jobs)", results.split.live_bytes, 1);
+  row("bytes per finished flow kept", results.loan.finished_bytes, 1);
   row("baseline: plain compute tasks/s (k)", results.tasks, 1e3);
   std::printf("loan jobs / plain tasks: %.2f; split jobs / plain tasks: %.2f; failed: %llu\n",
-              paired_ratio(results.loan_jobs, results.tasks), paired_ratio(results.split_jobs, results.tasks),
+              paired_ratio(results.loan.jobs, results.tasks), paired_ratio(results.split.jobs, results.tasks),
               (unsigned long long)results.failed);
   print_targets(targets);
 }
@@ -230,32 +243,8 @@ int run_flows_bench(const FlowsBenchOptions& options) {
       results.failed += run->failed;
       results.setup_refused += run->setup_refused;
       results.plan = run->plan;
-      if (is_paced) {
-        results.paced_jobs.samples.push_back(run->jobs_per_second);
-        results.paced_ready_p50.samples.push_back(run->ready_us_p50);
-        results.paced_ready_p99.samples.push_back(run->ready_us_p99);
-        results.paced_p50.samples.push_back(run->latency_us_p50);
-        results.paced_p99.samples.push_back(run->latency_us_p99);
-      } else if (model == &loan) {
-        results.loan_jobs.samples.push_back(run->jobs_per_second);
-        results.loan_flows.samples.push_back(run->flows_per_second);
-        results.loan_p50.samples.push_back(run->latency_us_p50);
-        results.loan_p99.samples.push_back(run->latency_us_p99);
-        results.loan_ready_p50.samples.push_back(run->ready_us_p50);
-        results.loan_ready_p99.samples.push_back(run->ready_us_p99);
-        results.loan_live_bytes.samples.push_back(run->bytes_per_live_flow);
-        results.loan_finished_bytes.samples.push_back(run->bytes_per_finished_flow);
-      } else if (model == &split) {
-        results.split_jobs.samples.push_back(run->jobs_per_second);
-        results.split_flows.samples.push_back(run->flows_per_second);
-        results.split_p50.samples.push_back(run->latency_us_p50);
-        results.split_p99.samples.push_back(run->latency_us_p99);
-        results.split_ready_p50.samples.push_back(run->ready_us_p50);
-        results.split_ready_p99.samples.push_back(run->ready_us_p99);
-        results.split_live_bytes.samples.push_back(run->bytes_per_live_flow);
-      } else {
-        results.tasks.samples.push_back(run->jobs_per_second);
-      }
+      if (!model) results.tasks.samples.push_back(run->jobs_per_second);
+      else (is_paced ? results.paced : model == &loan ? results.loan : results.split).add(*run);
     }
     if (!options.json) std::fprintf(stderr, "  repetition %u of %u done\n", repetition + 1, options.repetitions);
   }

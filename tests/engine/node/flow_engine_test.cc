@@ -188,14 +188,6 @@ TEST(FlowEngine, TwoHundredFlowsSucceedWithEveryJobOnceAcrossRestarts) {
   if (!HasFailure()) fs::remove_all(directory);
 }
 
-}  // namespace
-}  // namespace keel::node
-
-namespace keel::node {
-namespace {
-
-using namespace testing;
-
 // The crash test of flows: while a client starts flows, the engine is killed with SIGKILL
 // at random moments 20 times (seed printed) and restarted on the same data, snapshots
 // every 8 blocks (so recovery starts from flow tables in snapshots). Afterwards, once a
@@ -296,14 +288,6 @@ TEST(FlowEngine, FlowsFinishWithEveryJobOnceAcrossTwentyKills) {
   EXPECT_EQ(flow_results, started * 10) << "seed " << seed;
   if (!HasFailure()) fs::remove_all(directory);
 }
-
-}  // namespace
-}  // namespace keel::node
-
-namespace keel::node {
-namespace {
-
-using namespace testing;
 
 // A contract started by a cron timer every minute, each flow one sleep job of 0 ms.
 const char tick_model[] = R"(name = "tick"
