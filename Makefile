@@ -32,11 +32,11 @@ test-asan: deps
 	@cmake --build build-asan -j$(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j1
 
-# ThreadSanitizer checks the memory ordering of the rings, of the client table and gateway
-# built on them, and of the scheduler, the pool supervisor and the worker process with its
+# ThreadSanitizer checks the memory ordering of the rings, of a tile handed between cores,
+# of the client table and gateway built on them, and of the scheduler, the pool supervisor and the worker process with its
 # oneTBB arena (threads and processes). tests/tsan.supp says which oneTBB internals it
 # cannot see into; atexit_sleep_ms=0 lets a worker's _exit be as quick as in production.
-TSAN_TESTS = keel_test_shm_ring keel_test_shm_arena keel_test_engine_client_table keel_test_engine_client \
+TSAN_TESTS = keel_test_shm_ring keel_test_shm_arena keel_test_engine_core keel_test_engine_client_table keel_test_engine_client \
              keel_test_engine_client_gateway keel_test_engine_sched_scheduler keel_test_engine_sched_worker \
              keel_test_engine_sched_pool_supervisor
 test-tsan: deps

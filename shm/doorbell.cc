@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <climits>
 
 namespace keel::shm {
@@ -29,6 +30,34 @@ void doorbell_sleep(Doorbell* bell, uint32_t sequence, uint32_t timeout_us) {
   timespec timeout{time_t(timeout_us / 1'000'000), long(timeout_us % 1'000'000) * 1000};
   // EAGAIN (rung already), EINTR (a signal) and ETIMEDOUT all mean: go and look again.
   futex(&bell->sequence, FUTEX_WAIT, sequence, &timeout);
+}
+
+bool doorbell_sleep_any(Doorbell* const* bells, const uint32_t* sequences, size_t count, uint32_t timeout_us,
+                        uint32_t fallback_timeout_us) {
+  if (count <= 1) {
+    if (count == 1) doorbell_sleep(bells[0], sequences[0], timeout_us);
+    return true;
+  }
+  futex_waitv waiters[doorbell_wait_many_max] = {};
+  count = count < doorbell_wait_many_max ? count : doorbell_wait_many_max;
+  for (size_t index = 0; index < count; ++index) {
+    waiters[index].val = sequences[index];
+    waiters[index].uaddr = reinterpret_cast<uint64_t>(&bells[index]->sequence);
+    waiters[index].flags = FUTEX_32;  // not FUTEX_PRIVATE_FLAG: the words are shared between processes
+  }
+  // futex_waitv's timeout is absolute, on the clock named last.
+  timespec deadline;
+  clock_gettime(CLOCK_MONOTONIC, &deadline);
+  deadline.tv_nsec += long(timeout_us % 1'000'000) * 1000;
+  deadline.tv_sec += time_t(timeout_us / 1'000'000) + deadline.tv_nsec / 1'000'000'000;
+  deadline.tv_nsec %= 1'000'000'000;
+  long woken = syscall(SYS_futex_waitv, waiters, unsigned(count), 0u, &deadline, CLOCK_MONOTONIC);
+  if (woken < 0 && errno == ENOSYS) {
+    doorbell_sleep(bells[0], sequences[0], timeout_us < fallback_timeout_us ? timeout_us : fallback_timeout_us);
+    return false;
+  }
+  // A woken index, EAGAIN (one was rung already), EINTR or ETIMEDOUT: go and look again.
+  return true;
 }
 
 void doorbell_finish_sleep(Doorbell* bell) {

@@ -2,20 +2,29 @@
 
 #include <sched.h>
 
+#include <algorithm>
+#include <cassert>
 #include <future>
 
 #include "numa/binding.h"
+#include "shm/segment.h"
 
 namespace keel::engine {
 
 CoreLoop::CoreLoop(CoreOptions options, std::vector<WeightedTile> tiles)
     : options_(std::move(options)), tiles_(std::move(tiles)), deficits_(tiles_.size(), 0) {
-  assert(!tiles_.empty());
   assert(options_.idle.strategy == config::IdleStrategy::spin || options_.doorbell != nullptr);
+  for (WeightedTile& entry : tiles_)
+    if (entry.movable != nullptr) {
+      assert(entry.movable->tile == entry.tile);
+      entry.movable->core_index.store(options_.index, std::memory_order_relaxed);
+      entry.movable->weight.store(entry.weight, std::memory_order_relaxed);
+    }
+  update_sleep_doorbells();
 }
 
 void CoreLoop::begin_drain() {
-  drain_requested_.store(true, std::memory_order_release);
+  drain_requested_.store(true, std::memory_order_seq_cst);
   if (options_.doorbell != nullptr) shm::doorbell_wake(options_.doorbell);
 }
 
@@ -24,8 +33,115 @@ void CoreLoop::stop_now() {
   if (options_.doorbell != nullptr) shm::doorbell_wake(options_.doorbell);
 }
 
+void CoreLoop::request_move(MovableTile* tile, CoreLoop* destination, uint32_t weight) {
+  post({tile, destination, weight});
+}
+
+void CoreLoop::request_weight(MovableTile* tile, uint32_t weight) { post({tile, nullptr, weight}); }
+
+void CoreLoop::post(MoveRequest request) {
+  {
+    std::lock_guard lock(mail_mutex_);
+    requests_.push_back(request);
+    mail_pending_.store(true, std::memory_order_release);
+  }
+  // Unconditional: the wake bumps the futex word, so a sleep prepared before the post
+  // returns at once (doorbell_ring's sleeper check would race with a sleep being prepared).
+  if (options_.doorbell != nullptr) shm::doorbell_wake(options_.doorbell);
+}
+
+bool CoreLoop::adopt(const WeightedTile& entry) {
+  {
+    std::lock_guard lock(mail_mutex_);
+    // A draining core finishes what it has; a tile moved in now would miss its begin_drain
+    // order or keep the core from quiescing. The sender keeps it and drains it itself.
+    if (closed_ || drain_requested_.load(std::memory_order_seq_cst)) return false;
+    arriving_.push_back(entry);
+    mail_pending_.store(true, std::memory_order_release);
+  }
+  if (options_.doorbell != nullptr) shm::doorbell_wake(options_.doorbell);
+  return true;
+}
+
+void CoreLoop::take_mail() {
+  std::vector<MoveRequest> requests;
+  std::vector<WeightedTile> arriving;
+  {
+    std::lock_guard lock(mail_mutex_);
+    requests.swap(requests_);
+    arriving.swap(arriving_);
+    mail_pending_.store(false, std::memory_order_relaxed);
+  }
+  for (const WeightedTile& entry : arriving) {
+    tiles_.push_back(entry);
+    deficits_.push_back(0);
+    entry.movable->core_index.store(options_.index, std::memory_order_release);
+    entry.movable->weight.store(entry.weight, std::memory_order_relaxed);
+    entry.movable->moves.fetch_add(1, std::memory_order_relaxed);
+    // Drain was asked after the sender handed it over (adopt refuses it afterwards): the
+    // tile has not been told yet, and only its new core can tell it.
+    if (draining_) entry.tile->begin_drain();
+    ++stats_.tiles_moved_in;
+  }
+  for (const MoveRequest& request : requests) {
+    size_t index = 0;
+    while (index < tiles_.size() && tiles_[index].movable != request.tile) ++index;
+    if (index == tiles_.size()) {
+      ++stats_.moves_refused;  // not here (any more): the requester's view was stale
+      continue;
+    }
+    uint32_t weight = std::max<uint32_t>(request.weight, 1);
+    if (request.destination == nullptr || request.destination == this) {
+      tiles_[index].weight = weight;
+      request.tile->weight.store(weight, std::memory_order_relaxed);
+      continue;
+    }
+    if (draining_) {
+      ++stats_.moves_refused;
+      continue;
+    }
+    WeightedTile entry = tiles_[index];
+    entry.weight = weight;
+    // The hand-over: from here on this core never polls the tile again. The destination's
+    // mutex orders everything this thread did to the tile before its first poll there.
+    if (!request.destination->adopt(entry)) {
+      ++stats_.moves_refused;
+      continue;
+    }
+    tiles_.erase(tiles_.begin() + ptrdiff_t(index));
+    deficits_.erase(deficits_.begin() + ptrdiff_t(index));
+    ++stats_.tiles_moved_out;
+  }
+  update_sleep_doorbells();
+}
+
+void CoreLoop::update_sleep_doorbells() {
+  sleep_doorbells_.clear();
+  timed_tiles_ = 0;
+  if (options_.doorbell != nullptr) sleep_doorbells_.push_back(options_.doorbell);
+  for (const WeightedTile& entry : tiles_) {
+    if (entry.movable == nullptr) continue;
+    if (entry.movable->busy_ns != nullptr) ++timed_tiles_;
+    shm::Doorbell* home = entry.movable->home_doorbell;
+    if (home == nullptr || sleep_doorbells_.empty()) continue;
+    if (std::find(sleep_doorbells_.begin(), sleep_doorbells_.end(), home) == sleep_doorbells_.end())
+      sleep_doorbells_.push_back(home);
+  }
+}
+
+bool CoreLoop::close_if_nothing_arriving() {
+  std::lock_guard lock(mail_mutex_);
+  if (!arriving_.empty()) return false;
+  closed_ = true;
+  return true;
+}
+
 size_t CoreLoop::run_round() {
   size_t work_done = 0;
+  // Poll time per tile, for the balancer's cost per transaction: one clock read per poll,
+  // charged only to polls that did work (an idle poll costs next to nothing, but a
+  // spinning core makes millions of them).
+  uint64_t before_ns = timed_tiles_ > 0 ? shm::monotonic_ns() : 0;
   for (size_t index = 0; index < tiles_.size(); ++index) {
     uint64_t quantum = uint64_t(tiles_[index].weight) * options_.tile_budget;
     deficits_[index] += quantum;
@@ -34,6 +150,13 @@ size_t CoreLoop::run_round() {
     // one quantum so that a long-idle tile cannot come back with a burst.
     deficits_[index] = done == 0 ? 0 : std::min<uint64_t>(deficits_[index] - std::min<uint64_t>(done, deficits_[index]), quantum);
     work_done += done;
+    if (timed_tiles_ > 0) {
+      uint64_t after_ns = shm::monotonic_ns();
+      MovableTile* movable = tiles_[index].movable;
+      if (done > 0 && movable != nullptr && movable->busy_ns != nullptr)
+        movable->busy_ns->fetch_add(after_ns - before_ns, std::memory_order_relaxed);
+      before_ns = after_ns;
+    }
   }
   ++stats_.rounds;
   stats_.work_done += work_done;
@@ -58,16 +181,22 @@ void CoreLoop::idle(uint32_t& idle_streak) {
   }
   // Announce the sleep, then look once more: a producer that published before seeing us
   // as a sleeper is caught by this last round; one that publishes after rings us.
-  uint32_t sequence = shm::doorbell_prepare_sleep(options_.doorbell);
+  size_t bells = std::min(sleep_doorbells_.size(), shm::doorbell_wait_many_max);
+  uint32_t sequences[shm::doorbell_wait_many_max];
+  for (size_t index = 0; index < bells; ++index) sequences[index] = shm::doorbell_prepare_sleep(sleep_doorbells_[index]);
   bool leaving = stop_now_.load(std::memory_order_acquire) ||
-                 (drain_requested_.load(std::memory_order_acquire) && !draining_);
+                 (drain_requested_.load(std::memory_order_acquire) && !draining_) ||
+                 mail_pending_.load(std::memory_order_acquire);
   if (!leaving && run_round() == 0) {
     ++stats_.sleeps;
-    shm::doorbell_sleep(options_.doorbell, sequence, policy.sleep_us_max);
+    // More distinct home doorbells than one wait takes: cap the sleep so none waits long.
+    uint32_t sleep_us = sleep_doorbells_.size() > bells ? std::min<uint32_t>(policy.sleep_us_max, 100) : policy.sleep_us_max;
+    if (!shm::doorbell_sleep_any(sleep_doorbells_.data(), sequences, bells, sleep_us, 100))
+      waitv_missing_.store(true, std::memory_order_relaxed);
   } else {
     idle_streak = 0;
   }
-  shm::doorbell_finish_sleep(options_.doorbell);
+  for (size_t index = 0; index < bells; ++index) shm::doorbell_finish_sleep(sleep_doorbells_[index]);
 }
 
 void CoreLoop::run() {
@@ -77,6 +206,7 @@ void CoreLoop::run() {
       draining_ = true;
       for (WeightedTile& entry : tiles_) entry.tile->begin_drain();
     }
+    if (mail_pending_.load(std::memory_order_acquire)) take_mail();
     if (run_round() != 0) {
       idle_streak = 0;
       continue;
@@ -84,10 +214,12 @@ void CoreLoop::run() {
     if (draining_) {
       bool all_quiescent = true;
       for (WeightedTile& entry : tiles_) all_quiescent = all_quiescent && entry.tile->quiescent();
-      if (all_quiescent) return;
+      if (all_quiescent && close_if_nothing_arriving()) return;
     }
     idle(idle_streak);
   }
+  std::lock_guard lock(mail_mutex_);
+  closed_ = true;
 }
 
 Core::~Core() {

@@ -350,6 +350,241 @@ TEST(CoreLoop, RingPublishWakesASleepingLoopPromptly) {
   EXPECT_GT(shared.doorbell->wakes.load(), 0u);
 }
 
+// ---- moving tiles between cores ------------------------------------------------------
+
+// Pops sequence numbers from a ring and checks each is the next one; trips a flag if two
+// threads ever poll it at once.
+class SequenceTile final : public Tile {
+ public:
+  explicit SequenceTile(shm::RingConsumer input) : input_(input) {}
+  std::string_view name() const override { return "sequence"; }
+  size_t poll(size_t budget) override {
+    if (in_poll_.exchange(true, std::memory_order_acquire)) overlapped_.store(true);
+    size_t done = 0;
+    Message64 message;
+    while (done < budget && input_.pop(message)) {
+      if (message.words[0] != next_) out_of_order_.fetch_add(1, std::memory_order_relaxed);
+      next_ = message.words[0] + 1;
+      checksum_ += message.words[0] * 0x9E3779B97F4A7C15ull + message.words[1];
+      ++done;
+    }
+    received_.fetch_add(done, std::memory_order_release);
+    in_poll_.store(false, std::memory_order_release);
+    return done;
+  }
+  void begin_drain() override { drain_orders_.fetch_add(1, std::memory_order_relaxed); }
+  bool quiescent() override { return true; }
+  uint64_t received() const { return received_.load(std::memory_order_acquire); }
+  uint64_t out_of_order() const { return out_of_order_.load(); }
+  bool overlapped() const { return overlapped_.load(); }
+  uint64_t checksum() const { return checksum_; }  // read after the loops returned
+  uint32_t drain_orders() const { return drain_orders_.load(); }
+
+ private:
+  shm::RingConsumer input_;
+  uint64_t next_ = 0;
+  uint64_t checksum_ = 0;
+  std::atomic<uint64_t> received_{0};
+  std::atomic<uint64_t> out_of_order_{0};
+  std::atomic<bool> in_poll_{false};
+  std::atomic<bool> overlapped_{false};
+  std::atomic<uint32_t> drain_orders_{0};
+};
+
+// Three doorbells and a 4,096-slot ring that rings the first, in a real segment.
+struct ThreeCores {
+  shm::Segment segment;
+  shm::Doorbell* doorbells[3];
+  uint64_t ring_offset;
+
+  static ThreeCores make(const std::string& purpose) {
+    Result<shm::Segment> segment = shm::Segment::create({shm::testing::unique_segment_name(purpose), 4 << 20});
+    EXPECT_TRUE(segment) << segment.error().message;
+    ThreeCores made{std::move(*segment), {}, 0};
+    uint64_t bells[3];
+    for (int index = 0; index < 3; ++index) {
+      bells[index] = *made.segment.allocate("bell" + std::to_string(index), shm::SegmentObjectKind::doorbell,
+                                            sizeof(shm::Doorbell), 128);
+      made.doorbells[index] = new (made.segment.base() + bells[index]) shm::Doorbell{};
+    }
+    made.ring_offset = *made.segment.allocate("ring", shm::SegmentObjectKind::ring, *shm::ring_footprint(4096, 64), 128);
+    EXPECT_TRUE(shm::ring_construct(made.segment.base(), made.ring_offset, {4096, 64, bells[0]}));
+    made.segment.seal();
+    return made;
+  }
+};
+
+CoreOptions indexed_options(shm::Doorbell* doorbell, uint32_t index, config::IdleStrategy idle, uint32_t sleep_us_max) {
+  CoreOptions options;
+  options.name = "core" + std::to_string(index);
+  options.index = index;
+  options.idle = {idle, 64, sleep_us_max};
+  options.doorbell = doorbell;
+  return options;
+}
+
+TEST(CoreLoop, MovedTileIsPolledByItsNewCoreWithItsNewWeight) {
+  ThreeCores shared = ThreeCores::make("core-move");
+  SequenceTile tile(*shm::RingConsumer::join(shared.segment.base(), shared.ring_offset));
+  std::atomic<uint64_t> busy_ns{0};
+  MovableTile movable(&tile, shared.doorbells[0], &busy_ns);
+  IdleTile other;
+  CoreLoop from(indexed_options(shared.doorbells[0], 0, config::IdleStrategy::sleep, 1000), {{&tile, 4, &movable}});
+  CoreLoop to(indexed_options(shared.doorbells[1], 1, config::IdleStrategy::sleep, 1000), {{&other, 1}});
+  EXPECT_EQ(movable.core_index.load(), 0u);
+  EXPECT_EQ(movable.weight.load(), 4u);
+  LoopThread from_runner(from), to_runner(to);
+  from.request_move(&movable, &to, 7);
+  ASSERT_TRUE(eventually([&] { return movable.core_index.load() == 1; }, 2000ms));
+  EXPECT_EQ(movable.weight.load(), 7u);
+  EXPECT_EQ(movable.moves.load(), 1u);
+  shm::RingProducer producer = *shm::RingProducer::join(shared.segment.base(), shared.ring_offset);
+  for (uint64_t sequence = 0; sequence < 100; ++sequence) ASSERT_TRUE(producer.push(Message64{{sequence}}));
+  EXPECT_TRUE(eventually([&] { return tile.received() == 100; }, 2000ms));
+  to.request_weight(&movable, 9);
+  EXPECT_TRUE(eventually([&] { return movable.weight.load() == 9; }, 2000ms));
+  from_runner.join_now();
+  to_runner.join_now();
+  EXPECT_EQ(from.stats().tiles_moved_out, 1u);
+  EXPECT_EQ(to.stats().tiles_moved_in, 1u);
+  EXPECT_EQ(tile.out_of_order(), 0u);
+  EXPECT_GT(busy_ns.load(), 0u) << "the polls that took messages were not timed";
+}
+
+TEST(CoreLoop, AMoveRequestForATileTheCoreDoesNotRunIsRefused) {
+  ThreeCores shared = ThreeCores::make("core-refuse");
+  SequenceTile tile(*shm::RingConsumer::join(shared.segment.base(), shared.ring_offset));
+  MovableTile movable(&tile, shared.doorbells[0], nullptr);
+  IdleTile other;
+  CoreLoop host(indexed_options(shared.doorbells[0], 0, config::IdleStrategy::sleep, 1000), {{&tile, 1, &movable}});
+  CoreLoop stranger(indexed_options(shared.doorbells[1], 1, config::IdleStrategy::sleep, 1000), {{&other, 1}});
+  LoopThread host_runner(host), stranger_runner(stranger);
+  stranger.request_move(&movable, &host, 3);  // a stale view: the tile is on `host`
+  std::this_thread::sleep_for(50ms);
+  stranger_runner.join_now();
+  host_runner.join_now();
+  EXPECT_EQ(stranger.stats().moves_refused, 1u);
+  EXPECT_EQ(movable.core_index.load(), 0u);
+  EXPECT_EQ(movable.moves.load(), 0u);
+}
+
+// The moved tile's ring still rings its home core's doorbell; its new core sleeps on both.
+TEST(CoreLoop, ACoreRunningAMovedTileWakesOnTheTilesHomeDoorbell) {
+  ThreeCores shared = ThreeCores::make("core-home-bell");
+  SequenceTile tile(*shm::RingConsumer::join(shared.segment.base(), shared.ring_offset));
+  MovableTile movable(&tile, shared.doorbells[0], nullptr);
+  IdleTile other;
+  // 10 s sleeps: only a doorbell ends one within the test's 2 s.
+  CoreLoop home(indexed_options(shared.doorbells[0], 0, config::IdleStrategy::sleep, 10'000'000), {{&tile, 1, &movable}});
+  CoreLoop away(indexed_options(shared.doorbells[1], 1, config::IdleStrategy::sleep, 10'000'000), {{&other, 1}});
+  LoopThread home_runner(home), away_runner(away);
+  home.request_move(&movable, &away, 1);
+  ASSERT_TRUE(eventually([&] { return movable.core_index.load() == 1; }, 2000ms));
+  // Both asleep again (each core's sleep counts on its own doorbell, the away core's on both).
+  ASSERT_TRUE(eventually([&] { return shared.doorbells[0]->sleepers.load() == 2 && shared.doorbells[1]->sleepers.load() == 1; },
+                         2000ms))
+      << shared.doorbells[0]->sleepers.load() << " " << shared.doorbells[1]->sleepers.load();
+  shm::RingProducer producer = *shm::RingProducer::join(shared.segment.base(), shared.ring_offset);
+  ASSERT_TRUE(producer.push(Message64{{0}}));
+  bool woke = eventually([&] { return tile.received() == 1; }, 2000ms);
+  home_runner.join_now();
+  away_runner.join_now();
+  EXPECT_TRUE(woke) << "the away core slept through the moved tile's home doorbell";
+  EXPECT_FALSE(away.waitv_missing());
+}
+
+// Under load, the consuming tile hops between three cores thousands of times: every
+// message arrives once, in order, and no two cores ever poll it at once.
+TEST(CoreLoop, ATileMovedBetweenCoresUnderLoadLosesDuplicatesAndReordersNothing) {
+  ThreeCores shared = ThreeCores::make("core-move-load");
+  SequenceTile tile(*shm::RingConsumer::join(shared.segment.base(), shared.ring_offset));
+  std::atomic<uint64_t> busy_ns{0};
+  MovableTile movable(&tile, shared.doorbells[0], &busy_ns);
+  IdleTile idles[3];
+  std::vector<std::unique_ptr<CoreLoop>> loops;
+  config::IdleStrategy strategies[3] = {config::IdleStrategy::adaptive, config::IdleStrategy::sleep,
+                                        config::IdleStrategy::adaptive};
+  for (uint32_t index = 0; index < 3; ++index) {
+    std::vector<WeightedTile> tiles = {{&idles[index], 1}};
+    if (index == 0) tiles.push_back({&tile, 2, &movable});
+    loops.push_back(std::make_unique<CoreLoop>(indexed_options(shared.doorbells[index], index, strategies[index], 500),
+                                               std::move(tiles)));
+  }
+  std::vector<std::unique_ptr<LoopThread>> runners;
+  for (auto& loop : loops) runners.push_back(std::make_unique<LoopThread>(*loop));
+  // Paced (a pause after each batch of 32), so that the tile moves thousands of times
+  // while messages flow, not after they have all arrived.
+  constexpr uint64_t messages = 1'000'000;
+  uint64_t expected_checksum = 0;
+  for (uint64_t sequence = 0; sequence < messages; ++sequence)
+    expected_checksum += sequence * 0x9E3779B97F4A7C15ull + (sequence ^ 0x5555);
+  std::thread producer_thread([&] {
+    shm::RingProducer producer = *shm::RingProducer::join(shared.segment.base(), shared.ring_offset);
+    Message64 batch[32];
+    for (uint64_t sequence = 0; sequence < messages;) {
+      size_t count = size_t(std::min<uint64_t>(32, messages - sequence));
+      for (size_t index = 0; index < count; ++index) batch[index] = Message64{{sequence + index, (sequence + index) ^ 0x5555}};
+      size_t pushed = producer.push(std::span<const Message64>(batch, count));
+      sequence += pushed;
+      std::this_thread::sleep_for(std::chrono::microseconds(pushed == 0 ? 1 : 10));
+    }
+  });
+  uint64_t seed = std::random_device{}();
+  std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
+  std::mt19937_64 random(seed);
+  uint64_t requests = 0;
+  while (tile.received() < messages && requests < 1'000'000) {
+    uint32_t where = movable.core_index.load(std::memory_order_acquire);
+    uint32_t to = (where + 1 + uint32_t(random() % 2)) % 3;
+    loops[where]->request_move(&movable, loops[to].get(), 1 + uint32_t(random() % 8));
+    ++requests;
+    std::this_thread::sleep_for(std::chrono::microseconds(random() % 100));
+  }
+  producer_thread.join();
+  bool all_arrived = eventually([&] { return tile.received() == messages; }, 10'000ms);
+  for (auto& loop : loops) loop->begin_drain();
+  for (auto& runner : runners) EXPECT_TRUE(eventually([&] { return runner->returned(); }, 5000ms));
+  runners.clear();
+  EXPECT_TRUE(all_arrived) << tile.received() << " of " << messages << " (seed " << seed << ")";
+  EXPECT_EQ(tile.out_of_order(), 0u) << "seed " << seed;
+  EXPECT_EQ(tile.checksum(), expected_checksum) << "seed " << seed;
+  EXPECT_FALSE(tile.overlapped()) << "two cores polled the tile at once (seed " << seed << ")";
+  EXPECT_GT(movable.moves.load(), 1000u) << "too few moves to mean anything (seed " << seed << ")";
+  EXPECT_EQ(tile.drain_orders(), 1u) << "begin_drain reached the tile " << tile.drain_orders() << " times";
+  uint64_t moved_in = 0, moved_out = 0;
+  for (auto& loop : loops) {
+    moved_in += loop->stats().tiles_moved_in;
+    moved_out += loop->stats().tiles_moved_out;
+  }
+  EXPECT_EQ(moved_in, movable.moves.load());
+  EXPECT_EQ(moved_out, moved_in);
+  std::printf("%llu moves over %llu requests\n", static_cast<unsigned long long>(movable.moves.load()),
+              static_cast<unsigned long long>(requests));
+}
+
+// Drain while a tile is in transit: it ends on exactly one core, told to drain once, and
+// every core returns.
+TEST(CoreLoop, DrainDuringMovesEndsEveryCoreWithTheTileDrainedOnce) {
+  for (int round = 0; round < 50; ++round) {
+    ThreeCores shared = ThreeCores::make("core-move-drain");
+    SequenceTile tile(*shm::RingConsumer::join(shared.segment.base(), shared.ring_offset));
+    MovableTile movable(&tile, shared.doorbells[0], nullptr);
+    IdleTile idle_a, idle_b;
+    CoreLoop a(indexed_options(shared.doorbells[0], 0, config::IdleStrategy::adaptive, 200), {{&idle_a, 1}, {&tile, 1, &movable}});
+    CoreLoop b(indexed_options(shared.doorbells[1], 1, config::IdleStrategy::adaptive, 200), {{&idle_b, 1}});
+    LoopThread a_runner(a), b_runner(b);
+    std::this_thread::sleep_for(std::chrono::microseconds(round * 20));
+    a.request_move(&movable, &b, 1);
+    std::this_thread::sleep_for(std::chrono::microseconds(round % 7));
+    a.begin_drain();
+    b.begin_drain();
+    ASSERT_TRUE(eventually([&] { return a_runner.returned() && b_runner.returned(); }, 5000ms)) << "round " << round;
+    EXPECT_EQ(tile.drain_orders(), 1u) << "round " << round;
+    EXPECT_EQ(a.stats().tiles_moved_out, b.stats().tiles_moved_in) << "round " << round;
+    EXPECT_EQ(movable.core_index.load(), a.stats().tiles_moved_out == 1 ? 1u : 0u) << "round " << round;
+  }
+}
+
 // ---- Core: the thread and its binding -------------------------------------------------
 
 // Reads its thread's binding on its first poll.
