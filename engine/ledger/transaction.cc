@@ -91,6 +91,7 @@ size_t fixed_length(TxType type) {
     case TxType::transfer: return sizeof(TxHeader) + sizeof(TransferBody);
     case TxType::credit: return credit_tx_bytes;
     case TxType::timer_fire: return timer_fire_tx_bytes;
+    case TxType::balance_record: return balance_record_tx_bytes;
     case TxType::put:
     case TxType::compute_request:
     case TxType::compute_result:
@@ -106,12 +107,13 @@ bool is_known_type(uint8_t type) {
   return type == uint8_t(TxType::create_account) || type == uint8_t(TxType::transfer) ||
          type == uint8_t(TxType::put) || type == uint8_t(TxType::credit) ||
          type == uint8_t(TxType::compute_request) || type == uint8_t(TxType::compute_result) ||
-         type == uint8_t(TxType::timer_fire) ||
+         type == uint8_t(TxType::timer_fire) || type == uint8_t(TxType::balance_record) ||
          (type >= uint8_t(TxType::flow_deploy) && type <= uint8_t(TxType::product_set));
 }
 
 bool is_internal_type(TxType type) {
-  return type == TxType::credit || type == TxType::compute_result || type == TxType::timer_fire;
+  return type == TxType::credit || type == TxType::compute_result || type == TxType::timer_fire ||
+         type == TxType::balance_record;
 }
 
 
@@ -308,6 +310,21 @@ TxStatus check_transaction(std::span<const std::byte> bytes, TxOrigin origin, Tx
       view->timer_fire = read_at<TimerFireBody>(bytes, sizeof(TxHeader));
       if (view->timer_fire.reserved != 0) return TxStatus::bad_flags;
       break;
+    case TxType::balance_record: {
+      view->balance_record = read_at<BalanceRecordBody>(bytes, sizeof(TxHeader));
+      const BalanceRecordBody& record = view->balance_record;
+      bool kind_ok = record.kind == uint8_t(BalanceRecordKind::tier) || record.kind == uint8_t(BalanceRecordKind::slice);
+      // The name: 1..47 characters, then NUL padding (so equal records hash equal).
+      size_t name_bytes = 0;
+      while (name_bytes < balance_chain_name_bytes && record.chain_name[name_bytes] != 0) ++name_bytes;
+      bool padded = name_bytes > 0 && name_bytes < balance_chain_name_bytes;
+      for (size_t index = name_bytes; padded && index < balance_chain_name_bytes; ++index)
+        padded = record.chain_name[index] == 0;
+      if (!kind_ok || record.tier_from > 2 || record.tier_to > 2 || record.reserved != 0 || !padded ||
+          record.shares_permille > 1000)
+        return TxStatus::bad_flags;
+      break;
+    }
     default: break;  // the variable-length types returned above
   }
   return TxStatus::applied;
@@ -360,6 +377,7 @@ uint32_t home_shard(const TxView& view, uint32_t shard_count) {
     case TxType::flow_control: return flow_key_home_shard(view.key, shard_count);
     case TxType::product_set: return view.product_set.shard;
     case TxType::timer_fire: return view.timer_fire.shard;
+    case TxType::balance_record: return view.balance_record.shard;
   }
   return 0;
 }
@@ -489,6 +507,10 @@ std::vector<std::byte> encode_product_set(uint64_t nonce, uint32_t shard, std::s
                                           uint32_t running_max) {
   ProductSetBody body{shard, priority, running_max, uint16_t(product.size()), 0};
   return encode_with_parts(TxType::product_set, nonce, body, {bytes_of(product)});
+}
+
+std::vector<std::byte> encode_balance_record(const BalanceRecordBody& body) {
+  return encode_fixed(TxType::balance_record, /*nonce=*/body.window, body);
 }
 
 std::vector<std::byte> encode_timer_fire(uint32_t shard, uint64_t timer, uint64_t due_s, uint64_t now_s) {

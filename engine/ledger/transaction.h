@@ -15,7 +15,7 @@
 // Types: 1..15 ledger basics (below), 16..63 contract and compute transactions (16:
 // compute_request; the rest reserved for flows), 64..127 internal (made by the engine
 // itself, refused from clients: 64 credit, 65 compute_result, 66 timer_fire), 128..255 system
-// transactions (balancer, credits).
+// transactions (balancer, credits; 129 balance_record is internal too).
 //
 // Compute, until flows arrive: a client's compute_request asks for one call of a compute
 // type with some input bytes; its shard records it as a pending task (state.h) and hands
@@ -74,6 +74,7 @@ enum class TxType : uint8_t {
   credit = 64,           // internal: the credit half of a cross-shard transfer (or its refund)
   compute_result = 65,   // internal: a pending task's outcome and output, made by the engine
   timer_fire = 66,       // internal: a cron timer fires (or is armed), made by the shard's tile
+  balance_record = 129,  // internal: the balancer changed a chain's tier or CPU slice (on the system chain)
 };
 
 // Whether a transaction came from a client or from the engine (internal types).
@@ -300,6 +301,29 @@ struct TimerFireBody {
 static_assert(sizeof(TimerFireBody) == 32);
 inline constexpr size_t timer_fire_tx_bytes = 16 + sizeof(TimerFireBody);
 
+// balance_record: fixed size. Home shard: `shard` (the `system` chain's shard 0). The
+// balancer tile orders one on the system chain for every change of a chain's tier or CPU
+// slice, so the history of who got which cores is in a hash-chained, durable log
+// (`keel balance history` reads it back). It changes no state.
+enum class BalanceRecordKind : uint8_t { tier = 1, slice = 2 };
+inline constexpr uint32_t balance_chain_name_bytes = 48;  // NUL-padded; the config allows 47
+struct BalanceRecordBody {
+  uint32_t shard;
+  uint8_t kind;       // BalanceRecordKind
+  uint8_t tier_from;  // 0 light, 1 medium, 2 heavy (balance::Tier)
+  uint8_t tier_to;    // the same as tier_from for a slice change
+  uint8_t reserved;   // 0
+  uint64_t window;    // the balancer's window number since the engine started
+  uint64_t time_ms;   // the engine's clock (Unix milliseconds) when it decided
+  uint64_t tps_smoothed;         // the chain's smoothed committed transactions/s
+  uint64_t cost_ns_per_tx;       // its smoothed CPU time per committed transaction
+  uint32_t cores_dedicated;      // cores of its own after the change
+  uint32_t shares_permille;      // its share of the shared cores' shard time, in 1/1000
+  char chain_name[balance_chain_name_bytes];
+};
+static_assert(sizeof(BalanceRecordBody) == 96);
+inline constexpr size_t balance_record_tx_bytes = 16 + sizeof(BalanceRecordBody);
+
 // A checked transaction: the header and the body of its type, copied out.
 struct TxView {
   TxHeader header{};
@@ -316,6 +340,7 @@ struct TxView {
     FlowControlBody flow_control;
     ProductSetBody product_set;
     TimerFireBody timer_fire;
+    BalanceRecordBody balance_record;
   };
   std::span<const std::byte> key;    // put, flow_start, flow_control
   std::span<const std::byte> value;  // put only
@@ -405,6 +430,8 @@ std::vector<std::byte> encode_product_set(uint64_t nonce, uint32_t shard, std::s
 // A timer_fire (TxOrigin::engine); the nonce is the fire time (0 when arming), so fires of
 // one timer hash apart.
 std::vector<std::byte> encode_timer_fire(uint32_t shard, uint64_t timer, uint64_t due_s, uint64_t now_s);
+// A balance_record (TxOrigin::engine); the nonce is the window, so records differ.
+std::vector<std::byte> encode_balance_record(const BalanceRecordBody& body);
 // The same, into a new vector.
 std::vector<std::byte> encode_compute_result(uint64_t task_mark, uint32_t shard, uint32_t attempt,
                                              ComputeOutcome outcome, int32_t plugin_status,

@@ -16,6 +16,9 @@ namespace keel::node {
 
 struct DrainState {
   std::atomic<bool> gateway_stopped{false};   // the gateway will route nothing more
+  // The balancer will push no more records into the system shard's engine ring (true
+  // when no balancer runs): that shard waits for it too, so no record is stranded.
+  std::atomic<bool> engine_txs_stopped{true};
   std::atomic<uint32_t> shards_quiescent{0};  // shards that have latched quiescent
   uint32_t shard_count = 0;
   // Set once by a tile that hit an error it must not continue past (a failed fdatasync);

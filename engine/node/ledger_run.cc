@@ -247,6 +247,10 @@ struct Engine {
   std::vector<std::unique_ptr<sched::SchedulerTile>> schedulers;  // by scheduler index
   std::unique_ptr<sched::PoolSupervisor> supervisor;
   std::vector<std::unique_ptr<engine::Core>> cores;
+  // Each shard tile's handle for moving between cores (by global shard), and the core
+  // loops by planned core index (null where no core runs): what the balancer re-slices.
+  std::vector<std::unique_ptr<engine::MovableTile>> movable_shards;
+  std::map<uint32_t, engine::CoreLoop*> loops_by_core;
   std::vector<std::unique_ptr<engine::ChildProcess>> loads;
   uint64_t pool_events = 0;  // supervisor events seen (the report keeps the first few)
   flow::FlowTableCounters flows_at_start;  // summed over the shards, before the cores start
@@ -514,23 +518,47 @@ Result<void> start_cores(Engine& engine, const config::PerfConfig& config, const
                          const numa::Plan& plan) {
   std::map<std::string, engine::Tile*> tiles_by_name = {{"gateway", engine.gateway.get()},
                                                         {"persist", engine.persist.get()}};
-  for (const std::unique_ptr<ShardTile>& shard : engine.shards) tiles_by_name[std::string(shard->name())] = shard.get();
+  std::map<std::string, engine::MovableTile*> movable_by_name;
+  std::map<std::string, uint32_t> global_of_name;
+  Result<ShardTableView> table = ShardTableView::join(engine.segment->base(), engine.layout.shard_table);
+  if (!table) return table.error();
+  for (uint32_t global = 0; global < engine.shards.size(); ++global) {
+    ShardTile* shard = engine.shards[global].get();
+    std::string name(shard->name());
+    tiles_by_name[name] = shard;
+    // Its input rings ring the doorbell of the core the plan put it on, wherever it runs.
+    Result<uint32_t> core = core_of(plan, name);
+    if (!core) return core.error();
+    auto bell = engine.layout.doorbells.find(*core);
+    ShardControl& control = table->control(global);
+    engine.movable_shards.push_back(std::make_unique<engine::MovableTile>(
+        shard, bell == engine.layout.doorbells.end() ? nullptr : bell->second, &control.busy_ns));
+    movable_by_name[name] = engine.movable_shards.back().get();
+    global_of_name[name] = global;
+    control.core_index.store(*core, std::memory_order_relaxed);
+  }
   for (const std::unique_ptr<sched::SchedulerTile>& scheduler : engine.schedulers)
     tiles_by_name[std::string(scheduler->name())] = scheduler.get();
   for (const numa::PlannedCore& planned : plan.cores) {
     std::vector<engine::WeightedTile> tiles;
     for (const numa::PlannedTile& tile : planned.tiles)
-      if (auto found = tiles_by_name.find(tile.name); found != tiles_by_name.end())
-        tiles.push_back({found->second, tile.weight});
+      if (auto found = tiles_by_name.find(tile.name); found != tiles_by_name.end()) {
+        auto movable = movable_by_name.find(tile.name);
+        tiles.push_back({found->second, tile.weight, movable == movable_by_name.end() ? nullptr : movable->second});
+        if (movable != movable_by_name.end())
+          table->control(global_of_name[tile.name]).weight.store(tile.weight, std::memory_order_relaxed);
+      }
     if (tiles.empty()) continue;
     engine::CoreOptions options;
     options.name = "core" + std::to_string(planned.core_index);
+    options.index = planned.core_index;
     options.idle = {config.engine.idle, config.engine.idle_spin_polls, config.engine.idle_sleep_us_max};
     options.tile_budget = config.engine.tile_budget;
     auto bell = engine.layout.doorbells.find(planned.core_index);
     options.doorbell = bell == engine.layout.doorbells.end() ? nullptr : bell->second;
     if (plan.bindable) options.binding = engine::CoreBinding{&topology, planned.pu_os_index, planned.node_os_index};
     engine.cores.push_back(std::make_unique<engine::Core>(options, std::move(tiles)));
+    engine.loops_by_core[planned.core_index] = &engine.cores.back()->loop();
     if (Result<void> started = engine.cores.back()->start(); !started) return started.error();
   }
   return {};

@@ -26,7 +26,7 @@ namespace keel::node {
 
 inline constexpr char shard_table_object_name[] = "ledger.shards";
 inline constexpr uint64_t shard_table_magic = 0x31304c4254484b4bULL;  // "KKHTBL01"
-inline constexpr uint32_t shard_table_version = 3;
+inline constexpr uint32_t shard_table_version = 4;
 
 // Watermarks and counters of one shard. Written by its shard tile, except
 // durable_height, which the persist tile writes.
@@ -54,8 +54,15 @@ struct alignas(128) ShardControl {
   std::atomic<uint64_t> snapshot_height;
   std::atomic<uint64_t> snapshot_oldest_height;
   std::atomic<uint64_t> snapshots_skipped;  // due, but the previous one was still being written
+  // CPU slices (the balancer tile). busy_ns: time of the shard tile's polls that did work,
+  // added by whichever core runs it; core and weight: where it runs now and its
+  // deficit-round-robin weight there; moves: times the balancer moved it.
+  std::atomic<uint64_t> busy_ns;
+  std::atomic<uint32_t> core_index;
+  std::atomic<uint32_t> weight;
+  std::atomic<uint64_t> moves;
 };
-static_assert(sizeof(ShardControl) == 128);
+static_assert(sizeof(ShardControl) == 256);
 
 // One block handed from a shard to the persist tile.
 struct BlockMessage {

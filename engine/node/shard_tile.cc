@@ -140,6 +140,7 @@ size_t ShardTile::poll(size_t budget) {
     if (!draining_) taken += take_credits(budget);
     if (!draining_) taken += take_results(budget - std::min(budget, taken));
     if (!draining_) taken += fire_timers();
+    taken += take_engine_txs(budget - std::min(budget, taken));
     taken += take_submissions(budget - std::min(budget, taken));
   }
   work += taken;
@@ -155,6 +156,8 @@ bool ShardTile::quiescent() {
   if (quiescent_latched_) return true;
   bool done = drain_->gateway_stopped.load(std::memory_order_acquire) && !ports_.submit.has_messages() &&
               executor_.open_tx_count() == 0 && pending_.empty();
+  if (done && ports_.engine_txs)
+    done = drain_->engine_txs_stopped.load(std::memory_order_acquire) && !ports_.engine_txs->has_messages();
   if (!done) return false;
   quiescent_latched_ = true;
   drain_->shards_quiescent.fetch_add(1, std::memory_order_acq_rel);
@@ -471,6 +474,30 @@ size_t ShardTile::take_results(size_t budget) {
     }
     if (in_arena) ports_.compute->result_txs.release(message.tx_position, message.tx_bytes);
     ports_.compute->results.release(1);
+    ++taken;
+  }
+  return taken;
+}
+
+// Taken while draining too: the balancer's last records must not be stranded (the tile
+// stays non-quiescent until the balancer has stopped and the ring is empty).
+size_t ShardTile::take_engine_txs(size_t budget) {
+  size_t taken = 0;
+  while (ports_.engine_txs && taken < budget) {
+    std::span<const std::byte> slot = ports_.engine_txs->peek(1);
+    if (slot.empty()) break;
+    EngineTxMessage message;
+    std::memcpy(&message, slot.data(), sizeof message);
+    std::span<const std::byte> tx(message.tx, std::min<size_t>(message.tx_bytes, engine_tx_inline_bytes_max));
+    ledger::TxView view;
+    ledger::TxStatus checked = ledger::check_transaction(tx, ledger::TxOrigin::engine, &view);
+    // The engine wrote it; a malformed one is an engine bug, dropped rather than ordered.
+    assert(checked == ledger::TxStatus::applied);
+    if (checked == ledger::TxStatus::applied) {
+      if (!make_room(tx.size())) break;
+      order(view, tx, ReceiptRoute{0, no_client});
+    }
+    ports_.engine_txs->release(1);
     ++taken;
   }
   return taken;

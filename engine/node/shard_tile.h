@@ -73,7 +73,19 @@ struct ShardPortsJoined {
   std::vector<std::atomic<uint64_t>*> marks_observed;
   // Absent when the engine runs no scheduler: compute tasks then stay pending.
   std::optional<ShardComputePorts> compute;
+  // The system chain's shard only: the engine's own transactions (EngineTxMessage slots).
+  std::optional<shm::RingConsumer> engine_txs;
 };
+
+// One slot of a shard's engine ring: a transaction the engine itself orders on the shard
+// (the balancer's balance_record on the system chain), inline, checked as TxOrigin::engine.
+inline constexpr uint32_t engine_tx_inline_bytes_max = 120;
+struct EngineTxMessage {
+  uint32_t tx_bytes;
+  uint32_t reserved;
+  std::byte tx[engine_tx_inline_bytes_max];
+};
+static_assert(sizeof(EngineTxMessage) == 128);
 
 // Joins the shard's scheduler rings.
 Result<ShardComputePorts> join_compute_ports(std::byte* segment_base, const sched::TaskTableView& table,
@@ -155,6 +167,7 @@ class ShardTile final : public engine::Tile {
   size_t take_submissions(size_t budget);
   size_t send_tasks();
   size_t take_results(size_t budget);
+  size_t take_engine_txs(size_t budget);
   size_t fire_timers();
   size_t order_startup_txs();
   void rebuild_timer_wheel();

@@ -43,6 +43,52 @@ std::vector<std::byte> with_header(std::vector<std::byte> bytes, auto&& change) 
   return bytes;
 }
 
+BalanceRecordBody sample_balance_record() {
+  BalanceRecordBody body{};
+  body.shard = 0;
+  body.kind = uint8_t(BalanceRecordKind::tier);
+  body.tier_from = 0;
+  body.tier_to = 2;
+  body.window = 41;
+  body.time_ms = 1'764'000'000'000;
+  body.tps_smoothed = 52'000;
+  body.cost_ns_per_tx = 900;
+  body.cores_dedicated = 1;
+  body.shares_permille = 0;
+  std::strcpy(body.chain_name, "payments");
+  return body;
+}
+
+TEST(Transaction, BalanceRecordsComeFromTheEngineOnlyAndNameTheirChain) {
+  std::vector<std::byte> record = encode_balance_record(sample_balance_record());
+  EXPECT_EQ(record.size(), balance_record_tx_bytes);
+  TxView view;
+  EXPECT_EQ(check_transaction(record, TxOrigin::client, &view), TxStatus::internal_type);
+  ASSERT_EQ(check_transaction(record, TxOrigin::engine, &view), TxStatus::applied);
+  EXPECT_EQ(view.type, TxType::balance_record);
+  EXPECT_EQ(view.header.nonce, 41u);
+  EXPECT_EQ(std::string(view.balance_record.chain_name), "payments");
+  EXPECT_EQ(view.balance_record.tier_to, 2u);
+  EXPECT_EQ(view.balance_record.tps_smoothed, 52'000u);
+  EXPECT_EQ(home_shard(view, 1), 0u);
+
+  auto malformed = [&](auto&& change) {
+    BalanceRecordBody body = sample_balance_record();
+    change(body);
+    return check_transaction(encode_balance_record(body), TxOrigin::engine, &view);
+  };
+  EXPECT_EQ(malformed([](BalanceRecordBody& body) { body.kind = 3; }), TxStatus::bad_flags);
+  EXPECT_EQ(malformed([](BalanceRecordBody& body) { body.tier_to = 3; }), TxStatus::bad_flags);
+  EXPECT_EQ(malformed([](BalanceRecordBody& body) { body.reserved = 1; }), TxStatus::bad_flags);
+  EXPECT_EQ(malformed([](BalanceRecordBody& body) { body.shares_permille = 1001; }), TxStatus::bad_flags);
+  EXPECT_EQ(malformed([](BalanceRecordBody& body) { std::memset(body.chain_name, 0, sizeof body.chain_name); }),
+            TxStatus::bad_flags);
+  // Bytes after the NUL would make two records of one change hash differently.
+  EXPECT_EQ(malformed([](BalanceRecordBody& body) { body.chain_name[20] = 'x'; }), TxStatus::bad_flags);
+  EXPECT_EQ(malformed([](BalanceRecordBody& body) { std::memset(body.chain_name, 'a', sizeof body.chain_name); }),
+            TxStatus::bad_flags);
+}
+
 TEST(Transaction, MalformedTransactionsGetTheirReason) {
   TxView view;
   std::vector<std::byte> transfer = encode_transfer(1, 1, 2, 3);
