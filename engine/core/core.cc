@@ -113,9 +113,14 @@ void CoreLoop::take_mail() {
     ++stats_.tiles_moved_out;
   }
   update_sleep_doorbells();
+  if (options_.counters != nullptr) {
+    options_.counters->tiles_moved_in.store(stats_.tiles_moved_in, std::memory_order_relaxed);
+    options_.counters->tiles_moved_out.store(stats_.tiles_moved_out, std::memory_order_relaxed);
+  }
 }
 
 void CoreLoop::update_sleep_doorbells() {
+  if (options_.counters != nullptr) options_.counters->tile_count.store(uint32_t(tiles_.size()), std::memory_order_relaxed);
   sleep_doorbells_.clear();
   timed_tiles_ = 0;
   if (options_.doorbell != nullptr) sleep_doorbells_.push_back(options_.doorbell);
@@ -136,12 +141,23 @@ bool CoreLoop::close_if_nothing_arriving() {
   return true;
 }
 
+namespace {
+
+// The counters have one writer (the core's thread): a plain load and store, no lock prefix.
+void bump(std::atomic<uint64_t>& counter, uint64_t amount) {
+  counter.store(counter.load(std::memory_order_relaxed) + amount, std::memory_order_relaxed);
+}
+
+}  // namespace
+
 size_t CoreLoop::run_round() {
   size_t work_done = 0;
+  CoreCounters* counters = options_.counters;
+  uint64_t round_start_ns = counters != nullptr ? shm::monotonic_ns() : 0;
   // Poll time per tile, for the balancer's cost per transaction: one clock read per poll,
   // charged only to polls that did work (an idle poll costs next to nothing, but a
   // spinning core makes millions of them).
-  uint64_t before_ns = timed_tiles_ > 0 ? shm::monotonic_ns() : 0;
+  uint64_t before_ns = timed_tiles_ > 0 ? (counters != nullptr ? round_start_ns : shm::monotonic_ns()) : 0;
   for (size_t index = 0; index < tiles_.size(); ++index) {
     uint64_t quantum = uint64_t(tiles_[index].weight) * options_.tile_budget;
     deficits_[index] += quantum;
@@ -160,6 +176,15 @@ size_t CoreLoop::run_round() {
   }
   ++stats_.rounds;
   stats_.work_done += work_done;
+  if (counters != nullptr) {
+    bump(counters->rounds, 1);
+    if (work_done > 0) {
+      // The last tile's clock read ends the round when tiles were timed.
+      uint64_t end_ns = timed_tiles_ > 0 ? before_ns : shm::monotonic_ns();
+      bump(counters->busy_ns, end_ns - round_start_ns);
+      bump(counters->work_done, work_done);
+    }
+  }
   return work_done;
 }
 
@@ -189,6 +214,7 @@ void CoreLoop::idle(uint32_t& idle_streak) {
                  mail_pending_.load(std::memory_order_acquire);
   if (!leaving && run_round() == 0) {
     ++stats_.sleeps;
+    if (options_.counters != nullptr) bump(options_.counters->sleeps, 1);
     // More distinct home doorbells than one wait takes: cap the sleep so none waits long.
     uint32_t sleep_us = sleep_doorbells_.size() > bells ? std::min<uint32_t>(policy.sleep_us_max, 100) : policy.sleep_us_max;
     if (!shm::doorbell_sleep_any(sleep_doorbells_.data(), sequences, bells, sleep_us, 100))

@@ -57,6 +57,20 @@ struct CoreBinding {
   uint32_t node_os_index = 0;
 };
 
+// What a core publishes as it runs, for the operator's view (the engine places these in
+// the segment: node/status_table.h). Written by the core's own thread only.
+struct CoreCounters {
+  std::atomic<uint64_t> busy_ns;       // time in rounds that did work
+  std::atomic<uint64_t> rounds;
+  std::atomic<uint64_t> sleeps;        // futex sleeps when idle
+  std::atomic<uint64_t> work_done;     // work units its tiles reported
+  std::atomic<uint64_t> tiles_moved_in;
+  std::atomic<uint64_t> tiles_moved_out;
+  std::atomic<uint32_t> tile_count;    // tiles it runs now
+  std::atomic<uint32_t> reserved;
+};
+static_assert(sizeof(CoreCounters) == 56);
+
 struct CoreOptions {
   std::string name;
   uint32_t index = 0;                      // the planned core index (what MovableTile::core_index holds)
@@ -64,6 +78,7 @@ struct CoreOptions {
   uint32_t tile_budget = 64;
   shm::Doorbell* doorbell = nullptr;       // required unless idle is spin
   std::optional<CoreBinding> binding;      // none: the thread is not pinned (synthetic plans)
+  CoreCounters* counters = nullptr;        // published counters; none: only stats()
 };
 
 // A tile that may move between cores. Whichever core runs it keeps `core_index` and

@@ -21,6 +21,7 @@
 #include "engine/node/shard_table.h"
 #include "engine/node/shard_tile.h"
 #include "engine/node/snapshot_writer.h"
+#include "engine/node/status_table.h"
 #include "engine/sched/pool_supervisor.h"
 #include "engine/sched/pool_table.h"
 #include "engine/sched/scheduler.h"
@@ -56,6 +57,7 @@ struct Layout {
   uint64_t shard_table = 0;
   uint64_t task_table = 0;
   uint64_t pool_table = 0;
+  uint64_t status_table = 0;
 };
 
 uint64_t offset_of(const shm::Segment& segment, const void* object) {
@@ -144,6 +146,15 @@ sched::PoolTableOptions pool_options(const config::PerfConfig& config, const Com
   return options;
 }
 
+// One status entry per planned core (in plan order) and per chain.
+StatusTableOptions status_options(const config::PerfConfig& config, const numa::Plan& plan) {
+  StatusTableOptions options;
+  for (const numa::PlannedCore& core : plan.cores)
+    options.cores.push_back({core.core_index, core.node_os_index, core.pu_os_index, plan.bindable});
+  for (const config::ChainConfig& chain : config.chains) options.chains.push_back(chain.name);
+  return options;
+}
+
 sched::TaskTableOptions task_options(const ComputePlan& compute) {
   sched::TaskTableOptions options;
   options.scheduler_count = uint32_t(compute.scheduler_nodes.size());
@@ -195,6 +206,9 @@ Result<Layout> lay_out(shm::Segment& segment, const config::PerfConfig& config, 
   Result<uint64_t> task_table = sched::lay_out_task_table(segment, tasks);
   if (!task_table) return task_table.error();
   layout.task_table = *task_table;
+  Result<uint64_t> status_table = lay_out_status_table(segment, status_options(config, plan));
+  if (!status_table) return status_table.error();
+  layout.status_table = *status_table;
   if (!pools.slots.empty()) {
     Result<uint64_t> pool_table = sched::lay_out_pool_table(segment, pools);
     if (!pool_table) return pool_table.error();
@@ -218,7 +232,10 @@ Result<uint64_t> segment_bytes(const config::PerfConfig& config, const numa::Pla
     if (!pools) return pools.error();
     pools_bytes = *pools;
   }
-  return sizeof(shm::SegmentHeader) + plan.cores.size() * 256 + *clients + *shards + *tasks + pools_bytes + (1 << 20);
+  Result<uint64_t> status = status_table_footprint(status_options(config, plan));
+  if (!status) return status.error();
+  return sizeof(shm::SegmentHeader) + plan.cores.size() * 256 + *clients + *shards + *tasks + pools_bytes + *status +
+         (1 << 20);
 }
 
 persist::PersisterOptions persister_options(const config::PerfConfig& config) {
@@ -539,7 +556,10 @@ Result<void> start_cores(Engine& engine, const config::PerfConfig& config, const
   }
   for (const std::unique_ptr<sched::SchedulerTile>& scheduler : engine.schedulers)
     tiles_by_name[std::string(scheduler->name())] = scheduler.get();
-  for (const numa::PlannedCore& planned : plan.cores) {
+  Result<StatusTableView> status = StatusTableView::join(engine.segment->base(), engine.layout.status_table);
+  if (!status) return status.error();
+  for (size_t planned_position = 0; planned_position < plan.cores.size(); ++planned_position) {
+    const numa::PlannedCore& planned = plan.cores[planned_position];
     std::vector<engine::WeightedTile> tiles;
     for (const numa::PlannedTile& tile : planned.tiles)
       if (auto found = tiles_by_name.find(tile.name); found != tiles_by_name.end()) {
@@ -552,6 +572,7 @@ Result<void> start_cores(Engine& engine, const config::PerfConfig& config, const
     engine::CoreOptions options;
     options.name = "core" + std::to_string(planned.core_index);
     options.index = planned.core_index;
+    options.counters = &status->core(uint32_t(planned_position)).counters;
     options.idle = {config.engine.idle, config.engine.idle_spin_polls, config.engine.idle_sleep_us_max};
     options.tile_budget = config.engine.tile_budget;
     auto bell = engine.layout.doorbells.find(planned.core_index);

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -27,6 +28,28 @@ namespace keel::node {
 inline constexpr char shard_table_object_name[] = "ledger.shards";
 inline constexpr uint64_t shard_table_magic = 0x31304c4254484b4bULL;  // "KKHTBL01"
 inline constexpr uint32_t shard_table_version = 4;
+
+// Commit latency buckets: 8 exact ones for 0..7 us, then 4 per power of two up to 2^27 us
+// (about 2 minutes; the last takes everything above), so a reader can take a p99 over
+// any interval from two copies (about 12 % wide buckets).
+inline constexpr uint32_t commit_latency_bucket_count = 104;
+constexpr uint32_t commit_latency_bucket(uint64_t latency_us) {
+  if (latency_us < 8) return uint32_t(latency_us);
+  uint32_t width = uint32_t(std::bit_width(latency_us));  // 4.. for 8 and above
+  uint32_t bucket = 8 + (width - 4) * 4 + uint32_t((latency_us >> (width - 3)) & 3);
+  return bucket < commit_latency_bucket_count ? bucket : commit_latency_bucket_count - 1;
+}
+// The largest latency a bucket holds (its upper bound), in microseconds.
+constexpr uint64_t commit_latency_bucket_upper_us(uint32_t bucket) {
+  if (bucket < 8) return bucket;
+  uint32_t width = (bucket - 8) / 4 + 4, sub = (bucket - 8) % 4;
+  return ((uint64_t(4 + sub + 1)) << (width - 3)) - 1;
+}
+
+static_assert(commit_latency_bucket(9) == 8 && commit_latency_bucket_upper_us(8) == 9);
+static_assert(commit_latency_bucket(1000) < commit_latency_bucket_count &&
+              commit_latency_bucket_upper_us(commit_latency_bucket(1000)) >= 1000);
+static_assert(commit_latency_bucket_upper_us(commit_latency_bucket_count - 1) == (uint64_t(1) << 27) - 1);
 
 // Watermarks and counters of one shard. Written by its shard tile, except
 // durable_height, which the persist tile writes.
@@ -61,8 +84,11 @@ struct alignas(128) ShardControl {
   std::atomic<uint32_t> core_index;
   std::atomic<uint32_t> weight;
   std::atomic<uint64_t> moves;
+  // Transactions by commit latency (first tx of its block ordered -> block durable), one
+  // count per receipt, like commit_latency_us_sum.
+  std::atomic<uint64_t> commit_latency_buckets[commit_latency_bucket_count];
 };
-static_assert(sizeof(ShardControl) == 256);
+static_assert(sizeof(ShardControl) == 1024);
 
 // One block handed from a shard to the persist tile.
 struct BlockMessage {

@@ -210,6 +210,7 @@ size_t ShardTile::release_durable() {
     add(control_->rejected_txs, rejected);
     add(control_->commit_latency_us_sum, latency_us * receipts.size());
     add_max(control_->commit_latency_us_max, latency_us);
+    add(control_->commit_latency_buckets[commit_latency_bucket(latency_us)], receipts.size());
     pending_.pop_front();
     ++work;
   }
