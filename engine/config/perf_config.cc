@@ -82,7 +82,7 @@ constexpr NameRule bare_key_rule{"[A-Za-z0-9_-]", true, true};  // TOML's bare k
 // The keys each table may hold; anything else is an error, so a typo never silently
 // leaves a default in place.
 constexpr std::string_view root_keys[] = {"engine",    "topology", "layout", "tiles",  "rings", "chain",
-                                          "pool",      "product",  "contract", "scheduler", "pipeline", "ledger", "load"};
+                                          "pool",      "product",  "contract", "scheduler", "balancer", "pipeline", "ledger", "load"};
 constexpr std::string_view contract_keys[] = {"file", "chains"};
 constexpr std::string_view product_keys[] = {"name", "priority", "running_max"};
 constexpr std::string_view engine_keys[] = {"instance", "idle", "idle_spin_polls",
@@ -104,6 +104,10 @@ constexpr std::string_view ledger_keys[] = {"data_dir",          "fsync",       
 constexpr std::string_view scheduler_keys[] = {"leases_max",          "spill_percent",        "restart_backoff_ms",
                                                "restart_backoff_ms_max", "heartbeat_timeout_ms", "ready_timeout_ms",
                                                "crashes_max",          "crash_window_ms"};
+constexpr std::string_view balancer_keys[] = {"enabled",           "window_ms",         "half_life_ms",
+                                              "heavy_tps",         "medium_tps",        "margin_percent",
+                                              "windows_to_change", "downgrade_interval_ms", "min_share_percent",
+                                              "heavy_cores_max",   "weight_max"};
 constexpr std::string_view load_keys[] = {"enabled", "clients", "accounts_per_chain", "cross_shard_percent",
                                           "rate_per_second", "compute_percent", "flow_contracts", "flow_percent"};
 constexpr std::string_view pool_keys[] = {"compute_types", "compute_type",     "plugin",
@@ -846,6 +850,30 @@ Status read_scheduler(const TableReader& reader, SchedulerSection& scheduler) {
   return s;
 }
 
+// A chain is heavy from heavy_tps and medium from medium_tps, so heavy_tps must be the
+// larger; the error points at whichever of the two the file sets (heavy_tps when both).
+Status read_balancer(const TableReader& reader, BalancerSection& balancer) {
+  Status s = reader.expect_only(balancer_keys);
+  if (s) s = reader.read_bool("enabled", balancer.enabled);
+  if (s) s = reader.read_integer("window_ms", 10, 60'000, balancer.window_ms);
+  if (s) s = reader.read_integer("half_life_ms", 1, 600'000, balancer.half_life_ms);
+  if (s) s = reader.read_integer("heavy_tps", 1, 1'000'000'000, balancer.heavy_tps);
+  if (s) s = reader.read_integer("medium_tps", 1, 1'000'000'000, balancer.medium_tps);
+  if (s && balancer.heavy_tps <= balancer.medium_tps) {
+    const std::string_view key = reader.table().contains("heavy_tps") ? "heavy_tps" : "medium_tps";
+    s = reader.error(*reader.table().get(key), key,
+                     "heavy_tps (" + std::to_string(balancer.heavy_tps) + ") must be greater than medium_tps (" +
+                         std::to_string(balancer.medium_tps) + ")");
+  }
+  if (s) s = reader.read_integer("margin_percent", 0, 90, balancer.margin_percent);
+  if (s) s = reader.read_integer("windows_to_change", 1, 100, balancer.windows_to_change);
+  if (s) s = reader.read_integer("downgrade_interval_ms", 0, 3'600'000, balancer.downgrade_interval_ms);
+  if (s) s = reader.read_integer("min_share_percent", 0, 50, balancer.min_share_percent);
+  if (s) s = reader.read_integer("heavy_cores_max", 0, 4096, balancer.heavy_cores_max);
+  if (s) s = reader.read_integer("weight_max", 1, 1000, balancer.weight_max);
+  return s;
+}
+
 // Paths of flow model files, relative to the config's directory unless absolute; they are
 // read when the load starts (keel load names a bad one in one line).
 Status read_flow_contracts(const TableReader& reader, std::vector<std::string>& contracts) {
@@ -919,6 +947,7 @@ Status read_document(const TableReader& root, const ParseOptions& options, PerfC
   if (s) s = read_products(root, config.products);
   if (s) s = read_contracts(root, config.chains, config.contracts);
   if (s) s = read_section(root, "scheduler", read_scheduler, config.scheduler);
+  if (s) s = read_section(root, "balancer", read_balancer, config.balancer);
   if (s) s = read_section(root, "pipeline", read_pipeline, config.pipeline);
   if (s) s = read_section(root, "ledger", read_ledger, config.ledger);
   if (s) s = read_section(root, "load", read_load, config.load);

@@ -1,5 +1,6 @@
 // keel::config: the perf config (TOML) that says how an engine lays itself out: idle
-// strategy, topology, tiles, rings, chains, worker pools and the synthetic pipeline.
+// strategy, topology, tiles, rings, chains, worker pools, the balancer and the synthetic
+// pipeline.
 // The parser is strict: an unknown key, a wrong type or a value out of range is an error
 // naming the file, line, column and dotted key. perf/README.md lists every knob.
 //
@@ -132,6 +133,24 @@ struct SchedulerSection {
   uint32_t crash_window_ms = 30000;
 };
 
+// The balancer tile: every window_ms it smooths each chain's committed-transaction rate and
+// CPU time, classifies chains heavy / medium / light with hysteresis, and re-sizes their CPU
+// slices (engine/balance/balancer.h, which takes this section as its BalancerKnobs).
+// perf/README.md explains each knob and its range.
+struct BalancerSection {
+  bool enabled = true;              // false: measure and classify, never move a shard or change a weight
+  uint32_t window_ms = 250;         // how often the balancer reads the counters and decides
+  uint32_t half_life_ms = 250;      // of the EWMA over each window's rate
+  uint64_t heavy_tps = 50'000;      // smoothed committed tx/s at which a chain is heavy
+  uint64_t medium_tps = 5'000;      // ... medium; below it a chain is light
+  uint32_t margin_percent = 25;     // hysteresis: up past threshold x (1 + m), down below x (1 - m)
+  uint32_t windows_to_change = 2;   // consecutive windows past the band before a tier changes
+  uint32_t downgrade_interval_ms = 2500;  // a chain steps down at most once per interval after any change
+  uint32_t min_share_percent = 10;  // each shard's guaranteed share of its shared core's shard weight
+  uint32_t heavy_cores_max = 0;     // dedicated cores one heavy chain may take; 0 = one per shard
+  uint32_t weight_max = 32;         // the shard weights on one core add up to about this (<= 1000)
+};
+
 struct EngineSection {
   std::string instance = "default";  // names the shared segment "keel-<instance>"
   IdleStrategy idle = IdleStrategy::adaptive;
@@ -179,6 +198,7 @@ struct PerfConfig {
   std::vector<ProductConfig> products;
   std::vector<ContractConfig> contracts;
   SchedulerSection scheduler;
+  BalancerSection balancer;
   PipelineSection pipeline;
   LedgerSection ledger;
   LoadSection load;

@@ -740,6 +740,69 @@ TEST(PerfConfig, SchedulerKnobsAreCheckedAndKept) {
   EXPECT_NE(error_of("[scheduler]\nlease_max = 64\n").find("scheduler.lease_max"), std::string::npos);
 }
 
+// [balancer]: the balancer tile's knobs (engine/balance/balancer.h). One case per kind of
+// bad input: unknown key, wrong type, out of range, heavy_tps not above medium_tps.
+TEST(PerfConfig, BalancerKnobsAreCheckedAndKept) {
+  const BalancerSection defaults = parsed("").balancer;
+  EXPECT_TRUE(defaults.enabled);
+  EXPECT_EQ(defaults.window_ms, 250u);
+  EXPECT_EQ(defaults.half_life_ms, 250u);
+  EXPECT_EQ(defaults.heavy_tps, 50'000u);
+  EXPECT_EQ(defaults.medium_tps, 5'000u);
+  EXPECT_EQ(defaults.margin_percent, 25u);
+  EXPECT_EQ(defaults.windows_to_change, 2u);
+  EXPECT_EQ(defaults.downgrade_interval_ms, 2'500u);
+  EXPECT_EQ(defaults.min_share_percent, 10u);
+  EXPECT_EQ(defaults.heavy_cores_max, 0u);
+  EXPECT_EQ(defaults.weight_max, 32u);
+  const BalancerSection set =
+      parsed("[balancer]\nenabled = false\nwindow_ms = 100\nhalf_life_ms = 400\nheavy_tps = 90000\n"
+             "medium_tps = 9000\nmargin_percent = 30\nwindows_to_change = 3\ndowngrade_interval_ms = 0\n"
+             "min_share_percent = 5\nheavy_cores_max = 4\nweight_max = 1000\n")
+          .balancer;
+  EXPECT_FALSE(set.enabled);
+  EXPECT_EQ(set.window_ms, 100u);
+  EXPECT_EQ(set.half_life_ms, 400u);
+  EXPECT_EQ(set.heavy_tps, 90'000u);
+  EXPECT_EQ(set.medium_tps, 9'000u);
+  EXPECT_EQ(set.margin_percent, 30u);
+  EXPECT_EQ(set.windows_to_change, 3u);
+  EXPECT_EQ(set.downgrade_interval_ms, 0u);
+  EXPECT_EQ(set.min_share_percent, 5u);
+  EXPECT_EQ(set.heavy_cores_max, 4u);
+  EXPECT_EQ(set.weight_max, 1000u);
+
+  EXPECT_EQ(error_of("[balancer]\nwindow_ms = 250\nwindow = 100\n"), "test.toml:3:10: balancer.window: unknown key");
+  EXPECT_EQ(error_of("balancer = 3\n"), "test.toml:1:12: balancer: expected a table, got an integer");
+  EXPECT_EQ(error_of("[balancer]\nenabled = \"yes\"\n"),
+            "test.toml:2:11: balancer.enabled: expected a boolean, got a string");
+  EXPECT_EQ(error_of("[balancer]\nheavy_tps = 5e4\n"),
+            "test.toml:2:13: balancer.heavy_tps: expected an integer, got a floating-point number");
+  const std::pair<const char*, const char*> out_of_range[] = {
+      {"window_ms = 5", "test.toml:2:13: balancer.window_ms: must be from 10 to 60000, got 5"},
+      {"half_life_ms = 0", "test.toml:2:16: balancer.half_life_ms: must be from 1 to 600000, got 0"},
+      {"heavy_tps = 0", "test.toml:2:13: balancer.heavy_tps: must be from 1 to 1000000000, got 0"},
+      {"medium_tps = -1", "test.toml:2:14: balancer.medium_tps: must be from 1 to 1000000000, got -1"},
+      {"margin_percent = 91", "test.toml:2:18: balancer.margin_percent: must be from 0 to 90, got 91"},
+      {"windows_to_change = 0", "test.toml:2:21: balancer.windows_to_change: must be from 1 to 100, got 0"},
+      {"downgrade_interval_ms = 3600001",
+       "test.toml:2:25: balancer.downgrade_interval_ms: must be from 0 to 3600000, got 3600001"},
+      {"min_share_percent = 51", "test.toml:2:21: balancer.min_share_percent: must be from 0 to 50, got 51"},
+      {"heavy_cores_max = 4097", "test.toml:2:19: balancer.heavy_cores_max: must be from 0 to 4096, got 4097"},
+      {"weight_max = 1001", "test.toml:2:14: balancer.weight_max: must be from 1 to 1000, got 1001"},
+      {"weight_max = 0", "test.toml:2:14: balancer.weight_max: must be from 1 to 1000, got 0"},
+  };
+  for (const auto& [line, message] : out_of_range) EXPECT_EQ(error_of("[balancer]\n" + std::string(line) + "\n"), message);
+  // heavy_tps must be above medium_tps: the error is at heavy_tps when the file sets it,
+  // else at medium_tps.
+  EXPECT_EQ(error_of("[balancer]\nheavy_tps = 5000\nmedium_tps = 5000\n"),
+            "test.toml:2:13: balancer.heavy_tps: heavy_tps (5000) must be greater than medium_tps (5000)");
+  EXPECT_EQ(error_of("[balancer]\nmedium_tps = 60000\n"),
+            "test.toml:2:14: balancer.medium_tps: heavy_tps (50000) must be greater than medium_tps (60000)");
+  EXPECT_EQ(error_of("[balancer]\nheavy_tps = 4000\n"),
+            "test.toml:2:13: balancer.heavy_tps: heavy_tps (4000) must be greater than medium_tps (5000)");
+}
+
 TEST(PerfConfigShipped, DefaultFitsALaptop) {
   Result<PerfConfig> config = load_perf_config(KEEL_SOURCE_DIR "/perf/default.toml", {"/opt/keel"});
   ASSERT_TRUE(config) << config.error().message;
@@ -763,6 +826,19 @@ TEST(PerfConfigShipped, DefaultFitsALaptop) {
   EXPECT_EQ(config->load.clients, 2u);
   EXPECT_EQ(config->load.compute_percent, 5u);
   EXPECT_EQ(config->pipeline.payload_bytes, 32u);
+  // [balancer] spells out the defaults.
+  const BalancerSection defaults;
+  EXPECT_TRUE(config->balancer.enabled);
+  EXPECT_EQ(config->balancer.window_ms, defaults.window_ms);
+  EXPECT_EQ(config->balancer.half_life_ms, defaults.half_life_ms);
+  EXPECT_EQ(config->balancer.heavy_tps, defaults.heavy_tps);
+  EXPECT_EQ(config->balancer.medium_tps, defaults.medium_tps);
+  EXPECT_EQ(config->balancer.margin_percent, defaults.margin_percent);
+  EXPECT_EQ(config->balancer.windows_to_change, defaults.windows_to_change);
+  EXPECT_EQ(config->balancer.downgrade_interval_ms, defaults.downgrade_interval_ms);
+  EXPECT_EQ(config->balancer.min_share_percent, defaults.min_share_percent);
+  EXPECT_EQ(config->balancer.heavy_cores_max, defaults.heavy_cores_max);
+  EXPECT_EQ(config->balancer.weight_max, defaults.weight_max);
 }
 
 // A pool of one thread for every shipped plugin, each named by its bare name.
@@ -819,6 +895,9 @@ TEST(PerfConfigShipped, BigHostDescribesATwoSocketServer) {
     EXPECT_TRUE(config->pools[i].plugin_config.empty());
   }
   EXPECT_FALSE(config->pipeline.enabled);
+  EXPECT_EQ(config->balancer.heavy_tps, 200'000u);
+  EXPECT_EQ(config->balancer.medium_tps, 20'000u);
+  EXPECT_EQ(config->balancer.weight_max, 64u);
 }
 
 TEST(PerfConfig, ToStringSpellsTheConfigWords) {
