@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "engine/client/client_table.h"
+#include "engine/config/perf_config.h"  // system_chain_name (a constant: no link to keel_config)
 #include "engine/ledger/transaction.h"
 #include "shm/segment.h"
 
@@ -81,7 +82,9 @@ Result<std::unique_ptr<GatewayTile>> GatewayTile::create(std::byte* segment_base
   // Offsets and counts are read once here: nothing a client later writes into the
   // shared table can redirect the gateway.
   for (uint32_t index = 0; index < (*table)->chain_count; ++index) {
-    tile->chains_.push_back({(*table)->chains[index].first_shard_port, (*table)->chains[index].shard_count});
+    const ChainEntry& chain = (*table)->chains[index];
+    tile->chains_.push_back({chain.first_shard_port, chain.shard_count,
+                             std::string_view(chain.name) == config::system_chain_name});
   }
   tile->slots_.resize((*table)->slot_count);
   for (uint32_t index = 0; index < (*table)->slot_count; ++index) {
@@ -254,6 +257,8 @@ bool GatewayTile::take_submission(uint32_t slot_index, const SubmitMessage& mess
     status = ledger::TxStatus::engine_stopping;
   } else if (message.chain >= chains_.size()) {
     status = ledger::TxStatus::unknown_chain;
+  } else if (chains_[message.chain].system) {
+    status = ledger::TxStatus::system_chain;
   } else if (!readable) {
     status = ledger::TxStatus::bad_length;
   } else {

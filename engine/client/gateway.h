@@ -108,6 +108,7 @@ class GatewayTile final : public engine::Tile {
   struct ChainRoute {
     uint32_t first_port;
     uint32_t shard_count;
+    bool system = false;  // the system chain: clients may read it, never submit to it
   };
 
   GatewayTile() = default;

@@ -467,6 +467,8 @@ Status read_chain(const TableReader& reader, FirstLines& first_lines,
   if (s) s = reader.read_integer("block_txs_max", 1, 65'536, chain.block_txs_max);
   if (s) s = reader.read_integer("block_us_max", 1, 10'000'000, chain.block_us_max);
   if (s) s = reader.check_unique("name", "chain name", first_lines);
+  if (s && chain.is_system() && chain.shards != 1)
+    s = reader.error(*reader.table().get("shards"), "shards", "the system chain has exactly one shard");
   if (s) chains.push_back(std::move(chain));
   return s;
 }
@@ -736,8 +738,12 @@ Status read_pool(const TableReader& reader, PoolContext& context, std::vector<Po
 // Names are unique across chains, so each names its own shared-memory rings and logs.
 Status read_chains(const TableReader& root, std::vector<ChainConfig>& chains) {
   FirstLines first_lines;
-  return read_each(root, "chain",
-                   [&](const TableReader& item) { return read_chain(item, first_lines, chains); });
+  Status s = read_each(root, "chain",
+                       [&](const TableReader& item) { return read_chain(item, first_lines, chains); });
+  bool declared = std::any_of(chains.begin(), chains.end(), [](const ChainConfig& chain) { return chain.is_system(); });
+  // Small blocks: a few records a second at most, and each should be durable soon.
+  if (s && !declared) chains.push_back(ChainConfig{system_chain_name, 1, 1024, 2000});
+  return s;
 }
 
 Status read_products(const TableReader& root, std::vector<ProductConfig>& products) {

@@ -36,11 +36,17 @@ struct TileClass {
 
 // One ledger ("chain"), how many shards split it by key, and when a shard seals a block:
 // once it holds block_txs_max transactions or its first one is block_us_max old.
+// The chain the balancer records its decisions on (ledger/transaction.h: balance_record).
+// Every config has it: listed last unless the file declares it (to tune its blocks), one
+// shard, and clients cannot submit to it.
+inline constexpr char system_chain_name[] = "system";
+
 struct ChainConfig {
   std::string name;
   uint32_t shards = 1;
   uint32_t block_txs_max = 8192;
   uint32_t block_us_max = 2000;
+  bool is_system() const { return name == system_chain_name; }
 };
 
 // A product's job queue on every shard of every chain (flow_table.h): jobs of flows of

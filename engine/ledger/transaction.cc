@@ -43,6 +43,7 @@ std::string_view status_text(TxStatus status) {
     case TxStatus::unknown_flow: return "no flow has that key";
     case TxStatus::flow_control_refused: return "not allowed in the flow's state";
     case TxStatus::no_such_shard: return "the chain has no such shard";
+    case TxStatus::system_chain: return "the system chain takes only the engine's own records";
     case TxStatus::flow_args_mismatch: return "the arguments do not match the contract's";
     case TxStatus::flow_limit_reached: return "the shard holds its most contract versions or products";
     case TxStatus::timer_stale: return "the timer does not wait for that fire time";
@@ -60,7 +61,7 @@ bool status_is_malformed(TxStatus status) {
 
 bool status_is_unordered(TxStatus status) {
   return status_is_malformed(status) || status == TxStatus::unknown_chain || status == TxStatus::engine_stopping ||
-         status == TxStatus::no_such_shard;
+         status == TxStatus::no_such_shard || status == TxStatus::system_chain;
 }
 
 std::string_view outcome_text(ComputeOutcome outcome) {

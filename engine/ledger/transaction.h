@@ -134,6 +134,7 @@ enum class TxStatus : uint16_t {
   unknown_chain = 40,
   engine_stopping = 41,
   no_such_shard = 42,  // a flow_deploy or product_set names a shard the chain does not have
+  system_chain = 60,   // a client submitted to the system chain, which takes only the engine's records
 };
 
 // One line naming the reason, e.g. "insufficient funds".

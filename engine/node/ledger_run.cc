@@ -469,6 +469,7 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
       const flow::FlowTable& flows = from.executor.state().flows;
       uint32_t products_held = flows.product_count();
       for (const config::ProductConfig& product : config.products) {
+        if (chain_config.is_system()) break;  // flows never run on the system chain
         std::optional<flow::ProductSettings> held = flows.product_settings(product.name);
         if (held && held->priority == product.priority && held->running_max == product.running_max) continue;
         if (!held && products_held >= ledger::shard_flow_limits.products_max) {
@@ -484,6 +485,7 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
       // The config's contracts, where this shard does not hold that version yet.
       for (size_t index = 0; index < config.contracts.size(); ++index) {
         const std::vector<std::string>& chains = config.contracts[index].chains;
+        if (chains.empty() && chain_config.is_system()) continue;  // "every chain" means every client chain
         if (!chains.empty() && std::find(chains.begin(), chains.end(), chain_config.name) == chains.end()) continue;
         const flow::FlowModel& model = contract_models[index];
         std::string where = "chain " + chain_config.name + " shard " + std::to_string(shard);

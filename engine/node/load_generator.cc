@@ -293,6 +293,7 @@ int run_load_process(const config::PerfConfig& config, const LoadOptions& option
   Generator generator{client->get(), {}};
   uint64_t first_account = uint64_t(options.client_index) * 1'000'000'000ull + 1;
   for (const config::ChainConfig& chain_config : config.chains) {
+    if (chain_config.is_system()) continue;  // the engine's own records only
     Result<uint32_t> index = (*client)->chain_index(chain_config.name);
     if (!index) {
       std::fprintf(stderr, "keel load: %s\n", index.error().message.c_str());

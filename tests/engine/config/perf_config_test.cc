@@ -68,7 +68,11 @@ TEST(PerfConfig, EmptyTextGivesEveryDefault) {
   EXPECT_EQ(config.rings.capacity, 4096u);
   EXPECT_EQ(config.rings.slot_bytes, 64u);
   EXPECT_EQ(config.rings.arena_bytes, 1u << 20);
-  EXPECT_TRUE(config.chains.empty());
+  // Only the system chain, which every config has (the balancer's records).
+  ASSERT_EQ(config.chains.size(), 1u);
+  EXPECT_TRUE(config.chains[0].is_system());
+  EXPECT_EQ(config.chains[0].shards, 1u);
+  EXPECT_EQ(config.chains[0].block_txs_max, 1024u);
   EXPECT_TRUE(config.pools.empty());
   EXPECT_FALSE(config.pipeline.enabled);
   EXPECT_EQ(config.ledger.data_dir, "data");
@@ -110,7 +114,7 @@ TEST(PerfConfig, InlineArraysOfTablesAreArraysOfTables) {
   const PerfConfig config = parsed(
       "chain = [{ name = \"a\", shards = 3 }, { name = \"b\" }]\n"
       "pool = [{ compute_type = \"hash\", plugin = \"hash\" }]\n");
-  ASSERT_EQ(config.chains.size(), 2u);
+  ASSERT_EQ(config.chains.size(), 3u);  // and the system chain
   EXPECT_EQ(config.chains[0].name, "a");
   EXPECT_EQ(config.chains[0].shards, 3u);
   EXPECT_EQ(config.chains[1].name, "b");
@@ -220,6 +224,16 @@ TEST(PerfConfig, NotOneOfTheChoices) {
             "got \"sp\\x0ain\"");
 }
 
+TEST(PerfConfig, ASystemChainTheFileDeclaresIsKeptWhereItIsWithOneShard) {
+  const PerfConfig config = parsed("[[chain]]\nname = \"system\"\nblock_us_max = 500\n[[chain]]\nname = \"a\"\n");
+  ASSERT_EQ(config.chains.size(), 2u);
+  EXPECT_TRUE(config.chains[0].is_system());
+  EXPECT_EQ(config.chains[0].block_us_max, 500u);
+  EXPECT_EQ(config.chains[1].name, "a");
+  EXPECT_EQ(error_of("[[chain]]\nname = \"system\"\nshards = 2\n"),
+            "test.toml:3:10: chain[0].shards: the system chain has exactly one shard");
+}
+
 TEST(PerfConfig, NameCharacters) {
   EXPECT_EQ(error_of("[[chain]]\nname = \"Pay Ments\"\n"),
             "test.toml:2:8: chain[0].name: must be 1 to 32 characters of [a-z0-9_-], got "
@@ -230,7 +244,7 @@ TEST(PerfConfig, NameCharacters) {
   EXPECT_EQ(error_of("[[chain]]\nname = \"" + name_33_chars + "\"\n"),
             "test.toml:2:8: chain[0].name: must be 1 to 32 characters of [a-z0-9_-], got \"" +
                 name_33_chars + "\"");
-  EXPECT_EQ(parsed("[[chain]]\nname = \"" + std::string(32, 'a') + "\"\n").chains.size(), 1u);
+  EXPECT_EQ(parsed("[[chain]]\nname = \"" + std::string(32, 'a') + "\"\n").chains.size(), 2u);  // + system
   EXPECT_EQ(error_of("[[pool]]\ncompute_type = \"credit-score\"\n"),
             "test.toml:2:16: pool[0].compute_type: must be 1 to 32 characters of [a-z0-9_], "
             "got \"credit-score\"");
@@ -814,7 +828,8 @@ TEST(PerfConfigShipped, DefaultFitsALaptop) {
                config->tiles.timer.busy_poll || config->tiles.pipeline.busy_poll);
   EXPECT_EQ(config->rings.capacity, 4096u);
   EXPECT_EQ(config->rings.slot_bytes, 64u);
-  ASSERT_EQ(config->chains.size(), 2u);
+  ASSERT_EQ(config->chains.size(), 3u);
+  EXPECT_TRUE(config->chains[2].is_system());
   EXPECT_EQ(config->chains[0].name, "payments");
   EXPECT_EQ(config->chains[0].shards, 2u);
   EXPECT_EQ(config->chains[0].block_txs_max, 8192u);
@@ -880,11 +895,12 @@ TEST(PerfConfigShipped, BigHostDescribesATwoSocketServer) {
                config->tiles.pipeline.busy_poll);
   const char* chain_names[] = {"payments",   "settlement", "cards",
                                "securities", "treasury",   "loyalty"};
-  ASSERT_EQ(config->chains.size(), std::size(chain_names));
+  ASSERT_EQ(config->chains.size(), std::size(chain_names) + 1);
   for (size_t i = 0; i < std::size(chain_names); ++i) {
     EXPECT_EQ(config->chains[i].name, chain_names[i]);
     EXPECT_EQ(config->chains[i].shards, 4u);
   }
+  EXPECT_TRUE(config->chains.back().is_system());
   const char* pool_types[] = {"hash", "credit_score", "var_mc", "interest", "noop"};
   const uint32_t pool_threads[] = {16, 16, 16, 16, 4};
   ASSERT_EQ(config->pools.size(), std::size(pool_types));
