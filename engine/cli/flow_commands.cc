@@ -130,7 +130,7 @@ Result<std::vector<std::vector<std::byte>>> flow_transactions(const FlowRequest&
 }  // namespace
 
 int flow_command(const FlowRequest& request) {
-  Result<std::unique_ptr<client::Client>> client = client::Client::attach("keel-" + request.instance);
+  Result<std::unique_ptr<client::Client>> client = client::Client::attach("keel-" + request.instance, request.client_id);
   if (!client) return fail(client.error());
   Result<uint32_t> chain = (*client)->chain_index(request.chain);
   if (!chain) return fail(chain.error());

@@ -25,6 +25,7 @@ struct FlowRequest {
   std::string instance = "default";
   std::string chain;
   uint32_t timeout_ms = 10'000;
+  std::string client_id = "cli";  // attached as (access credits are charged to it)
   // deploy: the model's file, and a perf config whose [[pool]]s' compute types it must use
   // (empty: the types are not checked, and the command says so).
   std::string model_file;

@@ -364,7 +364,9 @@ int submit_command(const SubmitRequest& request) {
   uint64_t nonce = request.nonce != 0 ? request.nonce : shm::monotonic_ns();
   Result<std::vector<std::byte>> tx = build_transaction(request, nonce);
   if (!tx) return fail(tx.error());
-  Result<std::unique_ptr<client::Client>> client = client::Client::attach("keel-" + request.instance);
+  if (!ledger::is_client_id(request.client_id))
+    return fail(make_error("--client-id", "'" + request.client_id + "' must be 1 to 32 characters of [a-z0-9_.-]"));
+  Result<std::unique_ptr<client::Client>> client = client::Client::attach("keel-" + request.instance, request.client_id);
   if (!client) return fail(client.error());
   Result<uint32_t> chain = (*client)->chain_index(request.chain);
   if (!chain) return fail(chain.error());

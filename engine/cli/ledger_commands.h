@@ -34,6 +34,7 @@ struct SubmitRequest {
   uint64_t subject = 0;
   std::optional<std::string> input_text, input_file, input_hex;
   uint64_t nonce = 0;  // 0: derived from the clock
+  std::string client_id = "cli";  // attached as (access credits are charged to it)
   uint32_t timeout_ms = 10'000;
   bool json = false;
 };
@@ -43,7 +44,7 @@ int verify_command(const std::string& data_dir, bool json);
 
 // `keel submit`: one transaction, then its durable receipt. Exit 0 when applied, 3 when
 // rejected, 2 when it could not be submitted or no receipt came in time. Arguments are
-// checked before attaching to the engine: a bad one (a put key too long; a compute
+// checked before attaching to the engine: a bad one (a client id not of [a-z0-9_.-], a put key too long; a compute
 // type name not of [a-z0-9_], an input file that cannot be read, bad hex, an input over
 // ledger::compute_input_bytes_max) is one line "keel: --<option>: <reason>", exit 2.
 //

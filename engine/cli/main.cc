@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "engine/cli/credit_commands.h"
 #include "engine/cli/flow_commands.h"
 #include "engine/cli/ledger_commands.h"
 #include "engine/cli/plugin_command.h"
@@ -270,6 +271,9 @@ int main(int argc, char** argv) {
   submit->add_option("--timeout-ms", submit_request.timeout_ms, "how long to wait for the receipt")->capture_default_str();
   submit->add_option("--nonce", submit_request.nonce, "transaction nonce (default: from the clock)");
   submit->add_flag("--json", submit_request.json, "print the receipt as JSON");
+  submit->add_option("--client-id", submit_request.client_id,
+                     "the client id to attach as: access credits are charged to it (1 to 32 of [a-z0-9_.-])")
+      ->capture_default_str();
   submit->require_subcommand(1);
   CLI::App* create_account = submit->add_subcommand("create-account", "open an account");
   create_account->add_option("--account", submit_request.account)->required();
@@ -302,6 +306,9 @@ int main(int argc, char** argv) {
     command->add_option("--instance", flow_request.instance, "engine instance ([engine] instance)")->capture_default_str();
     command->add_option("--chain", flow_request.chain, "chain name")->required();
     command->add_option("--timeout-ms", flow_request.timeout_ms, "how long to wait for the receipts")->capture_default_str();
+    command->add_option("--client-id", flow_request.client_id,
+                        "the client id to attach as: access credits are charged to it (1 to 32 of [a-z0-9_.-])")
+        ->capture_default_str();
   };
   CLI::App* flow_deploy = flow->add_subcommand("deploy", "deploy a contract (a flow model file) on every shard of a chain");
   flow_deploy->add_option("file", flow_request.model_file, "the flow model (TOML)")->required();
@@ -333,6 +340,27 @@ int main(int argc, char** argv) {
     command->add_option("--chain", flow_query.chain, "chain name")->required();
     command->add_option("--config", flow_query.config_file, "the perf config (its data_dir and chains)")->capture_default_str();
     command->add_flag("--json", flow_query.json, "print one JSON object");
+  }
+
+  keel::cli::CreditsRequest credits_request;
+  CLI::App* credits = app.add_subcommand("credits", "access credits of a chain");
+  credits->require_subcommand(1);
+  CLI::App* credits_grant = credits->add_subcommand("grant", "grant access credits to a client on a running engine");
+  credits_grant->add_option("--client", credits_request.client, "the client id receiving them")->required();
+  credits_grant->add_option("--amount", credits_request.amount, "credits in all (split evenly over the shards without --shard)")
+      ->required();
+  credits_grant->add_option("--shard", credits_request.shard, "grant on this shard only");
+  credits_grant->add_option("--as", credits_request.as, "the granter's client id (one of the chain's credit_granters)")
+      ->capture_default_str();
+  credits_grant->add_option("--timeout-ms", credits_request.timeout_ms, "how long to wait for the receipts")
+      ->capture_default_str();
+  CLI::App* credits_show = credits->add_subcommand("show", "balances per shard and in total, from the chain's log and snapshots");
+  credits_show->add_option("--client", credits_request.client, "only this client's balances");
+  for (CLI::App* command : {credits_grant, credits_show}) {
+    command->add_option("--config", credits_request.config_file, "the perf config (its engine instance, data_dir and chains)")
+        ->capture_default_str();
+    command->add_option("--chain", credits_request.chain, "chain name")->required();
+    command->add_flag("--json", credits_request.json, "print one JSON object");
   }
 
   CLI11_PARSE(app, argc, argv);
@@ -373,6 +401,10 @@ int main(int argc, char** argv) {
     for (CLI::App* command : flow->get_subcommands())
       if (command->parsed()) flow_request.action = command->get_name();
     return keel::cli::flow_command(flow_request);
+  }
+  if (credits->parsed()) {
+    credits_request.action = credits_grant->parsed() ? "grant" : "show";
+    return keel::cli::credits_command(credits_request);
   }
   if (submit->parsed()) {
     for (CLI::App* kind : {create_account, transfer, put, compute})

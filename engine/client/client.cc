@@ -36,7 +36,10 @@ std::string seconds_text(uint64_t ns) {
 
 }  // namespace
 
-Result<std::unique_ptr<Client>> Client::attach(std::string_view segment_name) {
+Result<std::unique_ptr<Client>> Client::attach(std::string_view segment_name, std::string_view client_id) {
+  if (!ledger::is_client_id(client_id))
+    return make_error(place, "client id '" + std::string(client_id) + "' must be 1 to " +
+                                 std::to_string(ledger::client_id_bytes_max) + " characters of [a-z0-9_.-]");
   std::string name(segment_name);
   if (name.empty() || name.find('/') != std::string::npos || !segment_exists(name)) {
     return make_error(place, "no keel engine named '" + name + "' is running");
@@ -58,7 +61,7 @@ Result<std::unique_ptr<Client>> Client::attach(std::string_view segment_name) {
   Result<uint64_t> table = find_client_table(client->segment_);
   if (!table) return make_error(place, "engine '" + name + "' takes no clients (" + table.error().message + ")");
   client->table_ = reinterpret_cast<const ClientTable*>(client->segment_.base() + *table);
-  if (Result<void> claimed = client->claim_slot(); !claimed) return claimed.error();
+  if (Result<void> claimed = client->claim_slot(client_id); !claimed) return claimed.error();
   return client;
 }
 
@@ -66,7 +69,7 @@ Result<std::unique_ptr<Client>> Client::attach(std::string_view segment_name) {
 // identity, then claiming -> attached with release, so the gateway sees a complete
 // owner. The gateway takes back a slot left in claiming by a claimer that died; then
 // the final exchange fails and the search goes on.
-Result<void> Client::claim_slot() {
+Result<void> Client::claim_slot(std::string_view client_id) {
   std::byte* base = segment_.base();
   int pid = getpid();
   uint64_t start_ticks = shm::process_start_ticks(pid);
@@ -81,6 +84,9 @@ Result<void> Client::claim_slot() {
     slot.owner_start_ticks.store(start_ticks, std::memory_order_relaxed);
     slot.epoch += 1;
     slot.heartbeat_ns.store(shm::monotonic_ns(), std::memory_order_relaxed);
+    // Published with the state's release below: the gateway reads it once it sees attached.
+    ledger::ClientId id = ledger::make_client_id(client_id);
+    std::memcpy(client_identity(base, *table_, index).client_id, id.data(), id.size());
     // The rings were left empty by the gateway before it freed the slot; joining picks
     // up their indexes where the previous owner left them.
     auto submits = join_table_ring<shm::RingProducer>(base, slot.submit_ring, submit_slot_bytes);
@@ -110,6 +116,7 @@ Result<void> Client::claim_slot() {
     receipts_ = *receipts;
     doorbell_ = reinterpret_cast<shm::Doorbell*>(base + slot.doorbell);
     owner_pid_ = pid;
+    client_id_ = std::string(client_id);
     last_beat_ns_ = shm::monotonic_ns();
     return {};
   }

@@ -1,7 +1,7 @@
 // engine/client/client.h: the library an application links to submit transactions to a
 // running keel engine and receive their receipts.
 //
-//   auto client = Client::attach("keel-default");            // claims a free slot
+//   auto client = Client::attach("keel-default", "payments-app");  // claims a free slot as that client id
 //   if (!client) { std::fprintf(stderr, "%s\n", client.error().message.c_str()); return 2; }
 //   uint32_t payments = (*client)->chain_index("payments").value();
 //   std::vector<std::byte> tx = ledger::encode_transfer(/*nonce=*/1, /*from=*/7, /*to=*/9, /*amount=*/100);
@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -44,10 +45,14 @@ inline constexpr uint64_t client_heartbeat_interval_ns = 100'000'000ULL;
 
 class Client {
  public:
-  // Attaches to the running engine's segment ("keel-<instance>") and claims a free slot.
-  // Errors: no such engine, an engine that is not alive (its pid is gone or its heartbeat
-  // is older than 5 s), an engine without a client table, all slots taken.
-  static Result<std::unique_ptr<Client>> attach(std::string_view segment_name);
+  // Attaches to the running engine's segment ("keel-<instance>") and claims a free slot
+  // under `client_id` (1..32 characters of [a-z0-9_.-], ledger::is_client_id): the id
+  // access credits are charged to and credit grants are checked against. It names the
+  // client; it does not prove who runs it (protocol.h). Several clients may share an id
+  // (they then share its credit). Errors: a bad client id, no such engine, an engine that
+  // is not alive (its pid is gone or its heartbeat is older than 5 s), an engine without a
+  // client table, all slots taken.
+  static Result<std::unique_ptr<Client>> attach(std::string_view segment_name, std::string_view client_id);
   // Detaches: the slot becomes detached and the gateway reclaims it (receipts still owed
   // are dropped). Does nothing in a forked child that inherited the object.
   ~Client();
@@ -80,10 +85,11 @@ class Client {
   bool engine_alive() const;
   // This client's slot index in the engine's client table.
   uint32_t slot() const { return slot_index_; }
+  const std::string& client_id() const { return client_id_; }
 
  private:
   explicit Client(shm::Segment segment) : segment_(std::move(segment)) {}
-  Result<void> claim_slot();
+  Result<void> claim_slot(std::string_view client_id);
   void beat_heartbeat();
 
   shm::Segment segment_;
@@ -99,6 +105,7 @@ class Client {
   uint64_t received_ = 0;
   uint64_t last_beat_ns_ = 0;
   int owner_pid_ = 0;
+  std::string client_id_;
 };
 
 }  // namespace keel::client

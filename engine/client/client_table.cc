@@ -15,6 +15,8 @@ namespace keel::client {
 namespace {
 
 constexpr char place[] = "client table";
+// A slot's identity is a ledger client id, copied as is into what the shards charge.
+static_assert(sizeof(ClientIdentity::client_id) == sizeof(ledger::ClientId));
 constexpr uint64_t piece_alignment = 128;  // rings, arenas and doorbells all want 128
 
 // The footprint of each kind of piece, computed once the options are known to be valid.
@@ -144,7 +146,7 @@ void construct_arena(std::byte* base, uint64_t offset, uint64_t bytes) {
 // Writes the table's counts, offsets and chains, then its magic (last: a table with a
 // valid magic is complete).
 void fill_table(ClientTable& table, const ClientTableOptions& options, uint64_t slots_at, uint64_t ports_at,
-                uint32_t port_count) {
+                uint64_t identities_at, uint32_t port_count) {
   table.version = client_table_version;
   table.slot_count = options.client_slots;
   table.chain_count = uint32_t(options.chains.size());
@@ -152,6 +154,7 @@ void fill_table(ClientTable& table, const ClientTableOptions& options, uint64_t 
   table.gateway_doorbell = options.gateway_doorbell;
   table.slots_offset = slots_at;
   table.ports_offset = ports_at;
+  table.identities_offset = identities_at;
   uint32_t first_port = 0;
   for (size_t index = 0; index < options.chains.size(); ++index) {
     ChainEntry& entry = table.chains[index];
@@ -172,7 +175,11 @@ uint64_t walk_layout(const ClientTableOptions& options, const PieceBytes& bytes,
   uint64_t table_at = object + cursor.take(sizeof(ClientTable));
   uint64_t slots_at = object + cursor.take(uint64_t(options.client_slots) * sizeof(ClientSlot));
   uint64_t ports_at = object + cursor.take(uint64_t(bytes.port_count) * sizeof(ShardPorts));
+  uint64_t identities_at = object + cursor.take(uint64_t(options.client_slots) * sizeof(ClientIdentity));
   ClientTable* table = base ? new (base + table_at) ClientTable{} : nullptr;
+  if (base)
+    for (uint32_t index = 0; index < options.client_slots; ++index)
+      new (base + identities_at + uint64_t(index) * sizeof(ClientIdentity)) ClientIdentity{};
   for (uint32_t index = 0; index < options.client_slots; ++index) {
     uint64_t submit_ring = object + cursor.take(bytes.client_submit_ring);
     uint64_t receipt_ring = object + cursor.take(bytes.client_receipt_ring);
@@ -202,7 +209,7 @@ uint64_t walk_layout(const ClientTableOptions& options, const PieceBytes& bytes,
     construct_arena(base, arena, options.shard_arena_bytes);
     new (base + ports_at + uint64_t(index) * sizeof(ShardPorts)) ShardPorts{submit_ring, arena, receipt_ring};
   }
-  if (table != nullptr) fill_table(*table, options, slots_at, ports_at, bytes.port_count);
+  if (table != nullptr) fill_table(*table, options, slots_at, ports_at, identities_at, bytes.port_count);
   return cursor.next;
 }
 
@@ -261,10 +268,11 @@ Result<uint64_t> find_client_table(const shm::Segment& segment) {
   uint64_t end = object->offset + object->bytes;
   uint64_t slots_end = (*table)->slots_offset + uint64_t((*table)->slot_count) * sizeof(ClientSlot);
   uint64_t ports_end = (*table)->ports_offset + uint64_t((*table)->port_count) * sizeof(ShardPorts);
+  uint64_t identities_end = (*table)->identities_offset + uint64_t((*table)->slot_count) * sizeof(ClientIdentity);
   if ((*table)->slots_offset < object->offset || slots_end > end || (*table)->ports_offset < object->offset ||
-      ports_end > end) {
+      ports_end > end || (*table)->identities_offset < object->offset || identities_end > end) {
     return make_error(std::string(place) + " at offset " + std::to_string(object->offset),
-                      "slots or ports lie outside the object");
+                      "slots, ports or identities lie outside the object");
   }
   return object->offset;
 }

@@ -63,6 +63,14 @@ inline ClientSlot& client_slot(std::byte* base, const ClientTable& table, uint32
   return reinterpret_cast<ClientSlot*>(base + table.slots_offset)[index];
 }
 
+// The identity of the slot at `index` (< table.slot_count). The table must have been checked.
+inline ClientIdentity& client_identity(std::byte* base, const ClientTable& table, uint32_t index) {
+  return reinterpret_cast<ClientIdentity*>(base + table.identities_offset)[index];
+}
+inline const ClientIdentity& client_identity(const std::byte* base, const ClientTable& table, uint32_t index) {
+  return reinterpret_cast<const ClientIdentity*>(base + table.identities_offset)[index];
+}
+
 // The gateway's rings to and from one shard of one chain (both in range).
 const ShardPorts& shard_ports(const std::byte* base, const ClientTable& table, uint32_t chain, uint32_t shard);
 

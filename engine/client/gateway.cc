@@ -74,22 +74,28 @@ void bump(std::atomic<uint64_t>& counter, uint64_t amount) {
 
 }  // namespace
 
-Result<std::unique_ptr<GatewayTile>> GatewayTile::create(std::byte* segment_base, uint64_t table_offset) {
+Result<std::unique_ptr<GatewayTile>> GatewayTile::create(std::byte* segment_base, uint64_t table_offset,
+                                                         std::vector<ChainAccess> access) {
   Result<const ClientTable*> table = check_client_table(segment_base, table_offset);
   if (!table) return table.error();
+  if (access.empty()) access.resize((*table)->chain_count);
+  if (access.size() != (*table)->chain_count)
+    return make_error("client gateway", "access rules for " + std::to_string(access.size()) + " chains, the table has " +
+                                            std::to_string((*table)->chain_count));
   std::unique_ptr<GatewayTile> tile(new GatewayTile());
   tile->base_ = segment_base;
   // Offsets and counts are read once here: nothing a client later writes into the
   // shared table can redirect the gateway.
   for (uint32_t index = 0; index < (*table)->chain_count; ++index) {
     const ChainEntry& chain = (*table)->chains[index];
-    tile->chains_.push_back({chain.first_shard_port, chain.shard_count,
+    tile->chains_.push_back({chain.first_shard_port, chain.shard_count, std::move(access[index].credit_granters),
                              std::string_view(chain.name) == config::system_chain_name});
   }
   tile->slots_.resize((*table)->slot_count);
   for (uint32_t index = 0; index < (*table)->slot_count; ++index) {
     SlotLink& slot = tile->slots_[index];
     slot.shared = &client_slot(segment_base, **table, index);
+    slot.identity = &client_identity(segment_base, **table, index);
     auto submits = join_table_ring<shm::RingConsumer>(segment_base, slot.shared->submit_ring, submit_slot_bytes);
     Result<shm::ArenaReader> arena = shm::ArenaReader::join(segment_base, slot.shared->submit_arena);
     auto receipts = join_table_ring<shm::RingProducer>(segment_base, slot.shared->receipt_ring, receipt_slot_bytes);
@@ -223,10 +229,14 @@ size_t GatewayTile::take_client_submissions(uint32_t slot_index, size_t wanted) 
   wanted = std::min<uint64_t>(wanted, receipt_room(slot));
   std::span<const std::byte> in = slot.submits.peek(wanted);
   size_t count = in.size() / sizeof(SubmitMessage), taken = 0;
+  // Read once per batch: the claimer wrote it before publishing attached (acquired above).
+  ledger::ClientId id;
+  std::memcpy(id.data(), slot.identity->client_id, id.size());
+  std::optional<std::string_view> client_id = ledger::client_id_text(id);
   for (; taken < count; ++taken) {
     SubmitMessage message;
     std::memcpy(&message, in.data() + taken * sizeof message, sizeof message);
-    if (!take_submission(slot_index, message)) {
+    if (!take_submission(slot_index, message, client_id)) {
       slot.blocked = true;
       ++stats_.backpressure_events;
       break;
@@ -239,7 +249,8 @@ size_t GatewayTile::take_client_submissions(uint32_t slot_index, size_t wanted) 
 
 // Checks one submission and routes it, or answers it at once. False when its shard's
 // ring or arena is full: the submission stays in the client's ring for a later poll.
-bool GatewayTile::take_submission(uint32_t slot_index, const SubmitMessage& message) {
+bool GatewayTile::take_submission(uint32_t slot_index, const SubmitMessage& message,
+                                  std::optional<std::string_view> client_id) {
   SlotLink& slot = slots_[slot_index];
   bool in_arena = message.tx_bytes > submit_inline_bytes_max;
   std::span<const std::byte> tx;
@@ -268,6 +279,7 @@ bool GatewayTile::take_submission(uint32_t slot_index, const SubmitMessage& mess
   if (status == ledger::TxStatus::applied &&
       ledger::home_shard(view, chains_[message.chain].shard_count) >= chains_[message.chain].shard_count)
     status = ledger::TxStatus::no_such_shard;
+  if (status == ledger::TxStatus::applied) status = check_access(view, message.chain, client_id);
   if (status == ledger::TxStatus::applied) {
     const ChainRoute& chain = chains_[message.chain];
     uint32_t port_index = chain.first_port + ledger::home_shard(view, chain.shard_count);
@@ -281,6 +293,16 @@ bool GatewayTile::take_submission(uint32_t slot_index, const SubmitMessage& mess
   // The bytes are copied (or refused): the client may reuse them.
   if (in_arena && readable) slot.arena.release(message.arena_position, message.tx_bytes);
   return true;
+}
+
+// Applied when the slot's client may send this well-formed transaction on the chain.
+ledger::TxStatus GatewayTile::check_access(const ledger::TxView& view, uint32_t chain,
+                                           std::optional<std::string_view> client_id) const {
+  if (!client_id) return ledger::TxStatus::bad_client_id;  // a client that did not attach through the library
+  if (view.type != ledger::TxType::credit_grant) return ledger::TxStatus::applied;
+  const std::vector<std::string>& granters = chains_[chain].credit_granters;
+  bool listed = std::find(granters.begin(), granters.end(), *client_id) != granters.end();
+  return listed ? ledger::TxStatus::applied : ledger::TxStatus::not_a_granter;
 }
 
 // Writes a RoutedSubmit into the port's ring in place; the port publishes its pending
@@ -425,6 +447,8 @@ void GatewayTile::finish_reclaim(SlotLink& slot) {
   slot.shared->owner_pid.store(0, std::memory_order_relaxed);
   slot.shared->owner_start_ticks.store(0, std::memory_order_relaxed);
   slot.shared->heartbeat_ns.store(0, std::memory_order_relaxed);
+  // No receipt is owed, so no shard reads the id any more; the next claimer writes its own.
+  std::memset(slot.identity->client_id, 0, sizeof slot.identity->client_id);
   slot.reclaiming = false;
   slot.shared->state.store(uint32_t(ClientSlotState::free), std::memory_order_release);
   ++stats_.clients_reclaimed;

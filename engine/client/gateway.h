@@ -24,6 +24,10 @@
 // engine_stopping (height 0) and the shard submit rings are closed; receipts keep being
 // forwarded, and the tile is quiescent once no shard owes a receipt.
 //
+// Identity and grants: a submission from a slot whose client id (protocol.h) is not valid
+// is refused with bad_client_id, and a credit_grant from a client its chain's
+// credit_granters do not list with not_a_granter, both at once (height 0).
+//
 // One gateway per table for the table's life: what each slot is owed is counted in the
 // gateway's process, not in the segment. Transactions travelling in a client's arena are
 // checked there and then copied, so a client that rewrites them in between can hand a
@@ -33,12 +37,15 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
 #include <span>
 #include <string_view>
 #include <vector>
 
 #include "engine/client/protocol.h"
 #include "engine/core/tile.h"
+#include "engine/ledger/transaction.h"
 #include "error/result.h"
 #include "shm/arena.h"
 #include "shm/doorbell.h"
@@ -53,7 +60,7 @@ inline constexpr uint64_t gateway_claim_timeout_ns = 2'000'000'000ULL;
 
 struct GatewayStats {
   uint64_t routed = 0;               // transactions handed to a shard port
-  uint64_t refused = 0;              // answered at once with height 0 (malformed, unknown chain, stopping)
+  uint64_t refused = 0;              // answered at once with height 0 (malformed, unknown chain, stopping, not a granter)
   uint64_t receipts_forwarded = 0;   // shard receipts pushed to their client
   uint64_t receipts_discarded = 0;   // shard receipts whose client had left (reclaiming slot)
   uint64_t submissions_discarded = 0;  // unread submissions of a client that left
@@ -61,11 +68,20 @@ struct GatewayStats {
   uint64_t backpressure_events = 0;  // a client's read stopped by a full shard ring or arena
 };
 
+// What the gateway enforces on one chain (the config's [[chain]]).
+struct ChainAccess {
+  // Client ids whose credit_grants are routed; anyone else's are not_a_granter.
+  std::vector<std::string> credit_granters = {"operator"};
+};
+
 class GatewayTile final : public engine::Tile {
  public:
   // Joins the table at segment_base + table_offset and every ring and arena it names.
-  // Errors: a table or ring that fails its magic/version check.
-  static Result<std::unique_ptr<GatewayTile>> create(std::byte* segment_base, uint64_t table_offset);
+  // `access` has one entry per chain of the table, or none (every chain: ChainAccess{}).
+  // Errors: a table or ring that fails its magic/version check, an access list of
+  // another length.
+  static Result<std::unique_ptr<GatewayTile>> create(std::byte* segment_base, uint64_t table_offset,
+                                                     std::vector<ChainAccess> access = {});
 
   std::string_view name() const override { return "client.gateway"; }
   // Forwards shard receipts first, then takes submissions, up to `budget` of both in
@@ -85,6 +101,7 @@ class GatewayTile final : public engine::Tile {
   // each new owner continues the indexes where the last one left them.
   struct SlotLink {
     ClientSlot* shared = nullptr;
+    ClientIdentity* identity = nullptr;
     shm::RingConsumer submits;
     shm::ArenaReader arena;
     shm::ArenaHeader* arena_header = nullptr;
@@ -108,6 +125,7 @@ class GatewayTile final : public engine::Tile {
   struct ChainRoute {
     uint32_t first_port;
     uint32_t shard_count;
+    std::vector<std::string> credit_granters;
     bool system = false;  // the system chain: clients may read it, never submit to it
   };
 
@@ -116,7 +134,10 @@ class GatewayTile final : public engine::Tile {
   size_t forward_port_receipts(PortLink& port, size_t wanted);
   size_t take_submissions(size_t budget);
   size_t take_client_submissions(uint32_t slot_index, size_t wanted);
-  bool take_submission(uint32_t slot_index, const SubmitMessage& message);
+  // client_id: the slot's, when valid.
+  bool take_submission(uint32_t slot_index, const SubmitMessage& message, std::optional<std::string_view> client_id);
+  ledger::TxStatus check_access(const ledger::TxView& view, uint32_t chain,
+                                std::optional<std::string_view> client_id) const;
   bool route(uint32_t port_index, uint32_t slot_index, const SubmitMessage& message, std::span<const std::byte> tx);
   void answer_now(uint32_t slot_index, const SubmitMessage& message, uint16_t status);
   void push_receipt(uint32_t slot_index, const ReceiptMessage& receipt);

@@ -15,6 +15,15 @@
 // table records their offsets, so the segment directory stays small however many
 // clients and shards there are.
 //
+// Identity: a client attaches with a client id (ledger::is_client_id), which the claimer
+// writes into the slot's ClientIdentity (a parallel array: ClientSlot is a full 128 bytes)
+// before it publishes attached. The gateway refuses every submission of a slot whose id is
+// not valid (bad_client_id) and checks credit grants against it; a shard reads it by the
+// RoutedSubmit's client_slot to charge access credits. The gateway frees a slot only once
+// no receipt is owed, so the id stays put while a submission of its owner is in flight.
+// It is an identity, not an authentication: the segment is mode 0600, so only processes of
+// the engine's user attach, and any of them may claim any id.
+//
 // Slot life: free -> claiming (a client won the compare-exchange) -> attached (owner pid,
 // start ticks, epoch and heartbeat set) -> detached (the client left) or, when the owner
 // died (the gateway saw its pid gone, a zombie, or different start ticks), straight on
@@ -32,7 +41,8 @@ namespace keel::client {
 
 inline constexpr char client_table_object_name[] = "ledger.clients";
 inline constexpr uint64_t client_table_magic = 0x31304c4254434b4bULL;  // "KKCTBL01"
-inline constexpr uint32_t client_table_version = 1;
+// 2: ClientTable::identities_offset and the ClientIdentity array.
+inline constexpr uint32_t client_table_version = 2;
 inline constexpr uint32_t chains_max = 64;
 inline constexpr uint32_t chain_name_bytes_max = 47;
 inline constexpr uint32_t client_slots_max = 256;
@@ -79,6 +89,13 @@ static_assert(offsetof(ClientSlot, in_flight_max) == 64);
 static_assert(offsetof(ClientSlot, submitted) == 72);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 
+// Who a slot's owner says it is: ledger::make_client_id's form, written by the claimer
+// while the slot is claiming, read by the gateway and the shards once it is attached.
+struct ClientIdentity {
+  char client_id[32];  // ledger::ClientId
+};
+static_assert(sizeof(ClientIdentity) == 32);
+
 struct ClientTable {
   uint64_t magic;
   uint32_t version;
@@ -88,10 +105,12 @@ struct ClientTable {
   uint64_t gateway_doorbell;  // clients ring it after submitting (the gateway's core may sleep)
   uint64_t slots_offset;      // from the segment base: ClientSlot[slot_count]
   uint64_t ports_offset;      // from the segment base: ShardPorts[port_count]
+  uint64_t identities_offset; // from the segment base: ClientIdentity[slot_count]
   ChainEntry chains[chains_max];
 };
-static_assert(offsetof(ClientTable, chains) == 48);
-static_assert(sizeof(ClientTable) == 48 + chains_max * sizeof(ChainEntry));
+static_assert(offsetof(ClientTable, identities_offset) == 48);
+static_assert(offsetof(ClientTable, chains) == 56);
+static_assert(sizeof(ClientTable) == 56 + chains_max * sizeof(ChainEntry));
 
 inline constexpr uint32_t submit_slot_bytes = 128;
 inline constexpr uint32_t submit_inline_bytes_max = 104;

@@ -61,6 +61,14 @@ constexpr std::array<Choice<PersistBackend>, 2> backend_choices{{
     {"psync", PersistBackend::psync},
 }};
 
+constexpr std::array<Choice<CreditsMode>, 2> credits_choices{{
+    {"off", CreditsMode::off},
+    {"required", CreditsMode::required},
+}};
+
+// A chain's credit_granters, at most (a list an operator reads at a glance).
+constexpr size_t credit_granters_max = 64;
+
 constexpr std::array<Choice<TopologySource>, 3> source_choices{{
     {"host", TopologySource::host},
     {"synthetic", TopologySource::synthetic},
@@ -72,12 +80,15 @@ struct NameRule {
   std::string_view label;
   bool upper_allowed;
   bool hyphen_allowed;
+  bool dot_allowed = false;
 };
 
 constexpr NameRule instance_rule{"[A-Za-z0-9_-]", true, true};
 constexpr NameRule chain_rule{"[a-z0-9_-]", false, true};
 constexpr NameRule pool_rule{"[a-z0-9_]", false, false};
 constexpr NameRule bare_key_rule{"[A-Za-z0-9_-]", true, true};  // TOML's bare keys
+// Client ids (ledger::is_client_id; 32 characters like every name here).
+constexpr NameRule client_id_rule{"[a-z0-9_.-]", false, true, true};
 
 // The keys each table may hold; anything else is an error, so a typo never silently
 // leaves a default in place.
@@ -97,7 +108,8 @@ constexpr TileClass TilesSection::*tile_class_members[] = {
 static_assert(std::size(tile_class_keys) == std::size(tile_class_members));
 constexpr std::string_view tile_keys[] = {"busy_poll", "weight"};
 constexpr std::string_view rings_keys[] = {"capacity", "slot_bytes", "arena_bytes"};
-constexpr std::string_view chain_keys[] = {"name", "shards", "block_txs_max", "block_us_max"};
+constexpr std::string_view chain_keys[] = {"name",    "shards",         "block_txs_max",  "block_us_max",
+                                           "credits", "credits_per_tx", "credit_granters"};
 constexpr std::string_view ledger_keys[] = {"data_dir",          "fsync",       "persist_backend",
                                             "segment_bytes_max", "segment_preallocate", "snapshot_every_blocks",
                                             "clients_max",       "client_in_flight_max", "compute_pending_max"};
@@ -118,7 +130,8 @@ constexpr std::string_view pipeline_keys[] = {"enabled", "payload_bytes", "rate_
 
 bool char_allowed(char c, const NameRule& rule) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
-         (rule.upper_allowed && c >= 'A' && c <= 'Z') || (rule.hyphen_allowed && c == '-');
+         (rule.upper_allowed && c >= 'A' && c <= 'Z') || (rule.hyphen_allowed && c == '-') ||
+         (rule.dot_allowed && c == '.');
 }
 
 bool name_allowed(std::string_view name, const NameRule& rule) {
@@ -458,6 +471,36 @@ Status read_rings(const TableReader& reader, RingsSection& rings) {
   return s;
 }
 
+// credits, credits_per_tx (only with credits = "required": given with "off" it would
+// silently charge nothing) and credit_granters (client ids, unique).
+Status read_chain_credits(const TableReader& reader, ChainConfig& chain) {
+  Status s = reader.read_choice("credits", credits_choices, chain.credits);
+  if (s) s = reader.read_integer("credits_per_tx", 1, 1'000'000, chain.credits_per_tx);
+  if (s && chain.credits != CreditsMode::required && reader.table().contains("credits_per_tx"))
+    return reader.error(*reader.table().get("credits_per_tx"), "credits_per_tx",
+                        "only applies with credits = \"required\"; this chain has credits = \"off\"");
+  if (!s || !reader.table().contains("credit_granters")) return s;
+  Result<const toml::node*> node = reader.find("credit_granters", toml::node_type::array, "an array of strings");
+  if (!node) return node.error();
+  const toml::array& array = *(*node)->as_array();
+  if (array.empty() || array.size() > credit_granters_max)
+    return reader.error(array, "credit_granters",
+                        "must hold from 1 to " + std::to_string(credit_granters_max) + " client ids, got " +
+                            std::to_string(array.size()));
+  FirstLines first_lines;
+  chain.credit_granters.clear();
+  for (size_t index = 0; index < array.size(); ++index) {
+    const std::string item_key = "credit_granters[" + std::to_string(index) + "]";
+    const toml::node& item = array[index];
+    if (!item.is_string()) return reader.type_error(item, item_key, "a string");
+    const std::string& id = item.as_string()->get();
+    if (!name_allowed(id, client_id_rule)) return reader.name_error(item, item_key, client_id_rule, id);
+    if (Status unique = reader.check_unique(item, item_key, "credit granter", first_lines); !unique) return unique;
+    chain.credit_granters.push_back(id);
+  }
+  return {};
+}
+
 Status read_chain(const TableReader& reader, FirstLines& first_lines,
                   std::vector<ChainConfig>& chains) {
   ChainConfig chain;
@@ -466,6 +509,12 @@ Status read_chain(const TableReader& reader, FirstLines& first_lines,
   if (s) s = reader.read_integer("shards", 1, 256, chain.shards);
   if (s) s = reader.read_integer("block_txs_max", 1, 65'536, chain.block_txs_max);
   if (s) s = reader.read_integer("block_us_max", 1, 10'000'000, chain.block_us_max);
+  if (s) s = read_chain_credits(reader, chain);
+  // A charged submission needs room for itself and its credit_spend in one block.
+  if (s && chain.credits == CreditsMode::required && chain.block_txs_max < 2)
+    return reader.error(*reader.table().get("block_txs_max"), "block_txs_max",
+                        "must be at least 2 with credits = \"required\" (a block holds a submission and its "
+                        "credit_spend), got 1");
   if (s) s = reader.check_unique("name", "chain name", first_lines);
   if (s && chain.is_system() && chain.shards != 1)
     s = reader.error(*reader.table().get("shards"), "shards", "the system chain has exactly one shard");
@@ -742,7 +791,12 @@ Status read_chains(const TableReader& root, std::vector<ChainConfig>& chains) {
                        [&](const TableReader& item) { return read_chain(item, first_lines, chains); });
   bool declared = std::any_of(chains.begin(), chains.end(), [](const ChainConfig& chain) { return chain.is_system(); });
   // Small blocks: a few records a second at most, and each should be durable soon.
-  if (s && !declared) chains.push_back(ChainConfig{system_chain_name, 1, 1024, 2000});
+  if (s && !declared) {
+    ChainConfig system;
+    system.name = system_chain_name;
+    system.block_txs_max = 1024;
+    chains.push_back(std::move(system));
+  }
   return s;
 }
 
@@ -1050,6 +1104,13 @@ std::string_view to_string(IdleStrategy idle) {
 std::string_view to_string(FsyncPolicy fsync) {
   for (const Choice<FsyncPolicy>& choice : fsync_choices) {
     if (choice.value == fsync) return choice.name;
+  }
+  return "?";
+}
+
+std::string_view to_string(CreditsMode credits) {
+  for (const Choice<CreditsMode>& choice : credits_choices) {
+    if (choice.value == credits) return choice.name;
   }
   return "?";
 }

@@ -34,19 +34,31 @@ struct TileClass {
   uint32_t weight = 1;
 };
 
-// One ledger ("chain"), how many shards split it by key, and when a shard seals a block:
-// once it holds block_txs_max transactions or its first one is block_us_max old.
+// Whether a chain's client submissions cost access credits (ledger/shard.h).
+enum class CreditsMode { off, required };
+
 // The chain the balancer records its decisions on (ledger/transaction.h: balance_record).
 // Every config has it: listed last unless the file declares it (to tune its blocks), one
 // shard, and clients cannot submit to it.
 inline constexpr char system_chain_name[] = "system";
 
+// One ledger ("chain"), how many shards split it by key, and when a shard seals a block:
+// once it holds block_txs_max transactions (the credit_spends a block appends included)
+// or its first one is block_us_max old.
 struct ChainConfig {
   std::string name;
   uint32_t shards = 1;
   uint32_t block_txs_max = 8192;
   uint32_t block_us_max = 2000;
   bool is_system() const { return name == system_chain_name; }
+  // Access credits: with "required", every client submission but a credit_grant costs
+  // credits_per_tx (1..1,000,000; only given with "required") from the submitting client's
+  // account on the shard that executes it. credit_granters: the client ids (1..64 of them,
+  // each 1..32 characters of [a-z0-9_.-], unique) whose credit_grants the gateway routes,
+  // on any chain.
+  CreditsMode credits = CreditsMode::off;
+  uint32_t credits_per_tx = 1;
+  std::vector<std::string> credit_granters = {"operator"};
 };
 
 // A product's job queue on every shard of every chain (flow_table.h): jobs of flows of
@@ -239,6 +251,7 @@ std::string_view to_string(IdleStrategy idle);
 // The spelling used in the config file: "host", "synthetic", "xml".
 std::string_view to_string(TopologySource source);
 std::string_view to_string(FsyncPolicy fsync);
+std::string_view to_string(CreditsMode credits);
 std::string_view to_string(PersistBackend backend);
 
 }  // namespace keel::config

@@ -24,31 +24,74 @@ bool add_would_overflow(int64_t balance, uint64_t amount) {
 bool execute_ordered(TxStatus status) {
   return status != TxStatus::wrong_shard && status != TxStatus::duplicate_credit &&
          status != TxStatus::duplicate_result && status != TxStatus::unknown_task &&
-         status != TxStatus::timer_stale && status != TxStatus::unknown_timer;
+         status != TxStatus::timer_stale && status != TxStatus::unknown_timer && status != TxStatus::no_credit;
 }
 
-ShardExecutor::ShardExecutor(ShardIdentity identity, BlockLimits limits)
+ShardExecutor::ShardExecutor(ShardIdentity identity, BlockLimits limits, AccessPolicy access)
     : identity_(std::move(identity)),
       limits_(limits),
+      access_(access),
       chain_id_(chain_id_of(identity_.chain)),
       state_(identity_.shard, identity_.shard_count),
       open_compute_pending_max_(limits_.compute_pending_max) {
   assert(identity_.shard < identity_.shard_count);
   assert(limits_.block_txs_max <= block_txs_limit);
+  assert(access_.credits_per_tx >= 1);
   body_.reserve(limits_.block_bytes_max);
   leaf_hashes_.reserve(limits_.block_txs_max);
   open_receipts_.reserve(limits_.block_txs_max);
 }
 
 void ShardExecutor::restore(ShardState state) {
-  assert(open_receipts_.empty());
+  assert(open_receipts_.empty() && open_charges_.empty());
   assert(state.shard == identity_.shard && state.shard_count == identity_.shard_count);
   state_ = std::move(state);
   part_cursors_.clear();
 }
 
-bool ShardExecutor::has_room(size_t tx_bytes) const {
-  return open_receipts_.size() < limits_.block_txs_max && body_.size() + tx_bytes <= limits_.block_bytes_max;
+bool ShardExecutor::has_room(size_t tx_bytes, const ClientId* payer) const {
+  size_t spends = open_charges_.size();
+  if (payer != nullptr && access_.credits_required && !open_charges_.contains(*payer)) ++spends;
+  return open_receipts_.size() + spends < limits_.block_txs_max &&
+         body_.size() + spends * client_credit_tx_bytes + tx_bytes <= limits_.block_bytes_max;
+}
+
+uint64_t ShardExecutor::open_charge(const ClientId& payer) const {
+  auto charge = open_charges_.find(payer);
+  return charge == open_charges_.end() ? 0 : charge->second;
+}
+
+uint64_t ShardExecutor::credit_balance(const ClientId& client) const {
+  auto account = state_.credit_accounts.find(client);
+  return account == state_.credit_accounts.end() ? 0 : account->second;
+}
+
+TxStatus ShardExecutor::execute_charged(const TxView& view, std::span<const std::byte> bytes, const ClientId& payer) {
+  assert(client_id_text(payer));
+  if (!access_.credits_required || view.type == TxType::credit_grant) return execute(view, bytes);
+  // Charges never exceed the balance (only spends debit it, at seal), so this cannot wrap.
+  uint64_t charged = open_charge(payer);
+  if (credit_balance(payer) - charged < access_.credits_per_tx) return TxStatus::no_credit;
+  TxStatus status = execute(view, bytes);
+  if (execute_ordered(status)) open_charges_[payer] = charged + access_.credits_per_tx;
+  return status;
+}
+
+// One credit_spend per charged client, ordered like any transaction (so the Merkle root,
+// the receipts and replay all see it). has_room kept their room.
+void ShardExecutor::append_credit_spends() {
+  std::map<ClientId, uint64_t> charges = std::move(open_charges_);
+  open_charges_.clear();
+  for (const auto& [client, amount] : charges) {
+    std::vector<std::byte> spend = encode_credit_spend(state_.height + 1, identity_.shard, client, amount);
+    TxView view;
+    TxStatus checked = check_transaction(spend, TxOrigin::engine, &view);
+    assert(checked == TxStatus::applied && has_room(spend.size()));
+    (void)checked;
+    TxStatus status = execute(view, spend);
+    assert(status == TxStatus::applied);  // execute_charged kept every charge within the balance
+    (void)status;
+  }
 }
 
 std::string ShardExecutor::place(uint64_t height) const {
@@ -71,6 +114,9 @@ TxStatus ShardExecutor::execute(const TxView& view, std::span<const std::byte> b
     TxStatus fires = check_timer_fire(view.timer_fire);
     if (fires != TxStatus::applied) return fires;
   }
+  // A spend its account cannot cover is not one this shard made: never ordered.
+  if (view.type == TxType::credit_spend && credit_balance(view.client_credit.client) < view.client_credit.amount)
+    return TxStatus::no_credit;
   assert(has_room(bytes.size()));  // only what is ordered needs room
   uint32_t index = open_tx_count();
   TxStatus status = apply(view, index);
@@ -98,6 +144,15 @@ TxStatus ShardExecutor::apply(const TxView& view, uint32_t index) {
     case TxType::product_set: return apply_product_set(view);
     case TxType::timer_fire: return apply_timer_fire(view.timer_fire);
     case TxType::balance_record: return TxStatus::applied;  // an audit record: the block is the point
+    case TxType::credit_grant: return apply_credit_grant(view.client_credit);
+    case TxType::credit_spend: {
+      // execute() checked the account covers it.
+      auto account = state_.credit_accounts.find(view.client_credit.client);
+      if (account == state_.credit_accounts.end()) return TxStatus::applied;  // a spend of 0
+      account->second -= view.client_credit.amount;
+      if (account->second == 0) state_.credit_accounts.erase(account);  // zero and absent are the same
+      return TxStatus::applied;
+    }
   }
   return TxStatus::unknown_type;
 }
@@ -402,6 +457,19 @@ TxStatus ShardExecutor::apply_product_set(const TxView& view) {
   return TxStatus::applied;
 }
 
+TxStatus ShardExecutor::apply_credit_grant(const ClientCreditBody& grant) {
+  if (grant.amount == 0) return TxStatus::zero_amount;
+  auto account = state_.credit_accounts.find(grant.client);
+  if (account == state_.credit_accounts.end()) {
+    if (state_.credit_accounts.size() >= credit_accounts_max) return TxStatus::credit_accounts_full;
+    state_.credit_accounts.emplace(grant.client, grant.amount);
+    return TxStatus::applied;
+  }
+  if (grant.amount > UINT64_MAX - account->second) return TxStatus::balance_overflow;
+  account->second += grant.amount;
+  return TxStatus::applied;
+}
+
 TxStatus ShardExecutor::apply_create_account(const CreateAccountBody& body) {
   if (body.opening_balance < 0) return TxStatus::negative_opening_balance;
   // The shard's opened total must stay representable, or conservation could not be checked.
@@ -470,6 +538,7 @@ void ShardExecutor::emit_credit(uint32_t destination, const CreditBody& body, bo
 
 SealedBlock ShardExecutor::seal(uint64_t time_ns) {
   assert(!open_receipts_.empty());
+  append_credit_spends();
   SealedBlock block;
   BlockHeader& header = block.header;
   header.shard = identity_.shard;

@@ -37,6 +37,23 @@
 // attempts are the scheduler's to drop, the ledger only guarantees one effect); any later
 // one is duplicate_result and unknown marks are unknown_task, neither ordered.
 //
+// Access credits (a chain whose policy requires them): a client's submission is ordered
+// through execute_charged, which refuses it as no_credit (unordered, in no block) unless
+// the client's balance on this shard, less what the open block already charged it, covers
+// credits_per_tx; otherwise it is ordered and its cost added to the client's charge for
+// the open block. seal() then appends one credit_spend per charged client (ascending
+// client id) at the end of the block, which debits the charges: the log holds every debit,
+// so replay applies them like any transaction and never charges anything itself.
+//
+//   ShardExecutor shard(identity, limits, AccessPolicy{.credits_required = true, .credits_per_tx = 2});
+//   if (shard.has_room(bytes.size(), &client))
+//     TxStatus status = shard.execute_charged(view, bytes, client);   // no_credit: in no block
+//   SealedBlock block = shard.seal(now);   // ... its last transactions: the credit_spends
+//
+// block_txs_max and block_bytes_max count the spends: a block keeps room for one spend per
+// client it has charged (has_room), so a sealed block never exceeds its limits and replay
+// (which checks them) accepts it.
+//
 // Tasks may be dispatched as soon as their block is sealed, before it is durable (unlike
 // credits, which go to another shard's log): a task's only effect on the ledger is its
 // compute_result, which this shard orders into a later block of its own log, and a log
@@ -81,6 +98,13 @@ struct BlockLimits {
   // 500,000 tasks/s at 8 ms per task. Each block's header records the value it was
   // executed under and replay uses that, so the config may change it between runs.
   uint32_t compute_pending_max = 4096;
+};
+
+// Whether a chain's client submissions cost access credits, and how many each. Not part
+// of replay: what was charged is in the log as credit_spends.
+struct AccessPolicy {
+  bool credits_required = false;
+  uint64_t credits_per_tx = 1;  // 1..1,000,000 (the config's bound)
 };
 
 // A compute task for the scheduler, issued by a compute_request of the block that
@@ -137,7 +161,7 @@ struct SealedBlock {
 
 // False for the statuses execute() returns without ordering the transaction (it is in no
 // block and gets no receipt from one): wrong_shard, duplicate_credit, duplicate_result,
-// unknown_task. True for every other status execute() returns.
+// unknown_task, timer_stale, unknown_timer, no_credit. True for every other status execute() returns.
 bool execute_ordered(TxStatus status);
 
 class ShardExecutor {
@@ -157,9 +181,10 @@ class ShardExecutor {
     size_t next_offset = 0;
   };
 
-  ShardExecutor(ShardIdentity identity, BlockLimits limits);
+  ShardExecutor(ShardIdentity identity, BlockLimits limits, AccessPolicy access = {});
 
   const ShardIdentity& identity() const { return identity_; }
+  const AccessPolicy& access() const { return access_; }
   const ShardState& state() const { return state_; }
   uint64_t chain_id() const { return chain_id_; }
   // Replaces the state with a snapshot's (before any block is opened).
@@ -168,10 +193,13 @@ class ShardExecutor {
   // the time their step became ready. Set again after restore().
   void set_flow_metrics_clock(uint64_t (*now_ns)()) { state_.flows.set_metrics_clock(now_ns); }
 
-  // True if the open block can take one more transaction of `tx_bytes`.
-  bool has_room(size_t tx_bytes) const;
+  // True if the open block can take one more transaction of `tx_bytes` besides the spends
+  // it owes; with `payer` on a chain that requires credits, also the payer's spend when the
+  // block has not charged it yet.
+  bool has_room(size_t tx_bytes, const ClientId* payer = nullptr) const;
   uint32_t open_tx_count() const { return uint32_t(open_receipts_.size()); }
-  uint64_t open_body_bytes() const { return body_.size(); }
+  // The body the open block will have once sealed: its credit_spends included.
+  uint64_t open_body_bytes() const { return body_.size() + open_charges_.size() * client_credit_tx_bytes; }
   // Credits emitted by the open block (they leave with it when it is sealed).
   std::span<const OutboundCredit> open_credits() const { return open_credits_; }
   // Tasks issued by the open block (they leave with it when it is sealed).
@@ -187,7 +215,19 @@ class ShardExecutor {
   // for anything that will be ordered.
   TxStatus execute(const TxView& view, std::span<const std::byte> bytes);
 
-  // Seals the open block (at least one transaction) and starts the next one.
+  // Orders a client's submission from `payer` (a valid client id) as execute() does, first
+  // charging it when the policy requires credits (a credit_grant is free): no_credit,
+  // unordered, when the payer's balance less its charge in the open block is below
+  // credits_per_tx. A transaction that is ordered pays, whatever its status. Assumes
+  // has_room(bytes.size(), &payer).
+  TxStatus execute_charged(const TxView& view, std::span<const std::byte> bytes, const ClientId& payer);
+  // What the open block has charged `payer` so far (0 when nothing).
+  uint64_t open_charge(const ClientId& payer) const;
+  // The balance of `client` on this shard (0 without an account).
+  uint64_t credit_balance(const ClientId& client) const;
+
+  // Seals the open block (at least one transaction) and starts the next one; first
+  // appends the open block's credit_spends (see above).
   SealedBlock seal(uint64_t time_ns);
 
   // Re-executes a logged block record: checks chain, shard, height and previous hash,
@@ -210,6 +250,8 @@ class ShardExecutor {
   TxStatus apply_flow_start(const TxView& view);
   TxStatus apply_flow_control(const TxView& view);
   TxStatus apply_product_set(const TxView& view);
+  TxStatus apply_credit_grant(const ClientCreditBody& grant);
+  void append_credit_spends();
   TxStatus check_timer_fire(const TimerFireBody& fire) const;
   TxStatus apply_timer_fire(const TimerFireBody& fire);
   // Turns the flow table's dispatches into open tasks (their inputs built from the
@@ -222,6 +264,7 @@ class ShardExecutor {
 
   ShardIdentity identity_;
   BlockLimits limits_;
+  AccessPolicy access_;
   uint64_t chain_id_;
   ShardState state_;
   // The open block, reused from block to block.
@@ -230,6 +273,8 @@ class ShardExecutor {
   std::vector<Receipt> open_receipts_;
   std::vector<OutboundCredit> open_credits_;
   std::vector<OutboundTask> open_tasks_;
+  // What the open block charged each client (execute_charged); its spends at seal.
+  std::map<ClientId, uint64_t> open_charges_;
   // The compute backlog bound of the open block: limits_.compute_pending_max live, the
   // logged header's during replay.
   uint32_t open_compute_pending_max_;

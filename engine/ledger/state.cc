@@ -11,9 +11,10 @@ namespace keel::ledger {
 namespace {
 
 constexpr uint32_t state_magic = 0x3154534b;  // "KST1"
-// 3 added the flow section, 2 the compute section; 1 and 2 are still read (a state
-// without tasks, without flows).
-constexpr uint32_t state_format_version = 3;
+// 4 added the access credit section, 3 the flow section, 2 the compute section; 1 to 3
+// are still read (a state without tasks, without flows, without credit accounts).
+constexpr uint32_t state_format_version = 4;
+constexpr uint32_t state_format_version_without_credits = 3;
 constexpr uint32_t state_format_version_without_flows = 2;
 constexpr uint32_t state_format_version_without_tasks = 1;
 
@@ -106,6 +107,42 @@ Result<void> deserialize_tasks(Reader& in, ShardState& state) {
   return {};
 }
 
+// One credit account in the serialized state.
+struct CreditAccountEntry {
+  ClientId client;
+  uint64_t balance;
+};
+static_assert(sizeof(CreditAccountEntry) == 40);
+
+void serialize_credit_accounts(const ShardState& state, std::vector<std::byte>& out) {
+  put(out, uint64_t(state.credit_accounts.size()));
+  for (const auto& [client, balance] : state.credit_accounts)  // std::map: ascending ids
+    put(out, CreditAccountEntry{client, balance});
+}
+
+Result<void> deserialize_credit_accounts(Reader& in, ShardState& state) {
+  uint64_t count = 0;
+  size_t start = in.offset;
+  if (!in.get(count)) return in.fail("cut short in the credit account count");
+  if (count > credit_accounts_max)
+    return in.fail_at(start, std::to_string(count) + " credit accounts, at most " + std::to_string(credit_accounts_max));
+  if (count > (in.bytes.size() - in.offset) / sizeof(CreditAccountEntry))
+    return in.fail_at(start, "credit account count does not fit the bytes");
+  for (uint64_t index = 0; index < count; ++index) {
+    size_t at = in.offset;
+    CreditAccountEntry entry;
+    in.get(entry);
+    std::optional<std::string_view> id = client_id_text(entry.client);
+    if (!id) return in.fail_at(at, "credit account " + std::to_string(index) + ": client id is not 1 to 32 characters of [a-z0-9_.-]");
+    std::string where = "credit account '" + std::string(*id) + "': ";
+    if (entry.balance == 0) return in.fail_at(at, where + "zero balance (an empty account is not kept)");
+    if (!state.credit_accounts.empty() && !(state.credit_accounts.rbegin()->first < entry.client))
+      return in.fail_at(at, where + "ids out of order or repeated");
+    state.credit_accounts.emplace_hint(state.credit_accounts.end(), entry.client, entry.balance);
+  }
+  return {};
+}
+
 }  // namespace
 
 int64_t ShardState::total_balance() const {
@@ -155,6 +192,7 @@ std::vector<std::byte> ShardState::serialize() const {
   }
   serialize_tasks(*this, out);
   flows.serialize(out);
+  serialize_credit_accounts(*this, out);
   return out;
 }
 
@@ -209,10 +247,14 @@ Result<ShardState> ShardState::deserialize(std::span<const std::byte> bytes) {
     Result<void> tasks = deserialize_tasks(in, state);
     if (!tasks) return tasks.error();
   }
-  if (version == state_format_version) {
+  if (version >= state_format_version_without_credits) {
     Result<flow::FlowTable> flows = flow::FlowTable::deserialize(in, shard_flow_limits);
     if (!flows) return flows.error();
     state.flows = std::move(*flows);
+  }
+  if (version == state_format_version) {
+    Result<void> credits = deserialize_credit_accounts(in, state);
+    if (!credits) return credits.error();
   }
   if (in.offset != bytes.size()) return in.fail("trailing bytes after the state");
   return state;

@@ -11,8 +11,11 @@
 // little-endian integers), so two shards with equal state produce equal bytes and equal
 // digests: this is what snapshots store and what `keel verify` compares after replay.
 //
-// Format version 3 (this keel writes it): version 2's, then the flow section (FlowTable's
-// serialize). Format version 2: version 1's fields, then the compute section —
+// Format version 4 (this keel writes it): version 3's, then the access credit section —
+// the account count (u64), then per account, by ascending client id (bytewise over the
+// padded form): the id (32 bytes, NUL-padded), the balance (u64, > 0). Version 3: version
+// 2's, then the flow section (FlowTable's serialize). Versions 1 to 3 are still read, as a
+// state without credit accounts. Format version 2: version 1's fields, then the compute section —
 // tasks_issued, tasks_succeeded, tasks_failed, task_mark_max (u64 each), the pending task
 // count (u64) and per task, by ascending mark: mark u64, subject u64, compute type bytes
 // u16, reserved u16 (0), input bytes u32, the name, the input. Version 1 (before compute
@@ -79,6 +82,12 @@ inline constexpr flow::FlowTableLimits shard_flow_limits{
     .live_flows_max = 1 << 18, .finished_kept_max = 1 << 18, .output_bytes_max = compute_input_bytes_max,
     .running_jobs_max = 16384, .products_max = 256, .plans_max = 1024};
 
+// The most access credit accounts one shard holds: a grant to a new client past it is
+// credit_accounts_full. Fixed, not configured, since replay must refuse the same grants. An
+// account costs about 100 bytes; one whose balance reaches zero is forgotten (zero and
+// absent mean the same), so the bound counts clients holding credit, not every one ever seen.
+inline constexpr uint32_t credit_accounts_max = 4096;
+
 struct ShardState {
   ShardState() = default;
   ShardState(uint32_t shard, uint32_t shard_count)
@@ -112,6 +121,9 @@ struct ShardState {
   // that is not pending is a duplicate; one above it is for a task never issued.
   uint64_t task_mark_max = 0;
 
+  // Access credits held on this shard, by client id; every balance is above zero.
+  std::map<ClientId, uint64_t> credit_accounts;
+
   // Business-process contracts deployed here and the flows and jobs this shard owns.
   flow::FlowTable flows{shard_flow_limits};
 
@@ -122,11 +134,12 @@ struct ShardState {
   std::vector<std::byte> serialize() const;
   // SHA-256 of serialize().
   Hash32 digest() const;
-  // Parses serialize()'s bytes (format version 1 or 2) and checks them: sizes against the
+  // Parses serialize()'s bytes (format version 1 to 4) and checks them: sizes against the
   // bytes left, tasks in strictly ascending marks at or below task_mark_max and from
   // blocks at or below the state's height, compute type names' length and characters,
-  // input sizes, reserved fields, and that the task counters add up. An error names the
-  // offset and what was wrong.
+  // input sizes, reserved fields, that the task counters add up, the flow table, and credit
+  // accounts (at most credit_accounts_max, ids valid and strictly ascending, balances above
+  // zero). An error names the offset and what was wrong; a newer format's names its version.
   static Result<ShardState> deserialize(std::span<const std::byte> bytes);
 };
 

@@ -50,6 +50,10 @@ std::string_view status_text(TxStatus status) {
     case TxStatus::unknown_timer: return "no such timer on the shard";
     case TxStatus::unknown_chain: return "no such chain";
     case TxStatus::engine_stopping: return "the engine is stopping";
+    case TxStatus::bad_client_id: return "client id is not 1 to 32 characters of [a-z0-9_.-]";
+    case TxStatus::credit_accounts_full: return "the shard holds its most access credit accounts";
+    case TxStatus::no_credit: return "no access credit on this shard";
+    case TxStatus::not_a_granter: return "this client may not grant access credits on this chain";
   }
   return "unknown status";
 }
@@ -61,7 +65,25 @@ bool status_is_malformed(TxStatus status) {
 
 bool status_is_unordered(TxStatus status) {
   return status_is_malformed(status) || status == TxStatus::unknown_chain || status == TxStatus::engine_stopping ||
-         status == TxStatus::no_such_shard || status == TxStatus::system_chain;
+         status == TxStatus::no_such_shard || status == TxStatus::no_credit || status == TxStatus::not_a_granter ||
+         status == TxStatus::system_chain;
+}
+
+ClientId make_client_id(std::string_view id) {
+  assert(is_client_id(id));
+  ClientId field{};
+  std::memcpy(field.data(), id.data(), id.size());
+  return field;
+}
+
+std::optional<std::string_view> client_id_text(const ClientId& field) {
+  size_t size = 0;
+  while (size < field.size() && field[size] != '\0') ++size;
+  for (size_t at = size; at < field.size(); ++at)
+    if (field[at] != '\0') return std::nullopt;
+  std::string_view id(field.data(), size);
+  if (!is_client_id(id)) return std::nullopt;
+  return id;
 }
 
 std::string_view outcome_text(ComputeOutcome outcome) {
@@ -93,6 +115,8 @@ size_t fixed_length(TxType type) {
     case TxType::credit: return credit_tx_bytes;
     case TxType::timer_fire: return timer_fire_tx_bytes;
     case TxType::balance_record: return balance_record_tx_bytes;
+    case TxType::credit_spend:
+    case TxType::credit_grant: return client_credit_tx_bytes;
     case TxType::put:
     case TxType::compute_request:
     case TxType::compute_result:
@@ -108,13 +132,14 @@ bool is_known_type(uint8_t type) {
   return type == uint8_t(TxType::create_account) || type == uint8_t(TxType::transfer) ||
          type == uint8_t(TxType::put) || type == uint8_t(TxType::credit) ||
          type == uint8_t(TxType::compute_request) || type == uint8_t(TxType::compute_result) ||
-         type == uint8_t(TxType::timer_fire) || type == uint8_t(TxType::balance_record) ||
+         type == uint8_t(TxType::timer_fire) || type == uint8_t(TxType::credit_spend) ||
+         type == uint8_t(TxType::credit_grant) || type == uint8_t(TxType::balance_record) ||
          (type >= uint8_t(TxType::flow_deploy) && type <= uint8_t(TxType::product_set));
 }
 
 bool is_internal_type(TxType type) {
   return type == TxType::credit || type == TxType::compute_result || type == TxType::timer_fire ||
-         type == TxType::balance_record;
+         type == TxType::credit_spend || type == TxType::balance_record;
 }
 
 
@@ -326,6 +351,12 @@ TxStatus check_transaction(std::span<const std::byte> bytes, TxOrigin origin, Tx
         return TxStatus::bad_flags;
       break;
     }
+    case TxType::credit_grant:
+    case TxType::credit_spend:
+      view->client_credit = read_at<ClientCreditBody>(bytes, sizeof(TxHeader));
+      if (view->client_credit.reserved != 0) return TxStatus::bad_flags;
+      if (!client_id_text(view->client_credit.client)) return TxStatus::bad_client_id;
+      break;
     default: break;  // the variable-length types returned above
   }
   return TxStatus::applied;
@@ -379,6 +410,8 @@ uint32_t home_shard(const TxView& view, uint32_t shard_count) {
     case TxType::product_set: return view.product_set.shard;
     case TxType::timer_fire: return view.timer_fire.shard;
     case TxType::balance_record: return view.balance_record.shard;
+    case TxType::credit_grant:
+    case TxType::credit_spend: return view.client_credit.shard;
   }
   return 0;
 }
@@ -512,6 +545,17 @@ std::vector<std::byte> encode_product_set(uint64_t nonce, uint32_t shard, std::s
 
 std::vector<std::byte> encode_balance_record(const BalanceRecordBody& body) {
   return encode_fixed(TxType::balance_record, /*nonce=*/body.window, body);
+}
+
+std::vector<std::byte> encode_credit_grant(uint64_t nonce, uint32_t shard, std::string_view client, uint64_t amount) {
+  assert(client.size() <= client_id_bytes_max);
+  ClientCreditBody body{shard, 0, amount, {}};
+  std::memcpy(body.client.data(), client.data(), client.size());
+  return encode_with_parts(TxType::credit_grant, nonce, body, {});
+}
+
+std::vector<std::byte> encode_credit_spend(uint64_t height, uint32_t shard, const ClientId& client, uint64_t amount) {
+  return encode_with_parts(TxType::credit_spend, /*nonce=*/height, ClientCreditBody{shard, 0, amount, client}, {});
 }
 
 std::vector<std::byte> encode_timer_fire(uint32_t shard, uint64_t timer, uint64_t due_s, uint64_t now_s) {

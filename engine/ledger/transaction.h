@@ -14,8 +14,15 @@
 //
 // Types: 1..15 ledger basics (below), 16..63 contract and compute transactions (16:
 // compute_request; the rest reserved for flows), 64..127 internal (made by the engine
-// itself, refused from clients: 64 credit, 65 compute_result, 66 timer_fire), 128..255 system
-// transactions (balancer, credits; 129 balance_record is internal too).
+// itself, refused from clients: 64 credit, 65 compute_result, 66 timer_fire, 67 credit_spend),
+// 128..255 system transactions (128 credit_grant from a granting client; 129 balance_record,
+// the balancer's, internal too).
+//
+// Access credits: on a chain whose config requires them, every client submission costs
+// the submitting client (its client id, below) credits from its account on the shard
+// that executes it. A credit_grant (from a client the chain lists as a granter) adds to
+// an account on one shard; the shard charges a submission when it orders it and, when it
+// seals the block, appends one credit_spend per charged client (shard.h).
 //
 // Compute, until flows arrive: a client's compute_request asks for one call of a compute
 // type with some input bytes; its shard records it as a pending task (state.h) and hands
@@ -30,6 +37,7 @@
 //   check_transaction(result, TxOrigin::engine, &view);   // TxOrigin::client gets internal_type
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -50,6 +58,23 @@ inline constexpr uint32_t put_value_bytes_max = 16384;
 inline constexpr uint32_t compute_type_bytes_max = 32;
 inline constexpr uint32_t compute_input_bytes_max = 16384;
 inline constexpr uint32_t compute_output_bytes_max = 16384;
+// A client's id, which it attaches with (client/client.h) and which access credits are
+// held under: 1..32 characters of [a-z0-9_.-]. An identity, not an authentication: any
+// process that may open the engine's segment may claim any id.
+inline constexpr uint32_t client_id_bytes_max = 32;
+inline bool is_client_id(std::string_view id) {
+  if (id.empty() || id.size() > client_id_bytes_max) return false;
+  for (char c : id)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-')) return false;
+  return true;
+}
+// A client id as transactions, the segment and the state hold it: NUL-padded to 32 bytes.
+using ClientId = std::array<char, client_id_bytes_max>;
+// The padded form of a valid id (asserts is_client_id(id)).
+ClientId make_client_id(std::string_view id);
+// The id a padded field holds: its characters before the first NUL, when they are a valid
+// id and every byte after them is NUL; nullopt otherwise.
+std::optional<std::string_view> client_id_text(const ClientId& field);
 // Logs written before names were held to 32 characters may hold requests with up to 64:
 // what the engine reads back (replay, snapshots) still accepts them; clients cannot send them.
 inline constexpr uint32_t compute_type_bytes_max_logged = 64;
@@ -75,6 +100,8 @@ enum class TxType : uint8_t {
   compute_result = 65,   // internal: a pending task's outcome and output, made by the engine
   timer_fire = 66,       // internal: a cron timer fires (or is armed), made by the shard's tile
   balance_record = 129,  // internal: the balancer changed a chain's tier or CPU slice (on the system chain)
+  credit_spend = 67,     // internal: what one client's submissions in a block cost, appended at seal
+  credit_grant = 128,    // system: adds access credits to a client's account on one shard
 };
 
 // Whether a transaction came from a client or from the engine (internal types).
@@ -92,6 +119,9 @@ enum class TxStatus : uint16_t {
   bad_flags = 6,
   bad_flow_model = 7,  // a flow_deploy's model does not decode or validate
   bad_flow_args = 8,   // a flow_start's arguments are not a well-formed list of named values
+  // A credit_grant's client id, or the id of the client slot a submission came from, is
+  // not 1..32 characters of [a-z0-9_.-] NUL-padded.
+  bad_client_id = 9,
   // Rejected by the state, in a block.
   account_exists = 20,
   no_such_account = 21,
@@ -130,10 +160,18 @@ enum class TxStatus : uint16_t {
   timer_stale = 47,
   // Internal, never ordered: a timer_fire for a timer this shard does not hold.
   unknown_timer = 48,
+  // Access credits, in a block: a credit_grant to a client without an account on a shard
+  // that holds credit_accounts_max accounts already.
+  credit_accounts_full = 49,
   // Refused by the engine before ordering (receipt height 0).
   unknown_chain = 40,
   engine_stopping = 41,
-  no_such_shard = 42,  // a flow_deploy or product_set names a shard the chain does not have
+  no_such_shard = 42,  // a flow_deploy, product_set or credit_grant names a shard the chain does not have
+  // On a chain that requires access credits: the submitting client's balance on the
+  // executing shard, less what the open block already charged it, does not cover the cost.
+  // Internal too: a credit_spend its account cannot cover (never ordered; replay fails).
+  no_credit = 50,
+  not_a_granter = 51,  // a credit_grant from a client the chain's credit_granters does not list
   system_chain = 60,   // a client submitted to the system chain, which takes only the engine's records
 };
 
@@ -324,6 +362,21 @@ struct BalanceRecordBody {
 };
 static_assert(sizeof(BalanceRecordBody) == 96);
 inline constexpr size_t balance_record_tx_bytes = 16 + sizeof(BalanceRecordBody);
+// credit_grant: fixed size. Home shard: `shard` (no_such_shard at the gateway past the
+// chain's). Adds `amount` to the client's account on that shard (zero_amount, or
+// balance_overflow past 2^64 - 1, or credit_accounts_full for a new account on a full
+// shard: rejections in the block). Free of charge on any chain.
+// credit_spend: the same layout; internal. Home shard: `shard`. Made by the shard at seal
+// (nonce: the block's height), one per client charged in the block: debits `amount`.
+struct ClientCreditBody {
+  uint32_t shard;
+  uint32_t reserved;  // 0
+  uint64_t amount;
+  ClientId client;    // make_client_id's form: checked (bad_client_id)
+};
+static_assert(sizeof(ClientCreditBody) == 48);
+static_assert(offsetof(ClientCreditBody, client) == 16);
+inline constexpr size_t client_credit_tx_bytes = 16 + sizeof(ClientCreditBody);
 
 // A checked transaction: the header and the body of its type, copied out.
 struct TxView {
@@ -342,6 +395,7 @@ struct TxView {
     ProductSetBody product_set;
     TimerFireBody timer_fire;
     BalanceRecordBody balance_record;
+    ClientCreditBody client_credit;  // credit_grant, credit_spend
   };
   std::span<const std::byte> key;    // put, flow_start, flow_control
   std::span<const std::byte> value;  // put only
@@ -364,6 +418,8 @@ struct TxView {
 // For the flow types: bad_length when a part is empty where it must not be, longer than
 // its maximum, or the parts do not add up; bad_flags for a reserved field, an unknown
 // action, a name outside [a-z0-9_] or a running_max of 0 or past 2^20;
+// bad_client_id for a credit_grant's or credit_spend's client id that is not
+// make_client_id's form; bad_flags for their reserved field;
 // bad_flow_args when the arguments are not encode_flow_args's form; bad_flow_model when
 // a deploy's model does not decode (flow/flow_model.h).
 TxStatus check_transaction(std::span<const std::byte> bytes, TxOrigin origin, TxView* view);
@@ -371,7 +427,7 @@ TxStatus check_transaction(std::span<const std::byte> bytes, TxOrigin origin, Tx
 // The shard a transaction executes on: an account's home for create_account and
 // transfer (its `from`), the key's for put, flow_start and flow_control (flow_key_home_shard), the credited
 // account's for credit, the subject's for compute_request, and the `shard` field for
-// compute_result, flow_deploy, product_set and timer_fire (not reduced modulo shard_count: a bad one
+// compute_result, flow_deploy, product_set, timer_fire, credit_grant and credit_spend (not reduced modulo shard_count: a bad one
 // matches no shard; the gateway answers no_such_shard).
 uint32_t home_shard(const TxView& view, uint32_t shard_count);
 // The home shard of an account or key: a fixed mix of its bits (splitmix64 for
@@ -428,6 +484,10 @@ std::vector<std::byte> encode_flow_start(uint64_t nonce, std::string_view contra
 std::vector<std::byte> encode_flow_control(uint64_t nonce, FlowAction action, std::string_view key);
 std::vector<std::byte> encode_product_set(uint64_t nonce, uint32_t shard, std::string_view product, uint32_t priority,
                                           uint32_t running_max);
+// Access credits. They do not check their arguments beyond asserting the id fits.
+std::vector<std::byte> encode_credit_grant(uint64_t nonce, uint32_t shard, std::string_view client, uint64_t amount);
+// A credit_spend (TxOrigin::engine) for the block at `height` (its nonce).
+std::vector<std::byte> encode_credit_spend(uint64_t height, uint32_t shard, const ClientId& client, uint64_t amount);
 // A timer_fire (TxOrigin::engine); the nonce is the fire time (0 when arming), so fires of
 // one timer hash apart.
 std::vector<std::byte> encode_timer_fire(uint32_t shard, uint64_t timer, uint64_t due_s, uint64_t now_s);

@@ -344,7 +344,9 @@ void log_pool_events(Engine& engine, std::vector<std::string>& events, LedgerRep
 std::vector<RecoveryChain> recovery_chains(const config::PerfConfig& config) {
   std::vector<RecoveryChain> chains;
   for (const config::ChainConfig& chain : config.chains)
-    chains.push_back({chain.name, chain.shards, ledger::BlockLimits{chain.block_txs_max, 4u << 20, config.ledger.compute_pending_max}});
+    chains.push_back({chain.name, chain.shards,
+                      ledger::BlockLimits{chain.block_txs_max, 4u << 20, config.ledger.compute_pending_max},
+                      ledger::AccessPolicy{chain.credits == config::CreditsMode::required, chain.credits_per_tx}});
   return chains;
 }
 
@@ -463,6 +465,8 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
       Result<ShardComputePorts> compute = join_compute_ports(base, *tasks, global, engine.compute_types.get());
       if (!compute) return compute.error();
       joined->compute = std::move(*compute);
+      joined->client_identities = &client::client_identity(base, **clients, 0);
+      joined->client_slot_count = (*clients)->slot_count;
       SnapshotPolicy snapshots{snapshot_every_blocks, engine.snapshots.get(), from.directory, global};
       // The config's products, where the ledger holds other settings: ordered first.
       std::vector<std::vector<std::byte>> startup_txs;
@@ -525,7 +529,10 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
     engine.compute_source = source->get();
     engine.gateway = std::make_unique<DrainingGateway>(std::move(*source), &engine.drain);
   } else {
-    Result<std::unique_ptr<client::GatewayTile>> gateway = client::GatewayTile::create(base, engine.layout.client_table);
+    std::vector<client::ChainAccess> access;
+    for (const config::ChainConfig& chain : config.chains) access.push_back({chain.credit_granters});
+    Result<std::unique_ptr<client::GatewayTile>> gateway =
+        client::GatewayTile::create(base, engine.layout.client_table, std::move(access));
     if (!gateway) return gateway.error();
     engine.gateway = std::make_unique<DrainingGateway>(std::move(*gateway), &engine.drain);
   }

@@ -285,7 +285,7 @@ void print_report(const Generator& generator, uint32_t client_index) {
 int run_load_process(const config::PerfConfig& config, const LoadOptions& options) {
   signal(SIGINT, on_stop_signal);
   signal(SIGTERM, on_stop_signal);
-  Result<std::unique_ptr<client::Client>> client = client::Client::attach(options.segment_name);
+  Result<std::unique_ptr<client::Client>> client = client::Client::attach(options.segment_name, "load-" + std::to_string(options.client_index));
   if (!client) {
     std::fprintf(stderr, "keel load: %s\n", client.error().message.c_str());
     return 1;

@@ -88,7 +88,7 @@ namespace {
 
 Result<RecoveredShard> recover_shard(const RecoveryChain& chain, uint32_t shard, const std::string& data_dir,
                                      std::vector<std::string>* notes) {
-  RecoveredShard recovered{ledger::ShardExecutor({chain.name, shard, chain.shards}, chain.limits), {},
+  RecoveredShard recovered{ledger::ShardExecutor({chain.name, shard, chain.shards}, chain.limits, chain.access), {},
                            shard_directory(data_dir, chain.name, shard), {}, 0, 0};
   persist::LogIdentity identity{chain.name, shard, chain.shards};
   std::vector<ledger::OutboundCredit>& credits = recovered.credits_to_send;

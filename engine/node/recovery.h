@@ -32,6 +32,7 @@ struct RecoveryChain {
   std::string name;
   uint32_t shards = 1;
   ledger::BlockLimits limits;
+  ledger::AccessPolicy access;  // what the recovered executor charges from then on
 };
 
 struct RecoveredShard {

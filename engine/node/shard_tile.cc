@@ -309,12 +309,20 @@ size_t ShardTile::take_submissions(size_t budget) {
     if (status == ledger::TxStatus::applied && ledger::home_shard(view, executor_.identity().shard_count) !=
                                                    executor_.identity().shard)
       status = ledger::TxStatus::wrong_shard;
+    std::optional<ledger::ClientId> payer;
+    if (status == ledger::TxStatus::applied && executor_.access().credits_required) {
+      payer = submitter(submit.client_slot);
+      if (!payer) status = ledger::TxStatus::bad_client_id;
+    }
     if (status != ledger::TxStatus::applied) {
       // The gateway checked and routed it, so this is an engine bug; answer, never crash.
       if (!answer_at_once(submit, status)) break;
     } else {
-      if (!make_room(tx.size())) break;
-      order(view, tx, ReceiptRoute{submit.request_id, submit.client_slot});
+      const ledger::ClientId* charged = payer ? &*payer : nullptr;
+      if (!make_room(tx.size(), charged)) break;
+      ledger::TxStatus ordered = order(view, tx, ReceiptRoute{submit.request_id, submit.client_slot}, charged);
+      // Refused unordered, nothing changed: with no room for its receipt, it waits in the ring.
+      if (ordered == ledger::TxStatus::no_credit && !answer_at_once(submit, ordered)) break;
     }
     if (in_arena) ports_.submit_arena.release(submit.arena_position, submit.tx_bytes);
     ports_.submit.release(1);
@@ -504,14 +512,25 @@ size_t ShardTile::take_engine_txs(size_t budget) {
   return taken;
 }
 
-void ShardTile::order(const ledger::TxView& view, std::span<const std::byte> bytes, ReceiptRoute route) {
+ledger::TxStatus ShardTile::order(const ledger::TxView& view, std::span<const std::byte> bytes, ReceiptRoute route,
+                                  const ledger::ClientId* payer) {
   bool was_empty = executor_.open_tx_count() == 0;
-  ledger::TxStatus status = executor_.execute(view, bytes);
+  ledger::TxStatus status = payer ? executor_.execute_charged(view, bytes, *payer) : executor_.execute(view, bytes);
   // Not ordered: a credit applied before a restart, a second result for a task, a result
-  // for a task this shard does not hold. Nobody awaits a receipt for any of them.
-  if (!ledger::execute_ordered(status)) return;
+  // for a task this shard does not hold, a submission without credit (answered by the
+  // caller). Nobody awaits a block's receipt for any of them.
+  if (!ledger::execute_ordered(status)) return status;
   if (was_empty) open_first_tx_ns_ = shm::monotonic_ns();
   open_routes_.push_back(route);
+  return status;
+}
+
+std::optional<ledger::ClientId> ShardTile::submitter(uint16_t client_slot) const {
+  if (ports_.client_identities == nullptr || client_slot >= ports_.client_slot_count) return std::nullopt;
+  ledger::ClientId id;
+  std::memcpy(id.data(), ports_.client_identities[client_slot].client_id, id.size());
+  if (!ledger::client_id_text(id)) return std::nullopt;
+  return id;
 }
 
 bool ShardTile::answer_at_once(const client::RoutedSubmit& submit, ledger::TxStatus status) {
@@ -528,9 +547,9 @@ bool ShardTile::answer_at_once(const client::RoutedSubmit& submit, ledger::TxSta
   return true;
 }
 
-bool ShardTile::make_room(size_t tx_bytes) {
-  if (executor_.has_room(tx_bytes)) return true;
-  return try_seal() && executor_.has_room(tx_bytes);
+bool ShardTile::make_room(size_t tx_bytes, const ledger::ClientId* payer) {
+  if (executor_.has_room(tx_bytes, payer)) return true;
+  return try_seal() && executor_.has_room(tx_bytes, payer);
 }
 
 bool ShardTile::try_seal() {
@@ -557,6 +576,8 @@ bool ShardTile::try_seal() {
   control_->sealed_height.store(block.header.height, std::memory_order_release);
   control_->compute_tasks_pending.store(uint32_t(executor_.state().pending_tasks.size()), std::memory_order_relaxed);
   block.record = {};  // the arena holds the bytes now
+  // The credit_spends seal() appended: nobody awaits their receipts.
+  open_routes_.resize(block.receipts.size(), ReceiptRoute{0, no_client});
   if (ports_.compute)
     for (ledger::OutboundTask& task : block.tasks) tasks_out_.push_back(std::move(task));
   block.tasks = {};

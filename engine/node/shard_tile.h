@@ -21,6 +21,15 @@
 // that is safe), and on start every task pending in the recovered state is sent again.
 // A compute_result the ledger does not order (a duplicate, an unknown task) is dropped.
 //
+// Access credits (a chain whose policy requires them): a client's submission is charged to
+// the client id of its slot (client/protocol.h), read from the segment when the shard
+// orders it and checked (a slot without a valid id gets bad_client_id). The gateway does
+// not free a slot while a receipt is owed, so the id cannot change under a submission in
+// flight; the charge is the executor's (ledger/shard.h), and a refusal (no_credit) is
+// answered at once with height 0. Copying the id into each RoutedSubmit instead would cost
+// 32 of its 104 inline bytes on every chain; this costs one cache line read, on charged
+// chains only.
+//
 // Timers: the tile keeps a timing wheel of the fire times the ledger records for the
 // shard's cron timers (flow_table.h's FlowTimer), rebuilt whenever the ledger changes
 // them, and orders a timer_fire transaction (ledger/transaction.h) when one passes on
@@ -75,6 +84,11 @@ struct ShardPortsJoined {
   std::optional<ShardComputePorts> compute;
   // The system chain's shard only: the engine's own transactions (EngineTxMessage slots).
   std::optional<shm::RingConsumer> engine_txs;
+  // The client table's identities (client_slot_count of them), which a chain that requires
+  // access credits charges by a RoutedSubmit's client_slot; none: every charge is refused
+  // (bad_client_id).
+  const client::ClientIdentity* client_identities = nullptr;
+  uint32_t client_slot_count = 0;
 };
 
 // One slot of a shard's engine ring: a transaction the engine itself orders on the shard
@@ -171,10 +185,13 @@ class ShardTile final : public engine::Tile {
   size_t fire_timers();
   size_t order_startup_txs();
   void rebuild_timer_wheel();
-  bool make_room(size_t tx_bytes);
+  bool make_room(size_t tx_bytes, const ledger::ClientId* payer = nullptr);
+  std::optional<ledger::ClientId> submitter(uint16_t client_slot) const;
   bool try_seal();
   bool answer_at_once(const client::RoutedSubmit& submit, ledger::TxStatus status);
-  void order(const ledger::TxView& view, std::span<const std::byte> bytes, ReceiptRoute route);
+  // Orders one transaction (charged to `payer` when set) and returns its status.
+  ledger::TxStatus order(const ledger::TxView& view, std::span<const std::byte> bytes, ReceiptRoute route,
+                         const ledger::ClientId* payer = nullptr);
 
   ledger::ShardExecutor executor_;
   ShardPortsJoined ports_;

@@ -30,15 +30,15 @@ std::string footprint_error(const ClientTableOptions& options) {
 }
 
 TEST(ClientTableTest, FootprintIsTheSumOfAlignedPieces) {
-  // Table 3632 -> 3712, one slot 128, one port 24 -> 128; per slot a submit ring
+  // Table 3640 -> 3712, one slot 128, one port 24 -> 128, identities 32 per slot -> 128; per slot a submit ring
   // (384 + 2 * 128), a receipt ring (384 + 2 * 64), an arena (384 + 65536) and a doorbell
   // (128); per port the two rings and the arena again.
   uint64_t slot_bytes = 640 + 512 + 65920 + 128, port_bytes = 640 + 512 + 65920;
-  EXPECT_EQ(*client_table_footprint(tiny_options()), 3712 + 128 + 128 + slot_bytes + port_bytes);
+  EXPECT_EQ(*client_table_footprint(tiny_options()), 3712 + 128 + 128 + 128 + slot_bytes + port_bytes);
   ClientTableOptions options = tiny_options();
   options.client_slots = 3;
   options.chains = {{"a", 1}, {"b", 2}};
-  EXPECT_EQ(*client_table_footprint(options), 3712 + 3 * 128 + 128 + 3 * slot_bytes + 3 * port_bytes);
+  EXPECT_EQ(*client_table_footprint(options), 3712 + 3 * 128 + 128 + 128 + 3 * slot_bytes + 3 * port_bytes);
 }
 
 TEST(ClientTableTest, RejectsEachBadOptionByName) {
@@ -160,7 +160,7 @@ TEST(ClientTableTest, CheckRejectsWhatIsNotATable) {
   fake->magic = client_table_magic;
   fake->version = 9;
   EXPECT_EQ(check_client_table(segment->base(), offset).error().message,
-            "client table at offset " + std::to_string(offset) + ": version 9, this keel reads version 1");
+            "client table at offset " + std::to_string(offset) + ": version 9, this keel reads version 2");
   fake->version = client_table_version;
   fake->slot_count = 1;
   fake->chain_count = 1;

@@ -17,8 +17,8 @@ namespace {
 using testing::FakeShard;
 using testing::TestEngine;
 
-std::unique_ptr<Client> attach_or_fail(const std::string& name) {
-  Result<std::unique_ptr<Client>> client = Client::attach(name);
+std::unique_ptr<Client> attach_or_fail(const std::string& name, const std::string& client_id = "app") {
+  Result<std::unique_ptr<Client>> client = Client::attach(name, client_id);
   EXPECT_TRUE(client.ok()) << client.error().message;
   return client.ok() ? std::move(*client) : nullptr;
 }
@@ -36,9 +36,24 @@ bool wait_for_state(TestEngine& engine, uint32_t slot, ClientSlotState state) {
 
 TEST(ClientTest, AttachToAMissingEngineSaysSo) {
   std::string name = shm::testing::unique_segment_name("client-missing");
-  Result<std::unique_ptr<Client>> client = Client::attach(name);
+  Result<std::unique_ptr<Client>> client = Client::attach(name, "app");
   ASSERT_FALSE(client.ok());
   EXPECT_EQ(client.error().message, "keel client: no keel engine named '" + name + "' is running");
+}
+
+TEST(ClientTest, AttachChecksTheClientIdAndRecordsItInItsSlot) {
+  auto engine = TestEngine::make("client-id", testing::small_options({{"pay", 1}}));
+  for (std::string bad : {std::string(), std::string("Upper"), std::string("a b"), std::string(33, 'x')}) {
+    Result<std::unique_ptr<Client>> client = Client::attach(engine->name(), bad);
+    ASSERT_FALSE(client.ok()) << bad;
+    EXPECT_EQ(client.error().message, "keel client: client id '" + bad + "' must be 1 to 32 characters of [a-z0-9_.-]");
+  }
+  EXPECT_EQ(engine->slot_state(0), ClientSlotState::free) << "a bad id claims no slot";
+  std::string longest(32, 'z');
+  auto client = attach_or_fail(engine->name(), longest);
+  ASSERT_NE(client, nullptr);
+  EXPECT_EQ(client->client_id(), longest);
+  EXPECT_EQ(std::string_view(engine->identity(client->slot()).client_id, 32), longest);
 }
 
 TEST(ClientTest, AttachToAnEngineWithoutClientTableSaysSo) {
@@ -46,7 +61,7 @@ TEST(ClientTest, AttachToAnEngineWithoutClientTableSaysSo) {
   Result<shm::Segment> segment = shm::Segment::create({name, 1 << 16});
   ASSERT_TRUE(segment.ok());
   segment->seal();
-  Result<std::unique_ptr<Client>> client = Client::attach(name);
+  Result<std::unique_ptr<Client>> client = Client::attach(name, "app");
   ASSERT_FALSE(client.ok());
   EXPECT_EQ(client.error().message, "keel client: engine '" + name + "' takes no clients (segment '" + name +
                                         "' object 'ledger.clients': not found)");
@@ -56,7 +71,7 @@ TEST(ClientTest, AttachRefusesAnEngineWhoseHeartbeatIsStale) {
   auto engine = TestEngine::make("stale", testing::small_options({{"pay", 1}}));
   auto& header = *reinterpret_cast<shm::SegmentHeader*>(engine->segment.base());
   header.owner_heartbeat_ns.store(shm::monotonic_ns() - 6'000'000'000ULL);
-  Result<std::unique_ptr<Client>> client = Client::attach(engine->name());
+  Result<std::unique_ptr<Client>> client = Client::attach(engine->name(), "app");
   ASSERT_FALSE(client.ok());
   EXPECT_EQ(client.error().message, "keel client: engine pid " + std::to_string(getpid()) + " of segment '" +
                                         engine->name() + "' has not beaten its heartbeat for 6.0 s; is it stuck?");
@@ -82,7 +97,7 @@ TEST(ClientTest, ClientsGetDifferentSlotsUntilNoneIsLeft) {
     EXPECT_EQ(engine->slot(slot).owner_start_ticks.load(), shm::process_start_ticks(getpid()));
     EXPECT_EQ(engine->slot(slot).epoch, 1u);
   }
-  Result<std::unique_ptr<Client>> third = Client::attach(engine->name());
+  Result<std::unique_ptr<Client>> third = Client::attach(engine->name(), "app");
   ASSERT_FALSE(third.ok());
   EXPECT_EQ(third.error().message, "keel client: all 2 client slots of engine '" + engine->name() + "' are taken");
 

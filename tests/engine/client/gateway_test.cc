@@ -30,8 +30,8 @@ using testing::TestEngine;
 
 using Clock = std::chrono::steady_clock;
 
-std::unique_ptr<Client> attach_or_fail(const std::string& name) {
-  Result<std::unique_ptr<Client>> client = Client::attach(name);
+std::unique_ptr<Client> attach_or_fail(const std::string& name, const std::string& client_id = "app") {
+  Result<std::unique_ptr<Client>> client = Client::attach(name, client_id);
   EXPECT_TRUE(client.ok()) << client.error().message;
   return client.ok() ? std::move(*client) : nullptr;
 }
@@ -91,6 +91,7 @@ struct RawClient {
     ClientSlot& slot = engine.slot(slot_index);
     slot.owner_pid.store(getpid());
     slot.owner_start_ticks.store(shm::process_start_ticks(getpid()));
+    std::memcpy(engine.identity(slot_index).client_id, "raw", 3);
     slot.state.store(uint32_t(ClientSlotState::attached));
     return {*shm::RingProducer::join(engine.segment.base(), slot.submit_ring),
             *shm::RingConsumer::join(engine.segment.base(), slot.receipt_ring)};
@@ -216,6 +217,71 @@ TEST(GatewayTest, UnknownChainAndUnreadableSubmissionsAreRefused) {
   EXPECT_EQ(receipts[1].status, uint16_t(TxStatus::bad_length));
   EXPECT_EQ(receipts[2].status, uint16_t(TxStatus::bad_length));
   EXPECT_EQ(shards[0]->take(), 0u);
+}
+
+TEST(GatewayTest, OnlyTheChainsGrantersMayGrantCredits) {
+  auto engine = TestEngine::make("granters", testing::small_options({{"pay", 2}, {"open", 1}}),
+                                 {ChainAccess{{"treasury", "operator"}}, ChainAccess{}});
+  auto shards = FakeShard::for_all_ports(*engine);
+  auto app = attach_or_fail(engine->name(), "app");
+  auto treasury = attach_or_fail(engine->name(), "treasury");
+  ASSERT_NE(app, nullptr);
+  ASSERT_NE(treasury, nullptr);
+  EXPECT_EQ(std::string(engine->identity(treasury->slot()).client_id), "treasury");
+  // A non-granter's grant is refused before ordering, on every chain; its other
+  // transactions are routed as usual.
+  ASSERT_TRUE(*app->try_submit(0, 1, ledger::encode_credit_grant(1, 1, "app", 100)));
+  ASSERT_TRUE(*app->try_submit(1, 2, ledger::encode_credit_grant(2, 0, "app", 100)));
+  ASSERT_TRUE(*app->try_submit(0, 3, ledger::encode_transfer(3, 1, 2, 5)));
+  engine->gateway->poll(1024);
+  std::vector<ReceiptMessage> got = collect(*engine, shards, *app, 3);
+  ASSERT_EQ(got.size(), 3u);
+  std::map<uint64_t, ReceiptMessage> by_request;
+  for (const ReceiptMessage& receipt : got) by_request[receipt.request_id] = receipt;
+  EXPECT_EQ(by_request[1].status, uint16_t(TxStatus::not_a_granter));
+  EXPECT_EQ(by_request[1].height, 0u);
+  EXPECT_EQ(by_request[2].status, uint16_t(TxStatus::not_a_granter));
+  EXPECT_EQ(by_request[3].status, uint16_t(TxStatus::applied));
+  EXPECT_EQ(engine->gateway->stats().routed, 1u);
+  // A listed granter's grant goes to the shard it names; a shard past the chain's is refused.
+  ASSERT_TRUE(*treasury->try_submit(0, 4, ledger::encode_credit_grant(4, 1, "app", 100)));
+  ASSERT_TRUE(*treasury->try_submit(0, 5, ledger::encode_credit_grant(5, 2, "app", 100)));
+  engine->gateway->poll(1024);
+  EXPECT_EQ(shards[1]->take(), 1u);
+  EXPECT_EQ(ledger::TxType(uint8_t(shards[1]->pending().front().tx[5])), ledger::TxType::credit_grant);
+  shards[1]->answer();
+  got = collect(*engine, shards, *treasury, 2);
+  ASSERT_EQ(got.size(), 2u);
+  for (const ReceiptMessage& receipt : got)
+    EXPECT_EQ(receipt.status, uint16_t(receipt.request_id == 4 ? TxStatus::applied : TxStatus::no_such_shard));
+  for (auto& shard : shards) EXPECT_EQ(shard->errors(), 0u);
+}
+
+TEST(GatewayTest, ASlotWithoutAValidClientIdIsRefused) {
+  auto engine = TestEngine::make("no-identity", testing::small_options({{"pay", 1}}));
+  auto shards = FakeShard::for_all_ports(*engine);
+  RawClient raw = RawClient::claim(*engine, 0);
+  std::memcpy(engine->identity(0).client_id, "Not Valid", 9);
+  std::vector<std::byte> tx = ledger::encode_transfer(1, 2, 3, 4);
+  SubmitMessage message{};
+  message.request_id = 7;
+  message.tx_bytes = uint32_t(tx.size());
+  std::memcpy(message.inline_tx, tx.data(), tx.size());
+  ASSERT_TRUE(raw.submits.push(message));
+  engine->gateway->poll(64);
+  ReceiptMessage receipt;
+  ASSERT_EQ(raw.receipts.pop(std::span<ReceiptMessage>(&receipt, 1)), 1u);
+  EXPECT_EQ(receipt.status, uint16_t(TxStatus::bad_client_id));
+  EXPECT_EQ(receipt.height, 0u);
+  EXPECT_EQ(shards[0]->take(), 0u);
+}
+
+TEST(GatewayTest, CreateRefusesAccessRulesForAnotherNumberOfChains) {
+  auto engine = TestEngine::make("access-count", testing::small_options({{"pay", 1}}));
+  Result<std::unique_ptr<GatewayTile>> second =
+      GatewayTile::create(engine->segment.base(), engine->table_offset, {ChainAccess{}, ChainAccess{}});
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error().message, "client gateway: access rules for 2 chains, the table has 1");
 }
 
 TEST(GatewayTest, LargeTransactionTravelsThroughBothArenasIntact) {
@@ -347,7 +413,7 @@ TEST(GatewayTest, DetachedClientIsReclaimedOnceTheShardsHaveAnswered) {
 
 // The child process: attach, submit, tell the parent, wait to be killed.
 [[noreturn]] void run_doomed_client(const std::string& name, int to_parent, int to_child) {
-  Result<std::unique_ptr<Client>> client = Client::attach(name);
+  Result<std::unique_ptr<Client>> client = Client::attach(name, "app");
   if (!client) _exit(10);
   char byte = 'a';
   for (uint64_t request = 0; request < 10; ++request) {
@@ -475,7 +541,7 @@ std::string check_receipt(uint64_t seed, uint64_t count, uint32_t slot, const Re
 // The forked client: submits `count` planned transactions as fast as backpressure
 // allows and checks that every receipt arrives exactly once. Returns the exit code.
 int run_busy_client(const std::string& name, uint64_t seed, uint64_t count) {
-  Result<std::unique_ptr<Client>> attached = Client::attach(name);
+  Result<std::unique_ptr<Client>> attached = Client::attach(name, "app");
   if (!attached) {
     std::fprintf(stderr, "child: %s\n", attached.error().message.c_str());
     return 10;

@@ -44,7 +44,9 @@ struct TestEngine {
 
   // Creates the segment (named for `purpose` and this process), lays out the table,
   // seals it and creates the gateway.
-  static std::unique_ptr<TestEngine> make(const std::string& purpose, const ClientTableOptions& options) {
+  // `access`: the gateway's per-chain rules (none: ChainAccess{} for every chain).
+  static std::unique_ptr<TestEngine> make(const std::string& purpose, const ClientTableOptions& options,
+                                          std::vector<ChainAccess> access = {}) {
     Result<uint64_t> footprint = client_table_footprint(options);
     EXPECT_TRUE(footprint.ok()) << footprint.error().message;
     std::string name = shm::testing::unique_segment_name("client-" + purpose);
@@ -55,7 +57,7 @@ struct TestEngine {
     EXPECT_TRUE(table.ok()) << table.error().message;
     engine->table_offset = *table;
     engine->segment.seal();
-    Result<std::unique_ptr<GatewayTile>> gateway = GatewayTile::create(engine->segment.base(), *table);
+    Result<std::unique_ptr<GatewayTile>> gateway = GatewayTile::create(engine->segment.base(), *table, std::move(access));
     EXPECT_TRUE(gateway.ok()) << gateway.error().message;
     engine->gateway = std::move(*gateway);
     return engine;
@@ -65,6 +67,7 @@ struct TestEngine {
   const ClientTable& table() const { return *reinterpret_cast<const ClientTable*>(segment.base() + table_offset); }
   ClientSlot& slot(uint32_t index) { return client_slot(segment.base(), table(), index); }
   ClientSlotState slot_state(uint32_t index) { return ClientSlotState(slot(index).state.load()); }
+  ClientIdentity& identity(uint32_t index) { return client_identity(segment.base(), table(), index); }
 };
 
 class FakeShard {

@@ -234,6 +234,51 @@ TEST(PerfConfig, ASystemChainTheFileDeclaresIsKeptWhereItIsWithOneShard) {
             "test.toml:3:10: chain[0].shards: the system chain has exactly one shard");
 }
 
+TEST(PerfConfigChain, CreditsDefaultOffWithTheOperatorAsGranter) {
+  const PerfConfig config = parsed("[[chain]]\nname = \"a\"\n");
+  ASSERT_EQ(config.chains.size(), 2u);  // and the system chain
+  EXPECT_EQ(config.chains[0].credits, CreditsMode::off);
+  EXPECT_EQ(config.chains[0].credits_per_tx, 1u);
+  EXPECT_EQ(config.chains[0].credit_granters, std::vector<std::string>{"operator"});
+  const PerfConfig given = parsed(
+      "[[chain]]\nname = \"a\"\ncredits = \"required\"\ncredits_per_tx = 1000000\n"
+      "credit_granters = [\"ops.1\", \"treasury-2_x\"]\n[[chain]]\nname = \"b\"\ncredit_granters = [\"ops\"]\n");
+  EXPECT_EQ(given.chains[0].credits, CreditsMode::required);
+  EXPECT_EQ(given.chains[0].credits_per_tx, 1'000'000u);
+  EXPECT_EQ(given.chains[0].credit_granters, (std::vector<std::string>{"ops.1", "treasury-2_x"}));
+  EXPECT_EQ(given.chains[1].credits, CreditsMode::off);
+  EXPECT_EQ(given.chains[1].credit_granters, std::vector<std::string>{"ops"});
+  EXPECT_EQ(to_string(CreditsMode::required), "required");
+}
+
+TEST(PerfConfigChain, CreditKeysAreCheckedStrictly) {
+  const std::string chain = "[[chain]]\nname = \"a\"\n";
+  EXPECT_EQ(error_of(chain + "credits = \"maybe\"\n"),
+            "test.toml:3:11: chain[0].credits: must be one of \"off\", \"required\", got \"maybe\"");
+  EXPECT_EQ(error_of(chain + "credits = true\n"), "test.toml:3:11: chain[0].credits: expected a string, got a boolean");
+  EXPECT_EQ(error_of(chain + "credits = \"required\"\ncredits_per_tx = 1000001\n"),
+            "test.toml:4:18: chain[0].credits_per_tx: must be from 1 to 1000000, got 1000001");
+  EXPECT_EQ(error_of(chain + "credits = \"required\"\ncredits_per_tx = 0\n"),
+            "test.toml:4:18: chain[0].credits_per_tx: must be from 1 to 1000000, got 0");
+  EXPECT_EQ(error_of(chain + "credits_per_tx = 5\n"),
+            "test.toml:3:18: chain[0].credits_per_tx: only applies with credits = \"required\"; this chain has "
+            "credits = \"off\"");
+  EXPECT_EQ(error_of(chain + "credit_granters = []\n"),
+            "test.toml:3:19: chain[0].credit_granters: must hold from 1 to 64 client ids, got 0");
+  EXPECT_EQ(error_of(chain + "credit_granters = \"ops\"\n"),
+            "test.toml:3:19: chain[0].credit_granters: expected an array of strings, got a string");
+  EXPECT_EQ(error_of(chain + "credit_granters = [1]\n"),
+            "test.toml:3:20: chain[0].credit_granters[0]: expected a string, got an integer");
+  EXPECT_EQ(error_of(chain + "credit_granters = [\"ops\", \"Ops\"]\n"),
+            "test.toml:3:27: chain[0].credit_granters[1]: must be 1 to 32 characters of [a-z0-9_.-], got \"Ops\"");
+  EXPECT_EQ(error_of(chain + "credit_granters = [\"ops\", \"ops\"]\n"),
+            "test.toml:3:27: chain[0].credit_granters[1]: duplicate credit granter \"ops\" (first at line 3)");
+  EXPECT_EQ(error_of(chain + "block_txs_max = 1\ncredits = \"required\"\n"),
+            "test.toml:3:17: chain[0].block_txs_max: must be at least 2 with credits = \"required\" (a block holds a "
+            "submission and its credit_spend), got 1");
+  EXPECT_EQ(error_of(chain + "credit = \"required\"\n"), "test.toml:3:10: chain[0].credit: unknown key");
+}
+
 TEST(PerfConfig, NameCharacters) {
   EXPECT_EQ(error_of("[[chain]]\nname = \"Pay Ments\"\n"),
             "test.toml:2:8: chain[0].name: must be 1 to 32 characters of [a-z0-9_-], got "

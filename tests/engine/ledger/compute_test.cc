@@ -702,30 +702,32 @@ TEST(ComputeState, DamagedComputeSectionsGiveAnErrorNamingTheOffset) {
                                                  ": task counters disagree with the largest task mark");
 }
 
-TEST(ComputeState, VersionOneAndTwoStatesAreReadAsOnesWithoutTasksOrFlows) {
+TEST(ComputeState, OlderStatesAreReadAsOnesWithoutTasksFlowsOrCreditAccounts) {
   ShardState state(0, 1);
   state.height = 3;
   state.accounts[1] = Account{50, 0};
   std::vector<std::byte> current = state.serialize();
   std::vector<std::byte> empty_flows;
   state.flows.serialize(empty_flows);
-  // Version 2 is version 3 without the flow section; version 1 is version 2 without the
-  // compute section (four counters and a count).
-  for (uint32_t version : {2u, 1u}) {
-    size_t cut = empty_flows.size() + (version == 1 ? 40 : 0);
+  // Version 3 is version 4 without the credit section (an account count); version 2 is
+  // version 3 without the flow section; version 1 is version 2 without the compute section
+  // (four counters and a count).
+  for (uint32_t version : {3u, 2u, 1u}) {
+    size_t cut = 8 + (version <= 2 ? empty_flows.size() : 0) + (version == 1 ? 40 : 0);
     std::vector<std::byte> old(current.begin(), current.end() - long(cut));
     std::memcpy(old.data() + 4, &version, 4);
     Result<ShardState> back = ShardState::deserialize(old);
     ASSERT_TRUE(back) << version << ": " << back.error().message;
     EXPECT_TRUE(back->pending_tasks.empty());
     EXPECT_EQ(back->flows.plan_count(), 0u);
+    EXPECT_TRUE(back->credit_accounts.empty());
     EXPECT_EQ(back->serialize(), current) << version;
   }
-  uint32_t version = 4;
+  uint32_t version = 5;
   std::memcpy(current.data() + 4, &version, 4);
   Result<ShardState> back = ShardState::deserialize(current);
   ASSERT_FALSE(back);
-  EXPECT_EQ(back.error().message, "state snapshot: offset 8: state format version 4, this keel reads 1 to 3");
+  EXPECT_EQ(back.error().message, "state snapshot: offset 8: state format version 5, this keel reads 1 to 4");
 }
 
 }  // namespace

@@ -35,7 +35,7 @@ inline pid_t start_engine(const std::filesystem::path& config, const std::filesy
 // exited first or did not come up within 30 s.
 inline std::unique_ptr<client::Client> attach_when_up(const std::string& segment, pid_t engine) {
   for (int attempt = 0; attempt < 3000; ++attempt) {
-    Result<std::unique_ptr<client::Client>> client = client::Client::attach(segment);
+    Result<std::unique_ptr<client::Client>> client = client::Client::attach(segment, "test");
     if (client) return std::move(*client);
     int status = 0;
     if (waitpid(engine, &status, WNOHANG) == engine) return nullptr;
