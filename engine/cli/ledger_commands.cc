@@ -102,7 +102,23 @@ nlohmann::json report_json(const node::LedgerReport& report) {
                               {"commit_latency_us_max", chain.commit_latency_us_max},
                               {"client_receipts", chain.client_receipts},
                               {"client_latency_us_p50", chain.client_latency_us_p50},
-                              {"client_latency_us_p99", chain.client_latency_us_p99}});
+                              {"client_latency_us_p99", chain.client_latency_us_p99},
+                              {"tier", chain.tier},
+                              {"tps_smoothed", chain.tps_smoothed},
+                              {"cost_ns_per_tx", chain.cost_ns_per_tx},
+                              {"cores_dedicated", chain.cores_dedicated},
+                              {"slice_cores", chain.slice_cores},
+                              {"tier_changes", chain.tier_changes},
+                              {"slice_changes", chain.slice_changes},
+                              {"shard_moves", chain.shard_moves}});
+  const node::BalancerReport& balancer = report.balancer;
+  json["balancer"] = {{"ran", balancer.ran},
+                      {"windows", balancer.windows},
+                      {"moves_requested", balancer.moves_requested},
+                      {"weight_changes_requested", balancer.weight_changes_requested},
+                      {"records_ordered", balancer.records_ordered},
+                      {"windows_held", balancer.windows_held},
+                      {"placement_mismatches", balancer.placement_mismatches}};
   return json;
 }
 
@@ -157,14 +173,21 @@ void print_report(const node::LedgerReport& report) {
     std::printf("timers: %llu, %llu flows started by their fires, %llu fires dropped missed times\n",
                 (unsigned long long)compute.timers, (unsigned long long)compute.timer_flows_started,
                 (unsigned long long)compute.timer_misfires_dropped);
-  std::printf("%-16s %6s %10s %12s %10s %12s %12s %12s %12s\n", "chain", "shards", "height", "committed", "tx/s",
-              "commit mean", "commit max", "client p50", "client p99");
+  if (report.balancer.ran)
+    std::printf("balancer: %llu windows, %llu shard moves, %llu weight changes, %llu records on the system chain%s\n",
+                (unsigned long long)report.balancer.windows, (unsigned long long)report.balancer.moves_requested,
+                (unsigned long long)report.balancer.weight_changes_requested,
+                (unsigned long long)report.balancer.records_ordered,
+                report.balancer.windows_held ? " (some decisions held while records waited)" : "");
+  std::printf("%-16s %6s %10s %12s %10s %12s %12s %12s %12s  %-6s %6s %5s\n", "chain", "shards", "height", "committed",
+              "tx/s", "commit mean", "commit max", "client p50", "client p99", "tier", "slice", "moves");
   for (const node::ChainReport& chain : report.chains)
-    std::printf("%-16s %6u %10llu %12llu %10.0f %10.0fus %10lluus %10lluus %10lluus\n", chain.name.c_str(), chain.shards,
-                (unsigned long long)chain.height_max, (unsigned long long)chain.committed_txs,
+    std::printf("%-16s %6u %10llu %12llu %10.0f %10.0fus %10lluus %10lluus %10lluus  %-6s %6.2f %5llu\n", chain.name.c_str(),
+                chain.shards, (unsigned long long)chain.height_max, (unsigned long long)chain.committed_txs,
                 chain.committed_per_second, chain.commit_latency_us_mean,
                 (unsigned long long)chain.commit_latency_us_max, (unsigned long long)chain.client_latency_us_p50,
-                (unsigned long long)chain.client_latency_us_p99);
+                (unsigned long long)chain.client_latency_us_p99, chain.tier.c_str(), chain.slice_cores,
+                (unsigned long long)chain.shard_moves);
 }
 
 // The end of every "input too large" message.

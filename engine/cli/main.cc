@@ -132,7 +132,7 @@ int run_command(const std::string& config_path, const std::string& topology_over
     std::printf("keel run: %s on %s\n", config_path.c_str(), planned->plan.topology_description.c_str());
     if (waiting != 0) {
       std::printf("note: %zu planned tiles are placed but not run yet (%s)\n", waiting,
-                  pipeline_job ? "this config runs the synthetic pipeline" : "the balancer comes with a later issue; cron timers run inside the shard tiles, whose ledgers hold them, so the timer tile has nothing to do");
+                  pipeline_job ? "this config runs the synthetic pipeline" : "cron timers run inside the shard tiles, whose ledgers hold them, so the timer tile has nothing to do");
     }
   }
   if (!pipeline_job)

@@ -134,6 +134,13 @@ void CoreLoop::update_sleep_doorbells() {
   }
 }
 
+std::vector<std::string> CoreLoop::tiles_not_quiescent() const {
+  std::vector<std::string> names;
+  for (const WeightedTile& entry : tiles_)
+    if (!entry.tile->quiescent()) names.emplace_back(entry.tile->name());
+  return names;
+}
+
 bool CoreLoop::close_if_nothing_arriving() {
   std::lock_guard lock(mail_mutex_);
   if (!arriving_.empty()) return false;
@@ -238,8 +245,11 @@ void CoreLoop::run() {
       continue;
     }
     if (draining_) {
+      // Every tile is asked, not just up to the first busy one: a tile's quiescence may wait
+      // on another's (persist on the shards'), and one asked later in the list — a tile
+      // moved here is last — would otherwise never be asked.
       bool all_quiescent = true;
-      for (WeightedTile& entry : tiles_) all_quiescent = all_quiescent && entry.tile->quiescent();
+      for (WeightedTile& entry : tiles_) all_quiescent = entry.tile->quiescent() && all_quiescent;
       if (all_quiescent && close_if_nothing_arriving()) return;
     }
     idle(idle_streak);

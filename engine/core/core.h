@@ -128,6 +128,9 @@ class CoreLoop {
   void request_weight(MovableTile* tile, uint32_t weight);
   // Valid once run() has returned (or from the loop's own thread).
   const CoreStats& stats() const { return stats_; }
+  // The tiles it ran last that are not quiescent: what kept a drain from ending. Only once
+  // run() has returned (stop_now after a drain that took too long).
+  std::vector<std::string> tiles_not_quiescent() const;
   const CoreOptions& options() const { return options_; }
   // True once a sleep needed futex_waitv and the kernel lacked it (the core then slept
   // on its own doorbell only, for at most 100 us). Thread-safe.
@@ -183,6 +186,7 @@ class Core {
   // True once the loop has returned (every tile quiescent after a drain, or stop_now).
   bool finished() const { return finished_.load(std::memory_order_acquire); }
   CoreLoop& loop() { return loop_; }
+  const CoreLoop& loop() const { return loop_; }
   const CoreStats& stats() const { return loop_.stats(); }
   const std::string& name() const { return loop_.options().name; }
 

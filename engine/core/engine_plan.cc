@@ -48,7 +48,7 @@ numa::PlanRequest plan_request(const config::PerfConfig& config) {
 
 bool tile_kind_is_implemented(std::string_view kind, bool pipeline_job) {
   if (pipeline_job) return kind == "pipeline";
-  return kind == "shard" || kind == "persist" || kind == "gateway" || kind == "scheduler";
+  return kind == "shard" || kind == "persist" || kind == "gateway" || kind == "scheduler" || kind == "balancer";
 }
 
 }  // namespace keel::engine

@@ -84,15 +84,15 @@ void BalancerTile::run_window(uint64_t now_ns) {
     engine::MovableTile* tile = options_.shard_tiles[move.shard];
     uint32_t actual = tile->core_index.load(std::memory_order_acquire);
     if (actual != move.from_core) ++counters_.placement_mismatches;
-    auto from = options_.loops.find(actual), to = options_.loops.find(move.to_core);
-    if (from == options_.loops.end() || to == options_.loops.end()) continue;
+    auto from = options_.loops->find(actual), to = options_.loops->find(move.to_core);
+    if (from == options_.loops->end() || to == options_.loops->end()) continue;
     from->second->request_move(tile, to->second, move.weight);
     ++counters_.moves_requested;
   }
   for (const balance::WeightChange& change : decision.weight_changes) {
     engine::MovableTile* tile = options_.shard_tiles[change.shard];
-    auto core = options_.loops.find(tile->core_index.load(std::memory_order_acquire));
-    if (core == options_.loops.end()) continue;
+    auto core = options_.loops->find(tile->core_index.load(std::memory_order_acquire));
+    if (core == options_.loops->end()) continue;
     core->second->request_weight(tile, change.to_weight);
     ++counters_.weight_changes_requested;
   }

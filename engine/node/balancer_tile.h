@@ -40,7 +40,8 @@ struct BalancerTileOptions {
   ShardTableView shards;
   StatusTableView status;
   std::vector<engine::MovableTile*> shard_tiles;       // by global shard
-  std::map<uint32_t, engine::CoreLoop*> loops;         // by planned core index
+  // By planned core index; filled before any core starts (the cores run this tile too).
+  const std::map<uint32_t, engine::CoreLoop*>* loops = nullptr;
   std::optional<shm::RingProducer> system_ring;        // the system shard's engine ring (EngineTxMessage)
   uint32_t system_shard = 0;                           // its shard index within the system chain (0)
   uint32_t shard_core_count = 0;                       // cores shard tiles may run on (the balancer's)
@@ -70,6 +71,8 @@ class BalancerTile final : public engine::Tile {
 
   const balance::Balancer& balancer() const { return balancer_; }
   const BalancerTileCounters& counters() const { return counters_; }
+  uint64_t tier_changes(uint32_t chain) const { return tier_changes_.at(chain); }
+  uint64_t slice_changes(uint32_t chain) const { return slice_changes_.at(chain); }
 
  private:
   void run_window(uint64_t now_ns);

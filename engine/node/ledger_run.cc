@@ -12,6 +12,7 @@
 
 #include "engine/client/client_table.h"
 #include "engine/client/gateway.h"
+#include "engine/node/balancer_tile.h"
 #include "engine/node/compute_source.h"
 #include "engine/flow/flow_model.h"
 #include "engine/core/core.h"
@@ -58,7 +59,21 @@ struct Layout {
   uint64_t task_table = 0;
   uint64_t pool_table = 0;
   uint64_t status_table = 0;
+  uint64_t system_ring = 0;  // the balancer -> the system shard (EngineTxMessage slots)
 };
+
+constexpr char system_ring_object_name[] = "balance.system_ring";
+constexpr uint64_t system_ring_capacity = 256;
+
+// The system chain's only shard, as a global shard index.
+uint32_t system_global_shard(const config::PerfConfig& config) {
+  uint32_t global = 0;
+  for (const config::ChainConfig& chain : config.chains) {
+    if (chain.is_system()) return global;
+    global += chain.shards;
+  }
+  return global;  // every config has one (perf_config.h)
+}
 
 uint64_t offset_of(const shm::Segment& segment, const void* object) {
   return object == nullptr ? 0 : uint64_t(static_cast<const std::byte*>(object) - segment.base());
@@ -152,6 +167,7 @@ StatusTableOptions status_options(const config::PerfConfig& config, const numa::
   for (const numa::PlannedCore& core : plan.cores)
     options.cores.push_back({core.core_index, core.node_os_index, core.pu_os_index, plan.bindable});
   for (const config::ChainConfig& chain : config.chains) options.chains.push_back(chain.name);
+  options.balancer_window_ms = config.balancer.window_ms;
   return options;
 }
 
@@ -206,6 +222,18 @@ Result<Layout> lay_out(shm::Segment& segment, const config::PerfConfig& config, 
   Result<uint64_t> task_table = sched::lay_out_task_table(segment, tasks);
   if (!task_table) return task_table.error();
   layout.task_table = *task_table;
+  {
+    uint32_t system = system_global_shard(config);
+    Result<uint64_t> ring_bytes = shm::ring_footprint(system_ring_capacity, sizeof(EngineTxMessage));
+    if (!ring_bytes) return ring_bytes.error();
+    Result<uint64_t> ring = segment.allocate(system_ring_object_name, shm::SegmentObjectKind::ring, *ring_bytes, 128);
+    if (!ring) return ring.error();
+    if (auto made = shm::ring_construct(segment.base(), *ring,
+                                        {system_ring_capacity, sizeof(EngineTxMessage), shards.shard_doorbells.empty() ? 0 : shards.shard_doorbells[system]});
+        !made)
+      return made.error();
+    layout.system_ring = *ring;
+  }
   Result<uint64_t> status_table = lay_out_status_table(segment, status_options(config, plan));
   if (!status_table) return status_table.error();
   layout.status_table = *status_table;
@@ -234,6 +262,9 @@ Result<uint64_t> segment_bytes(const config::PerfConfig& config, const numa::Pla
   }
   Result<uint64_t> status = status_table_footprint(status_options(config, plan));
   if (!status) return status.error();
+  Result<uint64_t> system_ring = shm::ring_footprint(system_ring_capacity, sizeof(EngineTxMessage));
+  if (!system_ring) return system_ring.error();
+  *status += *system_ring + 256;
   return sizeof(shm::SegmentHeader) + plan.cores.size() * 256 + *clients + *shards + *tasks + pools_bytes + *status +
          (1 << 20);
 }
@@ -268,6 +299,7 @@ struct Engine {
   // loops by planned core index (null where no core runs): what the balancer re-slices.
   std::vector<std::unique_ptr<engine::MovableTile>> movable_shards;
   std::map<uint32_t, engine::CoreLoop*> loops_by_core;
+  std::unique_ptr<BalancerTile> balancer;
   std::vector<std::unique_ptr<engine::ChildProcess>> loads;
   uint64_t pool_events = 0;  // supervisor events seen (the report keeps the first few)
   flow::FlowTableCounters flows_at_start;  // summed over the shards, before the cores start
@@ -465,6 +497,11 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
       Result<ShardComputePorts> compute = join_compute_ports(base, *tasks, global, engine.compute_types.get());
       if (!compute) return compute.error();
       joined->compute = std::move(*compute);
+      if (chain_config.is_system()) {
+        auto engine_txs = shm::RingConsumer::join(base, engine.layout.system_ring);
+        if (!engine_txs) return engine_txs.error();
+        joined->engine_txs = *engine_txs;
+      }
       joined->client_identities = &client::client_identity(base, **clients, 0);
       joined->client_slot_count = (*clients)->slot_count;
       SnapshotPolicy snapshots{snapshot_every_blocks, engine.snapshots.get(), from.directory, global};
@@ -567,6 +604,42 @@ Result<void> start_cores(Engine& engine, const config::PerfConfig& config, const
     tiles_by_name[std::string(scheduler->name())] = scheduler.get();
   Result<StatusTableView> status = StatusTableView::join(engine.segment->base(), engine.layout.status_table);
   if (!status) return status.error();
+  if (numa::find_tile(plan, "balancer") != nullptr) {
+    // The balancer starts from the plan: chains in config order, the cores the plan put
+    // shard tiles on (where they may move), and each shard's planned core and weight.
+    std::map<std::string, balance::ShardPlacement> planned_shards;
+    std::set<uint32_t> shard_cores;
+    for (const numa::PlannedCore& core : plan.cores)
+      for (const numa::PlannedTile& tile : core.tiles)
+        if (tile.kind == "shard") {
+          planned_shards[tile.name] = {core.core_index, tile.weight};
+          shard_cores.insert(core.core_index);
+        }
+    balance::BalancerSetup setup;
+    for (const config::ChainConfig& chain : config.chains) setup.chains.push_back({chain.name, chain.shards});
+    setup.cores.assign(shard_cores.begin(), shard_cores.end());
+    std::vector<engine::MovableTile*> shard_tiles;
+    for (uint32_t global = 0; global < engine.shards.size(); ++global) {
+      std::string name(engine.shards[global]->name());
+      setup.placement.push_back(planned_shards[name]);
+      shard_tiles.push_back(movable_by_name[name]);
+    }
+    Result<balance::Balancer> balancer = balance::Balancer::create(config.balancer, std::move(setup));
+    if (!balancer) return make_error(config.path, "[balancer] " + balancer.error().message);
+    BalancerTileOptions options;
+    options.window_ms = config.balancer.window_ms;
+    options.shards = *table;
+    options.status = *status;
+    options.shard_tiles = std::move(shard_tiles);
+    options.loops = &engine.loops_by_core;
+    auto system_ring = shm::RingProducer::join(engine.segment->base(), engine.layout.system_ring);
+    if (!system_ring) return system_ring.error();
+    options.system_ring = *system_ring;
+    options.shard_core_count = uint32_t(shard_cores.size());
+    options.drain = &engine.drain;
+    engine.balancer = std::make_unique<BalancerTile>(std::move(*balancer), std::move(options));
+    tiles_by_name["balancer"] = engine.balancer.get();
+  }
   for (size_t planned_position = 0; planned_position < plan.cores.size(); ++planned_position) {
     const numa::PlannedCore& planned = plan.cores[planned_position];
     std::vector<engine::WeightedTile> tiles;
@@ -589,8 +662,10 @@ Result<void> start_cores(Engine& engine, const config::PerfConfig& config, const
     if (plan.bindable) options.binding = engine::CoreBinding{&topology, planned.pu_os_index, planned.node_os_index};
     engine.cores.push_back(std::make_unique<engine::Core>(options, std::move(tiles)));
     engine.loops_by_core[planned.core_index] = &engine.cores.back()->loop();
-    if (Result<void> started = engine.cores.back()->start(); !started) return started.error();
   }
+  // Every loop exists before any starts: the balancer may hand a tile to any of them.
+  for (std::unique_ptr<engine::Core>& core : engine.cores)
+    if (Result<void> started = core->start(); !started) return started.error();
   return {};
 }
 
@@ -722,8 +797,18 @@ Result<void> drain(Engine& engine) {
     for (auto& core : engine.cores) all_finished = all_finished && core->finished();
     if (all_finished) break;
     if (shm::monotonic_ns() > deadline_ns) {
+      std::vector<bool> finished;
+      for (auto& core : engine.cores) finished.push_back(core->finished());
       stop_now(engine);
-      return make_error("drain", "the ledger did not drain within 30 s");
+      // The cores are joined: their tiles can be asked from here.
+      std::string busy;
+      for (size_t index = 0; index < engine.cores.size(); ++index) {
+        if (finished[index]) continue;
+        for (const std::string& tile : engine.cores[index]->loop().tiles_not_quiescent())
+          busy += (busy.empty() ? "" : ", ") + tile + " on " + engine.cores[index]->name();
+      }
+      return make_error("drain", "the ledger did not drain within 30 s (not quiescent: " +
+                                     (busy.empty() ? std::string("none") : busy) + ")");
     }
     usleep(1000);
   }
@@ -809,6 +894,19 @@ void fill_report(Engine& engine, const config::PerfConfig& config, LedgerReport&
       latency_sum += control.commit_latency_us_sum.load();
       row.commit_latency_us_max = std::max(row.commit_latency_us_max, control.commit_latency_us_max.load());
     }
+    if (engine.balancer) {
+      uint32_t chain_index = uint32_t(report.chains.size());
+      const balance::ChainStatus& status = engine.balancer->balancer().status(chain_index);
+      row.tier = std::string(balance::to_string(status.tier));
+      row.tps_smoothed = status.tps_smoothed;
+      row.cost_ns_per_tx = status.cost_ns_per_tx;
+      row.cores_dedicated = status.dedicated_cores;
+      row.slice_cores = status.slice_cores;
+      row.tier_changes = engine.balancer->tier_changes(chain_index);
+      row.slice_changes = engine.balancer->slice_changes(chain_index);
+      for (uint32_t shard = global - chain.shards; shard < global; ++shard)
+        row.shard_moves += engine.movable_shards[shard]->moves.load();
+    }
     row.committed_per_second = report.duration_s > 0 ? double(row.committed_txs) / report.duration_s : 0;
     row.commit_latency_us_mean = row.committed_txs ? double(latency_sum) / double(row.committed_txs) : 0;
     report.chains.push_back(row);
@@ -833,6 +931,11 @@ void fill_report(Engine& engine, const config::PerfConfig& config, LedgerReport&
         row.client_latency_us_p99 = std::max(row.client_latency_us_p99, entry.value("latency_us_p99", uint64_t(0)));
         row.client_receipts = total;
       }
+  }
+  if (engine.balancer) {
+    const BalancerTileCounters& counters = engine.balancer->counters();
+    report.balancer = {true, counters.windows, counters.moves_requested, counters.weight_changes_requested,
+                       counters.records_ordered, counters.windows_held, counters.placement_mismatches};
   }
   report.commits = engine.persist->stats().commits;
   report.segments_dropped = engine.persist->stats().segments_dropped;

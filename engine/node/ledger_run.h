@@ -48,6 +48,26 @@ struct ChainReport {
   uint64_t client_receipts = 0;
   uint64_t client_latency_us_p50 = 0;
   uint64_t client_latency_us_p99 = 0;
+  // The balancer's view at the end of the run (engine/balance/balancer.h).
+  std::string tier = "light";
+  double tps_smoothed = 0;
+  double cost_ns_per_tx = 0;
+  uint32_t cores_dedicated = 0;
+  double slice_cores = 0;        // dedicated cores plus its weight shares of the shared ones
+  uint64_t tier_changes = 0;     // this run
+  uint64_t slice_changes = 0;
+  uint64_t shard_moves = 0;      // its shard tiles' moves between cores this run
+};
+
+// The balancer tile this run.
+struct BalancerReport {
+  bool ran = false;
+  uint64_t windows = 0;
+  uint64_t moves_requested = 0;
+  uint64_t weight_changes_requested = 0;
+  uint64_t records_ordered = 0;        // balance_records pushed to the system chain
+  uint64_t windows_held = 0;           // decisions held while records waited for room
+  uint64_t placement_mismatches = 0;   // a tile found elsewhere than the balancer had put it
 };
 
 // Compute tasks this run: the schedulers' counters, the pools' supervision, and the
@@ -113,6 +133,7 @@ struct LedgerReport {
   uint64_t segments_preallocated = 0;  // new log segments that were spares written full of zeros
   uint64_t segments_unprepared = 0;    // new log segments created empty (spare not ready or failed)
   ComputeReport compute;
+  BalancerReport balancer;
   std::vector<ProductProgress> products;  // by name
   struct {
     uint64_t requests_sent = 0, requests_accepted = 0, requests_backlog_full = 0, requests_refused = 0;
