@@ -118,7 +118,8 @@ nlohmann::json report_json(const node::LedgerReport& report) {
                       {"weight_changes_requested", balancer.weight_changes_requested},
                       {"records_ordered", balancer.records_ordered},
                       {"windows_held", balancer.windows_held},
-                      {"placement_mismatches", balancer.placement_mismatches}};
+                      {"placement_mismatches", balancer.placement_mismatches},
+                      {"shuffles_requested", balancer.shuffles_requested}};
   return json;
 }
 

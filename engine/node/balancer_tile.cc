@@ -24,7 +24,10 @@ uint64_t rounded(double value) { return value <= 0 ? 0 : uint64_t(std::llround(v
 }  // namespace
 
 BalancerTile::BalancerTile(balance::Balancer balancer, BalancerTileOptions options)
-    : balancer_(std::move(balancer)), options_(std::move(options)), window_ns_(uint64_t(options_.window_ms) * 1'000'000) {
+    : balancer_(std::move(balancer)),
+      options_(std::move(options)),
+      window_ns_(uint64_t(options_.window_ms) * 1'000'000),
+      shuffle_random_(options_.shuffle_seed) {
   if (options_.monotonic_now_ns == nullptr) options_.monotonic_now_ns = shm::monotonic_ns;
   if (options_.wall_now_ms == nullptr) options_.wall_now_ms = real_now_ms;
   size_t chains = balancer_.statuses().size();
@@ -44,6 +47,10 @@ size_t BalancerTile::poll(size_t) {
     return work;
   }
   uint64_t now_ns = options_.monotonic_now_ns();
+  if (options_.shuffle_every_ms != 0 && now_ns >= next_shuffle_ns_) {
+    next_shuffle_ns_ = now_ns + uint64_t(options_.shuffle_every_ms) * 1'000'000;
+    shuffle_one();
+  }
   if (now_ns < next_window_ns_) return work;
   next_window_ns_ = now_ns + window_ns_;
   if (records_.size() >= options_.records_pending_max) {
@@ -54,6 +61,18 @@ size_t BalancerTile::poll(size_t) {
   }
   run_window(now_ns);
   return work + 1;
+}
+
+void BalancerTile::shuffle_one() {
+  if (options_.shard_tiles.empty() || options_.shard_cores.size() < 2) return;
+  engine::MovableTile* tile = options_.shard_tiles[shuffle_random_() % options_.shard_tiles.size()];
+  uint32_t from = tile->core_index.load(std::memory_order_acquire);
+  uint32_t to = options_.shard_cores[shuffle_random_() % options_.shard_cores.size()];
+  if (to == from) return;
+  auto from_loop = options_.loops->find(from), to_loop = options_.loops->find(to);
+  if (from_loop == options_.loops->end() || to_loop == options_.loops->end()) return;
+  from_loop->second->request_move(tile, to_loop->second, std::max<uint32_t>(1, tile->weight.load()));
+  ++counters_.shuffles_requested;
 }
 
 void BalancerTile::begin_drain() {

@@ -21,6 +21,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,12 @@ struct BalancerTileOptions {
   uint64_t (*monotonic_now_ns)() = nullptr;            // default shm::monotonic_ns (tests: a fake)
   uint64_t (*wall_now_ms)() = nullptr;                 // default the real UTC clock
   size_t records_pending_max = 1024;
+  // A test hook (KEEL_BALANCER_SHUFFLE_MS; keel run says so in one line): besides the
+  // balancer's own decisions, move a random shard tile to another of shard_cores every
+  // this many milliseconds, so tests can check that moves under load lose nothing.
+  uint32_t shuffle_every_ms = 0;
+  std::vector<uint32_t> shard_cores;  // the cores shard tiles may run on (shuffle targets)
+  uint64_t shuffle_seed = 1;
 };
 
 struct BalancerTileCounters {
@@ -58,6 +65,7 @@ struct BalancerTileCounters {
   uint64_t records_ordered = 0;           // pushed into the system shard's ring
   uint64_t windows_held = 0;              // windows skipped while records waited for room
   uint64_t placement_mismatches = 0;      // a shard found on another core than the balancer placed it
+  uint64_t shuffles_requested = 0;        // the test hook's moves
 };
 
 class BalancerTile final : public engine::Tile {
@@ -76,6 +84,7 @@ class BalancerTile final : public engine::Tile {
 
  private:
   void run_window(uint64_t now_ns);
+  void shuffle_one();
   void queue_records(const balance::BalanceDecision& decision, const std::vector<balance::ChainStatus>& before);
   size_t push_records();
   void publish_status();
@@ -91,6 +100,8 @@ class BalancerTile final : public engine::Tile {
   std::vector<uint64_t> tier_changes_, slice_changes_;  // per chain, since start
   std::vector<balance::ChainCounters> counters_scratch_;
   BalancerTileCounters counters_;
+  uint64_t next_shuffle_ns_ = 0;
+  std::mt19937_64 shuffle_random_;
   bool draining_ = false;
 };
 

@@ -636,7 +636,21 @@ Result<void> start_cores(Engine& engine, const config::PerfConfig& config, const
     if (!system_ring) return system_ring.error();
     options.system_ring = *system_ring;
     options.shard_core_count = uint32_t(shard_cores.size());
+    options.shard_cores.assign(shard_cores.begin(), shard_cores.end());
     options.drain = &engine.drain;
+    if (const char* shuffle = std::getenv("KEEL_BALANCER_SHUFFLE_MS"); shuffle != nullptr && *shuffle != 0) {
+      char* end = nullptr;
+      unsigned long every_ms = std::strtoul(shuffle, &end, 10);
+      if (*end != 0 || every_ms == 0 || every_ms > 60'000)
+        return make_error("KEEL_BALANCER_SHUFFLE_MS", "must be a whole number of milliseconds from 1 to 60000, got \"" +
+                                                          std::string(shuffle) + "\"");
+      options.shuffle_every_ms = uint32_t(every_ms);
+      options.shuffle_seed = shm::monotonic_ns();
+      std::fprintf(stderr,
+                   "keel: KEEL_BALANCER_SHUFFLE_MS is set: a random shard tile moves to another core every %lu ms "
+                   "(a test hook)\n",
+                   every_ms);
+    }
     engine.balancer = std::make_unique<BalancerTile>(std::move(*balancer), std::move(options));
     tiles_by_name["balancer"] = engine.balancer.get();
   }
@@ -935,7 +949,8 @@ void fill_report(Engine& engine, const config::PerfConfig& config, LedgerReport&
   if (engine.balancer) {
     const BalancerTileCounters& counters = engine.balancer->counters();
     report.balancer = {true, counters.windows, counters.moves_requested, counters.weight_changes_requested,
-                       counters.records_ordered, counters.windows_held, counters.placement_mismatches};
+                       counters.records_ordered, counters.windows_held, counters.placement_mismatches,
+                       counters.shuffles_requested};
   }
   report.commits = engine.persist->stats().commits;
   report.segments_dropped = engine.persist->stats().segments_dropped;

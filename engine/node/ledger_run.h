@@ -68,6 +68,7 @@ struct BalancerReport {
   uint64_t records_ordered = 0;        // balance_records pushed to the system chain
   uint64_t windows_held = 0;           // decisions held while records waited for room
   uint64_t placement_mismatches = 0;   // a tile found elsewhere than the balancer had put it
+  uint64_t shuffles_requested = 0;     // KEEL_BALANCER_SHUFFLE_MS's moves (a test hook)
 };
 
 // Compute tasks this run: the schedulers' counters, the pools' supervision, and the

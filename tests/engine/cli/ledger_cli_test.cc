@@ -326,6 +326,36 @@ TEST_F(LedgerCli, AFlippedBitBeforeTheTailStopsTheEngine) {
   EXPECT_NE(verified.out.find("settlement       FAILED"), std::string::npos) << verified.out;
 }
 
+// The balancer's moves under load, forced: KEEL_BALANCER_SHUFFLE_MS moves a random shard
+// tile to the other core every few milliseconds. Every committed transaction is in a
+// block exactly once (verify replays them all and counts), and the chains verify.
+TEST_F(LedgerCli, ShardTilesMovedBetweenCoresUnderLoadLoseAndDuplicateNothing) {
+  std::string name = instance("shuffle");
+  fs::path config = default_config_copy(name, {{"snapshot_every_blocks = 1024", "snapshot_every_blocks = 0"}});
+  setenv("KEEL_BALANCER_SHUFFLE_MS", "2", 1);
+  Outcome outcome = keel({"run", "--config", config, "--duration", "2000ms", "--json"}, 60s);
+  unsetenv("KEEL_BALANCER_SHUFFLE_MS");
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_NE(outcome.err.find("KEEL_BALANCER_SHUFFLE_MS is set"), std::string::npos) << outcome.err;
+  nlohmann::json report = parse_report(outcome);
+  EXPECT_GT(report["balancer"].value("shuffles_requested", 0ull), 50u) << report["balancer"].dump();
+  uint64_t committed = 0, moves = 0;
+  for (const nlohmann::json& chain : report["chains"]) {
+    committed += chain.value("committed_txs", 0ull);
+    moves += chain.value("shard_moves", 0ull);
+  }
+  EXPECT_GT(moves, 50u) << "the tiles hardly moved: " << report["chains"].dump();
+  Outcome verified = keel({"verify", "--data-dir", data_dir(name).string(), "--json"});
+  ASSERT_EQ(verified.exit_code, 0) << verified.out << verified.err;
+  nlohmann::json verdict = parse_report(verified);
+  EXPECT_TRUE(verdict.value("ok", false));
+  uint64_t in_blocks = 0;
+  for (const nlohmann::json& chain : verdict["chains"])
+    for (const nlohmann::json& shard : chain["shards"]) in_blocks += shard.value("transactions", 0ull);
+  EXPECT_EQ(in_blocks, committed) << "verify found a different number of transactions than the run committed";
+  EXPECT_GT(committed, 10'000u);
+}
+
 TEST_F(LedgerCli, SnapshotsLetOldSegmentsGoAndRecoveryStartsFromThem) {
   std::string name = instance("snapshots");
   fs::path config = default_config_copy(name, frequent_snapshots);
