@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "engine/cli/balance_commands.h"
 #include "engine/cli/credit_commands.h"
 #include "engine/cli/flow_commands.h"
 #include "engine/cli/ledger_commands.h"
@@ -363,6 +364,16 @@ int main(int argc, char** argv) {
     command->add_flag("--json", credits_request.json, "print one JSON object");
   }
 
+  keel::cli::BalanceHistoryRequest balance_history_request;
+  CLI::App* balance = app.add_subcommand("balance", "the balancer's CPU slices");
+  balance->require_subcommand(1);
+  CLI::App* balance_history =
+      balance->add_subcommand("history", "every tier and slice change the balancer recorded on the system chain");
+  balance_history->add_option("--config", balance_history_request.config_file, "the perf config (its data_dir)")
+      ->capture_default_str();
+  balance_history->add_option("--chain", balance_history_request.chain, "only this chain's changes");
+  balance_history->add_flag("--json", balance_history_request.json, "print one JSON object");
+
   CLI11_PARSE(app, argc, argv);
   if (show_version || version->parsed()) {
     std::fputs(version_report().c_str(), stdout);
@@ -406,6 +417,7 @@ int main(int argc, char** argv) {
     credits_request.action = credits_grant->parsed() ? "grant" : "show";
     return keel::cli::credits_command(credits_request);
   }
+  if (balance_history->parsed()) return keel::cli::balance_history_command(balance_history_request);
   if (submit->parsed()) {
     for (CLI::App* kind : {create_account, transfer, put, compute})
       if (kind->parsed()) submit_request.kind = kind->get_name();
