@@ -172,13 +172,14 @@ Result<Segment> Segment::create(const SegmentOptions& options) {
   return segment;
 }
 
-Result<Segment> Segment::attach(std::string_view name_view) {
+Result<Segment> Segment::attach(std::string_view name_view, Access access) {
+  const bip::mode_t mode = access == Access::read_only ? bip::read_only : bip::read_write;
   std::string name(name_view);
   Segment segment;
   segment.name_ = name;
   segment.mapping_ = std::make_unique<Mapping>();
   try {
-    bip::shared_memory_object object(bip::open_only, name.c_str(), bip::read_write);
+    bip::shared_memory_object object(bip::open_only, name.c_str(), mode);
     segment.mapping_->object.swap(object);
     bip::offset_t size = 0;
     segment.mapping_->object.get_size(size);
@@ -186,7 +187,7 @@ Result<Segment> Segment::attach(std::string_view name_view) {
       return make_error(place(name), "too small to be a keel segment (" + std::to_string(size) +
                                          " bytes)");
     }
-    bip::mapped_region region(segment.mapping_->object, bip::read_write);
+    bip::mapped_region region(segment.mapping_->object, mode);
     segment.mapping_->region.swap(region);
     segment.bytes_ = uint64_t(size);
   } catch (const bip::interprocess_exception& error) {

@@ -83,8 +83,10 @@ class Segment {
   static Result<Segment> create(const SegmentOptions& options);
 
   // Attaches to a sealed segment made by a running engine: checks magic and layout
-  // version, and that the creator finished laying it out.
-  static Result<Segment> attach(std::string_view name);
+  // version, and that the creator finished laying it out. A monitor maps it read_only:
+  // it can then only read (a stray write faults instead of corrupting the engine).
+  enum class Access { read_write, read_only };
+  static Result<Segment> attach(std::string_view name, Access access = Access::read_write);
 
   Segment(Segment&&) noexcept;
   Segment& operator=(Segment&&) noexcept;

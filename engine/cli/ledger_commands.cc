@@ -1,4 +1,5 @@
 #include "engine/cli/ledger_commands.h"
+#include "engine/cli/status_commands.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -322,7 +323,9 @@ Result<std::vector<std::byte>> build_transaction(const SubmitRequest& request, u
 
 int run_ledger_command(const config::PerfConfig& config, const numa::Topology& topology, const numa::Plan& plan,
                        const std::string& config_path, uint64_t duration_ms, bool json) {
-  Result<node::LedgerReport> report = node::run_ledger(config, topology, plan, {duration_ms, "/proc/self/exe", config_path});
+  node::LedgerRunOptions options{duration_ms, "/proc/self/exe", config_path};
+  options.companions.push_back(metrics_companion(config, plan));
+  Result<node::LedgerReport> report = node::run_ledger(config, topology, plan, options);
   if (!report) return fail(report.error());
   if (json) {
     std::printf("%s\n", report_json(*report).dump().c_str());

@@ -11,6 +11,7 @@
 #include "engine/cli/flow_commands.h"
 #include "engine/cli/ledger_commands.h"
 #include "engine/cli/plugin_command.h"
+#include "engine/cli/status_commands.h"
 #include "engine/cli/version.h"
 #include "engine/config/perf_config.h"
 #include "engine/core/engine_plan.h"
@@ -181,6 +182,17 @@ int main(int argc, char** argv) {
   run->add_option("--topology", topology_override, "host, an hwloc XML file, or a synthetic description");
   run->add_option("--duration", duration, "how long to run (ms, s, m, h)")->capture_default_str();
   run->add_flag("--json", json, "print one JSON object");
+  keel::cli::StatusRequest status_request;
+  CLI::App* status = app.add_subcommand("status", "a running engine's chains, cores, rings, pools and products, over an interval");
+  CLI::App* monitor = app.add_subcommand("monitor", "the same view as status, redrawn every interval until Ctrl-C or the engine stops");
+  for (CLI::App* command : {status, monitor}) {
+    command->add_option("--config", status_request.config_path, "the perf config the engine runs")->required();
+    command->add_option("--topology", status_request.topology_override, "as given to keel run, if it was");
+    command->add_option("--interval-ms", status_request.interval_ms, "figures over this interval")
+        ->capture_default_str()
+        ->check(CLI::Range(10u, 3'600'000u));
+  }
+  status->add_flag("--json", status_request.json, "print one JSON object (perf/METRICS.md names its fields)");
   CLI::App* bench = app.add_subcommand("bench", "benchmarks, each against its baselines in the same run");
   bench->require_subcommand(1);
   keel::perf::RingBenchOptions ring_options;
@@ -381,6 +393,8 @@ int main(int argc, char** argv) {
   }
   if (plan->parsed()) return plan_command(config_path, topology_override, json);
   if (run->parsed()) return run_command(config_path, topology_override, duration, json);
+  if (status->parsed()) return status_command(status_request);
+  if (monitor->parsed()) return monitor_command(status_request);
   if (bench_ring->parsed()) return keel::perf::run_ring_bench(ring_options);
   if (bench_wal->parsed()) return keel::perf::run_wal_bench(wal_options);
   if (bench_ledger->parsed()) return keel::perf::run_ledger_bench(ledger_options);

@@ -1,5 +1,6 @@
 #include "engine/config/perf_config.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -93,7 +94,8 @@ constexpr NameRule client_id_rule{"[a-z0-9_.-]", false, true, true};
 // The keys each table may hold; anything else is an error, so a typo never silently
 // leaves a default in place.
 constexpr std::string_view root_keys[] = {"engine",    "topology", "layout", "tiles",  "rings", "chain",
-                                          "pool",      "product",  "contract", "scheduler", "balancer", "pipeline", "ledger", "load"};
+                                          "pool",      "product",  "contract", "scheduler", "balancer", "pipeline", "ledger", "load",
+                                          "metrics"};
 constexpr std::string_view contract_keys[] = {"file", "chains"};
 constexpr std::string_view product_keys[] = {"name", "priority", "running_max"};
 constexpr std::string_view engine_keys[] = {"instance", "idle", "idle_spin_polls",
@@ -127,6 +129,7 @@ constexpr std::string_view pool_keys[] = {"compute_types", "compute_type",     "
                                           "retries_max",   "backoff_ms",       "output_bytes_max",
                                           "config"};
 constexpr std::string_view pipeline_keys[] = {"enabled", "payload_bytes", "rate_per_second"};
+constexpr std::string_view metrics_keys[] = {"enabled", "listen"};
 
 bool char_allowed(char c, const NameRule& rule) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
@@ -874,6 +877,34 @@ Status read_pipeline(const TableReader& reader, PipelineSection& pipeline) {
   return s;
 }
 
+// listen = "<IPv4 loopback address>:<port>": the endpoint has no authentication, so it
+// is served to this host only (a scraper elsewhere goes through a proxy or a tunnel).
+Status read_metrics(const TableReader& reader, MetricsSection& metrics) {
+  Status s = reader.expect_only(metrics_keys);
+  if (s) s = reader.read_bool("enabled", metrics.enabled);
+  if (s) s = reader.read_string("listen", metrics.listen);
+  if (!s || !reader.table().contains("listen")) return s;
+  const toml::node& node = *reader.table().get("listen");
+  const std::string& text = metrics.listen;
+  size_t colon = text.rfind(':');
+  in_addr address{};
+  std::string port_text = colon == std::string::npos ? "" : text.substr(colon + 1);
+  bool digits = !port_text.empty() && port_text.size() <= 5 &&
+                std::all_of(port_text.begin(), port_text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (colon == std::string::npos || !digits || inet_pton(AF_INET, text.substr(0, colon).c_str(), &address) != 1)
+    return reader.error(node, "listen",
+                        "must be \"<IPv4 address>:<port>\" (e.g. \"127.0.0.1:9464\"), got " + in_quotes(text));
+  if ((ntohl(address.s_addr) >> 24) != 127)
+    return reader.error(node, "listen",
+                        "must be a loopback address (127.x.x.x): the endpoint has no authentication, got " +
+                            in_quotes(text));
+  unsigned long port = std::stoul(port_text);
+  if (port > 65535) return reader.error(node, "listen", "port must be from 0 to 65535, got " + port_text);
+  metrics.address = text.substr(0, colon);
+  metrics.port = uint16_t(port);
+  return s;
+}
+
 Status read_ledger(const TableReader& reader, LedgerSection& ledger) {
   Status s = reader.expect_only(ledger_keys);
   if (s) s = reader.read_string("data_dir", ledger.data_dir);
@@ -1011,6 +1042,7 @@ Status read_document(const TableReader& root, const ParseOptions& options, PerfC
   if (s) s = read_section(root, "pipeline", read_pipeline, config.pipeline);
   if (s) s = read_section(root, "ledger", read_ledger, config.ledger);
   if (s) s = read_section(root, "load", read_load, config.load);
+  if (s) s = read_section(root, "metrics", read_metrics, config.metrics);
   if (s) s = check_payload_fits(root, config);
   return s;
 }

@@ -204,6 +204,16 @@ struct PipelineSection {
   uint64_t rate_per_second = 0;  // 0 = as fast as backpressure allows
 };
 
+// The engine's Prometheus endpoint (GET /metrics, engine/status/metrics_server.h): a TCP
+// listener on a loopback address, served by a thread of `keel run` off the cores. A port
+// that is taken is said in one line and the engine runs on without it.
+struct MetricsSection {
+  bool enabled = false;
+  std::string listen = "127.0.0.1:9464";  // as written
+  std::string address = "127.0.0.1";      // its IPv4 loopback address
+  uint16_t port = 9464;                   // 0: any free port (the engine prints which)
+};
+
 struct PerfConfig {
   std::string path;  // the file it came from (or the name given to parse_perf_config)
   EngineSection engine;
@@ -220,6 +230,7 @@ struct PerfConfig {
   PipelineSection pipeline;
   LedgerSection ledger;
   LoadSection load;
+  MetricsSection metrics;
 };
 
 // What parsing needs to know beyond the text and its path.

@@ -474,24 +474,32 @@ std::optional<ProductSettings> FlowTable::product_settings(std::string_view name
   return products_[*index].settings;
 }
 
-uint64_t FlowTable::product_queued(std::string_view name) const {
+uint64_t FlowTable::queued_jobs(const Product& product) const {
   uint64_t queued = 0;
-  for (const Product& product : products_) {
-    if (product.name != name) continue;
-    for (const auto& [flow_id, step] : product.ready) {
-      auto live = live_.find(flow_id);
-      if (live == live_.end() || live->second.status == FlowStatus::paused) continue;
-      const StepState& state = live->second.steps[step];
-      queued += plans_[live->second.plan].steps[step].split - state.dispatched;
-    }
+  for (const auto& [flow_id, step] : product.ready) {
+    auto live = live_.find(flow_id);
+    if (live == live_.end() || live->second.status == FlowStatus::paused) continue;
+    const StepState& state = live->second.steps[step];
+    queued += plans_[live->second.plan].steps[step].split - state.dispatched;
   }
   return queued;
+}
+
+uint64_t FlowTable::product_queued(std::string_view name) const {
+  std::optional<uint32_t> index = find_product(name);
+  return index ? queued_jobs(products_[*index]) : 0;
 }
 
 uint32_t FlowTable::product_running(std::string_view name) const {
   for (const Product& product : products_)
     if (product.name == name) return product.running;
   return 0;
+}
+
+void FlowTable::product_loads(std::vector<ProductLoad>& out) const {
+  out.clear();
+  for (const Product& product : products_)
+    out.push_back({product.name, product.settings, queued_jobs(product), product.running});
 }
 
 }  // namespace keel::flow

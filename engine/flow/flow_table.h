@@ -276,6 +276,16 @@ class FlowTable {
   // Jobs queued (ready, not dispatched) and running, of one product.
   uint64_t product_queued(std::string_view name) const;
   uint32_t product_running(std::string_view name) const;
+  // Every product with its settings, queued and running jobs, in the order first named
+  // (the views point into the table). Walks each product's queue: for monitors a few
+  // times a second, not per transaction.
+  struct ProductLoad {
+    std::string_view name;
+    ProductSettings settings;
+    uint64_t queued = 0;
+    uint32_t running = 0;
+  };
+  void product_loads(std::vector<ProductLoad>& out) const;
 
   // Canonical bytes (a snapshot's flow section): equal tables give equal bytes, and a
   // table read back behaves exactly as the one written (queues in order, counters,
@@ -338,6 +348,7 @@ class FlowTable {
   uint32_t product_index(std::string_view name);
   std::optional<uint32_t> find_product(std::string_view name) const;
   void order_products();
+  uint64_t queued_jobs(const Product& product) const;
   void make_ready(uint64_t flow_id, LiveFlow& flow, uint16_t step);
   void dispatch(std::vector<JobDispatch>& out);
   void finish_step(uint64_t flow_id, LiveFlow& flow, uint16_t step, JobStatus status);

@@ -18,6 +18,7 @@
 #include "engine/core/core.h"
 #include "engine/core/process.h"
 #include "engine/node/persist_tile.h"
+#include "engine/node/product_table.h"
 #include "engine/node/recovery.h"
 #include "engine/node/shard_table.h"
 #include "engine/node/shard_tile.h"
@@ -60,6 +61,7 @@ struct Layout {
   uint64_t pool_table = 0;
   uint64_t status_table = 0;
   uint64_t system_ring = 0;  // the balancer -> the system shard (EngineTxMessage slots)
+  uint64_t product_table = 0;
 };
 
 constexpr char system_ring_object_name[] = "balance.system_ring";
@@ -161,6 +163,12 @@ sched::PoolTableOptions pool_options(const config::PerfConfig& config, const Com
   return options;
 }
 
+uint32_t shard_count(const config::PerfConfig& config) {
+  uint32_t shards = 0;
+  for (const config::ChainConfig& chain : config.chains) shards += chain.shards;
+  return shards;
+}
+
 // One status entry per planned core (in plan order) and per chain.
 StatusTableOptions status_options(const config::PerfConfig& config, const numa::Plan& plan) {
   StatusTableOptions options;
@@ -237,6 +245,10 @@ Result<Layout> lay_out(shm::Segment& segment, const config::PerfConfig& config, 
   Result<uint64_t> status_table = lay_out_status_table(segment, status_options(config, plan));
   if (!status_table) return status_table.error();
   layout.status_table = *status_table;
+  Result<uint64_t> product_table =
+      lay_out_product_table(segment, shard_count(config), ledger::shard_flow_limits.products_max);
+  if (!product_table) return product_table.error();
+  layout.product_table = *product_table;
   if (!pools.slots.empty()) {
     Result<uint64_t> pool_table = sched::lay_out_pool_table(segment, pools);
     if (!pool_table) return pool_table.error();
@@ -265,8 +277,10 @@ Result<uint64_t> segment_bytes(const config::PerfConfig& config, const numa::Pla
   Result<uint64_t> system_ring = shm::ring_footprint(system_ring_capacity, sizeof(EngineTxMessage));
   if (!system_ring) return system_ring.error();
   *status += *system_ring + 256;
+  Result<uint64_t> products = product_table_footprint(shard_count(config), ledger::shard_flow_limits.products_max);
+  if (!products) return products.error();
   return sizeof(shm::SegmentHeader) + plan.cores.size() * 256 + *clients + *shards + *tasks + pools_bytes + *status +
-         (1 << 20);
+         *products + (1 << 20);
 }
 
 persist::PersisterOptions persister_options(const config::PerfConfig& config) {
@@ -551,6 +565,9 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
     }
   }
   engine.drain.shard_count = global;
+  Result<ProductTableView> products = ProductTableView::join(base, engine.layout.product_table);
+  if (!products) return products.error();
+  for (uint32_t shard = 0; shard < engine.shards.size(); ++shard) engine.shards[shard]->publish_products_to(*products, shard);
   std::string fallback_note;
   Result<std::unique_ptr<persist::Persister>> persister =
       persist::Persister::create(persister_options(config), &fallback_note);
@@ -1002,6 +1019,7 @@ Result<LedgerReport> run_ledger(const config::PerfConfig& config, const numa::To
     report.notes.push_back("fsync = \"none\": receipts do NOT mean durable (benchmark setting)");
   if (!plan.bindable) report.notes.push_back("topology is not this host's: threads and memory are not bound");
   Engine engine;
+  std::vector<std::unique_ptr<RunCompanion>> companions;  // declared after the engine: destroyed before its segment
   Result<uint64_t> bytes = segment_bytes(config, plan);
   if (!bytes) return bytes.error();
   Result<shm::Segment> segment = shm::Segment::create({"keel-" + config.engine.instance, *bytes});
@@ -1019,6 +1037,9 @@ Result<LedgerReport> run_ledger(const config::PerfConfig& config, const numa::To
     stop_now(engine);
     return started.error();
   }
+  // Watching starts with the cores, so an operator sees the pools come up.
+  for (const RunCompanionFactory& factory : options.companions)
+    if (std::unique_ptr<RunCompanion> companion = factory(*engine.segment)) companions.push_back(std::move(companion));
   if (Result<void> started = start_pools(engine, config, plan, stop_signals, options, report); !started) {
     stop_now(engine);
     return started.error();

@@ -13,6 +13,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,8 +24,19 @@
 #include "error/result.h"
 #include "numa/placement.h"
 #include "numa/topology.h"
+#include "shm/segment.h"
 
 namespace keel::node {
+
+// Something that runs beside the engine for as long as it runs (the /metrics endpoint,
+// engine/status), made by a factory once the segment is sealed and the cores run, and
+// destroyed before the segment is unmapped. A factory that cannot start its companion
+// says why itself and returns null: the engine runs on without it.
+class RunCompanion {
+ public:
+  virtual ~RunCompanion() = default;
+};
+using RunCompanionFactory = std::function<std::unique_ptr<RunCompanion>(const shm::Segment& segment)>;
 
 struct LedgerRunOptions {
   uint64_t duration_ms = 10'000;
@@ -33,6 +46,7 @@ struct LedgerRunOptions {
   // sends compute_requests from the moment every pool is ready (compute_source.h); no
   // client can attach. The report's `source` says what it sent.
   std::optional<ComputeSourceOptions> compute_source;
+  std::vector<RunCompanionFactory> companions;
 };
 
 struct ChainReport {

@@ -149,7 +149,21 @@ size_t ShardTile::poll(size_t budget) {
     bool persist_idle = taken < budget && ports_.blocks.drained();
     if ((old || persist_idle) && try_seal()) ++work;
   }
+  if (product_table_) {
+    uint64_t now_ns = shm::monotonic_ns();
+    if (now_ns - products_published_ns_ >= product_publish_interval_ms * 1'000'000) {
+      products_published_ns_ = now_ns;
+      executor_.state().flows.product_loads(product_loads_);
+      product_table_->publish(global_shard_, product_loads_, now_ns);
+    }
+  }
   return work;
+}
+
+void ShardTile::publish_products_to(ProductTableView table, uint32_t global_shard) {
+  product_table_ = table;
+  global_shard_ = global_shard;
+  products_published_ns_ = 0;  // the first poll publishes
 }
 
 bool ShardTile::quiescent() {

@@ -49,6 +49,7 @@
 #include "engine/flow/timer_wheel.h"
 #include "engine/ledger/shard.h"
 #include "engine/node/drain_state.h"
+#include "engine/node/product_table.h"
 #include "engine/node/shard_table.h"
 #include "engine/node/snapshot_writer.h"
 #include "engine/sched/task_table.h"
@@ -151,6 +152,10 @@ class ShardTile final : public engine::Tile {
   // flow resumed) to the moment the tile handed them to the scheduler, queueing behind
   // their product's running limit included. Read once the cores are joined.
   const engine::LatencyHistogram& ready_to_dispatch() const { return ready_to_dispatch_; }
+  // From then on the tile copies its product queues (queued and running jobs per product)
+  // into the segment's product table every product_publish_interval_ms, for monitors.
+  // Call before the tile runs.
+  void publish_products_to(ProductTableView table, uint32_t global_shard);
 
  private:
   // Who gets the receipt of one ordered transaction.
@@ -224,6 +229,10 @@ class ShardTile final : public engine::Tile {
   std::vector<flow::DueTimer> timers_due_;
   std::deque<std::vector<std::byte>> startup_txs_;
   engine::LatencyHistogram ready_to_dispatch_;
+  std::optional<ProductTableView> product_table_;
+  uint32_t global_shard_ = 0;
+  uint64_t products_published_ns_ = 0;
+  std::vector<flow::FlowTable::ProductLoad> product_loads_;  // reused: no allocation per publication
   bool snapshot_pending_ = false;  // a pending block holds a captured state
   bool draining_ = false;
   bool quiescent_latched_ = false;

@@ -49,7 +49,7 @@ namespace keel::sched {
 
 inline constexpr char pool_table_object_name[] = "sched.pools";
 inline constexpr uint64_t pool_table_magic = 0x31304c4f4f50484bULL;  // "KHPOOL01"
-inline constexpr uint32_t pool_table_version = 2;
+inline constexpr uint32_t pool_table_version = 3;
 inline constexpr uint32_t pool_lanes_max = 64;  // scheduler tiles, one per NUMA node
 inline constexpr size_t pool_name_bytes_max = 47;
 inline constexpr size_t pool_failure_bytes_max = 511;
@@ -66,7 +66,17 @@ struct PoolLane {
   uint64_t completion_ring;  // CompletionMessage slots; consumer: the scheduler
   uint64_t input_arena;      // written by the scheduler, read by the worker
   uint64_t output_arena;     // written by the worker, read by the scheduler
+  // For monitors (`keel status`, /metrics): what the lane's scheduler has sent this pool,
+  // published by it every pool_lane_publish_interval_ms, not per task, so watching costs
+  // the scheduler one store per counter a few times a second.
+  std::atomic<uint64_t> tasks_in_flight;   // sent and not answered (the scheduler's credit count)
+  std::atomic<uint64_t> tasks_dispatched;  // sends, every attempt
+  std::atomic<uint64_t> tasks_retried;     // of those, attempts after the first
+  std::atomic<uint64_t> published_ns;      // CLOCK_MONOTONIC of the last publication (0: none yet)
 };
+static_assert(sizeof(PoolLane) == 64);
+static_assert(offsetof(PoolLane, tasks_in_flight) == 32);
+inline constexpr uint64_t pool_lane_publish_interval_ms = 100;
 
 struct alignas(128) PoolControl {
   // Laid out by the engine; immutable after.
@@ -156,8 +166,8 @@ class PoolTableView {
   static Result<PoolTableView> find(const shm::Segment& segment);
   uint32_t slot_count() const { return slot_count_; }
   PoolControl& control(uint32_t slot) const { return controls_[slot]; }
-  const PoolLane& lane(uint32_t slot, uint32_t lane) const {
-    return reinterpret_cast<const PoolLane*>(base_ + controls_[slot].lanes)[lane];
+  PoolLane& lane(uint32_t slot, uint32_t lane) const {
+    return reinterpret_cast<PoolLane*>(base_ + controls_[slot].lanes)[lane];
   }
 
  private:

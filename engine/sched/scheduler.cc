@@ -59,6 +59,7 @@ Result<std::unique_ptr<SchedulerTile>> SchedulerTile::create(std::byte* base, co
       slot.pool = pool;
       slot.node = control.numa_node;
       slot.control = &control;
+      slot.lane = &pools.lane(slot_index, opts.index);
       slot.tasks = *ring;
       slot.completions = *completions;
       slot.inputs = *inputs;
@@ -107,6 +108,10 @@ size_t SchedulerTile::poll(size_t budget) {
   work += take_requests(budget);
   work += dispatch(budget, start_ns);
   work += send_results();
+  if (start_ns - last_lane_publish_ns_ >= pool_lane_publish_interval_ms * 1'000'000) {
+    last_lane_publish_ns_ = start_ns;
+    publish_lane_counters(start_ns);
+  }
   if (work > 0) add(counters_->scheduler_busy_ns, shm::monotonic_ns() - start_ns);
   counters_->leases_held.store(options_.leases_max - free_leases_.size(), std::memory_order_relaxed);
   return work;
@@ -383,6 +388,8 @@ size_t SchedulerTile::dispatch(size_t budget, uint64_t now_ns) {
       std::memcpy(bytes.data(), &task, sizeof task);
       ++slot->unpublished;
       ++slot->in_flight;
+      ++slot->tasks_dispatched;
+      if (lease.attempt > 1) ++slot->tasks_retried;
       if (slot->node != options_.node) add(counters_->tasks_spilled, 1);  // counted once it is sent
       pool.ready.pop_front();
       add(counters_->tasks_dispatched, 1);
@@ -395,6 +402,18 @@ size_t SchedulerTile::dispatch(size_t budget, uint64_t now_ns) {
     slot.unpublished = 0;
   }
   return sent;
+}
+
+// What this scheduler has sent each pool, for monitors (pool_table.h's PoolLane): a few
+// stores per slot a few times a second; the lane is this scheduler's alone.
+void SchedulerTile::publish_lane_counters(uint64_t now_ns) {
+  for (Slot& slot : slots_) {
+    if (slot.lane == nullptr) continue;
+    slot.lane->tasks_in_flight.store(slot.in_flight, std::memory_order_relaxed);
+    slot.lane->tasks_dispatched.store(slot.tasks_dispatched, std::memory_order_relaxed);
+    slot.lane->tasks_retried.store(slot.tasks_retried, std::memory_order_relaxed);
+    slot.lane->published_ns.store(now_ns, std::memory_order_release);
+  }
 }
 
 // The next slot of the slot's task ring, after the ones written this round and not yet

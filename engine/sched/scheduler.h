@@ -146,6 +146,9 @@ class SchedulerTile final : public engine::Tile {
     shm::ArenaReader outputs;
     uint64_t counted_epoch = 0;  // the incarnation in_flight counts for (0: none usable)
     uint32_t in_flight = 0;
+    PoolLane* lane = nullptr;        // this scheduler's lane: where the counters below are published
+    uint64_t tasks_dispatched = 0;   // sends to this slot, every attempt
+    uint64_t tasks_retried = 0;      // of those, attempts after the first
     size_t unpublished = 0;  // task messages written this dispatch round, not yet published
     bool quarantined = false;
   };
@@ -171,6 +174,7 @@ class SchedulerTile final : public engine::Tile {
   size_t release_retries(uint64_t now_ns);
   size_t take_requests(size_t budget);
   size_t dispatch(size_t budget, uint64_t now_ns);
+  void publish_lane_counters(uint64_t now_ns);
   Slot* pick_slot(uint32_t pool);
   std::span<std::byte> claim_task_slot(Slot& slot);
   size_t send_results();
@@ -197,6 +201,7 @@ class SchedulerTile final : public engine::Tile {
   uint32_t next_completion_slot_ = 0;  // taking completions
   uint32_t next_dispatch_pool_ = 0;    // dispatching
   uint64_t last_scan_ns_ = 0;
+  uint64_t last_lane_publish_ns_ = 0;
   bool draining_ = false;
   engine::LatencyHistogram dispatch_latency_;
 };
