@@ -44,7 +44,7 @@ void sleep_unless_interrupted(uint32_t milliseconds) {
 }
 
 Error engine_stopped(const status::EngineStatus& engine, const status::StatusSample& sample) {
-  return make_error(engine.segment_name(), "its engine (pid " + std::to_string(sample.engine_pid) + ") has stopped");
+  return make_error("segment '" + engine.segment_name() + "'", "its engine (pid " + std::to_string(sample.engine_pid) + ") has stopped");
 }
 
 // Serves the engine's own segment; held by run_ledger until just before its segment goes.

@@ -130,7 +130,7 @@ Result<EngineStatus> EngineStatus::build(std::unique_ptr<shm::Segment> owned, co
   layout.segment = &segment;
   layout.instance = config.engine.instance;
   std::byte* base = segment.base();
-  const std::string& name = segment.name();
+  const std::string name = "segment '" + segment.name() + "'";  // as shm::Segment names it in messages
   // Every object but the pool table (none without [[pool]]s) is laid out by every engine.
   auto find = [&](const char* object) { return segment.find(object, shm::SegmentObjectKind::counters); };
   Result<uint64_t> clients = client::find_client_table(segment);

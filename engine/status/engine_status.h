@@ -121,7 +121,9 @@ struct SchedulerSample {
 
 struct ClientsSample {
   uint32_t slots = 0, attached = 0;
-  uint64_t submitted = 0, receipts_sent = 0;  // over every slot, as the gateway counts them
+  // Over every slot, as the gateway counts them: since each slot's current owner claimed
+  // it (the gateway clears a slot's counts when it frees it), so not a running total.
+  uint64_t submitted = 0, receipts_sent = 0;
 };
 
 struct BalancerSample {

@@ -421,8 +421,6 @@ void product_and_engine_metrics(const StatusSample& later, Exposition& out) {
                  [](const SchedulerSample& s) { return double(s.busy_ns) / 1e9; });
   out.family("keel_clients_attached", "gauge", "Client processes attached to the engine.");
   out.sample_count({}, later.clients.attached);
-  out.family("keel_client_submissions_total", "counter", "Submissions the gateway took from clients.");
-  out.sample_count({}, later.clients.submitted);
   out.family("keel_balancer_windows_total", "counter", "Windows the balancer has run.");
   out.sample_count({}, later.balancer.windows);
   out.family("keel_balancer_moves_total", "counter", "Shard tiles the balancer moved.");

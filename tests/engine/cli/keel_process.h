@@ -129,7 +129,7 @@ class KeelCli : public ::testing::Test {
   // perf/default.toml with [engine] instance changed, the data directory moved into the
   // test's directory, the contracts' paths (relative to the config) made absolute (the
   // nightly batch's a copy that fires on 29 February only: see quiet_nightly_interest),
-  // and `edits` (from → to) applied.
+  // /metrics on any free port, and `edits` (from → to) applied.
   fs::path default_config_copy(const std::string& instance_name,
                                const std::vector<std::pair<std::string, std::string>>& edits = {}) {
     std::string text = read_file(fs::path(KEEL_SOURCE_DIR) / "perf/default.toml");
@@ -139,7 +139,9 @@ class KeelCli : public ::testing::Test {
         {"[\"flows/loan_approval.toml\", \"flows/nightly_interest.toml\"]",
          "[\"" + (fs::path(KEEL_SOURCE_DIR) / "perf/flows/loan_approval.toml").string() + "\", \"" +
              quiet_nightly_interest().string() + "\"]"},
-        {"file = \"flows/nightly_interest.toml\"", "file = \"" + quiet_nightly_interest().string() + "\""}};
+        {"file = \"flows/nightly_interest.toml\"", "file = \"" + quiet_nightly_interest().string() + "\""},
+        // Any free port: test engines run side by side with each other and with `make run`.
+        {"listen = \"127.0.0.1:9464\"", "listen = \"127.0.0.1:0\""}};
     all.insert(all.end(), edits.begin(), edits.end());
     for (const auto& [from, to] : all) {
       size_t at = text.find(from);

@@ -862,6 +862,36 @@ TEST(PerfConfig, BalancerKnobsAreCheckedAndKept) {
             "test.toml:2:13: balancer.heavy_tps: heavy_tps (4000) must be greater than medium_tps (5000)");
 }
 
+TEST(PerfConfig, MetricsKnobsAreCheckedAndKept) {
+  MetricsSection defaults = parsed("").metrics;
+  EXPECT_FALSE(defaults.enabled);  // an engine opens a port only when its config asks
+  EXPECT_EQ(defaults.listen, "127.0.0.1:9464");
+  EXPECT_EQ(defaults.address, "127.0.0.1");
+  EXPECT_EQ(defaults.port, 9464u);
+  MetricsSection set = parsed("[metrics]\nenabled = true\nlisten = \"127.0.0.2:0\"\n").metrics;
+  EXPECT_TRUE(set.enabled);
+  EXPECT_EQ(set.listen, "127.0.0.2:0");
+  EXPECT_EQ(set.address, "127.0.0.2");
+  EXPECT_EQ(set.port, 0u);
+  EXPECT_EQ(parsed("[metrics]\nlisten = \"127.0.0.1:65535\"\n").metrics.port, 65535u);
+  EXPECT_EQ(error_of("[metrics]\nlisten = \"localhost:9464\"\n"),
+            "test.toml:2:10: metrics.listen: must be \"<IPv4 address>:<port>\" (e.g. \"127.0.0.1:9464\"), got "
+            "\"localhost:9464\"");
+  EXPECT_EQ(error_of("[metrics]\nlisten = \"127.0.0.1\"\n"),
+            "test.toml:2:10: metrics.listen: must be \"<IPv4 address>:<port>\" (e.g. \"127.0.0.1:9464\"), got "
+            "\"127.0.0.1\"");
+  EXPECT_EQ(error_of("[metrics]\nlisten = \"127.0.0.1:-1\"\n"),
+            "test.toml:2:10: metrics.listen: must be \"<IPv4 address>:<port>\" (e.g. \"127.0.0.1:9464\"), got "
+            "\"127.0.0.1:-1\"");
+  EXPECT_EQ(error_of("[metrics]\nlisten = \"0.0.0.0:9464\"\n"),
+            "test.toml:2:10: metrics.listen: must be a loopback address (127.x.x.x): the endpoint has no "
+            "authentication, got \"0.0.0.0:9464\"");
+  EXPECT_EQ(error_of("[metrics]\nlisten = \"127.0.0.1:65536\"\n"),
+            "test.toml:2:10: metrics.listen: port must be from 0 to 65535, got 65536");
+  EXPECT_EQ(error_of("[metrics]\nenabled = 1\n"), "test.toml:2:11: metrics.enabled: expected a boolean, got an integer");
+  EXPECT_EQ(error_of("[metrics]\nport = 9464\n"), "test.toml:2:8: metrics.port: unknown key");
+}
+
 TEST(PerfConfigShipped, DefaultFitsALaptop) {
   Result<PerfConfig> config = load_perf_config(KEEL_SOURCE_DIR "/perf/default.toml", {"/opt/keel"});
   ASSERT_TRUE(config) << config.error().message;
@@ -899,6 +929,8 @@ TEST(PerfConfigShipped, DefaultFitsALaptop) {
   EXPECT_EQ(config->balancer.min_share_percent, defaults.min_share_percent);
   EXPECT_EQ(config->balancer.heavy_cores_max, defaults.heavy_cores_max);
   EXPECT_EQ(config->balancer.weight_max, defaults.weight_max);
+  EXPECT_TRUE(config->metrics.enabled);
+  EXPECT_EQ(config->metrics.port, 9464u);
 }
 
 // A pool of one thread for every shipped plugin, each named by its bare name.
