@@ -16,6 +16,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -49,8 +50,10 @@ struct alignas(128) ShardProductArea {
   uint64_t published_ns;            // CLOCK_MONOTONIC of the last publication (0: none yet)
   uint32_t product_count;           // entries in use, at most the table's products_max
   uint32_t reserved;
-  // ProductStatusEntry[products_max] follow, at entries_offset from the area.
+  // ProductStatusEntry[products_max] follow, right after the area's 128 bytes.
 };
+static_assert(sizeof(ShardProductArea) == 128);
+static_assert(offsetof(ShardProductArea, published_ns) == 8 && offsetof(ShardProductArea, product_count) == 16);
 
 struct ProductTableHeader {
   uint64_t magic;
@@ -61,6 +64,7 @@ struct ProductTableHeader {
   uint64_t areas_offset;       // from the segment base: the first shard's area
   uint64_t area_bytes;         // one shard's area with its entries
 };
+static_assert(sizeof(ProductTableHeader) == 40);
 
 // A product's figures as read back.
 struct ProductStatus {
