@@ -104,11 +104,17 @@ TEST_F(StatusCli, StatusMonitorAndMetricsAgreeWithTheLedger) {
   KeelProcess engine(engine_directory, {"run", "--config", config, "--duration", "60s", "--json"});
   ASSERT_TRUE(wait_until_running(name, started)) << "keel never created its segment";
   uint16_t port = metrics_port(engine_directory / "stderr");
+  // A generous receipt timeout: the first group commit's fdatasync can take seconds on a
+  // machine whose disk other builds keep busy.
   for (std::string account : {"1", "2", "3"}) {
-    Outcome opened = keel({"submit", "--instance", name, "--chain", "payments", "create-account", "--account", account});
+    Outcome opened = keel({"submit", "--instance", name, "--chain", "payments", "--timeout-ms", "30000",
+                           "create-account", "--account", account},
+                          40s);
     ASSERT_EQ(opened.exit_code, 0) << opened.out << opened.err;
   }
-  Outcome put = keel({"submit", "--instance", name, "--chain", "settlement", "put", "--key", "k", "--value", "v"});
+  Outcome put = keel({"submit", "--instance", name, "--chain", "settlement", "--timeout-ms", "30000", "put", "--key",
+                      "k", "--value", "v"},
+                     40s);
   ASSERT_EQ(put.exit_code, 0) << put.out << put.err;
 
   Outcome status = keel({"status", "--config", config, "--json", "--interval-ms", "300"});
