@@ -262,7 +262,9 @@ TEST(StatusFormat, PrometheusTextIsWellFormed) {
       uint64_t cumulative = std::stoull(value);
       EXPECT_GE(cumulative, previous_bucket) << line;
       previous_bucket = last_bucket = cumulative;
-      if (line.find("le=\"+Inf\"") != std::string::npos) EXPECT_EQ(cumulative, 101u);
+      if (line.find("le=\"+Inf\"") != std::string::npos) {
+        EXPECT_EQ(cumulative, 101u);
+      }
     }
     if (line.rfind("keel_chain_commit_latency_seconds_count", 0) == 0) count = std::stoull(value);
   }
