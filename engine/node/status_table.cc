@@ -100,8 +100,9 @@ void StatusTableView::write_slice(uint32_t chain, const ChainSliceStatus& status
 
 ChainSliceStatus StatusTableView::read_slice(uint32_t chain) const {
   ChainSliceSlot& slot = slot_of(base_, *header_, chain);
-  ChainSliceStatus copy;
-  for (;;) {
+  ChainSliceStatus copy{};
+  constexpr int tries_max = 100'000;  // a write takes well under a microsecond
+  for (int tries = 0; tries < tries_max; ++tries) {
     uint64_t before = slot.sequence.load(std::memory_order_acquire);
     if (before & 1) continue;
     auto* from = reinterpret_cast<unsigned char*>(&slot.status);
@@ -111,6 +112,8 @@ ChainSliceStatus StatusTableView::read_slice(uint32_t chain) const {
     std::atomic_thread_fence(std::memory_order_acquire);
     if (slot.sequence.load(std::memory_order_relaxed) == before) return copy;
   }
+  copy.window = 0;
+  return copy;
 }
 
 }  // namespace keel::node

@@ -97,7 +97,9 @@ class StatusTableView {
   CoreStatus& core(uint32_t index) const;
   // The balancer (one writer).
   void write_slice(uint32_t chain, const ChainSliceStatus& status) const;
-  // Anyone: a consistent copy, retried while a write is under way.
+  // Anyone: a consistent copy, retried while a write is under way. An engine that died in
+  // the middle of a write leaves the sequence odd for good: after a bounded number of
+  // tries the last (perhaps torn) copy is returned with `window` set to 0, "not yet".
   ChainSliceStatus read_slice(uint32_t chain) const;
 
  private:
