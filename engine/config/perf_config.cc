@@ -117,7 +117,7 @@ constexpr std::string_view ledger_keys[] = {"data_dir",          "fsync",       
                                             "clients_max",       "client_in_flight_max", "compute_pending_max"};
 constexpr std::string_view scheduler_keys[] = {"leases_max",          "spill_percent",        "restart_backoff_ms",
                                                "restart_backoff_ms_max", "heartbeat_timeout_ms", "ready_timeout_ms",
-                                               "crashes_max",          "crash_window_ms"};
+                                               "crashes_max",          "crash_window_ms",      "tier_weights"};
 constexpr std::string_view balancer_keys[] = {"enabled",           "window_ms",         "half_life_ms",
                                               "heavy_tps",         "medium_tps",        "margin_percent",
                                               "windows_to_change", "downgrade_interval_ms", "min_share_percent",
@@ -938,6 +938,22 @@ Status read_scheduler(const TableReader& reader, SchedulerSection& scheduler) {
   if (s) s = reader.read_integer("ready_timeout_ms", 100, 3'600'000, scheduler.ready_timeout_ms);
   if (s) s = reader.read_integer("crashes_max", 1, 1'000'000, scheduler.crashes_max);
   if (s) s = reader.read_integer("crash_window_ms", 1, 86'400'000, scheduler.crash_window_ms);
+  if (s && reader.table().contains("tier_weights")) {
+    Result<const toml::node*> node = reader.find("tier_weights", toml::node_type::array, "an array of 3 integers");
+    if (!node) return Status(node.error());
+    const toml::array& array = *(*node)->as_array();
+    if (array.size() != scheduler.tier_weights.size())
+      return Status(reader.error(**node, "tier_weights",
+                                 "must hold 3 weights (light, medium, heavy), got " + std::to_string(array.size())));
+    for (size_t index = 0; index < array.size(); ++index) {
+      const std::string key = "tier_weights[" + std::to_string(index) + "]";
+      if (!array[index].is_integer()) return Status(reader.type_error(array[index], key, "an integer"));
+      int64_t weight = array[index].as_integer()->get();
+      if (weight < 1 || weight > 1000)
+        return Status(reader.error(array[index], key, "must be from 1 to 1000, got " + std::to_string(weight)));
+      scheduler.tier_weights[index] = uint32_t(weight);
+    }
+  }
   return s;
 }
 

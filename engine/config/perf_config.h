@@ -9,6 +9,7 @@
 //   for (const ChainConfig& chain : config->chains) start_chain(chain.name, chain.shards);
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -149,6 +150,9 @@ struct SchedulerSection {
   uint32_t ready_timeout_ms = 10000;    // a pool not ready this long after start is quarantined
   uint32_t crashes_max = 5;             // crashes within crash_window_ms that quarantine a pool
   uint32_t crash_window_ms = 30000;
+  // Pool credit by the balancer's tiers: when tasks wait for a pool, they are dispatched in
+  // turns of this many light, medium and heavy chains' tasks (sched/scheduler.h).
+  std::array<uint32_t, 3> tier_weights = {1, 2, 4};
 };
 
 // The balancer tile: every window_ms it smooths each chain's committed-transaction rate and

@@ -211,6 +211,7 @@ void BalancerTile::publish_status() {
     control.core_index.store(tile->core_index.load(std::memory_order_relaxed), std::memory_order_relaxed);
     control.weight.store(tile->weight.load(std::memory_order_relaxed), std::memory_order_relaxed);
     control.moves.store(tile->moves.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    control.tier.store(uint32_t(balancer_.status(balancer_.chain_of_shard(shard)).tier), std::memory_order_relaxed);
   }
 }
 

@@ -418,6 +418,8 @@ Result<void> build_schedulers(Engine& engine, const config::PerfConfig& config, 
       if (compute->slot_pools[slot] == pool_index) entry.slots.push_back(slot);
     scheduler_pools.push_back(std::move(entry));
   }
+  Result<ShardTableView> shard_table = ShardTableView::join(engine.segment->base(), engine.layout.shard_table);
+  if (!shard_table) return shard_table.error();
   std::vector<uint32_t> shard_in_chain;
   for (const config::ChainConfig& chain : config.chains)
     for (uint32_t shard = 0; shard < chain.shards; ++shard) shard_in_chain.push_back(shard);
@@ -426,7 +428,9 @@ Result<void> build_schedulers(Engine& engine, const config::PerfConfig& config, 
     options.index = scheduler;
     options.node = compute->scheduler_nodes[scheduler];
     for (uint32_t global = 0; global < compute->shard_schedulers.size(); ++global)
-      if (compute->shard_schedulers[global] == scheduler) options.shards.push_back({global, shard_in_chain[global]});
+      if (compute->shard_schedulers[global] == scheduler)
+        options.shards.push_back({global, shard_in_chain[global], &shard_table->control(global).tier});
+    options.tier_weights = config.scheduler.tier_weights;
     options.types = routes;
     options.pools = scheduler_pools;
     options.leases_max = config.scheduler.leases_max;

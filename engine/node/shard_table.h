@@ -84,6 +84,7 @@ struct alignas(128) ShardControl {
   std::atomic<uint32_t> core_index;
   std::atomic<uint32_t> weight;
   std::atomic<uint64_t> moves;
+  std::atomic<uint32_t> tier;  // its chain's tier (0 light, 1 medium, 2 heavy): the schedulers weigh pool credit by it
   // Transactions by commit latency (first tx of its block ordered -> block durable), one
   // count per receipt, like commit_latency_us_sum.
   std::atomic<uint64_t> commit_latency_buckets[commit_latency_bucket_count];

@@ -92,7 +92,7 @@ SchedulerTile::SchedulerTile(SchedulerOptions options)
   leases_.resize(options_.leases_max);
   free_leases_.reserve(options_.leases_max);
   for (uint32_t index = options_.leases_max; index-- > 0;) free_leases_.push_back(index);
-  pools_.resize(options_.pools.size());
+  for (size_t pool = 0; pool < options_.pools.size(); ++pool) pools_.push_back({TieredReadyQueue(options_.tier_weights)});
 }
 
 size_t SchedulerTile::poll(size_t budget) {
@@ -115,6 +115,26 @@ size_t SchedulerTile::poll(size_t budget) {
   if (work > 0) add(counters_->scheduler_busy_ns, shm::monotonic_ns() - start_ns);
   counters_->leases_held.store(options_.leases_max - free_leases_.size(), std::memory_order_relaxed);
   return work;
+}
+
+LeaseRef TieredReadyQueue::front() {
+  assert(!empty());
+  while (turn_left_ == 0 || queues_[turn_tier_].empty()) {
+    turn_tier_ = turn_tier_ == 0 ? tiers - 1 : turn_tier_ - 1;
+    turn_left_ = std::max<uint32_t>(1, weights_[turn_tier_]);
+  }
+  return queues_[turn_tier_].front();
+}
+
+void TieredReadyQueue::pop_front() {
+  front();  // settles whose turn it is
+  queues_[turn_tier_].pop_front();
+  --turn_left_;
+}
+
+uint32_t SchedulerTile::tier_of_shard(uint32_t shard_index) const {
+  const std::atomic<uint32_t>* tier = options_.shards[shard_index].tier;
+  return tier == nullptr ? 0 : std::min(tier->load(std::memory_order_relaxed), TieredReadyQueue::tiers - 1);
 }
 
 bool SchedulerTile::current(LeaseRef ref, LeaseState state) const {
@@ -272,7 +292,7 @@ size_t SchedulerTile::release_retries(uint64_t now_ns) {
     Lease& lease = leases_[ref.index];
     lease.state = LeaseState::queued;
     add(counters_->tasks_retried, 1);
-    pools_[lease.pool].ready.push_back(ref);
+    pools_[lease.pool].ready.push_back(ref, tier_of_shard(lease.shard));
     ++released;
   }
   return released;
@@ -322,7 +342,7 @@ size_t SchedulerTile::take_requests(size_t budget) {
         lease.retries_max = own ? request.retries_max : pool.retries_max;
         lease.backoff_ms = own ? request.backoff_ms : pool.backoff_ms;
         lease.state = LeaseState::queued;
-        pools_[lease.pool].ready.push_back({index, lease.generation});
+        pools_[lease.pool].ready.push_back({index, lease.generation}, tier_of_shard(shard_index));
       }
     }
   }

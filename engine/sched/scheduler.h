@@ -38,6 +38,8 @@
 #pragma once
 
 #include <cstddef>
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -79,6 +81,38 @@ struct SchedulerPool {
 struct SchedulerShard {
   uint32_t global_shard = 0;
   uint32_t shard_in_chain = 0;  // the compute_result's `shard`
+  // Its chain's tier as the balancer last set it (0 light, 1 medium, 2 heavy; the shard's
+  // control block in the segment); null: light.
+  const std::atomic<uint32_t>* tier = nullptr;
+};
+
+// A lease by its index and the generation it had (a lease reused since is not this one).
+struct LeaseRef {
+  uint32_t index;
+  uint32_t generation;
+};
+
+// The tasks waiting for one pool's credit, by their chain's tier, taken in weighted turns:
+// `weights[tier]` tasks of a tier, then the next lower tier's, round and round (a tier
+// with nothing waiting gives its turn away). When credit is short a heavy chain's tasks
+// get that many times a light one's share of it — the same tiers the balancer sizes CPU
+// slices by — and no tier ever waits for good.
+class TieredReadyQueue {
+ public:
+  static constexpr uint32_t tiers = 3;
+  explicit TieredReadyQueue(std::array<uint32_t, tiers> weights = {1, 2, 4}) : weights_(weights) {}
+  void push_back(LeaseRef ref, uint32_t tier) { queues_[std::min(tier, tiers - 1)].push_back(ref); }
+  bool empty() const { return queues_[0].empty() && queues_[1].empty() && queues_[2].empty(); }
+  size_t size() const { return queues_[0].size() + queues_[1].size() + queues_[2].size(); }
+  // The next task by the turns; the queue must not be empty. Stays the same until pop_front.
+  LeaseRef front();
+  void pop_front();
+
+ private:
+  std::array<std::deque<LeaseRef>, tiers> queues_;
+  std::array<uint32_t, tiers> weights_;
+  uint32_t turn_tier_ = 0;  // spent: the first front() moves on to heavy
+  uint32_t turn_left_ = 0;
 };
 
 struct SchedulerOptions {
@@ -89,6 +123,7 @@ struct SchedulerOptions {
   std::vector<SchedulerPool> pools;
   uint32_t leases_max = 16384;
   uint32_t spill_percent = 100;  // local in-flight share of in_flight_max before spilling
+  std::array<uint32_t, TieredReadyQueue::tiers> tier_weights = {1, 2, 4};  // light, medium, heavy
 };
 
 class SchedulerTile final : public engine::Tile {
@@ -127,10 +162,6 @@ class SchedulerTile final : public engine::Tile {
     std::vector<std::byte> input;
     std::vector<std::byte> result_tx;  // while answering: the compute_result to hand back
   };
-  struct LeaseRef {
-    uint32_t index;
-    uint32_t generation;
-  };
   struct Retry {
     uint64_t due_ns;
     LeaseRef lease;
@@ -160,7 +191,7 @@ class SchedulerTile final : public engine::Tile {
     std::deque<LeaseRef> answers;  // results waiting for room in the ring
   };
   struct PoolState {
-    std::deque<LeaseRef> ready;  // waiting for credit
+    TieredReadyQueue ready;      // waiting for credit
     bool quarantined = false;    // every slot is
     std::string quarantine;      // the first slot's reason
   };
@@ -183,6 +214,7 @@ class SchedulerTile final : public engine::Tile {
               std::span<const std::byte> output);
   void free_lease(uint32_t index);
   bool current(LeaseRef ref, LeaseState state) const;
+  uint32_t tier_of_shard(uint32_t shard_index) const;
   bool usable(const Slot& slot) const;
 
   SchedulerOptions options_;

@@ -797,6 +797,17 @@ TEST(PerfConfig, SchedulerKnobsAreCheckedAndKept) {
             "test.toml:2:22: scheduler.restart_backoff_ms: restart_backoff_ms_max (5000) must be at least "
             "restart_backoff_ms (9000)");
   EXPECT_NE(error_of("[scheduler]\nlease_max = 64\n").find("scheduler.lease_max"), std::string::npos);
+  EXPECT_EQ(defaults.tier_weights, (std::array<uint32_t, 3>{1, 2, 4}));
+  EXPECT_EQ(parsed("[scheduler]\ntier_weights = [3, 5, 1000]\n").scheduler.tier_weights,
+            (std::array<uint32_t, 3>{3, 5, 1000}));
+  EXPECT_EQ(error_of("[scheduler]\ntier_weights = [1, 2]\n"),
+            "test.toml:2:16: scheduler.tier_weights: must hold 3 weights (light, medium, heavy), got 2");
+  EXPECT_EQ(error_of("[scheduler]\ntier_weights = 4\n"),
+            "test.toml:2:16: scheduler.tier_weights: expected an array of 3 integers, got an integer");
+  EXPECT_EQ(error_of("[scheduler]\ntier_weights = [1, \"2\", 4]\n"),
+            "test.toml:2:20: scheduler.tier_weights[1]: expected an integer, got a string");
+  EXPECT_EQ(error_of("[scheduler]\ntier_weights = [1, 2, 0]\n"),
+            "test.toml:2:23: scheduler.tier_weights[2]: must be from 1 to 1000, got 0");
 }
 
 // [balancer]: the balancer tile's knobs (engine/balance/balancer.h). One case per kind of

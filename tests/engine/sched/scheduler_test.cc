@@ -28,6 +28,56 @@ namespace {
 
 constexpr uint32_t type_a = 0, type_b = 1, type_unknown = 7;
 
+// ---- pool credit by tier ----------------------------------------------------------------
+
+// Which tier each of `count` pops came from (the lease index encodes it).
+std::string pop_tiers(TieredReadyQueue& queue, size_t count) {
+  std::string tiers;
+  for (size_t pop = 0; pop < count && !queue.empty(); ++pop) {
+    LeaseRef first = queue.front();
+    EXPECT_EQ(queue.front().index, first.index) << "front moved without a pop";
+    tiers += "LMH"[first.index / 1000];
+    queue.pop_front();
+  }
+  return tiers;
+}
+
+TEST(TieredReadyQueue, TiersTakeWeightedTurnsHeavyFirstAndAnEmptyTierGivesItsTurnAway) {
+  TieredReadyQueue queue({1, 2, 4});
+  for (uint32_t tier = 0; tier < 3; ++tier)
+    for (uint32_t task = 0; task < 20; ++task) queue.push_back({tier * 1000 + task, 0}, tier);
+  EXPECT_EQ(queue.size(), 60u);
+  EXPECT_EQ(pop_tiers(queue, 14), "HHHHMMLHHHHMML");
+  // Within a tier, first in first out.
+  TieredReadyQueue fifo({1, 1, 1});
+  for (uint32_t task = 0; task < 3; ++task) fifo.push_back({task, 0}, 0);
+  for (uint32_t task = 0; task < 3; ++task) {
+    EXPECT_EQ(fifo.front().index, task);
+    fifo.pop_front();
+  }
+  // Only light tasks: they take every turn (no credit is held back for absent tiers).
+  TieredReadyQueue light({1, 2, 4});
+  for (uint32_t task = 0; task < 5; ++task) light.push_back({task, 0}, 0);
+  EXPECT_EQ(pop_tiers(light, 5), "LLLLL");
+  EXPECT_TRUE(light.empty());
+  // A tier past heavy counts as heavy.
+  TieredReadyQueue clamped({1, 1, 1});
+  clamped.push_back({2000, 0}, 7);
+  EXPECT_EQ(pop_tiers(clamped, 1), "H");
+}
+
+TEST(TieredReadyQueue, UnderSteadyPressureEachTierGetsItsWeightsShare) {
+  TieredReadyQueue queue({1, 2, 4});
+  // Every tier has more waiting than the credit that frees up.
+  for (uint32_t tier = 0; tier < 3; ++tier)
+    for (uint32_t task = 0; task < 999; ++task) queue.push_back({tier * 1000 + task, 0}, tier);
+  std::map<char, int> taken;
+  for (char tier : pop_tiers(queue, 700)) ++taken[tier];
+  EXPECT_EQ(taken['H'], 400);
+  EXPECT_EQ(taken['M'], 200);
+  EXPECT_EQ(taken['L'], 100);
+}
+
 // What the shard gets back, decoded.
 struct TaskResult {
   uint64_t task_mark = 0;
