@@ -5,7 +5,7 @@
 JOBS ?= $(shell nproc)
 BUILD ?= build
 CONFIG ?= perf/default.toml
-DURATION ?= 10s
+DURATION ?= 20s
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
 .PHONY: all deps build run test test-release test-asan test-tsan bench clean
@@ -20,7 +20,7 @@ build: deps
 	@cmake --build $(BUILD) -j$(JOBS)
 
 run: build
-	./$(BUILD)/keel run --config $(CONFIG) --duration $(DURATION)
+	./$(BUILD)/keel run --config $(CONFIG) --duration $(DURATION) --verify
 
 test: test-release test-asan test-tsan
 

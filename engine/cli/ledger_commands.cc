@@ -7,6 +7,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
 
 #include <nlohmann/json.hpp>
 
@@ -111,7 +114,12 @@ nlohmann::json report_json(const node::LedgerReport& report) {
                               {"slice_cores", chain.slice_cores},
                               {"tier_changes", chain.tier_changes},
                               {"slice_changes", chain.slice_changes},
-                              {"shard_moves", chain.shard_moves}});
+                              {"shard_moves", chain.shard_moves},
+                              {"commit_latency_us_p99", chain.commit_latency_us_p99},
+                              {"tps_peak", chain.tps_peak},
+                              {"seconds_light", chain.seconds_in_tier[0]},
+                              {"seconds_medium", chain.seconds_in_tier[1]},
+                              {"seconds_heavy", chain.seconds_in_tier[2]}});
   const node::BalancerReport& balancer = report.balancer;
   json["balancer"] = {{"ran", balancer.ran},
                       {"windows", balancer.windows},
@@ -121,7 +129,78 @@ nlohmann::json report_json(const node::LedgerReport& report) {
                       {"windows_held", balancer.windows_held},
                       {"placement_mismatches", balancer.placement_mismatches},
                       {"shuffles_requested", balancer.shuffles_requested}};
+  const node::RunTimeline& timeline = report.timeline;
+  nlohmann::json samples = nlohmann::json::array();
+  for (const node::TimelineSample& sample : timeline.samples) {
+    nlohmann::json chains = nlohmann::json::array();
+    for (size_t chain = 0; chain < timeline.chains.size(); ++chain) {
+      const node::ChainSample& figures = sample.chains[chain];
+      chains.push_back({{"name", timeline.chains[chain]},
+                        {"committed_txs", figures.committed_txs},
+                        {"tps", figures.tps},
+                        {"tier", node::timeline_tier_name(figures.tier)},
+                        {"slice_cores", figures.slice_cores},
+                        {"commit_latency_us_p99", figures.commit_latency_us_p99}});
+    }
+    samples.push_back({{"time_s", sample.time_s}, {"interval_s", sample.interval_s}, {"chains", chains}});
+  }
+  json["timeline"] = {{"chains", timeline.chains}, {"balancer", timeline.balancer}, {"samples", samples}};
   return json;
+}
+
+// Seconds as the summary shows them: "-" for none.
+std::string seconds_text(double seconds) {
+  if (seconds < 0.05) return "-";
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1fs", seconds);
+  return text;
+}
+
+// Microseconds as milliseconds with one decimal; "-" for none.
+std::string latency_ms_text(uint64_t latency_us) {
+  if (latency_us == 0) return "-";
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f ms", double(latency_us) / 1000);
+  return text;
+}
+
+// The run per client chain, from its timeline and the balancer: how busy it was, how fast
+// its blocks became durable, and how long it spent in each tier.
+void print_chain_summary(const node::LedgerReport& report) {
+  if (report.timeline.chains.empty()) return;
+  std::printf("\nper chain over the run (%zu samples of a second):\n", report.timeline.samples.size());
+  std::printf("%-16s %10s %10s %11s  %-6s %6s %7s %8s %8s %8s %5s\n", "chain", "tx/s mean", "tx/s peak", "commit p99",
+              "tier", "slice", "changes", "light", "medium", "heavy", "moves");
+  for (const node::ChainReport& chain : report.chains) {
+    const std::vector<std::string>& sampled = report.timeline.chains;
+    if (std::find(sampled.begin(), sampled.end(), chain.name) == sampled.end()) continue;
+    std::printf("%-16s %10.0f %10.0f %11s  %-6s %6.2f %7llu %8s %8s %8s %5llu\n", chain.name.c_str(),
+                chain.committed_per_second, chain.tps_peak, latency_ms_text(chain.commit_latency_us_p99).c_str(),
+                chain.tier.c_str(), chain.slice_cores, (unsigned long long)chain.tier_changes,
+                seconds_text(chain.seconds_in_tier[0]).c_str(), seconds_text(chain.seconds_in_tier[1]).c_str(),
+                seconds_text(chain.seconds_in_tier[2]).c_str(), (unsigned long long)chain.shard_moves);
+  }
+}
+
+// One block per second while the run lasts: each client chain's committed tx/s over that
+// second, its tier (with '*' when it changed that second), its slice and commit p99.
+void print_progress(const node::RunTimeline& timeline) {
+  const node::TimelineSample& sample = timeline.samples.back();
+  const node::TimelineSample* previous =
+      timeline.samples.size() > 1 ? &timeline.samples[timeline.samples.size() - 2] : nullptr;
+  for (size_t chain = 0; chain < timeline.chains.size(); ++chain) {
+    const node::ChainSample& figures = sample.chains[chain];
+    char time_text[16] = "";
+    if (chain == 0) std::snprintf(time_text, sizeof time_text, "%5.1fs", sample.time_s);
+    std::string tier = "-";
+    if (timeline.balancer) {
+      tier = node::timeline_tier_name(figures.tier);
+      if (previous != nullptr && previous->chains[chain].tier != figures.tier) tier += "*";
+    }
+    std::printf("%6s  %-14s %9.0f tx/s  %-7s slice %5.2f  p99 %9s\n", time_text, timeline.chains[chain].c_str(),
+                figures.tps, tier.c_str(), figures.slice_cores, latency_ms_text(figures.commit_latency_us_p99).c_str());
+  }
+  std::fflush(stdout);
 }
 
 void print_report(const node::LedgerReport& report) {
@@ -319,56 +398,33 @@ Result<std::vector<std::byte>> build_transaction(const SubmitRequest& request, u
   return make_error("keel submit", "unknown transaction kind '" + request.kind + "'");
 }
 
-}  // namespace
-
-int run_ledger_command(const config::PerfConfig& config, const numa::Topology& topology, const numa::Plan& plan,
-                       const std::string& config_path, uint64_t duration_ms, bool json) {
-  node::LedgerRunOptions options{duration_ms, "/proc/self/exe", config_path};
-  options.companions.push_back(metrics_companion(config, plan));
-  Result<node::LedgerReport> report = node::run_ledger(config, topology, plan, options);
-  if (!report) return fail(report.error());
-  if (json) {
-    std::printf("%s\n", report_json(*report).dump().c_str());
-    return 0;
+nlohmann::json verify_json(const node::VerifyReport& report, const std::string& data_dir) {
+  nlohmann::json chains = nlohmann::json::array();
+  for (const node::ChainVerdict& chain : report.chains) {
+    nlohmann::json shards = nlohmann::json::array();
+    for (const node::ShardVerdict& shard : chain.shards)
+      shards.push_back({{"shard", shard.shard}, {"height", shard.height}, {"blocks", shard.blocks},
+                        {"transactions", shard.transactions}, {"last_block_hash", shard.last_block_hash},
+                        {"torn_tail", shard.torn_tail}, {"snapshots", shard.snapshots},
+                        {"start_height", shard.start_height}, {"snapshots_matched", shard.snapshots_matched}});
+    chains.push_back({{"name", chain.name}, {"ok", chain.problems.empty()}, {"problems", chain.problems},
+                      {"opened_total", chain.opened_total}, {"balance_total", chain.balance_total},
+                      {"credits_in_flight", chain.credits_in_flight}, {"shards", shards}});
   }
-  for (const std::string& note : report->notes) std::printf("note: %s\n", note.c_str());
-  print_report(*report);
-  return 0;
+  return {{"data_dir", data_dir}, {"ok", report.ok()}, {"chains", chains}};
 }
 
-int load_command(const std::string& config_path, const std::string& segment, uint32_t client_index,
-                 uint64_t duration_ms) {
-  Result<config::PerfConfig> config = config::load_perf_config(config_path);
-  if (!config) return fail(config.error());
-  return node::run_load_process(*config, {segment, client_index, duration_ms});
-}
-
-int verify_command(const std::string& data_dir, bool json) {
-  Result<node::VerifyReport> report = node::verify_data_dir(data_dir);
-  if (!report) return fail(report.error());
-  if (json) {
-    nlohmann::json chains = nlohmann::json::array();
-    for (const node::ChainVerdict& chain : report->chains) {
-      nlohmann::json shards = nlohmann::json::array();
-      for (const node::ShardVerdict& shard : chain.shards)
-        shards.push_back({{"shard", shard.shard}, {"height", shard.height}, {"blocks", shard.blocks},
-                          {"transactions", shard.transactions}, {"last_block_hash", shard.last_block_hash},
-                          {"torn_tail", shard.torn_tail}, {"snapshots", shard.snapshots},
-                          {"start_height", shard.start_height}, {"snapshots_matched", shard.snapshots_matched}});
-      chains.push_back({{"name", chain.name}, {"ok", chain.problems.empty()}, {"problems", chain.problems},
-                        {"opened_total", chain.opened_total}, {"balance_total", chain.balance_total},
-                        {"credits_in_flight", chain.credits_in_flight}, {"shards", shards}});
-    }
-    std::printf("%s\n", nlohmann::json{{"data_dir", data_dir}, {"ok", report->ok()}, {"chains", chains}}.dump().c_str());
-    return report->ok() ? 0 : 1;
-  }
-  for (const node::ChainVerdict& chain : report->chains) {
+// A line per chain (and its notes and problems), then the one-line verdict.
+void print_verify(const node::VerifyReport& report, const std::string& data_dir) {
+  size_t failed = 0;
+  for (const node::ChainVerdict& chain : report.chains) {
     uint64_t blocks = 0, transactions = 0, snapshots_matched = 0;
     for (const node::ShardVerdict& shard : chain.shards) {
       blocks += shard.blocks;
       transactions += shard.transactions;
       snapshots_matched += shard.snapshots_matched;
     }
+    failed += !chain.problems.empty();
     std::printf("%-16s %s: %zu shard(s), %llu blocks and %llu transactions replayed, %llu later snapshot(s) matched, "
                 "balances %lld + in flight %lld = openings %lld\n",
                 chain.name.c_str(), chain.problems.empty() ? "ok" : "FAILED", chain.shards.size(),
@@ -382,7 +438,104 @@ int verify_command(const std::string& data_dir, bool json) {
       if (!shard.torn_tail.empty()) std::printf("  note: shard %u has a torn tail (cut at the next start): %s\n", shard.shard, shard.torn_tail.c_str());
     for (const std::string& problem : chain.problems) std::printf("  problem: %s\n", problem.c_str());
   }
-  if (report->chains.empty()) std::printf("%s: no chains\n", data_dir.c_str());
+  if (report.chains.empty()) std::printf("%s: no chains\n", data_dir.c_str());
+  else if (failed == 0) std::printf("verify: %s: all %zu chains ok\n", data_dir.c_str(), report.chains.size());
+  else std::printf("verify: %s: %zu of %zu chains FAILED\n", data_dir.c_str(), failed, report.chains.size());
+}
+
+// "20250314-093000": a run folder's name, from the UTC time the run started.
+std::string utc_stamp(std::time_t when) {
+  std::tm utc{};
+  gmtime_r(&when, &utc);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y%m%d-%H%M%S", &utc);
+  return text;
+}
+
+Result<void> write_text_file(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream file(path, std::ios::binary | std::ios::trunc);
+  if (file) file.write(text.data(), std::streamsize(text.size()));
+  if (file) file.close();
+  if (!file) return make_error(path.string(), std::string("cannot write: ") + std::strerror(errno));
+  return {};
+}
+
+// The run's folder: --out as given, else runs/<UTC start> beside the data directory (a
+// second run in the same second gets "-2", and so on). Writes report.json, timeline.csv and
+// chart.svg into it; returns its path.
+Result<std::string> write_run_folder(const config::PerfConfig& config, const std::string& out_dir,
+                                     const std::string& started_utc, const node::LedgerReport& report,
+                                     const nlohmann::json& json_report) {
+  namespace fs = std::filesystem;
+  fs::path folder = out_dir;
+  if (folder.empty()) {
+    fs::path runs = fs::path(config.ledger.data_dir).parent_path() / "runs";
+    folder = runs / started_utc;
+    for (int suffix = 2; fs::exists(folder); ++suffix) folder = runs / (started_utc + "-" + std::to_string(suffix));
+  }
+  std::error_code error;
+  fs::create_directories(folder, error);
+  if (error) return make_error(folder.string(), "cannot create the run folder: " + error.message());
+  nlohmann::json stored = json_report;
+  stored["run_dir"] = folder.string();
+  if (Result<void> written = write_text_file(folder / "report.json", stored.dump(2) + "\n"); !written)
+    return written.error();
+  if (Result<void> written = write_text_file(folder / "timeline.csv", node::timeline_csv(report.timeline)); !written)
+    return written.error();
+  if (Result<void> written = write_text_file(folder / "chart.svg", node::timeline_svg(report.timeline)); !written)
+    return written.error();
+  return folder.string();
+}
+
+}  // namespace
+
+int run_ledger_command(const config::PerfConfig& config, const numa::Topology& topology, const numa::Plan& plan,
+                       const std::string& config_path, uint64_t duration_ms, bool json, const RunOutputs& outputs) {
+  std::string started_utc = utc_stamp(std::time(nullptr));
+  node::LedgerRunOptions options{duration_ms, "/proc/self/exe", config_path};
+  options.companions.push_back(metrics_companion(config, plan));
+  if (!json) options.on_sample = print_progress;  // with --json, stdout is the one JSON object
+  Result<node::LedgerReport> report = node::run_ledger(config, topology, plan, options);
+  if (!report) return fail(report.error());
+  nlohmann::json json_report = report_json(*report);
+  std::optional<node::VerifyReport> verified;
+  if (outputs.verify) {
+    Result<node::VerifyReport> checked = node::verify_data_dir(config.ledger.data_dir);
+    if (!checked) return fail(checked.error());
+    verified = std::move(*checked);
+    json_report["verify"] = verify_json(*verified, config.ledger.data_dir);
+  }
+  Result<std::string> folder = write_run_folder(config, outputs.out_dir, started_utc, *report, json_report);
+  if (folder) json_report["run_dir"] = *folder;
+  if (json) {
+    std::printf("%s\n", json_report.dump().c_str());
+  } else {
+    for (const std::string& note : report->notes) std::printf("note: %s\n", note.c_str());
+    print_report(*report);
+    print_chain_summary(*report);
+    if (folder) std::printf("\nrun folder: %s (report.json, timeline.csv, chart.svg)\n", folder->c_str());
+    if (verified) {
+      std::printf("\nkeel verify --data-dir %s\n", config.ledger.data_dir.c_str());
+      print_verify(*verified, config.ledger.data_dir);
+    }
+  }
+  std::fflush(stdout);
+  if (!folder) return fail(folder.error());
+  return verified && !verified->ok() ? 1 : 0;
+}
+
+int load_command(const std::string& config_path, const std::string& segment, uint32_t client_index,
+                 uint64_t duration_ms) {
+  Result<config::PerfConfig> config = config::load_perf_config(config_path);
+  if (!config) return fail(config.error());
+  return node::run_load_process(*config, {segment, client_index, duration_ms});
+}
+
+int verify_command(const std::string& data_dir, bool json) {
+  Result<node::VerifyReport> report = node::verify_data_dir(data_dir);
+  if (!report) return fail(report.error());
+  if (json) std::printf("%s\n", verify_json(*report, data_dir).dump().c_str());
+  else print_verify(*report, data_dir);
   return report->ok() ? 0 : 1;
 }
 

@@ -12,9 +12,21 @@
 
 namespace keel::cli {
 
-// Runs the ledger engine and prints per-chain figures (or one JSON object).
+// Where `keel run` leaves its results, and whether it checks the data afterwards.
+struct RunOutputs {
+  std::string out_dir;  // --out: the run's folder; empty: runs/<UTC start> beside the data directory
+  bool verify = false;  // --verify: `keel verify` on the data directory once the engine has drained
+};
+
+// Runs the ledger engine. Without json it prints, once a second, each client chain's
+// committed tx/s, tier, slice and commit p99, then the report, a summary per chain and the
+// run folder's path; with json, stdout is one JSON object (the report, with "run_dir" and,
+// with verify, "verify"). The run folder gets report.json, timeline.csv and chart.svg
+// (engine/node/run_timeline.h). With verify the data directory is checked after the drain
+// (the engine has closed every log) and its verdict printed. Exit 0; 1 when verify found a
+// problem; 2 when the run, or writing its folder, failed (one line on stderr).
 int run_ledger_command(const config::PerfConfig& config, const numa::Topology& topology, const numa::Plan& plan,
-                       const std::string& config_path, uint64_t duration_ms, bool json);
+                       const std::string& config_path, uint64_t duration_ms, bool json, const RunOutputs& outputs);
 
 // `keel load`: the load generator (an ordinary client process).
 int load_command(const std::string& config_path, const std::string& segment, uint32_t client_index,

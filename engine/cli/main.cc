@@ -120,7 +120,7 @@ void print_report(const engine::pipeline::PipelineReport& report) {
 }
 
 int run_command(const std::string& config_path, const std::string& topology_override, const std::string& duration,
-                bool json) {
+                bool json, const RunOutputs& outputs) {
   Result<uint64_t> duration_ms = parse_duration_ms(duration);
   if (!duration_ms) return fail(duration_ms.error());
   Result<Planned> planned = load_and_plan(config_path, topology_override);
@@ -138,7 +138,8 @@ int run_command(const std::string& config_path, const std::string& topology_over
     }
   }
   if (!pipeline_job)
-    return run_ledger_command(planned->config, planned->topology, planned->plan, config_path, *duration_ms, json);
+    return run_ledger_command(planned->config, planned->topology, planned->plan, config_path, *duration_ms, json,
+                              outputs);
   Result<engine::pipeline::PipelineReport> report =
       engine::pipeline::run_pipeline(planned->config, planned->topology, planned->plan, {*duration_ms, "/proc/self/exe"});
   if (!report) return fail(report.error());
@@ -170,7 +171,7 @@ int main(int argc, char** argv) {
   bool show_version = false;
   app.add_flag("--version", show_version, "print keel's version and its libraries'");
 
-  std::string config_path = "perf/default.toml", topology_override, duration = "10s";
+  std::string config_path = "perf/default.toml", topology_override, duration = "20s";
   bool json = false;
   CLI::App* version = app.add_subcommand("version", "print keel's version and its libraries'");
   CLI::App* plan = app.add_subcommand("plan", "print the placement plan for a perf config");
@@ -193,6 +194,10 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(10u, 3'600'000u));
   }
   status->add_flag("--json", status_request.json, "print one JSON object (perf/METRICS.md names its fields)");
+  RunOutputs run_outputs;
+  run->add_option("--out", run_outputs.out_dir,
+                  "the run's folder (report.json, timeline.csv, chart.svg); default runs/<UTC start> beside the data directory");
+  run->add_flag("--verify", run_outputs.verify, "run `keel verify` on the data directory after the drain");
   CLI::App* bench = app.add_subcommand("bench", "benchmarks, each against its baselines in the same run");
   bench->require_subcommand(1);
   keel::perf::RingBenchOptions ring_options;
@@ -392,7 +397,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (plan->parsed()) return plan_command(config_path, topology_override, json);
-  if (run->parsed()) return run_command(config_path, topology_override, duration, json);
+  if (run->parsed()) return run_command(config_path, topology_override, duration, json, run_outputs);
   if (status->parsed()) return status_command(status_request);
   if (monitor->parsed()) return monitor_command(status_request);
   if (bench_ring->parsed()) return keel::perf::run_ring_bench(ring_options);

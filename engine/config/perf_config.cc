@@ -122,8 +122,15 @@ constexpr std::string_view balancer_keys[] = {"enabled",           "window_ms", 
                                               "heavy_tps",         "medium_tps",        "margin_percent",
                                               "windows_to_change", "downgrade_interval_ms", "min_share_percent",
                                               "heavy_cores_max",   "weight_max"};
-constexpr std::string_view load_keys[] = {"enabled", "clients", "accounts_per_chain", "cross_shard_percent",
-                                          "rate_per_second", "compute_percent", "flow_contracts", "flow_percent"};
+constexpr std::string_view load_keys[] = {"enabled",         "clients",         "accounts_per_chain",
+                                          "cross_shard_percent", "rate_per_second", "chain_rate_per_second",
+                                          "shape",           "compute_percent", "flow_contracts",
+                                          "flow_percent"};
+constexpr std::string_view load_shape_keys[] = {"chain", "from_ms", "to_ms", "rate_per_second"};
+// [[load.shape]]s, at most: a run's script an operator reads at a glance.
+constexpr size_t load_shapes_max = 256;
+// A shape's times, at most: a day after the run starts.
+constexpr int64_t load_shape_ms_max = 86'400'000;
 constexpr std::string_view pool_keys[] = {"compute_types", "compute_type",     "plugin",
                                           "threads_per_node", "in_flight_max", "timeout_ms",
                                           "retries_max",   "backoff_ms",       "output_bytes_max",
@@ -1012,6 +1019,7 @@ Status read_load(const TableReader& reader, LoadSection& load) {
   if (s) s = reader.read_integer("accounts_per_chain", 2, 100'000'000, load.accounts_per_chain);
   if (s) s = reader.read_integer("cross_shard_percent", 0, 100, load.cross_shard_percent);
   if (s) s = reader.read_integer("rate_per_second", 0, 1'000'000'000, load.rate_per_second);
+  if (s) s = reader.read_integer("chain_rate_per_second", 0, 1'000'000'000, load.chain_rate_per_second);
   if (s) s = reader.read_integer("compute_percent", 0, 100, load.compute_percent);
   if (s) s = read_flow_contracts(reader, load.flow_contracts);
   if (s) s = reader.read_integer("flow_percent", 0, 100, load.flow_percent);
@@ -1019,6 +1027,73 @@ Status read_load(const TableReader& reader, LoadSection& load) {
     s = reader.error(*reader.table().get("flow_percent"), "flow_percent",
                      "compute_percent + flow_percent must be at most 100, got " +
                          std::to_string(load.compute_percent + load.flow_percent));
+  return s;
+}
+
+// "from 6000 to 13000 ms" or "from 6000 ms to the end of the run", for messages.
+std::string shape_window_text(const LoadShape& shape) {
+  std::string to = shape.to_ms == load_shape_open_end_ms ? " ms to the end of the run"
+                                                         : " to " + std::to_string(shape.to_ms) + " ms";
+  return "from " + std::to_string(shape.from_ms) + to;
+}
+
+// One [[load.shape]]: a client chain, its window (to_ms after from_ms) and its rate; a
+// window that overlaps an earlier one of the same chain fails at this one's chain key.
+Status read_load_shape(const TableReader& reader, const std::vector<ChainConfig>& chains,
+                       std::vector<LoadShape>& shapes, std::vector<uint32_t>& shape_lines) {
+  LoadShape shape;
+  Status s = reader.expect_only(load_shape_keys);
+  if (s && !reader.table().contains("chain")) return reader.error_at_table("chain", "required key is missing");
+  if (s) s = reader.read_string("chain", shape.chain);
+  if (!s) return s;
+  const toml::node& chain_node = *reader.table().get("chain");
+  bool known = std::any_of(chains.begin(), chains.end(), [&](const ChainConfig& chain) { return chain.name == shape.chain; });
+  if (!known) return reader.error(chain_node, "chain", "no [[chain]] is named " + in_quotes(shape.chain));
+  if (shape.chain == system_chain_name)
+    return reader.error(chain_node, "chain", "the system chain takes no client load");
+  s = reader.read_integer("from_ms", 0, load_shape_ms_max - 1, shape.from_ms);
+  if (s) s = reader.read_integer("to_ms", 1, load_shape_ms_max, shape.to_ms);
+  if (s && shape.to_ms <= shape.from_ms)
+    return reader.error(*reader.table().get("to_ms"), "to_ms",
+                        "must be greater than from_ms (" + std::to_string(shape.from_ms) + "), got " +
+                            std::to_string(shape.to_ms));
+  if (s && !reader.table().contains("rate_per_second"))
+    return reader.error_at_table("rate_per_second", "required key is missing");
+  if (s) s = reader.read_integer("rate_per_second", 0, 1'000'000'000, shape.rate_per_second);
+  if (!s) return s;
+  for (size_t index = 0; index < shapes.size(); ++index) {
+    const LoadShape& earlier = shapes[index];
+    if (earlier.chain != shape.chain || earlier.to_ms <= shape.from_ms || shape.to_ms <= earlier.from_ms) continue;
+    return reader.error(chain_node, "chain",
+                        "its window (" + shape_window_text(shape) + ") overlaps load.shape[" + std::to_string(index) +
+                            "] (line " + std::to_string(shape_lines[index]) + ", " + shape_window_text(earlier) +
+                            ") on chain " + in_quotes(shape.chain));
+  }
+  shapes.push_back(std::move(shape));
+  shape_lines.push_back(reader.table().source().begin.line);
+  return {};
+}
+
+// [[load.shape]], read once the chains are known; then the two ways of pacing the load
+// must not meet (the error sits at rate_per_second, the older knob).
+Status read_load_shapes(const TableReader& root, const std::vector<ChainConfig>& chains, LoadSection& load) {
+  Result<const toml::table*> table = root.find_table("load");
+  if (!table) return table.error();
+  if (*table == nullptr) return {};
+  const TableReader reader = root.child(**table, "load");
+  if (const toml::node* shapes = reader.table().get("shape"); shapes != nullptr && shapes->is_array() &&
+                                                              shapes->as_array()->size() > load_shapes_max)
+    return reader.error(*shapes, "shape",
+                        "at most " + std::to_string(load_shapes_max) + " shapes, got " +
+                            std::to_string(shapes->as_array()->size()));
+  std::vector<uint32_t> shape_lines;
+  Status s = read_each(reader, "shape", [&](const TableReader& item) {
+    return read_load_shape(item, chains, load.shapes, shape_lines);
+  });
+  if (s && load.paced_per_chain() && load.rate_per_second != 0)
+    s = reader.error(*reader.table().get("rate_per_second"), "rate_per_second",
+                     "must be 0 when the load is paced per chain (chain_rate_per_second or [[load.shape]]), got " +
+                         std::to_string(load.rate_per_second));
   return s;
 }
 
@@ -1059,6 +1134,7 @@ Status read_document(const TableReader& root, const ParseOptions& options, PerfC
   if (s) s = read_section(root, "ledger", read_ledger, config.ledger);
   if (s) s = read_section(root, "load", read_load, config.load);
   if (s) s = read_section(root, "metrics", read_metrics, config.metrics);
+  if (s) s = read_load_shapes(root, config.chains, config.load);
   if (s) s = check_payload_fits(root, config);
   return s;
 }

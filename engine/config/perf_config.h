@@ -102,6 +102,21 @@ struct LedgerSection {
   uint32_t compute_pending_max = 4096;    // compute tasks one shard holds without a result
 };
 
+// A shape's to_ms when the file gives none: the window lasts to the end of the run.
+inline constexpr uint64_t load_shape_open_end_ms = UINT64_MAX;
+
+// One window of a client chain's offered load ([[load.shape]], perf/README.md): from
+// from_ms to to_ms after the run starts (to_ms excluded), the chain is offered
+// rate_per_second transactions a second by all the load generators together (each sends
+// its even part); 0 offers none. Outside its shapes a chain gets chain_rate_per_second.
+// Shapes of one chain do not overlap; the system chain has none.
+struct LoadShape {
+  std::string chain;
+  uint64_t from_ms = 0;
+  uint64_t to_ms = load_shape_open_end_ms;
+  uint64_t rate_per_second = 0;
+};
+
 // The load generator `keel run` starts (child processes using the client library).
 struct LoadSection {
   bool enabled = true;
@@ -109,6 +124,13 @@ struct LoadSection {
   uint32_t accounts_per_chain = 10000;
   uint32_t cross_shard_percent = 10;     // transfers whose accounts live on different shards
   uint64_t rate_per_second = 0;          // per client; 0 = as fast as backpressure allows
+  // Pacing per chain (the load of `make run`): each client chain is offered this many
+  // transactions a second by all clients together, except inside its [[load.shape]]s. With
+  // either set, rate_per_second must be 0; with neither, the clients submit over all chains
+  // in turn (rate_per_second or as fast as backpressure allows).
+  uint64_t chain_rate_per_second = 0;
+  std::vector<LoadShape> shapes;         // in file order
+  bool paced_per_chain() const { return chain_rate_per_second != 0 || !shapes.empty(); }
   // Submissions that are compute_requests instead of transfers, cycling over every compute
   // type of the [[pool]]s; none when there are no pools.
   uint32_t compute_percent = 5;

@@ -77,6 +77,15 @@ uint32_t system_global_shard(const config::PerfConfig& config) {
   return global;  // every config has one (perf_config.h)
 }
 
+// The cores the plan puts shard tiles on: the cores the balancer slices.
+uint32_t shard_core_count(const numa::Plan& plan) {
+  std::set<uint32_t> cores;
+  for (const numa::PlannedCore& core : plan.cores)
+    for (const numa::PlannedTile& tile : core.tiles)
+      if (tile.kind == "shard") cores.insert(core.core_index);
+  return uint32_t(cores.size());
+}
+
 uint64_t offset_of(const shm::Segment& segment, const void* object) {
   return object == nullptr ? 0 : uint64_t(static_cast<const std::byte*>(object) - segment.base());
 }
@@ -784,9 +793,97 @@ void stop_now(Engine& engine) {
   if (engine.supervisor) engine.supervisor->stop();
 }
 
+// Each second of the run, a timeline sample of every client chain: its committed
+// transactions and commit latency buckets summed over its shards' controls, and its tier
+// and slice from the status table, where the balancer publishes them every window (a
+// seqlock, so reading costs the engine nothing).
+class TimelineSampler {
+ public:
+  TimelineSampler(const config::PerfConfig& config, ShardTableView shards, StatusTableView status,
+                  uint32_t shard_core_count, uint64_t start_ns)
+      : shards_(shards), status_(status), shard_core_count_(shard_core_count), start_ns_(start_ns),
+        last_ns_(start_ns) {
+    uint32_t global = 0;
+    for (uint32_t index = 0; index < config.chains.size(); ++index) {
+      const config::ChainConfig& chain = config.chains[index];
+      if (!chain.is_system()) chains_.push_back({index, global, chain.shards, 0, {}});
+      global += chain.shards;
+    }
+    for (Chain& chain : chains_) read_counters(chain, chain.committed_last, chain.buckets_last);
+  }
+
+  std::vector<std::string> chain_names(const config::PerfConfig& config) const {
+    std::vector<std::string> names;
+    for (const Chain& chain : chains_) names.push_back(config.chains[chain.config_index].name);
+    return names;
+  }
+
+  // Adds a sample once a second has passed since the last one; with `last`, adds what is
+  // left too when it is at least a tenth of a second. True when it added one.
+  bool sample(uint64_t now_ns, bool last, RunTimeline& timeline) {
+    uint64_t since_ns = now_ns - last_ns_;
+    if (since_ns < (last ? 100'000'000ull : 1'000'000'000ull)) return false;
+    TimelineSample sample;
+    sample.time_s = double(now_ns - start_ns_) / 1e9;
+    sample.interval_s = double(since_ns) / 1e9;
+    double dedicated_total = 0;
+    std::vector<ChainSliceStatus> slices;
+    for (uint32_t index = 0; index < status_.chain_count(); ++index) {
+      slices.push_back(status_.read_slice(index));
+      dedicated_total += slices.back().cores_dedicated;
+    }
+    double shared_cores = std::max(0.0, double(shard_core_count_) - dedicated_total);
+    for (Chain& chain : chains_) {
+      uint64_t committed = 0;
+      std::vector<uint64_t> buckets;
+      read_counters(chain, committed, buckets);
+      ChainSample figures;
+      figures.committed_txs = committed - chain.committed_last;
+      figures.tps = double(figures.committed_txs) / sample.interval_s;
+      std::vector<uint64_t> interval_buckets(buckets.size());
+      for (size_t bucket = 0; bucket < buckets.size(); ++bucket)
+        interval_buckets[bucket] = buckets[bucket] - chain.buckets_last[bucket];
+      figures.commit_latency_us_p99 = commit_latency_quantile_us(interval_buckets, 0.99);
+      const ChainSliceStatus& slice = slices.at(chain.config_index);
+      figures.tier = slice.tier;
+      figures.slice_cores = slice.cores_dedicated + shared_cores * slice.shares_permille / 1000.0;
+      chain.committed_last = committed;
+      chain.buckets_last = std::move(buckets);
+      sample.chains.push_back(figures);
+    }
+    timeline.samples.push_back(std::move(sample));
+    last_ns_ = now_ns;
+    return true;
+  }
+
+ private:
+  struct Chain {
+    uint32_t config_index, first_global, shards;
+    uint64_t committed_last;
+    std::vector<uint64_t> buckets_last;
+  };
+
+  void read_counters(const Chain& chain, uint64_t& committed, std::vector<uint64_t>& buckets) const {
+    committed = 0;
+    buckets.assign(commit_latency_bucket_count, 0);
+    for (uint32_t shard = chain.first_global; shard < chain.first_global + chain.shards; ++shard) {
+      const ShardControl& control = shards_.control(shard);
+      committed += control.committed_txs.load(std::memory_order_acquire);
+      for (uint32_t bucket = 0; bucket < commit_latency_bucket_count; ++bucket)
+        buckets[bucket] += control.commit_latency_buckets[bucket].load(std::memory_order_relaxed);
+    }
+  }
+
+  ShardTableView shards_;
+  StatusTableView status_;
+  uint32_t shard_core_count_;
+  uint64_t start_ns_, last_ns_;
+  std::vector<Chain> chains_;
+};
+
 // Runs until the duration ends (and the load generators have finished) or a stop signal.
 Result<void> run_until_stop(Engine& engine, const engine::BlockedStopSignals& stop_signals, uint64_t duration_ms,
-                            LedgerReport& report) {
+                            TimelineSampler& sampler, const LedgerRunOptions& options, LedgerReport& report) {
   uint64_t deadline_ns = shm::monotonic_ns() + duration_ms * 1'000'000;
   // Load generators stop at the same deadline and then wait for their last receipts.
   uint64_t grace_ns = 20'000'000'000ull;
@@ -815,7 +912,9 @@ Result<void> run_until_stop(Engine& engine, const engine::BlockedStopSignals& st
       if (!load->exited(status)) loads_running = true;
     }
     uint64_t now_ns = shm::monotonic_ns();
-    if (now_ns >= deadline_ns && (!loads_running || now_ns >= deadline_ns + grace_ns)) return {};
+    bool ending = now_ns >= deadline_ns && (!loads_running || now_ns >= deadline_ns + grace_ns);
+    if (sampler.sample(now_ns, ending, report.timeline) && options.on_sample) options.on_sample(report.timeline);
+    if (ending) return {};
   }
 }
 
@@ -942,6 +1041,17 @@ void fill_report(Engine& engine, const config::PerfConfig& config, LedgerReport&
       for (uint32_t shard = global - chain.shards; shard < global; ++shard)
         row.shard_moves += engine.movable_shards[shard]->moves.load();
     }
+    std::vector<uint64_t> buckets(commit_latency_bucket_count, 0);
+    for (uint32_t shard = global - chain.shards; shard < global; ++shard)
+      for (uint32_t bucket = 0; bucket < commit_latency_bucket_count; ++bucket)
+        buckets[bucket] += table->control(shard).commit_latency_buckets[bucket].load();
+    row.commit_latency_us_p99 = commit_latency_quantile_us(buckets, 0.99);
+    const std::vector<std::string>& sampled = report.timeline.chains;
+    if (auto found = std::find(sampled.begin(), sampled.end(), chain.name); found != sampled.end()) {
+      ChainSummary summary = summarize(report.timeline, uint32_t(found - sampled.begin()));
+      row.tps_peak = summary.tps_peak;
+      row.seconds_in_tier = summary.seconds_in_tier;
+    }
     row.committed_per_second = report.duration_s > 0 ? double(row.committed_txs) / report.duration_s : 0;
     row.commit_latency_us_mean = row.committed_txs ? double(latency_sum) / double(row.committed_txs) : 0;
     report.chains.push_back(row);
@@ -1049,13 +1159,25 @@ Result<LedgerReport> run_ledger(const config::PerfConfig& config, const numa::To
     return started.error();
   }
   uint64_t start_ns = shm::monotonic_ns();
+  Result<ShardTableView> shard_table = ShardTableView::join(engine.segment->base(), engine.layout.shard_table);
+  Result<StatusTableView> status_table = StatusTableView::join(engine.segment->base(), engine.layout.status_table);
+  if (!shard_table || !status_table) {
+    stop_now(engine);
+    return !shard_table ? shard_table.error() : status_table.error();
+  }
+  TimelineSampler sampler(config, *shard_table, *status_table, shard_core_count(plan), start_ns);
+  report.timeline.chains = sampler.chain_names(config);
+  report.timeline.balancer = engine.balancer != nullptr;
+  report.timeline.heavy_tps = config.balancer.heavy_tps;
+  report.timeline.medium_tps = config.balancer.medium_tps;
   if (!report.stopped_by_signal) {  // stopped while the pools started: no load, straight to the drain
     if (engine.compute_source) engine.compute_source->start();  // the pools are ready: go
     if (Result<void> started = start_load(engine, config, options); !started) {
       stop_now(engine);
       return started.error();
     }
-    if (Result<void> ran = run_until_stop(engine, stop_signals, options.duration_ms, report); !ran) return ran.error();
+    if (Result<void> ran = run_until_stop(engine, stop_signals, options.duration_ms, sampler, options, report); !ran)
+      return ran.error();
   }
   report.duration_s = double(shm::monotonic_ns() - start_ns) / 1e9;
   if (Result<void> drained = drain(engine); !drained) return drained.error();

@@ -7,11 +7,13 @@
 // the shard tiles, the scheduler tiles and the gateway on the cores the plan gives them,
 // starts a worker-pool process per [[pool]] and node under the pool supervisor and waits
 // until each is ready (or quarantined), then starts [load].clients load-generator processes (`keel load`, attached through the client
-// library like any application) and runs until the duration ends or SIGINT/SIGTERM.
+// library like any application) and runs until the duration ends or SIGINT/SIGTERM,
+// taking a timeline sample of every client chain each second (run_timeline.h).
 // The stop is a drain: the gateway stops routing, every shard seals and waits for its
 // blocks to be durable and answered, then the persist tile stops.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -21,6 +23,7 @@
 
 #include "engine/config/perf_config.h"
 #include "engine/node/compute_source.h"
+#include "engine/node/run_timeline.h"
 #include "error/result.h"
 #include "numa/placement.h"
 #include "numa/topology.h"
@@ -47,6 +50,9 @@ struct LedgerRunOptions {
   // client can attach. The report's `source` says what it sent.
   std::optional<ComputeSourceOptions> compute_source;
   std::vector<RunCompanionFactory> companions;
+  // Called once a second while the run lasts (on run_ledger's thread), with the timeline
+  // so far: its last sample is the second just ended. `keel run` prints progress from it.
+  std::function<void(const RunTimeline&)> on_sample;
 };
 
 struct ChainReport {
@@ -71,6 +77,11 @@ struct ChainReport {
   uint64_t tier_changes = 0;     // this run
   uint64_t slice_changes = 0;
   uint64_t shard_moves = 0;      // its shard tiles' moves between cores this run
+  // From the shards' commit latency buckets (this run) and the run's timeline (client
+  // chains only: the system chain's are zero).
+  uint64_t commit_latency_us_p99 = 0;
+  double tps_peak = 0;           // the busiest second's committed tx/s
+  std::array<double, timeline_tier_count> seconds_in_tier{};  // light, medium, heavy
 };
 
 // The balancer tile this run.
@@ -157,6 +168,7 @@ struct LedgerReport {
   double duration_s = 0;
   double duration_with_drain_s = 0;  // to the end of the drain (what was ordered then is durable)
   bool stopped_by_signal = false;
+  RunTimeline timeline;  // each second of the run (not the drain), per client chain
 };
 
 Result<LedgerReport> run_ledger(const config::PerfConfig& config, const numa::Topology& topology,

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <unordered_map>
@@ -19,6 +20,7 @@
 #include "engine/flow/flow_model.h"
 #include "engine/ledger/transaction.h"
 #include "engine/node/compute_inputs.h"
+#include "engine/node/load_schedule.h"
 #include "shm/segment.h"
 
 namespace keel::node {
@@ -196,7 +198,18 @@ struct Workload {
   bool submit_next(Generator& generator, uint64_t count) {
     if (is_compute_turn(count)) return submit_compute_request(generator);
     if (is_flow_turn(count)) return submit_flow_start(generator);
-    uint32_t chain_index = uint32_t(count % generator.chains.size());
+    return submit_transfer(generator, uint32_t(count % generator.chains.size()));
+  }
+
+  // Paced per chain: submission `count` of that chain (its own count, so each chain gets
+  // its compute and flow shares whatever the others' rates).
+  bool submit_to_chain(Generator& generator, uint32_t chain_index, uint64_t count) {
+    if (is_compute_turn(count)) return submit_compute_request(generator, chain_index);
+    if (is_flow_turn(count)) return submit_flow_start(generator, chain_index);
+    return submit_transfer(generator, chain_index);
+  }
+
+  bool submit_transfer(Generator& generator, uint32_t chain_index) {
     ChainLoad& chain = generator.chains[chain_index];
     uint32_t from_shard = uint32_t(random() % chain.shards), to_shard = from_shard;
     if (chain.shards > 1 && random() % 100 < load.cross_shard_percent)
@@ -210,9 +223,9 @@ struct Workload {
 
   // The next compute_request: chains in turn, and on each chain every type in turn (so
   // every chain sees every type, whatever the two counts), about a random account of ours.
-  bool submit_compute_request(Generator& generator) {
+  bool submit_compute_request(Generator& generator, std::optional<uint32_t> on_chain = std::nullopt) {
     uint64_t chains = generator.chains.size();
-    uint32_t chain_index = uint32_t(compute_count % chains);
+    uint32_t chain_index = on_chain.value_or(uint32_t(compute_count % chains));
     const std::string& type = compute_types[(compute_count / chains) % compute_types.size()];
     // The seed tells clients apart in its high half, so no two clients send the same input.
     uint64_t seed = uint64_t(client_index) << 32 | (compute_count & 0xffffffffu);
@@ -225,9 +238,9 @@ struct Workload {
 
   // The next flow_start: chains in turn, contracts in turn on each, under a key no other
   // client or run uses; the arguments from sample_flow_args.
-  bool submit_flow_start(Generator& generator) {
+  bool submit_flow_start(Generator& generator, std::optional<uint32_t> on_chain = std::nullopt) {
     uint64_t chains = generator.chains.size();
-    uint32_t chain_index = uint32_t(flow_count % chains);
+    uint32_t chain_index = on_chain.value_or(uint32_t(flow_count % chains));
     const FlowContract& contract = contracts[(flow_count / chains) % contracts.size()];
     std::string key = "load-" + std::to_string(client_index) + "-" + std::to_string(run_id) + "-" + std::to_string(flow_count);
     std::vector<std::byte> args = sample_flow_args(contract.model, uint64_t(client_index) << 32 | (flow_count & 0xffffffffu));
@@ -280,9 +293,60 @@ void print_report(const Generator& generator, uint32_t client_index) {
   std::fflush(stdout);
 }
 
+// At most this much of a chain's schedule is made up after the generator fell behind it
+// (its ring pushed back, or the accounts were still being opened): a surge the engine
+// could not take ends when its window does instead of spilling over the calm after it.
+constexpr uint64_t catch_up_ms_max = 100;
+// Submissions to one chain in a row before the others get their turn.
+constexpr uint64_t chain_burst_max = 256;
+
+// Paced per chain (LoadSchedule): each chain gets what its schedule says is due, chains
+// in turn; with nothing due the generator waits for receipts up to a millisecond, so a
+// light load costs little CPU on a small machine.
+void run_paced_per_chain(Generator& generator, Workload& workload, const LoadSchedule& schedule, uint64_t start_ns,
+                         uint64_t deadline_ns, uint32_t client_index, uint32_t clients, uint64_t accounts_per_chain) {
+  std::vector<uint64_t> offered(generator.chains.size(), 0);  // sent, or given up as too late
+  std::vector<uint64_t> opened(generator.chains.size(), 0);   // accounts, the first submissions
+  std::vector<uint64_t> sent(generator.chains.size(), 0);     // after the accounts
+  auto submit_next = [&](uint32_t chain) {
+    if (opened[chain] == accounts_per_chain) return workload.submit_to_chain(generator, chain, sent[chain]++);
+    uint64_t account = workload.first_account + opened[chain]++;
+    return generator.submit(chain, ledger::encode_create_account(account, account, 1'000'000'000));
+  };
+  uint64_t since_collect = 0, next_alive_check_ns = 0;
+  for (uint64_t now_ns = shm::monotonic_ns(); !stop_requested.load() && now_ns < deadline_ns;
+       now_ns = shm::monotonic_ns()) {
+    uint64_t elapsed_ns = now_ns - start_ns;
+    bool any_due = false;
+    for (uint32_t chain = 0; chain < generator.chains.size(); ++chain) {
+      uint64_t due = schedule.due_for_client(chain, elapsed_ns, client_index, clients);
+      uint64_t rate = schedule.rate_per_second(chain, elapsed_ns / 1'000'000);
+      uint64_t lag_max = std::max<uint64_t>(64, rate * catch_up_ms_max / 1000 / clients);
+      if (due > offered[chain] + lag_max) offered[chain] = due - lag_max;
+      for (uint64_t burst = 0; offered[chain] < due && burst < chain_burst_max; ++burst) {
+        if (!submit_next(chain)) return;
+        ++offered[chain];
+        if (++since_collect == 64) {
+          generator.collect(0);
+          since_collect = 0;
+        }
+        any_due = true;
+      }
+    }
+    if (!any_due) generator.collect(1);
+    // engine_alive reads /proc: ten times a second is enough to notice a dead engine.
+    if (now_ns >= next_alive_check_ns) {
+      if (!generator.client->engine_alive()) return;
+      next_alive_check_ns = now_ns + 100'000'000;
+    }
+  }
+}
+
 }  // namespace
 
 int run_load_process(const config::PerfConfig& config, const LoadOptions& options) {
+  // The shapes' times count from here: `keel run` starts its generators as the run starts.
+  uint64_t start_ns = shm::monotonic_ns();
   signal(SIGINT, on_stop_signal);
   signal(SIGTERM, on_stop_signal);
   Result<std::unique_ptr<client::Client>> client = client::Client::attach(options.segment_name, "load-" + std::to_string(options.client_index));
@@ -307,11 +371,14 @@ int run_load_process(const config::PerfConfig& config, const LoadOptions& option
     for (uint64_t account = first_account; account < first_account + config.load.accounts_per_chain; ++account)
       chain.accounts_by_shard[ledger::shard_of_account(account, chain.shards)].push_back(account);
   }
-  // Open the accounts (after a restart they exist already: account_exists is fine).
-  for (uint32_t chain = 0; chain < generator.chains.size(); ++chain)
-    for (const auto& accounts : generator.chains[chain].accounts_by_shard)
-      for (uint64_t account : accounts)
-        if (!generator.submit(chain, ledger::encode_create_account(account, account, 1'000'000'000))) return 1;
+  // Open the accounts (after a restart they exist already: account_exists is fine). Paced
+  // per chain, the openings are each chain's first submissions, at its rate, so that they
+  // do not make every chain look busy to the balancer at the start.
+  if (!config.load.paced_per_chain())
+    for (uint32_t chain = 0; chain < generator.chains.size(); ++chain)
+      for (const auto& accounts : generator.chains[chain].accounts_by_shard)
+        for (uint64_t account : accounts)
+          if (!generator.submit(chain, ledger::encode_create_account(account, account, 1'000'000'000))) return 1;
   Workload workload{config.load, compute_types_of(config), options.client_index, first_account};
   if (config.load.flow_percent > 0) {
     std::vector<std::string> types = compute_types_of(config);
@@ -337,16 +404,24 @@ int run_load_process(const config::PerfConfig& config, const LoadOptions& option
                                    .count());
     if (!deploy_contracts(generator, workload.contracts)) return 1;
   }
-  uint64_t deadline_ns = shm::monotonic_ns() + options.duration_ms * 1'000'000;
-  uint64_t interval_ns = config.load.rate_per_second ? 1'000'000'000ull / config.load.rate_per_second : 0;
-  uint64_t next_send_ns = shm::monotonic_ns();
-  bool anything_to_load = !generator.chains.empty();
-  for (uint64_t count = 0; anything_to_load && !stop_requested.load() && shm::monotonic_ns() < deadline_ns; ++count) {
-    if (!workload.submit_next(generator, count)) break;
-    if ((count & 63) == 0) generator.collect(0);
-    if (interval_ns) {
-      next_send_ns += interval_ns;
-      while (shm::monotonic_ns() < next_send_ns) generator.collect(0);
+  uint64_t deadline_ns = start_ns + options.duration_ms * 1'000'000;
+  if (config.load.paced_per_chain()) {
+    std::vector<std::string> names;
+    for (const ChainLoad& chain : generator.chains) names.push_back(chain.name);
+    run_paced_per_chain(generator, workload, LoadSchedule(config.load, names), start_ns, deadline_ns,
+                        options.client_index, config.load.clients, config.load.accounts_per_chain);
+  } else {
+    uint64_t interval_ns = config.load.rate_per_second ? 1'000'000'000ull / config.load.rate_per_second : 0;
+    uint64_t next_send_ns = shm::monotonic_ns();
+    bool anything_to_load = !generator.chains.empty();
+    for (uint64_t count = 0; anything_to_load && !stop_requested.load() && shm::monotonic_ns() < deadline_ns;
+         ++count) {
+      if (!workload.submit_next(generator, count)) break;
+      if ((count & 63) == 0) generator.collect(0);
+      if (interval_ns) {
+        next_send_ns += interval_ns;
+        while (shm::monotonic_ns() < next_send_ns) generator.collect(0);
+      }
     }
   }
   // The last receipts: every submitted transaction gets one (durable or refused).

@@ -17,6 +17,14 @@
 // accounts, cycling over every compute type of the config's pools with inputs from
 // sample_compute_input (compute_inputs.h) seeded by the client index and a counter.
 //
+// Pacing: with [load] chain_rate_per_second or [[load.shape]]s, each client chain gets its
+// own rate (LoadSchedule, load_schedule.h; times count from the generator's start, which
+// `keel run` makes the run's), this client sending its even part of it, and compute_percent
+// and flow_percent count per chain; each chain's first submissions open the client's
+// accounts on it (at the chain's rate, not in a burst that would look heavy to the
+// balancer), and it makes up at most 100 ms of a schedule it fell behind. Otherwise the submissions go over all chains in turn, at [load] rate_per_second
+// or as fast as backpressure allows.
+//
 // Flows: with [load] flow_contracts and flow_percent, the generator first deploys each
 // contract on every shard of every chain (checked against the pools' compute types; a bad
 // file stops it with one line), then flow_percent of the submissions are flow_starts, the

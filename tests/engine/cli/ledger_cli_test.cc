@@ -1,7 +1,9 @@
 // Tests of the ledger through the real `keel` binary: `run` (the ledger job with its load
 // generators), recovery at the next start, `verify`, `submit`, and damaged data.
+#include <algorithm>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 #include <vector>
 
 #include "engine/ledger/snapshot.h"
@@ -52,8 +54,8 @@ TEST_F(LedgerCli, RunCommitsOnEveryChainRecoversAndVerifies) {
   // Without snapshots verify replays every block, so it can count every transaction.
   fs::path config = default_config_copy(name, {{"snapshot_every_blocks = 1024", "snapshot_every_blocks = 0"}});
   nlohmann::json first = run_ledger(config, "1500ms");
-  ASSERT_EQ(first["chains"].size(), 3u) << first.dump();
-  EXPECT_EQ(first["chains"][2].value("name", ""), "system") << first.dump();
+  ASSERT_EQ(first["chains"].size(), 5u) << first.dump();
+  EXPECT_EQ(first["chains"][4].value("name", ""), "system") << first.dump();
   for (const nlohmann::json& chain : first["chains"]) {
     if (chain.value("name", "") == "system") continue;  // the balancer's records only
     EXPECT_GT(chain.value("committed_txs", 0ull), 1000u) << chain.dump();
@@ -73,6 +75,61 @@ TEST_F(LedgerCli, RunCommitsOnEveryChainRecoversAndVerifies) {
   for (const nlohmann::json& chain : report["chains"])
     for (const nlohmann::json& shard : chain["shards"]) in_blocks += shard.value("transactions", 0ull);
   EXPECT_EQ(in_blocks, committed) << "verify found a different number of transactions than the runs committed";
+}
+
+// `make run`'s job squeezed into 3 s (cards surges from 1 to 2 s): progress each second,
+// the summary per chain, the run folder with the report, the timeline and the chart, and
+// verify's verdict; the timeline shows cards' tx/s rise and fall.
+TEST_F(LedgerCli, RunShowsProgressWritesItsFolderAndTheSurgeRisesAndFalls) {
+  std::string name = instance("main-job");
+  fs::path out = directory_ / "run-folder";
+  fs::path config = default_config_copy(
+      name, {{"from_ms = 6000\nto_ms = 13000\nrate_per_second = 150000",
+              "from_ms = 1000\nto_ms = 2000\nrate_per_second = 60000"}});
+  Outcome outcome = keel({"run", "--config", config, "--duration", "3s", "--out", out, "--verify"}, 90s);
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.out << outcome.err;
+  size_t progress_lines = 0;
+  for (const std::string& line : lines_of(outcome.out))
+    progress_lines += line.find("  cards ") != std::string::npos && line.find(" tx/s ") != std::string::npos;
+  EXPECT_GE(progress_lines, 3u) << outcome.out;
+  EXPECT_NE(outcome.out.find("per chain over the run"), std::string::npos) << outcome.out;
+  EXPECT_NE(outcome.out.find("run folder: " + out.string()), std::string::npos) << outcome.out;
+  EXPECT_NE(outcome.out.find("verify: " + data_dir(name).string() + ": all 5 chains ok"), std::string::npos)
+      << outcome.out;
+
+  nlohmann::json report = nlohmann::json::parse(read_file(out / "report.json"), nullptr, false);
+  ASSERT_FALSE(report.is_discarded()) << read_file(out / "report.json");
+  EXPECT_EQ(report.value("run_dir", ""), out.string());
+  EXPECT_TRUE(report["verify"].value("ok", false));
+  EXPECT_EQ(report["timeline"]["chains"].size(), 4u) << "the system chain is not in the timeline";
+  std::string svg = read_file(out / "chart.svg");
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_EQ(svg.substr(svg.size() - 7), "</svg>\n");
+  size_t tps_lines = 0;
+  for (size_t at = svg.find("<polyline class=\"tps\""); at != std::string::npos;
+       at = svg.find("<polyline class=\"tps\"", at + 1))
+    ++tps_lines;
+  EXPECT_EQ(tps_lines, 4u);
+
+  // cards' tx/s per second: the second of the surge stands well above those around it.
+  std::vector<std::pair<double, double>> cards;  // time_s, tps
+  std::vector<std::string> rows = lines_of(read_file(out / "timeline.csv"));
+  ASSERT_FALSE(rows.empty());
+  EXPECT_EQ(rows[0], "time_s,chain,committed_txs,tps,tier,slice_cores,commit_p99_us");
+  for (size_t index = 1; index < rows.size(); ++index) {
+    std::vector<std::string> fields;
+    std::stringstream row(rows[index]);
+    for (std::string field; std::getline(row, field, ',');) fields.push_back(field);
+    ASSERT_GE(fields.size(), 4u) << rows[index];
+    if (fields[1] == "cards") cards.emplace_back(std::stod(fields[0]), std::stod(fields[3]));
+  }
+  ASSERT_GE(cards.size(), 3u) << read_file(out / "timeline.csv");
+  auto peak = std::max_element(cards.begin(), cards.end(),
+                               [](const auto& a, const auto& b) { return a.second < b.second; });
+  EXPECT_GT(peak->first, 1.5) << read_file(out / "timeline.csv");
+  EXPECT_LT(peak->first, 2.6) << read_file(out / "timeline.csv");
+  EXPECT_GT(peak->second, 2.5 * cards.front().second) << "no rise: " << read_file(out / "timeline.csv");
+  EXPECT_GT(peak->second, 2.5 * cards.back().second) << "no fall: " << read_file(out / "timeline.csv");
 }
 
 TEST_F(LedgerCli, SubmitWaitsForTheDurableReceipt) {
@@ -523,8 +580,8 @@ TEST_F(LedgerCli, FlowCommandsDeployStartAndControlFlows) {
   nlohmann::json report = parse_report(stopped);
   EXPECT_EQ(report["compute"]["flows_started"], 1) << stopped.out;
   // With no load, only the engine's own deploy of the config's [[contract]] (nightly
-  // interest) can have made its cron timer: one per chain.
-  EXPECT_EQ(report["compute"]["timers"], 2) << stopped.out;
+  // interest) can have made its cron timer: one per client chain.
+  EXPECT_EQ(report["compute"]["timers"], 4) << stopped.out;
   // status and list read the log and snapshots, with the engine stopped (or running).
   auto query = [&](std::vector<std::string> arguments) {
     arguments.insert(arguments.begin() + 1, {"--config", config.string(), "--chain", "payments"});

@@ -763,6 +763,87 @@ TEST(PerfConfig, LoadComputePercentIsCheckedAndKept) {
             "test.toml:2:19: load.compute_percent: expected an integer, got a floating-point number");
 }
 
+// [load] chain_rate_per_second and [[load.shape]]: the load paced per chain.
+TEST(PerfConfig, LoadShapesAreKeptInFileOrder) {
+  LoadSection defaults = parsed("").load;
+  EXPECT_EQ(defaults.chain_rate_per_second, 0u);
+  EXPECT_TRUE(defaults.shapes.empty());
+  EXPECT_FALSE(defaults.paced_per_chain());
+  LoadSection load = parsed("[[chain]]\nname = \"cards\"\n[[chain]]\nname = \"bank\"\n"
+                            "[load]\nchain_rate_per_second = 2000\n"
+                            "[[load.shape]]\nchain = \"cards\"\nfrom_ms = 6000\nto_ms = 13000\nrate_per_second = 150000\n"
+                            "[[load.shape]]\nchain = \"bank\"\nrate_per_second = 0\n"
+                            "[[load.shape]]\nchain = \"cards\"\nfrom_ms = 13000\nrate_per_second = 10\n")
+                         .load;
+  EXPECT_TRUE(load.paced_per_chain());
+  EXPECT_EQ(load.chain_rate_per_second, 2000u);
+  ASSERT_EQ(load.shapes.size(), 3u);
+  EXPECT_EQ(load.shapes[0].chain, "cards");
+  EXPECT_EQ(load.shapes[0].from_ms, 6000u);
+  EXPECT_EQ(load.shapes[0].to_ms, 13000u);
+  EXPECT_EQ(load.shapes[0].rate_per_second, 150000u);
+  EXPECT_EQ(load.shapes[1].chain, "bank");
+  EXPECT_EQ(load.shapes[1].from_ms, 0u);  // no window: the whole run
+  EXPECT_EQ(load.shapes[1].to_ms, load_shape_open_end_ms);
+  EXPECT_EQ(load.shapes[1].rate_per_second, 0u);
+  EXPECT_EQ(load.shapes[2].from_ms, 13000u);  // touching the first window is not overlapping it
+  EXPECT_EQ(load.shapes[2].to_ms, load_shape_open_end_ms);
+  // A shape alone paces the load too; chain_rate_per_second alone as well.
+  EXPECT_TRUE(parsed("[[chain]]\nname = \"a\"\n[[load.shape]]\nchain = \"a\"\nrate_per_second = 5\n").load.paced_per_chain());
+  EXPECT_TRUE(parsed("[load]\nchain_rate_per_second = 1\n").load.paced_per_chain());
+}
+
+TEST(PerfConfig, LoadShapeRefusesEachBadInputWithItsPlace) {
+  const std::string chains = "[[chain]]\nname = \"cards\"\n[[chain]]\nname = \"bank\"\n";  // lines 1-4
+  auto shape = [&](const std::string& body) { return chains + "[[load.shape]]\n" + body; };  // body from line 6
+  EXPECT_EQ(error_of(shape("chain = \"cards\"\nrate_per_second = 1\nrate = 5\n")),
+            "test.toml:8:8: load.shape[0].rate: unknown key");
+  EXPECT_EQ(error_of(shape("rate_per_second = 1\n")), "test.toml:5:1: load.shape[0].chain: required key is missing");
+  EXPECT_EQ(error_of(shape("chain = 7\nrate_per_second = 1\n")),
+            "test.toml:6:9: load.shape[0].chain: expected a string, got an integer");
+  EXPECT_EQ(error_of(shape("chain = \"loans\"\nrate_per_second = 1\n")),
+            "test.toml:6:9: load.shape[0].chain: no [[chain]] is named \"loans\"");
+  EXPECT_EQ(error_of(shape("chain = \"system\"\nrate_per_second = 1\n")),
+            "test.toml:6:9: load.shape[0].chain: the system chain takes no client load");
+  EXPECT_EQ(error_of(shape("chain = \"cards\"\n")),
+            "test.toml:5:1: load.shape[0].rate_per_second: required key is missing");
+  EXPECT_EQ(error_of(shape("chain = \"cards\"\nrate_per_second = -1\n")),
+            "test.toml:7:19: load.shape[0].rate_per_second: must be from 0 to 1000000000, got -1");
+  EXPECT_EQ(error_of(shape("chain = \"cards\"\nrate_per_second = 1.5\n")),
+            "test.toml:7:19: load.shape[0].rate_per_second: expected an integer, got a floating-point number");
+  EXPECT_EQ(error_of(shape("chain = \"cards\"\nfrom_ms = -1\nrate_per_second = 1\n")),
+            "test.toml:7:11: load.shape[0].from_ms: must be from 0 to 86399999, got -1");
+  EXPECT_EQ(error_of(shape("chain = \"cards\"\nto_ms = 86400001\nrate_per_second = 1\n")),
+            "test.toml:7:9: load.shape[0].to_ms: must be from 1 to 86400000, got 86400001");
+  EXPECT_EQ(error_of(shape("chain = \"cards\"\nfrom_ms = 5000\nto_ms = 5000\nrate_per_second = 1\n")),
+            "test.toml:8:9: load.shape[0].to_ms: must be greater than from_ms (5000), got 5000");
+  // Two windows of one chain must not overlap; the later one is named, with both windows.
+  EXPECT_EQ(error_of(shape("chain = \"cards\"\nfrom_ms = 6000\nto_ms = 13000\nrate_per_second = 1\n"
+                           "[[load.shape]]\nchain = \"bank\"\nrate_per_second = 1\n"
+                           "[[load.shape]]\nchain = \"cards\"\nfrom_ms = 12999\nrate_per_second = 2\n")),
+            "test.toml:14:9: load.shape[2].chain: its window (from 12999 ms to the end of the run) overlaps "
+            "load.shape[0] (line 5, from 6000 to 13000 ms) on chain \"cards\"");
+  EXPECT_EQ(error_of(shape("chain = \"bank\"\nrate_per_second = 1\n"
+                           "[[load.shape]]\nchain = \"bank\"\nfrom_ms = 100\nto_ms = 200\nrate_per_second = 2\n")),
+            "test.toml:9:9: load.shape[1].chain: its window (from 100 to 200 ms) overlaps load.shape[0] (line 5, "
+            "from 0 ms to the end of the run) on chain \"bank\"");
+  EXPECT_EQ(error_of(chains + "[load]\nshape = 5\n"), "test.toml:6:9: load.shape: expected an array of tables, got an integer");
+  EXPECT_EQ(error_of(chains + "[load]\nshape = [5]\n"), "test.toml:6:10: load.shape[0]: expected a table, got an integer");
+  std::string many = chains;
+  for (int index = 0; index < 257; ++index) many += "[[load.shape]]\nchain = \"cards\"\nrate_per_second = 1\n";
+  EXPECT_EQ(error_of(many), "test.toml:5:1: load.shape: at most 256 shapes, got 257");
+  // chain_rate_per_second: checked like any rate.
+  EXPECT_EQ(error_of("[load]\nchain_rate_per_second = 1000000001\n"),
+            "test.toml:2:25: load.chain_rate_per_second: must be from 0 to 1000000000, got 1000000001");
+  // Paced per chain and per client at once: refused at rate_per_second.
+  EXPECT_EQ(error_of("[load]\nrate_per_second = 100\nchain_rate_per_second = 10\n"),
+            "test.toml:2:19: load.rate_per_second: must be 0 when the load is paced per chain "
+            "(chain_rate_per_second or [[load.shape]]), got 100");
+  EXPECT_EQ(error_of(shape("chain = \"cards\"\nrate_per_second = 1\n[load]\nrate_per_second = 100\n")),
+            "test.toml:9:19: load.rate_per_second: must be 0 when the load is paced per chain "
+            "(chain_rate_per_second or [[load.shape]]), got 100");
+}
+
 // [scheduler]: the scheduler tiles and the pool supervision.
 TEST(PerfConfig, SchedulerKnobsAreCheckedAndKept) {
   SchedulerSection defaults = parsed("").scheduler;
@@ -914,13 +995,23 @@ TEST(PerfConfigShipped, DefaultFitsALaptop) {
                config->tiles.timer.busy_poll || config->tiles.pipeline.busy_poll);
   EXPECT_EQ(config->rings.capacity, 4096u);
   EXPECT_EQ(config->rings.slot_bytes, 64u);
-  ASSERT_EQ(config->chains.size(), 3u);
-  EXPECT_TRUE(config->chains[2].is_system());
+  ASSERT_EQ(config->chains.size(), 5u);
+  EXPECT_TRUE(config->chains[4].is_system());
   EXPECT_EQ(config->chains[0].name, "payments");
   EXPECT_EQ(config->chains[0].shards, 2u);
   EXPECT_EQ(config->chains[0].block_txs_max, 8192u);
   EXPECT_EQ(config->chains[1].name, "settlement");
   EXPECT_EQ(config->chains[1].shards, 1u);
+  EXPECT_EQ(config->chains[2].name, "cards");
+  EXPECT_EQ(config->chains[3].name, "treasury");
+  // The load of `make run`: paced per chain, and cards surges past heavy_tps mid-run.
+  EXPECT_EQ(config->load.rate_per_second, 0u);
+  EXPECT_EQ(config->load.chain_rate_per_second, 2000u);
+  ASSERT_EQ(config->load.shapes.size(), 3u);
+  const LoadShape& surge = config->load.shapes[2];
+  EXPECT_EQ(surge.chain, "cards");
+  EXPECT_GT(surge.rate_per_second, config->balancer.heavy_tps * 2);
+  EXPECT_EQ(surge.to_ms - surge.from_ms, 7000u);
   EXPECT_FALSE(config->pipeline.enabled);
   EXPECT_EQ(config->ledger.data_dir, "data/default");
   EXPECT_TRUE(config->load.enabled);
