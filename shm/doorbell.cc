@@ -52,7 +52,10 @@ bool doorbell_sleep_any(Doorbell* const* bells, const uint32_t* sequences, size_
   deadline.tv_sec += time_t(timeout_us / 1'000'000) + deadline.tv_nsec / 1'000'000'000;
   deadline.tv_nsec %= 1'000'000'000;
   long woken = syscall(SYS_futex_waitv, waiters, unsigned(count), 0u, &deadline, CLOCK_MONOTONIC);
-  if (woken < 0 && errno == ENOSYS) {
+  // ENOSYS on an old kernel; EPERM (or another error) where a sandbox's seccomp filter
+  // refuses the call: either way no sleep happened, so sleep on the first bell instead
+  // rather than spin.
+  if (woken < 0 && errno != EAGAIN && errno != EINTR && errno != ETIMEDOUT) {
     doorbell_sleep(bells[0], sequences[0], timeout_us < fallback_timeout_us ? timeout_us : fallback_timeout_us);
     return false;
   }

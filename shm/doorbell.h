@@ -39,8 +39,9 @@ void doorbell_finish_sleep(Doorbell* bell);
 // them is rung or `timeout_us` passes; `sequences[i]` comes from doorbell_prepare_sleep on
 // `bells[i]`. A core sleeps this way when it runs tiles moved from other cores: their
 // rings still ring the doorbell of the core they were planned on. At most
-// doorbell_wait_many_max bells. Returns false if the kernel has no futex_waitv: then it
-// slept on bells[0] alone, for at most `fallback_timeout_us` (the caller says so once).
+// doorbell_wait_many_max bells. Returns false if futex_waitv is missing or refused (an
+// old kernel, a seccomp filter): then it slept on bells[0] alone, for at most
+// `fallback_timeout_us` (the caller says so once).
 inline constexpr size_t doorbell_wait_many_max = 16;
 bool doorbell_sleep_any(Doorbell* const* bells, const uint32_t* sequences, size_t count, uint32_t timeout_us,
                         uint32_t fallback_timeout_us);

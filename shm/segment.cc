@@ -209,7 +209,7 @@ Result<Segment> Segment::attach(std::string_view name_view, Access access) {
                                        std::to_string(segment_layout_version));
   }
   if (header.sealed.load(std::memory_order_acquire) != 1) {
-    return make_error(place(name), "its engine has not finished laying it out");
+    return make_error(place(name), segment_not_sealed_reason);
   }
   if (!owner_alive(header.owner_pid, header.owner_start_ticks)) {
     return make_error(place(name), "stale: its engine (pid " + std::to_string(header.owner_pid) +

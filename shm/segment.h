@@ -126,6 +126,9 @@ class Segment {
   std::vector<std::string> notes_;
 };
 
+// What attach says of a segment its engine is still laying out (clients wait for it).
+inline constexpr char segment_not_sealed_reason[] = "its engine has not finished laying it out";
+
 // Start time of a process in clock ticks since boot (field 22 of /proc/<pid>/stat), or
 // 0 if the process does not exist.
 uint64_t process_start_ticks(int pid);

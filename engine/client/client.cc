@@ -45,6 +45,19 @@ Result<std::unique_ptr<Client>> Client::attach(std::string_view segment_name, st
     return make_error(place, "no keel engine named '" + name + "' is running");
   }
   Result<shm::Segment> segment = shm::Segment::attach(name);
+  // An engine that has just started lays its segment out after recovering its chains:
+  // wait for that (bounded) rather than fail a client started right after it.
+  auto being_laid_out = [](const Error& error) {
+    std::string_view message = error.message;
+    std::string_view reason = shm::segment_not_sealed_reason;
+    return message.size() >= reason.size() && message.substr(message.size() - reason.size()) == reason;
+  };
+  constexpr uint64_t layout_wait_ms_max = 20'000;
+  for (uint64_t waited_ms = 0; !segment && being_laid_out(segment.error()) && waited_ms < layout_wait_ms_max;
+       waited_ms += 10) {
+    usleep(10'000);
+    segment = shm::Segment::attach(name);
+  }
   if (!segment) return make_error(place, segment.error().message);
   std::unique_ptr<Client> client(new Client(std::move(*segment)));
   const shm::SegmentHeader& header = client->segment_.header();

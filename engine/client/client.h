@@ -51,7 +51,8 @@ class Client {
   // client; it does not prove who runs it (protocol.h). Several clients may share an id
   // (they then share its credit). Errors: a bad client id, no such engine, an engine that
   // is not alive (its pid is gone or its heartbeat is older than 5 s), an engine without a
-  // client table, all slots taken.
+  // client table, all slots taken. A segment its engine is still laying out (recovery at
+  // start-up) is waited for, up to 20 s.
   static Result<std::unique_ptr<Client>> attach(std::string_view segment_name, std::string_view client_id);
   // Detaches: the slot becomes detached and the gateway reclaims it (receipts still owed
   // are dropped). Does nothing in a forked child that inherited the object.

@@ -96,7 +96,9 @@ void CoreLoop::take_mail() {
       request.tile->weight.store(weight, std::memory_order_relaxed);
       continue;
     }
-    if (draining_) {
+    // Asked to drain (perhaps not noticed yet at the top of run()): the tile stays and
+    // drains here, as request_move promises.
+    if (draining_ || drain_requested_.load(std::memory_order_acquire)) {
       ++stats_.moves_refused;
       continue;
     }

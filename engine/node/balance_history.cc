@@ -1,5 +1,7 @@
 #include "engine/node/balance_history.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "engine/config/perf_config.h"
@@ -10,7 +12,9 @@
 
 namespace keel::node {
 
-Result<std::vector<BalanceEvent>> read_balance_history(const std::string& data_dir) {
+namespace {
+
+Result<std::vector<BalanceEvent>> read_balance_history_once(const std::string& data_dir) {
   std::string directory = shard_directory(data_dir, config::system_chain_name, 0);
   if (!std::filesystem::is_directory(directory))
     return make_error(directory, "no such directory: no engine has run with this data directory since the balancer came");
@@ -31,6 +35,20 @@ Result<std::vector<BalanceEvent>> read_balance_history(const std::string& data_d
   };
   Result<persist::RecoveredLog> log = persist::scan_log(directory, {config::system_chain_name, 0, 1}, visit);
   if (!log) return log.error();
+  return events;
+}
+
+}  // namespace
+
+Result<std::vector<BalanceEvent>> read_balance_history(const std::string& data_dir) {
+  // A running engine may be writing the tail (a reader can see a later page of a write
+  // before an earlier one) or drop a segment under the read: read again, a few times.
+  constexpr int attempts_max = 5;
+  Result<std::vector<BalanceEvent>> events = read_balance_history_once(data_dir);
+  for (int attempt = 1; !events && attempt < attempts_max; ++attempt) {
+    usleep(20'000);
+    events = read_balance_history_once(data_dir);
+  }
   return events;
 }
 

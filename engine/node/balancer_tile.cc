@@ -108,12 +108,34 @@ void BalancerTile::run_window(uint64_t now_ns) {
     from->second->request_move(tile, to->second, move.weight);
     ++counters_.moves_requested;
   }
+  std::vector<bool> requested(options_.shard_tiles.size(), false);
+  for (const balance::ShardMove& move : decision.moves) requested[move.shard] = true;
   for (const balance::WeightChange& change : decision.weight_changes) {
+    requested[change.shard] = true;
     engine::MovableTile* tile = options_.shard_tiles[change.shard];
     auto core = options_.loops->find(tile->core_index.load(std::memory_order_acquire));
     if (core == options_.loops->end()) continue;
     core->second->request_weight(tile, change.to_weight);
     ++counters_.weight_changes_requested;
+  }
+  // The balancer takes its placement as done. A request a core refused (one that found the
+  // tile gone, or the shuffle test hook's moves) leaves a tile elsewhere: ask again, so
+  // what runs converges on what the balancer decided.
+  std::span<const balance::ShardPlacement> placement = balancer_.placement();
+  for (uint32_t shard = 0; shard < options_.shard_tiles.size(); ++shard) {
+    if (requested[shard]) continue;
+    engine::MovableTile* tile = options_.shard_tiles[shard];
+    uint32_t actual = tile->core_index.load(std::memory_order_acquire);
+    uint32_t weight = tile->weight.load(std::memory_order_relaxed);
+    if (actual == placement[shard].core && weight == placement[shard].weight) continue;
+    auto from = options_.loops->find(actual), to = options_.loops->find(placement[shard].core);
+    if (from == options_.loops->end() || to == options_.loops->end()) continue;
+    ++counters_.placement_mismatches;
+    if (actual == placement[shard].core) {
+      from->second->request_weight(tile, placement[shard].weight);
+    } else {
+      from->second->request_move(tile, to->second, placement[shard].weight);
+    }
   }
   queue_records(decision, before);
   publish_status();

@@ -64,7 +64,7 @@ struct BalancerTileCounters {
   uint64_t weight_changes_requested = 0;
   uint64_t records_ordered = 0;           // pushed into the system shard's ring
   uint64_t windows_held = 0;              // windows skipped while records waited for room
-  uint64_t placement_mismatches = 0;      // a shard found on another core than the balancer placed it
+  uint64_t placement_mismatches = 0;      // a shard found elsewhere (or weighted otherwise) than decided: asked again
   uint64_t shuffles_requested = 0;        // the test hook's moves
 };
 

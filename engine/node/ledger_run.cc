@@ -317,12 +317,13 @@ struct Engine {
   std::unique_ptr<sched::ComputeTypeTable> compute_types;         // the shards keep a pointer
   std::vector<std::unique_ptr<sched::SchedulerTile>> schedulers;  // by scheduler index
   std::unique_ptr<sched::PoolSupervisor> supervisor;
-  std::vector<std::unique_ptr<engine::Core>> cores;
   // Each shard tile's handle for moving between cores (by global shard), and the core
   // loops by planned core index (null where no core runs): what the balancer re-slices.
+  // Before `cores`, like every tile: the cores are joined before what they poll goes.
   std::vector<std::unique_ptr<engine::MovableTile>> movable_shards;
   std::map<uint32_t, engine::CoreLoop*> loops_by_core;
   std::unique_ptr<BalancerTile> balancer;
+  std::vector<std::unique_ptr<engine::Core>> cores;
   std::vector<std::unique_ptr<engine::ChildProcess>> loads;
   uint64_t pool_events = 0;  // supervisor events seen (the report keeps the first few)
   flow::FlowTableCounters flows_at_start;  // summed over the shards, before the cores start
@@ -777,6 +778,8 @@ Result<void> start_pools(Engine& engine, const config::PerfConfig& config, const
   // signal ends the wait (and the run: see run_ledger).
   std::vector<std::string> events;
   while (!engine.supervisor->all_ready()) {
+    // The segment is sealed and clients may attach: they judge the engine alive by this.
+    engine.segment->beat_heartbeat();
     engine.supervisor->poll(shm::monotonic_ns(), &events);
     log_pool_events(engine, events, report);
     if (stop_signals.wait(1)) {
@@ -927,6 +930,7 @@ Result<void> drain(Engine& engine) {
       stop_now(engine);
       return Error{engine.drain.fatal_message};
     }
+    engine.segment->beat_heartbeat();  // draining is alive too
     bool all_finished = true;
     for (auto& core : engine.cores) all_finished = all_finished && core->finished();
     if (all_finished) break;
@@ -1145,6 +1149,7 @@ Result<LedgerReport> run_ledger(const config::PerfConfig& config, const numa::To
   engine.layout = std::move(*layout);
   if (Result<void> built = build_tiles(engine, config, plan, options, report); !built) return built.error();
   engine.segment->seal();
+  engine.segment->beat_heartbeat();  // recovery may have taken a while
   engine::BlockedStopSignals stop_signals;
   engine.flows_at_start = flow_counters(engine);  // the recovered state, before any tile runs
   if (Result<void> started = start_cores(engine, config, topology, plan); !started) {

@@ -66,9 +66,9 @@ struct StatusTableHeader {
   uint64_t cores_offset;            // from the segment base: CoreStatus[core_count]
   uint64_t chains_offset;           // from the segment base: ChainSliceSlot[chain_count]
   std::atomic<uint64_t> balancer_windows;  // windows the balancer has run
-  std::atomic<uint64_t> balancer_moves;    // shard tiles it moved
+  std::atomic<uint64_t> balancer_moves;    // shard tile moves it requested (a core may refuse one: draining)
   std::atomic<uint64_t> balancer_records;  // balance_record transactions it ordered
-  std::atomic<uint64_t> balancer_records_backpressured;  // records that waited for room in the system ring
+  std::atomic<uint64_t> balancer_records_backpressured;  // windows it decided nothing: records waited for room
 };
 
 struct StatusTableCore {

@@ -139,8 +139,10 @@ TEST_F(LedgerCli, SubmitWaitsForTheDurableReceipt) {
   KeelProcess engine(directory_, {"run", "--config", config, "--duration", "60s", "--json"});
   ASSERT_TRUE(wait_until_running(name, started)) << "keel never created its segment";
   auto submit = [&](std::vector<std::string> arguments) {
-    arguments.insert(arguments.begin(), {"submit", "--instance", name, "--chain", "payments"});
-    return keel(arguments);
+    // A generous receipt timeout: under sanitizers on a busy 2-core machine a first group
+    // commit can take seconds.
+    arguments.insert(arguments.begin(), {"submit", "--instance", name, "--chain", "payments", "--timeout-ms", "30000"});
+    return keel(arguments, 40s);
   };
   Outcome opened = submit({"create-account", "--account", "7", "--balance", "100"});
   EXPECT_EQ(opened.exit_code, 0) << opened.out << opened.err;
@@ -171,8 +173,10 @@ TEST_F(LedgerCli, SubmitComputeGetsItsBlockAndShard) {
   KeelProcess engine(directory_, {"run", "--config", config, "--duration", "60s", "--json"});
   ASSERT_TRUE(wait_until_running(name, started)) << "keel never created its segment";
   auto submit = [&](std::vector<std::string> arguments) {
-    arguments.insert(arguments.begin(), {"submit", "--instance", name, "--chain", "payments"});
-    return keel(arguments);
+    // A generous receipt timeout: under sanitizers on a busy 2-core machine a first group
+    // commit can take seconds.
+    arguments.insert(arguments.begin(), {"submit", "--instance", name, "--chain", "payments", "--timeout-ms", "30000"});
+    return keel(arguments, 40s);
   };
   // payments has two shards: the subject picks one.
   std::string shard = std::to_string(ledger::shard_of_account(7, 2));
@@ -534,9 +538,9 @@ TEST_F(LedgerCli, FlowCommandsDeployStartAndControlFlows) {
   KeelProcess engine(directory_, {"run", "--config", config, "--duration", "60s", "--json"});
   ASSERT_TRUE(wait_until_running(name, started)) << "keel never created its segment";
   auto flow = [&](std::vector<std::string> arguments) {
-    arguments.insert(arguments.begin() + 1, {"--instance", name, "--chain", "payments"});
+    arguments.insert(arguments.begin() + 1, {"--instance", name, "--chain", "payments", "--timeout-ms", "30000"});
     arguments.insert(arguments.begin(), "flow");
-    return keel(arguments);
+    return keel(arguments, 40s);
   };
   std::string loan = std::string(KEEL_SOURCE_DIR) + "/perf/flows/loan_approval.toml";
   Outcome deployed = flow({"deploy", loan, "--config", config});
