@@ -30,8 +30,7 @@ double paired_ratio(const Figure& a, const Figure& b) {
 }
 
 bool all_targets_met(const std::vector<Target>& targets) {
-  return std::all_of(targets.begin(), targets.end(),
-                     [](const Target& target) { return target.ratio >= target.threshold; });
+  return std::all_of(targets.begin(), targets.end(), [](const Target& target) { return target.met(); });
 }
 
 void print_targets(const std::vector<Target>& targets) {
@@ -41,16 +40,18 @@ void print_targets(const std::vector<Target>& targets) {
       std::printf("%-58s %8.2f %12s\n", target.name.c_str(), target.ratio, "(reference)");
       continue;
     }
-    std::printf("%-58s %8.2f %7s%.2f %s\n", target.name.c_str(), target.ratio, ">=", target.threshold,
-                target.ratio >= target.threshold ? "met" : "NOT MET");
+    std::printf("%-58s %8.2f %7s%.2f %s\n", target.name.c_str(), target.ratio, target.at_most ? "<=" : ">=",
+                target.threshold, target.met() ? "met" : "NOT MET");
   }
   std::printf("\n%s\n", all_targets_met(targets) ? "all targets met" : "some targets not met (see above)");
 }
 
 void add_targets_json(nlohmann::json& json, const std::vector<Target>& targets) {
   for (const Target& target : targets) {
-    json["ratios"].push_back({{"name", target.name}, {"ratio", target.ratio}, {"target_at_least", target.threshold},
-                              {"met", target.ratio >= target.threshold}});
+    json["ratios"].push_back({{"name", target.name},
+                              {"ratio", target.ratio},
+                              {target.at_most ? "target_at_most" : "target_at_least", target.threshold},
+                              {"met", target.met()}});
   }
   json["all_targets_met"] = all_targets_met(targets);
 }

@@ -33,7 +33,9 @@ double paired_ratio(const Figure& a, const Figure& b);
 struct Target {
   std::string name;
   double ratio;
-  double threshold;  // ratio must be >= threshold; 0: shown for reference, no target
+  double threshold;  // ratio must be >= threshold (<= with at_most); 0: shown for reference, no target
+  bool at_most = false;
+  bool met() const { return threshold == 0 || (at_most ? ratio <= threshold : ratio >= threshold); }
 };
 
 bool all_targets_met(const std::vector<Target>& targets);

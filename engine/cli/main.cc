@@ -19,6 +19,7 @@
 #include "engine/pipeline/pipeline.h"
 #include "engine/pipeline/pipeline_run.h"
 #include "numa/placement.h"
+#include "perf/bench_balance.h"
 #include "perf/bench_ledger.h"
 #include "perf/bench_flows.h"
 #include "perf/bench_tasks.h"
@@ -235,6 +236,12 @@ int main(int argc, char** argv) {
   bench_flows->add_option("--seconds", flows_options.seconds, "length of each run, seconds")->capture_default_str()->check(CLI::Range(0.1, 600.0));
   bench_flows->add_option("--latency-flows-per-second", flows_options.latency_flows_per_second, "loan flows/s offered in the run that measures latency below capacity")->capture_default_str()->check(CLI::Range(1u, 10'000'000u));
   bench_flows->add_option("--directory", flows_options.directory, "where the engine writes (default: a fresh folder under data/bench-flows)");
+  keel::perf::BalanceBenchOptions balance_options;
+  CLI::App* bench_balance = bench->add_subcommand("balance", "committed tx/s and light chains' commit p99 under a skewed, shifting load: the balancer vs a static equal split and unpinned OS threads");
+  bench_balance->add_flag("--json", balance_options.json, "print one JSON object");
+  bench_balance->add_option("--repetitions", balance_options.repetitions, "rounds, each running every mode once (median reported)")->capture_default_str()->check(CLI::Range(1u, 1000u));
+  bench_balance->add_option("--seconds", balance_options.seconds, "length of each loaded run, seconds (the shift is half way; the light-only run is half as long)")->capture_default_str()->check(CLI::Range(1.0, 600.0));
+  bench_balance->add_option("--directory", balance_options.directory, "where the engine writes (default: a fresh folder under data/bench-balance)");
 
   CLI::App* relay = app.add_subcommand("pipeline-relay", "(internal) the pipeline's relay process");
   relay->group("");
@@ -405,6 +412,7 @@ int main(int argc, char** argv) {
   if (bench_ledger->parsed()) return keel::perf::run_ledger_bench(ledger_options);
   if (bench_tasks->parsed()) return keel::perf::run_tasks_bench(tasks_options);
   if (bench_flows->parsed()) return keel::perf::run_flows_bench(flows_options);
+  if (bench_balance->parsed()) return keel::perf::run_balance_bench(balance_options);
   if (relay->parsed()) return keel::engine::pipeline::run_relay_process(segment_name, pu, node);
   if (load->parsed()) {
     keel::Result<uint64_t> load_duration_ms = parse_duration_ms(load_duration);

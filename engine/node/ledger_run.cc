@@ -311,6 +311,10 @@ struct Engine {
   DrainState drain;
   std::unique_ptr<SnapshotWriter> snapshots;       // before the shards that use it
   std::vector<std::unique_ptr<ShardTile>> shards;  // by global shard
+  // LedgerRunOptions::chain_cpu_cap: a budget per chain (null for uncapped chains) and the
+  // capped tiles the cores run in the shard tiles' place (before the cores: outlive them).
+  std::vector<std::unique_ptr<ChainCpuBudget>> cpu_budgets;  // by chain
+  std::vector<std::unique_ptr<CappedTile>> capped_shards;
   std::unique_ptr<PersistTile> persist;
   std::unique_ptr<DrainingGateway> gateway;
   ComputeSourceTile* compute_source = nullptr;  // inside `gateway`, when it takes the gateway's place
@@ -609,16 +613,22 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
 
 // One core per planned core that hosts a tile the ledger runs.
 Result<void> start_cores(Engine& engine, const config::PerfConfig& config, const numa::Topology& topology,
-                         const numa::Plan& plan) {
+                         const numa::Plan& plan, const std::optional<ChainCpuCap>& cpu_cap) {
   std::map<std::string, engine::Tile*> tiles_by_name = {{"gateway", engine.gateway.get()},
                                                         {"persist", engine.persist.get()}};
   std::map<std::string, engine::MovableTile*> movable_by_name;
   std::map<std::string, uint32_t> global_of_name;
   Result<ShardTableView> table = ShardTableView::join(engine.segment->base(), engine.layout.shard_table);
   if (!table) return table.error();
+  for (const config::ChainConfig& chain : config.chains)
+    engine.cpu_budgets.push_back(cpu_cap && !chain.is_system() ? std::make_unique<ChainCpuBudget>(*cpu_cap) : nullptr);
   for (uint32_t global = 0; global < engine.shards.size(); ++global) {
-    ShardTile* shard = engine.shards[global].get();
+    engine::Tile* shard = engine.shards[global].get();
     std::string name(shard->name());
+    if (ChainCpuBudget* budget = engine.cpu_budgets.at(table->control(global).chain).get()) {
+      engine.capped_shards.push_back(std::make_unique<CappedTile>(shard, budget));
+      shard = engine.capped_shards.back().get();
+    }
     tiles_by_name[name] = shard;
     // Its input rings ring the doorbell of the core the plan put it on, wherever it runs.
     Result<uint32_t> core = core_of(plan, name);
@@ -1045,6 +1055,8 @@ void fill_report(Engine& engine, const config::PerfConfig& config, LedgerReport&
       for (uint32_t shard = global - chain.shards; shard < global; ++shard)
         row.shard_moves += engine.movable_shards[shard]->moves.load();
     }
+    if (const ChainCpuBudget* budget = engine.cpu_budgets.empty() ? nullptr : engine.cpu_budgets.at(report.chains.size()).get())
+      row.cpu_cap_periods_throttled = budget->periods_throttled();
     std::vector<uint64_t> buckets(commit_latency_bucket_count, 0);
     for (uint32_t shard = global - chain.shards; shard < global; ++shard)
       for (uint32_t bucket = 0; bucket < commit_latency_bucket_count; ++bucket)
@@ -1152,7 +1164,7 @@ Result<LedgerReport> run_ledger(const config::PerfConfig& config, const numa::To
   engine.segment->beat_heartbeat();  // recovery may have taken a while
   engine::BlockedStopSignals stop_signals;
   engine.flows_at_start = flow_counters(engine);  // the recovered state, before any tile runs
-  if (Result<void> started = start_cores(engine, config, topology, plan); !started) {
+  if (Result<void> started = start_cores(engine, config, topology, plan, options.chain_cpu_cap); !started) {
     stop_now(engine);
     return started.error();
   }

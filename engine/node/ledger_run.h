@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "engine/config/perf_config.h"
+#include "engine/node/chain_cpu_cap.h"
 #include "engine/node/compute_source.h"
 #include "engine/node/run_timeline.h"
 #include "error/result.h"
@@ -50,6 +51,10 @@ struct LedgerRunOptions {
   // client can attach. The report's `source` says what it sent.
   std::optional<ComputeSourceOptions> compute_source;
   std::vector<RunCompanionFactory> companions;
+  // Set (by `keel bench balance`, for its static split): every client chain's shard tiles
+  // together run at most this many cores' worth of time per period, whatever else their
+  // cores have to do (chain_cpu_cap.h). The system chain is never capped.
+  std::optional<ChainCpuCap> chain_cpu_cap;
   // Called once a second while the run lasts (on run_ledger's thread), with the timeline
   // so far: its last sample is the second just ended. `keel run` prints progress from it.
   std::function<void(const RunTimeline&)> on_sample;
@@ -77,6 +82,7 @@ struct ChainReport {
   uint64_t tier_changes = 0;     // this run
   uint64_t slice_changes = 0;
   uint64_t shard_moves = 0;      // its shard tiles' moves between cores this run
+  uint64_t cpu_cap_periods_throttled = 0;  // periods it ran out of LedgerRunOptions::chain_cpu_cap
   // From the shards' commit latency buckets (this run) and the run's timeline (client
   // chains only: the system chain's are zero).
   uint64_t commit_latency_us_p99 = 0;
