@@ -56,13 +56,16 @@
 // chain changes tier more than once in 10 windows. Ratios are medians of round-by-round
 // ratios; windows are the worst round's.
 //
-// Estimate: a transfer costs its shard about 1-1.5 us (check, execute, leaf hash, its
-// share of the block's Merkle tree and record, its receipt), and the gateway and the
-// generators add as much again on the other core. One shard core then commits some
-// 150,000-250,000 tx/s while the other carries the rest. A chain capped at 0.5 core gets
-// half of that, and the light chains use 8,000 tx/s of their shares. So the balancer
-// should reach about 1.6-1.8x the static split, and about 1x the work-conserving baselines,
-// which give the surging chain the idle quanta too.
+// Estimate. A transfer costs its shard about 0.3 us: check, execute, leaf hash, and its
+// share of the block's Merkle tree, record and receipts (the balancer measures 250-350
+// ns a transaction here). Even 300,000 tx/s is then 0.1 core, so an equal cap of 0.5 core
+// a chain does not bind. What bounds a surging chain is its receipts in flight. The two
+// generators hold at most 2 x 4,096 submissions without a receipt ([ledger]
+// client_in_flight_max), and a receipt waits for its block's fdatasync. So a chain
+// commits at most about 8,192 / commit latency: 400,000 tx/s at 20 ms. On a 2-core host the
+// static split should therefore come close to the work-conserving modes, and 1.5x is not
+// expected: the cap could bind only at about 1.5 M tx/s a chain. What separates the modes
+// is the light chains' latency beside the surge.
 #pragma once
 
 #include <cstdint>

@@ -10,9 +10,13 @@
 //   ...
 //   uint64_t throttled = budget.periods_throttled();
 //
-// Each poll of a capped tile costs two clock reads. A poll's time is charged to its chain
-// when the poll ends, so a chain overruns its cap by at most one poll per shard per period
-// (a shard poll is at most weight × tile_budget transactions: tens of microseconds).
+// Periods run on the monotonic clock. What a chain is charged is its threads' CPU time in
+// its polls (CLOCK_THREAD_CPUTIME_ID), as a cgroup counts it, so a poll preempted by
+// another process costs its chain only the time it ran. Each poll of a capped tile costs
+// a monotonic clock read and two reads of the thread's CPU clock (system calls, about
+// 0.1-0.3 us each). A poll's time is charged to its chain when the poll ends, so a chain
+// overruns its cap by at most one poll per shard per period (a shard poll is at most
+// weight × tile_budget transactions: tens of microseconds).
 // The chain's shards may run on different cores and share one budget: at the turn of a
 // period the first one to see it resets the budget, and time charged just before that reset
 // by the other shard may be lost. This error is bounded by one poll.
@@ -36,7 +40,7 @@ class ChainCpuBudget {
   explicit ChainCpuBudget(ChainCpuCap cap);
   // True while the chain has budget left in the period holding now_ns (CLOCK_MONOTONIC).
   bool may_run(uint64_t now_ns);
-  // Adds the time of one poll.
+  // Adds the CPU time of one poll.
   void charge(uint64_t busy_ns) { used_ns_.fetch_add(busy_ns, std::memory_order_relaxed); }
   // Periods in which the chain ran out of budget.
   uint64_t periods_throttled() const { return periods_throttled_.load(std::memory_order_relaxed); }
