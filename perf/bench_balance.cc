@@ -37,7 +37,7 @@ constexpr uint32_t payments = 0, settlement = 1, cards = 2, treasury = 3;
 constexpr uint32_t first_surge = cards, second_surge = payments;
 constexpr std::array<uint32_t, 2> light_chains = {settlement, treasury};
 constexpr uint64_t light_rate_per_second = 2'000;
-constexpr uint64_t surge_rate_per_second = 1'000'000;
+constexpr uint64_t surge_rate_per_second = 10'000'000;
 constexpr uint32_t load_clients = 2;
 constexpr uint64_t watch_interval_ns = 2'000'000;
 
