@@ -140,6 +140,8 @@ std::string_view to_string(Tier tier) {
   return "?";
 }
 
+std::string_view tier_name(uint32_t tier) { return tier <= uint32_t(Tier::heavy) ? to_string(Tier(tier)) : "?"; }
+
 Result<Balancer> Balancer::create(const BalancerKnobs& knobs, BalancerSetup setup) {
   if (Result<void> checked = check_knobs(knobs); !checked) return checked.error();
   if (Result<void> checked = check_setup(setup); !checked) return checked.error();

@@ -88,6 +88,9 @@ enum class Tier : uint8_t { light, medium, heavy };
 
 // "light", "medium", "heavy".
 std::string_view to_string(Tier tier);
+// The same for a tier as the segment and the system chain's records hold it (a number):
+// "?" for a number that is no tier.
+std::string_view tier_name(uint32_t tier);
 
 // A chain as the config lists it. Global shard indexes number the chains' shards in config
 // order: chain 0's shards first.

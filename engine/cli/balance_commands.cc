@@ -30,7 +30,7 @@ std::string utc_text(uint64_t time_ms) {
   return text;
 }
 
-std::string tier_text(uint8_t tier) { return std::string(balance::to_string(balance::Tier(tier))); }
+std::string tier_text(uint8_t tier) { return std::string(balance::tier_name(tier)); }
 
 }  // namespace
 

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/balance/balancer.h"
 #include "engine/client/client.h"
 #include "engine/ledger/hash.h"
 #include "engine/ledger/transaction.h"
@@ -138,7 +139,7 @@ nlohmann::json report_json(const node::LedgerReport& report) {
       chains.push_back({{"name", timeline.chains[chain]},
                         {"committed_txs", figures.committed_txs},
                         {"tps", figures.tps},
-                        {"tier", node::timeline_tier_name(figures.tier)},
+                        {"tier", std::string(balance::tier_name(figures.tier))},
                         {"slice_cores", figures.slice_cores},
                         {"commit_latency_us_p99", figures.commit_latency_us_p99}});
     }
@@ -194,7 +195,7 @@ void print_progress(const node::RunTimeline& timeline) {
     if (chain == 0) std::snprintf(time_text, sizeof time_text, "%5.1fs", sample.time_s);
     std::string tier = "-";
     if (timeline.balancer) {
-      tier = node::timeline_tier_name(figures.tier);
+      tier = balance::tier_name(figures.tier);
       if (previous != nullptr && previous->chains[chain].tier != figures.tier) tier += "*";
     }
     std::printf("%6s  %-14s %9.0f tx/s  %-7s slice %5.2f  p99 %9s\n", time_text, timeline.chains[chain].c_str(),

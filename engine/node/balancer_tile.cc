@@ -146,6 +146,16 @@ void BalancerTile::run_window(uint64_t now_ns) {
   header.balancer_records_backpressured.store(counters_.windows_held, std::memory_order_relaxed);
 }
 
+// The chain's share of the shared cores' shard time (those no heavy chain holds), in 1/1000.
+uint32_t BalancerTile::shares_permille(uint32_t chain) const {
+  double dedicated = 0;
+  for (const balance::ChainStatus& each : balancer_.statuses()) dedicated += each.dedicated_cores;
+  double shared_cores = double(options_.shard_core_count) - dedicated;
+  const balance::ChainStatus& status = balancer_.status(chain);
+  double shared_slice = status.slice_cores - status.dedicated_cores;
+  return shared_cores > 0 ? uint32_t(std::min<double>(1000, rounded(1000 * shared_slice / shared_cores))) : 0;
+}
+
 ledger::BalanceRecordBody BalancerTile::record_of(uint32_t chain, ledger::BalanceRecordKind kind, balance::Tier from,
                                                   balance::Tier to) const {
   const balance::ChainStatus& status = balancer_.status(chain);
@@ -159,13 +169,7 @@ ledger::BalanceRecordBody BalancerTile::record_of(uint32_t chain, ledger::Balanc
   body.tps_smoothed = rounded(status.tps_smoothed);
   body.cost_ns_per_tx = rounded(status.cost_ns_per_tx);
   body.cores_dedicated = status.dedicated_cores;
-  double shared_cores = double(options_.shard_core_count) - [&] {
-    double dedicated = 0;
-    for (const balance::ChainStatus& each : balancer_.statuses()) dedicated += each.dedicated_cores;
-    return dedicated;
-  }();
-  double shared_slice = status.slice_cores - status.dedicated_cores;
-  body.shares_permille = shared_cores > 0 ? uint32_t(std::min<double>(1000, rounded(1000 * shared_slice / shared_cores))) : 0;
+  body.shares_permille = shares_permille(chain);
   size_t name_bytes = std::min<size_t>(status.name.size(), ledger::balance_chain_name_bytes - 1);
   std::memcpy(body.chain_name, status.name.data(), name_bytes);
   return body;
@@ -211,17 +215,14 @@ size_t BalancerTile::push_records() {
 
 void BalancerTile::publish_status() {
   for (uint32_t chain = 0; chain < balancer_.statuses().size(); ++chain) {
-    ledger::BalanceRecordBody figures = record_of(chain, ledger::BalanceRecordKind::slice, balance::Tier::light,
-                                                  balance::Tier::light);
     const balance::ChainStatus& status = balancer_.status(chain);
     ChainSliceStatus slice{};
-    std::memcpy(slice.name, figures.chain_name, std::min(sizeof slice.name, sizeof figures.chain_name));
-    slice.name[sizeof slice.name - 1] = 0;
+    std::memcpy(slice.name, status.name.data(), std::min(sizeof slice.name - 1, status.name.size()));
     slice.tier = uint32_t(status.tier);
     slice.cores_dedicated = status.dedicated_cores;
-    slice.shares_permille = figures.shares_permille;
-    slice.tps_smoothed = figures.tps_smoothed;
-    slice.cost_ns_per_tx = figures.cost_ns_per_tx;
+    slice.shares_permille = shares_permille(chain);
+    slice.tps_smoothed = rounded(status.tps_smoothed);
+    slice.cost_ns_per_tx = rounded(status.cost_ns_per_tx);
     slice.tier_changes = tier_changes_[chain];
     slice.slice_changes = slice_changes_[chain];
     slice.window = window_;

@@ -88,6 +88,7 @@ class BalancerTile final : public engine::Tile {
   void queue_records(const balance::BalanceDecision& decision, const std::vector<balance::ChainStatus>& before);
   size_t push_records();
   void publish_status();
+  uint32_t shares_permille(uint32_t chain) const;
   ledger::BalanceRecordBody record_of(uint32_t chain, ledger::BalanceRecordKind kind, balance::Tier from,
                                       balance::Tier to) const;
 

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "engine/balance/balancer.h"
 #include "engine/node/shard_table.h"
 
 namespace keel::node {
@@ -137,15 +138,6 @@ void draw_threshold(std::string& svg, const Axis& axis, double tps, const std::s
 
 }  // namespace
 
-const char* timeline_tier_name(uint32_t tier) {
-  switch (tier) {
-    case 0: return "light";
-    case 1: return "medium";
-    case 2: return "heavy";
-  }
-  return "?";
-}
-
 ChainSummary summarize(const RunTimeline& timeline, uint32_t chain) {
   ChainSummary summary;
   uint64_t committed = 0;
@@ -170,7 +162,7 @@ std::string timeline_csv(const RunTimeline& timeline) {
       const ChainSample& figures = sample.chains.at(chain);
       csv += number(sample.time_s, 3) + "," + timeline.chains[chain] + "," + std::to_string(figures.committed_txs) +
              "," + number(figures.tps, 0) + ",";
-      if (timeline.balancer) csv += std::string(timeline_tier_name(figures.tier)) + "," + number(figures.slice_cores, 3);
+      if (timeline.balancer) csv += std::string(balance::tier_name(figures.tier)) + "," + number(figures.slice_cores, 3);
       else csv += ",";
       // Appended piece by piece: GCC 12 warns (-Wrestrict, wrongly) about "," + std::string.
       csv += ',';
@@ -244,7 +236,7 @@ void draw_tier_changes(std::string& svg, const RunTimeline& timeline, const Char
       svg += "<g class=\"tier-change\" data-chain=\"" + xml_escaped(timeline.chains[chain]) + "\"><circle cx=\"" + x +
              "\" cy=\"" + number(y, 1) + "\" r=\"5\" fill=\"#ffffff\" stroke=\"" + colour_of(chain) +
              "\" stroke-width=\"2\"/><text x=\"" + x + "\" y=\"" + number(y - 9, 1) +
-             "\" text-anchor=\"middle\" fill=\"" + colour_of(chain) + "\">" + timeline_tier_name(figures.tier) +
+             "\" text-anchor=\"middle\" fill=\"" + colour_of(chain) + "\">" + std::string(balance::tier_name(figures.tier)) +
              "</text></g>\n";
     }
 }

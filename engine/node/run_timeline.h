@@ -22,8 +22,6 @@ namespace keel::node {
 
 // Tier as the status table holds it (balance::Tier): 0 light, 1 medium, 2 heavy.
 inline constexpr uint32_t timeline_tier_count = 3;
-// "light", "medium", "heavy"; "?" for anything else.
-const char* timeline_tier_name(uint32_t tier);
 
 // One chain over one interval.
 struct ChainSample {

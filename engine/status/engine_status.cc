@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "engine/balance/balancer.h"
 #include "engine/client/client_table.h"
 #include "engine/core/engine_plan.h"
 #include "engine/node/product_table.h"
@@ -430,15 +431,6 @@ struct Interval {
   }
 };
 
-const char* tier_name(uint32_t tier) {
-  switch (tier) {
-    case 0: return "light";
-    case 1: return "medium";
-    case 2: return "heavy";
-  }
-  return "unknown";
-}
-
 // The earlier sample's entry of the same name, or an empty one (a new entry counts from 0).
 template <class Entry>
 const Entry& same_named(const std::vector<Entry>& earlier, size_t index, const std::string& name, const Entry& none) {
@@ -486,7 +478,7 @@ ChainFigures chain_figures(const ChainSample& earlier, const ChainSample& later,
   out.busy_percent = interval.percent_of_core(busy_earlier, busy_later);
   const node::ChainSliceStatus& slice = later.slice;
   out.balanced = slice.window != 0;
-  out.tier = out.balanced ? tier_name(slice.tier) : "none";
+  out.tier = out.balanced ? std::string(balance::tier_name(slice.tier)) : "none";
   out.cores_dedicated = slice.cores_dedicated;
   out.shares_permille = slice.shares_permille;
   out.tps_smoothed = slice.tps_smoothed;
