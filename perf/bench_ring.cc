@@ -13,6 +13,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <nlohmann/json.hpp>
@@ -261,6 +262,63 @@ double throughput_keel(const Pins& pins, bool processes, bool zero_copy, uint32_
   return run_pair(pins, processes, space.handoff, messages, consumer, producer);
 }
 
+// The cross-core ceiling: what any SPSC queue between these two cores could carry. The
+// same messages go through a buffer the size of the ring (4,096 slots) in chunks, each
+// chunk handed over by a flag on a line of its own (one release store and one acquire
+// load per chunk), so signalling costs next to nothing and what is left is the producer
+// writing each message and the consumer reading it: the cross-core cache-line transfer
+// rate. The best chunk depends on the message size (small chunks keep the lines in
+// flight closer to L1, big ones signal less), so the ceiling is the best of 16, 64 and
+// 256 messages per chunk. A target above it is out of reach for any queue here.
+template <size_t Bytes>
+double throughput_chunked(const Pins& pins, uint64_t messages, uint64_t chunk_messages) {
+  using M = Message<Bytes>;
+  const uint64_t chunks = queue_capacity / chunk_messages;
+  struct alignas(128) Flag {
+    std::atomic<uint64_t> lap{0};  // the last lap of this chunk filled (or emptied)
+  };
+  std::vector<M> slots(queue_capacity);
+  std::unique_ptr<Flag[]> filled(new Flag[chunks]), emptied(new Flag[chunks]);
+  messages -= messages % chunk_messages;
+  Handoff handoff{};
+  auto consumer = [&]() -> uint64_t {
+    const uint64_t per_chunk = chunk_messages, chunk_count = chunks;
+    const uint64_t chunk_total = messages / per_chunk;
+    M* const buffer = slots.data();
+    Flag* const filled_flags = filled.get();
+    Flag* const emptied_flags = emptied.get();
+    uint64_t sum = 0;
+    for (uint64_t chunk = 0; chunk < chunk_total; ++chunk) {
+      uint64_t index = chunk % chunk_count, lap = chunk / chunk_count + 1;
+      while (filled_flags[index].lap.load(std::memory_order_acquire) < lap) __builtin_ia32_pause();
+      for (uint64_t slot = 0; slot < per_chunk; ++slot) sum += digest(buffer[index * per_chunk + slot]);
+      emptied_flags[index].lap.store(lap, std::memory_order_release);
+    }
+    return sum;
+  };
+  auto producer = [&] {
+    const uint64_t per_chunk = chunk_messages, chunk_count = chunks;
+    const uint64_t chunk_total = messages / per_chunk;
+    M* const buffer = slots.data();
+    Flag* const filled_flags = filled.get();
+    Flag* const emptied_flags = emptied.get();
+    for (uint64_t chunk = 0; chunk < chunk_total; ++chunk) {
+      uint64_t index = chunk % chunk_count, lap = chunk / chunk_count + 1;
+      while (emptied_flags[index].lap.load(std::memory_order_acquire) + 1 < lap) __builtin_ia32_pause();
+      for (uint64_t slot = 0; slot < per_chunk; ++slot) fill(buffer[index * per_chunk + slot], chunk * per_chunk + slot);
+      filled_flags[index].lap.store(lap, std::memory_order_release);
+    }
+  };
+  return run_pair(pins, false, &handoff, messages, consumer, producer);
+}
+
+template <size_t Bytes>
+double throughput_ceiling(const Pins& pins, uint64_t messages) {
+  double best = 0;
+  for (uint64_t chunk_messages : {16, 64, 256}) best = std::max(best, throughput_chunked<Bytes>(pins, messages, chunk_messages));
+  return best;
+}
+
 // The copying baselines share one harness: `push(messages, count)` returns how many it
 // took, `pop(out, count_max)` how many it gave; both sides work in batches of `batch`.
 template <size_t Bytes, class Push, class Pop>
@@ -411,6 +469,8 @@ std::string throughput_key(Queue queue, bool processes, uint32_t bytes, uint32_t
          std::to_string(batch);
 }
 
+std::string ceiling_key(uint32_t bytes) { return "cross_core_ceiling.threads." + std::to_string(bytes) + "B"; }
+
 }  // namespace
 
 int run_ring_bench(const RingBenchOptions& options) {
@@ -433,6 +493,8 @@ int run_ring_bench(const RingBenchOptions& options) {
               throughput(pins, queue, true, bytes, batch, options.messages));
         }
       }
+      figures[ceiling_key(bytes)].samples.push_back(bytes == 64 ? throughput_ceiling<64>(pins, options.messages)
+                                                                : throughput_ceiling<256>(pins, options.messages));
     }
     Percentiles keel_threads = round_trip_keel(pins, false, options.round_trips);
     Percentiles boost_threads = round_trip_boost(pins, options.round_trips);
@@ -460,6 +522,17 @@ int run_ring_bench(const RingBenchOptions& options) {
       targets.push_back({"keel / mutex queue bulk (reference), batch " + std::to_string(batch) + ", " + size, paired_ratio(figures[key(Queue::keel_copy, false, bytes, batch)], figures[key(Queue::mutex_bulk, false, bytes, batch)]), 0.0});
       targets.push_back({"keel processes / threads, batch " + std::to_string(batch) + ", " + size, paired_ratio(figures[key(Queue::keel_copy, true, bytes, batch)], figures[key(Queue::keel_copy, false, bytes, batch)]), 0.85});
     }
+    // Whether 10× the mutex queue is within reach at all: above 1, it asks for more than
+    // the cores can move. Shown for reference, with how close keel's best mode comes.
+    for (uint32_t batch : batches) {
+      Figure ten_mutex = figures[key(Queue::mutex, false, bytes, batch)];
+      for (double& sample : ten_mutex.samples) sample *= 10;
+      targets.push_back({"10 x mutex queue, batch " + std::to_string(batch) + ", " + size + " / cross-core ceiling", paired_ratio(ten_mutex, figures[ceiling_key(bytes)]), 0.0});
+    }
+    Figure boost_bulk_scaled = figures[key(Queue::boost, false, bytes, 32)];
+    for (double& sample : boost_bulk_scaled.samples) sample *= 1.3;
+    targets.push_back({"1.3 x boost bulk, batch 32, " + size + " / cross-core ceiling", paired_ratio(boost_bulk_scaled, figures[ceiling_key(bytes)]), 0.0});
+    targets.push_back({"keel zero-copy batch 32 / cross-core ceiling, " + size, paired_ratio(figures[key(Queue::keel_zero_copy, false, bytes, 32)], figures[ceiling_key(bytes)]), 0.0});
   }
   // Lower latency is better: boost p50 / keel p50 >= 1 means keel is no worse.
   targets.push_back({"round trip p50: boost / keel (threads)", paired_ratio(latency_p50["boost_spsc.threads"], latency_p50["keel.threads"]), 1.0});

@@ -10,6 +10,9 @@
 // Estimate, 64-byte messages at batch 32: per message one slot write and one slot read
 // (one cache line each way between the cores), plus 1/32 of an index store and,
 // rarely, an index reload; so the bound is the cross-core cache-line transfer rate.
+// The run measures that bound too (`cross_core_ceiling`: the same messages written and
+// read in chunks of 256 with one flag per chunk) and shows each target's demand and
+// keel's best mode as a share of it.
 #pragma once
 
 #include <cstdint>
