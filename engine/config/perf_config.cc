@@ -21,6 +21,8 @@
 // toml++ stays in this file so that only one translation unit pays for its templates.
 #include <toml++/toml.h>
 
+#include "engine/config/text_file.h"
+
 namespace keel::config {
 namespace {
 
@@ -1139,39 +1141,10 @@ Status read_document(const TableReader& root, const ParseOptions& options, PerfC
   return s;
 }
 
-Error cannot_read(const std::string& path, std::string_view reason) {
-  return make_error(path, "cannot read: " + std::string(reason));
-}
-
-// Closes a file it owns. A failed close of a file only read from loses nothing.
-struct FileDescriptor {
-  int fd;
-  ~FileDescriptor() { ::close(fd); }
-};
-
-// The whole file at path, at most config_bytes_max bytes.
-Result<std::string> read_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return cannot_read(path, std::generic_category().message(errno));
-  const FileDescriptor owner{fd};
-  std::string text;
-  std::array<char, 64 * 1024> buffer;
-  for (;;) {
-    const ssize_t got = ::read(fd, buffer.data(), buffer.size());
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) return cannot_read(path, std::generic_category().message(errno));
-    if (got == 0) return text;
-    if (text.size() + static_cast<size_t>(got) > config_bytes_max) {
-      return cannot_read(path, "larger than " + std::to_string(config_bytes_max) + " bytes");
-    }
-    text.append(buffer.data(), static_cast<size_t>(got));
-  }
-}
-
 }  // namespace
 
 Result<PerfConfig> load_perf_config(const std::string& path, const ParseOptions& options) {
-  Result<std::string> text = read_file(path);
+  Result<std::string> text = read_text_file(path, config_bytes_max);
   if (!text) return text.error();
   return parse_perf_config(*text, path, options);
 }

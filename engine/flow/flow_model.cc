@@ -15,6 +15,7 @@
 #include <system_error>
 #include <utility>
 
+#include "engine/config/text_file.h"
 #include "engine/ledger/transaction.h"
 
 // toml++ stays in this file (as in engine/config/perf_config.cc) so that only one
@@ -1242,39 +1243,10 @@ const toml::node& node_for(const toml::table& document, std::string key) {
   }
 }
 
-Error read_error(const std::string& path, std::string_view reason) {
-  return make_error(path, "cannot read: " + std::string(reason));
-}
-
-// Closes a file it owns. A failed close of a file only read from loses nothing.
-struct FileDescriptor {
-  int fd;
-  ~FileDescriptor() { ::close(fd); }
-};
-
-// The whole file at path, at most flow_file_bytes_max bytes.
-Result<std::string> read_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return read_error(path, std::generic_category().message(errno));
-  const FileDescriptor owner{fd};
-  std::string text;
-  std::array<char, 16 * 1024> buffer;
-  for (;;) {
-    const ssize_t got = ::read(fd, buffer.data(), buffer.size());
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) return read_error(path, std::generic_category().message(errno));
-    if (got == 0) return text;
-    if (text.size() + size_t(got) > flow_file_bytes_max) {
-      return read_error(path, "larger than " + std::to_string(flow_file_bytes_max) + " bytes");
-    }
-    text.append(buffer.data(), size_t(got));
-  }
-}
-
 }  // namespace
 
 Result<FlowModel> load_flow_model(const std::string& path, const KnownComputeTypes& known_compute_types) {
-  Result<std::string> text = read_file(path);
+  Result<std::string> text = config::read_text_file(path, flow_file_bytes_max);
   if (!text) return text.error();
   return parse_flow_model(*text, path, known_compute_types);
 }
