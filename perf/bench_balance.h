@@ -4,7 +4,9 @@
 // every round:
 //
 //   balancer        the engine as it is ([balancer] enabled = true): heavy chains get
-//                   cores of their own, the others share cores by weights sized to demand.
+//                   cores of their own where a core runs nothing but shard tiles (on 2
+//                   cores none does: they get weight), the others share cores by weights
+//                   sized to demand.
 //   static split    the baseline of the target: every client chain gets an equal, fixed
 //                   share of the shard cores, enforced as a hard cap (a cgroup-style
 //                   cpu.max per chain: engine/node/chain_cpu_cap.h). The plan's placement

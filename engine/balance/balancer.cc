@@ -90,6 +90,9 @@ Result<void> check_setup(const BalancerSetup& setup) {
                   ", which is not one of the cores given");
     if (at.weight == 0) return fail("shard " + std::to_string(shard) + " has weight 0");
   }
+  for (uint32_t core : setup.cores_with_other_tiles)
+    if (!std::binary_search(cores.begin(), cores.end(), core))
+      return fail("core " + std::to_string(core) + " runs other tiles but is not one of the cores given");
   return {};
 }
 
@@ -152,6 +155,9 @@ Balancer::Balancer(const BalancerKnobs& knobs, BalancerSetup setup)
     : knobs_(knobs), cores_(std::move(setup.cores)), placement_(std::move(setup.placement)) {
   std::sort(cores_.begin(), cores_.end());
   owner_.assign(cores_.size(), shared_core);
+  for (uint32_t core : cores_)
+    has_other_tiles_.push_back(std::find(setup.cores_with_other_tiles.begin(), setup.cores_with_other_tiles.end(),
+                                         core) != setup.cores_with_other_tiles.end());
   uint32_t first_shard = 0;
   for (uint32_t chain = 0; chain < setup.chains.size(); ++chain) {
     const ChainSpec& spec = setup.chains[chain];
@@ -313,7 +319,9 @@ void Balancer::resize_slices(bool deal_cores, uint64_t now_ns) {
 }
 
 // Deals the cores heavy chains may have to themselves. One core always stays shared: the
-// medium and light chains need somewhere to run, and so do heavy chains dealt none.
+// medium and light chains need somewhere to run, and so do heavy chains dealt none. A core
+// that also runs other tiles is never dealt (it is a shared core already): on a host whose
+// every shard core runs other tiles, nothing is dealt and heavy chains share by weight.
 //
 // When the cores do not go round (more heavy chains, or more heavy shards, than spare
 // cores), they are dealt one per turn, in order of demand, to each heavy chain short of
@@ -337,7 +345,9 @@ void Balancer::deal_dedicated_cores() {
   });
 
   std::vector<uint32_t> dealt(chains_.size(), 0);
-  uint32_t spare = uint32_t(cores_.size()) - 1;
+  const uint32_t dealable = uint32_t(std::count(has_other_tiles_.begin(), has_other_tiles_.end(), false));
+  const bool one_stays_shared = dealable < cores_.size();
+  uint32_t spare = one_stays_shared ? dealable : (dealable > 0 ? dealable - 1 : 0);
   for (bool dealt_one = true; dealt_one && spare > 0;) {
     dealt_one = false;
     for (uint32_t chain : heavy) {
@@ -373,7 +383,7 @@ uint32_t Balancer::best_new_core(uint32_t chain, const std::vector<int32_t>& own
     ++(chain_of_shard_[shard] == chain ? own : others)[core_of_shard_[shard]];
   uint32_t best = uint32_t(cores_.size());
   for (uint32_t core = 0; core < cores_.size(); ++core) {
-    if (owner[core] != shared_core) continue;
+    if (owner[core] != shared_core || has_other_tiles_[core]) continue;
     if (best == cores_.size() || own[core] > own[best] || (own[core] == own[best] && others[core] < others[best]))
       best = core;
   }

@@ -44,7 +44,11 @@
 //
 // Slices (only when knobs.enabled; else the placement given stays as it is).
 //  - Heavy chains get dedicated cores: only their own shards run there, min(shards,
-//    heavy_cores_max) each, and at least one core always stays shared. When the cores do
+//    heavy_cores_max) each, and at least one core always stays shared. A core that also
+//    runs tiles the balancer does not move (setup.cores_with_other_tiles: the persist tile,
+//    the gateway, schedulers) is never dedicated: those tiles would stay there behind the
+//    heavy chain's shards. So on a small host where every core runs such tiles (2 cores),
+//    heavy chains get weight on the shared cores, not cores. When the cores do
 //    not go round, they are dealt one at a time to the heavy chains in order of demand
 //    (smoothed tx/s × cost per tx, ties to the lower chain index), a chain that holds
 //    dedicated cores counting its demand × (1 + margin) so that two close chains do not
@@ -110,6 +114,9 @@ struct BalancerSetup {
   std::vector<ChainSpec> chains;           // in config order
   std::vector<uint32_t> cores;             // planned core indexes shard tiles may run on
   std::vector<ShardPlacement> placement;   // per global shard, as the placement plan put it
+  // Of cores, those that also run tiles the balancer does not move (persist, gateway,
+  // schedulers): they stay shared, never dedicated to a heavy chain.
+  std::vector<uint32_t> cores_with_other_tiles;
 };
 
 // One chain's cumulative counters, as read from the segment: transactions committed and
@@ -175,8 +182,9 @@ class Balancer {
   // Fails, with "balancer: <reason>", when the knobs are inconsistent (heavy_tps not above
   // medium_tps, half_life_ms 0, margin_percent 100 or more, windows_to_change 0,
   // min_share_percent over 100, weight_max outside 1..1000), a chain has no shards, a core
-  // is listed twice, there are shards but no cores, or the placement does not give every
-  // shard one of the cores and a weight of at least 1.
+  // is listed twice, there are shards but no cores, the placement does not give every
+  // shard one of the cores and a weight of at least 1, or a core with other tiles is not
+  // one of the cores.
   static Result<Balancer> create(const BalancerKnobs& knobs, BalancerSetup setup);
 
   // One window: counters holds every chain's counters (in config order, asserted) read at
@@ -228,6 +236,7 @@ class Balancer {
   std::vector<ChainStatus> statuses_;
   std::vector<uint32_t> cores_;            // planned core indexes, ascending
   std::vector<int32_t> owner_;             // per core position: the chain it is dedicated to, or shared_core
+  std::vector<bool> has_other_tiles_;      // per core position: never dedicated
   std::vector<uint32_t> chain_of_shard_;
   std::vector<uint32_t> core_of_shard_;    // per shard: position in cores_
   std::vector<ShardPlacement> placement_;  // per shard: planned core index and weight

@@ -659,6 +659,16 @@ Result<void> start_cores(Engine& engine, const config::PerfConfig& config, const
     balance::BalancerSetup setup;
     for (const config::ChainConfig& chain : config.chains) setup.chains.push_back({chain.name, chain.shards});
     setup.cores.assign(shard_cores.begin(), shard_cores.end());
+    // Shard cores that also run a tile that stays put (the persist tile, the gateway, a
+    // scheduler) are never dedicated to a heavy chain. The balancer tile itself does not
+    // count: it works once a window.
+    for (const numa::PlannedCore& core : plan.cores) {
+      if (!shard_cores.contains(core.core_index)) continue;
+      bool others = std::any_of(core.tiles.begin(), core.tiles.end(), [&](const numa::PlannedTile& tile) {
+        return tile.kind != "shard" && tile.kind != "balancer" && tiles_by_name.contains(tile.name);
+      });
+      if (others) setup.cores_with_other_tiles.push_back(core.core_index);
+    }
     std::vector<engine::MovableTile*> shard_tiles;
     for (uint32_t global = 0; global < engine.shards.size(); ++global) {
       std::string name(engine.shards[global]->name());

@@ -441,6 +441,73 @@ TEST(Balancer, OneCoreIsAlwaysShared) {
   EXPECT_EQ(chains_on(rig.balancer, 3), (std::vector<uint32_t>{0, 1}));
 }
 
+// A core that also runs tiles the balancer does not move (persist, gateway, schedulers) is
+// never dedicated: on a host where every shard core runs such tiles (2 cores), a heavy
+// chain gets weight on its shared core instead; elsewhere it gets only the other cores.
+TEST(Balancer, CoresWithOtherTilesAreNeverDedicated) {
+  {
+    SCOPED_TRACE("2 cores, both running other tiles");
+    BalancerSetup setup = setup_of({2, 1, 1, 1}, {0, 1});
+    setup.cores_with_other_tiles = {0, 1};
+    Rig rig(setup);
+    rig.load.set_tps(0, 2'000);
+    rig.load.set_tps(1, 2'000);
+    rig.load.set_tps(2, 800'000);  // heavy, 8 cores' worth at 10 us a transaction
+    rig.load.set_tps(3, 2'000);
+    for (int window = 0; window < 20; ++window) {
+      rig.step();
+      EXPECT_EQ(rig.balancer.status(2).dedicated_cores, 0u) << "window " << window;
+    }
+    ASSERT_EQ(rig.tier(2), Tier::heavy);
+    // The heavy chain's shard shares its core by weight, the largest there; the others keep
+    // their minimum share.
+    const auto placement = rig.balancer.placement();
+    const uint32_t heavy_core = placement[3].core;
+    std::vector<uint32_t> others = chains_on(rig.balancer, heavy_core);
+    EXPECT_GT(others.size(), 1u);
+    for (uint32_t shard = 0; shard < placement.size(); ++shard) {
+      if (shard == 3 || placement[shard].core != heavy_core) continue;
+      EXPECT_GT(placement[3].weight, placement[shard].weight);
+      EXPECT_GE(placement[shard].weight, 4u);  // 10 % of 32, rounded up
+    }
+    EXPECT_GT(rig.balancer.status(2).slice_cores, 0.5);
+  }
+  {
+    SCOPED_TRACE("4 cores, 2 running other tiles");
+    BalancerSetup setup = setup_of({6, 2, 1}, {10, 11, 12, 13});
+    setup.cores_with_other_tiles = {11, 10};
+    Rig rig(setup);
+    rig.load.set_tps(0, 200'000);
+    rig.load.set_tps(1, 8'000);
+    rig.load.set_tps(2, 500);
+    rig.step();
+    ASSERT_EQ(rig.tier(0), Tier::heavy);
+    // Both cores without other tiles (none has to stay shared: 10 and 11 are).
+    EXPECT_EQ(rig.balancer.status(0).dedicated_cores, 2u);
+    std::vector<uint32_t> heavy_cores = cores_of(rig.balancer, 0);
+    heavy_cores.erase(std::unique(heavy_cores.begin(), heavy_cores.end()), heavy_cores.end());
+    EXPECT_EQ(heavy_cores, (std::vector<uint32_t>{12, 13}));
+    for (uint32_t core : {12u, 13u}) EXPECT_EQ(chains_on(rig.balancer, core), std::vector<uint32_t>{0});
+    for (uint32_t chain : {1u, 2u})
+      for (uint32_t core : cores_of(rig.balancer, chain)) EXPECT_TRUE(core == 10 || core == 11) << core;
+  }
+  {
+    SCOPED_TRACE("3 cores, 1 running other tiles, two heavy chains");
+    BalancerSetup setup = setup_of({1, 1, 1}, {0, 1, 2});
+    setup.cores_with_other_tiles = {1};
+    Rig rig(setup);
+    rig.load.set_tps(0, 90'000);
+    rig.load.set_tps(1, 80'000);
+    rig.load.set_tps(2, 1'000);
+    rig.step();
+    EXPECT_EQ(rig.balancer.status(0).dedicated_cores, 1u);
+    EXPECT_EQ(rig.balancer.status(1).dedicated_cores, 1u);
+    EXPECT_NE(cores_of(rig.balancer, 0), std::vector<uint32_t>{1});
+    EXPECT_NE(cores_of(rig.balancer, 1), std::vector<uint32_t>{1});
+    EXPECT_EQ(cores_of(rig.balancer, 2), std::vector<uint32_t>{1});
+  }
+}
+
 // A chain steps down at most once per downgrade_interval_ms, counted from its last change
 // of either kind; meanwhile its status says a downgrade is held.
 TEST(Balancer, DowngradesAreRateLimited) {
@@ -784,6 +851,9 @@ TEST(Balancer, CreateRejectsBadKnobsAndSetups) {
   setup = good;
   setup.placement[2].weight = 0;
   EXPECT_EQ(error_of({}, setup), "balancer: shard 2 has weight 0");
+  setup = good;
+  setup.cores_with_other_tiles = {1, 2};
+  EXPECT_EQ(error_of({}, setup), "balancer: core 2 runs other tiles but is not one of the cores given");
   EXPECT_EQ(error_of({}, BalancerSetup{}), "created");  // no chains: nothing to balance
 }
 
