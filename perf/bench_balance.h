@@ -45,9 +45,10 @@
 // block durable, to within the buckets' 12%). For the balancer run: windows to settle
 // after the shift, counted from the last window decided before it: until the surging chain
 // is heavy, until the calmed chain leaves heavy, until the surging chain has a core of
-// its own, and until every chain holds its final tier. The calmed chain steps down heavy ->
-// medium -> light, and downgrades are rate-limited to one per downgrade_interval_ms
-// (10 windows), so the last figure is the rate limit by design. Also the most tier changes
+// its own (on a host whose every shard core also runs other tiles, as on 2 cores, it never
+// does: the event is missed and counted as the windows to the end + 1), and until every
+// chain holds its final tier. The calmed chain steps down by its own window rate, to the
+// tier that rate points at (light), not waiting for the average of its surge. Also the most tier changes
 // of one chain in any 10 consecutive windows of steady load: after the warm-up until the
 // shift, and from downgrade_interval_ms + 4 windows after the shift to the end. The same
 // count over the whole measured part, the shift included, is given for reference. The

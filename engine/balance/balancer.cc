@@ -242,6 +242,7 @@ void Balancer::measure(uint32_t chain, const ChainCounters& now, uint64_t elapse
   const uint64_t busy_ns = growth(now.busy_ns, state.last.busy_ns);
   state.last = now;
   const double tps = double(committed) * ns_per_s / double(elapsed_ns);
+  status.tps_window = tps;
   // The first window has no history: starting the average at zero would make every chain
   // look light for several windows and then climb through the tiers.
   status.tps_smoothed = classified_ ? smoothed(status.tps_smoothed, tps, ewma_weight) : tps;
@@ -279,7 +280,14 @@ void Balancer::classify(uint32_t chain, uint64_t now_ns, std::vector<TierChange>
     if (status.tier != from) changes.push_back(TierChange{chain, from, status.tier, tps});
     return;
   }
-  const Tier candidate = candidate_tier(status.tier, status.tps_smoothed);
+  Tier candidate = candidate_tier(status.tier, status.tps_smoothed);
+  // A heavy chain whose own window rate is below the band steps down by that rate, even
+  // while the average still remembers its surge (the header says why).
+  bool by_window = false;
+  if (status.tier == Tier::heavy) {
+    const Tier window_candidate = candidate_tier(status.tier, status.tps_window);
+    if (window_candidate < status.tier && window_candidate < candidate) candidate = window_candidate, by_window = true;
+  }
   const bool same_direction = (candidate > status.tier) == (status.band_toward > status.tier) &&
                               status.band_toward != status.tier;
   status.windows_past_band = candidate == status.tier ? 0 : same_direction ? status.windows_past_band + 1 : 1;
@@ -290,6 +298,10 @@ void Balancer::classify(uint32_t chain, uint64_t now_ns, std::vector<TierChange>
   if (candidate < status.tier && now_ns - status.tier_changed_ns < interval_ns) {
     status.downgrade_held = true;
     return;
+  }
+  if (by_window) {
+    status.tps_smoothed = status.tps_window;
+    status.demand_cores = status.tps_smoothed * status.cost_ns_per_tx / ns_per_s;
   }
   status.tier = candidate;
   status.windows_past_band = 0;

@@ -34,7 +34,13 @@
 // medium from medium_tps). After that a chain is past its band when its smoothed rate is
 // above the next tier's threshold × (1 + margin) or below its own tier's threshold ×
 // (1 - margin); after windows_to_change consecutive windows past the band in one direction
-// it moves to the tier the latest window's rate points at (one or more tiers). A downgrade
+// it moves to the tier the latest window's rate points at (one or more tiers). A heavy chain
+// is also past its band downward when the window's own rate is below heavy_tps × (1 -
+// margin), whatever the average says: the average of a surge far above the band takes
+// log2(surge / band) half-lives to fall through it, and all that time the chain would hold
+// cores it no longer uses. When such a window rate decides the step down, the average
+// restarts from that rate, so the surge it still remembers cannot step the chain straight
+// back up. (Only heavy: medium and light differ in weights, not in cores held.) A downgrade
 // further waits until downgrade_interval_ms have passed since the chain's last tier change
 // of either kind: at most one downgrade per interval, and a chain that just got cores keeps
 // them that long. Noise smaller than the margin cannot move a steady chain back and forth:
@@ -165,6 +171,7 @@ struct BalanceDecision {
 struct ChainStatus {
   std::string name;
   double tps_smoothed = 0;       // committed transactions per second
+  double tps_window = 0;         // the last window's own rate (not smoothed)
   double cost_ns_per_tx = 0;     // busy ns per committed transaction; 0 until one commits
   double demand_cores = 0;       // tps_smoothed × cost_ns_per_tx: cores' worth of CPU it uses
   Tier tier = Tier::light;

@@ -508,6 +508,93 @@ TEST(Balancer, CoresWithOtherTilesAreNeverDedicated) {
   }
 }
 
+// A heavy chain whose surge ends steps down windows_to_change windows after its own window
+// rate falls below the band, long before the average of a large surge does, and its average
+// restarts from that rate, so the surge it remembered does not step it back up.
+TEST(Balancer, AHeavyChainStepsDownByItsWindowRate) {
+  Rig rig(setup_of({1, 1}, {0, 1, 2}));
+  rig.load.set_tps(0, 1'000'000);
+  rig.load.set_tps(1, 2'000);
+  for (int window = 0; window < 20; ++window) rig.step();  // 5 s: past the downgrade interval
+  ASSERT_EQ(rig.tier(0), Tier::heavy);
+  ASSERT_EQ(rig.balancer.status(0).dedicated_cores, 1u);
+  rig.load.set_tps(0, 2'000);
+  const BalanceDecision first = rig.step();
+  EXPECT_TRUE(first.tier_changes.empty());
+  EXPECT_DOUBLE_EQ(rig.balancer.status(0).tps_window, 2'000);
+  EXPECT_GT(rig.balancer.status(0).tps_smoothed, 50'000 * 1.25);  // the average: still far above
+  EXPECT_EQ(rig.balancer.status(0).windows_past_band, 1u);
+  EXPECT_EQ(rig.balancer.status(0).band_toward, Tier::light);
+  const BalanceDecision second = rig.step();
+  ASSERT_EQ(second.tier_changes.size(), 1u);
+  EXPECT_EQ(second.tier_changes[0].from, Tier::heavy);
+  EXPECT_EQ(second.tier_changes[0].to, Tier::light);  // where the window's rate points
+  EXPECT_DOUBLE_EQ(second.tier_changes[0].tps_smoothed, 2'000);
+  EXPECT_DOUBLE_EQ(rig.balancer.status(0).tps_smoothed, 2'000);
+  EXPECT_EQ(rig.balancer.status(0).dedicated_cores, 0u);
+  EXPECT_TRUE(second.slices_changed);
+  for (int window = 0; window < 40; ++window) EXPECT_TRUE(rig.step().tier_changes.empty()) << window;
+  EXPECT_EQ(rig.tier(0), Tier::light);
+
+  // Without the window rule, the average alone (1,000,000 halving each window) would cross
+  // 37,500 only after 5 windows: the same surge with the fall to 40,000 (inside the band)
+  // keeps the chain heavy.
+  Rig inside(setup_of({1, 1}, {0, 1, 2}));
+  inside.load.set_tps(0, 1'000'000);
+  for (int window = 0; window < 20; ++window) inside.step();
+  inside.load.set_tps(0, 40'000);
+  for (int window = 0; window < 40; ++window) EXPECT_TRUE(inside.step().tier_changes.empty()) << window;
+  EXPECT_EQ(inside.tier(0), Tier::heavy);
+}
+
+// The window rule keeps the rest of the tier rules: one window below the band and one back
+// inside restarts the count, a downgrade waits for downgrade_interval_ms, and only heavy
+// chains step down by a window's rate (a medium one waits for its average).
+TEST(Balancer, WindowRateDowngradesKeepTheRules) {
+  Rig rig(setup_of({1, 1}, {0, 1, 2}));
+  rig.load.set_tps(0, 1'000'000);
+  for (int window = 0; window < 20; ++window) rig.step();
+  ASSERT_EQ(rig.tier(0), Tier::heavy);
+  for (int round = 0; round < 10; ++round) {
+    rig.load.set_tps(0, 10'000);
+    EXPECT_TRUE(rig.step().tier_changes.empty());
+    EXPECT_EQ(rig.balancer.status(0).windows_past_band, 1u);
+    rig.load.set_tps(0, 1'000'000);
+    EXPECT_TRUE(rig.step().tier_changes.empty());
+    EXPECT_EQ(rig.balancer.status(0).windows_past_band, 0u);
+  }
+  EXPECT_EQ(rig.tier(0), Tier::heavy);
+
+  // Heavy for only 3 windows, then calm at once: held until 2.5 s after the upgrade.
+  Rig held(setup_of({1, 1}, {0, 1, 2}));
+  held.load.set_tps(0, 1'000);
+  held.step();
+  held.load.set_tps(0, 1'000'000);
+  held.step();
+  ASSERT_EQ(held.step().tier_changes.size(), 1u);
+  ASSERT_EQ(held.tier(0), Tier::heavy);
+  const uint64_t heavy_at_ns = held.load.now_ns();
+  held.load.set_tps(0, 1'000);
+  uint64_t light_at_ns = 0;
+  for (int window = 0; window < 20 && light_at_ns == 0; ++window) {
+    if (!held.step().tier_changes.empty()) light_at_ns = held.load.now_ns();
+    else if (held.balancer.status(0).windows_past_band >= 2) EXPECT_TRUE(held.balancer.status(0).downgrade_held);
+  }
+  EXPECT_EQ(light_at_ns, heavy_at_ns + 2'500'000'000ull);
+  EXPECT_EQ(held.tier(0), Tier::light);
+
+  // A medium chain's window rate far below its band does not move it before its average.
+  BalancerKnobs knobs;
+  knobs.half_life_ms = 2'000;
+  Rig medium(setup_of({1, 1}, {0, 1, 2}), knobs);
+  medium.load.set_tps(0, 30'000);
+  for (int window = 0; window < 20; ++window) medium.step();
+  ASSERT_EQ(medium.tier(0), Tier::medium);
+  medium.load.set_tps(0, 100);
+  for (int window = 0; window < 3; ++window) EXPECT_TRUE(medium.step().tier_changes.empty()) << window;
+  EXPECT_EQ(medium.tier(0), Tier::medium);
+}
+
 // A chain steps down at most once per downgrade_interval_ms, counted from its last change
 // of either kind; meanwhile its status says a downgrade is held.
 TEST(Balancer, DowngradesAreRateLimited) {
