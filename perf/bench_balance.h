@@ -61,6 +61,11 @@
 // chain changes tier more than once in 10 windows. Ratios are medians of round-by-round
 // ratios; windows are the worst round's.
 //
+// The persist tile's times, over each whole run (LedgerReport, from PersistStats): from one
+// of its polls to the next while a group commit is in flight (p99 and max: how long a
+// completion may wait to be seen behind the other tiles of its core), a group commit from
+// submission to seen durable (p99), and a block from sealed to durable (p99).
+//
 // Estimate. A transfer costs its shard about 0.3-0.5 us: check, execute, leaf hash, and
 // its share of the block's Merkle tree, record and receipts (the balancer measures 250-500
 // ns a transaction here). The gateway, the persist tile and the generator that sent it

@@ -1110,6 +1110,13 @@ void fill_report(Engine& engine, const config::PerfConfig& config, LedgerReport&
                        counters.shuffles_requested};
   }
   report.commits = engine.persist->stats().commits;
+  auto summary = [](const engine::LatencyHistogram& histogram) {
+    return LatencySummary{histogram.count(), histogram.percentile(0.50) / 1000, histogram.percentile(0.99) / 1000,
+                          histogram.max_ns() / 1000};
+  };
+  report.persist_poll_gap = summary(engine.persist->stats().poll_gap_ns);
+  report.persist_commit = summary(engine.persist->stats().commit_ns);
+  report.persist_sealed_to_durable = summary(engine.persist->stats().sealed_to_durable_ns);
   report.segments_dropped = engine.persist->stats().segments_dropped;
   SegmentCounts segments = engine.persist->segment_counts();
   report.segments_preallocated = segments.preallocated;

@@ -151,6 +151,12 @@ struct ProductProgress {
   uint64_t jobs_queued = 0, jobs_running = 0;
 };
 
+// A latency histogram in brief (microseconds).
+struct LatencySummary {
+  uint64_t count = 0;
+  uint64_t p50_us = 0, p99_us = 0, max_us = 0;
+};
+
 struct LedgerReport {
   std::vector<std::string> notes;
   std::vector<ChainReport> chains;
@@ -164,6 +170,9 @@ struct LedgerReport {
   uint64_t segments_dropped = 0;     // log segments deleted behind kept snapshots
   uint64_t segments_preallocated = 0;  // new log segments that were spares written full of zeros
   uint64_t segments_unprepared = 0;    // new log segments created empty (spare not ready or failed)
+  // The persist tile's times (PersistStats): from poll to poll while a group commit was in
+  // flight, a group commit's submission to its completion seen, a block's seal to durable.
+  LatencySummary persist_poll_gap, persist_commit, persist_sealed_to_durable;
   ComputeReport compute;
   BalancerReport balancer;
   std::vector<ProductProgress> products;  // by name

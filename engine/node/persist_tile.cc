@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "shm/segment.h"
+
 namespace keel::node {
 
 PersistTile::PersistTile(std::unique_ptr<persist::Persister> persister, std::vector<PersistedShard> shards,
@@ -22,6 +24,9 @@ PersistTile::PersistTile(std::unique_ptr<persist::Persister> persister, std::vec
 size_t PersistTile::poll(size_t budget) {
   if (failed_) return 0;
   size_t work = 0;
+  const uint64_t now_ns = shm::monotonic_ns();
+  if (in_flight_at_last_poll_) stats_.poll_gap_ns.record(now_ns - last_poll_ns_);
+  last_poll_ns_ = now_ns;
   if (persister_->in_flight()) {
     Result<bool> durable = persister_->poll(false);
     if (!durable) {
@@ -30,6 +35,7 @@ size_t PersistTile::poll(size_t budget) {
     }
     if (*durable) {
       ++stats_.commits;
+      stats_.commit_ns.record(now_ns - submitted_ns_);
       publish_durable();
       ++work;
     }
@@ -44,14 +50,19 @@ size_t PersistTile::poll(size_t budget) {
     // psync commits inside submit(): publish at once.
     if (*started && !persister_->in_flight()) {
       ++stats_.commits;
+      stats_.commit_ns.record(shm::monotonic_ns() - now_ns);
       publish_durable();
     }
-    if (*started) ++work;
+    if (*started) {
+      ++work;
+      submitted_ns_ = now_ns;
+    }
   }
   if (!persister_->in_flight()) {
     drop_segments_behind_snapshots();
     report_preallocation_failures();
   }
+  in_flight_at_last_poll_ = persister_->in_flight();
   // Keep the core awake while the kernel works on a commit (see the header).
   if (persister_->in_flight() && work == 0) work = 1;
   return work;
@@ -124,7 +135,7 @@ size_t PersistTile::stage_blocks(size_t budget) {
         fail(sequence.error());
         return staged;
       }
-      staged_[index].push_back(StagedBlock{*sequence + 1, message.height});
+      staged_[index].push_back(StagedBlock{*sequence + 1, message.height, message.sealed_ns});
       if (snapshot_every_blocks_ > 0 && message.height % snapshot_every_blocks_ == 0)
         cut_points_[index].push_back(StagedBlock{*sequence + 1, message.height});
       shard.block_arena.release(message.arena_position, message.record_bytes);
@@ -137,6 +148,7 @@ size_t PersistTile::stage_blocks(size_t budget) {
 }
 
 void PersistTile::publish_durable() {
+  const uint64_t now_ns = shm::monotonic_ns();
   for (size_t index = 0; index < shards_.size(); ++index) {
     PersistedShard& shard = shards_[index];
     uint64_t durable_sequence = shard.log->durable_sequence();
@@ -144,6 +156,8 @@ void PersistTile::publish_durable() {
     std::deque<StagedBlock>& staged = staged_[index];
     while (!staged.empty() && staged.front().sequence_end <= durable_sequence) {
       height = staged.front().height;
+      if (staged.front().sealed_ns != 0 && staged.front().sealed_ns <= now_ns)
+        stats_.sealed_to_durable_ns.record(now_ns - staged.front().sealed_ns);
       staged.pop_front();
     }
     if (height == 0) continue;

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/core/latency_histogram.h"
 #include "engine/core/tile.h"
 #include "engine/node/drain_state.h"
 #include "engine/node/shard_table.h"
@@ -44,6 +45,14 @@ struct PersistStats {
   uint64_t commits = 0;
   uint64_t stage_backpressure = 0;  // a block waited because its log's batch was full
   uint64_t segments_dropped = 0;    // behind the oldest kept snapshot
+  // Where a block's time in the persist tile goes (CLOCK_MONOTONIC, ns). poll_gap: from one
+  // poll to the next while a group commit was in flight, which is how long a completion may
+  // wait to be seen when the tile's core is busy with other tiles; commit: a group commit
+  // from its submission to the poll that saw it durable; sealed_to_durable: each block from
+  // its shard sealing it to its durable height being published.
+  engine::LatencyHistogram poll_gap_ns;
+  engine::LatencyHistogram commit_ns;
+  engine::LatencyHistogram sealed_to_durable_ns;
 };
 
 // What became of the logs' new segment files (persist::ShardLogCounters, all shards).
@@ -76,6 +85,7 @@ class PersistTile final : public engine::Tile {
   struct StagedBlock {
     uint64_t sequence_end;
     uint64_t height;
+    uint64_t sealed_ns = 0;
   };
   size_t stage_blocks(size_t budget);
   void publish_durable();
@@ -93,6 +103,9 @@ class PersistTile final : public engine::Tile {
   uint32_t snapshot_every_blocks_;
   DrainState* drain_;
   PersistStats stats_;
+  uint64_t last_poll_ns_ = 0;
+  uint64_t submitted_ns_ = 0;
+  bool in_flight_at_last_poll_ = false;
   bool draining_ = false;
   bool failed_ = false;
 };
