@@ -616,6 +616,20 @@ void print_text(const BalanceBenchOptions& options, const std::string& directory
   row("whole run: most tier changes of a chain in 10 windows", results.whole_changes_per_10_max);
   if (results.settles_missed > 0)
     std::printf("settling events that never came: %u (counted as the windows to the end + 1)\n", results.settles_missed);
+  // The pairs behind the ratios, round by round: a round whose unloaded run was slow (the
+  // disk: see its group commit p99) shows here, where the medians would hide it.
+  const ModeResults& unloaded = results.of(Mode::unloaded);
+  const ModeResults& static_split = results.of(Mode::static_split);
+  std::printf("\nround by round   aggregate k tx/s: balancer / static    commit p99 ms, balancer / unloaded: settlement "
+              "treasury    unloaded group commit p99 ms\n");
+  for (size_t round = 0; round < balancer.aggregate_tps.samples.size(); ++round) {
+    std::printf("round %zu          %7.1f / %7.1f = %4.2f            %6.2f / %6.2f   %6.2f / %6.2f         %6.2f\n",
+                round + 1, balancer.aggregate_tps.samples[round] / 1e3, static_split.aggregate_tps.samples[round] / 1e3,
+                balancer.aggregate_tps.samples[round] / static_split.aggregate_tps.samples[round],
+                balancer.p99_us[settlement].samples[round] / 1e3, unloaded.p99_us[settlement].samples[round] / 1e3,
+                balancer.p99_us[treasury].samples[round] / 1e3, unloaded.p99_us[treasury].samples[round] / 1e3,
+                unloaded.persist_us[2].samples[round] / 1e3);
+  }
   std::printf("static split: periods of 20 ms a chain ran out of its cap:");
   for (uint32_t chain = 0; chain < chains.size(); ++chain)
     std::printf(" %s %.0f", chains[chain].name, results.of(Mode::static_split).cap_periods_throttled[chain].median());
