@@ -47,7 +47,8 @@ TEST_F(KeelCli, BenchBalanceJsonHasEveryFigureAndRatio) {
       expect_figure(figures["chains"][chain]["commit_p99_us"], where + "." + chain + ".commit_p99_us");
       EXPECT_EQ(figures["chains"][chain].contains("cap_periods_throttled"), std::string(mode) == "static_split");
     }
-    for (const char* key : {"poll_gap_p99_us", "poll_gap_max_us", "commit_p99_us", "sealed_to_durable_p99_us"})
+    for (const char* key : {"poll_gap_p99_us", "poll_gap_max_us", "commit_p99_us", "commit_max_us",
+                            "sealed_to_durable_p99_us"})
       expect_figure(figures["persist"][key], where + ".persist." + key);
   }
   for (const char* key : {"surging_chain_heavy", "calmed_chain_out_of_heavy", "surging_chain_own_core",
