@@ -29,6 +29,12 @@ uint64_t monotonic_ns() {
   return uint64_t(now.tv_sec) * 1'000'000'000ULL + uint64_t(now.tv_nsec);
 }
 
+uint64_t monotonic_coarse_ns() {
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+  return uint64_t(now.tv_sec) * 1'000'000'000ULL + uint64_t(now.tv_nsec);
+}
+
 uint64_t process_start_ticks(int pid) {
   if (pid <= 0) return 0;
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");

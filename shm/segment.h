@@ -136,4 +136,10 @@ uint64_t process_start_ticks(int pid);
 // CLOCK_MONOTONIC in nanoseconds.
 uint64_t monotonic_ns();
 
+// CLOCK_MONOTONIC_COARSE in nanoseconds: the time of the last scheduler tick (up to one
+// tick old: 4 ms at HZ=250, 10 ms at HZ=100), read without the time stamp counter. For "is it time yet" checks on intervals of
+// 100 ms and more that tiles make on every poll: it costs ~5 ns here where monotonic_ns
+// costs ~25 ns, and a core makes hundreds of thousands of polls a second.
+uint64_t monotonic_coarse_ns();
+
 }  // namespace keel::shm

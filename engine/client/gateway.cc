@@ -131,8 +131,10 @@ size_t GatewayTile::poll(size_t budget) {
   size_t done = forward_receipts(budget);
   if (done < budget) done += take_submissions(budget - done);
   ring_touched_doorbells();
-  uint64_t now_ns = shm::monotonic_ns();
-  if (now_ns >= next_sweep_ns_) {
+  // Whether a sweep is due, by the tick's clock (a 100 ms interval; ~5 ns against ~25 for
+  // the full clock on every poll); the sweep itself compares heartbeats with the full one.
+  if (shm::monotonic_coarse_ns() >= next_sweep_ns_) {
+    uint64_t now_ns = shm::monotonic_ns();
     done += sweep_slots(now_ns);
     next_sweep_ns_ = now_ns + gateway_sweep_interval_ns;
   }

@@ -1,6 +1,7 @@
 #include "engine/core/core.h"
 
 #include <sched.h>
+#include <x86intrin.h>
 
 #include <algorithm>
 #include <cassert>
@@ -11,8 +12,20 @@
 
 namespace keel::engine {
 
+double tsc_ns_per_tick() {
+  static const double ns_per_tick = [] {
+    const uint64_t start_ns = shm::monotonic_ns(), start_ticks = __rdtsc();
+    uint64_t now_ns = start_ns;
+    while (now_ns - start_ns < 2'000'000) now_ns = shm::monotonic_ns();
+    const uint64_t ticks = __rdtsc() - start_ticks;
+    return ticks == 0 ? 1.0 : double(now_ns - start_ns) / double(ticks);
+  }();
+  return ns_per_tick;
+}
+
 CoreLoop::CoreLoop(CoreOptions options, std::vector<WeightedTile> tiles)
-    : options_(std::move(options)), tiles_(std::move(tiles)), deficits_(tiles_.size(), 0) {
+    : options_(std::move(options)), tiles_(std::move(tiles)), deficits_(tiles_.size(), 0),
+      ns_per_tick_(tsc_ns_per_tick()) {
   assert(options_.idle.strategy == config::IdleStrategy::spin || options_.doorbell != nullptr);
   for (WeightedTile& entry : tiles_)
     if (entry.movable != nullptr) {
@@ -163,10 +176,11 @@ size_t CoreLoop::run_round() {
   size_t work_done = 0;
   CoreCounters* counters = options_.counters;
   uint64_t round_start_ns = counters != nullptr ? shm::monotonic_ns() : 0;
-  // Poll time per tile, for the balancer's cost per transaction: one clock read per poll,
+  // Poll time per tile, for the balancer's cost per transaction: one counter read per poll,
   // charged only to polls that did work (an idle poll costs next to nothing, but a
   // spinning core makes millions of them).
-  uint64_t before_ns = timed_tiles_ > 0 ? (counters != nullptr ? round_start_ns : shm::monotonic_ns()) : 0;
+  const uint64_t round_start_ticks = timed_tiles_ > 0 ? __rdtsc() : 0;
+  uint64_t before_ticks = round_start_ticks;
   for (size_t index = 0; index < tiles_.size(); ++index) {
     uint64_t quantum = uint64_t(tiles_[index].weight) * options_.tile_budget;
     deficits_[index] += quantum;
@@ -176,11 +190,11 @@ size_t CoreLoop::run_round() {
     deficits_[index] = done == 0 ? 0 : std::min<uint64_t>(deficits_[index] - std::min<uint64_t>(done, deficits_[index]), quantum);
     work_done += done;
     if (timed_tiles_ > 0) {
-      uint64_t after_ns = shm::monotonic_ns();
+      uint64_t after_ticks = __rdtsc();
       MovableTile* movable = tiles_[index].movable;
       if (done > 0 && movable != nullptr && movable->busy_ns != nullptr)
-        movable->busy_ns->fetch_add(after_ns - before_ns, std::memory_order_relaxed);
-      before_ns = after_ns;
+        movable->busy_ns->fetch_add(uint64_t(double(after_ticks - before_ticks) * ns_per_tick_), std::memory_order_relaxed);
+      before_ticks = after_ticks;
     }
   }
   ++stats_.rounds;
@@ -188,9 +202,10 @@ size_t CoreLoop::run_round() {
   if (counters != nullptr) {
     bump(counters->rounds, 1);
     if (work_done > 0) {
-      // The last tile's clock read ends the round when tiles were timed.
-      uint64_t end_ns = timed_tiles_ > 0 ? before_ns : shm::monotonic_ns();
-      bump(counters->busy_ns, end_ns - round_start_ns);
+      // The last tile's counter read ends the round when tiles were timed.
+      uint64_t busy_ns = timed_tiles_ > 0 ? uint64_t(double(before_ticks - round_start_ticks) * ns_per_tick_)
+                                          : shm::monotonic_ns() - round_start_ns;
+      bump(counters->busy_ns, busy_ns);
       bump(counters->work_done, work_done);
     }
   }

@@ -111,6 +111,13 @@ struct CoreStats {
 };
 
 // The loop itself, usable on any thread (a worker process runs it on its main thread).
+// Nanoseconds per tick of the time stamp counter, measured once per process against
+// CLOCK_MONOTONIC over 2 ms (the first call spins for them). A core times every poll with
+// the counter: ~10 ns a read here, where clock_gettime costs ~25 ns, and a spinning core
+// makes a read per tile per round. Only intervals within one round on one thread are
+// measured, so counters that differ between cores do no harm.
+double tsc_ns_per_tick();
+
 class CoreLoop {
  public:
   CoreLoop(CoreOptions options, std::vector<WeightedTile> tiles);
@@ -160,7 +167,8 @@ class CoreLoop {
   std::atomic<bool> stop_now_{false};
   bool draining_ = false;
   CoreStats stats_;
-  size_t timed_tiles_ = 0;  // hosted tiles with a busy_ns counter: the round reads the clock
+  size_t timed_tiles_ = 0;  // hosted tiles with a busy_ns counter: the round reads the TSC
+  double ns_per_tick_ = 0;  // the time stamp counter's period (tsc_ns_per_tick)
   // The doorbells an idle sleep waits on: its own first, then its moved tiles' homes.
   std::vector<shm::Doorbell*> sleep_doorbells_;
   std::atomic<bool> waitv_missing_{false};

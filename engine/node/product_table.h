@@ -47,7 +47,7 @@ static_assert(sizeof(ProductStatusEntry) == 64);
 
 struct alignas(128) ShardProductArea {
   std::atomic<uint64_t> sequence;   // seqlock: odd while the shard tile writes
-  uint64_t published_ns;            // CLOCK_MONOTONIC of the last publication (0: none yet)
+  uint64_t published_ns;            // CLOCK_MONOTONIC_COARSE of the last publication (0: none yet)
   uint32_t product_count;           // entries in use, at most the table's products_max
   uint32_t reserved;
   // ProductStatusEntry[products_max] follow, right after the area's 128 bytes.
