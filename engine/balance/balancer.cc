@@ -240,6 +240,7 @@ void Balancer::measure(uint32_t chain, const ChainCounters& now, uint64_t elapse
   ChainStatus& status = statuses_[chain];
   const uint64_t committed = growth(now.committed_txs, state.last.committed_txs);
   const uint64_t busy_ns = growth(now.busy_ns, state.last.busy_ns);
+  status.log_stalled = now.blocks_waiting > 0 && growth(now.durable_blocks, state.last.durable_blocks) == 0;
   state.last = now;
   const double tps = double(committed) * ns_per_s / double(elapsed_ns);
   status.tps_window = tps;
@@ -284,7 +285,7 @@ void Balancer::classify(uint32_t chain, uint64_t now_ns, std::vector<TierChange>
   // A heavy chain whose own window rate is below the band steps down by that rate, even
   // while the average still remembers its surge (the header says why).
   bool by_window = false;
-  if (status.tier == Tier::heavy) {
+  if (status.tier == Tier::heavy && !status.log_stalled) {
     const Tier window_candidate = candidate_tier(status.tier, status.tps_window);
     if (window_candidate < status.tier && window_candidate < candidate) candidate = window_candidate, by_window = true;
   }

@@ -40,7 +40,10 @@
 // log2(surge / band) half-lives to fall through it, and all that time the chain would hold
 // cores it no longer uses. When such a window rate decides the step down, the average
 // restarts from that rate, so the surge it still remembers cannot step the chain straight
-// back up. (Only heavy: medium and light differ in weights, not in cores held.) A downgrade
+// back up. A window in which the chain's blocks waited and none became durable (a stalled
+// disk: commits count when durable) is not such a window: its rate says nothing of the
+// chain's demand, and a stall of two windows would otherwise flap a steady heavy chain to
+// light and back. (Only heavy: medium and light differ in weights, not in cores held.) A downgrade
 // further waits until downgrade_interval_ms have passed since the chain's last tier change
 // of either kind: at most one downgrade per interval, and a chain that just got cores keeps
 // them that long. Noise smaller than the margin cannot move a steady chain back and forth:
@@ -126,10 +129,14 @@ struct BalancerSetup {
 };
 
 // One chain's cumulative counters, as read from the segment: transactions committed and
-// CPU time spent in its shard tiles. Never decreasing, except across a restart.
+// CPU time spent in its shard tiles. Never decreasing, except across a restart. And its
+// log's progress: blocks made durable (its shards' durable heights summed) and blocks
+// sealed but not yet durable at the time of reading.
 struct ChainCounters {
   uint64_t committed_txs = 0;
   uint64_t busy_ns = 0;
+  uint64_t durable_blocks = 0;
+  uint64_t blocks_waiting = 0;
 };
 
 struct TierChange {
@@ -172,6 +179,7 @@ struct ChainStatus {
   std::string name;
   double tps_smoothed = 0;       // committed transactions per second
   double tps_window = 0;         // the last window's own rate (not smoothed)
+  bool log_stalled = false;      // in the last window blocks waited and none became durable
   double cost_ns_per_tx = 0;     // busy ns per committed transaction; 0 until one commits
   double demand_cores = 0;       // tps_smoothed × cost_ns_per_tx: cores' worth of CPU it uses
   Tier tier = Tier::light;

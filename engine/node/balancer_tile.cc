@@ -92,6 +92,10 @@ void BalancerTile::run_window(uint64_t now_ns) {
     balance::ChainCounters& chain = counters_scratch_[balancer_.chain_of_shard(shard)];
     chain.committed_txs += control.committed_txs.load(std::memory_order_relaxed);
     chain.busy_ns += control.busy_ns.load(std::memory_order_relaxed);
+    const uint64_t durable = control.durable_height.load(std::memory_order_relaxed);
+    const uint64_t sealed = control.sealed_height.load(std::memory_order_relaxed);
+    chain.durable_blocks += durable;
+    chain.blocks_waiting += sealed > durable ? sealed - durable : 0;
   }
   std::vector<balance::ChainStatus> before(statuses.begin(), statuses.end());
   balance::BalanceDecision decision = balancer_.step(now_ns, counters_scratch_);

@@ -32,10 +32,13 @@ uint64_t test_seed() {
 // busy time to each chain.
 class ScriptedLoad {
  public:
-  explicit ScriptedLoad(size_t chains) : tps_(chains, 0), cost_ns_(chains, cost_ns_default), counters_(chains) {}
+  explicit ScriptedLoad(size_t chains)
+      : tps_(chains, 0), cost_ns_(chains, cost_ns_default), stalled_(chains, false), counters_(chains) {}
 
   void set_tps(size_t chain, double tps) { tps_.at(chain) = tps; }
   void set_cost_ns(size_t chain, double cost_ns) { cost_ns_.at(chain) = cost_ns; }
+  // A stalled log: the chain's blocks wait, none becomes durable, so nothing commits.
+  void set_stalled(size_t chain, bool stalled) { stalled_.at(chain) = stalled; }
   // What the counters read now, as the balancer tile would read them.
   const std::vector<ChainCounters>& counters() const { return counters_; }
   std::vector<ChainCounters>& counters() { return counters_; }
@@ -45,17 +48,25 @@ class ScriptedLoad {
   void advance(uint64_t elapsed_ns = window_ns, const std::vector<double>& noise = {}) {
     now_ns_ += elapsed_ns;
     for (size_t chain = 0; chain < tps_.size(); ++chain) {
+      if (stalled_[chain]) {
+        counters_[chain].blocks_waiting = 4;
+        counters_[chain].busy_ns += elapsed_ns / 100;
+        continue;
+      }
       const double factor = noise.empty() ? 1.0 : noise[chain];
       const double txs = tps_[chain] * factor * double(elapsed_ns) / 1e9;
       const uint64_t whole_txs = uint64_t(std::llround(txs));
       counters_[chain].committed_txs += whole_txs;
       counters_[chain].busy_ns += uint64_t(std::llround(double(whole_txs) * cost_ns_[chain]));
+      counters_[chain].durable_blocks += whole_txs > 0;
+      counters_[chain].blocks_waiting = whole_txs > 0 ? 1 : 0;
     }
   }
 
  private:
   std::vector<double> tps_;
   std::vector<double> cost_ns_;
+  std::vector<bool> stalled_;
   std::vector<ChainCounters> counters_;
   uint64_t now_ns_ = 1'000'000'000;
 };
@@ -550,6 +561,35 @@ TEST(Balancer, AHeavyChainStepsDownByItsWindowRate) {
 // The window rule keeps the rest of the tier rules: one window below the band and one back
 // inside restarts the count, a downgrade waits for downgrade_interval_ms, and only heavy
 // chains step down by a window's rate (a medium one waits for its average).
+// A disk that stalls for a while commits nothing, but the chain's demand has not gone:
+// windows whose blocks waited and none became durable do not step a heavy chain down by
+// their rate, and the chain stays heavy through a stall of 4 windows (a second).
+TEST(Balancer, AStalledLogDoesNotStepAHeavyChainDown) {
+  Rig rig(setup_of({1, 1}, {0, 1, 2}));
+  rig.load.set_tps(0, 1'000'000);
+  rig.load.set_tps(1, 1'000);
+  for (int window = 0; window < 20; ++window) rig.step();
+  ASSERT_EQ(rig.tier(0), Tier::heavy);
+  rig.load.set_stalled(0, true);
+  for (int window = 0; window < 4; ++window) {
+    EXPECT_TRUE(rig.step().tier_changes.empty()) << window;
+    EXPECT_TRUE(rig.balancer.status(0).log_stalled) << window;
+    EXPECT_EQ(rig.balancer.status(0).tps_window, 0.0) << window;
+  }
+  EXPECT_EQ(rig.tier(0), Tier::heavy);
+  rig.load.set_stalled(0, false);
+  for (int window = 0; window < 4; ++window) EXPECT_TRUE(rig.step().tier_changes.empty()) << window;
+  EXPECT_FALSE(rig.balancer.status(0).log_stalled);
+  EXPECT_EQ(rig.tier(0), Tier::heavy);
+
+  // Without the stall flag the same two empty windows step it down: the rule still works.
+  rig.load.set_tps(0, 0);
+  rig.step();
+  EXPECT_FALSE(rig.balancer.status(0).log_stalled);
+  EXPECT_EQ(rig.step().tier_changes.size(), 1u);
+  EXPECT_NE(rig.tier(0), Tier::heavy);
+}
+
 TEST(Balancer, WindowRateDowngradesKeepTheRules) {
   Rig rig(setup_of({1, 1}, {0, 1, 2}));
   rig.load.set_tps(0, 1'000'000);
@@ -577,8 +617,11 @@ TEST(Balancer, WindowRateDowngradesKeepTheRules) {
   held.load.set_tps(0, 1'000);
   uint64_t light_at_ns = 0;
   for (int window = 0; window < 20 && light_at_ns == 0; ++window) {
-    if (!held.step().tier_changes.empty()) light_at_ns = held.load.now_ns();
-    else if (held.balancer.status(0).windows_past_band >= 2) EXPECT_TRUE(held.balancer.status(0).downgrade_held);
+    if (!held.step().tier_changes.empty()) {
+      light_at_ns = held.load.now_ns();
+    } else if (held.balancer.status(0).windows_past_band >= 2) {
+      EXPECT_TRUE(held.balancer.status(0).downgrade_held);
+    }
   }
   EXPECT_EQ(light_at_ns, heavy_at_ns + 2'500'000'000ull);
   EXPECT_EQ(held.tier(0), Tier::light);
