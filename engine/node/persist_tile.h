@@ -45,10 +45,11 @@ struct PersistStats {
   uint64_t commits = 0;
   uint64_t stage_backpressure = 0;  // a block waited because its log's batch was full
   uint64_t segments_dropped = 0;    // behind the oldest kept snapshot
-  // Where a block's time in the persist tile goes (CLOCK_MONOTONIC, ns). poll_gap: from one
-  // poll to the next while a group commit was in flight, which is how long a completion may
-  // wait to be seen when the tile's core is busy with other tiles; commit: a group commit
-  // from its submission to the poll that saw it durable; sealed_to_durable: each block from
+  // Where a block's time in the persist tile goes (CLOCK_MONOTONIC, ns). poll_gap: from the
+  // end of one poll to the start of the next while a group commit was in flight, which is
+  // how long a completion may wait to be seen when the tile's core is busy with other
+  // tiles; commit: a group commit from its submission (after staging) to the poll that saw
+  // it durable; sealed_to_durable: each block from
   // its shard sealing it to its durable height being published.
   engine::LatencyHistogram poll_gap_ns;
   engine::LatencyHistogram commit_ns;
