@@ -193,7 +193,7 @@ size_t CoreLoop::run_round() {
       uint64_t after_ticks = __rdtsc();
       MovableTile* movable = tiles_[index].movable;
       if (done > 0 && movable != nullptr && movable->busy_ns != nullptr)
-        movable->busy_ns->fetch_add(uint64_t(double(after_ticks - before_ticks) * ns_per_tick_), std::memory_order_relaxed);
+        movable->busy_ns->fetch_add(ticks_to_ns(before_ticks, after_ticks), std::memory_order_relaxed);
       before_ticks = after_ticks;
     }
   }
@@ -203,7 +203,7 @@ size_t CoreLoop::run_round() {
     bump(counters->rounds, 1);
     if (work_done > 0) {
       // The last tile's counter read ends the round when tiles were timed.
-      uint64_t busy_ns = timed_tiles_ > 0 ? uint64_t(double(before_ticks - round_start_ticks) * ns_per_tick_)
+      uint64_t busy_ns = timed_tiles_ > 0 ? ticks_to_ns(round_start_ticks, before_ticks)
                                           : shm::monotonic_ns() - round_start_ns;
       bump(counters->busy_ns, busy_ns);
       bump(counters->work_done, work_done);

@@ -169,6 +169,11 @@ class CoreLoop {
   CoreStats stats_;
   size_t timed_tiles_ = 0;  // hosted tiles with a busy_ns counter: the round reads the TSC
   double ns_per_tick_ = 0;  // the time stamp counter's period (tsc_ns_per_tick)
+  // An interval of counter ticks in ns. An unpinned thread that the OS moved to a core
+  // whose counter is behind would see time run back: that interval counts as 0.
+  uint64_t ticks_to_ns(uint64_t from_ticks, uint64_t to_ticks) const {
+    return to_ticks > from_ticks ? uint64_t(double(to_ticks - from_ticks) * ns_per_tick_) : 0;
+  }
   // The doorbells an idle sleep waits on: its own first, then its moved tiles' homes.
   std::vector<shm::Doorbell*> sleep_doorbells_;
   std::atomic<bool> waitv_missing_{false};
