@@ -449,20 +449,27 @@ struct WalResults {
   std::string keel_backend;
 };
 
-std::vector<Target> wal_targets(WalResults& results) {
+bool selected(const std::vector<uint32_t>& only, uint32_t value) {
+  return only.empty() || std::find(only.begin(), only.end(), value) != only.end();
+}
+
+std::vector<Target> wal_targets(const WalBenchOptions& options, WalResults& results) {
   std::vector<Target> targets;
   auto cps = [&](System system, uint32_t bytes, uint32_t committers) -> const Figure& {
     return results.series[figure_key(system, bytes, committers)].commits_per_second;
   };
   for (uint32_t bytes : record_sizes) {
+    if (!selected(options.record_bytes_only, bytes)) continue;
     std::string size = std::to_string(bytes) + "B";
     for (uint32_t committers : committer_counts) {
+      if (!selected(options.committers_only, committers)) continue;
       double threshold_rocksdb = committers == 64 ? 3.0 : 0.0, threshold_pwrite = committers == 64 ? 10.0 : 0.0;
       std::string at = std::to_string(committers) + " committers, " + size;
       targets.push_back({"keel / RocksDB sync, " + at, paired_ratio(cps(System::keel, bytes, committers), cps(System::rocksdb, bytes, committers)), threshold_rocksdb});
       targets.push_back({"keel / pwrite+fdatasync, " + at, paired_ratio(cps(System::keel, bytes, committers), cps(System::pwrite, bytes, committers)), threshold_pwrite});
     }
   }
+  if (!selected(options.record_bytes_only, 1024) || !selected(options.committers_only, 1024)) return targets;
   const Figure& keel_bandwidth = results.series[figure_key(System::keel, 1024, 1024)].payload_megabytes_per_second;
   targets.push_back({"keel MB/s (1024 committers, 1024B) / device ceiling", paired_ratio(keel_bandwidth, results.ceiling_best_megabytes_per_second), 0.8});
   return targets;
@@ -538,6 +545,18 @@ int run_wal_bench(const WalBenchOptions& options) {
     std::fprintf(stderr, "keel bench wal: --repetitions must be at least 1 and --seconds at least 0.05\n");
     return 2;
   }
+  for (uint32_t committers : options.committers_only) {
+    if (std::find(std::begin(committer_counts), std::end(committer_counts), committers) == std::end(committer_counts)) {
+      std::fprintf(stderr, "keel bench wal: --committers %u is not one of 1, 8, 64, 1024\n", committers);
+      return 2;
+    }
+  }
+  for (uint32_t bytes : options.record_bytes_only) {
+    if (std::find(std::begin(record_sizes), std::end(record_sizes), bytes) == std::end(record_sizes)) {
+      std::fprintf(stderr, "keel bench wal: --record-bytes %u is not one of 100, 1024\n", bytes);
+      return 2;
+    }
+  }
   ScratchFolder scratch(options.directory, "data/bench-wal");
   if (auto created = scratch.create(); !created) {
     std::fprintf(stderr, "keel bench wal: %s\n", created.error().message.c_str());
@@ -557,7 +576,9 @@ int run_wal_bench(const WalBenchOptions& options) {
   }
   for (uint32_t repetition = 0; repetition < options.repetitions; ++repetition) {
     for (uint32_t bytes : record_sizes) {
+      if (!selected(options.record_bytes_only, bytes)) continue;
       for (uint32_t committers : committer_counts) {
+        if (!selected(options.committers_only, committers)) continue;
         // keel and its baselines back to back, so drift in the device hits all alike.
         for (System system : {System::keel, System::pwrite, System::rocksdb}) {
           std::string key = figure_key(system, bytes, committers);
@@ -590,7 +611,7 @@ int run_wal_bench(const WalBenchOptions& options) {
     }
     if (!options.json) std::fprintf(stderr, "  repetition %u of %u done\n", repetition + 1, options.repetitions);
   }
-  std::vector<Target> targets = wal_targets(results);
+  std::vector<Target> targets = wal_targets(options, results);
   if (options.json) {
     print_json(options, scratch.path(), results, targets);
   } else {
