@@ -174,9 +174,13 @@ class PayloadPool {
 Result<CommitRun> run_keel(const PayloadPool& pool, const std::string& directory, uint32_t committers,
                            uint32_t record_bytes, double seconds, bool busy_poll, std::string* backend) {
   persist::RecoveredLog empty;  // a fresh directory: nothing to recover
-  // As the engine runs it ([ledger] segment_preallocate): segment files written full of
-  // zeros ahead, so commits overwrite.
-  persist::LogOptions log_options{.preallocate_segments = true};
+  // As the engine runs it ([ledger] segment_preallocate, segment_recycled_max): commits
+  // overwrite written blocks, of a dropped segment file kept for reuse, or else of a spare
+  // written full of zeros ahead. The engine drops the files behind its snapshots; here
+  // every whole file behind the durable end is dropped after each commit, the steady state
+  // of a log whose snapshots keep up (its first spare is zeroed at set-up and one more
+  // during the run, before the first dropped file is at hand).
+  persist::LogOptions log_options{.preallocate_segments = true, .recycled_segments_max = 2};
   Result<std::unique_ptr<persist::ShardLog>> opened =
       persist::ShardLog::open(directory, {"bench-wal", 0, 1}, log_options, empty);
   if (!opened) return opened.error();
@@ -216,6 +220,9 @@ Result<CommitRun> run_keel(const PayloadPool& pool, const std::string& directory
       if (*durable) {
         if (log.durable_sequence() < in_flight_end_sequence)
           return make_error("bench wal", "a completed commit did not make its records durable");
+        if (log.segment_count() > 1) {
+          if (Result<void> dropped = log.drop_segments_before(log.durable_sequence()); !dropped) return dropped.error();
+        }
         committing = false;
         if (window.holds(reaped_ns)) ++groups;
         for (const Cohort& cohort : in_flight) {

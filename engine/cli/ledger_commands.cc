@@ -40,6 +40,7 @@ nlohmann::json report_json(const node::LedgerReport& report) {
                          {"snapshots_skipped", report.snapshots_skipped},
                          {"snapshot_write_us_max", report.snapshot_write_us_max},
                          {"segments_dropped", report.segments_dropped},
+                         {"segments_recycled", report.segments_recycled},
                          {"segments_preallocated", report.segments_preallocated},
                          {"segments_unprepared", report.segments_unprepared},
                          {"stopped_by_signal", report.stopped_by_signal}, {"notes", report.notes}};
@@ -213,8 +214,10 @@ void print_report(const node::LedgerReport& report) {
               "dropped\n",
               (unsigned long long)report.snapshots_written, (unsigned long long)report.snapshot_write_us_max,
               (unsigned long long)report.snapshots_skipped, (unsigned long long)report.segments_dropped);
-  std::printf("log segments: %llu new ones preallocated, %llu created empty (spare not ready or not written)\n",
-              (unsigned long long)report.segments_preallocated, (unsigned long long)report.segments_unprepared);
+  std::printf("log segments: %llu new ones were dropped files reused, %llu preallocated, %llu created empty (spare not "
+              "ready or not written)\n",
+              (unsigned long long)report.segments_recycled, (unsigned long long)report.segments_preallocated,
+              (unsigned long long)report.segments_unprepared);
   const node::ComputeReport& compute = report.compute;
   std::printf("compute: %llu results (%.0f/s, %llu failed), dispatch p50 %llu us p99 %llu us; %llu retried, %llu "
               "expired, %llu re-sent after a pool died, %llu stale answers dropped, %llu spilled to another node\n",

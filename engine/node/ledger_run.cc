@@ -508,6 +508,7 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
       persist::LogOptions log_options;
       log_options.segment_bytes_max = config.ledger.segment_bytes_max;
       log_options.preallocate_segments = config.ledger.segment_preallocate;
+      log_options.recycled_segments_max = config.ledger.segment_recycled_max;
       auto log = persist::ShardLog::open(from.directory, {chain_config.name, shard, chain_config.shards}, log_options,
                                          from.log);
       auto blocks = shm::RingConsumer::join(base, control.block_ring);
@@ -1119,6 +1120,7 @@ void fill_report(Engine& engine, const config::PerfConfig& config, LedgerReport&
   report.persist_sealed_to_durable = summary(engine.persist->stats().sealed_to_durable_ns);
   report.segments_dropped = engine.persist->stats().segments_dropped;
   SegmentCounts segments = engine.persist->segment_counts();
+  report.segments_recycled = segments.recycled;
   report.segments_preallocated = segments.preallocated;
   report.segments_unprepared = segments.unprepared + segments.preallocation_failures;
   if (engine.snapshots) {

@@ -168,6 +168,7 @@ struct LedgerReport {
   uint64_t snapshots_skipped = 0;    // due while the shard's previous one was still being written
   uint64_t snapshot_write_us_max = 0;  // serialize + write + fdatasync + rename, one snapshot
   uint64_t segments_dropped = 0;     // log segments deleted behind kept snapshots
+  uint64_t segments_recycled = 0;      // new log segments that were dropped files, kept for reuse
   uint64_t segments_preallocated = 0;  // new log segments that were spares written full of zeros
   uint64_t segments_unprepared = 0;    // new log segments created empty (spare not ready or failed)
   // The persist tile's times (PersistStats): from poll to poll while a group commit was in

@@ -93,6 +93,7 @@ SegmentCounts PersistTile::segment_counts() const {
   SegmentCounts counts;
   for (const PersistedShard& shard : shards_) {
     const persist::ShardLogCounters& counters = shard.log->counters();
+    counts.recycled += counters.segments_recycled;
     counts.preallocated += counters.segments_preallocated;
     counts.unprepared += counters.segments_unprepared;
     counts.preallocation_failures += counters.preallocation_failures;

@@ -58,6 +58,7 @@ struct PersistStats {
 
 // What became of the logs' new segment files (persist::ShardLogCounters, all shards).
 struct SegmentCounts {
+  uint64_t recycled = 0;                // a dropped segment file, kept and overwritten
   uint64_t preallocated = 0;            // a spare written full of zeros ahead
   uint64_t unprepared = 0;              // created empty: the spare was not ready yet
   uint64_t preallocation_failures = 0;  // spares that could not be written

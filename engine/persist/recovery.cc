@@ -221,25 +221,36 @@ void advance(ScanState& state, const RecordHeader& header) {
   }
 }
 
-// The last file ended cleanly at `end` (followed by zero bytes up to `file_bytes`: the
-// padding of aligned writes); if inside a batch, that is a tear of zero bytes (or of the
+// The last file ended cleanly at `end` (followed up to `file_bytes` by the padding of
+// aligned writes, and in a recycled file by its old bytes); if inside a batch, that is a tear of zero bytes (or of the
 // lone segment header), and the cut takes the zeros too.
 void judge_clean_end(const std::string& path, uint64_t end, uint64_t file_bytes, const ScanState& state,
                      RecoveredLog* log) {
   log->tail_file_bytes = end;
-  log->tail_zero_bytes = file_bytes - end;
+  log->tail_unused_bytes = file_bytes - end;
   const Previous& previous = state.previous;
   if (!previous.in_this_file || previous.last_in_batch) return;
   TornTail torn{path, previous.is_segment_header ? 0 : end, 0, previous.batch};
   torn.bytes_cut = file_bytes - torn.offset;
   log->torn = torn;
   log->tail_file_bytes = torn.offset;
-  log->tail_zero_bytes = 0;
+  log->tail_unused_bytes = 0;
 }
 
-// True when every byte from `offset` to the end of the file is zero.
-bool zeros_to_the_end(std::span<const std::byte> file, uint64_t offset) {
-  return std::all_of(file.begin() + ptrdiff_t(offset), file.end(), [](std::byte byte) { return byte == std::byte{0}; });
+bool all_zero(std::span<const std::byte> bytes) {
+  return std::all_of(bytes.begin(), bytes.end(), [](std::byte byte) { return byte == std::byte{0}; });
+}
+
+// True when the file's records end cleanly at `offset` (> 0), where no good record of the
+// log's continuation starts: zeros from there to the end of the file (the padding after
+// the last aligned write), or zeros to the end of the block and, after them, the old bytes
+// of a recycled segment file, which hold no good record at or past `expected_sequence`.
+bool records_end_at(std::span<const std::byte> file, uint64_t offset, uint64_t expected_sequence) {
+  if (all_zero(file.subspan(offset))) return true;
+  uint64_t block_end = std::min<uint64_t>(file.size(), (offset + log_write_alignment - 1) / log_write_alignment *
+                                                           log_write_alignment);
+  if (!all_zero(file.subspan(offset, block_end - offset))) return false;
+  return !find_later_records(file, offset, expected_sequence, 0).found;
 }
 
 Result<void> scan_file(const std::string& path, std::span<const std::byte> file, bool is_last,
@@ -253,9 +264,10 @@ Result<void> scan_file(const std::string& path, std::span<const std::byte> file,
     Frame frame;
     std::string reason = read_frame(file, offset, &frame);
     if (reason.empty()) reason = check_place(frame, offset, state);
-    // Zeros from here on are the padding after the last write (see log_format.h): the
-    // file's records end here. A record never starts with a zero byte (the magic).
-    if (!reason.empty() && offset > 0 && zeros_to_the_end(file, offset)) break;
+    // Zeros from here on are the padding after the last write (see log_format.h), perhaps
+    // followed by a recycled file's old bytes: the file's records end here. A record never
+    // starts with a zero byte (the magic).
+    if (!reason.empty() && offset > 0 && records_end_at(file, offset, state.expected_sequence)) break;
     if (!reason.empty()) {
       if (is_last) return judge_bad_tail(path, file, offset, reason, state, log);
       bool batch_exact = state.previous.in_this_file && !state.previous.last_in_batch;

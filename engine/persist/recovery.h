@@ -28,7 +28,15 @@
 //  - a bad record in any file but the last is damage, always.
 // Zero bytes from p to the end of a file (p > 0) are not a bad record: they are the
 // padding after the file's last aligned write (log_format.h), and the file's records end
-// at p, cleanly. (A record starts with its magic, never with a zero byte.)
+// at p, cleanly. (A record starts with its magic, never with a zero byte.) Nor is what a
+// recycled segment file (shard_log.h) holds after its new records: zeros from p to the
+// end of p's block (the padding of the last write, which writes whole blocks), then the
+// file's old bytes, among them good records of this log's past, all below the sequence
+// the scan expects at p. So when the bytes from p to the end of its block are zero and no
+// good record at or past the expected sequence follows anywhere after p, the file's
+// records end at p, cleanly, in any file: a file that ends early is caught by the next
+// file's name (records missing), and a good record that continues the log is judged as
+// below.
 // A tear is cut at p (with the segment header too if nothing else would be left, so the
 // file is empty and gets a fresh header). A last file that ends cleanly but inside a
 // batch (no last-in-batch flag at the end) is a tear of zero bytes: the batch's remaining
@@ -80,7 +88,9 @@ struct RecoveredLog {
   uint64_t next_sequence = 0;      // the sequence the next appended record gets
   uint64_t last_batch = 0;         // largest batch of a good record (0: none)
   uint64_t tail_file_bytes = 0;    // where the last file's records end, once any torn tail is cut
-  uint64_t tail_zero_bytes = 0;    // zero bytes after them (write padding; 0 after a cut)
+  // Bytes after them that hold none of the log's records: write padding, and in a recycled
+  // segment file the old bytes after it (0 after a cut).
+  uint64_t tail_unused_bytes = 0;
   std::optional<TornTail> torn;
 };
 

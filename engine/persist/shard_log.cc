@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <optional>
 
 #include "engine/persist/crc32c.h"
 
@@ -95,6 +96,7 @@ Result<void> ShardLog::open_files(const RecoveredLog& recovered) {
   spare_path_ = join_path(directory_, segment_spare_file_name);
   // A spare left by an earlier run may be half written: start it again.
   if (::unlink(spare_path_.c_str()) != 0 && errno != ENOENT) return errno_error(spare_path_, "cannot remove");
+  if (auto removed = remove_recycled_leftovers(); !removed) return removed;
   if (recovered.files.empty()) {
     if (auto started = start_segment(recovered.next_sequence); !started) return started;
     prepare_spare();
@@ -110,7 +112,7 @@ Result<void> ShardLog::open_files(const RecoveredLog& recovered) {
   if (!file_fd_.valid()) return errno_error(file_path_, "cannot open for appending");
   struct stat info;
   if (::fstat(file_fd_.get(), &info) != 0) return errno_error(file_path_, "cannot stat");
-  uint64_t recovered_bytes = recovered.tail_file_bytes + recovered.tail_zero_bytes;
+  uint64_t recovered_bytes = recovered.tail_file_bytes + recovered.tail_unused_bytes;
   if (uint64_t(info.st_size) != recovered_bytes) {
     return make_error(file_path_, "has " + std::to_string(info.st_size) + " bytes where recovery left " +
                                       std::to_string(recovered_bytes) +
@@ -129,6 +131,19 @@ Result<void> ShardLog::open_files(const RecoveredLog& recovered) {
   // damage to the next recovery, so the next batch starts a new file.
   rotate_before_next_ = recovered.torn.has_value() && !file_needs_header_;
   prepare_spare();  // only once the log opened: an error return waits for no spare
+  return {};
+}
+
+// Kept files of an earlier run are deleted, not reused: whatever happened to the log since
+// (a data directory emptied by hand), their old records must not meet new ones.
+Result<void> ShardLog::remove_recycled_leftovers() {
+  Result<std::vector<std::string>> names = list_directory(directory_);
+  if (!names) return names.error();
+  for (const std::string& name : *names) {
+    if (name.rfind(segment_recycled_file_prefix, 0) != 0) continue;
+    std::string path = join_path(directory_, name);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return errno_error(path, "cannot remove");
+  }
   return {};
 }
 
@@ -210,6 +225,14 @@ bool ShardLog::spare_ready() const {
 }
 
 Result<bool> ShardLog::take_spare(const std::string& path) {
+  if (!recycled_paths_.empty()) {
+    std::string from = std::move(recycled_paths_.front());
+    recycled_paths_.pop_front();
+    if (auto adopted = adopt_prepared_file(from, path); !adopted) return adopted.error();
+    counters_.segments_recycled += 1;
+    if (recycled_paths_.empty() && !spare_.valid()) prepare_spare();
+    return true;
+  }
   if (!options_.preallocate_segments || !spare_.valid()) return false;  // none asked for yet
   if (!spare_ready()) {
     counters_.segments_unprepared += 1;
@@ -221,9 +244,18 @@ Result<bool> ShardLog::take_spare(const std::string& path) {
     prepare_spare();
     return false;
   }
-  // From here on a failure is the file system's, as creating the file would be.
-  if (::rename(spare_path_.c_str(), path.c_str()) != 0) {
-    return errno_error(path, "cannot rename the spare segment " + spare_path_ + " to it");
+  if (auto adopted = adopt_prepared_file(spare_path_, path); !adopted) return adopted.error();
+  counters_.segments_preallocated += 1;
+  // Kept dropped files come first; a zeroed spare is written only when none is left.
+  if (recycled_paths_.empty()) prepare_spare();
+  return true;
+}
+
+// Renames a prepared file (the spare or a kept dropped file) to `path` and makes it the
+// current file. From here on a failure is the file system's, as creating the file would be.
+Result<void> ShardLog::adopt_prepared_file(const std::string& from, const std::string& path) {
+  if (::rename(from.c_str(), path.c_str()) != 0) {
+    return errno_error(path, "cannot rename the prepared segment " + from + " to it");
   }
   UniqueFd file(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
   if (!file.valid()) return errno_error(path, "cannot open segment file");
@@ -231,9 +263,7 @@ Result<bool> ShardLog::take_spare(const std::string& path) {
   // The name must be durable before records written into the file are acknowledged.
   if (::fsync(directory_fd_.get()) != 0) return errno_error(directory_, "cannot fsync directory");
   file_fd_ = std::move(file);
-  counters_.segments_preallocated += 1;
-  prepare_spare();
-  return true;
+  return {};
 }
 
 Result<uint64_t> ShardLog::stage(uint16_t type, std::span<const std::byte> payload) {
@@ -286,9 +316,9 @@ Result<CommitPart> ShardLog::begin_commit(uint64_t batch) {
                 (!file_needs_header_ && file_bytes_ + staging_.records_bytes > segment_bytes_usable_);
   if (rotate) {
     if (auto started = start_segment(staging_.first_sequence); !started) return started.error();
-  } else if (file_needs_header_ && spare_ready()) {
-    // The current file is still empty (a fresh log, or one whose tear emptied it): the
-    // ready spare takes its place under the same name.
+  } else if (file_needs_header_ && spare_available()) {
+    // The current file is still empty (a fresh log, or one whose tear emptied it): a kept
+    // file or the ready spare takes its place under the same name.
     Result<bool> took = take_spare(file_path_);
     if (!took) return took.error();
   } else if (file_needs_header_ && options_.preallocate_segments) {
@@ -378,10 +408,21 @@ Result<void> ShardLog::drop_segments_before(uint64_t sequence) {
   // segments_[i] holds records [first_sequence, segments_[i + 1].first_sequence).
   while (dropped + 1 < segments_.size() && segments_[dropped + 1].first_sequence <= sequence) {
     const std::string& path = segments_[dropped].path;
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-      Error error = errno_error(path, "cannot delete segment file");
+    std::optional<Error> error;
+    if (keep_dropped_file()) {
+      std::string kept = join_path(directory_, segment_recycled_file_prefix + std::to_string(recycled_names_++));
+      if (::rename(path.c_str(), kept.c_str()) == 0) {
+        recycled_paths_.push_back(std::move(kept));
+        counters_.segments_kept_for_reuse += 1;
+      } else {
+        error = errno_error(path, "cannot rename segment file to " + kept + " for reuse");
+      }
+    } else if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      error = errno_error(path, "cannot delete segment file");
+    }
+    if (error) {
       segments_.erase(segments_.begin(), segments_.begin() + ptrdiff_t(dropped));
-      return error;
+      return *error;
     }
     dropped += 1;
   }
@@ -390,6 +431,16 @@ Result<void> ShardLog::drop_segments_before(uint64_t sequence) {
   counters_.segments_dropped += dropped;
   if (::fsync(directory_fd_.get()) != 0) return errno_error(directory_, "cannot fsync directory");
   return {};
+}
+
+// A dropped file is kept while fewer than recycled_segments_max are, and while the file
+// system keeps at least twice a segment free besides (as for the spare): on a nearly full
+// disk the space goes back.
+bool ShardLog::keep_dropped_file() const {
+  if (recycled_paths_.size() >= options_.recycled_segments_max) return false;
+  struct statvfs space;
+  if (::statvfs(directory_.c_str(), &space) != 0) return false;
+  return uint64_t(space.f_bavail) * space.f_frsize >= 2 * segment_bytes_usable_;
 }
 
 std::vector<std::string> ShardLog::segment_paths() const {

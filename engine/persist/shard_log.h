@@ -47,6 +47,17 @@
 // must not take the space the log's own commits need) is counted too, its reason kept for the caller to
 // report, and the next rotation tries again. The price is one more write of every segment.
 //
+// Recycled segments (LogOptions::recycled_segments_max): a segment file that
+// drop_segments_before lets go is renamed (segment.recycled.<n>) and kept, up to that many,
+// instead of deleted; a new segment takes a kept file before the zeroed spare, so a log
+// whose snapshots drop files as fast as it fills them overwrites its old files and writes
+// no zeros at all (the spare's price is gone). The file's old bytes stay after the new
+// records; recovery reads them as unused (recovery.h): they hold records of this log's
+// past only, all below any sequence the log will write again. Kept files are deleted
+// rather than kept while the file system has less free space than twice a segment, and
+// open() deletes any left by an earlier run (the old bytes of a log that has since been
+// emptied could hold sequences the new log will write).
+//
 // A ShardLog and its Persister are used from one thread. After a failed commit the log
 // stays as it was (its records not durable) and takes no further commit: the process
 // restarts and recovers.
@@ -54,6 +65,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <future>
 #include <memory>
 #include <span>
@@ -78,11 +90,17 @@ struct LogOptions {
   bool direct_io = true;
   // Write each segment file full of zeros ahead of use, in the background (see above).
   bool preallocate_segments = false;
+  // Keep up to this many dropped segment files to reuse as new segments (see above); 0
+  // deletes them.
+  uint32_t recycled_segments_max = 0;
 };
 
 // The name of the spare segment file being prepared; recovery ignores it (not a segment
 // file name) and open() removes one left over.
 inline constexpr const char* segment_spare_file_name = "segment.spare";
+// Dropped segment files kept for reuse are named this plus a number; recovery ignores them
+// and open() removes them.
+inline constexpr const char* segment_recycled_file_prefix = "segment.recycled.";
 
 // Counters for the monitor and benchmarks; only grow.
 struct ShardLogCounters {
@@ -96,6 +114,8 @@ struct ShardLogCounters {
   uint64_t segments_preallocated = 0;   // segments that were a ready spare, written full of zeros
   uint64_t segments_unprepared = 0;     // preallocation wanted, but the spare was not ready yet
   uint64_t preallocation_failures = 0;  // spares that could not be written (preallocation_error())
+  uint64_t segments_recycled = 0;       // new segments that were a dropped file, kept and renamed
+  uint64_t segments_kept_for_reuse = 0;  // dropped files renamed and kept instead of deleted
 };
 
 class Persister;
@@ -140,12 +160,16 @@ class ShardLog {
   // With preallocate_segments: true once the spare segment is written and ready to take.
   // (Benchmarks wait for it before measuring, as a running engine has one ready.)
   bool spare_ready() const;
+  // Dropped segment files kept for reuse right now.
+  size_t recycled_segments() const { return recycled_paths_.size(); }
+  // Segment files of the log (current one included).
+  size_t segment_count() const { return segments_.size(); }
   // Why the last spare could not be written ("" if none failed).
   const std::string& preallocation_error() const { return preallocation_error_; }
 
-  // Deletes the whole segment files all of whose records are below `sequence`, oldest
-  // first, then fsyncs the directory; never the current file. For use after a snapshot:
-  // `sequence` must not pass durable_sequence().
+  // Deletes (or keeps for reuse: recycled_segments_max) the whole segment files all of
+  // whose records are below `sequence`, oldest first, then fsyncs the directory; never the
+  // current file. For use after a snapshot: `sequence` must not pass durable_sequence().
   Result<void> drop_segments_before(uint64_t sequence);
 
   const std::string& directory() const { return directory_; }
@@ -179,9 +203,14 @@ class ShardLog {
   ShardLog(std::string directory, LogIdentity identity, LogOptions options);
   Result<void> open_files(const RecoveredLog& recovered);
   Result<void> start_segment(uint64_t first_sequence);
-  // Renames the ready spare to `path` (replacing the empty file there, if any) and opens
-  // it; false when there is no ready spare (counted). Starts preparing the next spare.
+  // Renames a kept dropped file, or else the ready spare, to `path` (replacing the empty
+  // file there, if any) and opens it; false when there is neither (counted). Starts
+  // preparing the next spare when no kept file is left.
   Result<bool> take_spare(const std::string& path);
+  bool spare_available() const { return !recycled_paths_.empty() || spare_ready(); }
+  Result<void> adopt_prepared_file(const std::string& from, const std::string& path);
+  bool keep_dropped_file() const;
+  Result<void> remove_recycled_leftovers();
   void prepare_spare();
   Result<void> use_direct_io(int fd, const std::string& path);
   Result<void> read_tail_block();
@@ -217,6 +246,8 @@ class ShardLog {
   std::vector<Segment> segments_;
   std::string spare_path_;
   std::future<Result<void>> spare_;  // valid while a spare is being written or waits
+  std::deque<std::string> recycled_paths_;  // dropped files kept for reuse, oldest first
+  uint64_t recycled_names_ = 0;             // the number the next kept file is named with
   std::string preallocation_error_;
 
   Buffer staging_;

@@ -712,7 +712,7 @@ TEST_P(PersistTest, PreallocatedSegmentsAreWrittenFullOfZerosAheadAndReadBackWho
   ASSERT_TRUE(scanned.ok()) << scanned.error().message;
   EXPECT_EQ(scanned->files, paths);
   EXPECT_FALSE(scanned->torn.has_value());
-  EXPECT_EQ(scanned->tail_file_bytes + scanned->tail_zero_bytes, 64u << 10);
+  EXPECT_EQ(scanned->tail_file_bytes + scanned->tail_unused_bytes, 64u << 10);
   ASSERT_EQ(records.size(), log->durable_sequence());
   for (size_t index = 0; index < records.size(); ++index) {
     EXPECT_EQ(records[index].payload, testing::payload_for(index, 300)) << index;
@@ -735,6 +735,131 @@ TEST_P(PersistTest, PreallocatedSegmentsAreWrittenFullOfZerosAheadAndReadBackWho
   for (size_t index = 0; index < records.size(); ++index) {
     EXPECT_EQ(records[index].payload, testing::payload_for(index, 300)) << index;
   }
+}
+
+// Names of the dropped files a log keeps for reuse, in its directory.
+std::vector<std::string> kept_files(const std::string& directory) {
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(directory)) {
+    std::string name = entry.path().filename().string();
+    if (name.rfind(segment_recycled_file_prefix, 0) == 0) names.push_back(name);
+  }
+  return names;
+}
+
+// Checks that a scan of `directory` finds exactly records [first, end) with their payloads
+// and no tear.
+void expect_records(const std::string& directory, uint64_t first, uint64_t end, size_t bytes) {
+  std::vector<ScannedRecord> records;
+  Result<RecoveredLog> scanned = testing::scan_keep(directory, testing::identity(), &records);
+  ASSERT_TRUE(scanned.ok()) << scanned.error().message;
+  EXPECT_FALSE(scanned->torn.has_value()) << scanned->torn->file << " at " << scanned->torn->offset;
+  EXPECT_EQ(scanned->next_sequence, end);
+  ASSERT_EQ(records.size(), end - first);
+  for (size_t index = 0; index < records.size(); ++index) {
+    EXPECT_EQ(records[index].sequence, first + index);
+    EXPECT_EQ(records[index].payload, testing::payload_for(first + index, bytes)) << first + index;
+  }
+}
+
+TEST_P(PersistTest, DroppedSegmentsAreReusedAndTheirOldBytesReadAsUnused) {
+  ScratchDirectory scratch;
+  // No zeroed spares: every file after the first two is a dropped one, reused.
+  LogOptions options{.segment_bytes_max = 64 << 10, .staged_bytes_max = 16 << 10, .recycled_segments_max = 2};
+  uint64_t seed = std::random_device{}();
+  std::printf("seed %llu\n", (unsigned long long)seed);
+  std::mt19937_64 random(seed);
+  auto log = testing::recover_and_open(scratch.path(), testing::identity(), options);
+  auto group = persister();
+  group->add_log(log.get());
+  // Keeps the current file and the one before it, as snapshots behind the log would.
+  std::vector<uint64_t> first_sequences;
+  auto write_batches = [&](int batches) {
+    for (int batch = 0; batch < batches; ++batch) {
+      testing::stage_records(*log, 1 + random() % 40, 300);
+      ASSERT_NO_FATAL_FAILURE(testing::commit(*group));
+      std::vector<std::string> paths = log->segment_paths();
+      if (paths.size() > 2) {
+        std::string second = std::filesystem::path(paths[paths.size() - 2]).filename().string();
+        ASSERT_TRUE(log->drop_segments_before(*parse_segment_file_name(second)).ok());
+      }
+      EXPECT_LE(log->recycled_segments(), 2u);
+      EXPECT_EQ(kept_files(scratch.path()).size(), log->recycled_segments());
+    }
+  };
+  ASSERT_NO_FATAL_FAILURE(write_batches(120));
+  // Into a fresh file (a reused one by now), one small batch.
+  for (uint64_t created = log->counters().segments_created; log->counters().segments_created == created;) {
+    ASSERT_NO_FATAL_FAILURE(write_batches(1));
+  }
+  const ShardLogCounters& counters = log->counters();
+  ASSERT_GE(counters.segments_created, 6u);
+  EXPECT_EQ(counters.segments_kept_for_reuse, counters.segments_dropped);
+  EXPECT_EQ(counters.segments_recycled, counters.segments_kept_for_reuse - log->recycled_segments());
+  EXPECT_GE(counters.segments_recycled, 3u);
+  // The current file was used before: after its records and the zeros to the end of their
+  // block come its old records, which recovery must read as unused.
+  std::string current = log->segment_paths().back();
+  std::vector<std::byte> bytes = testing::read_bytes(current);
+  EXPECT_EQ(bytes.size(), 64u << 10);
+  std::vector<testing::RecordPlace> places = testing::record_places(current);
+  uint64_t end = places.back().offset + sizeof(RecordHeader) + places.back().header.payload_bytes;
+  uint64_t block_end = (end + log_write_alignment - 1) / log_write_alignment * log_write_alignment;
+  ASSERT_LT(block_end, bytes.size());
+  EXPECT_TRUE(std::any_of(bytes.begin() + ptrdiff_t(block_end), bytes.end(), [](std::byte b) { return b != std::byte{0}; }));
+  uint64_t first = *parse_segment_file_name(std::filesystem::path(log->segment_paths().front()).filename().string());
+  ASSERT_NO_FATAL_FAILURE(expect_records(scratch.path(), first, log->durable_sequence(), 300));
+
+  // Reopened: the kept files of the earlier run are deleted, and the log goes on inside the
+  // reused last file, over its old bytes.
+  uint64_t durable = log->durable_sequence();
+  group.reset();
+  log.reset();
+  ASSERT_FALSE(kept_files(scratch.path()).empty());
+  log = testing::recover_and_open(scratch.path(), testing::identity(), options);
+  ASSERT_NE(log, nullptr);
+  EXPECT_TRUE(kept_files(scratch.path()).empty());
+  EXPECT_EQ(log->next_sequence(), durable);
+  group = persister();
+  group->add_log(log.get());
+  ASSERT_NO_FATAL_FAILURE(write_batches(60));
+  first = *parse_segment_file_name(std::filesystem::path(log->segment_paths().front()).filename().string());
+  ASSERT_NO_FATAL_FAILURE(expect_records(scratch.path(), first, log->durable_sequence(), 300));
+  EXPECT_GE(log->counters().segments_recycled, 1u);
+}
+
+TEST_P(PersistTest, KeptDroppedFilesComeBeforeTheZeroedSpareUpToTheirMaximum) {
+  ScratchDirectory scratch;
+  LogOptions options{.segment_bytes_max = 64 << 10, .staged_bytes_max = 16 << 10, .preallocate_segments = true,
+                     .recycled_segments_max = 1};
+  auto log = testing::recover_and_open(scratch.path(), testing::identity(), options);
+  auto group = persister();
+  group->add_log(log.get());
+  auto fill_a_segment = [&]() {
+    size_t files = log->segment_paths().size();
+    while (log->segment_paths().size() == files) {
+      wait_for_spare(*log);
+      testing::stage_records(*log, 40, 300);
+      ASSERT_NO_FATAL_FAILURE(testing::commit(*group));
+    }
+  };
+  ASSERT_NO_FATAL_FAILURE(fill_a_segment());  // the second file: the zeroed spare
+  EXPECT_EQ(log->counters().segments_preallocated, 2u);
+  ASSERT_NO_FATAL_FAILURE(fill_a_segment());
+  EXPECT_EQ(log->counters().segments_preallocated, 3u);
+  // Two files dropped, one kept (the maximum), one deleted.
+  ASSERT_TRUE(log->drop_segments_before(log->durable_sequence()).ok());
+  EXPECT_EQ(log->counters().segments_dropped, 2u);
+  EXPECT_EQ(log->counters().segments_kept_for_reuse, 1u);
+  EXPECT_EQ(kept_files(scratch.path()).size(), 1u);
+  wait_for_spare(*log);
+  ASSERT_NO_FATAL_FAILURE(fill_a_segment());  // taken before the ready spare
+  EXPECT_EQ(log->counters().segments_recycled, 1u);
+  EXPECT_EQ(log->counters().segments_preallocated, 3u);
+  EXPECT_TRUE(kept_files(scratch.path()).empty());
+  EXPECT_TRUE(std::filesystem::exists(scratch.path() + "/" + segment_spare_file_name));
+  uint64_t first = *parse_segment_file_name(std::filesystem::path(log->segment_paths().front()).filename().string());
+  ASSERT_NO_FATAL_FAILURE(expect_records(scratch.path(), first, log->durable_sequence(), 300));
 }
 
 TEST_P(PersistTest, TornTailOfAPreallocatedSegmentIsCutAndTheNextBatchStartsANewFile) {

@@ -449,7 +449,7 @@ TEST_P(TornTailTest, ZeroPaddingAfterTheLastRecordIsTheCleanEnd) {
   EXPECT_FALSE(recovered->torn.has_value());
   EXPECT_EQ(recovered->next_sequence, 95u);
   EXPECT_EQ(recovered->tail_file_bytes, records_end);
-  EXPECT_EQ(recovered->tail_file_bytes + recovered->tail_zero_bytes, file_size(files[1]));
+  EXPECT_EQ(recovered->tail_file_bytes + recovered->tail_unused_bytes, file_size(files[1]));
   EXPECT_EQ(records.size(), 95u);
 
   // Reopen without cutting anything and append twice: the new records follow the old ones
@@ -492,7 +492,7 @@ TEST(RecoveryTest, ZerosAfterAnUnfinishedBatchAreATearCutWithTheZeros) {
   EXPECT_EQ(recovered->torn->bytes_cut, file_size(files[0]) - last);
   EXPECT_EQ(recovered->torn->batch, 2u);
   EXPECT_EQ(recovered->tail_file_bytes, last);
-  EXPECT_EQ(recovered->tail_zero_bytes, 0u);
+  EXPECT_EQ(recovered->tail_unused_bytes, 0u);
   EXPECT_EQ(recovered->next_sequence, 6u);
   ASSERT_TRUE(truncate_torn_tail(*recovered).ok());
   EXPECT_EQ(file_size(files[0]), last);
@@ -513,6 +513,96 @@ TEST(RecoveryTest, ZeroPaddingEndsEarlierFilesButAFileOfZerosIsDamage) {
   recovered = scan(scratch.path());
   ASSERT_FALSE(recovered.ok());
   EXPECT_NE(recovered.error().message.find(files[0] + ": offset 0: "), std::string::npos)
+      << recovered.error().message;
+}
+
+// Cuts a segment file to its records, pads it with zeros to the end of their block and
+// appends `after`: what a reused segment file holds after its new records.
+void follow_records_with(const std::string& path, const std::vector<std::byte>& after) {
+  std::vector<testing::RecordPlace> places = testing::record_places(path);
+  ASSERT_FALSE(places.empty());
+  uint64_t end = places.back().offset + sizeof(RecordHeader) + places.back().header.payload_bytes;
+  uint64_t block_end = (end + log_write_alignment - 1) / log_write_alignment * log_write_alignment;
+  std::vector<std::byte> bytes = testing::read_bytes(path);
+  bytes.resize(end);
+  bytes.resize(block_end, std::byte{0});
+  bytes.insert(bytes.end(), after.begin(), after.end());
+  testing::write_bytes(path, bytes);
+}
+
+TEST(RecoveryTest, OldRecordsOfAReusedFileAfterZeroPaddingAreTheCleanEndOfAnyFile) {
+  // The file's earlier use: records 0 to 119, of which the bytes from 4 KiB on are left.
+  ScratchDirectory old_log;
+  std::vector<std::string> old_files =
+      write_batches(old_log.path(), {20, 20, 40, 40}, LogOptions{.segment_bytes_max = 4 * log_write_alignment});
+  std::vector<std::byte> old_bytes = testing::read_bytes(old_files.at(0));
+  ASSERT_GT(old_bytes.size(), 2 * log_write_alignment);
+  std::vector<std::byte> left_over(old_bytes.begin() + log_write_alignment, old_bytes.end());
+
+  // The log now: records from 1,000 on, in two files whose records end early, each
+  // followed by those old bytes.
+  ScratchDirectory scratch;
+  RecoveredLog from_1000;
+  from_1000.next_sequence = 1000;
+  LogOptions two_blocks{.segment_bytes_max = 2 * log_write_alignment};
+  auto log = ShardLog::open(scratch.path(), testing::identity(), two_blocks, from_1000);
+  ASSERT_TRUE(log.ok()) << log.error().message;
+  auto persister = testing::make_persister(Backend::psync);
+  persister->add_log(log->get());
+  for (int count : {3, 2, 50, 30}) {
+    testing::stage_records(**log, size_t(count), payload_bytes);
+    ASSERT_NO_FATAL_FAILURE(testing::commit(*persister));
+  }
+  std::vector<std::string> files = (*log)->segment_paths();
+  ASSERT_EQ(files.size(), 2u);
+  persister.reset();
+  log->reset();
+  for (const std::string& path : files) ASSERT_NO_FATAL_FAILURE(follow_records_with(path, left_over));
+
+  std::vector<ScannedRecord> records;
+  Result<RecoveredLog> recovered = scan(scratch.path(), &records);
+  ASSERT_TRUE(recovered.ok()) << recovered.error().message;
+  EXPECT_FALSE(recovered->torn.has_value());
+  EXPECT_EQ(recovered->next_sequence, 1085u);
+  ASSERT_EQ(records.size(), 85u);
+  for (size_t index = 0; index < records.size(); ++index) {
+    EXPECT_EQ(records[index].sequence, 1000 + index);
+    EXPECT_EQ(records[index].payload, testing::payload_for(1000 + index, payload_bytes));
+  }
+  EXPECT_EQ(recovered->tail_file_bytes + recovered->tail_unused_bytes, file_size(files[1]));
+
+  // The log goes on over the old bytes, and reads back whole.
+  auto reopened = testing::recover_and_open(scratch.path(), testing::identity(), two_blocks);
+  ASSERT_NE(reopened, nullptr);
+  auto again = testing::make_persister(Backend::psync);
+  again->add_log(reopened.get());
+  testing::stage_records(*reopened, 4, payload_bytes);
+  ASSERT_NO_FATAL_FAILURE(testing::commit(*again));
+  records.clear();
+  recovered = scan(scratch.path(), &records);
+  ASSERT_TRUE(recovered.ok()) << recovered.error().message;
+  EXPECT_FALSE(recovered->torn.has_value());
+  ASSERT_EQ(records.size(), 89u);
+  EXPECT_EQ(records.back().payload, testing::payload_for(1088, payload_bytes));
+}
+
+TEST(RecoveryTest, ARecordContinuingTheLogAfterZeroPaddingIsDamageNotTheCleanEnd) {
+  // The same records twice, one log with a batch more: its record 5 continues the other.
+  ScratchDirectory longer;
+  std::vector<std::string> longer_files = write_batches(longer.path(), {3, 2, 2});
+  std::vector<RecordPlace> places = testing::record_places(longer_files.at(0));
+  ASSERT_EQ(places.size(), 8u);  // segment header, records 0..6
+  std::vector<std::byte> longer_bytes = testing::read_bytes(longer_files[0]);
+  std::vector<std::byte> records_5_and_6(longer_bytes.begin() + ptrdiff_t(places[6].offset),
+                                         longer_bytes.begin() + ptrdiff_t(places[7].offset + record_bytes));
+  ScratchDirectory scratch;
+  std::vector<std::string> files = write_batches(scratch.path(), {3, 2});
+  // Zeros to the block's end, then batch 3: a hole where its start was.
+  ASSERT_NO_FATAL_FAILURE(follow_records_with(files.at(0), records_5_and_6));
+  Result<RecoveredLog> recovered = scan(scratch.path());
+  ASSERT_FALSE(recovered.ok());
+  EXPECT_NE(recovered.error().message.find("is damaged"), std::string::npos) << recovered.error().message;
+  EXPECT_NE(recovered.error().message.find("good records of a later batch follow it"), std::string::npos)
       << recovered.error().message;
 }
 
