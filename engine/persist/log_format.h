@@ -10,6 +10,18 @@
 // the next commit writes that block again with the same records followed by new ones.
 // Version 1 files never have padding; a version 2 reader reads them as they are.
 //
+// Version 3: two commits may be in flight at once (commits_in_flight_limit). A batch
+// submitted while the log's previous batch is still being written must not write that
+// batch's last block again (two writes of one block in flight land in either order), so
+// it starts at the next block boundary instead, and the zeros that padded the previous
+// batch's last block stay between them:
+//
+//   ... [last record of batch N][0 ... 0 to the block's end][first record of batch N+1] ...
+//
+// So inside a version 3 file, zeros after a record flagged last-in-batch, up to the end
+// of its block, may be followed by the next batch at the block boundary. Version 1 and 2
+// files never have such gaps (a reader takes one there as damage).
+//
 // The first record of every file is a segment header (type 1) naming the format version
 // and the log's identity (chain, shard, shard count); the rest are the caller's records
 // (type 2 and up, opaque here). Sequences count the caller's records only: the segment
@@ -41,8 +53,13 @@ static_assert(std::endian::native == std::endian::little,
               "the log format is little-endian and keel writes it with plain stores");
 
 inline constexpr uint32_t record_magic = 0x31524C4Bu;  // "KLR1" as bytes on disk
-inline constexpr uint32_t log_format_version = 2;  // 2: zero padding after the last record
+inline constexpr uint32_t log_format_version = 3;  // 2: zero padding after the last record; 3: gaps
 inline constexpr uint32_t log_format_version_oldest_readable = 1;
+inline constexpr uint32_t log_format_version_first_with_gaps = 3;
+// At most this many group commits are in flight at once (persister.h): batch N + limit is
+// submitted only once batch N is durable in every log. Recovery relies on it: a good
+// record of batch N + limit or later proves batch N completed.
+inline constexpr uint64_t commits_in_flight_limit = 2;
 // Commits write whole blocks of this many bytes at offsets that are multiples of it, from
 // buffers aligned to it: what O_DIRECT asks of a file system whose blocks are 4 KiB or
 // less (512-byte sector devices included).

@@ -26,6 +26,7 @@ struct ScanState {
   uint64_t expected_sequence = 0;
   Previous previous;
   uint64_t last_batch = 0;
+  uint32_t file_format_version = 0;  // of the file being scanned, from its segment header
 };
 
 // A record whose framing and checksum are right.
@@ -100,6 +101,13 @@ struct LaterRecords {
   uint64_t batch_min = 0;
   uint64_t batch_max = 0;
   bool first_found_starts_batch = false;  // the nearest one is flagged first-in-batch
+  // Distinct batches among them, counted up to commits_in_flight_limit + 1 (enough to
+  // judge; the list stays small).
+  std::vector<uint64_t> batches;
+  void count_batch(uint64_t batch) {
+    if (batches.size() > commits_in_flight_limit) return;
+    if (std::find(batches.begin(), batches.end(), batch) == batches.end()) batches.push_back(batch);
+  }
 };
 
 // Searches every byte from `from` on for the magic and keeps the records that check out
@@ -128,6 +136,7 @@ LaterRecords find_later_records(std::span<const std::byte> file, uint64_t from, 
     }
     later.batch_min = std::min(later.batch_min, frame.header.batch);
     later.batch_max = std::max(later.batch_max, frame.header.batch);
+    later.count_batch(frame.header.batch);
     offset += frame.bytes;
   }
   return later;
@@ -163,9 +172,19 @@ Result<void> judge_bad_tail(const std::string& path, std::span<const std::byte> 
   bool batch_exact = previous.in_this_file && !previous.last_in_batch;
   uint64_t batch_floor = batch_exact ? previous.batch : previous.exists ? previous.batch + 1 : 1;
   LaterRecords later = find_later_records(file, offset + 1, state.expected_sequence, batch_floor);
-  bool later_batch = later.found && ((batch_exact && later.batch_max > previous.batch) ||
-                                     later.batch_min != later.batch_max ||
-                                     (!batch_exact && offset > 0 && later.first_found_starts_batch));
+  // The bad bytes' batch B completed if a good record of batch B + commits_in_flight_limit
+  // or later follows (that batch was submitted only once B was durable everywhere); the
+  // batches in between may have been in flight beside B, and landed while B tore.
+  //  - B known (it continues the previous record's batch): look for that batch.
+  //  - B unknown (it starts at the bad bytes): each distinct batch found is B or later,
+  //    and later than B if the nearest found record starts its batch (B's first record is
+  //    the bad one); so enough distinct batches prove it.
+  // Files before version 3 were written with one commit in flight at a time.
+  const uint64_t limit = state.file_format_version >= log_format_version_first_with_gaps ? commits_in_flight_limit : 1;
+  size_t distinct = later.batches.size();
+  bool later_batch = later.found && (batch_exact ? later.batch_max >= previous.batch + limit
+                                                 : (offset > 0 && later.first_found_starts_batch ? distinct >= limit
+                                                                                                  : distinct > limit));
   if (later_batch) {
     return damage_error(path, offset, state, batch_exact, reason, "good records of a later batch follow it");
   }
@@ -181,8 +200,10 @@ Result<void> judge_bad_tail(const std::string& path, std::span<const std::byte> 
   return {};
 }
 
-// Checks a good segment header against the identity the caller expects.
-Result<void> check_segment_header(const std::string& path, const Frame& frame, const LogIdentity& expected) {
+// Checks a good segment header against the identity the caller expects; sets the file's
+// format version in *format_version.
+Result<void> check_segment_header(const std::string& path, const Frame& frame, const LogIdentity& expected,
+                                  uint32_t* format_version) {
   std::optional<SegmentHeaderFields> fields = decode_segment_header(frame.payload);
   if (!fields) {
     return make_error(path, "offset 0: segment header payload of " + std::to_string(frame.payload.size()) +
@@ -194,6 +215,7 @@ Result<void> check_segment_header(const std::string& path, const Frame& frame, c
                                 ", this keel reads " + std::to_string(log_format_version_oldest_readable) +
                                 " to " + std::to_string(log_format_version));
   }
+  *format_version = fields->format_version;
   const LogIdentity& found = fields->identity;
   if (found.chain != expected.chain) {
     return make_error(path, "chain differs: file belongs to chain '" + found.chain + "', config says '" +
@@ -245,12 +267,30 @@ bool all_zero(std::span<const std::byte> bytes) {
 // log's continuation starts: zeros from there to the end of the file (the padding after
 // the last aligned write), or zeros to the end of the block and, after them, the old bytes
 // of a recycled segment file, which hold no good record at or past `expected_sequence`.
+uint64_t block_end_after(uint64_t offset, uint64_t file_bytes) {
+  return std::min<uint64_t>(file_bytes, (offset + log_write_alignment - 1) / log_write_alignment * log_write_alignment);
+}
+
 bool records_end_at(std::span<const std::byte> file, uint64_t offset, uint64_t expected_sequence) {
   if (all_zero(file.subspan(offset))) return true;
-  uint64_t block_end = std::min<uint64_t>(file.size(), (offset + log_write_alignment - 1) / log_write_alignment *
-                                                           log_write_alignment);
+  uint64_t block_end = block_end_after(offset, file.size());
   if (!all_zero(file.subspan(offset, block_end - offset))) return false;
   return !find_later_records(file, offset, expected_sequence, 0).found;
+}
+
+// Format version 3 (log_format.h): where the next batch starts after a gap, or 0. At
+// `offset` comes no good record; the previous record ended its batch; zeros run to the end
+// of the block, and at that block boundary starts a good record that continues the log
+// exactly (its sequence, a later batch, flagged first-in-batch).
+uint64_t next_batch_after_gap(std::span<const std::byte> file, uint64_t offset, const ScanState& state) {
+  if (state.file_format_version < log_format_version_first_with_gaps) return 0;
+  if (!state.previous.in_this_file || !state.previous.last_in_batch || state.previous.is_segment_header) return 0;
+  uint64_t block_end = block_end_after(offset, file.size());
+  if (block_end == offset || block_end >= file.size()) return 0;
+  if (!all_zero(file.subspan(offset, block_end - offset))) return 0;
+  Frame frame;
+  if (!read_frame(file, block_end, &frame).empty() || !check_place(frame, block_end, state).empty()) return 0;
+  return block_end;
 }
 
 Result<void> scan_file(const std::string& path, std::span<const std::byte> file, bool is_last,
@@ -258,12 +298,20 @@ Result<void> scan_file(const std::string& path, std::span<const std::byte> file,
                        const std::function<Result<void>(const LogRecordView&)>& on_record,
                        RecoveredLog* log) {
   state.previous.in_this_file = false;
+  // Until the segment header says otherwise (it may be the bad record): this keel's own.
+  state.file_format_version = log_format_version;
   if (file.empty() && !is_last) return make_error(path, "is empty but later segment files follow it");
   uint64_t offset = 0;
   while (offset < file.size()) {
     Frame frame;
     std::string reason = read_frame(file, offset, &frame);
     if (reason.empty()) reason = check_place(frame, offset, state);
+    if (!reason.empty() && offset > 0) {
+      if (uint64_t next = next_batch_after_gap(file, offset, state); next != 0) {
+        offset = next;
+        continue;
+      }
+    }
     // Zeros from here on are the padding after the last write (see log_format.h), perhaps
     // followed by a recycled file's old bytes: the file's records end here. A record never
     // starts with a zero byte (the magic).
@@ -274,7 +322,8 @@ Result<void> scan_file(const std::string& path, std::span<const std::byte> file,
       return damage_error(path, offset, state, batch_exact, reason, "later segment files follow it");
     }
     if (frame.header.type == record_type_segment_header) {
-      if (auto identity = check_segment_header(path, frame, expected); !identity) return identity;
+      if (auto identity = check_segment_header(path, frame, expected, &state.file_format_version); !identity)
+        return identity;
     } else {
       const RecordHeader& header = frame.header;
       LogRecordView view{header.sequence, header.batch, header.type, frame.payload, path, offset};
@@ -368,7 +417,9 @@ Result<void> check_torn_batches(std::span<const RecoveredLog* const> logs,
   }
   for (size_t index = 0; index < logs.size(); ++index) {
     const std::optional<TornTail>& torn = logs[index]->torn;
-    if (!torn || torn->batch == 0 || torn->batch >= newest) continue;
+    // The newest batch and up to commits_in_flight_limit - 1 before it may have been in
+    // flight together: any of them may be torn while a later one landed.
+    if (!torn || torn->batch == 0 || torn->batch + commits_in_flight_limit > newest) continue;
     return make_error(names[index], torn->file + ": offset " + std::to_string(torn->offset) + ": batch " +
                                         std::to_string(torn->batch) + " looks torn, but " +
                                         names[newest_index] + " holds batch " + std::to_string(newest) +

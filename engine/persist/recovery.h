@@ -12,20 +12,29 @@
 //   Result<void> cut = truncate_torn_tail(*log);
 //   auto shard_log = ShardLog::open(directory, identity, options, *log);
 //
-// How a tear is told from damage. Batches are serialized: batch N+1 is submitted only
-// after batch N is durable in every log, and a batch writes one run of records to one file
-// per log. So only the last batch written can be torn, and a torn batch sits at the end of
-// a log's last file. At the first bad record at offset p of the last file (bad: cut short,
-// wrong magic, length out of bounds, checksum mismatch, sequence or batch out of order),
-// recovery looks at the good record just before p (prev) and at any good records after p
-// (found by searching each later byte for the magic and checking the checksum; records of
-// an earlier batch or sequence, which stale blocks could hold, are ignored):
-//  - prev not flagged last-in-batch: p belongs to prev's batch. A good record of a later
-//    batch after p proves that batch completed: damage. Otherwise a tear of prev's batch.
-//  - prev flagged last-in-batch (or p is the segment header): p starts a later batch. Good
-//    records of two different batches after p, or one flagged first-in-batch (p > 0),
-//    prove p's batch completed: damage. Otherwise a tear.
+// How a tear is told from damage. At most commits_in_flight_limit (2) batches are in
+// flight at once: batch N + 2 is submitted only after batch N is durable in every log
+// (log_format.h). A batch writes one run of records to one file per log, and a log
+// rotates to a new file only with none of its batches in flight. So only the last two
+// batches written can be torn, and a torn batch sits in a log's last file, where its bad
+// bytes may be followed by the whole next batch (it landed; it was never acknowledged,
+// since acknowledgement goes in batch order). At the first bad record at offset p of the
+// last file (bad: cut short, wrong magic, length out of bounds, checksum mismatch,
+// sequence or batch out of order), recovery looks at the good record just before p (prev)
+// and at any good records after p (found by searching each later byte for the magic and
+// checking the checksum; records of an earlier batch or sequence, which stale blocks could
+// hold, are ignored):
+//  - prev not flagged last-in-batch: p belongs to prev's batch B. A good record of batch
+//    B + 2 or later after p proves B completed: damage. Otherwise a tear of B.
+//  - prev flagged last-in-batch (or p is the segment header): p starts a later batch B.
+//    Each distinct batch found after p is B or later; when the nearest record found is
+//    flagged first-in-batch (p > 0), all are later than B. Batches enough that one must
+//    be B + 2 or later (three distinct, or two when all are later than B) prove B
+//    completed: damage. Otherwise a tear.
 //  - a bad record in any file but the last is damage, always.
+// In a version 3 file, zeros after a last-in-batch record to the end of its block,
+// followed at the block boundary by the record that continues the log exactly, are the
+// gap a batch submitted beside another leaves (log_format.h), not a bad record.
 // Zero bytes from p to the end of a file (p > 0) are not a bad record: they are the
 // padding after the file's last aligned write (log_format.h), and the file's records end
 // at p, cleanly. (A record starts with its magic, never with a zero byte.) Nor is what a
@@ -42,11 +51,11 @@
 // batch (no last-in-batch flag at the end) is a tear of zero bytes: the batch's remaining
 // records never reached the disk.
 //
-// The limit: a flipped bit in the very last batch of a log looks like a torn write; and
+// The limit: a flipped bit in the last two batches of a log looks like a torn write; and
 // batch numbers are global, so when p starts a batch the log cannot name it exactly
 // (other logs may have had batches in between). The caller cross-checks across logs with
-// check_torn_batches: a torn batch older than the newest batch found in any log was
-// acknowledged, so it is damage.
+// check_torn_batches: a torn batch two or more older than the newest batch found in any
+// log was acknowledged, so it is damage.
 #pragma once
 
 #include <cstdint>
@@ -109,8 +118,8 @@ Result<RecoveredLog> scan_log(const std::string& directory, const LogIdentity& e
 // line naming the file and offset first.
 Result<void> truncate_torn_tail(const RecoveredLog& log);
 
-// Damage that looks like a tear: a log whose torn batch is older than the newest batch
-// found in any log (that batch was acknowledged). names[i] names logs[i] in the error
+// Damage that looks like a tear: a log whose torn batch is commits_in_flight_limit or more
+// older than the newest batch found in any log (that batch was acknowledged). names[i] names logs[i] in the error
 // ("payments/shard 3").
 Result<void> check_torn_batches(std::span<const RecoveredLog* const> logs,
                                 std::span<const std::string> names);

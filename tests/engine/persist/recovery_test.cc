@@ -184,11 +184,28 @@ TEST(RecoveryTest, FlippedBitInAnEarlyBatchIsDamage) {
           ": record 1 (batch 1) is damaged (checksum mismatch) and good records of a later batch follow it");
 }
 
-TEST(RecoveryTest, DamagedSingleRecordBatchFollowedByALaterBatchIsDamage) {
+TEST(RecoveryTest, DamagedSingleRecordBatchFollowedByOneLaterBatchIsATear) {
   ScratchDirectory scratch;
-  // Batch 2 is one record; batch 3 follows it whole. The flag on batch 3's first record
-  // shows that the damaged record belongs to an earlier, completed batch.
+  // Batch 2 is one record; batch 3 follows it whole. Batch 3 may have been in flight beside
+  // batch 2 (commits_in_flight_limit) and landed while batch 2 tore: nothing proves that
+  // batch 2 completed, and neither was acknowledged.
   std::vector<std::string> files = write_batches(scratch.path(), {2, 1, 2});
+  std::vector<RecordPlace> places = testing::record_places(files[0]);
+  uint64_t damaged = places[3].offset;  // record 2, batch 2
+  flip_bit(files[0], damaged + sizeof(RecordHeader) + 7);
+  Result<RecoveredLog> recovered = scan(scratch.path());
+  ASSERT_TRUE(recovered.ok()) << recovered.error().message;
+  ASSERT_TRUE(recovered->torn.has_value());
+  EXPECT_EQ(recovered->torn->offset, damaged);
+  EXPECT_EQ(recovered->torn->batch, 3u);  // the largest the torn batch can be
+  EXPECT_EQ(recovered->next_sequence, 2u);
+}
+
+TEST(RecoveryTest, DamagedSingleRecordBatchFollowedByTwoLaterBatchesIsDamage) {
+  ScratchDirectory scratch;
+  // Batch 2 is one record; batches 3 and 4 follow it whole. Batch 4 was submitted only
+  // once batch 2 was durable: the damaged record belongs to a completed batch.
+  std::vector<std::string> files = write_batches(scratch.path(), {2, 1, 2, 2});
   std::vector<RecordPlace> places = testing::record_places(files[0]);
   uint64_t damaged = places[3].offset;  // record 2, batch 2
   flip_bit(files[0], damaged + sizeof(RecordHeader) + 7);
@@ -286,6 +303,8 @@ TEST(RecoveryTest, TornBatchOlderThanAnotherLogsNewestBatchIsDamage) {
   ASSERT_NO_FATAL_FAILURE(testing::commit(*persister));  // batch 2: A only
   testing::stage_records(*log_b, 1, payload_bytes);
   ASSERT_NO_FATAL_FAILURE(testing::commit(*persister));  // batch 3: B only
+  testing::stage_records(*log_b, 1, payload_bytes);
+  ASSERT_NO_FATAL_FAILURE(testing::commit(*persister));  // batch 4: B only
   std::string file_a = log_a->segment_paths()[0];
   std::vector<RecordPlace> places = testing::record_places(file_a);
   // A's last record (batch 2) goes bad: locally it looks like a tear of batch 2.
@@ -296,7 +315,7 @@ TEST(RecoveryTest, TornBatchOlderThanAnotherLogsNewestBatchIsDamage) {
   ASSERT_TRUE(recovered_a.ok() && recovered_b.ok());
   ASSERT_TRUE(recovered_a->torn.has_value());
   EXPECT_EQ(recovered_a->torn->batch, 2u);
-  EXPECT_EQ(recovered_b->last_batch, 3u);
+  EXPECT_EQ(recovered_b->last_batch, 4u);
   std::vector<const RecoveredLog*> logs = {&*recovered_a, &*recovered_b};
   std::vector<std::string> names = {"payments shard 0", "payments shard 1"};
   Result<void> checked = check_torn_batches(logs, names);
@@ -304,9 +323,12 @@ TEST(RecoveryTest, TornBatchOlderThanAnotherLogsNewestBatchIsDamage) {
   EXPECT_EQ(
       checked.error().message,
       "payments shard 0: " + file_a + ": offset " + std::to_string(places.back().offset) +
-          ": batch 2 looks torn, but payments shard 1 holds batch 3, so batch 2 was acknowledged: this is "
+          ": batch 2 looks torn, but payments shard 1 holds batch 4, so batch 2 was acknowledged: this is "
           "damage, not a torn write");
-  // Without B's batch 3, the same tear is the last batch and fine.
+  // Without B's batch 4, batch 3 may have been in flight beside batch 2: the same tear is
+  // fine, as it is when batch 2 is the newest.
+  recovered_b->last_batch = 3;
+  EXPECT_TRUE(check_torn_batches(logs, names).ok());
   recovered_b->last_batch = 2;
   EXPECT_TRUE(check_torn_batches(logs, names).ok());
 }
@@ -348,7 +370,9 @@ TEST(RecoveryTest, SegmentHeaderOfAnotherFormatVersionIsRefused) {
 
 TEST(RecoveryTest, SegmentHeaderWithWrongMagicIsDamageWhenLaterBatchesFollow) {
   ScratchDirectory scratch;
-  std::vector<std::string> files = write_batches(scratch.path(), {2, 2});
+  // Three batches: the header's batch (1) and the one in flight beside it (2) cannot both
+  // be unfinished when batch 3 was written.
+  std::vector<std::string> files = write_batches(scratch.path(), {2, 2, 2});
   flip_bit(files[0], 0);
   Result<RecoveredLog> recovered = scan(scratch.path());
   ASSERT_FALSE(recovered.ok());
@@ -586,8 +610,20 @@ TEST(RecoveryTest, OldRecordsOfAReusedFileAfterZeroPaddingAreTheCleanEndOfAnyFil
   EXPECT_EQ(records.back().payload, testing::payload_for(1088, payload_bytes));
 }
 
-TEST(RecoveryTest, ARecordContinuingTheLogAfterZeroPaddingIsDamageNotTheCleanEnd) {
-  // The same records twice, one log with a batch more: its record 5 continues the other.
+// Rewrites the format version in a file's segment header (and the header's checksum).
+void set_format_version(const std::string& path, uint32_t version) {
+  std::vector<std::byte> bytes = testing::read_bytes(path);
+  RecordHeader header;
+  std::memcpy(&header, bytes.data(), sizeof header);
+  std::memcpy(bytes.data() + sizeof header, &version, sizeof version);
+  header.checksum = record_checksum(header, std::span(bytes).subspan(sizeof header, header.payload_bytes));
+  std::memcpy(bytes.data(), &header, sizeof header);
+  testing::write_bytes(path, bytes);
+}
+
+TEST(RecoveryTest, ABatchAtTheBlockBoundaryAfterZerosContinuesAVersion3LogButIsDamageInVersion2) {
+  // The same records twice, one log with a batch more: its records 5 and 6 (batch 3)
+  // continue the other.
   ScratchDirectory longer;
   std::vector<std::string> longer_files = write_batches(longer.path(), {3, 2, 2});
   std::vector<RecordPlace> places = testing::record_places(longer_files.at(0));
@@ -597,13 +633,34 @@ TEST(RecoveryTest, ARecordContinuingTheLogAfterZeroPaddingIsDamageNotTheCleanEnd
                                          longer_bytes.begin() + ptrdiff_t(places[7].offset + record_bytes));
   ScratchDirectory scratch;
   std::vector<std::string> files = write_batches(scratch.path(), {3, 2});
-  // Zeros to the block's end, then batch 3: a hole where its start was.
+  // Zeros to the block's end, then batch 3: as written when batch 3 was submitted while
+  // batch 2 was still in flight (log_format.h).
   ASSERT_NO_FATAL_FAILURE(follow_records_with(files.at(0), records_5_and_6));
-  Result<RecoveredLog> recovered = scan(scratch.path());
+  std::vector<ScannedRecord> records;
+  Result<RecoveredLog> recovered = scan(scratch.path(), &records);
+  ASSERT_TRUE(recovered.ok()) << recovered.error().message;
+  EXPECT_FALSE(recovered->torn.has_value());
+  ASSERT_EQ(records.size(), 7u);
+  EXPECT_EQ(records[5].offset, log_write_alignment);
+  EXPECT_EQ(records[6].payload, testing::payload_for(6, payload_bytes));
+  EXPECT_EQ(recovered->last_batch, 3u);
+
+  // A version 2 file never has such a gap: there it is a hole, and batch 3 proves that the
+  // bytes before it were written.
+  set_format_version(files[0], 2);
+  recovered = scan(scratch.path());
   ASSERT_FALSE(recovered.ok());
   EXPECT_NE(recovered.error().message.find("is damaged"), std::string::npos) << recovered.error().message;
-  EXPECT_NE(recovered.error().message.find("good records of a later batch follow it"), std::string::npos)
-      << recovered.error().message;
+
+  // Nor does a gap count that is not followed by the log's next record exactly.
+  set_format_version(files[0], 3);
+  std::vector<std::byte> bytes = testing::read_bytes(files[0]);
+  bytes.at(log_write_alignment + 8) ^= std::byte{1};  // record 5's sequence, now 4
+  testing::write_bytes(files[0], bytes);
+  recovered = scan(scratch.path());
+  ASSERT_TRUE(recovered.ok()) << recovered.error().message;
+  ASSERT_TRUE(recovered->torn.has_value());  // batch 3 torn: its first record is bad
+  EXPECT_EQ(recovered->next_sequence, 5u);
 }
 
 TEST(RecoveryTest, MissingSegmentFileIsAGap) {
