@@ -162,15 +162,15 @@ class PayloadPool {
 // The persist tile's loop (engine/node/persist_tile.cc) with `committers` closed-loop
 // clients, each with one commit in flight: a committer issues its next record the moment
 // its previous one is durable. Each pass does what PersistTile::poll does: reap the
-// commit in flight if it completed (its committers issue again), stage up to
-// persist_poll_budget issued records, and submit what is staged when no commit is in
-// flight (one writev linked to one fdatasync on io_uring). So, as in the engine, records
-// issued while a commit is in flight are staged meanwhile and form the next group. A
-// commit's latency runs from its issue to the end of the group that made it durable. With
-// nothing to stage the thread waits for the completion in io_uring_wait_cqe, or, with
-// busy_poll, keeps polling as a persist tile with a core of its own does (on a 2-core
-// machine that poller takes the core the kernel's io-wq worker running the fdatasync would
-// use, so blocking is the default).
+// commits that completed (their committers issue again), stage up to persist_poll_budget
+// issued records, and submit what is staged when fewer than the Persister's
+// commits_in_flight_max (2) commits are in flight (one writev linked to one fdatasync on
+// io_uring). So, as in the engine, records issued while commits are in flight are staged
+// meanwhile and form the next group. A commit's latency runs from its issue to the end of
+// the group that made it durable. With nothing to stage or submit the thread waits for a
+// completion in io_uring_wait_cqe, or, with busy_poll, keeps polling as a persist tile
+// with a core of its own does (on a 2-core machine that poller takes the core the
+// kernel's io-wq worker running the fdatasync would use, so blocking is the default).
 Result<CommitRun> run_keel(const PayloadPool& pool, const std::string& directory, uint32_t committers,
                            uint32_t record_bytes, double seconds, bool busy_poll, std::string* backend) {
   persist::RecoveredLog empty;  // a fresh directory: nothing to recover
@@ -204,32 +204,34 @@ Result<CommitRun> run_keel(const PayloadPool& pool, const std::string& directory
   uint64_t groups = 0, stage_ns = 0, submit_ns = 0, wait_ns = 0, record_index = 0;
   Window window = Window::starting_now(seconds);
   std::deque<Cohort> issued{{shm::monotonic_ns(), committers}};
-  std::vector<Cohort> staged, in_flight;
-  uint64_t in_flight_end_sequence = 0;
-  bool committing = false;
+  std::vector<Cohort> staged;
+  // Commits in flight, oldest first: the sequence their records end at, and who waits.
+  struct Group {
+    uint64_t end_sequence;
+    std::vector<Cohort> cohorts;
+  };
+  std::deque<Group> in_flight;
   for (;;) {
     uint64_t now_ns = shm::monotonic_ns();
     bool issuing = now_ns < window.end_ns;
-    if (!issuing && !committing) break;
-    if (committing) {
-      bool nothing_to_stage = issued.empty() || !issuing;
-      Result<bool> durable = nothing_to_stage && !busy_poll ? persister.poll(/*wait=*/true) : persister.poll(false);
+    if (!issuing && in_flight.empty()) break;
+    if (!in_flight.empty()) {
+      // Nothing to stage and nothing to submit: wait for a completion (or poll for one).
+      bool idle = (issued.empty() || !issuing) && (staged.empty() || !persister.can_submit());
+      Result<bool> durable = persister.poll(idle && !busy_poll);
       if (!durable) return durable.error();
       uint64_t reaped_ns = shm::monotonic_ns();
-      if (nothing_to_stage && window.holds(reaped_ns)) wait_ns += reaped_ns - now_ns;
-      if (*durable) {
-        if (log.durable_sequence() < in_flight_end_sequence)
-          return make_error("bench wal", "a completed commit did not make its records durable");
-        if (log.segment_count() > 1) {
-          if (Result<void> dropped = log.drop_segments_before(log.durable_sequence()); !dropped) return dropped.error();
-        }
-        committing = false;
+      if (idle && window.holds(reaped_ns)) wait_ns += reaped_ns - now_ns;
+      while (!in_flight.empty() && log.durable_sequence() >= in_flight.front().end_sequence) {
         if (window.holds(reaped_ns)) ++groups;
-        for (const Cohort& cohort : in_flight) {
+        for (const Cohort& cohort : in_flight.front().cohorts) {
           if (window.holds(reaped_ns)) samples.add(reaped_ns - cohort.issued_ns, cohort.count);
           issued.push_back({reaped_ns, cohort.count});
         }
-        in_flight.clear();
+        in_flight.pop_front();
+      }
+      if (*durable && log.segment_count() > 1) {
+        if (Result<void> dropped = log.drop_segments_before(log.durable_sequence()); !dropped) return dropped.error();
       }
     }
     uint64_t stage_start_ns = shm::monotonic_ns();
@@ -245,23 +247,18 @@ Result<CommitRun> run_keel(const PayloadPool& pool, const std::string& directory
     }
     uint64_t staged_ns = shm::monotonic_ns();
     if (window.holds(staged_ns)) stage_ns += staged_ns - stage_start_ns;
-    if (!committing && !staged.empty()) {
-      in_flight_end_sequence = log.next_sequence();
+    if (persister.can_submit() && !staged.empty()) {
+      uint64_t end_sequence = log.next_sequence();
       Result<bool> started = persister.submit();
       if (!started) return started.error();
-      if (!*started) return make_error("bench wal", "the persister took no commit with records staged");
-      uint64_t submitted_ns = shm::monotonic_ns();
-      if (window.holds(submitted_ns)) submit_ns += submitted_ns - staged_ns;
-      committing = persister.in_flight();
-      in_flight = std::move(staged);
-      staged.clear();
-      if (!committing) {  // psync: durable inside submit()
-        if (window.holds(submitted_ns)) ++groups;
-        for (const Cohort& cohort : in_flight) {
-          if (window.holds(submitted_ns)) samples.add(submitted_ns - cohort.issued_ns, cohort.count);
-          issued.push_back({submitted_ns, cohort.count});
-        }
-        in_flight.clear();
+      // Not taken: the batch needs a new segment file while one is in flight; next pass.
+      if (!*started && !persister.in_flight())
+        return make_error("bench wal", "the persister took no commit with records staged");
+      if (*started) {
+        uint64_t submitted_ns = shm::monotonic_ns();
+        if (window.holds(submitted_ns)) submit_ns += submitted_ns - staged_ns;
+        in_flight.push_back({end_sequence, std::move(staged)});
+        staged.clear();
       }
     }
   }

@@ -292,12 +292,15 @@ Result<uint64_t> segment_bytes(const config::PerfConfig& config, const numa::Pla
          *products + (1 << 20);
 }
 
+static_assert(persist::commits_in_flight_limit == 2, "perf_config.cc bounds [ledger] commits_in_flight by it");
+
 persist::PersisterOptions persister_options(const config::PerfConfig& config) {
   persist::PersisterOptions options;
   options.backend = config.ledger.persist_backend == config::PersistBackend::io_uring ? persist::Backend::io_uring
                                                                                      : persist::Backend::psync;
   options.fsync = config.ledger.fsync == config::FsyncPolicy::always ? persist::FsyncPolicy::always
                                                                      : persist::FsyncPolicy::none;
+  options.commits_in_flight_max = config.ledger.commits_in_flight;
   return options;
 }
 

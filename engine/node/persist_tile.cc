@@ -37,14 +37,18 @@ size_t PersistTile::poll(size_t budget) {
       return 0;
     }
     if (*durable) {
-      ++stats_.commits;
-      stats_.commit_ns.record((now_ns != 0 ? now_ns : shm::monotonic_ns()) - submitted_ns_);
+      if (now_ns == 0) now_ns = shm::monotonic_ns();
+      while (!submitted_.empty() && submitted_.front().batch <= persister_->durable_batch()) {
+        ++stats_.commits;
+        stats_.commit_ns.record(now_ns - submitted_.front().submitted_ns);
+        submitted_.pop_front();
+      }
       publish_durable();
       ++work;
     }
   }
   work += stage_blocks(budget);
-  if (!persister_->in_flight()) {
+  if (persister_->can_submit()) {
     // psync commits inside submit(): its time is submit()'s.
     const bool commits_in_submit = persister_->backend() != persist::Backend::io_uring;
     const uint64_t before_submit_ns = commits_in_submit ? shm::monotonic_ns() : 0;
@@ -53,20 +57,25 @@ size_t PersistTile::poll(size_t budget) {
       fail(started.error());
       return 0;
     }
-    if (*started && !persister_->in_flight()) {
+    if (*started && commits_in_submit) {
+      // psync: durable already; poll() reports it.
+      Result<bool> durable = persister_->poll(false);
+      if (!durable) {
+        fail(durable.error());
+        return 0;
+      }
       ++stats_.commits;
       stats_.commit_ns.record(shm::monotonic_ns() - before_submit_ns);
       publish_durable();
+    } else if (*started) {
+      submitted_.push_back({persister_->next_batch() - 1, shm::monotonic_ns()});  // after staging
     }
-    if (*started) {
-      ++work;
-      submitted_ns_ = shm::monotonic_ns();  // after staging: the commit's own time
-    }
+    if (*started) ++work;
   }
-  if (!persister_->in_flight()) {
-    drop_segments_behind_snapshots();
-    report_preallocation_failures();
-  }
+  // Even with commits in flight: those write a log's current file only (a log rotates
+  // only with none of its commits in flight), and the current file is never dropped.
+  drop_segments_behind_snapshots();
+  if (!persister_->in_flight()) report_preallocation_failures();
   in_flight_at_last_poll_ = persister_->in_flight();
   // The gap runs from the end of this poll to the start of the next: the time the
   // commit's completion waits behind the other tiles of this core.

@@ -5,8 +5,9 @@
 //
 //   PersistTile persist(std::move(persister), std::move(shards), &drain);
 //
-// One commit is in flight at a time; everything sealed while it runs goes into the next
-// one (group commit). While a commit is in flight the tile reports work, so its core keeps
+// Up to the Persister's commits_in_flight_max commits are in flight at once (two by
+// default, [ledger] commits_in_flight); everything sealed meanwhile goes into the next one
+// (group commit). While a commit is in flight the tile reports work, so its core keeps
 // polling for the completion instead of sleeping on a doorbell nothing would ring. A
 // failed write or fdatasync is fatal: the tile sets DrainState::fatal and stops, and no
 // receipt is ever released for the blocks of that commit.
@@ -106,7 +107,12 @@ class PersistTile final : public engine::Tile {
   DrainState* drain_;
   PersistStats stats_;
   uint64_t last_poll_ns_ = 0;
-  uint64_t submitted_ns_ = 0;
+  // Commits in flight: batch number and submission time, oldest first.
+  struct Submitted {
+    uint64_t batch;
+    uint64_t submitted_ns;
+  };
+  std::deque<Submitted> submitted_;
   bool in_flight_at_last_poll_ = false;
   bool draining_ = false;
   bool failed_ = false;

@@ -23,9 +23,10 @@ struct Persister::Ring {
 
 namespace {
 
-// An operation's user_data: the step's index, and whether it is the step's sync.
-constexpr uint64_t operation_data(uint32_t step_index, bool is_sync) {
-  return (uint64_t(step_index) << 1) | (is_sync ? 1 : 0);
+// An operation's user_data: the commit's slot, the step's index, and whether it is the
+// step's sync.
+constexpr uint64_t operation_data(uint32_t slot, uint32_t step_index, bool is_sync) {
+  return (uint64_t(slot) << 40) | (uint64_t(step_index) << 1) | (is_sync ? 1 : 0);
 }
 
 bool is_transient(int error_number) {
@@ -37,7 +38,7 @@ bool is_transient(int error_number) {
 Persister::Persister(const PersisterOptions& options) : options_(options), backend_(options.backend) {}
 
 Persister::~Persister() {
-  if (in_flight_ && ring_ != nullptr) drain_kernel();
+  if (active_commits_ > 0 && ring_ != nullptr) drain_kernel();
 }
 
 Result<std::unique_ptr<Persister>> Persister::create(PersisterOptions options, std::string* fallback_note) {
@@ -45,6 +46,10 @@ Result<std::unique_ptr<Persister>> Persister::create(PersisterOptions options, s
   if (options.ring_entries < 2 || options.ring_entries > ring_entries_max) {
     return make_error("persist", "ring_entries must be from 2 to " + std::to_string(ring_entries_max) +
                                      ", got " + std::to_string(options.ring_entries));
+  }
+  if (options.commits_in_flight_max < 1 || options.commits_in_flight_max > commits_in_flight_limit) {
+    return make_error("persist", "commits_in_flight_max must be from 1 to " + std::to_string(commits_in_flight_limit) +
+                                     ", got " + std::to_string(options.commits_in_flight_max));
   }
   std::unique_ptr<Persister> persister(new Persister(options));
   if (options.backend != Backend::io_uring) return persister;
@@ -65,15 +70,17 @@ Result<std::unique_ptr<Persister>> Persister::create(PersisterOptions options, s
 }
 
 void Persister::add_log(ShardLog* log) {
-  assert(log != nullptr && log->persister_ == nullptr && !in_flight_);
+  assert(log != nullptr && log->persister_ == nullptr && active_commits_ == 0);
   log->persister_ = this;
   logs_.push_back(log);
   // Batch numbers only grow across restarts: recovery tells batches apart by number.
   next_batch_ = std::max(next_batch_, log->last_batch() + 1);
-  steps_.reserve(logs_.size());
-  step_logs_.reserve(logs_.size());
-  step_operations_.reserve(logs_.size());
-  steps_to_reissue_.reserve(logs_.size());
+  for (Commit& commit : commits_) {
+    commit.steps.reserve(logs_.size());
+    commit.logs.reserve(logs_.size());
+    commit.operations.reserve(logs_.size());
+    commit.to_reissue.reserve(logs_.size());
+  }
 }
 
 Error Persister::refusal() const {
@@ -82,41 +89,47 @@ Error Persister::refusal() const {
 
 Result<bool> Persister::submit() {
   if (failed_) return refusal();
-  if (in_flight_) return false;
-  steps_.clear();
-  step_logs_.clear();
-  step_operations_.clear();
-  steps_to_reissue_.clear();
-  steps_issued_ = steps_done_ = operations_outstanding_ = 0;
-  failing_ = false;
+  if (active_commits_ >= options_.commits_in_flight_max) return false;
+  const uint32_t slot = (oldest_commit_ + active_commits_) % commits_in_flight_limit;
+  Commit& commit = commits_[slot];
+  commit.steps.clear();
+  commit.logs.clear();
+  commit.operations.clear();
+  commit.to_reissue.clear();
+  commit.steps_issued = commit.steps_done = 0;
   for (ShardLog* log : logs_) {
-    if (log->staged_bytes() == 0) continue;
+    if (!log->can_begin_commit()) continue;
     Result<CommitPart> part = log->begin_commit(next_batch_);
     if (!part) {
-      // Logs before this one already hold the batch: none of it may be written now.
+      // Logs before this one already hold the batch: none of it may be written now, and
+      // a batch still in flight is waited out (the kernel reads its buffers).
+      commit.steps.clear();
+      if (ring_ != nullptr && active_commits_ > 0) drain_kernel();
       failed_ = true;
       failure_ = part.error();
-      counters_.failed_commits += 1;
+      counters_.failed_commits += 1 + active_commits_;
+      active_commits_ = 0;
       return part.error();
     }
-    steps_.emplace_back(*part, options_.fsync == FsyncPolicy::always);
-    step_logs_.push_back(log);
-    step_operations_.push_back(0);
+    commit.steps.emplace_back(*part, options_.fsync == FsyncPolicy::always);
+    commit.logs.push_back(log);
+    commit.operations.push_back(0);
   }
-  if (steps_.empty()) return false;
-  in_flight_ = true;
-  in_flight_batch_ = next_batch_++;
-  counters_.log_writes += steps_.size();
+  if (commit.steps.empty()) return false;
+  commit.batch = next_batch_++;
+  active_commits_ += 1;
+  counters_.log_writes += commit.steps.size();
   if (backend_ == Backend::psync) {
-    for (CommitStep& step : steps_) {
-      if (auto ran = run_psync(step); !ran) return end_failed_commit(ran.error());
+    for (CommitStep& step : commit.steps) {
+      if (auto ran = run_psync(step); !ran) return end_failed_commits(ran.error());
+      commit.steps_done += 1;
     }
     return true;
   }
   queue_ready_steps();
   if (auto flushed = flush_submissions(); !flushed) {
     drain_kernel();
-    return end_failed_commit(flushed.error());
+    return end_failed_commits(flushed.error());
   }
   return true;
 }
@@ -155,8 +168,8 @@ Result<void> Persister::run_psync(CommitStep& step) {
 
 Result<bool> Persister::poll(bool wait) {
   if (failed_) return refusal();
-  if (!in_flight_) return false;
-  if (backend_ == Backend::psync) return finish_commit();
+  if (active_commits_ == 0) return false;
+  if (backend_ == Backend::psync) return finish_done_commits();
   for (;;) {
     reap_completions();
     queue_ready_steps();
@@ -166,9 +179,9 @@ Result<bool> Persister::poll(bool wait) {
     }
     if (failing_) {
       drain_kernel();  // blocks, even without `wait`: the kernel may still read the buffers
-      return end_failed_commit(failing_error_);
+      return end_failed_commits(failing_error_);
     }
-    if (steps_done_ == steps_.size()) return finish_commit();
+    if (finish_done_commits()) return true;
     if (!wait) return false;
     if (auto waited = wait_for_completion(); !waited) {
       failing_ = true;
@@ -177,39 +190,45 @@ Result<bool> Persister::poll(bool wait) {
   }
 }
 
-// Queues the operations of steps that need some, while the ring has room for a pair:
-// first steps to resubmit (after a short write), then steps not yet started (chunks).
+// Queues the operations of steps that need some, while the ring has room for a pair,
+// oldest commit first: first steps to resubmit (after a short write), then steps not yet
+// started (chunks).
 void Persister::queue_ready_steps() {
   if (failing_) return;
   auto room_for_pair = [&] { return ring_entries_ - operations_outstanding_ >= 2; };
-  while (!steps_to_reissue_.empty() && room_for_pair()) {
-    uint32_t index = steps_to_reissue_.back();
-    steps_to_reissue_.pop_back();
-    queue_step(index);
+  for (uint32_t age = 0; age < active_commits_; ++age) {
+    const uint32_t slot = (oldest_commit_ + age) % commits_in_flight_limit;
+    Commit& commit = commits_[slot];
+    while (!commit.to_reissue.empty() && room_for_pair()) {
+      uint32_t index = commit.to_reissue.back();
+      commit.to_reissue.pop_back();
+      queue_step(slot, index);
+    }
+    while (commit.steps_issued < commit.steps.size() && room_for_pair()) queue_step(slot, commit.steps_issued++);
   }
-  while (steps_issued_ < steps_.size() && room_for_pair()) queue_step(steps_issued_++);
 }
 
 // Queues what the step needs next: its write linked to its fdatasync, or one of the two.
-void Persister::queue_step(uint32_t index) {
-  CommitStep& step = steps_[index];
+void Persister::queue_step(uint32_t slot, uint32_t index) {
+  Commit& commit = commits_[slot];
+  CommitStep& step = commit.steps[index];
   StepAction action = step.next();
   int fd = step.part().fd;
   if (action == StepAction::write_and_sync || action == StepAction::write) {
     io_uring_sqe* write = io_uring_get_sqe(&ring_->ring);
     assert(write != nullptr);
     io_uring_prep_writev(write, fd, step.write_iovec(), 1, step.write_offset());
-    io_uring_sqe_set_data64(write, operation_data(index, false));
+    io_uring_sqe_set_data64(write, operation_data(slot, index, false));
     if (action == StepAction::write_and_sync) write->flags |= IOSQE_IO_LINK;
-    step_operations_[index] += 1;
+    commit.operations[index] += 1;
     operations_outstanding_ += 1;
   }
   if (action == StepAction::write_and_sync || action == StepAction::sync) {
     io_uring_sqe* sync = io_uring_get_sqe(&ring_->ring);
     assert(sync != nullptr);
     io_uring_prep_fsync(sync, fd, IORING_FSYNC_DATASYNC);
-    io_uring_sqe_set_data64(sync, operation_data(index, true));
-    step_operations_[index] += 1;
+    io_uring_sqe_set_data64(sync, operation_data(slot, index, true));
+    commit.operations[index] += 1;
     operations_outstanding_ += 1;
   }
 }
@@ -244,10 +263,13 @@ void Persister::reap_completions() {
 }
 
 void Persister::on_completion(uint64_t user_data, int result) {
-  uint32_t index = uint32_t(user_data >> 1);
+  uint32_t slot = uint32_t(user_data >> 40);
+  uint32_t index = uint32_t((user_data & ((uint64_t(1) << 40) - 1)) >> 1);
   bool is_sync = (user_data & 1) != 0;
-  assert(index < steps_.size() && step_operations_[index] > 0);
-  CommitStep& step = steps_[index];
+  assert(slot < commits_in_flight_limit);
+  Commit& commit = commits_[slot];
+  assert(index < commit.steps.size() && commit.operations[index] > 0);
+  CommitStep& step = commit.steps[index];
   if (is_sync) {
     if (result != -ECANCELED) counters_.fdatasyncs += 1;
     step.on_sync(result);
@@ -255,12 +277,12 @@ void Persister::on_completion(uint64_t user_data, int result) {
     if (result > 0) counters_.bytes_written += uint64_t(result);
     step.on_write(result);
   }
-  step_operations_[index] -= 1;
+  commit.operations[index] -= 1;
   operations_outstanding_ -= 1;
-  if (step_operations_[index] > 0) return;  // its linked sync is still to come
+  if (commit.operations[index] > 0) return;  // its linked sync is still to come
   switch (step.next()) {
     case StepAction::done:
-      steps_done_ += 1;
+      commit.steps_done += 1;
       break;
     case StepAction::failed:
       if (!failing_) {
@@ -269,7 +291,7 @@ void Persister::on_completion(uint64_t user_data, int result) {
       }
       break;
     default:
-      steps_to_reissue_.push_back(index);
+      commit.to_reissue.push_back(index);
       break;
   }
 }
@@ -306,28 +328,43 @@ void Persister::drain_kernel() {
   }
 }
 
-Result<bool> Persister::finish_commit() {
-  for (ShardLog* log : step_logs_) log->finish_commit();
-  for (const CommitStep& step : steps_) {
-    counters_.short_writes_resubmitted += step.short_writes();
-    counters_.write_retries += step.retries();
+// Makes the commits durable whose steps all ended, oldest first, stopping at the first
+// that has not (a later one waits for it). True if any became durable.
+bool Persister::finish_done_commits() {
+  bool finished = false;
+  while (active_commits_ > 0 && commits_[oldest_commit_].done()) {
+    Commit& commit = commits_[oldest_commit_];
+    for (ShardLog* log : commit.logs) log->finish_commit();
+    for (const CommitStep& step : commit.steps) {
+      counters_.short_writes_resubmitted += step.short_writes();
+      counters_.write_retries += step.retries();
+    }
+    durable_batch_ = commit.batch;
+    counters_.commits += 1;
+    oldest_commit_ = (oldest_commit_ + 1) % commits_in_flight_limit;
+    active_commits_ -= 1;
+    finished = true;
   }
-  durable_batch_ = in_flight_batch_;
-  counters_.commits += 1;
-  in_flight_ = false;
-  return true;
+  return finished;
 }
 
-Error Persister::end_failed_commit(const Error& error) {
-  for (const CommitStep& step : steps_) {
-    counters_.short_writes_resubmitted += step.short_writes();
-    counters_.write_retries += step.retries();
+// Every commit in flight fails with the first one's error (none of them is durable).
+Error Persister::end_failed_commits(const Error& error) {
+  uint64_t first_batch = commit_at(0).batch;
+  uint64_t last_batch = commit_at(active_commits_ - 1).batch;
+  for (uint32_t age = 0; age < active_commits_; ++age) {
+    for (const CommitStep& step : commit_at(age).steps) {
+      counters_.short_writes_resubmitted += step.short_writes();
+      counters_.write_retries += step.retries();
+    }
   }
   failed_ = true;
-  in_flight_ = false;
-  counters_.failed_commits += 1;
-  failure_ = Error{error.message + " (batch " + std::to_string(in_flight_batch_) +
-                   " is not durable; no further commits)"};
+  counters_.failed_commits += active_commits_;
+  active_commits_ = 0;
+  std::string batches = first_batch == last_batch ? "batch " + std::to_string(first_batch) + " is"
+                                                  : "batches " + std::to_string(first_batch) + " to " +
+                                                        std::to_string(last_batch) + " are";
+  failure_ = Error{error.message + " (" + batches + " not durable; no further commits)"};
   return failure_;
 }
 

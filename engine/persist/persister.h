@@ -14,9 +14,16 @@
 //
 // A commit ("batch", numbered from 1 across all logs, continuing after the largest batch
 // found at recovery) takes every log that has staged records: per log, one write of
-// everything staged, linked (IOSQE_IO_LINK) to one fdatasync of that file. The next batch
-// is submitted only once the previous one is durable in every log; recovery relies on it
-// (a later batch on disk proves every earlier one completed everywhere).
+// everything staged, linked (IOSQE_IO_LINK) to one fdatasync of that file. Up to
+// commits_in_flight_max (at most commits_in_flight_limit, 2) batches are in flight at
+// once, so the device always has the next write queued while one completes: batch N + 2
+// is submitted only once batch N is durable in every log, which recovery relies on (a
+// record of batch N + 2 on disk proves batch N completed everywhere). Batches become
+// durable in order: a batch whose write and sync ended before its predecessor's waits for
+// it (its fdatasync does not cover a write still in flight), so a log's durable sequence
+// only ever covers a prefix. A log takes part in a batch only when it can
+// (ShardLog::can_begin_commit: two of its batches in flight, or a new segment file wanted
+// while one is, leave it out until the next).
 //
 // Estimate (2-core dev machine, DESIGN.md): one fdatasync is ~0.3 ms, so one log does
 // ~3,000 commits/s whatever their size; a batch of 64 records of 100 B is 8.4 KB per
@@ -33,6 +40,7 @@
 // nothing is retried and nothing of that commit is reported durable. Restart and recover.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -56,6 +64,8 @@ struct PersisterOptions {
   // of two). A log takes 2 per commit; with more logs than fit, a commit is submitted in
   // chunks as entries free up.
   uint32_t ring_entries = 256;
+  // Batches in flight at once, 1 to commits_in_flight_limit.
+  uint32_t commits_in_flight_max = commits_in_flight_limit;
 };
 
 // Counters for benchmarks and the monitor; only grow.
@@ -89,20 +99,25 @@ class Persister {
   // above the log's last batch.
   void add_log(ShardLog* log);
 
-  // If no commit is in flight and a log has staged records: starts the next batch over
-  // every such log and returns true. io_uring: queues the writes and syncs and returns.
-  // psync: writes and fdatasyncs each log here (blocking); poll() then reports it.
-  // Errors: a commit failed before (refused), or starting a segment file failed.
+  // If fewer than commits_in_flight_max commits are in flight and a log has staged records
+  // it can commit now: starts the next batch over every such log and returns true.
+  // io_uring: queues the writes and syncs and returns. psync: writes and fdatasyncs each
+  // log here (blocking); poll() then reports it. Errors: a commit failed before (refused),
+  // or starting a segment file failed.
   Result<bool> submit();
 
   // Reaps completions and resubmits what needs it; blocks only when `wait` is true (until
-  // the commit ends) or after a failure (until the kernel is done with the buffers).
-  // Returns true when the commit in flight has become durable in every
-  // log (each log's durable_sequence() has advanced then). Returns the commit's Error if a
-  // write or fdatasync failed.
+  // a commit ends) or after a failure (until the kernel is done with the buffers).
+  // Returns true when one or more commits have become durable in every log, oldest first
+  // (each log's durable_sequence() has advanced then; durable_batch() is the newest).
+  // Returns the commit's Error if a write or fdatasync failed.
   Result<bool> poll(bool wait = false);
 
-  bool in_flight() const { return in_flight_; }
+  // True while any commit is in flight.
+  bool in_flight() const { return active_commits_ > 0; }
+  uint32_t commits_in_flight() const { return active_commits_; }
+  // True when submit() may start another commit (none failed, and room for one).
+  bool can_submit() const { return !failed_ && active_commits_ < options_.commits_in_flight_max; }
   // The last batch this Persister made durable (0 before its first).
   uint64_t durable_batch() const { return durable_batch_; }
   // The number the next batch will get.
@@ -112,16 +127,30 @@ class Persister {
  private:
   struct Ring;
 
+  // One batch in flight: one step per log that takes part. Reserved for every log, so the
+  // steps (whose iovecs the kernel reads) never move while it is in flight.
+  struct Commit {
+    std::vector<CommitStep> steps;
+    std::vector<ShardLog*> logs;
+    std::vector<uint8_t> operations;  // per step: its operations not yet completed
+    std::vector<uint32_t> to_reissue;
+    uint32_t steps_issued = 0;  // steps [0, steps_issued) were issued once
+    uint32_t steps_done = 0;
+    uint64_t batch = 0;
+    bool done() const { return steps_done == steps.size(); }
+  };
+
   explicit Persister(const PersisterOptions& options);
+  Commit& commit_at(uint32_t age) { return commits_[(oldest_commit_ + age) % commits_in_flight_limit]; }
   Result<void> run_psync(CommitStep& step);
   void queue_ready_steps();
-  void queue_step(uint32_t index);
+  void queue_step(uint32_t slot, uint32_t index);
   Result<void> flush_submissions();
   void reap_completions();
   void on_completion(uint64_t user_data, int result);
   Result<void> wait_for_completion();
-  Result<bool> finish_commit();
-  Error end_failed_commit(const Error& error);
+  bool finish_done_commits();
+  Error end_failed_commits(const Error& error);
   void drain_kernel();
   Error refusal() const;
 
@@ -131,19 +160,13 @@ class Persister {
   uint32_t ring_entries_ = 0;
   std::vector<ShardLog*> logs_;
 
-  // The commit in flight: one step per log that takes part. Reserved for every log, so
-  // the steps (whose iovecs the kernel reads) never move while it is in flight.
-  std::vector<CommitStep> steps_;
-  std::vector<ShardLog*> step_logs_;
-  std::vector<uint8_t> step_operations_;  // per step: its operations not yet completed
-  std::vector<uint32_t> steps_to_reissue_;
-  uint32_t steps_issued_ = 0;  // steps [0, steps_issued_) were issued once
-  uint32_t steps_done_ = 0;
+  // The commits in flight, a ring: active_commits_ of them from oldest_commit_ on.
+  std::array<Commit, commits_in_flight_limit> commits_;
+  uint32_t oldest_commit_ = 0;
+  uint32_t active_commits_ = 0;
   uint32_t operations_outstanding_ = 0;  // queued in the ring or in the kernel
   bool failing_ = false;
   Error failing_error_;
-  bool in_flight_ = false;
-  uint64_t in_flight_batch_ = 0;
 
   bool failed_ = false;
   Error failure_;

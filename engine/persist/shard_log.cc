@@ -64,7 +64,7 @@ ShardLog::ShardLog(std::string directory, LogIdentity identity, LogOptions optio
   // A block in front for the segment header or the file's partial last block, one behind
   // for the padding. aligned_alloc leaves the pages untouched until records land in them.
   uint64_t buffer_bytes = block_bytes + round_up_to_block(batch_bytes_max_) + block_bytes;
-  for (Buffer* buffer : {&staging_, &in_flight_}) {
+  for (Buffer* buffer : {&staging_, &in_flight_[0].buffer, &in_flight_[1].buffer}) {
     buffer->bytes.reset(static_cast<std::byte*>(std::aligned_alloc(block_bytes, buffer_bytes)));
     if (buffer->bytes == nullptr) throw std::bad_alloc();
   }
@@ -118,7 +118,7 @@ Result<void> ShardLog::open_files(const RecoveredLog& recovered) {
                                       std::to_string(recovered_bytes) +
                                       " (cut the torn tail with truncate_torn_tail before opening)");
   }
-  file_bytes_ = recovered.tail_file_bytes;
+  file_bytes_ = planned_file_end_ = recovered.tail_file_bytes;
   if (auto read = read_tail_block(); !read) return read.error();
   if (auto direct = use_direct_io(file_fd_.get(), file_path_); !direct) return direct.error();
   file_needs_header_ = file_bytes_ == 0;
@@ -193,7 +193,7 @@ Result<void> ShardLog::start_segment(uint64_t first_sequence) {
     file_fd_ = std::move(file);
   }
   file_path_ = path;
-  file_bytes_ = 0;
+  file_bytes_ = planned_file_end_ = 0;
   file_needs_header_ = true;
   rotate_before_next_ = false;
   segments_.push_back({first_sequence, std::move(path)});
@@ -303,17 +303,38 @@ Result<uint64_t> ShardLog::stage(uint16_t type, std::span<const std::byte> paylo
 }
 
 // Where the next batch's records will start in their file, as far as is known before its
-// commit: after the batch in flight, or after the segment header of a file to come. Only
-// a rotation that the batch's own size causes moves it (begin_commit then moves the bytes).
+// commit: after the newest batch begun (at the next block boundary while one is in
+// flight), or after the segment header of a file to come. Only a rotation that the
+// batch's own size causes moves it (begin_commit then moves the bytes).
+// Right after the newest batch begun, in its last block; but at the next block boundary
+// while a batch is in flight (its last block must not be written twice at once), or when
+// the records were staged for that place (a batch in flight then has ended since: the gap
+// saves moving them).
 uint64_t ShardLog::next_batch_file_offset() const {
-  if (committing_) return committing_file_end_;
-  return rotate_before_next_ || file_needs_header_ ? header_slot_bytes_ : file_bytes_;
+  if (rotate_before_next_ || file_needs_header_) return header_slot_bytes_;
+  bool staged_at_boundary = staging_.record_count > 0 && staging_.records_offset == 0;
+  if (planned_file_end_ % block_bytes != 0 && (in_flight_count_ > 0 || staged_at_boundary))
+    return round_up_to_block(planned_file_end_);
+  return planned_file_end_;
+}
+
+// True when the staged batch goes to a new segment file.
+bool ShardLog::next_batch_rotates() const {
+  if (rotate_before_next_) return true;
+  if (file_needs_header_) return false;
+  return next_batch_file_offset() + staging_.records_bytes > segment_bytes_usable_;
+}
+
+bool ShardLog::can_begin_commit() const {
+  if (staging_.record_count == 0) return false;
+  if (in_flight_count_ == 0) return true;
+  return in_flight_count_ < commits_in_flight_limit && !next_batch_rotates();
 }
 
 Result<CommitPart> ShardLog::begin_commit(uint64_t batch) {
-  assert(!committing_ && staging_.record_count > 0 && batch > last_batch_);
-  bool rotate = rotate_before_next_ ||
-                (!file_needs_header_ && file_bytes_ + staging_.records_bytes > segment_bytes_usable_);
+  assert(can_begin_commit() && batch > last_batch_);
+  bool rotate = next_batch_rotates();
+  assert(!rotate || in_flight_count_ == 0);
   if (rotate) {
     if (auto started = start_segment(staging_.first_sequence); !started) return started.error();
   } else if (file_needs_header_ && spare_available()) {
@@ -324,9 +345,10 @@ Result<CommitPart> ShardLog::begin_commit(uint64_t batch) {
   } else if (file_needs_header_ && options_.preallocate_segments) {
     counters_.segments_unprepared += 1;  // the empty file stays, appended to
   }
-  uint64_t start = file_needs_header_ ? header_slot_bytes_ : file_bytes_;
-  std::swap(staging_, in_flight_);
-  Buffer& buffer = in_flight_;
+  uint64_t start = next_batch_file_offset();
+  InFlight& slot = in_flight_[(in_flight_first_ + in_flight_count_) % commits_in_flight_limit];
+  std::swap(staging_, slot.buffer);
+  Buffer& buffer = slot.buffer;
   std::byte* bytes = buffer.bytes.get();
   if (start % block_bytes != buffer.records_offset) {
     // Staged for another place in the block (the batch itself made the file rotate).
@@ -338,7 +360,9 @@ Result<CommitPart> ShardLog::begin_commit(uint64_t batch) {
   if (file_needs_header_) {
     assert(buffer.records_offset == header_slot_bytes_);
     write_segment_header(buffer, batch);
-  } else {
+  } else if (buffer.records_offset > 0) {
+    // Only with no batch in flight: the file's last block is durable, kept in tail_block_.
+    assert(in_flight_count_ == 0 && start == file_bytes_);
     std::memcpy(bytes, tail_block_.get(), buffer.records_offset);
   }
   uint64_t end = buffer.records_offset + buffer.records_bytes;
@@ -347,15 +371,15 @@ Result<CommitPart> ShardLog::begin_commit(uint64_t batch) {
   counters_.padding_bytes_written += padded_end - end;
   uint64_t file_offset = start - buffer.records_offset;
   assert(file_offset % block_bytes == 0 && file_offset + padded_end <= options_.segment_bytes_max);
-  committing_ = true;
-  committing_batch_ = batch;
-  committing_file_end_ = start + buffer.records_bytes;
+  slot.batch = batch;
+  slot.file_end = start + buffer.records_bytes;
+  in_flight_count_ += 1;
+  planned_file_end_ = slot.file_end;
+  // The segment header goes out with this batch; a batch begun beside it follows it.
+  file_needs_header_ = false;
   return CommitPart{file_fd_.get(), file_path_, file_offset, bytes, padded_end};
 }
 
-// Stamps the batch number, the first/last-in-batch flags and the checksum on every staged
-// record (from the payload checksum stage() took: 32 bytes read per record); checks on
-// the way that the buffer holds exactly what stage() put there.
 void ShardLog::seal_records(Buffer& buffer, uint64_t batch) {
   std::byte* records = buffer.bytes.get() + buffer.records_offset;
   uint64_t offset = 0;
@@ -388,18 +412,20 @@ void ShardLog::write_segment_header(Buffer& buffer, uint64_t batch) {
 }
 
 void ShardLog::finish_commit() {
-  assert(committing_);
-  durable_sequence_ = in_flight_.first_sequence + in_flight_.record_count;
-  file_bytes_ = committing_file_end_;
-  // The partial last block, for the next commit to write again in front of its records.
+  assert(in_flight_count_ > 0);
+  InFlight& slot = in_flight_[in_flight_first_];
+  Buffer& buffer = slot.buffer;
+  durable_sequence_ = buffer.first_sequence + buffer.record_count;
+  file_bytes_ = slot.file_end;
+  // The partial last block, for a later commit to write again in front of its records.
   uint64_t tail_bytes = file_bytes_ % block_bytes;
-  const std::byte* end = in_flight_.bytes.get() + in_flight_.records_offset + in_flight_.records_bytes;
+  const std::byte* end = buffer.bytes.get() + buffer.records_offset + buffer.records_bytes;
   std::memcpy(tail_block_.get(), end - tail_bytes, tail_bytes);
-  file_needs_header_ = false;
-  last_batch_ = committing_batch_;
-  in_flight_.records_bytes = 0;
-  in_flight_.record_count = 0;
-  committing_ = false;
+  last_batch_ = slot.batch;
+  buffer.records_bytes = 0;
+  buffer.record_count = 0;
+  in_flight_first_ = (in_flight_first_ + 1) % commits_in_flight_limit;
+  in_flight_count_ -= 1;
 }
 
 Result<void> ShardLog::drop_segments_before(uint64_t sequence) {

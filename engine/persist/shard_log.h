@@ -11,11 +11,12 @@
 //     if (log->durable_sequence() > sequence) release the receipts of that block;
 //   }                                     // else: backpressure, stage again after a commit
 //
-// Double-buffered: stage() copies into the staging buffer; a commit takes that buffer as a
-// whole (one write per log) and stage() continues into the other one, which becomes the
-// next batch. The buffer in flight is not touched until its commit ends. Both buffers are
-// allocated at open (staged_bytes_max each, untouched pages cost nothing), so staging
-// allocates nothing. stage() takes each payload's CRC32C while copying it, so a commit
+// Buffered three ways: stage() copies into the staging buffer; a commit takes that buffer
+// as a whole (one write per log) and stage() continues into a free one, which becomes the
+// next batch. Up to commits_in_flight_limit (2) batches of a log are in flight at once
+// (persister.h), finishing in order; a buffer in flight is not touched until its commit
+// ends. All three are allocated at open (staged_bytes_max each, untouched pages cost
+// nothing), so staging allocates nothing. stage() takes each payload's CRC32C while copying it, so a commit
 // only stamps batch, flags and checksum into the 32-byte headers.
 //
 // Writes are whole aligned blocks (log_write_alignment) from aligned buffers, so that the
@@ -26,9 +27,13 @@
 // front of it and zeros behind it to the block's end. So the file's last block is written
 // again by the next commit, with the same bytes up to the old end, as page-cache writeback
 // would write it; and a file ends in up to a block of zeros, which recovery reads as the
-// clean end of its records (recovery.h).
+// clean end of its records (recovery.h). Except beside a commit in flight: a batch staged
+// or begun while this log has one in flight starts at the next block boundary, leaving
+// the zeros after the previous batch as a gap (format version 3, log_format.h), since two
+// writes of one block in flight could land in either order.
 //
-// Segment files rotate between batches, never inside one: when the next batch would take
+// Segment files rotate between batches, never inside one, and never while a batch of this
+// log is in flight (recovery reads a tear in the last file only): when the next batch would take
 // the current file past segment_bytes_max, the commit creates the next file (named after
 // the batch's first sequence), fsyncs the directory, and writes the new segment header as
 // the first record of that batch. A batch is therefore capped at segment_bytes_max minus
@@ -63,6 +68,7 @@
 // restarts and recovers.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -146,6 +152,12 @@ class ShardLog {
 
   // The sequence the next staged record gets.
   uint64_t next_sequence() const { return next_sequence_; }
+  // Batches of this log in flight (begun, not yet finished).
+  size_t commits_in_flight() const { return in_flight_count_; }
+  // True when the staged records can go into a commit now: fewer than
+  // commits_in_flight_limit batches in flight, and none at all when the batch needs a new
+  // segment file. (The Persister leaves the log out of a batch otherwise.)
+  bool can_begin_commit() const;
   // Records [0, durable_sequence) are durable (written and fdatasynced).
   uint64_t durable_sequence() const { return durable_sequence_; }
   // Bytes waiting for the next commit (record headers included).
@@ -215,10 +227,11 @@ class ShardLog {
   Result<void> use_direct_io(int fd, const std::string& path);
   Result<void> read_tail_block();
   uint64_t next_batch_file_offset() const;
+  bool next_batch_rotates() const;
 
-  // Persister side. begin_commit hands the staged records to batch `batch`: rotates the
-  // segment if needed, stamps batch, flags and checksums, and returns the bytes to write.
-  // finish_commit marks them durable.
+  // Persister side. begin_commit hands the staged records to batch `batch` (only when
+  // can_begin_commit()): rotates the segment if needed, stamps batch, flags and checksums,
+  // and returns the bytes to write. finish_commit marks the oldest batch in flight durable.
   Result<CommitPart> begin_commit(uint64_t batch);
   void finish_commit();
   void seal_records(Buffer& buffer, uint64_t batch);
@@ -250,11 +263,18 @@ class ShardLog {
   uint64_t recycled_names_ = 0;             // the number the next kept file is named with
   std::string preallocation_error_;
 
+  // A batch in flight: its bytes, number, and where its records end in the file.
+  struct InFlight {
+    Buffer buffer;
+    uint64_t batch = 0;
+    uint64_t file_end = 0;
+  };
   Buffer staging_;
-  Buffer in_flight_;
-  bool committing_ = false;
-  uint64_t committing_batch_ = 0;
-  uint64_t committing_file_end_ = 0;
+  std::array<InFlight, commits_in_flight_limit> in_flight_;  // a ring, oldest at in_flight_first_
+  size_t in_flight_first_ = 0;
+  size_t in_flight_count_ = 0;
+  // Where the newest batch begun (in flight or durable) ends in the current file.
+  uint64_t planned_file_end_ = 0;
   const Persister* persister_ = nullptr;
 
   uint64_t next_sequence_ = 0;

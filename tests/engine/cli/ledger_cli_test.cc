@@ -332,14 +332,31 @@ uint64_t written_end(const fs::path& path) {
 }
 
 // Where a segment file's records end, walking their headers (engine/persist/log_format.h:
-// magic "KLR1", then the payload length; 32-byte headers).
+// magic "KLR1", then the payload length; 32-byte headers), over the zeros to a block's end
+// that a batch begun beside another leaves before it.
 uint64_t records_end(const fs::path& path) {
   std::ifstream file(path, std::ios::binary);
   std::vector<char> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  // A record of the expected sequence (at +8; the segment header carries its file's first
+  // record's sequence): a reused file's old records after the end are not taken.
+  uint64_t expected_sequence = 0;
+  auto record_at = [&](uint64_t offset) {
+    if (offset + 32 > bytes.size() || std::memcmp(bytes.data() + offset, "KLR1", 4) != 0) return false;
+    uint64_t sequence;
+    std::memcpy(&sequence, bytes.data() + offset + 8, sizeof sequence);
+    return offset == 0 || sequence == expected_sequence;
+  };
   uint64_t offset = 0;
-  while (offset + 32 <= bytes.size() && std::memcmp(bytes.data() + offset, "KLR1", 4) == 0) {
+  for (;;) {
+    if (!record_at(offset)) {
+      uint64_t block_end = (offset + 4095) / 4096 * 4096;
+      if (offset == 0 || block_end == offset || !record_at(block_end)) break;
+      offset = block_end;
+    }
     uint32_t payload_bytes;
     std::memcpy(&payload_bytes, bytes.data() + offset + 4, sizeof payload_bytes);
+    std::memcpy(&expected_sequence, bytes.data() + offset + 8, sizeof expected_sequence);
+    if (offset > 0) expected_sequence += 1;  // the segment header does not use its sequence
     offset += 32 + payload_bytes;
   }
   return offset;

@@ -337,7 +337,8 @@ uint64_t check_failure_report(const std::string& name, const Scratch& scratch, i
   EXPECT_NE(line.find(".klog"), std::string::npos) << "names no log file: " << line;
   EXPECT_TRUE(std::regex_search(line, std::regex(reason))) << "does not say '" << reason << "': " << line;
   std::smatch batch;
-  if (!std::regex_search(line, batch, std::regex("batch ([0-9]+) is not durable"))) {
+  // "batch 7 is not durable", or with two commits in flight "batches 7 to 8 are ...".
+  if (!std::regex_search(line, batch, std::regex("batch(?:es)? ([0-9]+)(?: to [0-9]+)? (?:is|are) not durable"))) {
     ADD_FAILURE() << "does not name the batch that is not durable: " << line;
     return 0;
   }

@@ -136,7 +136,8 @@ inline void write_bytes(const std::string& path, const std::vector<std::byte>& b
   file.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
 }
 
-// Where each record of a segment file starts, by walking the headers (the file must be good).
+// Where each record of a segment file starts, by walking the headers (the file must be
+// good), over the gaps a batch begun beside another leaves (zeros to the block's end).
 struct RecordPlace {
   uint64_t offset;
   RecordHeader header;
@@ -148,7 +149,13 @@ inline std::vector<RecordPlace> record_places(const std::string& path) {
   while (offset + sizeof(RecordHeader) <= bytes.size()) {
     RecordHeader header;
     std::memcpy(&header, bytes.data() + offset, sizeof header);
-    if (header.magic != record_magic) break;
+    if (header.magic != record_magic) {
+      uint64_t block_end = (offset + log_write_alignment - 1) / log_write_alignment * log_write_alignment;
+      if (places.empty() || block_end == offset || block_end + sizeof(RecordHeader) > bytes.size()) break;
+      std::memcpy(&header, bytes.data() + block_end, sizeof header);
+      if (header.magic != record_magic || header.sequence != places.back().header.sequence + 1) break;
+      offset = block_end;
+    }
     places.push_back({offset, header});
     offset += sizeof header + header.payload_bytes;
   }
