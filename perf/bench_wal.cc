@@ -247,7 +247,11 @@ Result<CommitRun> run_keel(const PayloadPool& pool, const std::string& directory
     }
     uint64_t staged_ns = shm::monotonic_ns();
     if (window.holds(staged_ns)) stage_ns += staged_ns - stage_start_ns;
-    if (persister.can_submit() && !staged.empty()) {
+    // Beside a commit in flight, the next one goes only once everything issued is staged
+    // (as the persist tile does): a second commit that takes a pass's worth of records
+    // would split the group, and the device does better with fewer, larger writes.
+    bool more_to_stage = issuing && !issued.empty() && log.fits(record_bytes);
+    if (persister.can_submit() && !staged.empty() && (!persister.in_flight() || !more_to_stage)) {
       uint64_t end_sequence = log.next_sequence();
       Result<bool> started = persister.submit();
       if (!started) return started.error();

@@ -47,8 +47,14 @@ size_t PersistTile::poll(size_t budget) {
       ++work;
     }
   }
-  work += stage_blocks(budget);
-  if (persister_->can_submit()) {
+  const size_t staged = stage_blocks(budget);
+  work += staged;
+  // With nothing in flight a commit goes at once (latency). Beside a commit in flight the
+  // next goes only when this poll staged everything waiting (its budget was not used up):
+  // a commit of one poll's budget would split the group, and the device does better with
+  // fewer, larger writes.
+  const bool more_may_wait = staged >= budget;
+  if (persister_->can_submit() && (!persister_->in_flight() || !more_may_wait)) {
     // psync commits inside submit(): its time is submit()'s.
     const bool commits_in_submit = persister_->backend() != persist::Backend::io_uring;
     const uint64_t before_submit_ns = commits_in_submit ? shm::monotonic_ns() : 0;

@@ -292,6 +292,11 @@ Result<uint64_t> ShardLog::stage(uint16_t type, std::span<const std::byte> paylo
   // field until begin_commit stamps batch and flags and folds it into the record's
   // checksum: the commit reads 32 bytes per record, not the whole batch, and the persist
   // tile stages while the previous commit is in flight.
+  // Ask for the whole payload's lines at once (up to 4 KiB): a source that is not in cache
+  // then costs about one memory latency instead of one per few lines while the hardware
+  // prefetcher ramps up.
+  for (size_t line = 0; line < std::min<size_t>(payload.size(), 4096); line += 64)
+    __builtin_prefetch(payload.data() + line);
   if (!payload.empty()) std::memcpy(at + sizeof header, payload.data(), payload.size());
   header.checksum = crc32c(std::span(at + sizeof header, payload.size()));
   std::memcpy(at, &header, sizeof header);
