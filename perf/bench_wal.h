@@ -7,14 +7,17 @@
 // Medians of `repetitions` interleaved runs with min and max; ratios pair by pair.
 //
 // keel with N committers is N commits in flight, closed loop: one thread drives one
-// ShardLog + Persister with PersistTile::poll's steps — reap the commit in flight (its
-// committers issue their next record at once), stage up to 128 issued records (the
-// default persist weight x tile_budget), submit what is staged when no commit is in
-// flight (one writev linked to one fdatasync). Records issued while a commit is in flight
-// are staged meanwhile and form the next group, as in the engine; one commit is in flight
-// at a time (recovery's tear rule depends on it). Latency runs from issue to durable. The
-// baselines run N threads, each one commit at a time. Commits count when they become
-// durable inside the run's window (its first tenth warms up).
+// ShardLog + Persister with PersistTile::poll's steps — reap the commits that completed
+// (their committers issue their next record at once), stage up to 128 issued records (the
+// default persist weight x tile_budget), submit what is staged (one writev linked to one
+// fdatasync) when no commit is in flight, or when one is and nothing issued is left to
+// stage (up to two in flight, [ledger] commits_in_flight). Records issued while commits
+// are in flight are staged meanwhile and form the next group, as in the engine. After
+// each completion every whole segment file behind the durable end is dropped, as a
+// running engine's snapshots let go of them, so new segments are reused files
+// ([ledger] segment_recycled_max). Latency runs from issue to durable. The baselines run
+// N threads, each one commit at a time. Commits count when they become durable inside the
+// run's window (its first tenth warms up).
 //
 // Estimate per commit (fdatasync ~0.15 ms on the dev VM):
 //   keel: the record + its 32-byte header, and per group up to 4 KiB more (writes are
@@ -26,12 +29,13 @@
 //     commit then only stamps batch, flags and checksum into 32-byte headers (~10 us per
 //     1,024 records). At 1,024 x 1 KiB a group is 1.05 MB: staging reads 1 MB of the
 //     16 MiB pool, out of cache (~0.2 ms at ~5 GB/s on the dev VM, + ~0.08 ms of CRC32C),
-//     and the device writes it in ~0.45-0.5 ms with its flush. With the tile's overlap the
-//     1,024 committers settle into two alternating groups of ~450 and ~575 records: one
-//     stages while the other is written, and the device, at queue depth one, writes ~0.5
-//     MB per fdatasync (~0.6 ms): about 1 GB/s, ~0.5-0.6 of the 8 MiB ceiling. Reaching
-//     0.8 would take two commits in flight (a deeper device queue), which the recovery's
-//     rule that batch N+1 starts only once batch N is durable rules out today.
+//     and the device writes it in ~0.45-0.5 ms with its flush. With two commits in flight
+//     the 1,024 committers settle into groups of ~470 records (~0.5 MB): one stages while
+//     two are written. The persist thread then spends ~0.44 ms per MB (staging ~0.33,
+//     submitting ~0.11: the kernel pins the pages and kicks the virtio queue inline), so
+//     one core bounds it near 2.2 GB/s, and the device at queue depth two with 0.5 MB
+//     writes measured 2.0-2.3 GB/s in a C loop (its 8 MiB ceiling 1.4-2.5 GB/s the same
+//     minutes): about 0.6-0.8 of the ceiling.
 //   pwrite + fdatasync: the record, 2 syscalls and one journal commit + flush per commit
 //     (ext4 merges concurrent fdatasyncs of one file into one journal commit).
 //   RocksDB: the record + a 16-byte key + ~20 bytes of WAL framing; the leader of each
@@ -39,9 +43,10 @@
 //     wait and wake: on 2 cores, 64 or 1,024 threads are bound by context switches.
 //   ceiling: 8 MiB (O_DIRECT, past the page cache) and one fdatasync per chunk, both
 //     appending to a new file and overwriting a file written full of zeros beforehand;
-//     the target takes the higher. keel's log runs with preallocated segments (its first
-//     spare is ready before the run, later ones are written during it), so its commits
-//     overwrite too: no file size for fdatasync to journal (~100 us saved per commit).
+//     the target takes the higher. keel's log overwrites too: reused segment files, and
+//     zeroed spares before the first reused one is at hand (its first spare is ready
+//     before the run, one more is written during it): no file size for fdatasync to
+//     journal (~100 us saved per commit), and no second write of every segment.
 #pragma once
 
 #include <cstdint>
