@@ -217,7 +217,8 @@ Result<CommitRun> run_keel(const PayloadPool& pool, const std::string& directory
     if (!issuing && in_flight.empty()) break;
     if (!in_flight.empty()) {
       // Nothing to stage and nothing to submit: wait for a completion (or poll for one).
-      bool idle = (issued.empty() || !issuing) && (staged.empty() || !persister.can_submit());
+      bool idle = (issued.empty() || !issuing) &&
+                  (staged.empty() || !persister.can_submit() || !log.can_begin_commit());
       Result<bool> durable = persister.poll(idle && !busy_poll);
       if (!durable) return durable.error();
       uint64_t reaped_ns = shm::monotonic_ns();

@@ -81,7 +81,7 @@ size_t PersistTile::poll(size_t budget) {
   // Even with commits in flight: those write a log's current file only (a log rotates
   // only with none of its commits in flight), and the current file is never dropped.
   drop_segments_behind_snapshots();
-  if (!persister_->in_flight()) report_preallocation_failures();
+  report_preallocation_failures();
   in_flight_at_last_poll_ = persister_->in_flight();
   // The gap runs from the end of this poll to the start of the next: the time the
   // commit's completion waits behind the other tiles of this core.
@@ -116,8 +116,9 @@ SegmentCounts PersistTile::segment_counts() const {
   return counts;
 }
 
-// Segment files are deleted only between commits, and only whole files whose blocks are
-// all at or below the oldest snapshot the writer keeps (snapshot_writer.h).
+// Segment files go (deleted, or kept for reuse) only whole, when all their blocks are at
+// or below the oldest snapshot the writer keeps (snapshot_writer.h); commits in flight
+// write a log's current file only, which never goes.
 void PersistTile::drop_segments_behind_snapshots() {
   for (size_t index = 0; index < shards_.size(); ++index) {
     std::deque<StagedBlock>& points = cut_points_[index];

@@ -116,6 +116,7 @@ class Persister {
   // True while any commit is in flight.
   bool in_flight() const { return active_commits_ > 0; }
   uint32_t commits_in_flight() const { return active_commits_; }
+  uint32_t commits_in_flight_max() const { return options_.commits_in_flight_max; }
   // True when submit() may start another commit (none failed, and room for one).
   bool can_submit() const { return !failed_ && active_commits_ < options_.commits_in_flight_max; }
   // The last batch this Persister made durable (0 before its first).

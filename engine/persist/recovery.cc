@@ -195,6 +195,7 @@ Result<void> judge_bad_tail(const std::string& path, std::span<const std::byte> 
   torn.offset = previous.in_this_file && previous.is_segment_header ? 0 : offset;
   torn.bytes_cut = file.size() - torn.offset;
   torn.batch = batch_exact ? previous.batch : later.found ? later.batch_max : 0;
+  if (later.found) log->batch_seen_max = std::max(log->batch_seen_max, later.batch_max);
   log->torn = torn;
   log->tail_file_bytes = torn.offset;
   return {};
@@ -300,6 +301,7 @@ Result<void> scan_file(const std::string& path, std::span<const std::byte> file,
   state.previous.in_this_file = false;
   // Until the segment header says otherwise (it may be the bad record): this keel's own.
   state.file_format_version = log_format_version;
+  bool header_read = false;
   if (file.empty() && !is_last) return make_error(path, "is empty but later segment files follow it");
   uint64_t offset = 0;
   while (offset < file.size()) {
@@ -317,13 +319,17 @@ Result<void> scan_file(const std::string& path, std::span<const std::byte> file,
     // starts with a zero byte (the magic).
     if (!reason.empty() && offset > 0 && records_end_at(file, offset, state.expected_sequence)) break;
     if (!reason.empty()) {
-      if (is_last) return judge_bad_tail(path, file, offset, reason, state, log);
+      if (is_last) {
+        log->tail_format_version = header_read ? state.file_format_version : 0;
+        return judge_bad_tail(path, file, offset, reason, state, log);
+      }
       bool batch_exact = state.previous.in_this_file && !state.previous.last_in_batch;
       return damage_error(path, offset, state, batch_exact, reason, "later segment files follow it");
     }
     if (frame.header.type == record_type_segment_header) {
       if (auto identity = check_segment_header(path, frame, expected, &state.file_format_version); !identity)
         return identity;
+      header_read = true;
     } else {
       const RecordHeader& header = frame.header;
       LogRecordView view{header.sequence, header.batch, header.type, frame.payload, path, offset};
@@ -332,7 +338,10 @@ Result<void> scan_file(const std::string& path, std::span<const std::byte> file,
     advance(state, frame.header);
     offset += frame.bytes;
   }
-  if (is_last) judge_clean_end(path, offset, file.size(), state, log);
+  if (is_last) {
+    judge_clean_end(path, offset, file.size(), state, log);
+    log->tail_format_version = header_read ? state.file_format_version : 0;
+  }
   return {};
 }
 
@@ -386,6 +395,7 @@ Result<RecoveredLog> scan_log(const std::string& directory, const LogIdentity& e
   }
   log.next_sequence = state.expected_sequence;
   log.last_batch = state.last_batch;
+  log.batch_seen_max = std::max({log.batch_seen_max, state.last_batch, log.torn ? log.torn->batch : 0});
   return log;
 }
 

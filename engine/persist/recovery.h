@@ -96,6 +96,13 @@ struct RecoveredLog {
   std::vector<std::string> files;  // paths of the segment files, oldest first
   uint64_t next_sequence = 0;      // the sequence the next appended record gets
   uint64_t last_batch = 0;         // largest batch of a good record (0: none)
+  // Largest batch of any good record seen, those cut with a torn tail included: batch
+  // numbers handed out after recovery start above it.
+  uint64_t batch_seen_max = 0;
+  // Format version of the last file's segment header (0: no file, or its header is bad).
+  // A log whose last file predates version 3 starts a new file for its next batch, so
+  // that file never holds a version 3 gap.
+  uint32_t tail_format_version = 0;
   uint64_t tail_file_bytes = 0;    // where the last file's records end, once any torn tail is cut
   // Bytes after them that hold none of the log's records: write padding, and in a recycled
   // segment file the old bytes after it (0 after a cut).

@@ -15,6 +15,7 @@
 #include <optional>
 
 #include "engine/persist/crc32c.h"
+#include "engine/persist/persister.h"
 
 namespace keel::persist {
 
@@ -64,10 +65,12 @@ ShardLog::ShardLog(std::string directory, LogIdentity identity, LogOptions optio
   // A block in front for the segment header or the file's partial last block, one behind
   // for the padding. aligned_alloc leaves the pages untouched until records land in them.
   uint64_t buffer_bytes = block_bytes + round_up_to_block(batch_bytes_max_) + block_bytes;
-  for (Buffer* buffer : {&staging_, &in_flight_[0].buffer, &in_flight_[1].buffer}) {
-    buffer->bytes.reset(static_cast<std::byte*>(std::aligned_alloc(block_bytes, buffer_bytes)));
-    if (buffer->bytes == nullptr) throw std::bad_alloc();
-  }
+  auto allocate = [&](Buffer& buffer) {
+    buffer.bytes.reset(static_cast<std::byte*>(std::aligned_alloc(block_bytes, buffer_bytes)));
+    if (buffer.bytes == nullptr) throw std::bad_alloc();
+  };
+  allocate(staging_);
+  for (InFlight& slot : in_flight_) allocate(slot.buffer);
   tail_block_ = std::make_unique<std::byte[]>(block_bytes);
 }
 
@@ -92,7 +95,7 @@ Result<void> ShardLog::open_files(const RecoveredLog& recovered) {
   if (!directory_fd) return directory_fd.error();
   directory_fd_ = std::move(*directory_fd);
   next_sequence_ = durable_sequence_ = recovered.next_sequence;
-  last_batch_ = std::max(recovered.last_batch, recovered.torn ? recovered.torn->batch : 0);
+  last_batch_ = std::max({recovered.last_batch, recovered.batch_seen_max, recovered.torn ? recovered.torn->batch : 0});
   spare_path_ = join_path(directory_, segment_spare_file_name);
   // A spare left by an earlier run may be half written: start it again.
   if (::unlink(spare_path_.c_str()) != 0 && errno != ENOENT) return errno_error(spare_path_, "cannot remove");
@@ -130,6 +133,10 @@ Result<void> ShardLog::open_files(const RecoveredLog& recovered) {
   // A file that lost a tear may end inside a batch; appending after that would look like
   // damage to the next recovery, so the next batch starts a new file.
   rotate_before_next_ = recovered.torn.has_value() && !file_needs_header_;
+  // A file written before format version 3 must not get a gap (its reader takes one for
+  // damage): the next batch starts a new file.
+  if (!file_needs_header_ && recovered.tail_format_version < log_format_version_first_with_gaps)
+    rotate_before_next_ = true;
   prepare_spare();  // only once the log opened: an error return waits for no spare
   return {};
 }
@@ -318,7 +325,8 @@ Result<uint64_t> ShardLog::stage(uint16_t type, std::span<const std::byte> paylo
 uint64_t ShardLog::next_batch_file_offset() const {
   if (rotate_before_next_ || file_needs_header_) return header_slot_bytes_;
   bool staged_at_boundary = staging_.record_count > 0 && staging_.records_offset == 0;
-  if (planned_file_end_ % block_bytes != 0 && (in_flight_count_ > 0 || staged_at_boundary))
+  bool beside_in_flight = in_flight_count_ > 0 && (persister_ == nullptr || persister_->commits_in_flight_max() > 1);
+  if (planned_file_end_ % block_bytes != 0 && (beside_in_flight || staged_at_boundary))
     return round_up_to_block(planned_file_end_);
   return planned_file_end_;
 }

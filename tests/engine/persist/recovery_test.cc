@@ -663,6 +663,39 @@ TEST(RecoveryTest, ABatchAtTheBlockBoundaryAfterZerosContinuesAVersion3LogButIsD
   EXPECT_EQ(recovered->next_sequence, 5u);
 }
 
+TEST(RecoveryTest, AVersion2TailFileGetsNoGapTheNextBatchStartsANewFile) {
+  ScratchDirectory scratch;
+  std::vector<std::string> files = write_batches(scratch.path(), {3, 2});
+  ASSERT_EQ(files.size(), 1u);
+  set_format_version(files[0], 2);  // as an older keel left it
+  Result<RecoveredLog> scanned = scan(scratch.path());
+  ASSERT_TRUE(scanned.ok()) << scanned.error().message;
+  EXPECT_EQ(scanned->tail_format_version, 2u);
+  // Two commits in flight, the second beside the first: it would start at a block
+  // boundary, which a version 2 file may not hold. Both go to a new file instead.
+  auto log = testing::recover_and_open(scratch.path(), testing::identity());
+  ASSERT_NE(log, nullptr);
+  auto persister = testing::make_persister(Backend::io_uring);
+  persister->add_log(log.get());
+  testing::stage_records(*log, 2, payload_bytes);
+  ASSERT_TRUE(*persister->submit());
+  testing::stage_records(*log, 2, payload_bytes);
+  persister->submit().value();
+  while (persister->in_flight() || log->staged_bytes() > 0) {
+    if (persister->can_submit()) ASSERT_TRUE(persister->submit().ok());
+    ASSERT_TRUE(persister->poll(true).ok());
+  }
+  ASSERT_EQ(log->segment_paths().size(), 2u);
+  std::vector<ScannedRecord> records;
+  scanned = scan(scratch.path(), &records);
+  ASSERT_TRUE(scanned.ok()) << scanned.error().message;
+  EXPECT_FALSE(scanned->torn.has_value());
+  ASSERT_EQ(records.size(), 9u);
+  EXPECT_EQ(records[4].file, files[0]);
+  EXPECT_EQ(records[5].file, log->segment_paths().back());
+  EXPECT_EQ(scanned->tail_format_version, log_format_version);
+}
+
 TEST(RecoveryTest, MissingSegmentFileIsAGap) {
   ScratchDirectory scratch;
   std::vector<int> batches(24, 3);
