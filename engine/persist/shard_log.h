@@ -16,8 +16,8 @@
 // next batch. Up to commits_in_flight_limit (2) batches of a log are in flight at once
 // (persister.h), finishing in order; a buffer in flight is not touched until its commit
 // ends. All three are allocated at open (staged_bytes_max each, untouched pages cost
-// nothing), so staging allocates nothing. stage() takes each payload's CRC32C while copying it, so a commit
-// only stamps batch, flags and checksum into the 32-byte headers.
+// nothing), so staging allocates nothing. stage() takes each payload's CRC32C while
+// copying it, so a commit only stamps batch, flags and checksum into the 32-byte headers.
 //
 // Writes are whole aligned blocks (log_write_alignment) from aligned buffers, so that the
 // files can be opened with O_DIRECT (LogOptions::direct_io): no copy into the page cache,
@@ -27,14 +27,15 @@
 // front of it and zeros behind it to the block's end. So the file's last block is written
 // again by the next commit, with the same bytes up to the old end, as page-cache writeback
 // would write it; and a file ends in up to a block of zeros, which recovery reads as the
-// clean end of its records (recovery.h). Except beside a commit in flight: a batch staged
-// or begun while this log has one in flight starts at the next block boundary, leaving
-// the zeros after the previous batch as a gap (format version 3, log_format.h), since two
-// writes of one block in flight could land in either order.
+// clean end of its records (recovery.h). Except beside a commit in flight (with a
+// Persister that allows two): a batch staged or begun while this log has one in flight
+// starts at the next block boundary, leaving the zeros after the previous batch as a gap
+// (format version 3, log_format.h), since two writes of one block in flight could land in
+// either order. A log whose last file predates version 3 starts a new file first.
 //
 // Segment files rotate between batches, never inside one, and never while a batch of this
-// log is in flight (recovery reads a tear in the last file only): when the next batch would take
-// the current file past segment_bytes_max, the commit creates the next file (named after
+// log is in flight (recovery reads a tear in the last file only): when the next batch
+// would take the current file past segment_bytes_max, the commit creates the next file (named after
 // the batch's first sequence), fsyncs the directory, and writes the new segment header as
 // the first record of that batch. A batch is therefore capped at segment_bytes_max minus
 // the segment header, and a file never passes segment_bytes_max.
