@@ -61,7 +61,7 @@ struct PersisterOptions {
   Backend backend = Backend::io_uring;
   FsyncPolicy fsync = FsyncPolicy::always;
   // io_uring submission entries (2 to ring_entries_max; the kernel rounds up to a power
-  // of two). A log takes 2 per commit; with more logs than fit, a commit is submitted in
+  // of two). A log takes 2 per commit in flight; with more logs than fit, a commit is submitted in
   // chunks as entries free up.
   uint32_t ring_entries = 256;
   // Batches in flight at once, 1 to commits_in_flight_limit.
