@@ -3,7 +3,11 @@
 // concurrent committers with 100-byte and 1 KiB records, in the same run as
 //   (a) pwrite + fdatasync per commit (threads, one file),
 //   (b) RocksDB (Debian's librocksdb-dev) with WriteOptions::sync = true, same concurrency,
-//   (c) the device's ceiling: large sequential writes with one fdatasync each (8 MiB, O_DIRECT).
+//   (c) the device's ceiling: large sequential writes with one fdatasync each (8 MiB, O_DIRECT,
+//       from huge pages),
+//   (d) for 1,024 x 1 KiB, the device alone with the bytes 1,024 commits can keep in flight
+//       (one 1.03 MiB write + fdatasync at a time, or two halves at a time; the higher):
+//       the most any log can do at that concurrency, and how much of the ceiling that is.
 // Medians of `repetitions` interleaved runs with min and max; ratios pair by pair.
 //
 // keel with N committers is N commits in flight, closed loop: one thread drives one
@@ -35,13 +39,18 @@
 //     submitting ~0.11: the kernel pins the pages and kicks the virtio queue inline), so
 //     one core bounds it near 2.2 GB/s, and the device at queue depth two with 0.5 MB
 //     writes measured 2.0-2.3 GB/s in a C loop (its 8 MiB ceiling 1.4-2.5 GB/s the same
-//     minutes): about 0.6-0.8 of the ceiling.
+//     minutes): about 0.6-0.8 of the 4 KiB-page ceiling. From huge pages the device
+//     takes 8 MiB writes 1.5-1.8x as fast (3.3-3.7 GB/s), while 1,024 commits in flight
+//     (1.03 MiB) reach only ~0.75 of that even with no CPU work at all: each committer waits
+//     for its commit, so the device never has more than one group's worth to write. (d)
+//     measures that bound in the same run.
 //   pwrite + fdatasync: the record, 2 syscalls and one journal commit + flush per commit
 //     (ext4 merges concurrent fdatasyncs of one file into one journal commit).
 //   RocksDB: the record + a 16-byte key + ~20 bytes of WAL framing; the leader of each
 //     write group does one write + one fdatasync for the group, every other writer a futex
 //     wait and wake: on 2 cores, 64 or 1,024 threads are bound by context switches.
-//   ceiling: 8 MiB (O_DIRECT, past the page cache) and one fdatasync per chunk, both
+//   ceiling: 8 MiB (O_DIRECT, past the page cache, from huge pages: 4 pins and 2 requests
+//     instead of 2,048 pins and 9 requests) and one fdatasync per chunk, both
 //     appending to a new file and overwriting a file written full of zeros beforehand;
 //     the target takes the higher. keel's log overwrites too: reused segment files, and
 //     zeroed spares before the first reused one is at hand (its first spare is ready
@@ -63,6 +72,10 @@ struct WalBenchOptions {
   // keel polls for each commit's completion without blocking, as a persist tile with a
   // core of its own does, instead of waiting in io_uring_wait_cqe.
   bool keel_busy_poll = false;
+  // keel's group commits in flight at once ([ledger] commits_in_flight, 1 or 2).
+  uint32_t keel_commits_in_flight = 2;
+  // keel's log buffers on 4 KiB pages instead of huge pages ([ledger] log_buffer_huge_pages).
+  bool keel_small_pages = false;
   // Only these committer counts and record sizes (empty: all of 1, 8, 64, 1024 and 100,
   // 1024 B). A target is judged only when both of its figures ran; the device ceiling
   // runs only with the 1,024 x 1 KiB figure it is compared with.

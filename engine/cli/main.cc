@@ -214,6 +214,8 @@ int main(int argc, char** argv) {
   bench_wal->add_option("--directory", wal_options.directory, "where to write (default: a fresh folder under data/bench-wal)");
   bench_wal->add_option("--committers", wal_options.committers_only, "only these committer counts (of 1 8 64 1024; default all)");
   bench_wal->add_option("--record-bytes", wal_options.record_bytes_only, "only these record sizes (of 100 1024; default both)");
+  bench_wal->add_option("--keel-commits-in-flight", wal_options.keel_commits_in_flight, "keel's group commits in flight at once ([ledger] commits_in_flight)")->capture_default_str()->check(CLI::Range(1u, 2u));
+  bench_wal->add_flag("--keel-small-pages", wal_options.keel_small_pages, "keel's log buffers on 4 KiB pages ([ledger] log_buffer_huge_pages = false)");
   bench_wal->add_flag("--keel-busy-poll", wal_options.keel_busy_poll, "keel polls for each commit without blocking (as a persist tile on its own core) instead of waiting in io_uring_wait_cqe");
   keel::perf::LedgerBenchOptions ledger_options;
   CLI::App* bench_ledger = bench->add_subcommand("ledger", "transfers/s on one shard with durable blocks, and the share spent hashing");

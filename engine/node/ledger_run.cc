@@ -499,6 +499,12 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
                  timer_clock->rate);
   std::vector<PersistedShard> persisted;
   bool buffered_noted = false;
+  if (config.ledger.log_buffer_huge_pages) {
+    // Still works, with 4 KiB pages: large log writes cost more CPU and more requests.
+    if (std::string problem = persist::huge_pages_problem(); !problem.empty()) {
+      report.notes.push_back("[ledger] log_buffer_huge_pages: " + problem + ": log buffers use 4 KiB pages");
+    }
+  }
   uint32_t global = 0;
   for (uint32_t chain = 0; chain < config.chains.size(); ++chain) {
     const config::ChainConfig& chain_config = config.chains[chain];
@@ -512,6 +518,7 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
       log_options.segment_bytes_max = config.ledger.segment_bytes_max;
       log_options.preallocate_segments = config.ledger.segment_preallocate;
       log_options.recycled_segments_max = config.ledger.segment_recycled_max;
+      log_options.huge_page_buffers = config.ledger.log_buffer_huge_pages;
       auto log = persist::ShardLog::open(from.directory, {chain_config.name, shard, chain_config.shards}, log_options,
                                          from.log);
       auto blocks = shm::RingConsumer::join(base, control.block_ring);

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -165,11 +166,7 @@ Result<void> write_zero_file(const std::string& path, uint64_t bytes, bool direc
     file.reset(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
   }
   if (!file.valid()) return errno_error(path, "cannot create");
-  struct FreeAligned {
-    void operator()(std::byte* bytes) const { std::free(bytes); }
-  };
-  std::unique_ptr<std::byte[], FreeAligned> zeros(static_cast<std::byte*>(std::aligned_alloc(alignment, chunk_bytes_max)));
-  if (zeros == nullptr) return make_error(path, "cannot allocate a buffer of zeros");
+  IoBuffer zeros = allocate_io_buffer(chunk_bytes_max, false);
   std::memset(zeros.get(), 0, chunk_bytes_max);
   Result<void> done;
   for (uint64_t offset = 0; offset < bytes && done;) {
@@ -180,6 +177,31 @@ Result<void> write_zero_file(const std::string& path, uint64_t bytes, bool direc
   if (done && ::fdatasync(file.get()) != 0) done = errno_error(path, "fdatasync failed");
   if (!done) ::unlink(path.c_str());
   return done;
+}
+
+void FreeIoBuffer::operator()(std::byte* bytes) const { std::free(bytes); }
+
+IoBuffer allocate_io_buffer(uint64_t bytes, bool huge_pages) {
+  constexpr uint64_t page_bytes = 4096;
+  uint64_t alignment = huge_pages ? huge_page_bytes : page_bytes;
+  uint64_t rounded = std::max<uint64_t>(alignment, (bytes + alignment - 1) / alignment * alignment);
+  IoBuffer buffer(static_cast<std::byte*>(std::aligned_alloc(alignment, rounded)));
+  if (buffer == nullptr) throw std::bad_alloc();
+  // Advice only: where the kernel has no huge pages this fails (EINVAL) and the buffer
+  // works as it is, with 4 KiB pages; huge_pages_problem() says so once, for a note.
+  if (huge_pages) (void)::madvise(buffer.get(), rounded, MADV_HUGEPAGE);
+  return buffer;
+}
+
+std::string huge_pages_problem() {
+  const char* path = "/sys/kernel/mm/transparent_hugepage/enabled";
+  std::vector<std::byte> text;
+  if (!read_whole_file(path, 4096, text)) return "this kernel has no transparent huge pages (no " + std::string(path) + ")";
+  std::string setting(reinterpret_cast<const char*>(text.data()), text.size());
+  if (setting.find("[never]") != std::string::npos) {
+    return "transparent huge pages are switched off (" + std::string(path) + " says never)";
+  }
+  return "";
 }
 
 }  // namespace keel::persist

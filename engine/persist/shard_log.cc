@@ -63,12 +63,9 @@ ShardLog::ShardLog(std::string directory, LogIdentity identity, LogOptions optio
   // A batch goes to one file whole, after that file's segment header at worst.
   batch_bytes_max_ = std::min(options_.staged_bytes_max, segment_bytes_usable_ - header_slot_bytes_);
   // A block in front for the segment header or the file's partial last block, one behind
-  // for the padding. aligned_alloc leaves the pages untouched until records land in them.
+  // for the padding. Pages stay untouched until records land in them.
   uint64_t buffer_bytes = block_bytes + round_up_to_block(batch_bytes_max_) + block_bytes;
-  auto allocate = [&](Buffer& buffer) {
-    buffer.bytes.reset(static_cast<std::byte*>(std::aligned_alloc(block_bytes, buffer_bytes)));
-    if (buffer.bytes == nullptr) throw std::bad_alloc();
-  };
+  auto allocate = [&](Buffer& buffer) { buffer.bytes = allocate_io_buffer(buffer_bytes, options_.huge_page_buffers); };
   allocate(staging_);
   for (InFlight& slot : in_flight_) allocate(slot.buffer);
   tail_block_ = std::make_unique<std::byte[]>(block_bytes);

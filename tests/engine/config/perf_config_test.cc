@@ -742,9 +742,14 @@ TEST(PerfConfig, LedgerAndLoadKnobsAreChecked) {
   EXPECT_NE(error_of("[load]\ncross_shard_percent = 101\n").find("load.cross_shard_percent"), std::string::npos);
   EXPECT_NE(error_of("[[chain]]\nname = \"a\"\nblock_txs_max = 0\n").find("chain[0].block_txs_max"), std::string::npos);
   EXPECT_NE(error_of("[load]\nbogus = 1\n").find("load.bogus: unknown key"), std::string::npos);
+  EXPECT_NE(error_of("[ledger]\nlog_buffer_huge_pages = 1\n").find("ledger.log_buffer_huge_pages"), std::string::npos);
   Result<PerfConfig> config = parse_perf_config(
-      "[ledger]\nfsync = \"none\"\npersist_backend = \"psync\"\n[[chain]]\nname = \"a\"\nblock_us_max = 7\n", "t.toml");
+      "[ledger]\nfsync = \"none\"\npersist_backend = \"psync\"\nlog_buffer_huge_pages = false\n"
+      "[[chain]]\nname = \"a\"\nblock_us_max = 7\n",
+      "t.toml");
   ASSERT_TRUE(config) << config.error().message;
+  EXPECT_FALSE(config->ledger.log_buffer_huge_pages);
+  EXPECT_TRUE(PerfConfig{}.ledger.log_buffer_huge_pages);
   EXPECT_EQ(config->ledger.fsync, FsyncPolicy::none);
   EXPECT_EQ(config->ledger.persist_backend, PersistBackend::psync);
   EXPECT_EQ(config->chains[0].block_us_max, 7u);
