@@ -49,8 +49,8 @@
 //   RocksDB: the record + a 16-byte key + ~20 bytes of WAL framing; the leader of each
 //     write group does one write + one fdatasync for the group, every other writer a futex
 //     wait and wake: on 2 cores, 64 or 1,024 threads are bound by context switches.
-//   ceiling: 8 MiB (O_DIRECT, past the page cache, from huge pages: 4 pins and 2 requests
-//     instead of 2,048 pins and 9 requests) and one fdatasync per chunk, both
+//   ceiling: 8 MiB (O_DIRECT, past the page cache, from huge pages: about 5 pins and 2-3
+//     requests instead of 2,048 pins and 9 requests) and one fdatasync per chunk, both
 //     appending to a new file and overwriting a file written full of zeros beforehand;
 //     the target takes the higher. keel's log overwrites too: reused segment files, and
 //     zeroed spares before the first reused one is at hand (its first spare is ready

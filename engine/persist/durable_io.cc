@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <cstring>
 
 namespace keel::persist {
@@ -166,7 +167,13 @@ Result<void> write_zero_file(const std::string& path, uint64_t bytes, bool direc
     file.reset(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
   }
   if (!file.valid()) return errno_error(path, "cannot create");
-  IoBuffer zeros = allocate_io_buffer(chunk_bytes_max, false);
+  IoBuffer zeros;
+  try {
+    zeros = allocate_io_buffer(chunk_bytes_max, false);
+  } catch (const std::bad_alloc&) {
+    ::unlink(path.c_str());
+    return make_error(path, "cannot allocate a buffer of zeros");
+  }
   std::memset(zeros.get(), 0, chunk_bytes_max);
   Result<void> done;
   for (uint64_t offset = 0; offset < bytes && done;) {
@@ -194,13 +201,26 @@ IoBuffer allocate_io_buffer(uint64_t bytes, bool huge_pages) {
 }
 
 std::string huge_pages_problem() {
-  const char* path = "/sys/kernel/mm/transparent_hugepage/enabled";
-  std::vector<std::byte> text;
-  if (!read_whole_file(path, 4096, text)) return "this kernel has no transparent huge pages (no " + std::string(path) + ")";
-  std::string setting(reinterpret_cast<const char*>(text.data()), text.size());
-  if (setting.find("[never]") != std::string::npos) {
-    return "transparent huge pages are switched off (" + std::string(path) + " says never)";
+  // The top-level setting, which the 2 MiB size's own setting (kernels 6.8 and later) may
+  // override unless it says "inherit".
+  auto setting_of = [](const std::string& path) -> std::optional<std::string> {
+    std::vector<std::byte> text;
+    if (!read_whole_file(path, 4096, text)) return std::nullopt;
+    std::string setting(reinterpret_cast<const char*>(text.data()), text.size());
+    size_t open = setting.find('['), close = setting.find(']');
+    if (open == std::string::npos || close == std::string::npos || close < open) return std::nullopt;
+    return setting.substr(open + 1, close - open - 1);
+  };
+  const std::string top = "/sys/kernel/mm/transparent_hugepage/enabled";
+  const std::string sized = "/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/enabled";
+  std::optional<std::string> top_setting = setting_of(top);
+  if (!top_setting) return "this kernel has no transparent huge pages (no " + top + ")";
+  std::optional<std::string> sized_setting = setting_of(sized);
+  if (sized_setting && *sized_setting != "inherit") {
+    if (*sized_setting == "never") return "2 MiB transparent huge pages are switched off (" + sized + " says never)";
+    return "";
   }
+  if (*top_setting == "never") return "transparent huge pages are switched off (" + top + " says never)";
   return "";
 }
 

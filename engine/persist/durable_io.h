@@ -94,7 +94,7 @@ inline constexpr uint64_t huge_page_bytes = 2ULL << 20;
 // Why it matters: an O_DIRECT write pins its buffer page by page and the block layer
 // builds its requests from physically contiguous runs. From 4 KiB pages an 8 MiB write is
 // 2,048 pins and, at 254 segments a request (virtio here), 9 requests; from huge pages it
-// is 4 pins and 2 requests, and the device takes large writes 1.5-1.8x as fast
+// is about 5 pins and 2-3 requests, and the device took 8 MiB writes 1.5-1.8x as fast
 // (perf/RESULTS.md). The cost: memory is touched 2 MiB at a time. Throws std::bad_alloc.
 IoBuffer allocate_io_buffer(uint64_t bytes, bool huge_pages);
 
