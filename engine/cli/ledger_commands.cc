@@ -35,6 +35,8 @@ int fail(const Error& error) {
 nlohmann::json report_json(const node::LedgerReport& report) {
   nlohmann::json json = {{"duration_s", report.duration_s},     {"persist_backend", report.persist_backend},
                          {"fsync", report.fsync},               {"group_commits", report.commits},
+                         {"group_commits_stalled", report.commits_stalled},
+                         {"commit_stall_warn_ms", report.commit_stall_warn_ms},
                          {"blocks_recovered", report.blocks_recovered},
                          {"snapshots_written", report.snapshots_written},
                          {"snapshots_skipped", report.snapshots_skipped},
@@ -206,9 +208,14 @@ void print_progress(const node::RunTimeline& timeline) {
 }
 
 void print_report(const node::LedgerReport& report) {
-  std::printf("ledger: %.1f s, persist %s, fsync %s, %llu group commits, %llu blocks recovered at start%s\n",
+  std::string stalled;
+  if (report.commits_stalled > 0) {
+    stalled = " (" + std::to_string(report.commits_stalled) + " waited over " +
+              std::to_string(report.commit_stall_warn_ms) + " ms in the kernel)";
+  }
+  std::printf("ledger: %.1f s, persist %s, fsync %s, %llu group commits%s, %llu blocks recovered at start%s\n",
               report.duration_s, report.persist_backend.c_str(), report.fsync.c_str(),
-              (unsigned long long)report.commits, (unsigned long long)report.blocks_recovered,
+              (unsigned long long)report.commits, stalled.c_str(), (unsigned long long)report.blocks_recovered,
               report.stopped_by_signal ? " (stopped by signal)" : "");
   std::printf("snapshots: %llu written (slowest %llu us), %llu skipped while one was being written; %llu log segments "
               "dropped\n",

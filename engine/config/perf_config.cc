@@ -115,7 +115,7 @@ constexpr std::string_view rings_keys[] = {"capacity", "slot_bytes", "arena_byte
 constexpr std::string_view chain_keys[] = {"name",    "shards",         "block_txs_max",  "block_us_max",
                                            "credits", "credits_per_tx", "credit_granters"};
 constexpr std::string_view ledger_keys[] = {"data_dir",          "fsync",       "persist_backend",
-                                            "segment_bytes_max", "segment_preallocate", "segment_recycled_max", "commits_in_flight", "log_buffer_huge_pages", "snapshot_every_blocks",
+                                            "segment_bytes_max", "segment_preallocate", "segment_recycled_max", "commits_in_flight", "log_buffer_huge_pages", "direct_io", "commit_stall_warn_ms", "snapshot_every_blocks",
                                             "clients_max",       "client_in_flight_max", "compute_pending_max"};
 constexpr std::string_view scheduler_keys[] = {"leases_max",          "spill_percent",        "restart_backoff_ms",
                                                "restart_backoff_ms_max", "heartbeat_timeout_ms", "ready_timeout_ms",
@@ -925,6 +925,8 @@ Status read_ledger(const TableReader& reader, LedgerSection& ledger) {
   if (s) s = reader.read_integer("segment_recycled_max", 0, 64, ledger.segment_recycled_max);
   if (s) s = reader.read_integer("commits_in_flight", 1, 2, ledger.commits_in_flight);
   if (s) s = reader.read_bool("log_buffer_huge_pages", ledger.log_buffer_huge_pages);
+  if (s) s = reader.read_bool("direct_io", ledger.direct_io);
+  if (s) s = reader.read_integer("commit_stall_warn_ms", 1, 600'000, ledger.commit_stall_warn_ms);
   if (s) s = reader.read_integer("snapshot_every_blocks", 0, 1'000'000, ledger.snapshot_every_blocks);
   if (s) s = reader.read_integer("clients_max", 1, 256, ledger.clients_max);
   if (s) s = reader.read_power_of_two("client_in_flight_max", 16, 65'536, ledger.client_in_flight_max);

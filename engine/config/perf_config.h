@@ -99,6 +99,8 @@ struct LedgerSection {
   uint32_t segment_recycled_max = 2;      // dropped segment files kept per shard to reuse (0: delete)
   uint32_t commits_in_flight = 2;         // group commits in flight at once (1 or 2)
   bool log_buffer_huge_pages = true;      // log write buffers on transparent huge pages
+  bool direct_io = true;                  // log writes past the page cache (O_DIRECT)
+  uint32_t commit_stall_warn_ms = 1000;   // say so when a group commit waits longer in the kernel
   uint32_t snapshot_every_blocks = 1024;  // 0 = no snapshots
   uint32_t clients_max = 16;              // client slots in the segment
   uint32_t client_in_flight_max = 4096;   // submissions without a receipt, per client

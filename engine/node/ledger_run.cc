@@ -519,6 +519,7 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
       log_options.preallocate_segments = config.ledger.segment_preallocate;
       log_options.recycled_segments_max = config.ledger.segment_recycled_max;
       log_options.huge_page_buffers = config.ledger.log_buffer_huge_pages;
+      log_options.direct_io = config.ledger.direct_io;
       auto log = persist::ShardLog::open(from.directory, {chain_config.name, shard, chain_config.shards}, log_options,
                                          from.log);
       auto blocks = shm::RingConsumer::join(base, control.block_ring);
@@ -604,7 +605,7 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
   if (!fallback_note.empty()) report.notes.push_back(fallback_note);
   report.persist_backend = (*persister)->backend() == persist::Backend::io_uring ? "io_uring" : "psync";
   engine.persist = std::make_unique<PersistTile>(std::move(*persister), std::move(persisted), &engine.drain,
-                                                 snapshot_every_blocks);
+                                                 snapshot_every_blocks, config.ledger.commit_stall_warn_ms);
   if (options.compute_source) {
     Result<std::unique_ptr<ComputeSourceTile>> source =
         ComputeSourceTile::create(base, engine.layout.client_table, *options.compute_source);
@@ -1121,6 +1122,8 @@ void fill_report(Engine& engine, const config::PerfConfig& config, LedgerReport&
                        counters.shuffles_requested};
   }
   report.commits = engine.persist->stats().commits;
+  report.commits_stalled = engine.persist->stats().commits_stalled;
+  report.commit_stall_warn_ms = config.ledger.commit_stall_warn_ms;
   auto summary = [](const engine::LatencyHistogram& histogram) {
     return LatencySummary{histogram.count(), histogram.percentile(0.50) / 1000, histogram.percentile(0.99) / 1000,
                           histogram.max_ns() / 1000};

@@ -163,6 +163,8 @@ struct LedgerReport {
   std::string persist_backend;
   std::string fsync;
   uint64_t commits = 0;          // group commits
+  uint64_t commits_stalled = 0;  // group commits in the kernel longer than commit_stall_warn_ms
+  uint32_t commit_stall_warn_ms = 0;
   uint64_t blocks_recovered = 0;
   uint64_t snapshots_written = 0;    // this run, all shards
   uint64_t snapshots_skipped = 0;    // due while the shard's previous one was still being written

@@ -10,13 +10,14 @@
 namespace keel::node {
 
 PersistTile::PersistTile(std::unique_ptr<persist::Persister> persister, std::vector<PersistedShard> shards,
-                         DrainState* drain, uint32_t snapshot_every_blocks)
+                         DrainState* drain, uint32_t snapshot_every_blocks, uint32_t commit_stall_warn_ms)
     : persister_(std::move(persister)),
       shards_(std::move(shards)),
       staged_(shards_.size()),
       cut_points_(shards_.size()),
       preallocation_failures_reported_(shards_.size(), 0),
       snapshot_every_blocks_(snapshot_every_blocks),
+      commit_stall_warn_ns_(uint64_t(commit_stall_warn_ms) * 1'000'000),
       drain_(drain) {
   for (PersistedShard& shard : shards_) persister_->add_log(shard.log.get());
 }
@@ -46,6 +47,7 @@ size_t PersistTile::poll(size_t budget) {
       publish_durable();
       ++work;
     }
+    if (now_ns != 0) report_stalled_commit(now_ns);
   }
   const size_t staged = stage_blocks(budget);
   work += staged;
@@ -102,6 +104,29 @@ void PersistTile::report_preallocation_failures() {
     std::fprintf(stderr, "keel: %s (segment not preallocated: its commits append, and journal, instead)\n",
                  log.preallocation_error().c_str());
   }
+}
+
+// The oldest commit in flight, once it has waited commit_stall_warn_ns_: counted, and said
+// in one line with what an operator can do. Seen on a 2-core VM whose scheduler starved
+// the per-CPU kernel workers while other processes kept both CPUs busy: an O_DIRECT write
+// completes in such a worker (the file system's dio workqueue), so its commit waited there
+// for seconds with the device idle; buffered writes complete without one (perf/TUNING.md).
+void PersistTile::report_stalled_commit(uint64_t now_ns) {
+  if (submitted_.empty()) return;
+  Submitted& oldest = submitted_.front();
+  if (oldest.stall_reported || now_ns - oldest.submitted_ns < commit_stall_warn_ns_) return;
+  oldest.stall_reported = true;
+  ++stats_.commits_stalled;
+  bool direct_io = std::any_of(shards_.begin(), shards_.end(),
+                               [](const PersistedShard& shard) { return shard.log->direct_io(); });
+  std::fprintf(stderr,
+               "keel: persist: group commit %llu has waited %llu ms in the kernel (%u writes and fdatasyncs not "
+               "completed)%s\n",
+               (unsigned long long)oldest.batch, (unsigned long long)((now_ns - oldest.submitted_ns) / 1'000'000),
+               persister_->operations_outstanding(),
+               direct_io ? "; O_DIRECT writes complete in per-CPU kernel workers, which a busy host can starve "
+                           "([ledger] direct_io, perf/TUNING.md)"
+                         : "");
 }
 
 SegmentCounts PersistTile::segment_counts() const {

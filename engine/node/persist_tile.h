@@ -46,6 +46,9 @@ struct PersistStats {
   uint64_t commits = 0;
   uint64_t stage_backpressure = 0;  // a block waited because its log's batch was full
   uint64_t segments_dropped = 0;    // behind the oldest kept snapshot
+  // Group commits still in the kernel commit_stall_warn_ms after their submission; each is
+  // said once on stderr (see PersistTile::report_stalled_commit).
+  uint64_t commits_stalled = 0;
   // Where a block's time in the persist tile goes (CLOCK_MONOTONIC, ns). poll_gap: from the
   // end of one poll to the start of the next while a group commit was in flight, which is
   // how long a completion may wait to be seen when the tile's core is busy with other
@@ -70,8 +73,10 @@ class PersistTile final : public engine::Tile {
   // snapshot_every_blocks: the shards' snapshot interval (0: none); blocks at those
   // heights are where a log can later be cut, once the snapshot writer publishes
   // ShardControl::snapshot_oldest_height at or past them.
+  // commit_stall_warn_ms: a group commit still in the kernel this long after its
+  // submission is counted and said once on stderr ([ledger] commit_stall_warn_ms).
   PersistTile(std::unique_ptr<persist::Persister> persister, std::vector<PersistedShard> shards, DrainState* drain,
-              uint32_t snapshot_every_blocks = 0);
+              uint32_t snapshot_every_blocks = 0, uint32_t commit_stall_warn_ms = 1000);
 
   std::string_view name() const override { return "persist"; }
   size_t poll(size_t budget) override;
@@ -94,6 +99,7 @@ class PersistTile final : public engine::Tile {
   void publish_durable();
   void drop_segments_behind_snapshots();
   void report_preallocation_failures();
+  void report_stalled_commit(uint64_t now_ns);
   void fail(const Error& error);
 
   std::unique_ptr<persist::Persister> persister_;
@@ -104,6 +110,7 @@ class PersistTile final : public engine::Tile {
   std::vector<std::deque<StagedBlock>> cut_points_;
   std::vector<uint64_t> preallocation_failures_reported_;  // per shard
   uint32_t snapshot_every_blocks_;
+  uint64_t commit_stall_warn_ns_;
   DrainState* drain_;
   PersistStats stats_;
   uint64_t last_poll_ns_ = 0;
@@ -111,6 +118,7 @@ class PersistTile final : public engine::Tile {
   struct Submitted {
     uint64_t batch;
     uint64_t submitted_ns;
+    bool stall_reported = false;
   };
   std::deque<Submitted> submitted_;
   bool in_flight_at_last_poll_ = false;

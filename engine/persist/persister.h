@@ -123,6 +123,8 @@ class Persister {
   uint64_t durable_batch() const { return durable_batch_; }
   // The number the next batch will get.
   uint64_t next_batch() const { return next_batch_; }
+  // Writes and fdatasyncs queued in the ring or in the kernel, not yet completed.
+  uint32_t operations_outstanding() const { return operations_outstanding_; }
   const PersisterCounters& counters() const { return counters_; }
 
  private:

@@ -743,13 +743,21 @@ TEST(PerfConfig, LedgerAndLoadKnobsAreChecked) {
   EXPECT_NE(error_of("[[chain]]\nname = \"a\"\nblock_txs_max = 0\n").find("chain[0].block_txs_max"), std::string::npos);
   EXPECT_NE(error_of("[load]\nbogus = 1\n").find("load.bogus: unknown key"), std::string::npos);
   EXPECT_NE(error_of("[ledger]\nlog_buffer_huge_pages = 1\n").find("ledger.log_buffer_huge_pages"), std::string::npos);
+  EXPECT_NE(error_of("[ledger]\ndirect_io = \"yes\"\n").find("ledger.direct_io"), std::string::npos);
+  EXPECT_EQ(error_of("[ledger]\ncommit_stall_warn_ms = 0\n"),
+            "t.toml:2:24: ledger.commit_stall_warn_ms: must be from 1 to 600000, got 0");
   Result<PerfConfig> config = parse_perf_config(
-      "[ledger]\nfsync = \"none\"\npersist_backend = \"psync\"\nlog_buffer_huge_pages = false\n"
+      "[ledger]\nfsync = \"none\"\npersist_backend = \"psync\"\nlog_buffer_huge_pages = false\ndirect_io = false\n"
+      "commit_stall_warn_ms = 250\n"
       "[[chain]]\nname = \"a\"\nblock_us_max = 7\n",
       "t.toml");
   ASSERT_TRUE(config) << config.error().message;
   EXPECT_FALSE(config->ledger.log_buffer_huge_pages);
   EXPECT_TRUE(PerfConfig{}.ledger.log_buffer_huge_pages);
+  EXPECT_FALSE(config->ledger.direct_io);
+  EXPECT_TRUE(PerfConfig{}.ledger.direct_io);
+  EXPECT_EQ(config->ledger.commit_stall_warn_ms, 250u);
+  EXPECT_EQ(PerfConfig{}.ledger.commit_stall_warn_ms, 1000u);
   EXPECT_EQ(config->ledger.fsync, FsyncPolicy::none);
   EXPECT_EQ(config->ledger.persist_backend, PersistBackend::psync);
   EXPECT_EQ(config->chains[0].block_us_max, 7u);
