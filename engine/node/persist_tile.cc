@@ -40,6 +40,11 @@ size_t PersistTile::poll(size_t budget) {
     if (*durable) {
       if (now_ns == 0) now_ns = shm::monotonic_ns();
       while (!submitted_.empty() && submitted_.front().batch <= persister_->durable_batch()) {
+        // Slow, but it ended before a poll saw it in flight past the threshold (this core
+        // was busy or starved): counted now.
+        const Submitted& ended = submitted_.front();
+        if (!ended.stall_reported && now_ns - ended.submitted_ns >= commit_stall_warn_ns_)
+          note_slow_commit(ended.batch, now_ns - ended.submitted_ns, false);
         ++stats_.commits;
         stats_.commit_ns.record(now_ns - submitted_.front().submitted_ns);
         submitted_.pop_front();
@@ -73,7 +78,9 @@ size_t PersistTile::poll(size_t budget) {
         return 0;
       }
       ++stats_.commits;
-      stats_.commit_ns.record(shm::monotonic_ns() - before_submit_ns);
+      const uint64_t took_ns = shm::monotonic_ns() - before_submit_ns;
+      stats_.commit_ns.record(took_ns);
+      if (took_ns >= commit_stall_warn_ns_) note_slow_commit(persister_->durable_batch(), took_ns, false);
       publish_durable();
     } else if (*started) {
       submitted_.push_back({persister_->next_batch() - 1, shm::monotonic_ns()});  // after staging
@@ -106,27 +113,37 @@ void PersistTile::report_preallocation_failures() {
   }
 }
 
-// The oldest commit in flight, once it has waited commit_stall_warn_ns_: counted, and said
-// in one line with what an operator can do. Seen on a 2-core VM whose scheduler starved
-// the per-CPU kernel workers while other processes kept both CPUs busy: an O_DIRECT write
-// completes in such a worker (the file system's dio workqueue), so its commit waited there
-// for seconds with the device idle; buffered writes complete without one (perf/TUNING.md).
+// The oldest commit in flight, once it has waited commit_stall_warn_ns_, is said while it
+// still waits (the operator sees the stall as it happens); one that ended first is said
+// when it ends (poll). Seen on a 2-core VM whose scheduler starved the per-CPU kernel
+// workers while other processes kept both CPUs busy: an O_DIRECT write completes in such a
+// worker (the file system's dio workqueue), so its commit waited there for seconds with
+// the device idle; buffered writes complete without one (perf/TUNING.md).
 void PersistTile::report_stalled_commit(uint64_t now_ns) {
   if (submitted_.empty()) return;
   Submitted& oldest = submitted_.front();
   if (oldest.stall_reported || now_ns - oldest.submitted_ns < commit_stall_warn_ns_) return;
   oldest.stall_reported = true;
+  note_slow_commit(oldest.batch, now_ns - oldest.submitted_ns, true);
+}
+
+void PersistTile::note_slow_commit(uint64_t batch, uint64_t waited_ns, bool still_in_flight) {
   ++stats_.commits_stalled;
   bool direct_io = std::any_of(shards_.begin(), shards_.end(),
                                [](const PersistedShard& shard) { return shard.log->direct_io(); });
-  std::fprintf(stderr,
-               "keel: persist: group commit %llu has waited %llu ms in the kernel (%u writes and fdatasyncs not "
-               "completed)%s\n",
-               (unsigned long long)oldest.batch, (unsigned long long)((now_ns - oldest.submitted_ns) / 1'000'000),
-               persister_->operations_outstanding(),
-               direct_io ? "; O_DIRECT writes complete in per-CPU kernel workers, which a busy host can starve "
-                           "([ledger] direct_io, perf/TUNING.md)"
-                         : "");
+  const char* hint = direct_io ? "; O_DIRECT writes complete in per-CPU kernel workers, which a busy host can "
+                                 "starve ([ledger] direct_io, perf/TUNING.md)"
+                               : "";
+  unsigned long long waited_ms = waited_ns / 1'000'000;
+  if (still_in_flight) {
+    std::fprintf(stderr,
+                 "keel: persist: group commit %llu has waited %llu ms in the kernel so far (%u writes and "
+                 "fdatasyncs of the commits in flight not completed)%s\n",
+                 (unsigned long long)batch, waited_ms, persister_->operations_outstanding(), hint);
+  } else {
+    std::fprintf(stderr, "keel: persist: group commit %llu took %llu ms in the kernel%s\n", (unsigned long long)batch,
+                 waited_ms, hint);
+  }
 }
 
 SegmentCounts PersistTile::segment_counts() const {

@@ -46,8 +46,9 @@ struct PersistStats {
   uint64_t commits = 0;
   uint64_t stage_backpressure = 0;  // a block waited because its log's batch was full
   uint64_t segments_dropped = 0;    // behind the oldest kept snapshot
-  // Group commits still in the kernel commit_stall_warn_ms after their submission; each is
-  // said once on stderr (see PersistTile::report_stalled_commit).
+  // Group commits that took commit_stall_warn_ms or longer in the kernel (io_uring: seen
+  // in flight past it, or ending past it; psync: submit to durable); each is counted and
+  // said on stderr once (see PersistTile::report_stalled_commit).
   uint64_t commits_stalled = 0;
   // Where a block's time in the persist tile goes (CLOCK_MONOTONIC, ns). poll_gap: from the
   // end of one poll to the start of the next while a group commit was in flight, which is
@@ -100,6 +101,7 @@ class PersistTile final : public engine::Tile {
   void drop_segments_behind_snapshots();
   void report_preallocation_failures();
   void report_stalled_commit(uint64_t now_ns);
+  void note_slow_commit(uint64_t batch, uint64_t waited_ns, bool still_in_flight);
   void fail(const Error& error);
 
   std::unique_ptr<persist::Persister> persister_;

@@ -217,8 +217,9 @@ TEST(LedgerCrash, ReusedSegmentFilesRecoverAcrossTwentySigkills) {
     // it, and its segment file goes only once two later snapshots cover all of it.
     std::map<std::string, testing::LoggedTransaction> in_ledger;
     collect_logged_transactions(directory / "data", in_ledger);
-    if (!acked.last_hash.empty())
+    if (!acked.last_hash.empty()) {
       EXPECT_EQ(in_ledger.count(acked.last_hash), 1u) << "round " << round << " (seed " << seed << ")";
+    }
   }
   shm::Segment::remove("keel-" + instance);
   EXPECT_GT(acknowledged, 1000u) << "too little load to mean anything";

@@ -405,8 +405,12 @@ TEST_P(PersistTest, TwoCommitsInFlightBecomeDurableInOrderAndReadBack) {
   while (group->in_flight()) {
     Result<bool> durable = group->poll(true);
     ASSERT_TRUE(durable.ok()) << durable.error().message;
-    if (log_a->durable_sequence() == 5) EXPECT_EQ(group->durable_batch(), 2u);
-    if (log_a->durable_sequence() == 3) EXPECT_EQ(group->durable_batch(), 1u);
+    if (log_a->durable_sequence() == 5) {
+      EXPECT_EQ(group->durable_batch(), 2u);
+    }
+    if (log_a->durable_sequence() == 3) {
+      EXPECT_EQ(group->durable_batch(), 1u);
+    }
     EXPECT_TRUE(log_a->durable_sequence() == 3 || log_a->durable_sequence() == 5);
     EXPECT_EQ(log_b->durable_sequence(), 1u);
   }

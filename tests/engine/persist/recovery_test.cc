@@ -682,7 +682,9 @@ TEST(RecoveryTest, AVersion2TailFileGetsNoGapTheNextBatchStartsANewFile) {
   testing::stage_records(*log, 2, payload_bytes);
   persister->submit().value();
   while (persister->in_flight() || log->staged_bytes() > 0) {
-    if (persister->can_submit()) ASSERT_TRUE(persister->submit().ok());
+    if (persister->can_submit()) {
+      ASSERT_TRUE(persister->submit().ok());
+    }
     ASSERT_TRUE(persister->poll(true).ok());
   }
   ASSERT_EQ(log->segment_paths().size(), 2u);
