@@ -131,9 +131,9 @@ void PersistTile::note_slow_commit(uint64_t batch, uint64_t waited_ns, bool stil
   ++stats_.commits_stalled;
   bool direct_io = std::any_of(shards_.begin(), shards_.end(),
                                [](const PersistedShard& shard) { return shard.log->direct_io(); });
-  const char* hint = direct_io ? "; O_DIRECT writes complete in per-CPU kernel workers, which a busy host can "
-                                 "starve ([ledger] direct_io, perf/TUNING.md)"
-                               : "";
+  const char* hint = direct_io ? "; an O_DIRECT write completes in a per-CPU kernel worker, which a busy host "
+                                 "can starve (perf/TUNING.md)"
+                               : " (perf/TUNING.md)";
   unsigned long long waited_ms = waited_ns / 1'000'000;
   if (still_in_flight) {
     std::fprintf(stderr,
