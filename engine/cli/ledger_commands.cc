@@ -388,7 +388,7 @@ void print_receipt(const SubmitRequest& request, const client::ReceiptMessage& r
   if (ordered_compute) std::printf(" on shard %u", *compute_shard);
   std::printf(")\n");
   if (ordered_compute && status == ledger::TxStatus::applied)
-    std::printf("task %llu.%u on shard %u: its result is a compute_result in a later block of that shard\n",
+    std::printf("task %llu.%u on shard %u: its result is an entry of a compute_results in a later block of that shard\n",
                 (unsigned long long)receipt.height, receipt.index, *compute_shard);
 }
 

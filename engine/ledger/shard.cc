@@ -110,6 +110,10 @@ TxStatus ShardExecutor::execute(const TxView& view, std::span<const std::byte> b
     TxStatus settles = check_result_mark(view.compute_result.task_mark);
     if (settles != TxStatus::applied) return settles;
   }
+  if (view.type == TxType::compute_results) {
+    TxStatus settles = check_results_marks(view);
+    if (settles != TxStatus::applied) return settles;
+  }
   if (view.type == TxType::timer_fire) {
     TxStatus fires = check_timer_fire(view.timer_fire);
     if (fires != TxStatus::applied) return fires;
@@ -137,7 +141,18 @@ TxStatus ShardExecutor::apply(const TxView& view, uint32_t index) {
       return TxStatus::applied;
     case TxType::credit: return apply_credit(view, index);
     case TxType::compute_request: return apply_compute_request(view, index);
-    case TxType::compute_result: return apply_compute_result(view);
+    case TxType::compute_result: return apply_compute_result(view.compute_result, view.output);
+    case TxType::compute_results: {
+      // execute() checked that every entry settles its task, and the marks ascend, so no
+      // entry settles another's task; but a flow job's result can end its flow, and with
+      // it the flow's other running jobs, whose entries later in the batch then have no
+      // effect, exactly as their own compute_results would not.
+      ComputeResultEntries entries(view.results);
+      for (ComputeResultEntry entry; entries.next(entry);) {
+        if (check_result_mark(entry.body.task_mark) == TxStatus::applied) apply_compute_result(entry.body, entry.output);
+      }
+      return TxStatus::applied;
+    }
     case TxType::flow_deploy: return apply_flow_deploy(view);
     case TxType::flow_start: return apply_flow_start(view);
     case TxType::flow_control: return apply_flow_control(view);
@@ -174,6 +189,33 @@ TxStatus ShardExecutor::check_result_mark(uint64_t task_mark) const {
   return TxStatus::duplicate_result;
 }
 
+// Applied when every entry settles its task, else the first entry's reason it does not.
+TxStatus ShardExecutor::check_results_marks(const TxView& view) const {
+  ComputeResultEntries entries(view.results);
+  for (ComputeResultEntry entry; entries.next(entry);) {
+    TxStatus settles = check_result_mark(entry.body.task_mark);
+    if (settles != TxStatus::applied) return settles;
+  }
+  return TxStatus::applied;
+}
+
+bool ShardExecutor::settling_results(const TxView& results, std::vector<std::byte>& out) const {
+  out.resize(compute_results_tx_bytes(0));
+  uint32_t kept = 0;
+  uint64_t first_task_mark = 0;
+  ComputeResultEntries entries(results.results);
+  for (ComputeResultEntry entry; entries.next(entry);) {
+    if (check_result_mark(entry.body.task_mark) != TxStatus::applied) continue;
+    if (kept++ == 0) first_task_mark = entry.body.task_mark;
+    const std::byte* body = reinterpret_cast<const std::byte*>(&entry.body);
+    out.insert(out.end(), body, body + sizeof entry.body);
+    out.insert(out.end(), entry.output.begin(), entry.output.end());
+  }
+  if (kept == 0) return false;
+  write_compute_results_head(out, results.compute_results.shard, kept, first_task_mark);
+  return true;
+}
+
 TxStatus ShardExecutor::apply_compute_request(const TxView& view, uint32_t index) {
   if (state_.pending_tasks.size() >= open_compute_pending_max_) return TxStatus::compute_backlog_full;
   uint64_t task_mark = CreditMark::pack(state_.height + 1, index);
@@ -190,15 +232,14 @@ TxStatus ShardExecutor::apply_compute_request(const TxView& view, uint32_t index
 // execute() checked that the task is pending. The outcome only picks the counter: the
 // output stays in the log, not in the state (a flow job's is kept while a later step of
 // its flow reads it).
-TxStatus ShardExecutor::apply_compute_result(const TxView& view) {
-  const ComputeResultBody& body = view.compute_result;
+TxStatus ShardExecutor::apply_compute_result(const ComputeResultBody& body, std::span<const std::byte> output_bytes) {
   if (is_flow_task_mark(body.task_mark)) {
     ComputeOutcome outcome = ComputeOutcome(body.outcome);
     flow::JobOutcome job_outcome = outcome == ComputeOutcome::succeeded ? flow::JobOutcome::succeeded
                                    : outcome == ComputeOutcome::timed_out ? flow::JobOutcome::timed_out
                                                                           : flow::JobOutcome::failed;
     std::vector<flow::JobDispatch> jobs;
-    std::string_view output(reinterpret_cast<const char*>(view.output.data()), view.output.size());
+    std::string_view output(reinterpret_cast<const char*>(output_bytes.data()), output_bytes.size());
     flow::CompleteOutcome completed = state_.flows.complete(body.task_mark & ~flow_task_bit, job_outcome, output, jobs);
     assert(completed == flow::CompleteOutcome::applied);
     (void)completed;

@@ -35,7 +35,12 @@
 //
 // The first result ordered for a pending task settles it (whatever its attempt: stale
 // attempts are the scheduler's to drop, the ledger only guarantees one effect); any later
-// one is duplicate_result and unknown marks are unknown_task, neither ordered.
+// one is duplicate_result and unknown marks are unknown_task, neither ordered. The
+// scheduler answers in compute_results (many tasks' results in one transaction): ordered
+// only when every entry settles its task as the batch begins (else the first entry's
+// reason, not ordered), its entries then apply in order as single results would (a flow
+// job's has no effect once an earlier entry ended its flow); the tile orders the part
+// that settles (settling_results()) in place of a refused batch.
 //
 // Access credits (a chain whose policy requires them): a client's submission is ordered
 // through execute_charged, which refuses it as no_credit (unordered, in no block) unless
@@ -204,6 +209,11 @@ class ShardExecutor {
   std::span<const OutboundCredit> open_credits() const { return open_credits_; }
   // Tasks issued by the open block (they leave with it when it is sealed).
   std::span<const OutboundTask> open_tasks() const { return open_tasks_; }
+  // Of a checked compute_results, the entries that would settle their task now, as a
+  // compute_results of their own written into `out`: what the tile orders in place of a
+  // batch execute() refused because some entry settles nothing. False (and `out` left
+  // unspecified) when no entry settles anything.
+  bool settling_results(const TxView& results, std::vector<std::byte>& out) const;
 
   // Every pending task in mark order, as the engine dispatches them again after
   // recovery (state().pending_tasks, copied into OutboundTasks).
@@ -245,7 +255,7 @@ class ShardExecutor {
   TxStatus apply_transfer(const TransferBody& body, uint32_t index);
   TxStatus apply_credit(const TxView& view, uint32_t index);
   TxStatus apply_compute_request(const TxView& view, uint32_t index);
-  TxStatus apply_compute_result(const TxView& view);
+  TxStatus apply_compute_result(const ComputeResultBody& body, std::span<const std::byte> output);
   TxStatus apply_flow_deploy(const TxView& view);
   TxStatus apply_flow_start(const TxView& view);
   TxStatus apply_flow_control(const TxView& view);
@@ -259,6 +269,7 @@ class ShardExecutor {
   void issue_flow_jobs(std::vector<flow::JobDispatch>& jobs);
   OutboundTask flow_job_task(const flow::JobDispatch& job, bool* input_ok) const;
   TxStatus check_result_mark(uint64_t task_mark) const;
+  TxStatus check_results_marks(const TxView& view) const;
   void emit_credit(uint32_t destination, const CreditBody& body, bool refund);
   std::string place(uint64_t height) const;
 

@@ -120,6 +120,7 @@ size_t fixed_length(TxType type) {
     case TxType::put:
     case TxType::compute_request:
     case TxType::compute_result:
+    case TxType::compute_results:
     case TxType::flow_deploy:
     case TxType::flow_start:
     case TxType::flow_control:
@@ -132,13 +133,15 @@ bool is_known_type(uint8_t type) {
   return type == uint8_t(TxType::create_account) || type == uint8_t(TxType::transfer) ||
          type == uint8_t(TxType::put) || type == uint8_t(TxType::credit) ||
          type == uint8_t(TxType::compute_request) || type == uint8_t(TxType::compute_result) ||
+         type == uint8_t(TxType::compute_results) ||
          type == uint8_t(TxType::timer_fire) || type == uint8_t(TxType::credit_spend) ||
          type == uint8_t(TxType::credit_grant) || type == uint8_t(TxType::balance_record) ||
          (type >= uint8_t(TxType::flow_deploy) && type <= uint8_t(TxType::product_set));
 }
 
 bool is_internal_type(TxType type) {
-  return type == TxType::credit || type == TxType::compute_result || type == TxType::timer_fire ||
+  return type == TxType::credit || type == TxType::compute_result || type == TxType::compute_results ||
+         type == TxType::timer_fire ||
          type == TxType::credit_spend || type == TxType::balance_record;
 }
 
@@ -176,16 +179,49 @@ TxStatus check_compute_request(std::span<const std::byte> bytes, TxOrigin origin
   return TxStatus::applied;
 }
 
+// A result's fixed fields, alone or as an entry of a batch.
+TxStatus check_result_body(const ComputeResultBody& result) {
+  if (result.reserved != 0 || result.reserved2 != 0 || result.outcome >= compute_outcome_count)
+    return TxStatus::bad_flags;
+  if (result.output_bytes > compute_output_bytes_max) return TxStatus::bad_length;
+  return TxStatus::applied;
+}
+
 TxStatus check_compute_result(std::span<const std::byte> bytes, TxView* view) {
   constexpr size_t body_start = sizeof(TxHeader) + sizeof(ComputeResultBody);
   if (bytes.size() < body_start) return TxStatus::bad_length;
   view->compute_result = read_at<ComputeResultBody>(bytes, sizeof(TxHeader));
   const ComputeResultBody& result = view->compute_result;
-  if (result.reserved != 0 || result.reserved2 != 0 || result.outcome >= compute_outcome_count)
-    return TxStatus::bad_flags;
-  if (result.output_bytes > compute_output_bytes_max) return TxStatus::bad_length;
+  if (TxStatus fields = check_result_body(result); fields != TxStatus::applied) return fields;
   if (bytes.size() != body_start + result.output_bytes) return TxStatus::bad_length;
   view->output = bytes.subspan(body_start, result.output_bytes);
+  return TxStatus::applied;
+}
+
+// Each entry as a compute_result's body, its shard the batch's, task marks ascending, the
+// entries filling the transaction exactly.
+TxStatus check_compute_results(std::span<const std::byte> bytes, TxView* view) {
+  constexpr size_t body_start = sizeof(TxHeader) + sizeof(ComputeResultsBody);
+  if (bytes.size() < body_start) return TxStatus::bad_length;
+  view->compute_results = read_at<ComputeResultsBody>(bytes, sizeof(TxHeader));
+  const ComputeResultsBody& batch = view->compute_results;
+  if (batch.count == 0 || batch.count > compute_results_entries_max) return TxStatus::bad_length;
+  size_t previous_offset = 0;
+  size_t offset = body_start;
+  for (uint32_t entry = 0; entry < batch.count; ++entry) {
+    if (bytes.size() - offset < sizeof(ComputeResultBody)) return TxStatus::bad_length;
+    ComputeResultBody result = read_at<ComputeResultBody>(bytes, offset);
+    if (TxStatus fields = check_result_body(result); fields != TxStatus::applied) return fields;
+    if (result.shard != batch.shard) return TxStatus::bad_flags;
+    // Ascending: no task twice in one batch, found without a set.
+    if (entry > 0 && result.task_mark <= read_at<uint64_t>(bytes, previous_offset)) return TxStatus::bad_flags;
+    previous_offset = offset;
+    offset += sizeof(ComputeResultBody);
+    if (bytes.size() - offset < result.output_bytes) return TxStatus::bad_length;
+    offset += result.output_bytes;
+  }
+  if (offset != bytes.size()) return TxStatus::bad_length;
+  view->results = bytes.subspan(body_start);
   return TxStatus::applied;
 }
 
@@ -318,6 +354,7 @@ TxStatus check_transaction(std::span<const std::byte> bytes, TxOrigin origin, Tx
   if (view->type == TxType::put) return check_put(bytes, view);
   if (view->type == TxType::compute_request) return check_compute_request(bytes, origin, view);
   if (view->type == TxType::compute_result) return check_compute_result(bytes, view);
+  if (view->type == TxType::compute_results) return check_compute_results(bytes, view);
   if (view->type == TxType::flow_deploy) return check_flow_deploy(bytes, view);
   if (view->type == TxType::flow_start) return check_flow_start(bytes, view);
   if (view->type == TxType::flow_control) return check_flow_control(bytes, view);
@@ -404,6 +441,7 @@ uint32_t home_shard(const TxView& view, uint32_t shard_count) {
     case TxType::credit: return shard_of_account(view.credit.to, shard_count);
     case TxType::compute_request: return shard_of_account(view.compute_request.subject, shard_count);
     case TxType::compute_result: return view.compute_result.shard;
+    case TxType::compute_results: return view.compute_results.shard;
     case TxType::flow_deploy: return view.flow_deploy.shard;
     case TxType::flow_start:
     case TxType::flow_control: return flow_key_home_shard(view.key, shard_count);
@@ -492,6 +530,47 @@ std::vector<std::byte> encode_compute_result(uint64_t task_mark, uint32_t shard,
   std::vector<std::byte> out(compute_result_tx_bytes(output.size()));
   write_compute_result(out, task_mark, shard, attempt, outcome, plugin_status, output);
   return out;
+}
+
+void write_compute_result_entry(std::span<std::byte> out, uint64_t task_mark, uint32_t shard, uint32_t attempt,
+                                ComputeOutcome outcome, int32_t plugin_status, std::span<const std::byte> output) {
+  assert(output.size() <= compute_output_bytes_max);
+  assert(out.size() == compute_result_entry_bytes(output.size()));
+  ComputeResultBody body{task_mark, shard, attempt, uint16_t(outcome), 0, plugin_status, uint32_t(output.size()), 0};
+  std::memcpy(out.data(), &body, sizeof body);
+  if (!output.empty()) std::memcpy(out.data() + sizeof body, output.data(), output.size());
+}
+
+void write_compute_results_head(std::span<std::byte> out, uint32_t shard, uint32_t count, uint64_t first_task_mark) {
+  assert(out.size() >= compute_results_tx_bytes(0) && out.size() <= tx_bytes_max);
+  TxHeader header{uint32_t(out.size()), tx_format_version, uint8_t(TxType::compute_results), 0, first_task_mark};
+  ComputeResultsBody body{shard, count};
+  std::memcpy(out.data(), &header, sizeof header);
+  std::memcpy(out.data() + sizeof header, &body, sizeof body);
+}
+
+std::vector<std::byte> encode_compute_results(uint32_t shard, const std::vector<std::vector<std::byte>>& entries) {
+  size_t entry_bytes = 0;
+  for (const std::vector<std::byte>& entry : entries) entry_bytes += entry.size();
+  std::vector<std::byte> out(compute_results_tx_bytes(entry_bytes));
+  uint64_t first_task_mark = 0;
+  if (!entries.empty() && entries.front().size() >= sizeof(uint64_t))
+    std::memcpy(&first_task_mark, entries.front().data(), sizeof first_task_mark);
+  write_compute_results_head(out, shard, uint32_t(entries.size()), first_task_mark);
+  size_t offset = compute_results_tx_bytes(0);
+  for (const std::vector<std::byte>& entry : entries) {
+    if (!entry.empty()) std::memcpy(out.data() + offset, entry.data(), entry.size());
+    offset += entry.size();
+  }
+  return out;
+}
+
+bool ComputeResultEntries::next(ComputeResultEntry& entry) {
+  if (rest_.size() < sizeof(ComputeResultBody)) return false;
+  std::memcpy(&entry.body, rest_.data(), sizeof entry.body);
+  entry.output = rest_.subspan(sizeof entry.body, entry.body.output_bytes);
+  rest_ = rest_.subspan(sizeof entry.body + entry.body.output_bytes);
+  return true;
 }
 
 }  // namespace keel::ledger

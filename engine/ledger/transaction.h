@@ -8,13 +8,15 @@
 //
 // Every transaction starts with a 16-byte header: its whole length, the format version,
 // its type, flags and a client nonce (two otherwise identical transfers differ by nonce,
-// so their hashes differ). Bodies are fixed per type except `put`, `compute_request` and
-// `compute_result`, whose variable bytes follow their small fixed part. All integers are
+// so their hashes differ). Bodies are fixed per type except `put`, `compute_request`,
+// `compute_result` and `compute_results`, whose variable bytes follow their small fixed
+// part. All integers are
 // little-endian; structs are read with memcpy, so a transaction needs no alignment.
 //
 // Types: 1..15 ledger basics (below), 16..63 contract and compute transactions (16:
 // compute_request; the rest reserved for flows), 64..127 internal (made by the engine
-// itself, refused from clients: 64 credit, 65 compute_result, 66 timer_fire, 67 credit_spend),
+// itself, refused from clients: 64 credit, 65 compute_result, 66 timer_fire, 67 credit_spend,
+// 68 compute_results),
 // 128..255 system transactions (128 credit_grant from a granting client; 129 balance_record,
 // the balancer's, internal too).
 //
@@ -28,7 +30,7 @@
 // type with some input bytes; its shard records it as a pending task (state.h) and hands
 // it to the scheduler once its block is sealed (shard.h); the engine later orders a
 // compute_result carrying the outcome and output on the same shard, which settles the
-// task exactly once:
+// task exactly once (the scheduler sends many at once as one compute_results, below):
 //
 //   std::vector<std::byte> request = encode_compute_request(/*nonce=*/9, /*subject=*/42, "hash", input);
 //   ... the shard executes it at (height, index): task_mark = CreditMark::pack(height, index)
@@ -101,6 +103,7 @@ enum class TxType : uint8_t {
   timer_fire = 66,       // internal: a cron timer fires (or is armed), made by the shard's tile
   balance_record = 129,  // internal: the balancer changed a chain's tier or CPU slice (on the system chain)
   credit_spend = 67,     // internal: what one client's submissions in a block cost, appended at seal
+  compute_results = 68,  // internal: the outcomes of several pending tasks of one shard
   credit_grant = 128,    // system: adds access credits to a client's account on one shard
 };
 
@@ -141,7 +144,8 @@ enum class TxStatus : uint16_t {
   // receipt, and replay rejects it again (the block header records the bound).
   compute_backlog_full = 33,
   // Internal, never ordered (like duplicate_credit): a compute_result for a task that is
-  // no longer pending — another attempt's result, or the same result again, landed first.
+  // no longer pending — another attempt's result, or the same result again, landed first
+  // (a compute_results none of whose entries settles a task).
   duplicate_result = 34,
   // Internal, never ordered: a compute_result for a mark above any this shard issued (or
   // below the first possible one): an engine bug, never a task's effect.
@@ -278,6 +282,49 @@ constexpr size_t compute_result_tx_bytes(size_t output_bytes) {
   return sizeof(TxHeader) + sizeof(ComputeResultBody) + output_bytes;
 }
 
+// compute_results: `count` entries follow, in strictly ascending task_mark order, each a
+// ComputeResultBody (its `shard` the batch's) and then its output_bytes of output,
+// unpadded. The scheduler answers a shard's tasks in these: one header, one check, one
+// leaf hash and one ring message for a batch instead of one each per task, which is most
+// of a short task's cost on the shard. Ordered only when every entry settles a pending
+// task as the batch begins (else duplicate_result or unknown_task, never ordered; the
+// shard's tile then orders the entries that do settle as a batch of their own), then
+// executed entry by entry, in order, exactly as that many compute_result transactions:
+// a plain task's entry always has its effect, so its result can be counted from the log
+// alone; a flow job's entry has none when an earlier entry's job ended its flow (and
+// with it the flow's other jobs), as its own compute_result would not. Home shard: `shard`.
+struct ComputeResultsBody {
+  uint32_t shard;  // the tasks' shard (within the chain)
+  uint32_t count;  // 1..compute_results_entries_max entries follow
+};
+static_assert(sizeof(ComputeResultsBody) == 8);
+inline constexpr uint32_t compute_results_entries_max = 1024;
+
+// The bytes one entry of a compute_results takes, carrying `output_bytes` of output.
+constexpr size_t compute_result_entry_bytes(size_t output_bytes) { return sizeof(ComputeResultBody) + output_bytes; }
+// The whole size of a compute_results whose entries take `entry_bytes` in all.
+constexpr size_t compute_results_tx_bytes(size_t entry_bytes) {
+  return sizeof(TxHeader) + sizeof(ComputeResultsBody) + entry_bytes;
+}
+
+// One entry of a checked compute_results.
+struct ComputeResultEntry {
+  ComputeResultBody body{};
+  std::span<const std::byte> output;
+};
+
+// Walks the entries of a checked compute_results (TxView::results) in order:
+//   ComputeResultEntries entries(view.results);
+//   for (ComputeResultEntry entry; entries.next(entry);) settle(entry.body.task_mark, entry.output);
+class ComputeResultEntries {
+ public:
+  explicit ComputeResultEntries(std::span<const std::byte> entries) : rest_(entries) {}
+  bool next(ComputeResultEntry& entry);
+
+ private:
+  std::span<const std::byte> rest_;
+};
+
 // flow_deploy: the model (flow/flow_model.h's encoding, model_bytes) follows. Home
 // shard: `shard`; a chain's contract is deployed on each of its shards (keel flow deploy
 // sends one per shard), since a flow runs where its key's hash puts it.
@@ -389,6 +436,7 @@ struct TxView {
     CreditBody credit;
     ComputeRequestBody compute_request;
     ComputeResultBody compute_result;
+    ComputeResultsBody compute_results;
     FlowDeployBody flow_deploy;
     FlowStartBody flow_start;
     FlowControlBody flow_control;
@@ -402,6 +450,7 @@ struct TxView {
   std::string_view compute_type;     // compute_request only: the checked name
   std::span<const std::byte> input;  // compute_request; flow_start's arguments; flow_deploy's model
   std::span<const std::byte> output; // compute_result only
+  std::span<const std::byte> results; // compute_results only: its entries (ComputeResultEntries)
   std::string_view name;             // flow_start's contract, product_set's product: checked
   TxView() : create_account{} {}
 };
@@ -414,7 +463,11 @@ struct TxView {
 // compute_type_bytes_max, the input or output longer than its maximum, or the parts do
 // not add up to the length exactly; bad_flags when a reserved field is not zero, the
 // name has a character outside [a-z0-9_], or a result's outcome is not a ComputeOutcome.
-// compute_result from TxOrigin::client: internal_type.
+// A compute_results: bad_length for a count of 0 or past compute_results_entries_max or
+// entries that do not add up to the length exactly, and each entry as a compute_result
+// (bad_flags too when an entry's shard is not the batch's or its task mark is not above
+// the one before).
+// compute_result and compute_results from TxOrigin::client: internal_type.
 // For the flow types: bad_length when a part is empty where it must not be, longer than
 // its maximum, or the parts do not add up; bad_flags for a reserved field, an unknown
 // action, a name outside [a-z0-9_] or a running_max of 0 or past 2^20;
@@ -427,7 +480,7 @@ TxStatus check_transaction(std::span<const std::byte> bytes, TxOrigin origin, Tx
 // The shard a transaction executes on: an account's home for create_account and
 // transfer (its `from`), the key's for put, flow_start and flow_control (flow_key_home_shard), the credited
 // account's for credit, the subject's for compute_request, and the `shard` field for
-// compute_result, flow_deploy, product_set, timer_fire, credit_grant and credit_spend (not reduced modulo shard_count: a bad one
+// compute_result, compute_results, flow_deploy, product_set, timer_fire, credit_grant and credit_spend (not reduced modulo shard_count: a bad one
 // matches no shard; the gateway answers no_such_shard).
 uint32_t home_shard(const TxView& view, uint32_t shard_count);
 // The home shard of an account or key: a fixed mix of its bits (splitmix64 for
@@ -493,6 +546,18 @@ std::vector<std::byte> encode_credit_spend(uint64_t height, uint32_t shard, cons
 std::vector<std::byte> encode_timer_fire(uint32_t shard, uint64_t timer, uint64_t due_s, uint64_t now_s);
 // A balance_record (TxOrigin::engine); the nonce is the window, so records differ.
 std::vector<std::byte> encode_balance_record(const BalanceRecordBody& body);
+// Writes one entry of a compute_results into `out`, which must be exactly
+// compute_result_entry_bytes(output.size()) bytes.
+void write_compute_result_entry(std::span<std::byte> out, uint64_t task_mark, uint32_t shard, uint32_t attempt,
+                                ComputeOutcome outcome, int32_t plugin_status, std::span<const std::byte> output);
+// Writes the head of a compute_results (TxHeader and ComputeResultsBody) into the first
+// compute_results_tx_bytes(0) bytes of `out`, the whole transaction, whose `count`
+// entries the caller writes after it (ascending task marks). The nonce is the first
+// entry's task mark.
+void write_compute_results_head(std::span<std::byte> out, uint32_t shard, uint32_t count, uint64_t first_task_mark);
+// A compute_results of the given entries (each as write_compute_result_entry wrote it, in
+// ascending task mark order).
+std::vector<std::byte> encode_compute_results(uint32_t shard, const std::vector<std::vector<std::byte>>& entries);
 // The same, into a new vector.
 std::vector<std::byte> encode_compute_result(uint64_t task_mark, uint32_t shard, uint32_t attempt,
                                              ComputeOutcome outcome, int32_t plugin_status,

@@ -500,16 +500,37 @@ size_t ShardTile::take_results(size_t budget) {
     ledger::TxView view;
     ledger::TxStatus checked = ledger::check_transaction(tx, ledger::TxOrigin::engine, &view);
     // The scheduler wrote it; a malformed one is an engine bug, dropped rather than ordered.
-    assert(checked == ledger::TxStatus::applied && view.type == ledger::TxType::compute_result);
-    if (checked == ledger::TxStatus::applied) {
+    bool result_type =
+        view.type == ledger::TxType::compute_results || view.type == ledger::TxType::compute_result;
+    assert(checked == ledger::TxStatus::applied && result_type);
+    if (checked == ledger::TxStatus::applied && result_type) {
       if (!make_room(tx.size())) break;
-      order(view, tx, ReceiptRoute{0, no_client});
+      ledger::TxStatus status = order(view, tx, ReceiptRoute{0, no_client});
+      if (!ledger::execute_ordered(status) && view.type == ledger::TxType::compute_results)
+        order_settling_results(view);
     }
     if (in_arena) ports_.compute->result_txs.release(message.tx_position, message.tx_bytes);
     ports_.compute->results.release(1);
-    ++taken;
+    // The budget counts tasks: a batch of results is that many tasks' work.
+    bool batch = checked == ledger::TxStatus::applied && view.type == ledger::TxType::compute_results;
+    taken += batch ? view.compute_results.count : 1;
   }
   return taken;
+}
+
+// A compute_results the ledger refused because some entry settles nothing (a late twin of
+// a settled task, a job of a flow that ended): orders the entries that do settle, as a
+// batch of their own, so the log holds only results that took effect. Called with room
+// for the whole refused batch, which the kept part fits in.
+void ShardTile::order_settling_results(const ledger::TxView& refused) {
+  if (!executor_.settling_results(refused, kept_results_)) return;
+  ledger::TxView view;
+  ledger::TxStatus checked = ledger::check_transaction(kept_results_, ledger::TxOrigin::engine, &view);
+  assert(checked == ledger::TxStatus::applied);
+  if (checked != ledger::TxStatus::applied) return;
+  ledger::TxStatus status = order(view, kept_results_, ReceiptRoute{0, no_client});
+  assert(ledger::execute_ordered(status));
+  (void)status;
 }
 
 // Taken while draining too: the balancer's last records must not be stranded (the tile

@@ -19,7 +19,7 @@
 //
 // Compute tasks leave at seal, before their block is durable (ledger/shard.h says why
 // that is safe), and on start every task pending in the recovered state is sent again.
-// A compute_result the ledger does not order (a duplicate, an unknown task) is dropped.
+// A compute_result(s) the ledger does not order (a duplicate, an unknown task) is dropped.
 //
 // Access credits (a chain whose policy requires them): a client's submission is charged to
 // the client id of its slot (client/protocol.h), read from the segment when the shard
@@ -62,7 +62,7 @@ namespace keel::node {
 struct ShardComputePorts {
   shm::RingProducer requests;  // shard -> scheduler: the tasks its blocks issue
   shm::ArenaWriter request_inputs;
-  shm::RingConsumer results;   // scheduler -> shard: compute_result transactions
+  shm::RingConsumer results;   // scheduler -> shard: compute_results transactions
   shm::ArenaReader result_txs;
   const sched::ComputeTypeTable* types = nullptr;  // outlives the tile
 };
@@ -186,6 +186,7 @@ class ShardTile final : public engine::Tile {
   size_t take_submissions(size_t budget);
   size_t send_tasks();
   size_t take_results(size_t budget);
+  void order_settling_results(const ledger::TxView& refused);
   size_t take_engine_txs(size_t budget);
   size_t fire_timers();
   size_t order_startup_txs();
@@ -206,6 +207,7 @@ class ShardTile final : public engine::Tile {
   DrainState* drain_;
   std::string name_;
   std::vector<ReceiptRoute> open_routes_;
+  std::vector<std::byte> kept_results_;  // order_settling_results' scratch
   uint64_t open_first_tx_ns_ = 0;
   std::deque<PendingBlock> pending_;
   // Per destination shard, in order: the credits of durable blocks that the destination

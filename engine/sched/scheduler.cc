@@ -457,56 +457,83 @@ void SchedulerTile::answer(uint32_t index, ledger::ComputeOutcome outcome, int32
                            std::span<const std::byte> output) {
   Lease& lease = leases_[index];
   const SchedulerShard& shard = options_.shards[lease.shard];
-  lease.result_tx.resize(ledger::compute_result_tx_bytes(output.size()));
-  ledger::write_compute_result(lease.result_tx, lease.task_mark, shard.shard_in_chain, std::max<uint32_t>(lease.attempt, 1),
-                               outcome, plugin_status, output);
+  lease.result_entry.resize(ledger::compute_result_entry_bytes(output.size()));
+  ledger::write_compute_result_entry(lease.result_entry, lease.task_mark, shard.shard_in_chain,
+                                     std::max<uint32_t>(lease.attempt, 1), outcome, plugin_status, output);
   lease.state = LeaseState::answering;
   if (outcome != ledger::ComputeOutcome::succeeded) add(counters_->results_failed, 1);
   shards_[lease.shard].answers.push_back({index, lease.generation});
 }
 
+// A shard's waiting answers go back as compute_results transactions of up to
+// result_batch_entries_max entries and result_batch_bytes_max bytes of entries (one
+// bigger entry goes alone): one ring message, one check, one leaf hash and one ledger
+// transaction per batch rather than per task. Batches form from what is waiting when the
+// tile polls, so a lone result is never held back for company.
 size_t SchedulerTile::send_results() {
   size_t sent = 0;
   uint64_t now_ns = 0;
   for (ShardPorts& ports : shards_) {
+    const SchedulerShard& shard = options_.shards[size_t(&ports - shards_.data())];
     size_t unpublished = 0;
     std::span<std::byte> claimed;
     while (!ports.answers.empty()) {
-      LeaseRef ref = ports.answers.front();
-      Lease& lease = leases_[ref.index];
-      // Claimed in batches and published once per shard: one release store and at most
-      // one doorbell ring for the batch.
+      size_t count = 0;
+      size_t entry_bytes = 0;
+      for (const LeaseRef& ref : ports.answers) {
+        size_t bytes = leases_[ref.index].result_entry.size();
+        if (count == result_batch_entries_max || (count > 0 && entry_bytes + bytes > result_batch_bytes_max)) break;
+        entry_bytes += bytes;
+        ++count;
+      }
+      // A batch's entries ascend by task mark (the ledger's rule: no task twice in one).
+      std::sort(ports.answers.begin(), ports.answers.begin() + std::ptrdiff_t(count),
+                [this](const LeaseRef& a, const LeaseRef& b) { return leases_[a.index].task_mark < leases_[b.index].task_mark; });
+      size_t tx_bytes = ledger::compute_results_tx_bytes(entry_bytes);
+      // Claimed in runs and published once per shard: one release store and at most one
+      // doorbell ring for the lot.
       if (claimed.size() < (unpublished + 1) * sizeof(TaskResultMessage)) {
         ports.results.publish(unpublished);
         unpublished = 0;
+        // Never more than the producer knows are free (asking for more would count a full
+        // event), nor than there are answers (an upper bound on the batches).
         claimed = ports.results.claim(
             std::max<size_t>(1, std::min<size_t>(ports.answers.size(), ports.results.free_slots_cached())));
         if (claimed.empty()) break;
       }
-      std::span<std::byte> bytes = claimed.subspan(unpublished * sizeof(TaskResultMessage), sizeof(TaskResultMessage));
+      std::span<std::byte> slot = claimed.subspan(unpublished * sizeof(TaskResultMessage), sizeof(TaskResultMessage));
       TaskResultMessage message;
-      message.tx_bytes = uint32_t(lease.result_tx.size());
+      message.tx_bytes = uint32_t(tx_bytes);
       message.reserved = 0;
       message.tx_position = 0;
-      if (lease.result_tx.size() > result_inline_bytes) {
-        std::optional<shm::ArenaBlock> block = ports.result_txs.reserve(lease.result_tx.size());
+      std::span<std::byte> tx;
+      if (tx_bytes > result_inline_bytes) {
+        std::optional<shm::ArenaBlock> block = ports.result_txs.reserve(tx_bytes);
         if (!block) break;  // the shard has not ordered the earlier results yet
-        std::memcpy(block->bytes.data(), lease.result_tx.data(), lease.result_tx.size());
         message.tx_position = block->position;
-        std::memcpy(bytes.data(), &message, offsetof(TaskResultMessage, tx));
+        tx = block->bytes.first(tx_bytes);
       } else {
-        std::memcpy(bytes.data(), &message, offsetof(TaskResultMessage, tx));
-        std::memcpy(bytes.data() + offsetof(TaskResultMessage, tx), lease.result_tx.data(), lease.result_tx.size());
+        tx = slot.subspan(offsetof(TaskResultMessage, tx), tx_bytes);
       }
-      ++unpublished;
-      ports.answers.pop_front();
+      std::memcpy(slot.data(), &message, offsetof(TaskResultMessage, tx));
+      ledger::write_compute_results_head(tx, shard.shard_in_chain, uint32_t(count),
+                                         leases_[ports.answers.front().index].task_mark);
+      size_t offset = ledger::compute_results_tx_bytes(0);
       if (now_ns == 0) now_ns = shm::monotonic_ns();
-      uint64_t latency_ns = now_ns > lease.issued_ns ? now_ns - lease.issued_ns : 0;
-      dispatch_latency_.record(latency_ns);
-      add(counters_->dispatch_latency_ns_sum, latency_ns);
-      add(counters_->results_returned, 1);
-      free_lease(ref.index);
-      ++sent;
+      for (size_t entry = 0; entry < count; ++entry) {
+        LeaseRef ref = ports.answers.front();
+        Lease& lease = leases_[ref.index];
+        std::memcpy(tx.data() + offset, lease.result_entry.data(), lease.result_entry.size());
+        offset += lease.result_entry.size();
+        ports.answers.pop_front();
+        uint64_t latency_ns = now_ns > lease.issued_ns ? now_ns - lease.issued_ns : 0;
+        dispatch_latency_.record(latency_ns);
+        add(counters_->dispatch_latency_ns_sum, latency_ns);
+        free_lease(ref.index);
+      }
+      add(counters_->results_returned, count);
+      ++unpublished;
+      sent += count;
     }
     ports.results.publish(unpublished);
   }
@@ -518,7 +545,7 @@ void SchedulerTile::free_lease(uint32_t index) {
   lease.state = LeaseState::free;
   ++lease.generation;
   if (lease.input.capacity() > kept_buffer_bytes) std::vector<std::byte>().swap(lease.input);
-  if (lease.result_tx.capacity() > kept_buffer_bytes) std::vector<std::byte>().swap(lease.result_tx);
+  if (lease.result_entry.capacity() > kept_buffer_bytes) std::vector<std::byte>().swap(lease.result_entry);
   free_leases_.push_back(index);
 }
 

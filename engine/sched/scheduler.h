@@ -1,7 +1,7 @@
 // engine/sched/scheduler.h: the scheduler tile of one NUMA node. It takes the compute
 // tasks of the shards on its node (task_table.h), routes each by compute type to a pool
 // process serving it (pool_table.h), holds it under a lease until the pool answers, and
-// returns every task's outcome to its shard as a compute_result transaction.
+// returns the tasks' outcomes to their shard in compute_results transactions, many at once.
 //
 //   SchedulerOptions options;   // node, shards, type routes, pools: see below
 //   auto tile = SchedulerTile::create(segment.base(), task_table, pool_table, options).value();
@@ -160,7 +160,7 @@ class SchedulerTile final : public engine::Tile {
     uint32_t retries_max = 0;
     uint32_t backoff_ms = 0;
     std::vector<std::byte> input;
-    std::vector<std::byte> result_tx;  // while answering: the compute_result to hand back
+    std::vector<std::byte> result_entry;  // while answering: its compute_results entry
   };
   struct Retry {
     uint64_t due_ns;

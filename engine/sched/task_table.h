@@ -76,8 +76,13 @@ struct TaskRequestMessage {
 static_assert(sizeof(TaskRequestMessage) == 128);
 
 inline constexpr size_t result_inline_bytes = 112;
+// The scheduler answers a shard in compute_results transactions of at most this many
+// entries, and at most this many bytes of entries unless a single entry is bigger (so a
+// batch is at most ledger::compute_results_tx_bytes of one largest entry).
+inline constexpr uint32_t result_batch_entries_max = 256;
+inline constexpr size_t result_batch_bytes_max = 16384;
 
-// One compute_result transaction, scheduler -> shard, ready to check and order. Inline
+// One compute_results transaction, scheduler -> shard, ready to check and order. Inline
 // when it fits, else in the shard's result arena at tx_position; the shard releases it.
 struct TaskResultMessage {
   uint64_t tx_position;

@@ -189,7 +189,7 @@ TEST_F(LedgerCli, SubmitComputeGetsItsBlockAndShard) {
   EXPECT_EQ(hex.out.rfind("compute ", 0), 0u) << hex.out;
   EXPECT_NE(hex.out.find(": applied (block "), std::string::npos) << hex.out;
   EXPECT_NE(hex.out.find(" on shard " + shard + ")\ntask "), std::string::npos) << hex.out;
-  EXPECT_NE(hex.out.find(" on shard " + shard + ": its result is a compute_result"), std::string::npos) << hex.out;
+  EXPECT_NE(hex.out.find(" on shard " + shard + ": its result is an entry of a compute_results"), std::string::npos) << hex.out;
   Outcome json = submit({"--json", "compute", "--type", "hash", "--subject", "7", "--input", "a document"});
   EXPECT_EQ(json.exit_code, 0) << json.out << json.err;
   nlohmann::json receipt = parse_report(json);

@@ -1,4 +1,4 @@
-// Tests for compute transactions: the compute_request and compute_result formats
+// Tests for compute transactions: the compute_request, compute_result and compute_results formats
 // (transaction.h), the shard's task table and its bytes (state.h, snapshot.h), and how the
 // executor issues, settles, rejects and replays tasks (shard.h).
 #include <gtest/gtest.h>
@@ -219,6 +219,90 @@ TEST(ComputeTransaction, MalformedResultsGetTheirReason) {
             TxStatus::bad_length);
 }
 
+// One entry of a compute_results.
+std::vector<std::byte> entry_for(uint64_t task_mark, uint32_t attempt = 1,
+                                 ComputeOutcome outcome = ComputeOutcome::succeeded, uint32_t shard = 0,
+                                 std::string_view output = "out") {
+  std::vector<std::byte> entry(compute_result_entry_bytes(output.size()));
+  write_compute_result_entry(entry, task_mark, shard, attempt, outcome, 0, bytes_of(output));
+  return entry;
+}
+
+// The body of entry `index` of a compute_results, changed.
+template <class Change>
+std::vector<std::byte> with_entry(std::vector<std::byte> bytes, size_t offset, Change&& change) {
+  ComputeResultBody body;
+  std::memcpy(&body, bytes.data() + offset, sizeof body);
+  change(body);
+  std::memcpy(bytes.data() + offset, &body, sizeof body);
+  return bytes;
+}
+
+TEST(ComputeTransaction, ResultBatchesEncodeCheckAndDecodeEntryByEntry) {
+  uint64_t first = CreditMark::pack(3, 1), second = CreditMark::pack(3, 7);
+  std::vector<std::byte> batch = encode_compute_results(
+      2, {entry_for(first, 1, ComputeOutcome::succeeded, 2, "digest"),
+          entry_for(second, 3, ComputeOutcome::timed_out, 2, "")});
+  EXPECT_EQ(batch.size(), compute_results_tx_bytes(compute_result_entry_bytes(6) + compute_result_entry_bytes(0)));
+  TxView view;
+  ASSERT_EQ(check_transaction(batch, TxOrigin::engine, &view), TxStatus::applied);
+  EXPECT_EQ(view.type, TxType::compute_results);
+  EXPECT_EQ(uint8_t(TxType::compute_results), 68);
+  EXPECT_EQ(view.header.nonce, first);  // the first entry's mark
+  EXPECT_EQ(view.compute_results.shard, 2u);
+  EXPECT_EQ(view.compute_results.count, 2u);
+  EXPECT_EQ(home_shard(view, 4), 2u);
+  ComputeResultEntries entries(view.results);
+  ComputeResultEntry entry;
+  ASSERT_TRUE(entries.next(entry));
+  EXPECT_EQ(entry.body.task_mark, first);
+  EXPECT_EQ(entry.body.attempt, 1u);
+  EXPECT_EQ(text_of(entry.output), "digest");
+  ASSERT_TRUE(entries.next(entry));
+  EXPECT_EQ(entry.body.task_mark, second);
+  EXPECT_EQ(ComputeOutcome(entry.body.outcome), ComputeOutcome::timed_out);
+  EXPECT_TRUE(entry.output.empty());
+  EXPECT_FALSE(entries.next(entry));
+  EXPECT_EQ(check(batch, TxOrigin::client), TxStatus::internal_type);
+}
+
+TEST(ComputeTransaction, MalformedResultBatchesGetTheirReason) {
+  std::vector<std::byte> batch = encode_compute_results(
+      0, {entry_for(10, 1, ComputeOutcome::succeeded, 0, "ab"), entry_for(11, 1, ComputeOutcome::succeeded, 0, "c")});
+  ASSERT_EQ(check(batch, TxOrigin::engine), TxStatus::applied);
+  constexpr size_t first = sizeof(TxHeader) + sizeof(ComputeResultsBody);
+  const size_t second = first + compute_result_entry_bytes(2);
+  auto with_head = [&](auto&& change) { return with_body<ComputeResultsBody>(batch, change); };
+  EXPECT_EQ(check(with_head([](ComputeResultsBody& body) { body.count = 0; }), TxOrigin::engine), TxStatus::bad_length);
+  EXPECT_EQ(check(with_head([](ComputeResultsBody& body) { body.count = 3; }), TxOrigin::engine), TxStatus::bad_length);
+  EXPECT_EQ(check(with_head([](ComputeResultsBody& body) { body.count = 1; }), TxOrigin::engine), TxStatus::bad_length);
+  EXPECT_EQ(check(with_head([](ComputeResultsBody& body) { body.count = compute_results_entries_max + 1; }),
+                  TxOrigin::engine),
+            TxStatus::bad_length);
+  // An entry for another shard, marks not ascending (the same task twice included).
+  EXPECT_EQ(check(with_entry(batch, second, [](ComputeResultBody& body) { body.shard = 1; }), TxOrigin::engine),
+            TxStatus::bad_flags);
+  EXPECT_EQ(check(with_entry(batch, second, [](ComputeResultBody& body) { body.task_mark = 10; }), TxOrigin::engine),
+            TxStatus::bad_flags);
+  EXPECT_EQ(check(with_entry(batch, second, [](ComputeResultBody& body) { body.task_mark = 9; }), TxOrigin::engine),
+            TxStatus::bad_flags);
+  EXPECT_EQ(check(with_entry(batch, first, [](ComputeResultBody& body) { body.outcome = compute_outcome_count; }),
+                  TxOrigin::engine),
+            TxStatus::bad_flags);
+  EXPECT_EQ(check(with_entry(batch, first, [](ComputeResultBody& body) { body.reserved2 = 1; }), TxOrigin::engine),
+            TxStatus::bad_flags);
+  // Outputs that do not add up to the length, either way.
+  EXPECT_EQ(check(with_entry(batch, first, [](ComputeResultBody& body) { body.output_bytes = 1000; }),
+                  TxOrigin::engine),
+            TxStatus::bad_length);
+  EXPECT_EQ(check(with_entry(batch, second, [](ComputeResultBody& body) { body.output_bytes = 0; }), TxOrigin::engine),
+            TxStatus::bad_length);
+  EXPECT_EQ(check(resized(batch, batch.size() + 1), TxOrigin::engine), TxStatus::bad_length);
+  EXPECT_EQ(check(resized(batch, batch.size() - 1), TxOrigin::engine), TxStatus::bad_length);
+  EXPECT_EQ(check(resized(batch, first - 1), TxOrigin::engine), TxStatus::bad_length);
+  EXPECT_EQ(check(resized(batch, first + 4), TxOrigin::engine), TxStatus::bad_length);
+}
+
 // Random bodies under a well-framed compute header must never read out of bounds (ASan
 // watches), and whatever passes must have views inside its bytes.
 TEST(ComputeTransaction, RandomBodiesNeverCrashTheChecker) {
@@ -266,6 +350,53 @@ TEST(ComputeTransaction, RandomBodiesNeverCrashTheChecker) {
     }
   }
   EXPECT_GT(passed, 0) << "the generator never reached a valid request; seed " << seed;
+}
+
+// Random entries under a well-framed compute_results head must never read out of bounds
+// (ASan watches); whatever passes must walk to its last byte in `count` entries.
+TEST(ComputeTransaction, RandomResultBatchesNeverCrashTheChecker) {
+  uint64_t seed = std::random_device{}();
+  std::printf("seed %llu\n", (unsigned long long)seed);
+  std::fflush(stdout);
+  std::mt19937_64 random(seed);
+  int passed = 0;
+  for (int round = 0; round < 50000; ++round) {
+    uint32_t count = 1 + uint32_t(random() % 4);
+    std::vector<std::byte> bytes(sizeof(TxHeader) + sizeof(ComputeResultsBody));
+    uint64_t mark = random() % 8;
+    for (uint32_t index = 0; index < count; ++index) {
+      // Mostly plausible entries (ascending marks, small outputs), sometimes noise.
+      ComputeResultBody body{mark += 1 + random() % 2, 0, 1, uint16_t(random() % 7), 0, 0,
+                             uint32_t(random() % 6), 0};
+      if (random() % 8 == 0) body.output_bytes = uint32_t(random());
+      if (random() % 8 == 0) body.task_mark = random() % 4;
+      const std::byte* raw = reinterpret_cast<const std::byte*>(&body);
+      bytes.insert(bytes.end(), raw, raw + sizeof body);
+      bytes.resize(bytes.size() + random() % 6, std::byte{'o'});
+    }
+    if (random() % 4 == 0) bytes.resize(bytes.size() - random() % bytes.size());
+    if (bytes.size() < sizeof(TxHeader)) continue;
+    TxHeader header{uint32_t(bytes.size()), tx_format_version, uint8_t(TxType::compute_results), 0, 0};
+    std::memcpy(bytes.data(), &header, sizeof header);
+    if (bytes.size() >= sizeof(TxHeader) + sizeof(ComputeResultsBody)) {
+      ComputeResultsBody head{0, random() % 5 == 0 ? uint32_t(random() % 6) : count};
+      std::memcpy(bytes.data() + sizeof header, &head, sizeof head);
+    }
+    TxView view;
+    if (check_transaction(bytes, TxOrigin::engine, &view) != TxStatus::applied) continue;
+    ++passed;
+    ComputeResultEntries entries(view.results);
+    uint32_t walked = 0;
+    size_t walked_bytes = 0;
+    for (ComputeResultEntry entry; entries.next(entry);) {
+      ++walked;
+      walked_bytes += sizeof entry.body + entry.output.size();
+      ASSERT_LE(entry.output.data() + entry.output.size(), bytes.data() + bytes.size()) << "seed " << seed;
+    }
+    ASSERT_EQ(walked, view.compute_results.count) << "seed " << seed;
+    ASSERT_EQ(walked_bytes, view.results.size()) << "seed " << seed;
+  }
+  EXPECT_GT(passed, 0) << "the generator never reached a valid batch; seed " << seed;
 }
 
 TEST(ComputeExecutor, IssuesTasksAndSettlesEachExactlyOnce) {
@@ -332,6 +463,58 @@ TEST(ComputeExecutor, IssuesTasksAndSettlesEachExactlyOnce) {
   EXPECT_EQ(replayed->tasks.size(), 2u);
   ASSERT_TRUE(replica.replay(two.record));
   EXPECT_EQ(replica.state().digest(), state.digest());
+}
+
+// A batch settles each of its tasks as that many single results would, is refused whole
+// when any entry settles nothing, and settling_results() gives the part that still can.
+TEST(ComputeExecutor, ABatchSettlesEveryEntryOrIsRefusedAndItsSettlingPartOrderedAlone) {
+  ShardExecutor shard({"bank", 0, 1}, BlockLimits{});
+  for (uint64_t nonce = 1; nonce <= 4; ++nonce)
+    ASSERT_EQ(submit(shard, encode_compute_request(nonce, 1, "hash", {})), TxStatus::applied);
+  SealedBlock one = shard.seal(1);
+  ASSERT_EQ(one.tasks.size(), 4u);
+  uint64_t a = one.tasks[0].task_mark, b = one.tasks[1].task_mark, c = one.tasks[2].task_mark,
+           d = one.tasks[3].task_mark;
+  std::vector<std::byte> ab =
+      encode_compute_results(0, {entry_for(a, 1, ComputeOutcome::succeeded, 0, "A"),
+                                 entry_for(b, 2, ComputeOutcome::plugin_failed, 0, "B")});
+  EXPECT_EQ(submit(shard, ab), TxStatus::internal_type);
+  EXPECT_EQ(submit_internal(shard, ab), TxStatus::applied);
+  EXPECT_EQ(shard.state().tasks_succeeded, 1u);
+  EXPECT_EQ(shard.state().tasks_failed, 1u);
+  EXPECT_EQ(shard.state().pending_tasks.size(), 2u);
+  // b is settled: a batch naming it with c is refused whole, c untouched.
+  std::vector<std::byte> bc = encode_compute_results(0, {entry_for(b), entry_for(c)});
+  EXPECT_EQ(submit_internal(shard, bc), TxStatus::duplicate_result);
+  EXPECT_TRUE(shard.state().pending_tasks.contains(c));
+  // The first entry that settles nothing gives the reason.
+  EXPECT_EQ(submit_internal(shard, encode_compute_results(0, {entry_for(a), entry_for(CreditMark::pack(9, 0))})),
+            TxStatus::duplicate_result);
+  EXPECT_EQ(submit_internal(shard, encode_compute_results(0, {entry_for(c), entry_for(CreditMark::pack(9, 0))})),
+            TxStatus::unknown_task);
+  EXPECT_EQ(shard.open_tx_count(), 1u);
+  // What the tile orders instead: c alone.
+  TxView refused;
+  ASSERT_EQ(check_transaction(bc, TxOrigin::engine, &refused), TxStatus::applied);
+  std::vector<std::byte> kept;
+  ASSERT_TRUE(shard.settling_results(refused, kept));
+  TxView view;
+  ASSERT_EQ(check_transaction(kept, TxOrigin::engine, &view), TxStatus::applied);
+  EXPECT_EQ(view.compute_results.count, 1u);
+  EXPECT_EQ(view.header.nonce, c);
+  EXPECT_EQ(submit_internal(shard, kept), TxStatus::applied);
+  EXPECT_FALSE(shard.state().pending_tasks.contains(c));
+  EXPECT_FALSE(shard.settling_results(refused, kept)) << "nothing left to settle";
+  EXPECT_EQ(submit_internal(shard, encode_compute_results(0, {entry_for(d)})), TxStatus::applied);
+  SealedBlock two = shard.seal(2);
+  EXPECT_EQ(two.header.tx_count, 3u);
+  EXPECT_TRUE(shard.state().pending_tasks.empty());
+  EXPECT_EQ(shard.state().tasks_succeeded, 3u);
+
+  ShardExecutor replica({"bank", 0, 1}, BlockLimits{});
+  ASSERT_TRUE(replica.replay(one.record));
+  ASSERT_TRUE(replica.replay(two.record));
+  EXPECT_EQ(replica.state().digest(), shard.state().digest());
 }
 
 TEST(ComputeExecutor, RefusesWhatBelongsToAnotherShard) {

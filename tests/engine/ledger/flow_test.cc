@@ -187,6 +187,64 @@ TEST(FlowExecutor, ASplitArgumentGivesEachSubJobItsPart) {
 }
 
 
+// A batch of results for every sub-job of a split, the first failed: whatever the first
+// does to the flow, the batch is ordered whole, each later entry has the effect its own
+// compute_result would have had at its turn, and replay gives the same state.
+TEST(FlowExecutor, ABatchOfJobResultsAppliesInOrderEvenWhenAnEarlyOneEndsTheFlow) {
+  ShardExecutor shard({"bank", 0, 1}, BlockLimits{});
+  ShardExecutor twin({"bank", 0, 1}, BlockLimits{});  // the same results, one transaction each
+  std::vector<std::byte> deploy = encode_flow_deploy(1, 0, flow::encode_flow_model(shipped_model("nightly_interest.toml")));
+  std::string parts;
+  for (int part = 0; part < 64; ++part) {
+    std::string bytes = "range-" + std::to_string(part);
+    uint32_t size = uint32_t(bytes.size());
+    parts.append(reinterpret_cast<const char*>(&size), 4);
+    parts += bytes;
+  }
+  std::vector<std::byte> start = encode_flow_start(2, "nightly_interest", 0, "night", encode_flow_args({{"account_ranges", parts}}));
+  for (ShardExecutor* executor : {&shard, &twin}) {
+    ASSERT_EQ(submit(*executor, deploy), TxStatus::applied);
+    ASSERT_EQ(submit(*executor, start), TxStatus::applied);
+  }
+  std::vector<OutboundTask> jobs(shard.open_tasks().begin(), shard.open_tasks().end());
+  ASSERT_EQ(jobs.size(), 64u);
+  SealedBlock one = shard.seal(1);
+  twin.seal(1);
+  std::sort(jobs.begin(), jobs.end(), [](const OutboundTask& a, const OutboundTask& b) { return a.task_mark < b.task_mark; });
+  std::vector<std::vector<std::byte>> entries;
+  size_t stale_singles = 0;
+  for (size_t index = 0; index < jobs.size(); ++index) {
+    ComputeOutcome outcome = index == 0 ? ComputeOutcome::plugin_failed : ComputeOutcome::succeeded;
+    std::vector<std::byte> entry(compute_result_entry_bytes(2));
+    write_compute_result_entry(entry, jobs[index].task_mark, 0, 1, outcome, 0, bytes_of("ok"));
+    entries.push_back(entry);
+    TxStatus single = submit_internal(twin, encode_compute_result(jobs[index].task_mark, 0, 1, outcome, 0, bytes_of("ok")));
+    EXPECT_TRUE(single == TxStatus::applied || single == TxStatus::duplicate_result) << index;
+    stale_singles += single == TxStatus::duplicate_result;
+  }
+  // The failure ended the flow: the other jobs' results went stale one by one.
+  EXPECT_EQ(stale_singles, 63u);
+  ASSERT_EQ(submit_internal(shard, encode_compute_results(0, entries)), TxStatus::applied);
+  SealedBlock two = shard.seal(2);
+  twin.seal(2);
+  EXPECT_EQ(shard.state().flows.running_jobs().size(), twin.state().flows.running_jobs().size());
+  std::vector<uint64_t> flows = shard.state().flows.flow_ids();
+  ASSERT_EQ(flows, twin.state().flows.flow_ids());
+  for (uint64_t flow : flows) {
+    std::optional<flow::FlowSummary> batched = shard.state().flows.summary(flow), single = twin.state().flows.summary(flow);
+    ASSERT_TRUE(batched && single);
+    EXPECT_EQ(batched->jobs_running, single->jobs_running);
+    EXPECT_EQ(batched->jobs_succeeded, single->jobs_succeeded);
+    EXPECT_EQ(batched->jobs_failed, single->jobs_failed);
+    EXPECT_EQ(int(batched->status), int(single->status));
+  }
+  EXPECT_EQ(shard.state().tasks_succeeded + shard.state().tasks_failed, 0u) << "flow jobs are not plain tasks";
+  ShardExecutor replica({"bank", 0, 1}, BlockLimits{});
+  ASSERT_TRUE(replica.replay(one.record));
+  ASSERT_TRUE(replica.replay(two.record));
+  EXPECT_EQ(replica.state().digest(), shard.state().digest());
+}
+
 // Every flow transaction type, at random over 60 blocks (seed printed): deploys of three
 // contracts (one with a timer, one whose sub-jobs take parts of an argument), product settings, starts (new and repeated keys), pause,
 // resume and cancel, results of every outcome (and stale ones), and timer fires. Replaying

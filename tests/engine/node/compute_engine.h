@@ -143,6 +143,13 @@ inline LedgerTasks read_ledger_tasks(const fs::path& data_dir) {
                 tasks.results[{shard, view.compute_result.task_mark}].push_back(
                     {view.compute_result.outcome,
                      std::string(reinterpret_cast<const char*>(view.output.data()), view.output.size())});
+              } else if (view.type == ledger::TxType::compute_results) {
+                ledger::ComputeResultEntries entries(view.results);
+                for (ledger::ComputeResultEntry entry; entries.next(entry);) {
+                  tasks.results[{shard, entry.body.task_mark}].push_back(
+                      {entry.body.outcome,
+                       std::string(reinterpret_cast<const char*>(entry.output.data()), entry.output.size())});
+                }
               }
             }
             ++index;

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -252,11 +253,15 @@ class SchedulerTest : public ::testing::Test {
                                                : slot.subspan(offsetof(TaskResultMessage, tx), message.tx_bytes);
       ledger::TxView view;
       EXPECT_EQ(ledger::check_transaction(tx, ledger::TxOrigin::engine, &view), ledger::TxStatus::applied);
-      EXPECT_EQ(view.type, ledger::TxType::compute_result);
-      EXPECT_EQ(view.compute_result.shard, 3u);  // the shard's number within its chain
-      taken.push_back({view.compute_result.task_mark, view.compute_result.attempt,
-                       ledger::ComputeOutcome(view.compute_result.outcome), view.compute_result.plugin_status,
-                       std::string(reinterpret_cast<const char*>(view.output.data()), view.output.size())});
+      EXPECT_EQ(view.type, ledger::TxType::compute_results);
+      EXPECT_EQ(view.compute_results.shard, 3u);  // the shard's number within its chain
+      ++result_batches_;
+      ledger::ComputeResultEntries entries(view.results);
+      for (ledger::ComputeResultEntry entry; entries.next(entry);) {
+        taken.push_back({entry.body.task_mark, entry.body.attempt, ledger::ComputeOutcome(entry.body.outcome),
+                         entry.body.plugin_status,
+                         std::string(reinterpret_cast<const char*>(entry.output.data()), entry.output.size())});
+      }
       if (in_arena) result_txs_.release(message.tx_position, message.tx_bytes);
       results_.release(1);
     }
@@ -283,6 +288,7 @@ class SchedulerTest : public ::testing::Test {
   shm::ArenaWriter request_inputs_;
   shm::RingConsumer results_;
   shm::ArenaReader result_txs_;
+  size_t result_batches_ = 0;  // compute_results transactions taken
   std::vector<shm::RingConsumer> lane_tasks_;
   std::vector<shm::RingProducer> lane_completions_;
   std::vector<shm::ArenaReader> lane_inputs_;
@@ -335,6 +341,49 @@ TEST_F(SchedulerTest, LargeInputsAndOutputsTravelThroughTheArenas) {
   complete(0, tasks[0].first, KEEL_STATUS_OK, output);
   std::vector<TaskResult> results = await_results(1);
   EXPECT_EQ(results[0].output, output);
+}
+
+// Results go back many to a compute_results, entries ascending by task mark whatever
+// order the pool finished them in (take_results checks each batch as the shard would),
+// and two outputs that together pass result_batch_bytes_max go in batches of their own.
+TEST_F(SchedulerTest, ResultsGoBackBatchedInAscendingMarkOrder) {
+  PoolSetup pool{"a", {0}};
+  pool.in_flight_max = 40;
+  build({pool});
+  for (uint64_t mark = 140; mark > 100; --mark) send_request(mark, type_a, "in" + std::to_string(mark));
+  std::vector<std::pair<TaskMessage, std::string>> tasks;
+  ASSERT_TRUE(poll_until([&] {
+    for (auto& task : take_tasks(0)) tasks.push_back(task);
+    return tasks.size() == 40;
+  }));
+  // Answered in the order taken (descending marks), all before the tile polls again.
+  for (auto& [task, input] : tasks) complete(0, task, KEEL_STATUS_OK, "out" + input.substr(2));
+  std::vector<TaskResult> results = await_results(40);
+  ASSERT_EQ(results.size(), 40u);
+  std::set<uint64_t> marks;
+  for (const TaskResult& result : results) {
+    EXPECT_TRUE(marks.insert(result.task_mark).second) << "mark " << result.task_mark << " came back twice";
+    EXPECT_EQ(result.output, "out" + std::to_string(result.task_mark));
+  }
+  EXPECT_EQ(marks.size(), 40u);
+  EXPECT_LE(result_batches_, 4u) << "40 results answered at once came back one by one";
+  EXPECT_EQ(counters().results_returned.load(), 40u);
+
+  size_t batches_before = result_batches_;
+  std::string big(10'000, 'b');
+  send_request(200, type_a, "x");
+  send_request(201, type_a, "y");
+  tasks.clear();
+  ASSERT_TRUE(poll_until([&] {
+    for (auto& task : take_tasks(0)) tasks.push_back(task);
+    return tasks.size() == 2;
+  }));
+  for (auto& [task, input] : tasks) complete(0, task, KEEL_STATUS_OK, big);
+  results = await_results(2);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].output, big);
+  EXPECT_EQ(results[1].output, big);
+  EXPECT_EQ(result_batches_ - batches_before, 2u);  // 2 x 10,032 entry bytes > result_batch_bytes_max
 }
 
 TEST_F(SchedulerTest, ATypeNoPoolServesEndsNoPool) {
