@@ -1,6 +1,7 @@
 #include "perf/bench_tasks.h"
 
 #include <oneapi/tbb/flow_graph.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <array>
@@ -48,6 +49,11 @@ std::string config_text(const std::string& instance, const std::string& data_dir
 struct EndToEndRun {
   double tasks_per_second = 0;
   double scheduler_ns_per_task = 0;
+  // CPU time (user + system, every thread) per task ordered: the engine's (this process:
+  // its tiles, io_uring workers included) and the pool processes' (reaped children).
+  double engine_cpu_ns_per_task = 0;
+  double pool_cpu_ns_per_task = 0;
+  double shard_ns_per_task = 0;  // the shard tile's busy time per task ordered
   double dispatch_latency_us_p50 = 0;
   double dispatch_latency_us_p99 = 0;
   double local_share = 0;  // tasks dispatched to their own node's pool / all dispatched
@@ -56,6 +62,15 @@ struct EndToEndRun {
   uint64_t backlog_full = 0;
   std::string plan;
 };
+
+// CPU time used so far (user + system) by this process (RUSAGE_SELF) or by its children
+// that have ended and been waited for (RUSAGE_CHILDREN), in ns.
+uint64_t cpu_ns(int who) {
+  rusage usage{};
+  ::getrusage(who, &usage);
+  auto ns = [](const timeval& time) { return uint64_t(time.tv_sec) * 1'000'000'000 + uint64_t(time.tv_usec) * 1000; };
+  return ns(usage.ru_utime) + ns(usage.ru_stime);
+}
 
 Result<EndToEndRun> run_end_to_end(const std::string& data_dir, bool two_nodes, double seconds, std::string* plugin_path) {
   std::string instance = "bench-tasks-" + std::to_string(getpid());
@@ -70,7 +85,10 @@ Result<EndToEndRun> run_end_to_end(const std::string& data_dir, bool two_nodes, 
   node::LedgerRunOptions options;
   options.duration_ms = uint64_t(seconds * 1000);
   options.compute_source = node::ComputeSourceOptions{.compute_type = "noop", .input_bytes = task_input_bytes};
+  const uint64_t engine_cpu_before_ns = cpu_ns(RUSAGE_SELF), pools_cpu_before_ns = cpu_ns(RUSAGE_CHILDREN);
   Result<node::LedgerReport> report = node::run_ledger(*config, *topology, *plan, options);
+  const uint64_t engine_cpu_ns = cpu_ns(RUSAGE_SELF) - engine_cpu_before_ns;
+  const uint64_t pools_cpu_ns = cpu_ns(RUSAGE_CHILDREN) - pools_cpu_before_ns;
   shm::Segment::remove("keel-" + instance);  // run_ledger removes it; a failure half-way might not
   if (!report) return report.error();
   if (report->stopped_by_signal) return make_error("keel bench tasks", "stopped by a signal");
@@ -85,6 +103,11 @@ Result<EndToEndRun> run_end_to_end(const std::string& data_dir, bool two_nodes, 
   run.tasks_per_second = double(compute.ledger_tasks_succeeded) / report->duration_with_drain_s;
   run.scheduler_ns_per_task =
       compute.results_returned ? double(compute.scheduler_busy_ns) / double(compute.results_returned) : 0;
+  if (run.results != 0) {
+    run.shard_ns_per_task = double(compute.shard_busy_ns) / double(run.results);
+    run.engine_cpu_ns_per_task = double(engine_cpu_ns) / double(run.results);
+    run.pool_cpu_ns_per_task = double(pools_cpu_ns) / double(run.results);
+  }
   run.dispatch_latency_us_p50 = double(compute.dispatch_latency_us_p50);
   run.dispatch_latency_us_p99 = double(compute.dispatch_latency_us_p99);
   run.local_share =
@@ -142,7 +165,7 @@ Result<double> run_flow_graph(const std::string& plugin_path, uint64_t tasks) {
 
 struct TasksResults {
   Figure end_to_end, scheduler_ns, latency_p50, latency_p99, flow_graph, two_node_local_share, two_node_tasks,
-      backlog_full;
+      backlog_full, engine_cpu_ns, pool_cpu_ns, flow_graph_cpu_ns, shard_ns;
   uint64_t failed = 0;
   std::string plan;
 };
@@ -165,6 +188,10 @@ void print_report(const TasksBenchOptions& options, const std::string& directory
                                 {"flow_graph_in_process", results.flow_graph.json()},
                                 {"two_node_end_to_end", results.two_node_tasks.json()}};
     json["scheduler_ns_per_task"] = results.scheduler_ns.json();
+    json["shard_ns_per_task"] = results.shard_ns.json();
+    json["cpu_ns_per_task"] = {{"engine", results.engine_cpu_ns.json()},
+                               {"pool_processes", results.pool_cpu_ns.json()},
+                               {"flow_graph_in_process", results.flow_graph_cpu_ns.json()}};
     json["dispatch_latency_us_p50"] = results.latency_p50.json();
     json["dispatch_latency_us_p99"] = results.latency_p99.json();
     json["requests_backlog_full_per_run"] = results.backlog_full.json();
@@ -187,6 +214,10 @@ void print_report(const TasksBenchOptions& options, const std::string& directory
   row("end to end, durable (M tasks/s)", results.end_to_end, 1e6);
   row("in-process flow_graph, baseline (M tasks/s)", results.flow_graph, 1e6);
   row("scheduler tile's time per task (ns)", results.scheduler_ns, 1);
+  row("shard tile's time per task (ns)", results.shard_ns, 1);
+  row("engine process CPU per task (ns)", results.engine_cpu_ns, 1);
+  row("pool processes' CPU per task (ns)", results.pool_cpu_ns, 1);
+  row("flow_graph baseline's CPU per task (ns)", results.flow_graph_cpu_ns, 1);
   row("dispatch latency p50 (us)", results.latency_p50, 1);
   row("dispatch latency p99 (us)", results.latency_p99, 1);
   row("requests refused compute_backlog_full per run", results.backlog_full, 1);
@@ -231,18 +262,24 @@ int run_tasks_bench(const TasksBenchOptions& options) {
       } else {
         results.end_to_end.samples.push_back(run->tasks_per_second);
         results.scheduler_ns.samples.push_back(run->scheduler_ns_per_task);
+        results.shard_ns.samples.push_back(run->shard_ns_per_task);
+        results.engine_cpu_ns.samples.push_back(run->engine_cpu_ns_per_task);
+        results.pool_cpu_ns.samples.push_back(run->pool_cpu_ns_per_task);
         results.latency_p50.samples.push_back(run->dispatch_latency_us_p50);
         results.latency_p99.samples.push_back(run->dispatch_latency_us_p99);
         results.backlog_full.samples.push_back(double(run->backlog_full));
         results.plan = run->plan;
       }
     }
+    const uint64_t baseline_cpu_before_ns = cpu_ns(RUSAGE_SELF);
     Result<double> baseline = run_flow_graph(plugin_path, options.baseline_tasks);
     if (!baseline) {
       std::fprintf(stderr, "keel bench tasks: %s\n", baseline.error().message.c_str());
       return 1;
     }
     results.flow_graph.samples.push_back(*baseline);
+    results.flow_graph_cpu_ns.samples.push_back(double(cpu_ns(RUSAGE_SELF) - baseline_cpu_before_ns) /
+                                                double(options.baseline_tasks));
     if (!options.json) std::fprintf(stderr, "  repetition %u of %u done\n", repetition + 1, options.repetitions);
   }
   print_report(options, scratch.path(), results);

@@ -2,12 +2,15 @@
 // engine — a compute source tile in the gateway's place writes compute_requests into the
 // shard, which orders them durably and sends each sealed block's tasks to the scheduler
 // tile, which leases them to a `keel worker` process running the noop plugin, whose
-// completions come back as compute_result transactions ordered durably on the shard —
+// completions come back in compute_results transactions ordered durably on the shard —
 // and in the same run the same tasks (noop through the same plugin library) in a oneTBB
 // flow_graph inside one process, with no ledger, durability or isolation: the baseline.
 //
 // Figures: tasks/s end to end (results ordered on the ledger per second of the run), the
-// scheduler tile's own time per task (its busy time over results returned), the p50/p99
+// scheduler tile's own time per task (its busy time over results returned), the shard
+// tile's (its busy time over tasks ordered: requests and results both), the CPU
+// time per task of the engine process (every thread), of the pool processes and of the
+// flow_graph baseline (getrusage: where the cores go, in the same run), the p50/p99
 // of dispatch latency (shard sent the task -> its result handed back to the shard), the
 // in-process flow_graph tasks/s, and on a synthetic two-node topology (two shards, a
 // scheduler and a noop pool per node) the share of tasks that stayed on their node.
@@ -16,13 +19,15 @@
 // figure; 100% of tasks on their own node while the local pool has credit (its
 // in_flight_max is the shard's compute_pending_max here, so it always has).
 //
-// Estimate per task end to end: two ledger transactions (the request, 44 bytes, and the
-// result, ~64 bytes), each checked, executed, hashed (leaf + inner node, ~150 ns) and
-// written (~50 bytes per task amortized over 8,192-transaction blocks, one fdatasync per
-// group commit); four 128-byte ring messages (shard -> scheduler -> pool -> scheduler ->
-// shard) and one 64-byte receipt: ~10 cache lines crossing cores; a TBB enqueue and a
-// completion in the worker. Roughly 1.5-2 us of CPU per task over the two cores, so
-// ~1 M tasks/s if nothing waits; flow_graph's noop ~0.3-0.5 us per task: 2-6 M/s.
+// Estimate per task end to end: one ledger transaction (the request, 44 bytes) checked,
+// executed, hashed (leaf + inner node, ~150 ns), plus a 40-byte entry of a
+// compute_results that answers up to 256 tasks at once (one check and hash per batch);
+// written at ~90 bytes per task amortized over 8,192-transaction blocks, one fdatasync
+// per group commit; three 128-byte ring messages per task (shard -> scheduler -> pool ->
+// scheduler) and one per batch back to the shard, one 64-byte receipt: ~8 cache lines
+// crossing cores; a queue hop and a completion in the worker. Roughly 1-1.5 us of CPU per
+// task over the two cores, so ~1.3-2 M tasks/s if nothing waits; flow_graph's noop
+// ~0.3-0.5 us per task: 2-6 M/s.
 #pragma once
 
 #include <cstdint>

@@ -223,7 +223,7 @@ TxStatus ShardExecutor::apply_compute_request(const TxView& view, uint32_t index
   PendingTask task{view.compute_request.subject, std::string(view.compute_type),
                    std::vector<std::byte>(view.input.begin(), view.input.end())};
   open_tasks_.push_back(OutboundTask{task_mark, task.subject, task.compute_type, task.input});
-  state_.pending_tasks.emplace_hint(state_.pending_tasks.end(), task_mark, std::move(task));
+  state_.pending_tasks.emplace(task_mark, std::move(task));
   state_.task_mark_max = task_mark;
   ++state_.tasks_issued;
   return TxStatus::applied;
@@ -257,8 +257,10 @@ TxStatus ShardExecutor::apply_compute_result(const ComputeResultBody& body, std:
 std::vector<OutboundTask> ShardExecutor::pending_task_list() const {
   std::vector<OutboundTask> tasks;
   tasks.reserve(state_.pending_tasks.size());
-  for (const auto& [task_mark, task] : state_.pending_tasks)
+  for (uint64_t task_mark : state_.pending_task_marks()) {
+    const PendingTask& task = state_.pending_tasks.at(task_mark);
     tasks.push_back(OutboundTask{task_mark, task.subject, task.compute_type, task.input});
+  }
   // Flow jobs running: their inputs were built once; they are built again the same way.
   for (const flow::JobDispatch& job : state_.flows.running_jobs()) {
     bool input_ok = true;

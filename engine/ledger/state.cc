@@ -39,7 +39,8 @@ void serialize_tasks(const ShardState& state, std::vector<std::byte>& out) {
   put(out, state.tasks_failed);
   put(out, state.task_mark_max);
   put(out, uint64_t(state.pending_tasks.size()));
-  for (const auto& [mark, task] : state.pending_tasks) {  // std::map: ascending marks
+  for (uint64_t mark : state.pending_task_marks()) {  // ascending: the canonical order
+    const PendingTask& task = state.pending_tasks.at(mark);
     TaskEntry entry{mark, task.subject, uint16_t(task.compute_type.size()), 0, uint32_t(task.input.size())};
     put(out, entry);
     put_bytes(out, task.compute_type.data(), task.compute_type.size());
@@ -75,7 +76,7 @@ Result<void> deserialize_task(Reader& in, ShardState& state, uint64_t& previous_
   task.input.assign(input, input + entry.input_bytes);
   in.offset += entry.input_bytes;
   task.subject = entry.subject;
-  state.pending_tasks.emplace_hint(state.pending_tasks.end(), entry.mark, std::move(task));
+  state.pending_tasks.emplace(entry.mark, std::move(task));
   previous_mark = entry.mark;
   return {};
 }
@@ -194,6 +195,14 @@ std::vector<std::byte> ShardState::serialize() const {
   flows.serialize(out);
   serialize_credit_accounts(*this, out);
   return out;
+}
+
+std::vector<uint64_t> ShardState::pending_task_marks() const {
+  std::vector<uint64_t> marks;
+  marks.reserve(pending_tasks.size());
+  for (const auto& [mark, task] : pending_tasks) marks.push_back(mark);
+  std::sort(marks.begin(), marks.end());
+  return marks;
 }
 
 Hash32 ShardState::digest() const {

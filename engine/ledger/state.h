@@ -110,8 +110,11 @@ struct ShardState {
   int64_t opened_total = 0;
 
   // Compute tasks, keyed by task mark: CreditMark::pack(height, index) of the request in
-  // this shard's log, so marks are issued in ascending order and never reused.
-  std::map<uint64_t, PendingTask> pending_tasks;
+  // this shard's log, so marks are issued in ascending order and never reused. A hash map:
+  // every request inserts and every result looks up and erases (a few thousand pending,
+  // where a tree walk costs a dozen cache misses); whatever needs them in mark order (the
+  // snapshot's canonical bytes, the list recovery dispatches) uses pending_task_marks().
+  std::unordered_map<uint64_t, PendingTask> pending_tasks;
   // Every task ever issued here ends in exactly one of: succeeded, failed, still pending
   // (tasks_issued == tasks_succeeded + tasks_failed + pending_tasks.size()).
   uint64_t tasks_issued = 0;
@@ -129,6 +132,8 @@ struct ShardState {
 
   // Sum of all balances on this shard, suspense included.
   int64_t total_balance() const;
+  // The pending tasks' marks, ascending (the order they were issued in).
+  std::vector<uint64_t> pending_task_marks() const;
 
   // Canonical bytes (see above).
   std::vector<std::byte> serialize() const;

@@ -1018,6 +1018,10 @@ void fill_compute_report(Engine& engine, ComputeReport& compute) {
     Result<sched::PoolTableView> pools = sched::PoolTableView::join(engine.segment->base(), engine.layout.pool_table);
     if (pools) compute.pools = pools->slot_count();
   }
+  if (Result<ShardTableView> table = ShardTableView::join(engine.segment->base(), engine.layout.shard_table)) {
+    for (uint32_t global = 0; global < engine.shards.size(); ++global)
+      compute.shard_busy_ns += table->control(global).busy_ns.load(std::memory_order_relaxed);
+  }
   for (const std::unique_ptr<ShardTile>& shard : engine.shards) {
     const ledger::ShardState& state = shard->executor().state();
     compute.ledger_tasks_issued += state.tasks_issued;

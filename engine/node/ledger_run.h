@@ -106,7 +106,7 @@ struct BalancerReport {
 // ledgers' task tables as they stand after the drain.
 struct ComputeReport {
   uint64_t tasks_taken = 0;         // by the schedulers, from the shards
-  uint64_t results_returned = 0;    // compute_results handed back to the shards
+  uint64_t results_returned = 0;    // task results handed back to the shards
   uint64_t results_failed = 0;      // of those, not succeeded
   uint64_t tasks_retried = 0;       // attempts after the first
   uint64_t tasks_expired = 0;       // leases that ran out
@@ -115,6 +115,7 @@ struct ComputeReport {
   uint64_t tasks_spilled = 0;       // sent to another node's pool
   uint64_t tasks_dispatched = 0;    // sends to a pool, every attempt
   uint64_t scheduler_busy_ns = 0;   // the scheduler tiles' time in polls that did work
+  uint64_t shard_busy_ns = 0;       // every shard tile's time in polls that did work (all chains)
   uint64_t dispatch_latency_us_p50 = 0;  // shard sent the task -> its result handed back
   uint64_t dispatch_latency_us_p99 = 0;
   // Flow jobs: step ready -> handed to the scheduler (ShardTile::ready_to_dispatch).

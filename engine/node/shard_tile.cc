@@ -354,16 +354,30 @@ size_t ShardTile::take_submissions(size_t budget) {
   return taken;
 }
 
+// Claimed in runs and published once per run: one release store and at most one doorbell
+// ring for as many tasks as the ring has room for, and one clock read for all of them
+// (they leave together).
 size_t ShardTile::send_tasks() {
+  if (!ports_.compute || tasks_out_.empty()) return 0;
   size_t sent = 0;
-  while (ports_.compute && !tasks_out_.empty()) {
+  size_t unpublished = 0;
+  std::span<std::byte> claimed;
+  uint64_t now_ns = shm::monotonic_ns();
+  while (!tasks_out_.empty()) {
     const ledger::OutboundTask& task = tasks_out_.front();
-    std::span<std::byte> slot = ports_.compute->requests.claim(1);
-    if (slot.empty()) break;  // the scheduler is behind (or every lease is taken)
+    if (claimed.size() < (unpublished + 1) * sizeof(sched::TaskRequestMessage)) {
+      ports_.compute->requests.publish(unpublished);
+      unpublished = 0;
+      // No more than the producer knows are free (asking for more counts a full event).
+      claimed = ports_.compute->requests.claim(
+          std::max<size_t>(1, std::min<size_t>(tasks_out_.size(), ports_.compute->requests.free_slots_cached())));
+      if (claimed.empty()) break;  // the scheduler is behind (or every lease is taken)
+    }
+    std::span<std::byte> slot = claimed.subspan(unpublished * sizeof(sched::TaskRequestMessage));
     sched::TaskRequestMessage message;
     message.task_mark = task.task_mark;
     message.input_position = 0;
-    message.issued_ns = shm::monotonic_ns();
+    message.issued_ns = now_ns;
     message.compute_type = ports_.compute->types->index_of(task.compute_type);
     message.input_bytes = uint32_t(task.input.size());
     message.timeout_ms = task.timeout_ms;
@@ -372,7 +386,7 @@ size_t ShardTile::send_tasks() {
     message.reserved = 0;
     if (task.input.size() > sched::request_inline_bytes) {
       std::optional<shm::ArenaBlock> block = ports_.compute->request_inputs.reserve(task.input.size());
-      if (!block) break;
+      if (!block) break;  // the claimed slot stays unwritten and unpublished: taken again next poll
       std::memcpy(block->bytes.data(), task.input.data(), task.input.size());
       message.input_position = block->position;
       std::memcpy(slot.data(), &message, offsetof(sched::TaskRequestMessage, input));
@@ -381,11 +395,12 @@ size_t ShardTile::send_tasks() {
       if (!task.input.empty())  // an empty vector's data() may be null, which memcpy may not take
         std::memcpy(slot.data() + offsetof(sched::TaskRequestMessage, input), task.input.data(), task.input.size());
     }
-    ports_.compute->requests.publish(1);
-    if (task.ready_ns != 0) ready_to_dispatch_.record(message.issued_ns - std::min(task.ready_ns, message.issued_ns));
+    ++unpublished;
+    if (task.ready_ns != 0) ready_to_dispatch_.record(now_ns - std::min(task.ready_ns, now_ns));
     tasks_out_.pop_front();
     ++sent;
   }
+  ports_.compute->requests.publish(unpublished);
   return sent;
 }
 

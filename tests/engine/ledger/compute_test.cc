@@ -8,6 +8,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <unordered_map>
 
 #include "engine/ledger/shard.h"
 #include "engine/ledger/snapshot.h"
@@ -602,7 +603,7 @@ struct ComputeStream {
   uint32_t backlog;
   ShardExecutor shard;
   std::vector<SealedBlock> blocks;
-  std::map<uint64_t, PendingTask> model;   // what should be pending
+  std::unordered_map<uint64_t, PendingTask> model;  // what should be pending
   std::vector<uint64_t> dispatched;        // pending marks whose block is sealed
   std::vector<uint64_t> settled;
   uint64_t succeeded = 0, failed = 0, time_ns = 1;
@@ -711,11 +712,13 @@ TEST(ComputeExecutor, RandomStreamsKeepEveryTaskAccountedFor) {
   EXPECT_EQ(resumed.state().digest(), state.digest()) << "seed " << seed;
   std::vector<OutboundTask> again = resumed.pending_task_list();
   ASSERT_EQ(again.size(), state.pending_tasks.size()) << "seed " << seed;
-  auto expected = state.pending_tasks.begin();
-  for (const OutboundTask& task : again) {
-    EXPECT_EQ(task.task_mark, expected->first);
-    EXPECT_EQ((PendingTask{task.subject, task.compute_type, task.input}), expected->second);
-    ++expected;
+  // In mark order, each as the state holds it.
+  std::vector<uint64_t> marks = state.pending_task_marks();
+  ASSERT_TRUE(std::is_sorted(marks.begin(), marks.end()));
+  for (size_t index = 0; index < again.size(); ++index) {
+    EXPECT_EQ(again[index].task_mark, marks[index]);
+    EXPECT_EQ((PendingTask{again[index].subject, again[index].compute_type, again[index].input}),
+              state.pending_tasks.at(marks[index]));
   }
 }
 
@@ -816,9 +819,9 @@ TEST(ComputeState, TheComputeSectionRoundTripsCanonically) {
   // Every field is in the digest.
   Hash32 digest = state.digest();
   for (auto change : std::initializer_list<void (*)(ShardState&)>{
-           [](ShardState& s) { s.pending_tasks.begin()->second.input.push_back(std::byte{1}); },
-           [](ShardState& s) { s.pending_tasks.begin()->second.compute_type = "score_v3"; },
-           [](ShardState& s) { s.pending_tasks.begin()->second.subject = 9; },
+           [](ShardState& s) { s.pending_tasks.at(CreditMark::pack(2, 1)).input.push_back(std::byte{1}); },
+           [](ShardState& s) { s.pending_tasks.at(CreditMark::pack(2, 1)).compute_type = "score_v3"; },
+           [](ShardState& s) { s.pending_tasks.at(CreditMark::pack(2, 1)).subject = 9; },
            [](ShardState& s) { s.tasks_issued += 1; },
            [](ShardState& s) { s.tasks_succeeded += 1; },
            [](ShardState& s) { s.tasks_failed += 1; },
