@@ -36,12 +36,32 @@ void request_stop(int) { stop_requested.store(true, std::memory_order_relaxed); 
 constexpr uint64_t heartbeat_interval_ns = 1'000'000;
 constexpr uint32_t idle_sleep_us = 1000;
 
+// Tasks go to the arena's threads in batches, so that a queue push and pop each way, a
+// doorbell ring and the atomics are paid once per batch: for a noop task they cost more
+// than the task (~800 ns of the worker's CPU per task when each task travelled alone).
+// A batch holds about batch_work_ns of estimated work: long enough to spread those costs
+// over dozens of short tasks, short enough that a finished task waits little for the rest
+// of its batch. batch_tasks_max bounds a batch of near-free tasks.
+constexpr uint64_t batch_work_ns = 20'000;
+constexpr uint32_t batch_tasks_max = 64;
+// A runner whose batch has run this long (its estimate was wrong: the type's tasks got
+// slower) hands back the tasks it has finished and queues the rest as a new batch, which
+// an idle thread may take.
+constexpr uint64_t batch_split_ns = 2 * batch_work_ns;
+// The weight of a new run in a compute type's run-time estimate: 1/8, so the estimate
+// follows a change in a few dozen tasks and one odd task moves it little.
+constexpr int64_t estimate_weight_shift = 3;
+// No next task in a batch (HeldTask::next).
+constexpr uint32_t no_task = ~uint32_t(0);
+
 // One task held by the worker, from the ring to its completion. Owned by the main thread
-// except while an arena thread runs it (between enqueue and the push onto `finished`).
+// except while its batch is with an arena thread (from the push onto `to_run_` to the
+// push onto `finished_`).
 struct HeldTask {
   TaskMessage task{};
   uint32_t lane = 0;  // the scheduler's lane it came from and its completion goes back to
   uint32_t plugin_type = 0;
+  uint32_t next = no_task;  // the next task slot of its batch, run after this one
   std::vector<std::byte> input;
   std::vector<std::byte> output;  // output_bytes_max, allocated once
   size_t output_bytes = 0;
@@ -121,6 +141,8 @@ class Worker {
 
     held_.resize(options_.in_flight_max);
     for (HeldTask& held : held_) held.output.resize(options_.output_bytes_max);
+    taken_.reserve(options_.in_flight_max);
+    estimate_ns_.assign(options_.compute_types.size(), 0);
     started_ns_ = std::make_unique<std::atomic<uint64_t>[]>(options_.in_flight_max);
     for (uint32_t index = options_.in_flight_max; index-- > 0;) free_.push_back(index);
     // TBB caps its worker threads at the PUs the process may use, less one for a main
@@ -150,10 +172,7 @@ class Worker {
         beat();
         stopping = stopping || stop_requested.load(std::memory_order_relaxed);
       }
-      if (!stopping && take_tasks()) {
-        start_runners();
-        worked = true;
-      }
+      if (!stopping && take_tasks()) worked = true;
       if (stopping && free_.size() == held_.size()) break;
       if (!worked) idle();
     }
@@ -225,7 +244,9 @@ class Worker {
   }
 
   // Takes tasks while there is a free slot, a round over the lanes at a time (so no
-  // scheduler starves another); runs each on the arena.
+  // scheduler starves another), and queues them in batches for the arena. A big burst is
+  // queued every `threads` full batches, so the threads start on it while this thread
+  // copies the rest in.
   bool take_tasks() {
     bool took = false;
     for (bool took_in_round = true; took_in_round && !free_.empty();) {
@@ -233,7 +254,9 @@ class Worker {
       for (uint32_t index = 0; index < lanes_.size() && !free_.empty(); ++index) {
         if (take_task(index)) took = took_in_round = true;
       }
+      if (taken_.size() >= size_t(options_.threads) * batch_tasks_max) queue_batches();
     }
+    queue_batches();
     return took;
   }
 
@@ -269,14 +292,56 @@ class Worker {
       return true;
     }
     held.plugin_type = plugin_types_[task.compute_type];
-    queued_.fetch_add(1, std::memory_order_seq_cst);  // before the push: a runner's decrement follows it
-    to_run_.push(index);
+    taken_.push_back(index);
     return true;
   }
 
-  // Runners: at most `threads` arena jobs, each running queued tasks until none is left.
-  // A TBB enqueue per task would cost more than a short task itself (an allocation, a
-  // wake-up); this costs one per burst. Called by the main thread after taking tasks.
+  // Groups the tasks taken since the last call into batches, in the order taken, and
+  // queues them for the runners. A batch ends before the task that would take its
+  // estimated work past batch_work_ns, at batch_tasks_max tasks, and at
+  // taken / min(threads, taken) tasks, so every thread gets a batch of the burst. A task
+  // of a type with no estimate yet (none has finished) goes alone: it may be long.
+  void queue_batches() {
+    size_t count = taken_.size();
+    if (count == 0) return;
+    size_t batches_min = std::min<size_t>(options_.threads, count);
+    size_t tasks_max = std::min<size_t>(batch_tasks_max, count / batches_min);
+    for (size_t first = 0; first < count;) {
+      uint64_t work_ns = estimate_ns(taken_[first]);
+      size_t end = first + 1;
+      while (work_ns != 0 && end < count && end - first < tasks_max) {
+        uint64_t next_ns = estimate_ns(taken_[end]);
+        if (next_ns == 0 || work_ns + next_ns > batch_work_ns) break;
+        work_ns += next_ns;
+        ++end;
+      }
+      for (size_t at = first; at + 1 < end; ++at) held_[taken_[at]].next = taken_[at + 1];
+      held_[taken_[end - 1]].next = no_task;
+      queued_.fetch_add(1, std::memory_order_seq_cst);  // before the push: a runner's decrement follows it
+      to_run_.push(taken_[first]);
+      first = end;
+    }
+    taken_.clear();
+    start_runners();
+  }
+
+  // The estimated run time of a held task: its compute type's average; 0 when unknown.
+  uint64_t estimate_ns(uint32_t index) const { return estimate_ns_[held_[index].task.compute_type]; }
+
+  // Folds a finished task's run time into its compute type's estimate (an exponentially
+  // weighted average; at least 1 ns, so that a measured type never reads as unknown).
+  void learn_run_time(const HeldTask& held) {
+    uint64_t& estimate = estimate_ns_[held.task.compute_type];
+    int64_t run_ns = int64_t(std::max<uint64_t>(1, held.run_ns));
+    int64_t known = int64_t(estimate);
+    estimate = known == 0 ? uint64_t(run_ns)
+                          : uint64_t(std::max<int64_t>(1, known + ((run_ns - known) >> estimate_weight_shift)));
+  }
+
+  // Runners: at most `threads` arena jobs, each running queued batches until none is
+  // left. A TBB enqueue per task would cost more than a short task itself (an allocation,
+  // a wake-up); this costs one per burst. Called by the main thread after queueing
+  // batches, and by a runner that split its batch.
   void start_runners() {
     while (queued_.load(std::memory_order_seq_cst) != 0) {
       uint32_t active = runners_active_.load(std::memory_order_seq_cst);
@@ -287,25 +352,15 @@ class Worker {
     }
   }
 
-  // One runner: takes tasks off the queue and runs them, ringing the main thread's
-  // doorbell after each (a fence and a load while the main thread is awake; a wake-up
-  // when it sleeps, which a finished task must not wait out behind a long next one).
-  // Before it leaves it looks once more:
-  // a task queued while it was going would otherwise find every runner counted busy
+  // One runner: takes batches off the queue and runs them. Before it leaves it looks once
+  // more: a batch queued while it was going would otherwise find every runner counted busy
   // (start_runners and this both use seq_cst, so one of them sees the other).
   void run_queued() {
     for (;;) {
-      uint32_t index;
-      while (to_run_.try_pop(index)) {
+      uint32_t first;
+      while (to_run_.try_pop(first)) {
         queued_.fetch_sub(1, std::memory_order_seq_cst);
-        HeldTask& running = held_[index];
-        uint64_t start_ns = shm::monotonic_ns();
-        started_ns_[index].store(start_ns, std::memory_order_relaxed);
-        running.status = instance_->run(running.plugin_type, running.input, running.output, &running.output_bytes);
-        running.run_ns = shm::monotonic_ns() - start_ns;
-        started_ns_[index].store(0, std::memory_order_relaxed);
-        finished_.push(index);
-        shm::doorbell_ring(doorbell_);
+        run_batch(first);
       }
       runners_active_.fetch_sub(1, std::memory_order_seq_cst);
       if (queued_.load(std::memory_order_seq_cst) == 0) break;
@@ -317,11 +372,53 @@ class Worker {
     runners_alive_.fetch_sub(1, std::memory_order_release);  // this runner's last touch of the worker
   }
 
-  // Writes finished tasks into the completion ring, in the order they finished; stops
-  // at a full ring or a full output arena (backpressure) and goes on next round.
+  // Runs a batch's tasks one after another, then hands them back together: one push onto
+  // finished_ and one doorbell ring for the batch (a fence and a load while the main
+  // thread is awake; a wake-up when it sleeps). One clock read per task: a task's end is
+  // the next one's start. started_ns_ is per task, so task_hang_ms still names the task
+  // that hangs. A batch that overran batch_split_ns hands back what it has run and queues
+  // the rest, which another thread may take: a finished task waits for about 20 us of its
+  // batch's work, or 40 us plus one task when the estimate was wrong (a type's tasks got
+  // slower), never for a whole batch of long tasks.
+  void run_batch(uint32_t first) {
+    uint64_t batch_start_ns = shm::monotonic_ns();
+    uint64_t start_ns = batch_start_ns;
+    uint32_t last = no_task;  // the last task run
+    for (uint32_t index = first; index != no_task;) {
+      if (last != no_task && start_ns - batch_start_ns >= batch_split_ns) {
+        held_[last].next = no_task;
+        finished_.push(first);
+        shm::doorbell_ring(doorbell_);
+        queued_.fetch_add(1, std::memory_order_seq_cst);  // before the push, as in queue_batches
+        to_run_.push(index);
+        start_runners();
+        return;
+      }
+      HeldTask& running = held_[index];
+      started_ns_[index].store(start_ns, std::memory_order_relaxed);
+      running.status = instance_->run(running.plugin_type, running.input, running.output, &running.output_bytes);
+      uint64_t end_ns = shm::monotonic_ns();
+      running.run_ns = end_ns - start_ns;
+      started_ns_[index].store(0, std::memory_order_relaxed);
+      last = index;
+      index = running.next;  // read before the batch is handed back
+      start_ns = end_ns;
+    }
+    finished_.push(first);
+    shm::doorbell_ring(doorbell_);
+  }
+
+  // Writes finished tasks into the completion ring, in the order they finished (batch by
+  // batch, each in its running order); stops at a full ring or a full output arena
+  // (backpressure) and goes on next round. Learns each type's run time on the way.
   bool send_completions() {
-    uint32_t index;
-    while (finished_.try_pop(index)) lanes_[held_[index].lane].to_send.push_back(index);
+    uint32_t first;
+    while (finished_.try_pop(first)) {
+      for (uint32_t index = first; index != no_task; index = held_[index].next) {
+        learn_run_time(held_[index]);
+        lanes_[held_[index].lane].to_send.push_back(index);
+      }
+    }
     bool sent = false;
     for (Lane& lane : lanes_) sent = send_completions(lane) || sent;
     return sent;
@@ -399,9 +496,14 @@ class Worker {
   std::unique_ptr<oneapi::tbb::task_arena> arena_;
   std::vector<HeldTask> held_;
   std::vector<uint32_t> free_;
-  oneapi::tbb::concurrent_queue<uint32_t> finished_;
-  oneapi::tbb::concurrent_queue<uint32_t> to_run_;  // taken, waiting for a runner
-  std::atomic<uint32_t> queued_{0};          // in to_run_ (seq_cst: see run_queued)
+  std::vector<uint32_t> taken_;  // taken, not yet in a batch (reserved: in_flight_max)
+  // Config's compute type index -> estimated run time of one task (ns, weighted average of
+  // the last few dozen); 0 until one has finished. Main thread only.
+  std::vector<uint64_t> estimate_ns_;
+  // Batches, each named by its first task slot (HeldTask::next links the rest).
+  oneapi::tbb::concurrent_queue<uint32_t> finished_;  // run, back to the main thread
+  oneapi::tbb::concurrent_queue<uint32_t> to_run_;    // waiting for a runner
+  std::atomic<uint32_t> queued_{0};          // batches in to_run_ (seq_cst: see run_queued)
   std::atomic<uint32_t> runners_active_{0};  // runners counted as taking tasks
   std::atomic<uint32_t> runners_alive_{0};   // runners enqueued and not yet returned
   // Per task slot: when its plugin call started (monotonic ns), 0 when none runs. Written
