@@ -79,6 +79,7 @@ void Persister::add_log(ShardLog* log) {
     commit.steps.reserve(logs_.size());
     commit.logs.reserve(logs_.size());
     commit.operations.reserve(logs_.size());
+    commit.step_states.reserve(logs_.size());
     commit.to_reissue.reserve(logs_.size());
   }
 }
@@ -95,6 +96,7 @@ Result<bool> Persister::submit() {
   commit.steps.clear();
   commit.logs.clear();
   commit.operations.clear();
+  commit.step_states.clear();
   commit.to_reissue.clear();
   commit.steps_issued = commit.steps_done = 0;
   for (ShardLog* log : logs_) {
@@ -114,14 +116,16 @@ Result<bool> Persister::submit() {
     commit.steps.emplace_back(*part, options_.fsync == FsyncPolicy::always);
     commit.logs.push_back(log);
     commit.operations.push_back(0);
+    commit.step_states.push_back(step_running);
   }
   if (commit.steps.empty()) return false;
   commit.batch = next_batch_++;
   active_commits_ += 1;
   counters_.log_writes += commit.steps.size();
   if (backend_ == Backend::psync) {
-    for (CommitStep& step : commit.steps) {
-      if (auto ran = run_psync(step); !ran) return end_failed_commits(ran.error());
+    for (size_t index = 0; index < commit.steps.size(); ++index) {
+      if (auto ran = run_psync(commit.steps[index]); !ran) return end_failed_commits(ran.error());
+      commit.step_states[index] = step_done;
       commit.steps_done += 1;
     }
     return true;
@@ -181,7 +185,8 @@ Result<bool> Persister::poll(bool wait) {
       drain_kernel();  // blocks, even without `wait`: the kernel may still read the buffers
       return end_failed_commits(failing_error_);
     }
-    if (finish_done_commits()) return true;
+    bool advanced = finish_done_steps();
+    if (finish_done_commits() || (advanced && !wait)) return true;
     if (!wait) return false;
     if (auto waited = wait_for_completion(); !waited) {
       failing_ = true;
@@ -282,6 +287,7 @@ void Persister::on_completion(uint64_t user_data, int result) {
   if (commit.operations[index] > 0) return;  // its linked sync is still to come
   switch (step.next()) {
     case StepAction::done:
+      commit.step_states[index] = step_done;
       commit.steps_done += 1;
       break;
     case StepAction::failed:
@@ -330,11 +336,37 @@ void Persister::drain_kernel() {
 
 // Makes the commits durable whose steps all ended, oldest first, stopping at the first
 // that has not (a later one waits for it). True if any became durable.
+// Tells each log whose step is done, oldest commit first, unless an older commit of the
+// same log is still in flight (the log finishes its batches in order: a newer fdatasync
+// does not cover an older write still in flight). A log thus never waits for another
+// log's step, only for its own earlier ones. Returns true when any log was told.
+bool Persister::finish_done_steps() {
+  bool finished = false;
+  for (uint32_t age = 0; age < active_commits_; ++age) {
+    Commit& commit = commit_at(age);
+    for (size_t index = 0; index < commit.steps.size(); ++index) {
+      ShardLog* log = commit.logs[index];
+      if (commit.step_states[index] != step_done || log->oldest_batch_in_flight() != commit.batch) continue;
+      log->finish_commit();
+      commit.step_states[index] = step_finished;
+      finished = true;
+    }
+  }
+  return finished;
+}
+
 bool Persister::finish_done_commits() {
   bool finished = false;
   while (active_commits_ > 0 && commits_[oldest_commit_].done()) {
     Commit& commit = commits_[oldest_commit_];
-    for (ShardLog* log : commit.logs) log->finish_commit();
+    // Every step is done and the older commits are finished: a log not told yet (psync)
+    // is told now, in order.
+    for (size_t index = 0; index < commit.steps.size(); ++index) {
+      if (commit.step_states[index] == step_finished) continue;
+      assert(commit.logs[index]->oldest_batch_in_flight() == commit.batch);
+      commit.logs[index]->finish_commit();
+      commit.step_states[index] = step_finished;
+    }
     for (const CommitStep& step : commit.steps) {
       counters_.short_writes_resubmitted += step.short_writes();
       counters_.write_retries += step.retries();
@@ -348,7 +380,8 @@ bool Persister::finish_done_commits() {
   return finished;
 }
 
-// Every commit in flight fails with the first one's error (none of them is durable).
+// Every commit in flight fails with the first one's error: none of them is durable in every
+// log (a log told of its part before, by finish_done_steps, has that part durable).
 Error Persister::end_failed_commits(const Error& error) {
   uint64_t first_batch = commit_at(0).batch;
   uint64_t last_batch = commit_at(active_commits_ - 1).batch;

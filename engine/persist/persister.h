@@ -21,7 +21,11 @@
 // record of batch N + 2 on disk proves batch N completed everywhere). Batches become
 // durable in order: a batch whose write and sync ended before its predecessor's waits for
 // it (its fdatasync does not cover a write still in flight), so a log's durable sequence
-// only ever covers a prefix. A log takes part in a batch only when it can
+// only ever covers a prefix. A log's part of a batch is durable as soon as its own write
+// and fdatasync are, and is reported so at once (its durable_sequence() advances, in the
+// log's own batch order): a light log does not wait for a heavy log's megabytes in the
+// same batch. durable_batch() still advances only when a batch is durable in every log,
+// and the rule for submitting batch N + 2 is unchanged. A log takes part in a batch only when it can
 // (ShardLog::can_begin_commit: two of its batches in flight, or a new segment file wanted
 // while one is, leave it out until the next).
 //
@@ -106,11 +110,15 @@ class Persister {
   // or starting a segment file failed.
   Result<bool> submit();
 
-  // Reaps completions and resubmits what needs it; blocks only when `wait` is true (until
-  // a commit ends) or after a failure (until the kernel is done with the buffers).
-  // Returns true when one or more commits have become durable in every log, oldest first
-  // (each log's durable_sequence() has advanced then; durable_batch() is the newest).
-  // Returns the commit's Error if a write or fdatasync failed.
+  // Reaps completions and resubmits what needs it. Without `wait` it never blocks (but
+  // after a failure, until the kernel is done with the buffers) and returns true when a
+  // log's durable_sequence() advanced: its part of a commit (and of every earlier commit
+  // of that log) is durable. With `wait` it blocks until a commit is durable in every log
+  // and returns true (logs' sequences advance on the way). durable_batch() is the newest
+  // commit durable in every log. Returns the commit's Error if a write or fdatasync
+  // failed: the batches it names are not durable in the failed log, nor reported durable
+  // in any log whose part had not ended by then (parts reported before are durable: their
+  // own fdatasync succeeded).
   Result<bool> poll(bool wait = false);
 
   // True while any commit is in flight.
@@ -130,12 +138,17 @@ class Persister {
  private:
   struct Ring;
 
+  // Where one log's step of a batch is: writing and syncing, done (written and synced), or
+  // finished (the log was told: ShardLog::finish_commit).
+  enum StepState : uint8_t { step_running, step_done, step_finished };
+
   // One batch in flight: one step per log that takes part. Reserved for every log, so the
   // steps (whose iovecs the kernel reads) never move while it is in flight.
   struct Commit {
     std::vector<CommitStep> steps;
     std::vector<ShardLog*> logs;
     std::vector<uint8_t> operations;  // per step: its operations not yet completed
+    std::vector<uint8_t> step_states;  // per step: StepState
     std::vector<uint32_t> to_reissue;
     uint32_t steps_issued = 0;  // steps [0, steps_issued) were issued once
     uint32_t steps_done = 0;
@@ -152,6 +165,7 @@ class Persister {
   void reap_completions();
   void on_completion(uint64_t user_data, int result);
   Result<void> wait_for_completion();
+  bool finish_done_steps();
   bool finish_done_commits();
   Error end_failed_commits(const Error& error);
   void drain_kernel();

@@ -159,6 +159,10 @@ class ShardLog {
   uint64_t next_sequence() const { return next_sequence_; }
   // Batches of this log in flight (begun, not yet finished).
   size_t commits_in_flight() const { return in_flight_count_; }
+  // The oldest of them (the one finish_commit ends next); 0 when none is in flight.
+  uint64_t oldest_batch_in_flight() const {
+    return in_flight_count_ == 0 ? 0 : in_flight_[in_flight_first_].batch;
+  }
   // True when the staged records can go into a commit now: fewer than
   // commits_in_flight_limit batches in flight, and none at all when the batch needs a new
   // segment file. (The Persister leaves the log out of a batch otherwise.)

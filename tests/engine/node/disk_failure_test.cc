@@ -2,9 +2,11 @@
 // under load from a client in this process has its log writes or its fdatasyncs start
 // failing. The engine must stop on its own with one clear line naming the file and the
 // reason, exit non-zero, and must not have acknowledged anything it did not make durable:
-// every transaction with a durable receipt is in the logs, in a batch older than the one
-// that failed, and after a restart without the fault the ledger recovers and
-// `keel verify` passes. Seeds are printed.
+// every transaction with a durable receipt is in the logs, and in the log that failed, in
+// a batch older than the one that failed (another log's part of that batch may have been
+// acknowledged: each log's part is reported durable on its own fdatasync), and after a
+// restart without the fault the ledger recovers and `keel verify` passes. Seeds are
+// printed.
 //
 // The faults, none of which needs root:
 //   - a write that fails: RLIMIT_FSIZE on the engine (writes past it fail with EFBIG;
@@ -315,13 +317,19 @@ void run_until_failure(const std::string& name, const Scratch& scratch, const Fa
 
 // Stopped on its own, non-zero, with one clear line naming the log file and the reason
 // (a regular expression).
-// Returns the batch the line says is not durable (0 if it names none).
-uint64_t check_failure_report(const std::string& name, const Scratch& scratch, int status, const std::string& reason,
-                              uint64_t seed) {
+// What the engine's failure line names: the batch not durable (0 if it names none) and the
+// shard whose log file failed.
+struct FailedLog {
+  uint64_t batch = 0;
+  uint32_t shard = 0;
+};
+
+FailedLog check_failure_report(const std::string& name, const Scratch& scratch, int status, const std::string& reason,
+                               uint64_t seed) {
   if (!WIFEXITED(status)) {
     ADD_FAILURE() << "the engine did not exit on its own: "
                   << (WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "?") << "; seed " << seed;
-    return 0;
+    return {};
   }
   EXPECT_NE(WEXITSTATUS(status), 0) << "the engine exited 0 after its disk failed; seed " << seed;
   EXPECT_LT(WEXITSTATUS(status), 124) << "the engine could not be started (" << WEXITSTATUS(status)
@@ -329,7 +337,7 @@ uint64_t check_failure_report(const std::string& name, const Scratch& scratch, i
   std::vector<std::string> lines = error_lines(scratch.directory / "run.err");
   if (lines.size() != 1) {
     ADD_FAILURE() << "want one error line; stderr:\n" << read_text(scratch.directory / "run.err");
-    return 0;
+    return {};
   }
   const std::string& line = lines[0];
   std::printf("%s: %s\n", name.c_str(), line.c_str());
@@ -340,15 +348,23 @@ uint64_t check_failure_report(const std::string& name, const Scratch& scratch, i
   // "batch 7 is not durable", or with two commits in flight "batches 7 to 8 are ...".
   if (!std::regex_search(line, batch, std::regex("batch(?:es)? ([0-9]+)(?: to [0-9]+)? (?:is|are) not durable"))) {
     ADD_FAILURE() << "does not name the batch that is not durable: " << line;
-    return 0;
+    return {};
   }
-  return std::stoull(batch[1]);
+  std::smatch shard;
+  if (!std::regex_search(line, shard, std::regex("/bank/([0-9]+)/"))) {
+    ADD_FAILURE() << "does not name the shard's log: " << line;
+    return {};
+  }
+  return FailedLog{std::stoull(batch[1]), uint32_t(std::stoul(shard[1]))};
 }
 
-// Nothing acknowledged that is not in the logs, at the receipt's height, in a batch
-// before the failed one: that batch's records may well be on disk (a failed fdatasync
-// leaves them in the page cache), but none of its blocks may have been receipted.
-void check_acknowledged(const fs::path& data_dir, const Acknowledged& acked, uint64_t failed_batch, uint64_t seed) {
+// Nothing acknowledged that is not in the logs, at the receipt's height, and in the failed
+// log in a batch before the failed one: that batch's records may well be on disk (a
+// failed fdatasync leaves them in the page cache), but none of its blocks in that log may
+// have been receipted. Another log's part of the failed batch may have been: it was
+// durable on its own.
+void check_acknowledged(const fs::path& data_dir, const Acknowledged& acked, FailedLog failed, uint64_t seed) {
+  const uint64_t failed_batch = failed.batch;
   EXPECT_GT(acked.size(), 0u) << "nothing was acknowledged before the fault: the test proves little";
   std::map<std::string, LedgerTx> ledger = read_ledger(data_dir);
   size_t missing = 0, wrong_height = 0, in_failed_batch = 0;
@@ -359,12 +375,12 @@ void check_acknowledged(const fs::path& data_dir, const Acknowledged& acked, uin
       continue;
     }
     wrong_height += found->second.height != height;
-    in_failed_batch += failed_batch > 0 && found->second.batch >= failed_batch;
+    in_failed_batch += failed_batch > 0 && found->second.shard == failed.shard && found->second.batch >= failed_batch;
   }
   EXPECT_EQ(missing, 0u) << "acknowledged transactions missing from the logs (seed " << seed << ")";
   EXPECT_EQ(wrong_height, 0u) << "receipts whose height differs from their block's (seed " << seed << ")";
-  EXPECT_EQ(in_failed_batch, 0u) << "receipts for blocks of batch " << failed_batch
-                                 << " or later, which never became durable (seed " << seed << ")";
+  EXPECT_EQ(in_failed_batch, 0u) << "receipts for blocks of shard " << failed.shard << " in batch " << failed_batch
+                                 << " or later, which never became durable there (seed " << seed << ")";
 }
 
 // A restart without the fault recovers everything acknowledged, and `keel verify` agrees.
@@ -399,12 +415,12 @@ void run_scenario(const std::string& name, const std::string& backend, const Fau
   FailedRun run;
   run_until_failure(name, scratch, fault, random, seed, run);
   if (::testing::Test::HasFatalFailure()) return;
-  uint64_t failed_batch = check_failure_report(name, scratch, run.status, reason, seed);
+  FailedLog failed = check_failure_report(name, scratch, run.status, reason, seed);
   if (fault.tmpfs_bytes > 0) {  // what the tmpfs held when the engine stopped
     fs::remove_all(scratch.data);
     fs::rename(scratch.directory / "copy", scratch.data);
   }
-  check_acknowledged(scratch.data, run.acked, failed_batch, seed);
+  check_acknowledged(scratch.data, run.acked, failed, seed);
   check_restart(scratch, run.acked, seed);
   if (!::testing::Test::HasFailure()) fs::remove_all(scratch.directory);
 }
