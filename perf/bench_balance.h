@@ -53,7 +53,9 @@
 // shift, and from downgrade_interval_ms + 4 windows after the shift to the end. The same
 // count over the whole measured part, the shift included, is given for reference. The
 // shift is timed from when the engine starts its generators, which start their clocks a
-// few milliseconds later: that delay counts against the balancer.
+// few milliseconds later: that delay counts against the balancer. It falls half way through
+// a balancer window (the one that holds the run's half-way point), not on a window's edge,
+// where that skew, and the watcher's 2 ms, would decide which window it is counted in.
 //
 // Targets (issue 6): aggregate committed tx/s at least 1.5x the static split's; each light
 // chain's commit p99 at most 2x its unloaded p99; tiers settle within 3 windows after a
