@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <cstring>
 
@@ -157,6 +158,12 @@ Result<void> write_all(int fd, uint64_t offset, std::span<const std::byte> bytes
   return {};
 }
 
+// Held around each chunk write_zero_file writes (durable_io.h says why). In-process only:
+// the threads that prepare spare segments, never the persist tile's commits.
+namespace {
+std::mutex zero_chunk_mutex;
+}  // namespace
+
 Result<void> write_zero_file(const std::string& path, uint64_t bytes, bool direct_io) {
   constexpr uint64_t alignment = 4096, chunk_bytes_max = 1 << 20;
   assert(bytes % alignment == 0);
@@ -178,7 +185,10 @@ Result<void> write_zero_file(const std::string& path, uint64_t bytes, bool direc
   Result<void> done;
   for (uint64_t offset = 0; offset < bytes && done;) {
     uint64_t chunk = std::min(chunk_bytes_max, bytes - offset);
-    done = write_all(file.get(), offset, std::span(zeros.get(), chunk), path);
+    {
+      std::lock_guard<std::mutex> one_chunk_at_a_time(zero_chunk_mutex);
+      done = write_all(file.get(), offset, std::span(zeros.get(), chunk), path);
+    }
     offset += chunk;
   }
   if (done && ::fdatasync(file.get()) != 0) done = errno_error(path, "fdatasync failed");

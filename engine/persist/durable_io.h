@@ -78,6 +78,11 @@ Result<void> write_all(int fd, uint64_t offset, std::span<const std::byte> bytes
 // and fdatasynced, so that later writes into it overwrite blocks that are allocated and
 // written. With O_DIRECT where `direct_io` and the file system take it. `bytes` must be a
 // multiple of 4096. On failure the file is removed.
+// The file goes out in chunks of 1 MiB, and the chunks of every zero file written in the
+// process go to the device one at a time (a process-wide lock around each chunk's write):
+// a commit's fdatasync flushes the device behind every write queued ahead of it, so six
+// logs' spares written at once (6 MiB queued) stalled commits up to 60 ms where one chunk
+// at a time costs them about what nothing beside them does (perf/RESULTS.md, run 11).
 Result<void> write_zero_file(const std::string& path, uint64_t bytes, bool direct_io);
 
 // Memory that O_DIRECT writes come from, freed with std::free.

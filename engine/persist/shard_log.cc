@@ -99,7 +99,7 @@ Result<void> ShardLog::open_files(const RecoveredLog& recovered) {
   if (auto removed = remove_recycled_leftovers(); !removed) return removed;
   if (recovered.files.empty()) {
     if (auto started = start_segment(recovered.next_sequence); !started) return started;
-    prepare_spare();
+    prepare_spare_when_due();
     return {};
   }
   for (const std::string& path : recovered.files) {
@@ -134,7 +134,7 @@ Result<void> ShardLog::open_files(const RecoveredLog& recovered) {
   // damage): the next batch starts a new file.
   if (!file_needs_header_ && recovered.tail_format_version < log_format_version_first_with_gaps)
     rotate_before_next_ = true;
-  prepare_spare();  // only once the log opened: an error return waits for no spare
+  prepare_spare_when_due();  // only once the log opened: an error return waits for no spare
   return {};
 }
 
@@ -224,6 +224,12 @@ void ShardLog::prepare_spare() {
   });
 }
 
+void ShardLog::prepare_spare_when_due() {
+  if (!options_.preallocate_segments || spare_.valid() || !recycled_paths_.empty()) return;
+  if (planned_file_end_ * 100 < options_.segment_bytes_max * options_.spare_at_fill_percent) return;
+  prepare_spare();
+}
+
 bool ShardLog::spare_ready() const {
   return spare_.valid() && spare_.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
 }
@@ -234,7 +240,6 @@ Result<bool> ShardLog::take_spare(const std::string& path) {
     recycled_paths_.pop_front();
     if (auto adopted = adopt_prepared_file(from, path); !adopted) return adopted.error();
     counters_.segments_recycled += 1;
-    if (recycled_paths_.empty() && !spare_.valid()) prepare_spare();
     return true;
   }
   if (!options_.preallocate_segments || !spare_.valid()) return false;  // none asked for yet
@@ -245,13 +250,10 @@ Result<bool> ShardLog::take_spare(const std::string& path) {
   if (Result<void> written = spare_.get(); !written) {
     counters_.preallocation_failures += 1;
     preallocation_error_ = written.error().message;
-    prepare_spare();
     return false;
   }
   if (auto adopted = adopt_prepared_file(spare_path_, path); !adopted) return adopted.error();
   counters_.segments_preallocated += 1;
-  // Kept dropped files come first; a zeroed spare is written only when none is left.
-  if (recycled_paths_.empty()) prepare_spare();
   return true;
 }
 
@@ -352,7 +354,7 @@ Result<CommitPart> ShardLog::begin_commit(uint64_t batch) {
     // file or the ready spare takes its place under the same name.
     Result<bool> took = take_spare(file_path_);
     if (!took) return took.error();
-  } else if (file_needs_header_ && options_.preallocate_segments) {
+  } else if (file_needs_header_ && spare_.valid()) {
     counters_.segments_unprepared += 1;  // the empty file stays, appended to
   }
   uint64_t start = next_batch_file_offset();
@@ -387,6 +389,9 @@ Result<CommitPart> ShardLog::begin_commit(uint64_t batch) {
   planned_file_end_ = slot.file_end;
   // The segment header goes out with this batch; a batch begun beside it follows it.
   file_needs_header_ = false;
+  // The next spare, now that this one is taken or this file has filled enough (kept
+  // dropped files come first: a zeroed spare is written only when none is left).
+  prepare_spare_when_due();
   return CommitPart{file_fd_.get(), file_path_, file_offset, bytes, padded_end};
 }
 

@@ -52,6 +52,12 @@
 // could not be written (a full disk; or less free space than twice its size, since a spare
 // must not take the space the log's own commits need) is counted too, its reason kept for the caller to
 // report, and the next rotation tries again. The price is one more write of every segment.
+// The spare is begun only once the current file holds LogOptions::spare_at_fill_percent of
+// a segment (and no kept dropped file waits to be reused): a quiet log, which would not
+// fill its file for minutes, writes no zeros at start-up that every commit's fdatasync
+// would queue behind, and its first file is simply appended to. 0 begins it at once, at
+// open and whenever a segment is taken (the empty first file of a fresh log then becomes
+// the spare when that is ready before the first commit).
 //
 // Recycled segments (LogOptions::recycled_segments_max): a segment file that
 // drop_segments_before lets go is renamed (segment.recycled.<n>) and kept, up to that many,
@@ -97,6 +103,9 @@ struct LogOptions {
   bool direct_io = true;
   // Write each segment file full of zeros ahead of use, in the background (see above).
   bool preallocate_segments = false;
+  // With preallocate_segments: the spare is begun once the current file holds this percent
+  // of segment_bytes_max (0: at once; see above). Below 100.
+  uint32_t spare_at_fill_percent = 0;
   // Keep up to this many dropped segment files to reuse as new segments (see above); 0
   // deletes them.
   uint32_t recycled_segments_max = 0;
@@ -230,6 +239,9 @@ class ShardLog {
   bool keep_dropped_file() const;
   Result<void> remove_recycled_leftovers();
   void prepare_spare();
+  // Begins the spare when none is written or waiting, no kept file waits, and the current
+  // file is spare_at_fill_percent full.
+  void prepare_spare_when_due();
   Result<void> use_direct_io(int fd, const std::string& path);
   Result<void> read_tail_block();
   uint64_t next_batch_file_offset() const;

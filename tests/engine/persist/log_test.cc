@@ -1006,6 +1006,42 @@ TEST_P(PersistTest, KeptDroppedFilesComeBeforeTheZeroedSpareUpToTheirMaximum) {
   ASSERT_NO_FATAL_FAILURE(expect_records(scratch.path(), first, log->durable_sequence(), 300));
 }
 
+TEST_P(PersistTest, TheSpareIsBegunOnlyOnceTheCurrentFileIsFullEnough) {
+  ScratchDirectory scratch;
+  LogOptions options{.segment_bytes_max = 64 << 10, .staged_bytes_max = 16 << 10, .preallocate_segments = true,
+                     .spare_at_fill_percent = 50};
+  const std::string spare = scratch.path() + "/" + segment_spare_file_name;
+  auto log = testing::recover_and_open(scratch.path(), testing::identity(), options);
+  auto group = persister();
+  group->add_log(log.get());
+  // Below half of the 64 KiB file: no zeros written, and the first file is appended to,
+  // by design (not counted as a spare that was late).
+  while (log->next_sequence() < 60) {  // 60 records of 300 bytes: ~20 KiB
+    testing::stage_records(*log, 10, 300);
+    ASSERT_NO_FATAL_FAILURE(testing::commit(*group));
+  }
+  EXPECT_FALSE(std::filesystem::exists(spare));
+  EXPECT_FALSE(log->spare_ready());
+  EXPECT_EQ(log->counters().segments_unprepared, 0u);
+  EXPECT_EQ(log->segment_paths().size(), 1u);
+  EXPECT_LE(std::filesystem::file_size(log->segment_paths().front()), 24u << 10);
+  // Past half: the spare is begun, and the next file is that spare.
+  testing::stage_records(*log, 40, 300);
+  ASSERT_NO_FATAL_FAILURE(testing::commit(*group));
+  wait_for_spare(*log);
+  EXPECT_EQ(std::filesystem::file_size(spare), 64u << 10);
+  while (log->segment_paths().size() == 1) {
+    testing::stage_records(*log, 10, 300);
+    ASSERT_NO_FATAL_FAILURE(testing::commit(*group));
+  }
+  EXPECT_EQ(log->counters().segments_preallocated, 1u);
+  EXPECT_EQ(log->counters().segments_unprepared, 0u);
+  EXPECT_EQ(std::filesystem::file_size(log->segment_paths().back()), 64u << 10);
+  // The new file is nearly empty: no spare is begun for the file after it yet.
+  EXPECT_FALSE(std::filesystem::exists(spare));
+  ASSERT_NO_FATAL_FAILURE(expect_records(scratch.path(), 0, log->durable_sequence(), 300));
+}
+
 TEST_P(PersistTest, TornTailOfAPreallocatedSegmentIsCutAndTheNextBatchStartsANewFile) {
   ScratchDirectory scratch;
   LogOptions options{.segment_bytes_max = 64 << 10, .staged_bytes_max = 16 << 10, .preallocate_segments = true};
