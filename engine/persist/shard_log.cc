@@ -122,6 +122,7 @@ Result<void> ShardLog::open_files(const RecoveredLog& recovered) {
   if (auto read = read_tail_block(); !read) return read.error();
   if (auto direct = use_direct_io(file_fd_.get(), file_path_); !direct) return direct.error();
   file_needs_header_ = file_bytes_ == 0;
+  file_appended_ = recovered.tail_unused_bytes == 0;
   if (file_needs_header_ && segments_.back().first_sequence != next_sequence_) {
     return make_error(file_path_, "is empty but named for record " +
                                       std::to_string(segments_.back().first_sequence) +
@@ -200,6 +201,7 @@ Result<void> ShardLog::start_segment(uint64_t first_sequence) {
   file_bytes_ = planned_file_end_ = 0;
   file_needs_header_ = true;
   rotate_before_next_ = false;
+  file_appended_ = !*took;
   segments_.push_back({first_sequence, std::move(path)});
   counters_.segments_created += 1;
   return {};
@@ -221,7 +223,7 @@ void ShardLog::prepare_spare() {
       }
     }
     return write_zero_file(path, bytes, direct_io);
-  });
+  }).share();
 }
 
 void ShardLog::prepare_spare_when_due() {
@@ -247,7 +249,9 @@ Result<bool> ShardLog::take_spare(const std::string& path) {
     counters_.segments_unprepared += 1;
     return false;
   }
-  if (Result<void> written = spare_.get(); !written) {
+  Result<void> written = spare_.get();
+  spare_ = {};
+  if (!written) {
     counters_.preallocation_failures += 1;
     preallocation_error_ = written.error().message;
     return false;
@@ -345,6 +349,10 @@ bool ShardLog::can_begin_commit() const {
 
 Result<CommitPart> ShardLog::begin_commit(uint64_t batch) {
   assert(can_begin_commit() && batch > last_batch_);
+  // An appended file is left for a ready spare (or kept file) at once (see the header).
+  if (file_appended_ && !file_needs_header_ && in_flight_count_ == 0 &&
+      (!recycled_paths_.empty() || (spare_ready() && spare_.get().ok())))
+    rotate_before_next_ = true;
   bool rotate = next_batch_rotates();
   assert(!rotate || in_flight_count_ == 0);
   if (rotate) {
@@ -354,6 +362,7 @@ Result<CommitPart> ShardLog::begin_commit(uint64_t batch) {
     // file or the ready spare takes its place under the same name.
     Result<bool> took = take_spare(file_path_);
     if (!took) return took.error();
+    file_appended_ = !*took;
   } else if (file_needs_header_ && spare_.valid()) {
     counters_.segments_unprepared += 1;  // the empty file stays, appended to
   }

@@ -57,7 +57,11 @@
 // fill its file for minutes, writes no zeros at start-up that every commit's fdatasync
 // would queue behind, and its first file is simply appended to. 0 begins it at once, at
 // open and whenever a segment is taken (the empty first file of a fresh log then becomes
-// the spare when that is ready before the first commit).
+// the spare when that is ready before the first commit). A log that appends to a file
+// (its first, or one made while no spare was ready) moves to the spare as soon as one is
+// ready and none of its batches is in flight, rather than at the end of the file: a log
+// that turns busy pays the append's journal commits for a fraction of a second, not for
+// a whole segment.
 //
 // Recycled segments (LogOptions::recycled_segments_max): a segment file that
 // drop_segments_before lets go is renamed (segment.recycled.<n>) and kept, up to that many,
@@ -270,13 +274,18 @@ class ShardLog {
   uint64_t file_bytes_ = 0;          // durable length of the current file
   bool file_needs_header_ = false;   // the current file is empty
   bool rotate_before_next_ = false;  // recovery cut a tear from the current file
+  // The current file grows as it is written (not a spare or a kept file): with a spare
+  // ready and nothing in flight, the next batch leaves it for the spare (begin_commit).
+  bool file_appended_ = false;
   bool direct_io_ = false;           // file_fd_ has O_DIRECT
   // The current file's bytes from its last block boundary to file_bytes_: written again,
   // in front of the next batch, by the next commit's first block.
   std::unique_ptr<std::byte[]> tail_block_;
   std::vector<Segment> segments_;
   std::string spare_path_;
-  std::future<Result<void>> spare_;  // valid while a spare is being written or waits
+  // Valid while a spare is being written or waits; shared so that its result can be looked
+  // at (an appended file leaves only for a spare that was written) before it is taken.
+  std::shared_future<Result<void>> spare_;
   std::deque<std::string> recycled_paths_;  // dropped files kept for reuse, oldest first
   uint64_t recycled_names_ = 0;             // the number the next kept file is named with
   std::string preallocation_error_;
