@@ -83,6 +83,8 @@ Result<void> write_all(int fd, uint64_t offset, std::span<const std::byte> bytes
 // a commit's fdatasync flushes the device behind every write queued ahead of it, so six
 // logs' spares written at once (6 MiB queued) stalled commits up to 60 ms where one chunk
 // at a time costs them about what nothing beside them does (perf/RESULTS.md, run 11).
+// (Through the page cache, without O_DIRECT, the lock only orders the copies: the zeros
+// reach the device in the closing fdatasync.)
 Result<void> write_zero_file(const std::string& path, uint64_t bytes, bool direct_io);
 
 // Memory that O_DIRECT writes come from, freed with std::free.

@@ -49,6 +49,9 @@ std::string options_problem(const LogOptions& options) {
     return "staged_bytes_max must be at least " + std::to_string(staged_bytes_min) + ", got " +
            std::to_string(options.staged_bytes_max);
   }
+  if (options.spare_at_fill_percent >= 100) {
+    return "spare_at_fill_percent must be below 100, got " + std::to_string(options.spare_at_fill_percent);
+  }
   return "";
 }
 
@@ -122,7 +125,9 @@ Result<void> ShardLog::open_files(const RecoveredLog& recovered) {
   if (auto read = read_tail_block(); !read) return read.error();
   if (auto direct = use_direct_io(file_fd_.get(), file_path_); !direct) return direct.error();
   file_needs_header_ = file_bytes_ == 0;
-  file_appended_ = recovered.tail_unused_bytes == 0;
+  // Appended: the file ends at its records' last block (a spare or a kept file runs on
+  // past it); a file that is full ends there too, but rotates anyway.
+  file_appended_ = recovered_bytes == round_up_to_block(recovered.tail_file_bytes);
   if (file_needs_header_ && segments_.back().first_sequence != next_sequence_) {
     return make_error(file_path_, "is empty but named for record " +
                                       std::to_string(segments_.back().first_sequence) +
@@ -337,6 +342,10 @@ uint64_t ShardLog::next_batch_file_offset() const {
 // True when the staged batch goes to a new segment file.
 bool ShardLog::next_batch_rotates() const {
   if (rotate_before_next_) return true;
+  // An appended file is left for a spare as soon as one is written (see the header): like
+  // any rotation, only with none of this log's batches in flight, so a log with one in
+  // flight sits out a group commit (can_begin_commit).
+  if (file_appended_ && !file_needs_header_ && spare_ready() && spare_.get().ok()) return true;
   if (file_needs_header_) return false;
   return next_batch_file_offset() + staging_.records_bytes > segment_bytes_usable_;
 }
@@ -349,10 +358,6 @@ bool ShardLog::can_begin_commit() const {
 
 Result<CommitPart> ShardLog::begin_commit(uint64_t batch) {
   assert(can_begin_commit() && batch > last_batch_);
-  // An appended file is left for a ready spare (or kept file) at once (see the header).
-  if (file_appended_ && !file_needs_header_ && in_flight_count_ == 0 &&
-      (!recycled_paths_.empty() || (spare_ready() && spare_.get().ok())))
-    rotate_before_next_ = true;
   bool rotate = next_batch_rotates();
   assert(!rotate || in_flight_count_ == 0);
   if (rotate) {

@@ -59,9 +59,10 @@
 // open and whenever a segment is taken (the empty first file of a fresh log then becomes
 // the spare when that is ready before the first commit). A log that appends to a file
 // (its first, or one made while no spare was ready) moves to the spare as soon as one is
-// ready and none of its batches is in flight, rather than at the end of the file: a log
-// that turns busy pays the append's journal commits for a fraction of a second, not for
-// a whole segment.
+// written, rather than at the end of the file: like any rotation, only with none of its
+// batches in flight (a log with one in flight sits out a group commit). A log that turns
+// busy pays the append's journal commits for a fraction of a second, not for a segment.
+// After a restart a file that ends at its records' last block is taken as appended.
 //
 // Recycled segments (LogOptions::recycled_segments_max): a segment file that
 // drop_segments_before lets go is renamed (segment.recycled.<n>) and kept, up to that many,

@@ -1027,7 +1027,7 @@ TEST_P(PersistTest, TheSpareIsBegunOnlyOnceTheCurrentFileIsFullEnoughAndTakenAtO
   EXPECT_LE(std::filesystem::file_size(log->segment_paths().front()), 24u << 10);
   // Past half: the spare is begun, and once it is ready the very next batch leaves the
   // appended file for it, half empty as the file is.
-  testing::stage_records(*log, 40, 300);
+  testing::stage_records(*log, 45, 300);  // ~35 KiB in all
   ASSERT_NO_FATAL_FAILURE(testing::commit(*group));
   wait_for_spare(*log);
   EXPECT_EQ(std::filesystem::file_size(spare), 64u << 10);
@@ -1042,6 +1042,49 @@ TEST_P(PersistTest, TheSpareIsBegunOnlyOnceTheCurrentFileIsFullEnoughAndTakenAtO
   // The new file is nearly empty: no spare is begun for the file after it yet.
   EXPECT_FALSE(std::filesystem::exists(spare));
   ASSERT_NO_FATAL_FAILURE(expect_records(scratch.path(), 0, log->durable_sequence(), 300));
+}
+
+// After a restart the log knows it was appending to its file (the file ends at its last
+// record's block) and still leaves it for the spare once one is written.
+TEST_P(PersistTest, AnAppendedFileIsStillLeftForTheSpareAfterARestart) {
+  ScratchDirectory scratch;
+  LogOptions options{.segment_bytes_max = 64 << 10, .staged_bytes_max = 16 << 10, .preallocate_segments = true,
+                     .spare_at_fill_percent = 50};
+  const std::string spare = scratch.path() + "/" + segment_spare_file_name;
+  auto log = testing::recover_and_open(scratch.path(), testing::identity(), options);
+  auto group = persister();
+  group->add_log(log.get());
+  while (log->next_sequence() < 60) {  // ~20 KiB, appended
+    testing::stage_records(*log, 10, 300);
+    ASSERT_NO_FATAL_FAILURE(testing::commit(*group));
+  }
+  group.reset();
+  log.reset();
+  log = testing::recover_and_open(scratch.path(), testing::identity(), options);
+  ASSERT_NE(log, nullptr);
+  group = persister();
+  group->add_log(log.get());
+  EXPECT_FALSE(std::filesystem::exists(spare));
+  testing::stage_records(*log, 45, 300);  // past half
+  ASSERT_NO_FATAL_FAILURE(testing::commit(*group));
+  wait_for_spare(*log);
+  testing::stage_records(*log, 10, 300);
+  ASSERT_NO_FATAL_FAILURE(testing::commit(*group));
+  ASSERT_EQ(log->segment_paths().size(), 2u);
+  EXPECT_EQ(log->counters().segments_preallocated, 1u);
+  EXPECT_EQ(std::filesystem::file_size(log->segment_paths().back()), 64u << 10);
+  ASSERT_NO_FATAL_FAILURE(expect_records(scratch.path(), 0, log->durable_sequence(), 300));
+}
+
+TEST(LogOptions, ASpareMarkOf100PercentOrMoreIsRefused) {
+  ScratchDirectory scratch;
+  LogOptions options{.preallocate_segments = true, .spare_at_fill_percent = 100};
+  Result<RecoveredLog> recovered = scan_log(scratch.path(), testing::identity(), [](const LogRecordView&) -> Result<void> { return {}; });
+  ASSERT_TRUE(recovered.ok()) << recovered.error().message;
+  Result<std::unique_ptr<ShardLog>> log = ShardLog::open(scratch.path(), testing::identity(), options, *recovered);
+  ASSERT_FALSE(log.ok());
+  EXPECT_NE(log.error().message.find("spare_at_fill_percent must be below 100, got 100"), std::string::npos)
+      << log.error().message;
 }
 
 TEST_P(PersistTest, TornTailOfAPreallocatedSegmentIsCutAndTheNextBatchStartsANewFile) {
