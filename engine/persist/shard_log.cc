@@ -233,7 +233,8 @@ void ShardLog::prepare_spare() {
 
 void ShardLog::prepare_spare_when_due() {
   if (!options_.preallocate_segments || spare_.valid() || !recycled_paths_.empty()) return;
-  if (planned_file_end_ * 100 < options_.segment_bytes_max * options_.spare_at_fill_percent) return;
+  if (!rotated_since_open_ && planned_file_end_ * 100 < options_.segment_bytes_max * options_.spare_at_fill_percent)
+    return;
   prepare_spare();
 }
 
@@ -362,6 +363,7 @@ Result<CommitPart> ShardLog::begin_commit(uint64_t batch) {
   assert(!rotate || in_flight_count_ == 0);
   if (rotate) {
     if (auto started = start_segment(staging_.first_sequence); !started) return started.error();
+    rotated_since_open_ = true;
   } else if (file_needs_header_ && spare_available()) {
     // The current file is still empty (a fresh log, or one whose tear emptied it): a kept
     // file or the ready spare takes its place under the same name.

@@ -52,10 +52,12 @@
 // could not be written (a full disk; or less free space than twice its size, since a spare
 // must not take the space the log's own commits need) is counted too, its reason kept for the caller to
 // report, and the next rotation tries again. The price is one more write of every segment.
-// The spare is begun only once the current file holds LogOptions::spare_at_fill_percent of
-// a segment (and no kept dropped file waits to be reused): a quiet log, which would not
-// fill its file for minutes, writes no zeros at start-up that every commit's fdatasync
-// would queue behind, and its first file is simply appended to. 0 begins it at once, at
+// The first spare is begun only once the file the log opened with holds
+// LogOptions::spare_at_fill_percent of a segment (and no kept dropped file waits to be
+// reused): a quiet log, which would not fill its file for minutes, writes no zeros at
+// start-up that every commit's fdatasync would queue behind, and its first file is simply
+// appended to. Once a log has rotated it is one that fills files, and each next spare is
+// begun as soon as the one before is taken, a whole segment's time ahead. 0 begins it at once, at
 // open and whenever a segment is taken (the empty first file of a fresh log then becomes
 // the spare when that is ready before the first commit). A log that appends to a file
 // (its first, or one made while no spare was ready) moves to the spare as soon as one is
@@ -278,6 +280,9 @@ class ShardLog {
   // The current file grows as it is written (not a spare or a kept file): with a spare
   // ready and nothing in flight, the next batch leaves it for the spare (begin_commit).
   bool file_appended_ = false;
+  // The log has rotated since it opened: it fills files, so each spare is begun as soon as
+  // the one before it is taken (the fill mark holds for the file it opened with only).
+  bool rotated_since_open_ = false;
   bool direct_io_ = false;           // file_fd_ has O_DIRECT
   // The current file's bytes from its last block boundary to file_bytes_: written again,
   // in front of the next batch, by the next commit's first block.
