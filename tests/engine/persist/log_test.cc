@@ -1006,20 +1006,27 @@ TEST_P(PersistTest, KeptDroppedFilesComeBeforeTheZeroedSpareUpToTheirMaximum) {
   ASSERT_NO_FATAL_FAILURE(expect_records(scratch.path(), first, log->durable_sequence(), 300));
 }
 
+// 64 KiB segments whose first spare waits until the file is half full.
+constexpr LogOptions half_mark_options{.segment_bytes_max = 64 << 10, .staged_bytes_max = 16 << 10,
+                                       .preallocate_segments = true, .spare_at_fill_percent = 50};
+
+// Commits batches of 10 records of 300 bytes until the log's next sequence is `sequence`.
+void commit_records_until(ShardLog& log, Persister& group, uint64_t sequence) {
+  while (log.next_sequence() < sequence) {
+    testing::stage_records(log, 10, 300);
+    ASSERT_NO_FATAL_FAILURE(testing::commit(group));
+  }
+}
+
 TEST_P(PersistTest, TheSpareIsBegunOnlyOnceTheCurrentFileIsFullEnoughAndTakenAtOnce) {
   ScratchDirectory scratch;
-  LogOptions options{.segment_bytes_max = 64 << 10, .staged_bytes_max = 16 << 10, .preallocate_segments = true,
-                     .spare_at_fill_percent = 50};
   const std::string spare = scratch.path() + "/" + segment_spare_file_name;
-  auto log = testing::recover_and_open(scratch.path(), testing::identity(), options);
+  auto log = testing::recover_and_open(scratch.path(), testing::identity(), half_mark_options);
   auto group = persister();
   group->add_log(log.get());
   // Below half of the 64 KiB file: no zeros written, and the first file is appended to,
   // by design (not counted as a spare that was late).
-  while (log->next_sequence() < 60) {  // 60 records of 300 bytes: ~20 KiB
-    testing::stage_records(*log, 10, 300);
-    ASSERT_NO_FATAL_FAILURE(testing::commit(*group));
-  }
+  ASSERT_NO_FATAL_FAILURE(commit_records_until(*log, *group, 60));  // 60 records of 300 bytes: ~20 KiB
   EXPECT_FALSE(std::filesystem::exists(spare));
   EXPECT_FALSE(log->spare_ready());
   EXPECT_EQ(log->counters().segments_unprepared, 0u);
@@ -1050,19 +1057,14 @@ TEST_P(PersistTest, TheSpareIsBegunOnlyOnceTheCurrentFileIsFullEnoughAndTakenAtO
 // record's block) and still leaves it for the spare once one is written.
 TEST_P(PersistTest, AnAppendedFileIsStillLeftForTheSpareAfterARestart) {
   ScratchDirectory scratch;
-  LogOptions options{.segment_bytes_max = 64 << 10, .staged_bytes_max = 16 << 10, .preallocate_segments = true,
-                     .spare_at_fill_percent = 50};
   const std::string spare = scratch.path() + "/" + segment_spare_file_name;
-  auto log = testing::recover_and_open(scratch.path(), testing::identity(), options);
+  auto log = testing::recover_and_open(scratch.path(), testing::identity(), half_mark_options);
   auto group = persister();
   group->add_log(log.get());
-  while (log->next_sequence() < 60) {  // ~20 KiB, appended
-    testing::stage_records(*log, 10, 300);
-    ASSERT_NO_FATAL_FAILURE(testing::commit(*group));
-  }
+  ASSERT_NO_FATAL_FAILURE(commit_records_until(*log, *group, 60));  // ~20 KiB, appended
   group.reset();
   log.reset();
-  log = testing::recover_and_open(scratch.path(), testing::identity(), options);
+  log = testing::recover_and_open(scratch.path(), testing::identity(), half_mark_options);
   ASSERT_NE(log, nullptr);
   group = persister();
   group->add_log(log.get());
