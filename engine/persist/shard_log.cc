@@ -125,9 +125,6 @@ Result<void> ShardLog::open_files(const RecoveredLog& recovered) {
   if (auto read = read_tail_block(); !read) return read.error();
   if (auto direct = use_direct_io(file_fd_.get(), file_path_); !direct) return direct.error();
   file_needs_header_ = file_bytes_ == 0;
-  // Appended: the file ends at its records' last block (a spare or a kept file runs on
-  // past it); a file that is full ends there too, but rotates anyway.
-  file_appended_ = recovered_bytes == round_up_to_block(recovered.tail_file_bytes);
   if (file_needs_header_ && segments_.back().first_sequence != next_sequence_) {
     return make_error(file_path_, "is empty but named for record " +
                                       std::to_string(segments_.back().first_sequence) +
@@ -206,7 +203,6 @@ Result<void> ShardLog::start_segment(uint64_t first_sequence) {
   file_bytes_ = planned_file_end_ = 0;
   file_needs_header_ = true;
   rotate_before_next_ = false;
-  file_appended_ = !*took;
   segments_.push_back({first_sequence, std::move(path)});
   counters_.segments_created += 1;
   return {};
@@ -228,7 +224,7 @@ void ShardLog::prepare_spare() {
       }
     }
     return write_zero_file(path, bytes, direct_io);
-  }).share();
+  });
 }
 
 void ShardLog::prepare_spare_when_due() {
@@ -343,10 +339,6 @@ uint64_t ShardLog::next_batch_file_offset() const {
 // True when the staged batch goes to a new segment file.
 bool ShardLog::next_batch_rotates() const {
   if (rotate_before_next_) return true;
-  // An appended file is left for a spare as soon as one is written (see the header): like
-  // any rotation, only with none of this log's batches in flight, so a log with one in
-  // flight sits out a group commit (can_begin_commit).
-  if (file_appended_ && !file_needs_header_ && spare_ready() && spare_.get().ok()) return true;
   if (file_needs_header_) return false;
   return next_batch_file_offset() + staging_.records_bytes > segment_bytes_usable_;
 }
@@ -369,7 +361,6 @@ Result<CommitPart> ShardLog::begin_commit(uint64_t batch) {
     // file or the ready spare takes its place under the same name.
     Result<bool> took = take_spare(file_path_);
     if (!took) return took.error();
-    file_appended_ = !*took;
   } else if (file_needs_header_ && spare_.valid()) {
     counters_.segments_unprepared += 1;  // the empty file stays, appended to
   }

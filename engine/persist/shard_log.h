@@ -59,12 +59,9 @@
 // appended to. Once a log has rotated it is one that fills files, and each next spare is
 // begun as soon as the one before is taken, a whole segment's time ahead. 0 begins it at once, at
 // open and whenever a segment is taken (the empty first file of a fresh log then becomes
-// the spare when that is ready before the first commit). A log that appends to a file
-// (its first, or one made while no spare was ready) moves to the spare as soon as one is
-// written, rather than at the end of the file: like any rotation, only with none of its
-// batches in flight (a log with one in flight sits out a group commit). A log that turns
-// busy pays the append's journal commits for a fraction of a second, not for a segment.
-// After a restart a file that ends at its records' last block is taken as appended.
+// the spare when that is ready before the first commit). An appended file is kept to its
+// end: leaving it early for the spare would make one life of the engine write two files,
+// and snapshots drop the first behind it while the engine runs.
 //
 // Recycled segments (LogOptions::recycled_segments_max): a segment file that
 // drop_segments_before lets go is renamed (segment.recycled.<n>) and kept, up to that many,
@@ -277,9 +274,6 @@ class ShardLog {
   uint64_t file_bytes_ = 0;          // durable length of the current file
   bool file_needs_header_ = false;   // the current file is empty
   bool rotate_before_next_ = false;  // recovery cut a tear from the current file
-  // The current file grows as it is written (not a spare or a kept file): with a spare
-  // ready and nothing in flight, the next batch leaves it for the spare (begin_commit).
-  bool file_appended_ = false;
   // The log has rotated since it opened: it fills files, so each spare is begun as soon as
   // the one before it is taken (the fill mark holds for the file it opened with only).
   bool rotated_since_open_ = false;
@@ -289,9 +283,7 @@ class ShardLog {
   std::unique_ptr<std::byte[]> tail_block_;
   std::vector<Segment> segments_;
   std::string spare_path_;
-  // Valid while a spare is being written or waits; shared so that its result can be looked
-  // at (an appended file leaves only for a spare that was written) before it is taken.
-  std::shared_future<Result<void>> spare_;
+  std::future<Result<void>> spare_;  // valid while a spare is being written or waits
   std::deque<std::string> recycled_paths_;  // dropped files kept for reuse, oldest first
   uint64_t recycled_names_ = 0;             // the number the next kept file is named with
   std::string preallocation_error_;
