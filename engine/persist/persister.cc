@@ -334,8 +334,6 @@ void Persister::drain_kernel() {
   }
 }
 
-// Makes the commits durable whose steps all ended, oldest first, stopping at the first
-// that has not (a later one waits for it). True if any became durable.
 // Tells each log whose step is done, oldest commit first, unless an older commit of the
 // same log is still in flight (the log finishes its batches in order: a newer fdatasync
 // does not cover an older write still in flight). A log thus never waits for another
@@ -355,6 +353,8 @@ bool Persister::finish_done_steps() {
   return finished;
 }
 
+// Makes the commits durable whose steps all ended, oldest first, stopping at the first
+// that has not (a later one waits for it). True if any became durable.
 bool Persister::finish_done_commits() {
   bool finished = false;
   while (active_commits_ > 0 && commits_[oldest_commit_].done()) {

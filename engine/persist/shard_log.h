@@ -107,8 +107,9 @@ struct LogOptions {
   bool direct_io = true;
   // Write each segment file full of zeros ahead of use, in the background (see above).
   bool preallocate_segments = false;
-  // With preallocate_segments: the spare is begun once the current file holds this percent
-  // of segment_bytes_max (0: at once; see above). Below 100.
+  // With preallocate_segments: the first spare is begun once the file the log opened with
+  // holds this percent of segment_bytes_max, later ones at once (0: always at once; see
+  // above). Below 100.
   uint32_t spare_at_fill_percent = 0;
   // Keep up to this many dropped segment files to reuse as new segments (see above); 0
   // deletes them.
@@ -243,8 +244,8 @@ class ShardLog {
   bool keep_dropped_file() const;
   Result<void> remove_recycled_leftovers();
   void prepare_spare();
-  // Begins the spare when none is written or waiting, no kept file waits, and the current
-  // file is spare_at_fill_percent full.
+  // Begins the spare when none is written or waiting, no kept file waits, and the log has
+  // rotated since it opened or its current file is spare_at_fill_percent full.
   void prepare_spare_when_due();
   Result<void> use_direct_io(int fd, const std::string& path);
   Result<void> read_tail_block();
