@@ -153,7 +153,7 @@ struct ChainFigures {
   uint64_t committed_txs = 0, rejected_txs = 0, refused_txs = 0;  // totals since the engine started
   double committed_per_second = 0;  // over the interval ("TPS")
   // Of the transactions committed in the interval: p99 of first-tx-ordered -> block
-  // durable, from the shards' latency bucket deltas (a bucket's upper bound, ~12 % wide);
+  // durable, from the shards' latency bucket deltas (a bucket's upper bound, at most ~6 % high);
   // 0 when none committed.
   uint64_t commit_latency_us_p99 = 0;
   double commit_latency_us_mean = 0;  // same transactions

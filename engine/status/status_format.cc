@@ -330,6 +330,9 @@ void chain_metrics(const StatusReport& report, const StatusSample& later, Exposi
     for (const ShardSample& shard : chain.shards) sum_us += shard.commit_latency_us_sum;
     for (uint32_t bucket = 0; bucket < node::commit_latency_bucket_count; ++bucket) {
       for (const ShardSample& shard : chain.shards) cumulative += shard.commit_latency_buckets[bucket];
+      // Every fourth bound (4 per power of two): a cumulative histogram may merge
+      // neighbouring buckets, and 384 series per chain would swell every scrape.
+      if ((bucket + 1) % 4 != 0) continue;
       std::string le = bucket + 1 == node::commit_latency_bucket_count
                            ? "+Inf"
                            : printf_string("%.6f", double(node::commit_latency_bucket_upper_us(bucket)) / 1e6);
