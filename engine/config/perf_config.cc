@@ -115,7 +115,7 @@ constexpr std::string_view rings_keys[] = {"capacity", "slot_bytes", "arena_byte
 constexpr std::string_view chain_keys[] = {"name",    "shards",         "block_txs_max",  "block_us_max",
                                            "credits", "credits_per_tx", "credit_granters"};
 constexpr std::string_view ledger_keys[] = {"data_dir",          "fsync",       "persist_backend",
-                                            "segment_bytes_max", "segment_preallocate", "segment_spare_at_percent", "segment_recycled_max", "commits_in_flight", "log_buffer_huge_pages", "direct_io", "commit_stall_warn_ms", "snapshot_every_blocks",
+                                            "segment_bytes_max", "segment_preallocate", "segment_spare_at_percent", "segment_zero_mb_per_s", "segment_recycled_max", "commits_in_flight", "log_buffer_huge_pages", "direct_io", "commit_stall_warn_ms", "snapshot_every_blocks",
                                             "clients_max",       "client_in_flight_max", "compute_pending_max"};
 constexpr std::string_view scheduler_keys[] = {"leases_max",          "spill_percent",        "restart_backoff_ms",
                                                "restart_backoff_ms_max", "heartbeat_timeout_ms", "ready_timeout_ms",
@@ -923,6 +923,7 @@ Status read_ledger(const TableReader& reader, LedgerSection& ledger) {
   if (s) s = reader.read_integer("segment_bytes_max", 1 << 20, int64_t(1) << 30, ledger.segment_bytes_max);
   if (s) s = reader.read_bool("segment_preallocate", ledger.segment_preallocate);
   if (s) s = reader.read_integer("segment_spare_at_percent", 0, 99, ledger.segment_spare_at_percent);
+  if (s) s = reader.read_integer("segment_zero_mb_per_s", 0, 100000, ledger.segment_zero_mb_per_s);
   if (s) s = reader.read_integer("segment_recycled_max", 0, 64, ledger.segment_recycled_max);
   if (s) s = reader.read_integer("commits_in_flight", 1, 2, ledger.commits_in_flight);
   if (s) s = reader.read_bool("log_buffer_huge_pages", ledger.log_buffer_huge_pages);

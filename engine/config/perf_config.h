@@ -97,6 +97,7 @@ struct LedgerSection {
   uint64_t segment_bytes_max = 64 << 20;  // a log segment file is rotated past this size
   bool segment_preallocate = true;        // segment files are written full of zeros ahead of use
   uint32_t segment_spare_at_percent = 25;  // a log's first spare waits for this fill of its first file
+  uint32_t segment_zero_mb_per_s = 64;     // spares' zeros, all logs together, at most this fast (0: unpaced)
   uint32_t segment_recycled_max = 2;      // dropped segment files kept per shard to reuse (0: delete)
   uint32_t commits_in_flight = 2;         // group commits in flight at once (1 or 2)
   bool log_buffer_huge_pages = true;      // log write buffers on transparent huge pages

@@ -518,6 +518,7 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
       log_options.segment_bytes_max = config.ledger.segment_bytes_max;
       log_options.preallocate_segments = config.ledger.segment_preallocate;
       log_options.spare_at_fill_percent = config.ledger.segment_spare_at_percent;
+      log_options.spare_zero_bytes_per_second_max = uint64_t(config.ledger.segment_zero_mb_per_s) * 1'000'000;
       log_options.recycled_segments_max = config.ledger.segment_recycled_max;
       log_options.huge_page_buffers = config.ledger.log_buffer_huge_pages;
       log_options.direct_io = config.ledger.direct_io;

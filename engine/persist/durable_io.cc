@@ -9,11 +9,13 @@
 #include <algorithm>
 #include <cassert>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <cstring>
+#include <thread>
 
 namespace keel::persist {
 
@@ -164,8 +166,8 @@ namespace {
 std::mutex zero_chunk_mutex;
 }  // namespace
 
-Result<void> write_zero_file(const std::string& path, uint64_t bytes, bool direct_io) {
-  constexpr uint64_t alignment = 4096, chunk_bytes_max = 1 << 20;
+Result<void> write_zero_file(const std::string& path, uint64_t bytes, bool direct_io, uint64_t bytes_per_second_max) {
+  constexpr uint64_t alignment = 4096, chunk_bytes_max = 256 << 10;
   assert(bytes % alignment == 0);
   ::unlink(path.c_str());
   UniqueFd file(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | (direct_io ? O_DIRECT : 0), 0644));
@@ -187,7 +189,12 @@ Result<void> write_zero_file(const std::string& path, uint64_t bytes, bool direc
     uint64_t chunk = std::min(chunk_bytes_max, bytes - offset);
     {
       std::lock_guard<std::mutex> one_chunk_at_a_time(zero_chunk_mutex);
+      // Taken once the lock is held: a deadline from before the wait for it would be spent.
+      auto written_by = std::chrono::steady_clock::now() +
+                        std::chrono::nanoseconds(bytes_per_second_max == 0 ? 0 : chunk * 1'000'000'000 / bytes_per_second_max);
       done = write_all(file.get(), offset, std::span(zeros.get(), chunk), path);
+      // The chunk's share of a second at the cap, the write's own time included.
+      if (done && bytes_per_second_max != 0) std::this_thread::sleep_until(written_by);
     }
     offset += chunk;
   }

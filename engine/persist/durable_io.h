@@ -78,14 +78,19 @@ Result<void> write_all(int fd, uint64_t offset, std::span<const std::byte> bytes
 // and fdatasynced, so that later writes into it overwrite blocks that are allocated and
 // written. With O_DIRECT where `direct_io` and the file system take it. `bytes` must be a
 // multiple of 4096. On failure the file is removed.
-// The file goes out in chunks of 1 MiB, and the chunks of every zero file written in the
-// process go to the device one at a time (a process-wide lock around each chunk's write):
-// a commit's fdatasync flushes the device behind every write queued ahead of it, so six
-// logs' spares written at once (6 MiB queued) stalled commits up to 60 ms where one chunk
-// at a time costs them about what nothing beside them does (perf/RESULTS.md, run 11).
+// The file goes out in chunks of 256 KiB, and the chunks of every zero file written in
+// the process go to the device one at a time (a process-wide lock around each chunk's
+// write): a commit's fdatasync flushes the device behind every write queued ahead of it,
+// so six logs' spares written at once (6 MiB queued) stalled commits up to 60 ms
+// (perf/RESULTS.md, run 11). With `bytes_per_second_max` (0: as fast as the device takes
+// them) the lock is also held after each chunk for the chunk's share of a second at that
+// rate, so all the process's zero files together stay under it. Unpaced, a spare went out
+// at ~1 GB/s into a virtual disk's host cache and every fdatasync of the 0.5 s it took
+// waited ~11 ms behind the host's flush of it (commit p99 16 ms beside 0.3 ms without);
+// at 64 MB/s the same loop's p99 was 0.5 ms (perf/RESULTS.md, run 12).
 // (Through the page cache, without O_DIRECT, the lock only orders the copies: the zeros
 // reach the device in the closing fdatasync.)
-Result<void> write_zero_file(const std::string& path, uint64_t bytes, bool direct_io);
+Result<void> write_zero_file(const std::string& path, uint64_t bytes, bool direct_io, uint64_t bytes_per_second_max = 0);
 
 // Memory that O_DIRECT writes come from, freed with std::free.
 struct FreeIoBuffer {

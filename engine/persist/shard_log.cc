@@ -214,7 +214,8 @@ Result<void> ShardLog::start_segment(uint64_t first_sequence) {
 void ShardLog::prepare_spare() {
   if (!options_.preallocate_segments) return;
   spare_ = std::async(std::launch::async, [path = spare_path_, bytes = segment_bytes_usable_,
-                                           direct_io = options_.direct_io]() -> Result<void> {
+                                           direct_io = options_.direct_io,
+                                           rate = options_.spare_zero_bytes_per_second_max]() -> Result<void> {
     struct statvfs space;
     if (::statvfs(path.substr(0, path.find_last_of('/') + 1).c_str(), &space) == 0) {
       uint64_t free_bytes = uint64_t(space.f_bavail) * space.f_frsize;
@@ -223,7 +224,7 @@ void ShardLog::prepare_spare() {
                                     std::to_string(bytes) + " must leave as much again for the log");
       }
     }
-    return write_zero_file(path, bytes, direct_io);
+    return write_zero_file(path, bytes, direct_io, rate);
   });
 }
 

@@ -111,6 +111,10 @@ struct LogOptions {
   // holds this percent of segment_bytes_max, later ones at once (0: always at once; see
   // above). Below 100.
   uint32_t spare_at_fill_percent = 0;
+  // With preallocate_segments: the spares' zeros go out at most this fast, all the
+  // process's logs together (write_zero_file, durable_io.h: zeros written faster stall the
+  // commits' fdatasyncs behind them); 0: as fast as the device takes them.
+  uint64_t spare_zero_bytes_per_second_max = 0;
   // Keep up to this many dropped segment files to reuse as new segments (see above); 0
   // deletes them.
   uint32_t recycled_segments_max = 0;

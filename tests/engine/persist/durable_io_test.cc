@@ -1,13 +1,19 @@
-// tests/engine/persist/durable_io_test.cc: the memory O_DIRECT writes come from.
+// tests/engine/persist/durable_io_test.cc: the memory O_DIRECT writes come from, and zero
+// files written at a capped rate.
 #include "engine/persist/durable_io.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace keel::persist {
 namespace {
@@ -68,6 +74,55 @@ TEST(IoBufferTest, HugePagesBackTheBufferWhereTheKernelHasThem) {
   }
   EXPECT_GE(anon_huge_kilobytes_at(buffer.get()), huge_page_bytes / 1024)
       << "transparent huge pages are on, yet none backs the advised buffer";
+}
+
+// The whole of `path`, or empty when it cannot be read.
+std::string file_bytes(const std::filesystem::path& path) {
+  std::ifstream file(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(file), {});
+}
+
+// Two zero files written at once under one cap share it: their chunks go one at a time,
+// each holding the others back for its share of a second, so 2 MiB at 8 MiB/s take at
+// least a quarter of a second (an eighth if each file kept its own pace), and both hold
+// nothing but zeros.
+TEST(ZeroFileTest, FilesWrittenAtOnceShareOneRateCap) {
+  const std::filesystem::path directory =
+      std::filesystem::temp_directory_path() / ("keel-zero-file-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(directory);
+  std::filesystem::create_directories(directory);
+  constexpr uint64_t file_bytes_each = 1 << 20, rate_bytes_per_second = 8 << 20;
+  auto started = std::chrono::steady_clock::now();
+  std::vector<std::thread> writers;
+  std::vector<std::string> errors(2);
+  for (int index = 0; index < 2; ++index) {
+    writers.emplace_back([&, index] {
+      Result<void> written = write_zero_file((directory / ("zeros." + std::to_string(index))).string(),
+                                             file_bytes_each, true, rate_bytes_per_second);
+      if (!written) errors[index] = written.error().message;
+    });
+  }
+  for (std::thread& writer : writers) writer.join();
+  auto elapsed_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+  for (int index = 0; index < 2; ++index) {
+    EXPECT_EQ(errors[index], "");
+    std::string bytes = file_bytes(directory / ("zeros." + std::to_string(index)));
+    EXPECT_EQ(bytes.size(), file_bytes_each);
+    EXPECT_EQ(bytes.find_first_not_of('\0'), std::string::npos);
+  }
+  EXPECT_GE(elapsed_ms, 2 * file_bytes_each * 1000 / rate_bytes_per_second - 5);
+  std::filesystem::remove_all(directory);
+}
+
+TEST(ZeroFileTest, UncappedItIsAsFastAsTheDeviceAndStillAllZeros) {
+  const std::filesystem::path path =
+      std::filesystem::temp_directory_path() / ("keel-zero-file-uncapped-" + std::to_string(::getpid()));
+  ASSERT_TRUE(write_zero_file(path.string(), 3 << 18, true, 0));
+  std::string bytes = file_bytes(path);
+  EXPECT_EQ(bytes.size(), size_t(3) << 18);
+  EXPECT_EQ(bytes.find_first_not_of('\0'), std::string::npos);
+  std::filesystem::remove(path);
 }
 
 }  // namespace
