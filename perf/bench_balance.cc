@@ -39,6 +39,11 @@ constexpr std::array<uint32_t, 2> light_chains = {settlement, treasury};
 constexpr uint64_t light_rate_per_second = 2'000;
 constexpr uint64_t surge_rate_per_second = 10'000'000;
 constexpr uint32_t load_clients = 2;
+// Each client's window (submitted, receipt not back). At 4,096 (the engine's default) the
+// two clients held 8,192 transactions in flight, which at ~4 ms from submission to receipt
+// capped every mode near 2 M tx/s: a system-wide profile of the balancer run found the
+// two cores 28 % idle. At 8,192 each the balancer runs CPU-bound (perf/RESULTS.md, run 13).
+constexpr uint32_t client_in_flight_max = 8192;
 constexpr uint64_t watch_interval_ns = 2'000'000;
 
 enum class Mode { balancer, static_split, equal_weights, os_threads, unloaded };
@@ -102,7 +107,8 @@ std::string config_text(Mode mode, const std::string& instance, const std::strin
     text += "[topology]\nsource = \"synthetic\"\nsynthetic = \"" + synthetic_topology + "\"\n";
   for (const ChainLoad& chain : chains)
     text += "[[chain]]\nname = \"" + std::string(chain.name) + "\"\nshards = " + std::to_string(chain.shards) + "\n";
-  text += "[ledger]\ndata_dir = \"" + data_dir + "\"\nfsync = \"always\"\nsnapshot_every_blocks = 0\n";
+  text += "[ledger]\ndata_dir = \"" + data_dir + "\"\nfsync = \"always\"\nsnapshot_every_blocks = 0\nclient_in_flight_max = " +
+          std::to_string(client_in_flight_max) + "\n";
   text += "[load]\nclients = " + std::to_string(load_clients) +
           "\naccounts_per_chain = 1000\ncompute_percent = 0\nchain_rate_per_second = " +
           std::to_string(light_rate_per_second) + "\n";
