@@ -96,7 +96,7 @@ Result<void> Client::claim_slot(std::string_view client_id) {
     slot.owner_pid.store(pid, std::memory_order_relaxed);
     slot.owner_start_ticks.store(start_ticks, std::memory_order_relaxed);
     slot.epoch += 1;
-    slot.heartbeat_ns.store(shm::monotonic_ns(), std::memory_order_relaxed);
+    slot.heartbeat_ns.store(shm::monotonic_coarse_ns(), std::memory_order_relaxed);  // beat_heartbeat's clock
     // Published with the state's release below: the gateway reads it once it sees attached.
     ledger::ClientId id = ledger::make_client_id(client_id);
     std::memcpy(client_identity(base, *table_, index).client_id, id.data(), id.size());

@@ -71,7 +71,7 @@ struct alignas(128) ClientSlot {
   std::atomic<int32_t> owner_pid;
   uint32_t reserved0;
   std::atomic<uint64_t> owner_start_ticks;  // tells pid reuse apart
-  std::atomic<uint64_t> heartbeat_ns;       // CLOCK_MONOTONIC, beaten by the owner
+  std::atomic<uint64_t> heartbeat_ns;       // CLOCK_MONOTONIC_COARSE (up to a tick behind CLOCK_MONOTONIC), beaten by the owner
   uint64_t submit_ring;                 // client -> gateway, SubmitMessage slots
   uint64_t submit_arena;                // transactions larger than submit_inline_bytes_max
   uint64_t receipt_ring;                // gateway -> client, ReceiptMessage slots

@@ -166,7 +166,8 @@ namespace {
 std::mutex zero_chunk_mutex;
 }  // namespace
 
-Result<void> write_zero_file(const std::string& path, uint64_t bytes, bool direct_io, uint64_t bytes_per_second_max) {
+Result<void> write_zero_file(const std::string& path, uint64_t bytes, bool direct_io, uint64_t bytes_per_second_max,
+                             const std::atomic<bool>* cancel) {
   constexpr uint64_t alignment = 4096, chunk_bytes_max = 256 << 10;
   assert(bytes % alignment == 0);
   ::unlink(path.c_str());
@@ -184,8 +185,13 @@ Result<void> write_zero_file(const std::string& path, uint64_t bytes, bool direc
     return make_error(path, "cannot allocate a buffer of zeros");
   }
   std::memset(zeros.get(), 0, chunk_bytes_max);
+  auto cancelled = [cancel] { return cancel != nullptr && cancel->load(std::memory_order_relaxed); };
   Result<void> done;
   for (uint64_t offset = 0; offset < bytes && done;) {
+    if (cancelled()) {
+      done = make_error(path, "not written: cancelled");
+      break;
+    }
     uint64_t chunk = std::min(chunk_bytes_max, bytes - offset);
     {
       std::lock_guard<std::mutex> one_chunk_at_a_time(zero_chunk_mutex);
@@ -194,7 +200,9 @@ Result<void> write_zero_file(const std::string& path, uint64_t bytes, bool direc
                         std::chrono::nanoseconds(bytes_per_second_max == 0 ? 0 : chunk * 1'000'000'000 / bytes_per_second_max);
       done = write_all(file.get(), offset, std::span(zeros.get(), chunk), path);
       // The chunk's share of a second at the cap, the write's own time included.
-      if (done && bytes_per_second_max != 0) std::this_thread::sleep_until(written_by);
+      // In slices, so that a cancel (a log closing) waits 5 ms at most, whatever the cap.
+      while (done && bytes_per_second_max != 0 && !cancelled() && std::chrono::steady_clock::now() < written_by)
+        std::this_thread::sleep_until(std::min(written_by, std::chrono::steady_clock::now() + std::chrono::milliseconds(5)));
     }
     offset += chunk;
   }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -88,9 +89,14 @@ Result<void> write_all(int fd, uint64_t offset, std::span<const std::byte> bytes
 // at ~1 GB/s into a virtual disk's host cache and every fdatasync of the 0.5 s it took
 // waited ~11 ms behind the host's flush of it (commit p99 16 ms beside 0.3 ms without);
 // at 64 MB/s the same loop's p99 was 0.5 ms (perf/RESULTS.md, run 12).
-// (Through the page cache, without O_DIRECT, the lock only orders the copies: the zeros
-// reach the device in the closing fdatasync.)
-Result<void> write_zero_file(const std::string& path, uint64_t bytes, bool direct_io, uint64_t bytes_per_second_max = 0);
+// (Through the page cache, without O_DIRECT, the lock and the pace only order the copies:
+// the zeros reach the device in the closing fdatasync.) The lock is not fair: a writer
+// that releases it takes it again first, so in practice the process's zero files go out
+// one after another, each at the cap, which finishes the first one soonest.
+// With `cancel`, the write stops at the next chunk (or within 5 ms of a paced wait) once
+// it reads true, removes the file and fails: a log closing does not wait out its spare.
+Result<void> write_zero_file(const std::string& path, uint64_t bytes, bool direct_io, uint64_t bytes_per_second_max = 0,
+                             const std::atomic<bool>* cancel = nullptr);
 
 // Memory that O_DIRECT writes come from, freed with std::free.
 struct FreeIoBuffer {

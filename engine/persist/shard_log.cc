@@ -74,7 +74,7 @@ ShardLog::ShardLog(std::string directory, LogIdentity identity, LogOptions optio
   tail_block_ = std::make_unique<std::byte[]>(block_bytes);
 }
 
-ShardLog::~ShardLog() = default;
+ShardLog::~ShardLog() { spare_cancel_->store(true, std::memory_order_relaxed); }
 
 Result<std::unique_ptr<ShardLog>> ShardLog::open(std::string directory, LogIdentity identity,
                                                  LogOptions options, const RecoveredLog& recovered) {
@@ -215,7 +215,8 @@ void ShardLog::prepare_spare() {
   if (!options_.preallocate_segments) return;
   spare_ = std::async(std::launch::async, [path = spare_path_, bytes = segment_bytes_usable_,
                                            direct_io = options_.direct_io,
-                                           rate = options_.spare_zero_bytes_per_second_max]() -> Result<void> {
+                                           rate = options_.spare_zero_bytes_per_second_max,
+                                           cancel = spare_cancel_]() -> Result<void> {
     struct statvfs space;
     if (::statvfs(path.substr(0, path.find_last_of('/') + 1).c_str(), &space) == 0) {
       uint64_t free_bytes = uint64_t(space.f_bavail) * space.f_frsize;
@@ -224,7 +225,7 @@ void ShardLog::prepare_spare() {
                                     std::to_string(bytes) + " must leave as much again for the log");
       }
     }
-    return write_zero_file(path, bytes, direct_io, rate);
+    return write_zero_file(path, bytes, direct_io, rate, cancel.get());
   });
 }
 

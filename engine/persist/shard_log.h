@@ -80,6 +80,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -289,6 +290,9 @@ class ShardLog {
   std::vector<Segment> segments_;
   std::string spare_path_;
   std::future<Result<void>> spare_;  // valid while a spare is being written or waits
+  // Set when the log closes, so that spare_'s destructor (which waits for std::async's
+  // thread) waits for a chunk of zeros, not a whole paced spare. Shared with that thread.
+  std::shared_ptr<std::atomic<bool>> spare_cancel_ = std::make_shared<std::atomic<bool>>(false);
   std::deque<std::string> recycled_paths_;  // dropped files kept for reuse, oldest first
   uint64_t recycled_names_ = 0;             // the number the next kept file is named with
   std::string preallocation_error_;

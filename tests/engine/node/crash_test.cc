@@ -46,9 +46,12 @@ std::string config_text(const std::string& instance, const fs::path& data_dir, u
          // writes, recovery starts from snapshots, and the conservation check below
          // depends on the credits they carry. Segments stay whole (64 MiB) so every
          // acknowledged transaction can still be looked up in the log, unless asked.
-         // Spares at once (as before segment_spare_at_percent): a life's first file is the
-         // preallocated spare whenever that is written before its first commit.
-         "[ledger]\ndata_dir = \"" + data_dir.string() + "\"\nsnapshot_every_blocks = 8\nsegment_spare_at_percent = 0\n" +
+         // Spares at once and unpaced (as before segment_spare_at_percent and
+         // segment_zero_mb_per_s): a life's first file is the preallocated spare whenever
+         // that is written before its first commit, which a paced 64 MiB spare (a second)
+         // never is in a life of 50-450 ms.
+         "[ledger]\ndata_dir = \"" + data_dir.string() +
+         "\"\nsnapshot_every_blocks = 8\nsegment_spare_at_percent = 0\nsegment_zero_mb_per_s = 0\n" +
          (segment_bytes_max > 0 ? "segment_bytes_max = " + std::to_string(segment_bytes_max) + "\n" : "") +
          "[load]\nenabled = false\n[pipeline]\nenabled = false\n";
 }

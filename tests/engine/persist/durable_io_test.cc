@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -113,6 +115,16 @@ TEST(ZeroFileTest, FilesWrittenAtOnceShareOneRateCap) {
   }
   EXPECT_GE(elapsed_ms, 2 * file_bytes_each * 1000 / rate_bytes_per_second - 5);
   std::filesystem::remove_all(directory);
+}
+
+TEST(ZeroFileTest, ACancelledWriteFailsAndLeavesNoFile) {
+  const std::filesystem::path path =
+      std::filesystem::temp_directory_path() / ("keel-zero-file-cancelled-" + std::to_string(::getpid()));
+  std::atomic<bool> cancel{true};
+  Result<void> written = write_zero_file(path.string(), 1 << 20, true, 1 << 20, &cancel);
+  ASSERT_FALSE(written.ok());
+  EXPECT_NE(written.error().message.find("cancelled"), std::string::npos) << written.error().message;
+  EXPECT_FALSE(std::filesystem::exists(path));
 }
 
 TEST(ZeroFileTest, UncappedItIsAsFastAsTheDeviceAndStillAllZeros) {

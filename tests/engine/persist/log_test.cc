@@ -1074,6 +1074,25 @@ TEST_P(PersistTest, AfterARestartTheMarkCountsWhatTheFileHolds) {
   ASSERT_NO_FATAL_FAILURE(expect_records(scratch.path(), 0, log->durable_sequence(), 300));
 }
 
+// A spare paced at 1 MiB/s would take a minute for 64 MiB; the closing log cancels it
+// and waits for a chunk at most, and the half-written spare is removed.
+TEST(LogOptions, AClosingLogDoesNotWaitOutAPacedSpare) {
+  ScratchDirectory scratch;
+  LogOptions options{.preallocate_segments = true, .spare_zero_bytes_per_second_max = 1 << 20};
+  Result<RecoveredLog> recovered = scan_log(scratch.path(), testing::identity(), [](const LogRecordView&) -> Result<void> { return {}; });
+  ASSERT_TRUE(recovered.ok()) << recovered.error().message;
+  Result<std::unique_ptr<ShardLog>> log = ShardLog::open(scratch.path(), testing::identity(), options, *recovered);
+  ASSERT_TRUE(log.ok()) << log.error().message;
+  const std::string spare = scratch.path() + "/" + segment_spare_file_name;
+  for (int waited_ms = 0; waited_ms < 2000 && !std::filesystem::exists(spare); waited_ms += 5)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_TRUE(std::filesystem::exists(spare)) << "the spare was never begun";
+  auto closing = std::chrono::steady_clock::now();
+  log->reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - closing, std::chrono::seconds(5));
+  EXPECT_FALSE(std::filesystem::exists(spare));
+}
+
 TEST(LogOptions, ASpareMarkOf100PercentOrMoreIsRefused) {
   ScratchDirectory scratch;
   LogOptions options{.preallocate_segments = true, .spare_at_fill_percent = 100};
