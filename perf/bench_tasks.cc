@@ -25,6 +25,7 @@ namespace {
 
 constexpr double target_tasks_per_second = 500'000;
 constexpr uint32_t task_input_bytes = 8;
+constexpr uint32_t tasks_pending_max = 16384;  // per shard: see config_text
 
 // The engine's config for one end-to-end run: one chain, a noop pool, no load
 // generators, fsync always. Two nodes: a synthetic topology of two NUMA nodes of one
@@ -35,14 +36,24 @@ std::string config_text(const std::string& instance, const std::string& data_dir
   if (two_nodes) text += "[topology]\nsource = \"synthetic\"\nsynthetic = \"numa:2 core:1 pu:1\"\n";
   text += "[[chain]]\nname = \"bench\"\nshards = " + std::string(two_nodes ? "2" : "1") +
           "\nblock_txs_max = 8192\nblock_us_max = 1000\n";
-  text += "[ledger]\ndata_dir = \"" + data_dir + "\"\nfsync = \"always\"\nsnapshot_every_blocks = 0\n";
+  // A task is pending from its request's execution to its result's, ~3.5 ms here (block
+  // formation twice, a group commit, the pool's round trip): by Little's law the engine's
+  // default of 4,096 pending per shard capped the run near 4,096 / 3.5 ms = 1.2 M tasks/s,
+  // and the requests the source sent past it were ordered only to be refused. The bench
+  // holds tasks_pending_max per shard (and the source's window and ring to match).
+  text += "[ledger]\ndata_dir = \"" + data_dir + "\"\nfsync = \"always\"\nsnapshot_every_blocks = 0\n" +
+          "compute_pending_max = " + std::to_string(tasks_pending_max) +
+          "\nclient_in_flight_max = " + std::to_string(tasks_pending_max) + "\n";
   text += "[load]\nenabled = false\n";
-  // in_flight_max = the shards' compute_pending_max (4,096 each) together: the pool never
-  // runs out of credit before the ledgers run out of pending room. (The plan puts both
-  // shards of the two-node run on node 1, next to scheduler.1: node 0 holds the persist
-  // tile and the gateway.)
+  // Leases for every pending task of both shards, which the two-node plan hands to one
+  // scheduler.
+  text += "[scheduler]\nleases_max = " + std::to_string(2 * tasks_pending_max) + "\n";
+  // in_flight_max = the shards' compute_pending_max together: the pool never runs out of
+  // credit before the ledgers run out of pending room. (The plan puts both shards of the
+  // two-node run on node 1, next to scheduler.1: node 0 holds the persist tile and the
+  // gateway.)
   text += "[[pool]]\ncompute_types = [\"noop\"]\nplugin = \"noop\"\nthreads_per_node = 1\nin_flight_max = " +
-          std::string(two_nodes ? "8192" : "4096") + "\n";
+          std::to_string(tasks_pending_max * (two_nodes ? 2 : 1)) + "\n";
   return text;
 }
 
@@ -84,7 +95,8 @@ Result<EndToEndRun> run_end_to_end(const std::string& data_dir, bool two_nodes, 
   if (!plan) return plan.error();
   node::LedgerRunOptions options;
   options.duration_ms = uint64_t(seconds * 1000);
-  options.compute_source = node::ComputeSourceOptions{.compute_type = "noop", .input_bytes = task_input_bytes};
+  options.compute_source = node::ComputeSourceOptions{
+      .compute_type = "noop", .input_bytes = task_input_bytes, .requests_in_flight_max = tasks_pending_max};
   const uint64_t engine_cpu_before_ns = cpu_ns(RUSAGE_SELF), pools_cpu_before_ns = cpu_ns(RUSAGE_CHILDREN);
   Result<node::LedgerReport> report = node::run_ledger(*config, *topology, *plan, options);
   const uint64_t engine_cpu_ns = cpu_ns(RUSAGE_SELF) - engine_cpu_before_ns;
