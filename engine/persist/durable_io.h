@@ -7,8 +7,8 @@
 //   Result<void> synced = sync_directory("data/payments/0");     // after create, rename, unlink
 #pragma once
 
-#include <cstddef>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
