@@ -36,8 +36,9 @@ std::string config_text(const std::string& instance, const std::string& data_dir
   if (two_nodes) text += "[topology]\nsource = \"synthetic\"\nsynthetic = \"numa:2 core:1 pu:1\"\n";
   text += "[[chain]]\nname = \"bench\"\nshards = " + std::string(two_nodes ? "2" : "1") +
           "\nblock_txs_max = 8192\nblock_us_max = 1000\n";
-  // A task is pending from its request's execution to its result's, ~3.5 ms here (block
-  // formation twice, a group commit, the pool's round trip): by Little's law the engine's
+  // A task is pending from its request's execution to its result's, ~3.5 ms here (its
+  // block's formation and seal, the scheduler and the pool's round trip, the result's wait
+  // for the shard's next poll): by Little's law the engine's
   // default of 4,096 pending per shard capped the run near 4,096 / 3.5 ms = 1.2 M tasks/s,
   // and the requests the source sent past it were ordered only to be refused. The bench
   // holds tasks_pending_max per shard (and the source's window and ring to match).

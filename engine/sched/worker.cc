@@ -407,6 +407,7 @@ class Worker {
     uint64_t batch_start_ns = shm::monotonic_ns();
     uint64_t start_ns = batch_start_ns;
     uint32_t last = no_task;  // the last task run
+    const std::span<std::byte> scratch = runner_scratch(options_.output_bytes_max);  // this thread's
     for (uint32_t index = first; index != no_task;) {
       if (last != no_task && start_ns - batch_start_ns >= batch_split_ns) {
         held_[last].next = no_task;
@@ -419,7 +420,6 @@ class Worker {
       }
       HeldTask& running = held_[index];
       started_ns_[index].store(start_ns, std::memory_order_relaxed);
-      std::span<std::byte> scratch = runner_scratch(options_.output_bytes_max);
       running.status = instance_->run(running.plugin_type, running.input(), scratch, &running.output_bytes);
       uint64_t end_ns = shm::monotonic_ns();
       if (running.status != KEEL_STATUS_OK) {
