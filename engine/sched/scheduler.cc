@@ -259,14 +259,21 @@ void SchedulerTile::lose_incarnations(uint32_t slot_index, uint64_t epoch_last, 
 }
 
 void SchedulerTile::scan_leases(uint64_t now_ns) {
+  if (now_ns < deadline_ns_min_) return;
+  uint64_t deadline_ns_min = UINT64_MAX;
   for (uint32_t index = 0; index < leases_used_; ++index) {
     Lease& lease = leases_[index];
-    if (lease.state != LeaseState::dispatched || lease.deadline_ns > now_ns) continue;
+    if (lease.state != LeaseState::dispatched) continue;
+    if (lease.deadline_ns > now_ns) {
+      deadline_ns_min = std::min(deadline_ns_min, lease.deadline_ns);
+      continue;
+    }
     // The pool may still answer; that answer is then stale, and the slot's credit comes
     // back with it.
     add(counters_->tasks_expired, 1);
     retry_or_fail(index, true, now_ns);
   }
+  deadline_ns_min_ = deadline_ns_min;
 }
 
 void SchedulerTile::retry_or_fail(uint32_t index, bool timed_out, uint64_t now_ns) {
@@ -324,7 +331,7 @@ size_t SchedulerTile::take_requests(size_t budget) {
       lease.shard = shard_index;
       lease.type = request.compute_type;
       lease.only_timeouts = true;
-      lease.input.assign(input.begin(), input.end());
+      lease.input.assign(input);
       if (in_arena) ports.request_inputs.release(request.input_position, request.input_bytes);
       ports.requests.release(1);
       add(counters_->tasks_taken, 1);
@@ -398,6 +405,7 @@ size_t SchedulerTile::dispatch(size_t budget, uint64_t now_ns) {
       lease.epoch = slot->counted_epoch;
       lease.slot = uint32_t(slot - slots_.data());
       lease.deadline_ns = now_ns + uint64_t(lease.timeout_ms) * 1'000'000;
+      deadline_ns_min_ = std::min(deadline_ns_min_, lease.deadline_ns);
       lease.state = LeaseState::dispatched;
       task.task_id = task_id_of(ref.index, ref.generation);
       task.epoch = lease.epoch;
@@ -458,7 +466,7 @@ void SchedulerTile::answer(uint32_t index, ledger::ComputeOutcome outcome, int32
   Lease& lease = leases_[index];
   const SchedulerShard& shard = options_.shards[lease.shard];
   lease.result_entry.resize(ledger::compute_result_entry_bytes(output.size()));
-  ledger::write_compute_result_entry(lease.result_entry, lease.task_mark, shard.shard_in_chain,
+  ledger::write_compute_result_entry(lease.result_entry.span(), lease.task_mark, shard.shard_in_chain,
                                      std::max<uint32_t>(lease.attempt, 1), outcome, plugin_status, output);
   lease.state = LeaseState::answering;
   if (outcome != ledger::ComputeOutcome::succeeded) add(counters_->results_failed, 1);
@@ -544,8 +552,8 @@ void SchedulerTile::free_lease(uint32_t index) {
   Lease& lease = leases_[index];
   lease.state = LeaseState::free;
   ++lease.generation;
-  if (lease.input.capacity() > kept_buffer_bytes) std::vector<std::byte>().swap(lease.input);
-  if (lease.result_entry.capacity() > kept_buffer_bytes) std::vector<std::byte>().swap(lease.result_entry);
+  lease.input.clear(kept_buffer_bytes);
+  lease.result_entry.clear(kept_buffer_bytes);
   free_leases_.push_back(index);
 }
 

@@ -49,6 +49,7 @@
 
 #include "engine/core/latency_histogram.h"
 #include "engine/core/tile.h"
+#include "engine/ledger/small_bytes.h"
 #include "engine/ledger/transaction.h"
 #include "engine/sched/pool_table.h"
 #include "engine/sched/task_table.h"
@@ -159,8 +160,10 @@ class SchedulerTile final : public engine::Tile {
     uint32_t timeout_ms = 0;
     uint32_t retries_max = 0;
     uint32_t backoff_ms = 0;
-    std::vector<std::byte> input;
-    std::vector<std::byte> result_entry;  // while answering: its compute_results entry
+    // In the lease itself up to the sizes a task message carries inline: no allocation
+    // and no second cache line to chase for the common small task.
+    ledger::SmallBytes<task_inline_bytes> input;
+    ledger::SmallBytes<ledger::compute_result_entry_bytes(task_inline_bytes)> result_entry;  // while answering
   };
   struct Retry {
     uint64_t due_ns;
@@ -233,6 +236,10 @@ class SchedulerTile final : public engine::Tile {
   uint32_t next_completion_slot_ = 0;  // taking completions
   uint32_t next_dispatch_pool_ = 0;    // dispatching
   uint64_t last_scan_ns_ = 0;
+  // No dispatched lease's deadline is earlier (a lower bound: answers only raise the true
+  // one): scan_leases walks the leases only once it has passed, about once a timeout
+  // rather than once a millisecond over every lease in use.
+  uint64_t deadline_ns_min_ = UINT64_MAX;
   uint64_t last_lane_publish_ns_ = 0;
   bool draining_ = false;
   engine::LatencyHistogram dispatch_latency_;
