@@ -220,7 +220,8 @@ TxStatus ShardExecutor::apply_compute_request(const TxView& view, uint32_t index
   if (state_.pending_tasks.size() >= open_compute_pending_max_) return TxStatus::compute_backlog_full;
   uint64_t task_mark = CreditMark::pack(state_.height + 1, index);
   assert(task_mark > state_.task_mark_max);
-  PendingTask task{view.compute_request.subject, std::string(view.compute_type), TaskInput(view.input)};
+  PendingTask task{view.compute_request.subject, std::string(view.compute_type),
+                   std::vector<std::byte>(view.input.begin(), view.input.end())};
   open_tasks_.push_back(OutboundTask{task_mark, task.subject, task.compute_type, task.input});
   state_.pending_tasks.emplace(task_mark, std::move(task));
   state_.task_mark_max = task_mark;
@@ -317,7 +318,8 @@ OutboundTask ShardExecutor::flow_job_task(const flow::JobDispatch& job, bool* in
       *input_ok = false;
       return;
     }
-    task.input.append(std::as_bytes(std::span(bytes)));
+    const std::byte* raw = reinterpret_cast<const std::byte*>(bytes.data());
+    task.input.insert(task.input.end(), raw, raw + bytes.size());
   };
   for (const flow::CompiledInput& input : flows.compiled(plan).steps[job.step].inputs) {
     switch (input.kind) {

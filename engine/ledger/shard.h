@@ -120,7 +120,7 @@ struct OutboundTask {
   uint64_t task_mark = 0;  // CreditMark::pack(height, index), or flow_task_mark(job mark)
   uint64_t subject = 0;    // a flow job's: its flow id
   std::string compute_type;
-  TaskInput input;
+  std::vector<std::byte> input;
   // A flow job's step's lease and retries (0: the pool's own).
   uint32_t timeout_ms = 0;
   uint32_t retries_max = 0;

@@ -31,7 +31,6 @@
 
 #include "engine/flow/flow_table.h"
 #include "engine/ledger/hash.h"
-#include "engine/ledger/small_bytes.h"
 #include "engine/ledger/transaction.h"
 #include "error/result.h"
 
@@ -63,13 +62,10 @@ struct CreditMark {
 // A compute task issued by a compute_request and not yet settled by a compute_result.
 // The input stays here while the task is pending, so an engine restarted from a snapshot
 // can dispatch it again even after the request's block was dropped from the log.
-// Inputs of up to task_input_inline_bytes stay in the entry itself (no allocation).
-inline constexpr size_t task_input_inline_bytes = 40;
-using TaskInput = SmallBytes<task_input_inline_bytes>;
 struct PendingTask {
   uint64_t subject = 0;
   std::string compute_type;  // 1..compute_type_bytes_max of [a-z0-9_]
-  TaskInput input;
+  std::vector<std::byte> input;
   bool operator==(const PendingTask&) const = default;
 };
 

@@ -331,7 +331,7 @@ size_t SchedulerTile::take_requests(size_t budget) {
       lease.shard = shard_index;
       lease.type = request.compute_type;
       lease.only_timeouts = true;
-      lease.input.assign(input);
+      lease.input.assign(input.begin(), input.end());
       if (in_arena) ports.request_inputs.release(request.input_position, request.input_bytes);
       ports.requests.release(1);
       add(counters_->tasks_taken, 1);
@@ -466,7 +466,7 @@ void SchedulerTile::answer(uint32_t index, ledger::ComputeOutcome outcome, int32
   Lease& lease = leases_[index];
   const SchedulerShard& shard = options_.shards[lease.shard];
   lease.result_entry.resize(ledger::compute_result_entry_bytes(output.size()));
-  ledger::write_compute_result_entry(lease.result_entry.span(), lease.task_mark, shard.shard_in_chain,
+  ledger::write_compute_result_entry(lease.result_entry, lease.task_mark, shard.shard_in_chain,
                                      std::max<uint32_t>(lease.attempt, 1), outcome, plugin_status, output);
   lease.state = LeaseState::answering;
   if (outcome != ledger::ComputeOutcome::succeeded) add(counters_->results_failed, 1);
@@ -552,8 +552,8 @@ void SchedulerTile::free_lease(uint32_t index) {
   Lease& lease = leases_[index];
   lease.state = LeaseState::free;
   ++lease.generation;
-  lease.input.clear(kept_buffer_bytes);
-  lease.result_entry.clear(kept_buffer_bytes);
+  if (lease.input.capacity() > kept_buffer_bytes) std::vector<std::byte>().swap(lease.input);
+  if (lease.result_entry.capacity() > kept_buffer_bytes) std::vector<std::byte>().swap(lease.result_entry);
   free_leases_.push_back(index);
 }
 

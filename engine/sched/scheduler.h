@@ -49,7 +49,6 @@
 
 #include "engine/core/latency_histogram.h"
 #include "engine/core/tile.h"
-#include "engine/ledger/small_bytes.h"
 #include "engine/ledger/transaction.h"
 #include "engine/sched/pool_table.h"
 #include "engine/sched/task_table.h"
@@ -160,10 +159,8 @@ class SchedulerTile final : public engine::Tile {
     uint32_t timeout_ms = 0;
     uint32_t retries_max = 0;
     uint32_t backoff_ms = 0;
-    // In the lease itself up to the sizes a task message carries inline: no allocation
-    // and no second cache line to chase for the common small task.
-    ledger::SmallBytes<task_inline_bytes> input;
-    ledger::SmallBytes<ledger::compute_result_entry_bytes(task_inline_bytes)> result_entry;  // while answering
+    std::vector<std::byte> input;
+    std::vector<std::byte> result_entry;  // while answering: its compute_results entry
   };
   struct Retry {
     uint64_t due_ns;

@@ -819,7 +819,7 @@ TEST(ComputeState, TheComputeSectionRoundTripsCanonically) {
   // Every field is in the digest.
   Hash32 digest = state.digest();
   for (auto change : std::initializer_list<void (*)(ShardState&)>{
-           [](ShardState& s) { s.pending_tasks.at(CreditMark::pack(2, 1)).input.append(std::array{std::byte{1}}); },
+           [](ShardState& s) { s.pending_tasks.at(CreditMark::pack(2, 1)).input.push_back(std::byte{1}); },
            [](ShardState& s) { s.pending_tasks.at(CreditMark::pack(2, 1)).compute_type = "score_v3"; },
            [](ShardState& s) { s.pending_tasks.at(CreditMark::pack(2, 1)).subject = 9; },
            [](ShardState& s) { s.tasks_issued += 1; },

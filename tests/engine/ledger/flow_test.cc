@@ -41,7 +41,7 @@ std::vector<std::byte> result_for(const OutboundTask& task, std::string_view out
   return encode_compute_result(task.task_mark, 0, 1, outcome, 0, bytes_of(output));
 }
 
-std::string text_of(std::span<const std::byte> bytes) {
+std::string text_of(const std::vector<std::byte>& bytes) {
   return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
 

@@ -259,7 +259,7 @@ TEST(Timer, AScheduledFlowStartsWithTheArgumentsItsScheduleGives) {
   const flow::ScheduleArgument& ranges = nightly->schedules[0].args.at(0);
   ASSERT_EQ(ranges.parts.size(), 64u);
   for (uint32_t sub_job = 0; sub_job < 64; ++sub_job) {
-    const TaskInput& input = shard.open_tasks()[sub_job].input;
+    const std::vector<std::byte>& input = shard.open_tasks()[sub_job].input;
     EXPECT_EQ(std::string(reinterpret_cast<const char*>(input.data()), input.size()), ranges.parts[sub_job]);
   }
 }
