@@ -101,7 +101,7 @@ constexpr std::string_view root_keys[] = {"engine",    "topology", "layout", "ti
 constexpr std::string_view contract_keys[] = {"file", "chains"};
 constexpr std::string_view product_keys[] = {"name", "priority", "running_max"};
 constexpr std::string_view engine_keys[] = {"instance", "idle", "idle_spin_polls",
-                                            "idle_sleep_us_max", "tile_budget"};
+                                            "idle_sleep_us_max", "idle_commit_poll_us", "tile_budget"};
 constexpr std::string_view topology_keys[] = {"source", "synthetic", "xml_path"};
 constexpr std::string_view layout_keys[] = {"compute_cores_per_node"};
 constexpr std::string_view tile_class_keys[] = {"shard", "scheduler", "persist", "balancer",
@@ -410,6 +410,7 @@ Status read_engine(const TableReader& reader, EngineSection& engine) {
   if (s) s = reader.read_choice("idle", idle_choices, engine.idle);
   if (s) s = reader.read_integer("idle_spin_polls", 0, 1'000'000, engine.idle_spin_polls);
   if (s) s = reader.read_integer("idle_sleep_us_max", 1, 1'000'000, engine.idle_sleep_us_max);
+  if (s) s = reader.read_integer("idle_commit_poll_us", 1, 1'000'000, engine.idle_commit_poll_us);
   if (s) s = reader.read_integer("tile_budget", 1, 65'536, engine.tile_budget);
   return s;
 }

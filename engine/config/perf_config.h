@@ -207,6 +207,7 @@ struct EngineSection {
   IdleStrategy idle = IdleStrategy::adaptive;
   uint32_t idle_spin_polls = 256;
   uint32_t idle_sleep_us_max = 1000;
+  uint32_t idle_commit_poll_us = 50;  // an idle core's longest sleep while a commit is in flight
   uint32_t tile_budget = 64;  // work items per weight unit per round-robin round
 };
 

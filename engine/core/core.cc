@@ -241,6 +241,8 @@ void CoreLoop::idle(uint32_t& idle_streak) {
     if (options_.counters != nullptr) bump(options_.counters->sleeps, 1);
     // More distinct home doorbells than one wait takes: cap the sleep so none waits long.
     uint32_t sleep_us = sleep_doorbells_.size() > bells ? std::min<uint32_t>(policy.sleep_us_max, 100) : policy.sleep_us_max;
+    for (const WeightedTile& entry : tiles_)
+      if (uint32_t wake_us = entry.tile->wake_within_us(); wake_us != 0) sleep_us = std::min(sleep_us, wake_us);
     if (!shm::doorbell_sleep_any(sleep_doorbells_.data(), sequences, bells, sleep_us, 100))
       waitv_missing_.store(true, std::memory_order_relaxed);
   } else {

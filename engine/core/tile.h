@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 namespace keel::engine {
@@ -28,6 +29,9 @@ class Tile {
   // True when the tile has finished draining: nothing in flight and nothing more will
   // arrive. Only asked after begin_drain().
   virtual bool quiescent() = 0;
+  // Non-zero while the tile waits for something no doorbell rings (the kernel finishing a
+  // commit): an idle core then sleeps at most this long, in microseconds, and polls again.
+  virtual uint32_t wake_within_us() const { return 0; }
 };
 
 }  // namespace keel::engine

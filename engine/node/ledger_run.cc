@@ -607,7 +607,8 @@ Result<void> build_tiles(Engine& engine, const config::PerfConfig& config, const
   if (!fallback_note.empty()) report.notes.push_back(fallback_note);
   report.persist_backend = (*persister)->backend() == persist::Backend::io_uring ? "io_uring" : "psync";
   engine.persist = std::make_unique<PersistTile>(std::move(*persister), std::move(persisted), &engine.drain,
-                                                 snapshot_every_blocks, config.ledger.commit_stall_warn_ms);
+                                                 snapshot_every_blocks, config.ledger.commit_stall_warn_ms,
+                                                 config.engine.idle_commit_poll_us);
   if (options.compute_source) {
     Result<std::unique_ptr<ComputeSourceTile>> source =
         ComputeSourceTile::create(base, engine.layout.client_table, *options.compute_source);

@@ -10,7 +10,8 @@
 namespace keel::node {
 
 PersistTile::PersistTile(std::unique_ptr<persist::Persister> persister, std::vector<PersistedShard> shards,
-                         DrainState* drain, uint32_t snapshot_every_blocks, uint32_t commit_stall_warn_ms)
+                         DrainState* drain, uint32_t snapshot_every_blocks, uint32_t commit_stall_warn_ms,
+                         uint32_t commit_poll_us)
     : persister_(std::move(persister)),
       shards_(std::move(shards)),
       staged_(shards_.size()),
@@ -18,6 +19,7 @@ PersistTile::PersistTile(std::unique_ptr<persist::Persister> persister, std::vec
       preallocation_failures_reported_(shards_.size(), 0),
       snapshot_every_blocks_(snapshot_every_blocks),
       commit_stall_warn_ns_(uint64_t(commit_stall_warn_ms) * 1'000'000),
+      commit_poll_us_(commit_poll_us),
       drain_(drain) {
   for (PersistedShard& shard : shards_) persister_->add_log(shard.log.get());
 }
@@ -95,8 +97,6 @@ size_t PersistTile::poll(size_t budget) {
   // The gap runs from the end of this poll to the start of the next: the time the
   // commit's completion waits behind the other tiles of this core.
   if (in_flight_at_last_poll_) last_poll_ns_ = shm::monotonic_ns();
-  // Keep the core awake while the kernel works on a commit (see the header).
-  if (persister_->in_flight() && work == 0) work = 1;
   return work;
 }
 

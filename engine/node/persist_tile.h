@@ -7,8 +7,10 @@
 //
 // Up to the Persister's commits_in_flight_max commits are in flight at once (two by
 // default, [ledger] commits_in_flight); everything sealed meanwhile goes into the next one
-// (group commit). While a commit is in flight the tile reports work, so its core keeps
-// polling for the completion instead of sleeping on a doorbell nothing would ring. A
+// (group commit). While a commit is in flight the tile asks its core to sleep no longer
+// than commit_poll_us when idle, so the completion is seen soon though no doorbell rings
+// for it. (It used to report work instead, which kept a core of a 2-core host spinning
+// through every fdatasync, CPU the shard and the worker pools were short of.) A
 // failed write or fdatasync is fatal: the tile sets DrainState::fatal and stops, and no
 // receipt is ever released for the blocks of that commit.
 #pragma once
@@ -76,11 +78,17 @@ class PersistTile final : public engine::Tile {
   // ShardControl::snapshot_oldest_height at or past them.
   // commit_stall_warn_ms: a group commit still in the kernel this long after its
   // submission is counted and said once on stderr ([ledger] commit_stall_warn_ms).
+  // commit_poll_us: while a commit is in flight, how long the tile's core may sleep when
+  // it has nothing else to do ([engine] idle_commit_poll_us; see wake_within_us).
   PersistTile(std::unique_ptr<persist::Persister> persister, std::vector<PersistedShard> shards, DrainState* drain,
-              uint32_t snapshot_every_blocks = 0, uint32_t commit_stall_warn_ms = 1000);
+              uint32_t snapshot_every_blocks = 0, uint32_t commit_stall_warn_ms = 1000, uint32_t commit_poll_us = 50);
 
   std::string_view name() const override { return "persist"; }
   size_t poll(size_t budget) override;
+  // Nothing rings a doorbell when the kernel completes a commit, so while one is in
+  // flight an idle core wakes every commit_poll_us to look (an adaptive or sleeping core;
+  // a spinning one looks all the time).
+  uint32_t wake_within_us() const override { return persister_->in_flight() ? commit_poll_us_ : 0; }
   void begin_drain() override { draining_ = true; }
   bool quiescent() override;
 
@@ -113,6 +121,7 @@ class PersistTile final : public engine::Tile {
   std::vector<uint64_t> preallocation_failures_reported_;  // per shard
   uint32_t snapshot_every_blocks_;
   uint64_t commit_stall_warn_ns_;
+  uint32_t commit_poll_us_;
   DrainState* drain_;
   PersistStats stats_;
   uint64_t last_poll_ns_ = 0;

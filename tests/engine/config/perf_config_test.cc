@@ -51,6 +51,7 @@ TEST(PerfConfig, EmptyTextGivesEveryDefault) {
   EXPECT_EQ(config.engine.idle, IdleStrategy::adaptive);
   EXPECT_EQ(config.engine.idle_spin_polls, 256u);
   EXPECT_EQ(config.engine.idle_sleep_us_max, 1000u);
+  EXPECT_EQ(config.engine.idle_commit_poll_us, 50u);
   EXPECT_EQ(config.engine.tile_budget, 64u);
   EXPECT_EQ(config.topology.source, TopologySource::host);
   EXPECT_EQ(config.topology.synthetic, "");
@@ -89,7 +90,7 @@ TEST(PerfConfig, EmptyTextGivesEveryDefault) {
 TEST(PerfConfig, ValuesGivenAreKept) {
   const PerfConfig config = parsed(
       "[engine]\ninstance = \"Blue-2_x\"\nidle = \"sleep\"\nidle_spin_polls = 0\n"
-      "idle_sleep_us_max = 1000000\ntile_budget = 65536\n"
+      "idle_sleep_us_max = 1000000\nidle_commit_poll_us = 7\ntile_budget = 65536\n"
       "[tiles.timer]\nbusy_poll = true\nweight = 1000\n"
       "[rings]\ncapacity = 1048576\nslot_bytes = 4096\narena_bytes = 0\n"
       "[pipeline]\nenabled = false\npayload_bytes = 4064\nrate_per_second = 1000000000\n");
@@ -97,6 +98,7 @@ TEST(PerfConfig, ValuesGivenAreKept) {
   EXPECT_EQ(config.engine.idle, IdleStrategy::sleep);
   EXPECT_EQ(config.engine.idle_spin_polls, 0u);
   EXPECT_EQ(config.engine.idle_sleep_us_max, 1'000'000u);
+  EXPECT_EQ(config.engine.idle_commit_poll_us, 7u);
   EXPECT_EQ(config.engine.tile_budget, 65'536u);
   EXPECT_TRUE(config.tiles.timer.busy_poll);
   EXPECT_EQ(config.tiles.timer.weight, 1000u);
@@ -1131,6 +1133,8 @@ const IntegerKnob integer_knobs[] = {
      [](const PerfConfig& c) -> uint64_t { return c.engine.idle_spin_polls; }},
     {"engine", "idle_sleep_us_max", 1, 1'000'000,
      [](const PerfConfig& c) -> uint64_t { return c.engine.idle_sleep_us_max; }},
+    {"engine", "idle_commit_poll_us", 1, 1'000'000,
+     [](const PerfConfig& c) -> uint64_t { return c.engine.idle_commit_poll_us; }},
     {"engine", "tile_budget", 1, 65'536,
      [](const PerfConfig& c) -> uint64_t { return c.engine.tile_budget; }},
     {"layout", "compute_cores_per_node", 0, 4096,

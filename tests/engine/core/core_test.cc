@@ -293,6 +293,43 @@ TEST(CoreLoop, SleepStrategySleepsWhenIdle) {
   EXPECT_EQ(stats.work_done, 0u);
 }
 
+// Idle, but waiting on something no doorbell rings (as the persist tile waits on the
+// kernel's commit) while `waiting` holds.
+class WaitingTile final : public Tile {
+ public:
+  std::string_view name() const override { return "waiting"; }
+  size_t poll(size_t) override {
+    polls_.fetch_add(1, std::memory_order_relaxed);
+    return 0;
+  }
+  bool quiescent() override { return true; }
+  uint32_t wake_within_us() const override { return waiting.load(std::memory_order_relaxed) ? 200 : 0; }
+  uint64_t polls() const { return polls_.load(std::memory_order_relaxed); }
+  std::atomic<bool> waiting{true};
+
+ private:
+  std::atomic<uint64_t> polls_{0};
+};
+
+TEST(CoreLoop, AnIdleCoreSleepsNoLongerThanItsTilesAskWhileTheyWait) {
+  shm::Doorbell doorbell{};
+  WaitingTile waiting;
+  IdleTile idle;
+  CoreLoop loop(sleeping_options(&doorbell, 1'000'000), {{&idle, 1}, {&waiting, 1}});
+  LoopThread runner(loop);
+  // 200 us sleeps: 50 polls in a few ms; the core's own 1 s cap would take 25 s.
+  EXPECT_TRUE(eventually([&] { return waiting.polls() >= 50; }, 5000ms)) << waiting.polls() << " polls";
+  waiting.waiting.store(false);
+  std::this_thread::sleep_for(20ms);  // the last short sleep ends; then 1 s ones
+  uint64_t polls_after = idle.polls();
+  std::this_thread::sleep_for(200ms);
+  EXPECT_LE(idle.polls() - polls_after, 2u) << "the core still wakes often with nothing to wait for";
+  runner.join_now();
+  // It slept between those polls (two polls a sleep: the last look before it, the round
+  // after), it did not spin.
+  EXPECT_GE(loop.stats().sleeps, 20u);
+}
+
 // A segment holding a doorbell and one ring that rings it, as the engine lays them out.
 struct DoorbellRing {
   shm::Segment segment;
