@@ -607,7 +607,8 @@ SealedBlock ShardExecutor::seal(uint64_t time_ns) {
   open_receipts_ = {};
   open_receipts_.reserve(limits_.block_txs_max);
   open_credits_ = {};
-  open_tasks_ = {};
+  open_tasks_ = std::move(spare_task_list_);  // empty, with the room of an earlier block's
+  spare_task_list_ = {};
   return block;
 }
 

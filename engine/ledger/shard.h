@@ -209,6 +209,13 @@ class ShardExecutor {
   std::span<const OutboundCredit> open_credits() const { return open_credits_; }
   // Tasks issued by the open block (they leave with it when it is sealed).
   std::span<const OutboundTask> open_tasks() const { return open_tasks_; }
+  // A sealed block's task list, every task sent: kept (emptied) as the next open block's,
+  // so a block's tasks go into room already there rather than growing a fresh vector.
+  void reuse_task_list(std::vector<OutboundTask> list) {
+    if (list.capacity() <= spare_task_list_.capacity()) return;
+    list.clear();
+    spare_task_list_ = std::move(list);
+  }
   // Of a checked compute_results, the entries that would settle their task now, as a
   // compute_results of their own written into `out`: what the tile orders in place of a
   // batch execute() refused because some entry settles nothing. False (and `out` left
@@ -284,6 +291,7 @@ class ShardExecutor {
   std::vector<Receipt> open_receipts_;
   std::vector<OutboundCredit> open_credits_;
   std::vector<OutboundTask> open_tasks_;
+  std::vector<OutboundTask> spare_task_list_;  // empty; see reuse_task_list
   // What the open block charged each client (execute_charged); its spends at seal.
   std::map<ClientId, uint64_t> open_charges_;
   // The compute backlog bound of the open block: limits_.compute_pending_max live, the

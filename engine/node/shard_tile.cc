@@ -134,7 +134,8 @@ ShardTile::ShardTile(ledger::ShardExecutor executor, ShardPortsJoined ports, Sha
   // Tasks without a durable result: their earlier leases died with the last engine.
   if (ports_.compute) {
     std::vector<ledger::OutboundTask> pending = executor_.pending_task_list();
-    tasks_out_.insert(tasks_out_.end(), std::make_move_iterator(pending.begin()), std::make_move_iterator(pending.end()));
+    tasks_out_count_ += pending.size();
+    if (!pending.empty()) tasks_out_.push_back(std::move(pending));
   }
 }
 
@@ -358,19 +359,22 @@ size_t ShardTile::take_submissions(size_t budget) {
 // ring for as many tasks as the ring has room for, and one clock read for all of them
 // (they leave together).
 size_t ShardTile::send_tasks() {
-  if (!ports_.compute || tasks_out_.empty()) return 0;
+  if (!ports_.compute || tasks_out_count_ == 0) return 0;
   size_t sent = 0;
   size_t unpublished = 0;
   std::span<std::byte> claimed;
   uint64_t now_ns = shm::monotonic_ns();
-  while (!tasks_out_.empty()) {
-    const ledger::OutboundTask& task = tasks_out_.front();
+  // Runs of tasks share a type: its index is looked up once per run, not hashed per task.
+  std::string_view type_name;
+  uint32_t type_index = 0;
+  while (tasks_out_count_ != 0) {
+    const ledger::OutboundTask& task = tasks_out_.front()[tasks_out_front_sent_];
     if (claimed.size() < (unpublished + 1) * sizeof(sched::TaskRequestMessage)) {
       ports_.compute->requests.publish(unpublished);
       unpublished = 0;
       // No more than the producer knows are free (asking for more counts a full event).
       claimed = ports_.compute->requests.claim(
-          std::max<size_t>(1, std::min<size_t>(tasks_out_.size(), ports_.compute->requests.free_slots_cached())));
+          std::max<size_t>(1, std::min<size_t>(tasks_out_count_, ports_.compute->requests.free_slots_cached())));
       if (claimed.empty()) break;  // the scheduler is behind (or every lease is taken)
     }
     std::span<std::byte> slot = claimed.subspan(unpublished * sizeof(sched::TaskRequestMessage));
@@ -378,7 +382,11 @@ size_t ShardTile::send_tasks() {
     message.task_mark = task.task_mark;
     message.input_position = 0;
     message.issued_ns = now_ns;
-    message.compute_type = ports_.compute->types->index_of(task.compute_type);
+    if (type_name.data() == nullptr || task.compute_type != type_name) {
+      type_name = task.compute_type;
+      type_index = ports_.compute->types->index_of(type_name);
+    }
+    message.compute_type = type_index;
     message.input_bytes = uint32_t(task.input.size());
     message.timeout_ms = task.timeout_ms;
     message.retries_max = task.retries_max;
@@ -397,7 +405,12 @@ size_t ShardTile::send_tasks() {
     }
     ++unpublished;
     if (task.ready_ns != 0) ready_to_dispatch_.record(now_ns - std::min(task.ready_ns, now_ns));
-    tasks_out_.pop_front();
+    --tasks_out_count_;
+    if (++tasks_out_front_sent_ == tasks_out_.front().size()) {
+      executor_.reuse_task_list(std::move(tasks_out_.front()));
+      tasks_out_.pop_front();
+      tasks_out_front_sent_ = 0;
+    }
     ++sent;
   }
   ports_.compute->requests.publish(unpublished);
@@ -638,8 +651,10 @@ bool ShardTile::try_seal() {
   block.record = {};  // the arena holds the bytes now
   // The credit_spends seal() appended: nobody awaits their receipts.
   open_routes_.resize(block.receipts.size(), ReceiptRoute{0, no_client});
-  if (ports_.compute)
-    for (ledger::OutboundTask& task : block.tasks) tasks_out_.push_back(std::move(task));
+  if (ports_.compute && !block.tasks.empty()) {
+    tasks_out_count_ += block.tasks.size();
+    tasks_out_.push_back(std::move(block.tasks));
+  }
   block.tasks = {};
   PendingBlock& pending =
       pending_.emplace_back(PendingBlock{message.height, open_first_tx_ns_, std::move(block), std::move(open_routes_), 0, {}, {}});

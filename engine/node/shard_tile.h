@@ -220,8 +220,11 @@ class ShardTile final : public engine::Tile {
   std::vector<CreditQueue> outbound_;
   size_t unsent_count_ = 0;  // over all destinations
   // Tasks of sealed blocks (and pending ones at start) not yet in the scheduler's ring;
-  // bounded by the ledger's compute_pending_max.
-  std::deque<ledger::OutboundTask> tasks_out_;
+  // bounded by the ledger's compute_pending_max. Block by block, each list as the
+  // executor sealed it (no per-task move), handed back to it once sent.
+  std::deque<std::vector<ledger::OutboundTask>> tasks_out_;
+  size_t tasks_out_front_sent_ = 0;  // of tasks_out_.front()
+  size_t tasks_out_count_ = 0;       // not yet sent, in all
   SnapshotPolicy snapshots_;
   TimerClock timer_clock_;
   flow::TimerWheel timer_wheel_;
