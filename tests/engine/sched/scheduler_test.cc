@@ -644,5 +644,42 @@ TEST_F(SchedulerTest, HeldTasksAreBoundedByLeasesAndTheRestWaitInTheRing) {
   EXPECT_EQ(counters().tasks_taken.load(), 10u);
 }
 
+// The shard takes no results for a while: the answers wait in the tile (the ring and the
+// result arena full) and go back whole, each once, as the shard takes what was sent.
+TEST_F(SchedulerTest, ResultsTheShardCannotTakeYetWaitAndAllGoBackOnce) {
+  PoolSetup pool{"a", {0}};
+  pool.in_flight_max = 256;
+  build({pool}, 1, /*leases_max=*/256);
+  const uint64_t task_count = 200;
+  const std::string output(9000, 'r');  // one entry a batch (result_batch_bytes_max): 200 batches, 64 ring slots
+  uint64_t next_mark = 1, completed = 0;
+  std::vector<std::pair<TaskMessage, std::string>> tasks;
+  ASSERT_TRUE(poll_until([&] {
+    for (size_t sent = 0; next_mark <= task_count && sent < 16; ++sent, ++next_mark)
+      send_request(next_mark, type_a, "in" + std::to_string(next_mark));
+    for (auto& task : take_tasks(0)) tasks.push_back(task);
+    // A few at a time: the completion ring and the pool's output arena are small.
+    for (size_t index = 0; index < 8 && !tasks.empty(); ++index, ++completed) {
+      complete(0, tasks.back().first, KEEL_STATUS_OK, output);
+      tasks.pop_back();
+    }
+    return completed == task_count;
+  }));
+  for (int round = 0; round < 50; ++round) tile_->poll(64);
+  ASSERT_LT(counters().results_returned.load(), task_count) << "nothing waited: the test shows nothing";
+  std::set<uint64_t> marks;
+  ASSERT_TRUE(poll_until([&] {
+    for (const TaskResult& result : take_results()) {
+      EXPECT_TRUE(marks.insert(result.task_mark).second) << "mark " << result.task_mark << " came back twice";
+      EXPECT_EQ(result.output, output);
+    }
+    return marks.size() == task_count;
+  }));
+  EXPECT_EQ(*marks.begin(), 1u);
+  EXPECT_EQ(*marks.rbegin(), task_count);
+  EXPECT_EQ(counters().results_returned.load(), task_count);
+  EXPECT_EQ(counters().leases_held.load(), 0u);
+}
+
 }  // namespace
 }  // namespace keel::sched
