@@ -16,6 +16,7 @@ constexpr uint64_t scan_interval_ns = 1'000'000;
 // A lease keeps the capacity of its buffers from task to task, up to this much; a larger
 // one is given back when the lease is freed, so idle leases stay small.
 constexpr size_t kept_buffer_bytes = 4096;
+constexpr size_t message_run_max = 64;  // ring messages taken (peeked, then released) at once
 
 void add(std::atomic<uint64_t>& counter, uint64_t value) {
   counter.store(counter.load(std::memory_order_relaxed) + value, std::memory_order_relaxed);
@@ -154,19 +155,31 @@ size_t SchedulerTile::take_completions(size_t budget) {
     Slot& slot = slots_[(next_completion_slot_ + turn) % slots_.size()];
     if (slot.control == nullptr) continue;
     while (taken < budget) {
-      std::span<const std::byte> bytes = slot.completions.peek(1);
-      if (bytes.empty()) break;
-      CompletionMessage completion;
-      std::memcpy(&completion, bytes.data(), sizeof completion);
-      bool in_arena = (completion.flags & completion_flag_output_in_arena) != 0;
-      std::span<const std::byte> output =
-          in_arena ? slot.outputs.read(completion.output_position, completion.output_bytes)
-                   : std::span<const std::byte>(completion.output,
-                                                std::min<size_t>(completion.output_bytes, task_inline_bytes));
-      complete(slot, completion, output);
-      if (in_arena) slot.outputs.release(completion.output_position, completion.output_bytes);
-      slot.completions.release(1);
-      ++taken;
+      // A run of completions at once: their leases (last touched at dispatch, likely out
+      // of cache by now) are fetched together, and the ring's head is stored once for the
+      // run rather than once a message under the pool's nose.
+      std::span<const std::byte> bytes = slot.completions.peek(std::min<size_t>(budget - taken, message_run_max));
+      const size_t count = bytes.size() / sizeof(CompletionMessage);
+      if (count == 0) break;
+      for (size_t index = 0; index < count; ++index) {
+        uint64_t task_id;
+        std::memcpy(&task_id, bytes.data() + index * sizeof(CompletionMessage) + offsetof(CompletionMessage, task_id),
+                    sizeof task_id);
+        if (uint32_t(task_id) < leases_.size()) __builtin_prefetch(&leases_[uint32_t(task_id)]);
+      }
+      for (size_t index = 0; index < count; ++index) {
+        CompletionMessage completion;
+        std::memcpy(&completion, bytes.data() + index * sizeof(CompletionMessage), sizeof completion);
+        bool in_arena = (completion.flags & completion_flag_output_in_arena) != 0;
+        std::span<const std::byte> output =
+            in_arena ? slot.outputs.read(completion.output_position, completion.output_bytes)
+                     : std::span<const std::byte>(completion.output,
+                                                  std::min<size_t>(completion.output_bytes, task_inline_bytes));
+        complete(slot, completion, output);
+        if (in_arena) slot.outputs.release(completion.output_position, completion.output_bytes);
+      }
+      slot.completions.release(count);
+      taken += count;
     }
   }
   if (!slots_.empty()) next_completion_slot_ = (next_completion_slot_ + 1) % uint32_t(slots_.size());
@@ -313,48 +326,58 @@ size_t SchedulerTile::take_requests(size_t budget) {
     uint32_t shard_index = uint32_t((next_shard_ + turn) % shards_.size());
     ShardPorts& ports = shards_[shard_index];
     while (taken < budget && !free_leases_.empty()) {
-      std::span<const std::byte> bytes = ports.requests.peek(1);
-      if (bytes.empty()) break;
-      TaskRequestMessage request;
-      std::memcpy(&request, bytes.data(), offsetof(TaskRequestMessage, input));
-      bool in_arena = request.input_bytes > request_inline_bytes;
-      std::span<const std::byte> input =
-          in_arena ? ports.request_inputs.read(request.input_position, request.input_bytes)
-                   : bytes.subspan(offsetof(TaskRequestMessage, input), request.input_bytes);
-      uint32_t index = free_leases_.back();
-      free_leases_.pop_back();
-      leases_used_ = std::max(leases_used_, index + 1);
-      Lease& lease = leases_[index];
-      lease.task_mark = request.task_mark;
-      lease.issued_ns = request.issued_ns;
-      lease.attempt = 0;
-      lease.shard = shard_index;
-      lease.type = request.compute_type;
-      lease.only_timeouts = true;
-      lease.input.assign(input.begin(), input.end());
-      if (in_arena) ports.request_inputs.release(request.input_position, request.input_bytes);
-      ports.requests.release(1);
-      add(counters_->tasks_taken, 1);
-      ++taken;
-      lease.pool = request.compute_type < options_.types.size() ? options_.types[request.compute_type].pool
-                                                                 : no_pool_index;
-      if (lease.pool == no_pool_index) {
-        answer(index, ledger::ComputeOutcome::no_pool, 0, text_bytes("no [[pool]] serves this compute type"));
-      } else if (pools_[lease.pool].quarantined) {
-        answer(index, ledger::ComputeOutcome::quarantined, 0, text_bytes(pools_[lease.pool].quarantine));
-      } else {
-        const SchedulerPool& pool = options_.pools[lease.pool];
-        bool own = request.timeout_ms != 0;
-        lease.timeout_ms = own ? std::min(request.timeout_ms, pool.timeout_ms) : pool.timeout_ms;
-        lease.retries_max = own ? request.retries_max : pool.retries_max;
-        lease.backoff_ms = own ? request.backoff_ms : pool.backoff_ms;
-        lease.state = LeaseState::queued;
-        pools_[lease.pool].ready.push_back({index, lease.generation}, tier_of_shard(shard_index));
-      }
+      // A run at once, the ring's head stored once for it (see take_completions).
+      std::span<const std::byte> run =
+          ports.requests.peek(std::min({budget - taken, free_leases_.size(), message_run_max}));
+      const size_t count = run.size() / sizeof(TaskRequestMessage);
+      if (count == 0) break;
+      for (size_t index = 0; index < count; ++index)
+        take_request(shard_index, run.subspan(index * sizeof(TaskRequestMessage), sizeof(TaskRequestMessage)));
+      ports.requests.release(count);
+      taken += count;
     }
   }
   if (!shards_.empty()) next_shard_ = (next_shard_ + 1) % uint32_t(shards_.size());
   return taken;
+}
+
+// One request (its ring slot, `bytes`) under a free lease: queued for its pool, or
+// answered at once when no pool can take it.
+void SchedulerTile::take_request(uint32_t shard_index, std::span<const std::byte> bytes) {
+  ShardPorts& ports = shards_[shard_index];
+  TaskRequestMessage request;
+  std::memcpy(&request, bytes.data(), offsetof(TaskRequestMessage, input));
+  bool in_arena = request.input_bytes > request_inline_bytes;
+  std::span<const std::byte> input = in_arena ? ports.request_inputs.read(request.input_position, request.input_bytes)
+                                              : bytes.subspan(offsetof(TaskRequestMessage, input), request.input_bytes);
+  uint32_t index = free_leases_.back();
+  free_leases_.pop_back();
+  leases_used_ = std::max(leases_used_, index + 1);
+  Lease& lease = leases_[index];
+  lease.task_mark = request.task_mark;
+  lease.issued_ns = request.issued_ns;
+  lease.attempt = 0;
+  lease.shard = shard_index;
+  lease.type = request.compute_type;
+  lease.only_timeouts = true;
+  lease.input.assign(input.begin(), input.end());
+  if (in_arena) ports.request_inputs.release(request.input_position, request.input_bytes);
+  add(counters_->tasks_taken, 1);
+  lease.pool =
+      request.compute_type < options_.types.size() ? options_.types[request.compute_type].pool : no_pool_index;
+  if (lease.pool == no_pool_index) {
+    answer(index, ledger::ComputeOutcome::no_pool, 0, text_bytes("no [[pool]] serves this compute type"));
+  } else if (pools_[lease.pool].quarantined) {
+    answer(index, ledger::ComputeOutcome::quarantined, 0, text_bytes(pools_[lease.pool].quarantine));
+  } else {
+    const SchedulerPool& pool = options_.pools[lease.pool];
+    bool own = request.timeout_ms != 0;
+    lease.timeout_ms = own ? std::min(request.timeout_ms, pool.timeout_ms) : pool.timeout_ms;
+    lease.retries_max = own ? request.retries_max : pool.retries_max;
+    lease.backoff_ms = own ? request.backoff_ms : pool.backoff_ms;
+    lease.state = LeaseState::queued;
+    pools_[lease.pool].ready.push_back({index, lease.generation}, tier_of_shard(shard_index));
+  }
 }
 
 // --- sending tasks to the pools ---

@@ -197,6 +197,7 @@ class SchedulerTile final : public engine::Tile {
   };
 
   explicit SchedulerTile(SchedulerOptions options);
+  void take_request(uint32_t shard_index, std::span<const std::byte> bytes);
   size_t take_completions(size_t budget);
   void complete(Slot& slot, const CompletionMessage& completion, std::span<const std::byte> output);
   void watch_pools(uint64_t now_ns);
