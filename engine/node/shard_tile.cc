@@ -365,8 +365,10 @@ size_t ShardTile::send_tasks() {
   std::span<std::byte> claimed;
   uint64_t now_ns = shm::monotonic_ns();
   // Runs of tasks share a type: its index is looked up once per run, not hashed per task.
-  std::string_view type_name;
+  // (A copy of the name: the task it came from may be gone with its block's list.)
+  std::string type_name;
   uint32_t type_index = 0;
+  bool type_known = false;
   while (tasks_out_count_ != 0) {
     const ledger::OutboundTask& task = tasks_out_.front()[tasks_out_front_sent_];
     if (claimed.size() < (unpublished + 1) * sizeof(sched::TaskRequestMessage)) {
@@ -382,9 +384,10 @@ size_t ShardTile::send_tasks() {
     message.task_mark = task.task_mark;
     message.input_position = 0;
     message.issued_ns = now_ns;
-    if (type_name.data() == nullptr || task.compute_type != type_name) {
+    if (!type_known || task.compute_type != type_name) {
       type_name = task.compute_type;
       type_index = ports_.compute->types->index_of(type_name);
+      type_known = true;
     }
     message.compute_type = type_index;
     message.input_bytes = uint32_t(task.input.size());
