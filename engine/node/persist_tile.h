@@ -55,7 +55,7 @@ struct PersistStats {
   // Where a block's time in the persist tile goes (CLOCK_MONOTONIC, ns). poll_gap: from the
   // end of one poll to the start of the next while a group commit was in flight, which is
   // how long a completion may wait to be seen when the tile's core is busy with other
-  // tiles; commit: a group commit from its submission (after staging) to the poll that saw
+  // tiles or, idle, sleeps (at most commit_poll_us); commit: a group commit from its submission (after staging) to the poll that saw
   // it durable; sealed_to_durable: each block from
   // its shard sealing it to its durable height being published.
   engine::LatencyHistogram poll_gap_ns;
