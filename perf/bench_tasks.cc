@@ -36,12 +36,13 @@ std::string config_text(const std::string& instance, const std::string& data_dir
   if (two_nodes) text += "[topology]\nsource = \"synthetic\"\nsynthetic = \"numa:2 core:1 pu:1\"\n";
   text += "[[chain]]\nname = \"bench\"\nshards = " + std::string(two_nodes ? "2" : "1") +
           "\nblock_txs_max = 8192\nblock_us_max = 1000\n";
-  // A task is pending from its request's execution to its result's, ~3.5 ms here (its
-  // block's formation and seal, the scheduler and the pool's round trip, the result's wait
-  // for the shard's next poll): by Little's law the engine's
-  // default of 4,096 pending per shard capped the run near 4,096 / 3.5 ms = 1.2 M tasks/s,
-  // and the requests the source sent past it were ordered only to be refused. The bench
-  // holds tasks_pending_max per shard (and the source's window and ring to match).
+  // A task is pending from its request's execution to its result's (its block's formation
+  // and seal, the scheduler and the pool's round trip, the result's wait for the shard's
+  // next poll), ~3.5 ms at the engine's default of 4,096 pending per shard: by Little's law
+  // that default capped the run near 4,096 / 3.5 ms = 1.2 M tasks/s, and the requests the
+  // source sent past it were ordered only to be refused. The bench holds tasks_pending_max
+  // per shard (and the source's window and ring to match); the cores are then the limit,
+  // and the extra pending tasks queue (dispatch p50 12-14 ms, perf/RESULTS.md).
   text += "[ledger]\ndata_dir = \"" + data_dir + "\"\nfsync = \"always\"\nsnapshot_every_blocks = 0\n" +
           "compute_pending_max = " + std::to_string(tasks_pending_max) +
           "\nclient_in_flight_max = " + std::to_string(tasks_pending_max) + "\n";
