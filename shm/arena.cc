@@ -76,6 +76,12 @@ std::optional<ArenaBlock> ArenaWriter::reserve(uint64_t length) {
   return ArenaBlock{start, {data_ + (start & mask_), length}};
 }
 
+void ArenaWriter::shorten_last(const ArenaBlock& block, uint64_t length) {
+  assert(block.position + block.bytes.size() == position_ && length != 0 && length <= block.bytes.size());
+  position_ = block.position + length;
+  header_->reserved.store(position_, std::memory_order_relaxed);
+}
+
 Result<ArenaReader> ArenaReader::join(std::byte* segment_base, uint64_t offset) {
   Result<ArenaHeader*> header = arena_check(segment_base, offset);
   if (!header) return header.error();

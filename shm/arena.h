@@ -67,6 +67,10 @@ class ArenaWriter {
   // Contiguous room for `length` bytes, or nullopt when the arena is too full (counted)
   // or length exceeds the arena.
   std::optional<ArenaBlock> reserve(uint64_t length);
+  // Shortens the block reserve() handed out last, before any message names it: the bytes
+  // past `length` (1 to the block's size) are free again. For a producer that reserves for
+  // the most it might write and learns how much it wrote as it writes.
+  void shorten_last(const ArenaBlock& block, uint64_t length);
 
  private:
   ArenaHeader* header_ = nullptr;

@@ -165,10 +165,15 @@ sched::PoolTableOptions pool_options(const config::PerfConfig& config, const Com
                              compute.slot_pools[slot], compute.slot_nodes[slot]});
   options.lane_doorbells.assign(compute.scheduler_nodes.size(), 0);
   options.ring_capacity = pool_ring_capacity(config);
+  // Every task's entry crosses the arenas (32 bytes for a small one): room for a lane's
+  // whole in-flight credit of small tasks at 64 bytes each, so only big payloads ever wait
+  // for arena room.
+  const uint64_t entries_bytes = options.ring_capacity * 64;
+  options.input_arena_bytes = std::max<uint64_t>(1 << 20, entries_bytes);
   uint64_t output_max = 16;
   for (const config::PoolConfig& pool : config.pools) output_max = std::max<uint64_t>(output_max, pool.output_bytes_max);
   // The worker refuses an output limit above half its output arena.
-  options.output_arena_bytes = std::max<uint64_t>(1 << 20, std::bit_ceil(output_max) * 4);
+  options.output_arena_bytes = std::max<uint64_t>({1 << 20, entries_bytes, std::bit_ceil(output_max) * 4});
   return options;
 }
 

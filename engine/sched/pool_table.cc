@@ -12,6 +12,15 @@ namespace keel::sched {
 
 namespace {
 
+template <class Entry>
+size_t write_entry(std::span<std::byte> at, const Entry& entry, std::span<const std::byte> bytes) {
+  size_t padded = (bytes.size() + 7) & ~size_t(7);
+  std::memcpy(at.data(), &entry, sizeof entry);
+  if (!bytes.empty()) std::memcpy(at.data() + sizeof entry, bytes.data(), bytes.size());
+  if (padded != bytes.size()) std::memset(at.data() + sizeof entry + bytes.size(), 0, padded - bytes.size());
+  return sizeof entry + padded;
+}
+
 constexpr uint64_t alignment = 128;
 
 uint64_t align_up(uint64_t value) { return (value + alignment - 1) & ~(alignment - 1); }
@@ -31,9 +40,9 @@ struct Plan {
 
 Result<Plan> make_plan(const PoolTableOptions& options) {
   Plan plan;
-  Result<uint64_t> task_ring = shm::ring_footprint(options.ring_capacity, sizeof(TaskMessage));
+  Result<uint64_t> task_ring = shm::ring_footprint(options.ring_capacity, sizeof(TaskBatchMessage));
   if (!task_ring) return task_ring.error();
-  Result<uint64_t> completion_ring = shm::ring_footprint(options.ring_capacity, sizeof(CompletionMessage));
+  Result<uint64_t> completion_ring = shm::ring_footprint(options.ring_capacity, sizeof(CompletionBatchMessage));
   if (!completion_ring) return completion_ring.error();
   Result<uint64_t> input_arena = shm::arena_footprint(options.input_arena_bytes);
   if (!input_arena) return input_arena.error();
@@ -94,12 +103,12 @@ Result<uint64_t> lay_out_pool_table(shm::Segment& segment, const PoolTableOption
     for (uint32_t index = 0; index < control->lane_count; ++index) {
       PoolLane& lane = lanes[index];
       lane.task_ring = next;
-      if (auto ring = shm::ring_construct(base, next, {options.ring_capacity, sizeof(TaskMessage), control->doorbell});
+      if (auto ring = shm::ring_construct(base, next, {options.ring_capacity, sizeof(TaskBatchMessage), control->doorbell});
           !ring)
         return ring.error();
       next += plan->task_ring_bytes;
       lane.completion_ring = next;
-      if (auto ring = shm::ring_construct(base, next, {options.ring_capacity, sizeof(CompletionMessage),
+      if (auto ring = shm::ring_construct(base, next, {options.ring_capacity, sizeof(CompletionBatchMessage),
                                                        options.lane_doorbells[index]});
           !ring)
         return ring.error();
@@ -130,6 +139,14 @@ Result<PoolTableView> PoolTableView::find(const shm::Segment& segment) {
   Result<shm::SegmentObject> object = segment.find(pool_table_object_name, shm::SegmentObjectKind::counters);
   if (!object) return object.error();
   return join(segment.base(), object->offset);
+}
+
+size_t write_task_entry(std::span<std::byte> at, const TaskEntry& entry, std::span<const std::byte> input) {
+  return write_entry(at, entry, input);
+}
+
+size_t write_completion_entry(std::span<std::byte> at, const CompletionEntry& entry, std::span<const std::byte> output) {
+  return write_entry(at, entry, output);
 }
 
 }  // namespace keel::sched

@@ -38,6 +38,8 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,7 +51,7 @@ namespace keel::sched {
 
 inline constexpr char pool_table_object_name[] = "sched.pools";
 inline constexpr uint64_t pool_table_magic = 0x31304c4f4f50484bULL;  // "KHPOOL01"
-inline constexpr uint32_t pool_table_version = 3;
+inline constexpr uint32_t pool_table_version = 4;
 inline constexpr uint32_t pool_lanes_max = 64;  // scheduler tiles, one per NUMA node
 inline constexpr size_t pool_name_bytes_max = 47;
 inline constexpr size_t pool_failure_bytes_max = 511;
@@ -62,8 +64,8 @@ inline constexpr int worker_exit_task_hung = 4;       // a task ran past task_ha
 
 // One scheduler's rings and arenas to one pool (offsets in the segment).
 struct PoolLane {
-  uint64_t task_ring;        // TaskMessage slots; consumer: the worker (the slot's doorbell)
-  uint64_t completion_ring;  // CompletionMessage slots; consumer: the scheduler
+  uint64_t task_ring;        // TaskBatchMessage slots; consumer: the worker (the slot's doorbell)
+  uint64_t completion_ring;  // CompletionBatchMessage slots; consumer: the scheduler
   uint64_t input_arena;      // written by the scheduler, read by the worker
   uint64_t output_arena;     // written by the worker, read by the scheduler
   // For monitors (`keel status`, /metrics): what the lane's scheduler has sent this pool,
@@ -102,41 +104,117 @@ struct alignas(128) PoolControl {
   char failure[pool_failure_bytes_max + 1];
 };
 
-inline constexpr uint32_t task_flag_input_in_arena = 1;
-inline constexpr size_t task_inline_bytes = 80;
+// Tasks and their answers cross a lane in batches. A ring message names one block of the
+// lane's arena holding a batch's entries back to back, each entry its fixed part then its
+// bytes (input or output) padded to 8. One message, one arena block and one publish per
+// batch rather than per task: a noop task's 128-byte message was two cache lines crossing
+// cores each way; its entry is 32 bytes (perf/RESULTS.md, 2026-11-26).
+//
+//   scheduler:  block = inputs.reserve(bytes); write_task_entry(...) per task;
+//               ring slot = TaskBatchMessage{epoch, now, block.position, bytes, count}
+//   worker:     TaskEntries entries(inputs.read(position, bytes), count);
+//               for (TaskEntry entry; entries.next(entry);) ...; inputs.release(position, bytes)
+//   and back the same way with CompletionBatchMessage and CompletionEntries.
+//
+// A batch holds at most batch_tasks_max entries and batch_bytes_max bytes of them, unless
+// its one entry is bigger.
+inline constexpr uint32_t batch_tasks_max = 64;
+inline constexpr size_t batch_bytes_max = 16384;
 
-// One task, scheduler -> pool. The input is inline when it fits (input_bytes <=
-// task_inline_bytes), else in the pool's input arena at input_position.
-struct TaskMessage {
-  uint64_t task_id;        // the scheduler's lease key, returned in the completion
-  uint64_t epoch;          // the pool incarnation it was dispatched to
-  uint32_t attempt;        // returned in the completion: stale attempts are dropped
-  uint32_t compute_type;   // index into the pool's [[pool]] compute_types
-  uint32_t input_bytes;
-  uint32_t flags;          // task_flag_input_in_arena
-  uint64_t input_position;
-  uint64_t dispatched_ns;  // CLOCK_MONOTONIC
-  std::byte input[task_inline_bytes];
+// A batch of tasks, scheduler -> pool, all dispatched to one incarnation at one time.
+struct TaskBatchMessage {
+  uint64_t epoch;             // the pool incarnation the batch was dispatched to
+  uint64_t dispatched_ns;     // CLOCK_MONOTONIC
+  uint64_t entries_position;  // in the lane's input arena
+  uint32_t entries_bytes;
+  uint32_t task_count;        // >= 1
+  uint64_t reserved[4];       // a ring slot is at least 64 bytes
 };
-static_assert(sizeof(TaskMessage) == 128);
+static_assert(sizeof(TaskBatchMessage) == 64);
 
-inline constexpr uint32_t completion_flag_output_in_arena = 1;
+// One task of a batch; its input follows it.
+struct TaskEntry {
+  uint64_t task_id;       // the scheduler's lease key, returned in the completion
+  uint32_t attempt;       // returned in the completion: stale attempts are dropped
+  uint32_t compute_type;  // index into the pool's [[pool]] compute_types
+  uint32_t input_bytes;
+  uint32_t reserved;
+};
+static_assert(sizeof(TaskEntry) == 24);
 
-// One finished task, pool -> scheduler. status is the plugin's KEEL_STATUS_* code (or
-// sched::status_output_overrun). The output is inline when it fits, else in the pool's
-// output arena; the scheduler releases it.
-struct CompletionMessage {
-  uint64_t task_id;
+// A batch of finished tasks, pool -> scheduler, all run by one incarnation.
+struct CompletionBatchMessage {
   uint64_t epoch;
+  uint64_t entries_position;  // in the lane's output arena
+  uint32_t entries_bytes;
+  uint32_t task_count;        // >= 1
+  uint64_t reserved[5];       // a ring slot is at least 64 bytes
+};
+static_assert(sizeof(CompletionBatchMessage) == 64);
+
+// One finished task of a batch; its output follows it. status is the plugin's
+// KEEL_STATUS_* code (or sched::status_output_overrun); a failed task has no output.
+struct CompletionEntry {
+  uint64_t task_id;
   uint32_t attempt;
   int32_t status;
   uint32_t output_bytes;
-  uint32_t flags;  // completion_flag_output_in_arena
-  uint64_t output_position;
+  uint32_t reserved;
   uint64_t run_ns;  // time inside the plugin's run
-  std::byte output[task_inline_bytes];
 };
-static_assert(sizeof(CompletionMessage) == 128);
+static_assert(sizeof(CompletionEntry) == 32);
+
+// Bytes an entry takes in its batch's block.
+constexpr size_t task_entry_bytes(size_t input_bytes) { return sizeof(TaskEntry) + ((input_bytes + 7) & ~size_t(7)); }
+constexpr size_t completion_entry_bytes(size_t output_bytes) {
+  return sizeof(CompletionEntry) + ((output_bytes + 7) & ~size_t(7));
+}
+
+// Writes an entry and its bytes at the start of `at` (which holds at least the entry's
+// bytes) and returns how many it took. The padding is zeroed: the block is shared memory
+// another process reads, and stale bytes there would be a leak, not just noise.
+size_t write_task_entry(std::span<std::byte> at, const TaskEntry& entry, std::span<const std::byte> input);
+size_t write_completion_entry(std::span<std::byte> at, const CompletionEntry& entry, std::span<const std::byte> output);
+
+// Reads a batch's entries in order. next() is false after `count` entries, or at the first
+// entry that does not fit the block (a damaged message: malformed() says so).
+template <class Entry>
+class BatchEntries {
+ public:
+  BatchEntries(std::span<const std::byte> block, uint32_t count) : block_(block), left_(count) {}
+  bool next(Entry& entry, std::span<const std::byte>& bytes);
+  bool malformed() const { return malformed_; }
+
+ private:
+  std::span<const std::byte> block_;
+  uint32_t left_;
+  bool malformed_ = false;
+};
+using TaskEntries = BatchEntries<TaskEntry>;
+using CompletionEntries = BatchEntries<CompletionEntry>;
+
+inline uint32_t entry_payload_bytes(const TaskEntry& entry) { return entry.input_bytes; }
+inline uint32_t entry_payload_bytes(const CompletionEntry& entry) { return entry.output_bytes; }
+
+template <class Entry>
+bool BatchEntries<Entry>::next(Entry& entry, std::span<const std::byte>& bytes) {
+  if (left_ == 0 || malformed_) return false;
+  if (block_.size() < sizeof(Entry)) {
+    malformed_ = true;
+    return false;
+  }
+  std::memcpy(&entry, block_.data(), sizeof(Entry));
+  size_t payload = entry_payload_bytes(entry);
+  size_t taken = sizeof(Entry) + ((payload + 7) & ~size_t(7));
+  if (payload > block_.size() || taken > block_.size()) {
+    malformed_ = true;
+    return false;
+  }
+  bytes = block_.subspan(sizeof(Entry), payload);
+  block_ = block_.subspan(taken);
+  --left_;
+  return true;
+}
 
 struct PoolSlotOptions {
   std::string name;  // pool_name_bytes_max at most

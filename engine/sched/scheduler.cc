@@ -155,43 +155,53 @@ size_t SchedulerTile::take_completions(size_t budget) {
     Slot& slot = slots_[(next_completion_slot_ + turn) % slots_.size()];
     if (slot.control == nullptr) continue;
     while (taken < budget) {
-      // A run of completions at once: their leases (last touched at dispatch, likely out
-      // of cache by now) are fetched together, and the ring's head is stored once for the
-      // run rather than once a message under the pool's nose.
-      std::span<const std::byte> bytes = slot.completions.peek(std::min<size_t>(budget - taken, message_run_max));
-      const size_t count = bytes.size() / sizeof(CompletionMessage);
+      // A run of batches at once, the ring's head stored once for the run rather than
+      // once a message under the pool's nose.
+      std::span<const std::byte> run = slot.completions.peek(std::min<size_t>(budget - taken, message_run_max));
+      const size_t count = run.size() / sizeof(CompletionBatchMessage);
       if (count == 0) break;
-      for (size_t index = 0; index < count; ++index) {
-        uint64_t task_id;
-        std::memcpy(&task_id, bytes.data() + index * sizeof(CompletionMessage) + offsetof(CompletionMessage, task_id),
-                    sizeof task_id);
-        if (uint32_t(task_id) < leases_.size()) __builtin_prefetch(&leases_[uint32_t(task_id)]);
+      size_t done = 0;
+      while (done < count && taken < budget) {
+        CompletionBatchMessage batch;
+        std::memcpy(&batch, run.data() + done * sizeof batch, sizeof batch);
+        taken += take_completion_batch(slot, batch);
+        ++done;
       }
-      for (size_t index = 0; index < count; ++index) {
-        CompletionMessage completion;
-        std::memcpy(&completion, bytes.data() + index * sizeof(CompletionMessage), sizeof completion);
-        bool in_arena = (completion.flags & completion_flag_output_in_arena) != 0;
-        std::span<const std::byte> output =
-            in_arena ? slot.outputs.read(completion.output_position, completion.output_bytes)
-                     : std::span<const std::byte>(completion.output,
-                                                  std::min<size_t>(completion.output_bytes, task_inline_bytes));
-        complete(slot, completion, output);
-        if (in_arena) slot.outputs.release(completion.output_position, completion.output_bytes);
-      }
-      slot.completions.release(count);
-      taken += count;
+      slot.completions.release(done);
     }
   }
   if (!slots_.empty()) next_completion_slot_ = (next_completion_slot_ + 1) % uint32_t(slots_.size());
   return taken;
 }
 
-void SchedulerTile::complete(Slot& slot, const CompletionMessage& completion, std::span<const std::byte> output) {
-  if (completion.epoch == slot.counted_epoch && slot.in_flight > 0) --slot.in_flight;
+// One completion batch: its answers, in order. Returns the tasks it named.
+size_t SchedulerTile::take_completion_batch(Slot& slot, const CompletionBatchMessage& batch) {
+  std::span<const std::byte> block = slot.outputs.read(batch.entries_position, batch.entries_bytes);
+  if (block.empty()) {  // a damaged message: its tasks' leases run out and are sent again
+    add(counters_->completions_stale, batch.task_count);
+    return batch.task_count;
+  }
+  // The batch's leases, last touched at dispatch and likely out of cache by now, are
+  // fetched together before the first is needed.
+  CompletionEntries prefetch(block, batch.task_count);
+  std::span<const std::byte> output;
+  for (CompletionEntry entry; prefetch.next(entry, output);)
+    if (uint32_t(entry.task_id) < leases_.size()) __builtin_prefetch(&leases_[uint32_t(entry.task_id)]);
+  CompletionEntries entries(block, batch.task_count);
+  size_t named = 0;
+  for (CompletionEntry entry; entries.next(entry, output); ++named) complete(slot, batch.epoch, entry, output);
+  if (entries.malformed()) add(counters_->completions_stale, batch.task_count - named);
+  slot.outputs.release(batch.entries_position, batch.entries_bytes);
+  return batch.task_count;
+}
+
+void SchedulerTile::complete(Slot& slot, uint64_t epoch, const CompletionEntry& completion,
+                             std::span<const std::byte> output) {
+  if (epoch == slot.counted_epoch && slot.in_flight > 0) --slot.in_flight;
   uint32_t index = uint32_t(completion.task_id);
   uint32_t generation = uint32_t(completion.task_id >> 32);
   bool leased = index < leases_.size() && current({index, generation}, LeaseState::dispatched) &&
-                leases_[index].attempt == completion.attempt && leases_[index].epoch == completion.epoch &&
+                leases_[index].attempt == completion.attempt && leases_[index].epoch == epoch &&
                 &slots_[leases_[index].slot] == &slot;
   if (!leased) {
     add(counters_->completions_stale, 1);
@@ -199,7 +209,7 @@ void SchedulerTile::complete(Slot& slot, const CompletionMessage& completion, st
   }
   switch (completion.status) {
     case KEEL_STATUS_OK:
-      if (output.size() != completion.output_bytes || output.size() > ledger::compute_output_bytes_max) {
+      if (output.size() > ledger::compute_output_bytes_max) {
         answer(index, ledger::ComputeOutcome::plugin_failed, status_output_overrun, {});
       } else {
         answer(index, ledger::ComputeOutcome::succeeded, KEEL_STATUS_OK, output);
@@ -397,6 +407,19 @@ SchedulerTile::Slot* SchedulerTile::pick_slot(uint32_t pool_index) {
   return nullptr;
 }
 
+// How many more tasks the slot takes before pick_slot would choose another: a local
+// slot up to the spill share, then (when no remote slot has credit) up to in_flight_max;
+// a remote slot up to in_flight_max.
+uint32_t SchedulerTile::slot_room(uint32_t pool_index, const Slot& slot) const {
+  const SchedulerPool& pool = options_.pools[pool_index];
+  uint32_t limit = pool.in_flight_max;
+  if (slot.node == options_.node) {
+    uint32_t local_limit = std::max<uint32_t>(1, uint32_t(uint64_t(pool.in_flight_max) * options_.spill_percent / 100));
+    if (slot.in_flight < local_limit) limit = std::min(limit, local_limit);
+  }
+  return limit > slot.in_flight ? limit - slot.in_flight : 0;
+}
+
 size_t SchedulerTile::dispatch(size_t budget, uint64_t now_ns) {
   size_t sent = 0;
   for (uint32_t turn = 0; turn < pools_.size(); ++turn) {
@@ -409,42 +432,10 @@ size_t SchedulerTile::dispatch(size_t budget, uint64_t now_ns) {
         continue;
       }
       Slot* slot = pick_slot(pool_index);
-      if (slot == nullptr) break;  // no credit anywhere: the task waits
-      Lease& lease = leases_[ref.index];
-      std::span<std::byte> bytes = claim_task_slot(*slot);
-      if (bytes.empty()) break;
-      TaskMessage task{};
-      if (lease.input.size() > task_inline_bytes) {
-        std::optional<shm::ArenaBlock> block = slot->inputs.reserve(lease.input.size());
-        if (!block) break;  // the pool has not taken the earlier inputs yet
-        std::memcpy(block->bytes.data(), lease.input.data(), lease.input.size());
-        task.flags = task_flag_input_in_arena;
-        task.input_position = block->position;
-      } else {
-        if (!lease.input.empty())  // an empty vector's data() may be null, which memcpy may not take
-          std::memcpy(task.input, lease.input.data(), lease.input.size());
-      }
-      lease.attempt += 1;
-      lease.epoch = slot->counted_epoch;
-      lease.slot = uint32_t(slot - slots_.data());
-      lease.deadline_ns = now_ns + uint64_t(lease.timeout_ms) * 1'000'000;
-      deadline_ns_min_ = std::min(deadline_ns_min_, lease.deadline_ns);
-      lease.state = LeaseState::dispatched;
-      task.task_id = task_id_of(ref.index, ref.generation);
-      task.epoch = lease.epoch;
-      task.attempt = lease.attempt;
-      task.compute_type = options_.types[lease.type].type_in_pool;
-      task.input_bytes = uint32_t(lease.input.size());
-      task.dispatched_ns = now_ns;
-      std::memcpy(bytes.data(), &task, sizeof task);
-      ++slot->unpublished;
-      ++slot->in_flight;
-      ++slot->tasks_dispatched;
-      if (lease.attempt > 1) ++slot->tasks_retried;
-      if (slot->node != options_.node) add(counters_->tasks_spilled, 1);  // counted once it is sent
-      pool.ready.pop_front();
-      add(counters_->tasks_dispatched, 1);
-      ++sent;
+      if (slot == nullptr) break;  // no credit anywhere: the tasks wait
+      size_t batch = send_batch(pool_index, *slot, budget - sent, now_ns);
+      if (batch == 0) break;  // the pool has not taken the earlier batches yet
+      sent += batch;
     }
   }
   if (!pools_.empty()) next_dispatch_pool_ = (next_dispatch_pool_ + 1) % uint32_t(pools_.size());
@@ -453,6 +444,63 @@ size_t SchedulerTile::dispatch(size_t budget, uint64_t now_ns) {
     slot.unpublished = 0;
   }
   return sent;
+}
+
+// Sends the pool's ready tasks, from the front (which is current), to the slot as one
+// batch: as many as the slot's room, the budget and the batch limits allow. The arena
+// block is reserved for a full batch (or the first task alone when that does not fit)
+// and shortened to what was written. Returns the tasks sent: 0 when the ring or the
+// arena is full.
+size_t SchedulerTile::send_batch(uint32_t pool_index, Slot& slot, size_t budget, uint64_t now_ns) {
+  PoolState& pool = pools_[pool_index];
+  std::span<std::byte> message_slot = claim_task_slot(slot);
+  if (message_slot.empty()) return 0;
+  const size_t count_max = std::min<size_t>({batch_tasks_max, slot_room(pool_index, slot), budget});
+  const size_t first_bytes = task_entry_bytes(leases_[pool.ready.front().index].input.size());
+  std::optional<shm::ArenaBlock> block;
+  if (count_max > 1 && first_bytes < batch_bytes_max) block = slot.inputs.reserve(batch_bytes_max);
+  if (!block) block = slot.inputs.reserve(first_bytes);
+  if (!block) return 0;
+  const uint32_t slot_index = uint32_t(&slot - slots_.data());
+  size_t offset = 0, count = 0;
+  while (count < count_max && !pool.ready.empty()) {
+    LeaseRef ref = pool.ready.front();
+    if (!current(ref, LeaseState::queued)) {
+      pool.ready.pop_front();
+      continue;
+    }
+    Lease& lease = leases_[ref.index];
+    if (offset + task_entry_bytes(lease.input.size()) > block->bytes.size()) break;
+    lease.attempt += 1;
+    lease.epoch = slot.counted_epoch;
+    lease.slot = slot_index;
+    lease.deadline_ns = now_ns + uint64_t(lease.timeout_ms) * 1'000'000;
+    deadline_ns_min_ = std::min(deadline_ns_min_, lease.deadline_ns);
+    lease.state = LeaseState::dispatched;
+    TaskEntry entry{.task_id = task_id_of(ref.index, ref.generation),
+                    .attempt = lease.attempt,
+                    .compute_type = options_.types[lease.type].type_in_pool,
+                    .input_bytes = uint32_t(lease.input.size()),
+                    .reserved = 0};
+    offset += write_task_entry(block->bytes.subspan(offset), entry, lease.input);
+    if (lease.attempt > 1) ++slot.tasks_retried;
+    pool.ready.pop_front();
+    ++count;
+  }
+  slot.inputs.shorten_last(*block, offset);
+  TaskBatchMessage message{.epoch = slot.counted_epoch,
+                           .dispatched_ns = now_ns,
+                           .entries_position = block->position,
+                           .entries_bytes = uint32_t(offset),
+                           .task_count = uint32_t(count),
+                           .reserved = {}};
+  std::memcpy(message_slot.data(), &message, sizeof message);
+  ++slot.unpublished;
+  slot.in_flight += uint32_t(count);
+  slot.tasks_dispatched += count;
+  if (slot.node != options_.node) add(counters_->tasks_spilled, count);  // counted once they are sent
+  add(counters_->tasks_dispatched, count);
+  return count;
 }
 
 // What this scheduler has sent each pool, for monitors (pool_table.h's PoolLane): a few
@@ -472,14 +520,14 @@ void SchedulerTile::publish_lane_counters(uint64_t now_ns) {
 // one doorbell ring for the batch). Empty when the ring is full.
 std::span<std::byte> SchedulerTile::claim_task_slot(Slot& slot) {
   std::span<std::byte> claimed = slot.tasks.claim(slot.unpublished + 1);
-  if (claimed.size() < (slot.unpublished + 1) * sizeof(TaskMessage)) {
+  if (claimed.size() < (slot.unpublished + 1) * sizeof(TaskBatchMessage)) {
     // Full, or the free slots wrap: publish what is written and ask for one slot.
     slot.tasks.publish(slot.unpublished);
     slot.unpublished = 0;
     claimed = slot.tasks.claim(1);
     if (claimed.empty()) return {};
   }
-  return claimed.subspan(slot.unpublished * sizeof(TaskMessage), sizeof(TaskMessage));
+  return claimed.subspan(slot.unpublished * sizeof(TaskBatchMessage), sizeof(TaskBatchMessage));
 }
 
 // --- results back to the shards ---

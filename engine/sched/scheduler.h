@@ -61,7 +61,7 @@ namespace keel::sched {
 inline constexpr uint32_t no_pool_index = 0xffffffffu;
 
 // Where a compute type (ComputeTypeTable index) goes: its [[pool]] and the type's index
-// within that pool's compute_types (TaskMessage::compute_type).
+// within that pool's compute_types (TaskEntry::compute_type).
 struct TypeRoute {
   uint32_t pool = no_pool_index;
   uint32_t type_in_pool = 0;
@@ -180,7 +180,7 @@ class SchedulerTile final : public engine::Tile {
     PoolLane* lane = nullptr;        // this scheduler's lane: where the counters below are published
     uint64_t tasks_dispatched = 0;   // sends to this slot, every attempt
     uint64_t tasks_retried = 0;      // of those, attempts after the first
-    size_t unpublished = 0;  // task messages written this dispatch round, not yet published
+    size_t unpublished = 0;  // batch messages written this dispatch round, not yet published
     bool quarantined = false;
   };
   struct ShardPorts {
@@ -199,7 +199,8 @@ class SchedulerTile final : public engine::Tile {
   explicit SchedulerTile(SchedulerOptions options);
   void take_request(uint32_t shard_index, std::span<const std::byte> bytes);
   size_t take_completions(size_t budget);
-  void complete(Slot& slot, const CompletionMessage& completion, std::span<const std::byte> output);
+  size_t take_completion_batch(Slot& slot, const CompletionBatchMessage& batch);
+  void complete(Slot& slot, uint64_t epoch, const CompletionEntry& completion, std::span<const std::byte> output);
   void watch_pools(uint64_t now_ns);
   void lose_incarnations(uint32_t slot_index, uint64_t epoch_last, uint64_t now_ns);
   void scan_leases(uint64_t now_ns);
@@ -208,6 +209,8 @@ class SchedulerTile final : public engine::Tile {
   size_t dispatch(size_t budget, uint64_t now_ns);
   void publish_lane_counters(uint64_t now_ns);
   Slot* pick_slot(uint32_t pool);
+  uint32_t slot_room(uint32_t pool_index, const Slot& slot) const;
+  size_t send_batch(uint32_t pool_index, Slot& slot, size_t budget, uint64_t now_ns);
   std::span<std::byte> claim_task_slot(Slot& slot);
   size_t send_results();
   void retry_or_fail(uint32_t index, bool timed_out, uint64_t now_ns);

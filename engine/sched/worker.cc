@@ -41,9 +41,9 @@ constexpr uint32_t idle_sleep_us = 1000;
 // than the task (~800 ns of the worker's CPU per task when each task travelled alone).
 // A batch holds about batch_work_ns of estimated work: long enough to spread those costs
 // over dozens of short tasks, short enough that a finished task waits little for the rest
-// of its batch. batch_tasks_max bounds a batch of near-free tasks.
+// of its batch. runner_batch_tasks_max bounds a batch of near-free tasks.
 constexpr uint64_t batch_work_ns = 20'000;
-constexpr uint32_t batch_tasks_max = 64;
+constexpr uint32_t runner_batch_tasks_max = 64;
 // A runner whose batch has run this long (its estimate was wrong: the type's tasks got
 // slower) hands back the tasks it has finished and queues the rest as a new batch, which
 // an idle thread may take.
@@ -51,6 +51,9 @@ constexpr uint64_t batch_split_ns = 2 * batch_work_ns;
 // The weight of a new run in a compute type's run-time estimate: 1/8, so the estimate
 // follows a change in a few dozen tasks and one odd task moves it little.
 constexpr int64_t estimate_weight_shift = 3;
+// A held task's input and output are kept inline up to this size (a buffer allocated once
+// per slot beyond it).
+constexpr size_t held_inline_bytes = 80;
 // No next task in a batch (HeldTask::next).
 constexpr uint32_t no_task = ~uint32_t(0);
 
@@ -58,26 +61,27 @@ constexpr uint32_t no_task = ~uint32_t(0);
 // except while its batch is with an arena thread (from the push onto `to_run_` to the
 // push onto `finished_`).
 struct HeldTask {
-  TaskMessage task{};
+  TaskEntry task{};  // its input is input() below
   uint32_t lane = 0;  // the scheduler's lane it came from and its completion goes back to
   uint32_t plugin_type = 0;
   uint32_t next = no_task;  // the next task slot of its batch, run after this one
-  // The input: task.input when it travelled inline, else copied here out of the arena.
-  std::vector<std::byte> input_from_arena;
-  bool input_inline = true;
+  // The input, copied out of the batch's arena block: here when small, else in input_big.
+  std::byte input_inline[held_inline_bytes];
+  std::vector<std::byte> input_big;
   // The output, copied out of the runner's scratch buffer: here when it fits a completion
   // message, else into `output` (output_bytes_max, allocated at the first such output).
-  std::byte output_inline[task_inline_bytes];
+  std::byte output_inline[held_inline_bytes];
   std::vector<std::byte> output;
   size_t output_bytes = 0;
   int32_t status = 0;
   uint64_t run_ns = 0;
 
   std::span<const std::byte> input() const {
-    return input_inline ? std::span<const std::byte>(task.input, task.input_bytes) : std::span<const std::byte>(input_from_arena);
+    return task.input_bytes <= held_inline_bytes ? std::span<const std::byte>(input_inline, task.input_bytes)
+                                                 : std::span<const std::byte>(input_big.data(), task.input_bytes);
   }
   std::span<const std::byte> output_written() const {
-    return output_bytes <= task_inline_bytes ? std::span<const std::byte>(output_inline, output_bytes)
+    return output_bytes <= held_inline_bytes ? std::span<const std::byte>(output_inline, output_bytes)
                                              : std::span<const std::byte>(output.data(), output_bytes);
   }
 };
@@ -265,70 +269,90 @@ class Worker {
     return owner > 0 && ::kill(owner, 0) != 0 && errno == ESRCH;
   }
 
-  // Takes tasks while there is a free slot, a round over the lanes at a time (so no
-  // scheduler starves another), and queues them in batches for the arena. A big burst is
-  // queued every `threads` full batches, so the threads start on it while this thread
-  // copies the rest in.
+  // Takes task batches while their tasks fit the free slots, a batch per lane in turn (so
+  // no scheduler starves another), and queues them in runner batches for the arena. A big
+  // burst is queued every `threads` full runner batches, so the threads start on it while
+  // this thread copies the rest in.
   bool take_tasks() {
     bool took = false;
     for (bool took_in_round = true; took_in_round && !free_.empty();) {
       took_in_round = false;
       for (uint32_t index = 0; index < lanes_.size() && !free_.empty(); ++index) {
-        if (take_task(index)) took = took_in_round = true;
+        if (take_batch(index)) took = took_in_round = true;
       }
-      if (taken_.size() >= size_t(options_.threads) * batch_tasks_max) queue_batches();
+      if (taken_.size() >= size_t(options_.threads) * runner_batch_tasks_max) queue_batches();
     }
     queue_batches();
     return took;
   }
 
-  bool take_task(uint32_t lane_index) {
+  // One batch off a lane, when there is one and its tasks fit the free slots (else it
+  // waits in the ring for tasks to finish: the scheduler's credit bounds what it sends).
+  bool take_batch(uint32_t lane_index) {
     Lane& lane = lanes_[lane_index];
-    TaskMessage task;
-    if (!lane.tasks.pop(task)) return false;
-    std::span<const std::byte> input;
-    bool in_arena = (task.flags & task_flag_input_in_arena) != 0;
-    if (in_arena) {
-      input = lane.inputs.read(task.input_position, task.input_bytes);
-    } else if (task.input_bytes <= task_inline_bytes) {
-      input = std::span<const std::byte>(task.input, task.input_bytes);
+    std::span<const std::byte> slot = lane.tasks.peek(1);
+    if (slot.empty()) return false;
+    TaskBatchMessage batch;
+    std::memcpy(&batch, slot.data(), sizeof batch);
+    if (batch.epoch == options_.epoch && batch.task_count > free_.size() && batch.task_count <= held_.size())
+      return false;
+    std::span<const std::byte> block = lane.inputs.read(batch.entries_position, batch.entries_bytes);
+    if (batch.epoch != options_.epoch) {  // left by a dead incarnation: dispatched again
+      control_.tasks_skipped.fetch_add(batch.task_count, std::memory_order_relaxed);
+    } else if (block.empty() || batch.task_count == 0 || batch.task_count > held_.size()) {
+      // A scheduler bug or a damaged slot: no task in it can be named, so none is
+      // answered; the scheduler's leases run out and send them again.
+      std::fprintf(stderr, "keel worker: %s: a damaged task batch (%u tasks, %u bytes): skipped\n", control_.name,
+                   batch.task_count, batch.entries_bytes);
+      control_.tasks_skipped.fetch_add(batch.task_count, std::memory_order_relaxed);
+    } else {
+      take_entries(lane_index, batch, block);
     }
-    if (task.epoch != options_.epoch) {  // left by a dead incarnation: dispatched again
-      if (in_arena && !input.empty()) lane.inputs.release(task.input_position, task.input_bytes);
-      control_.tasks_skipped.fetch_add(1, std::memory_order_relaxed);
-      return true;
-    }
-    uint32_t index = free_.back();
-    free_.pop_back();
-    HeldTask& held = held_[index];
-    held.task = task;
-    held.lane = lane_index;
-    held.output_bytes = 0;
-    held.run_ns = 0;
-    bool malformed = task.compute_type >= plugin_types_.size() || (task.input_bytes > 0 && input.empty());
-    held.input_inline = !in_arena;
-    if (in_arena) held.input_from_arena.assign(input.begin(), input.end());
-    if (in_arena && !input.empty()) lane.inputs.release(task.input_position, task.input_bytes);
-    if (malformed) {  // a scheduler bug or a damaged slot: answered, never run
-      held.status = KEEL_STATUS_BAD_INPUT;
-      lane.to_send.push_back(index);
-      return true;
-    }
-    held.plugin_type = plugin_types_[task.compute_type];
-    taken_.push_back(index);
+    if (!block.empty()) lane.inputs.release(batch.entries_position, batch.entries_bytes);
+    lane.tasks.release(1);
     return true;
+  }
+
+  void take_entries(uint32_t lane_index, const TaskBatchMessage& batch, std::span<const std::byte> block) {
+    Lane& lane = lanes_[lane_index];
+    TaskEntries entries(block, batch.task_count);
+    std::span<const std::byte> input;
+    for (TaskEntry entry; entries.next(entry, input);) {
+      uint32_t index = free_.back();
+      free_.pop_back();
+      HeldTask& held = held_[index];
+      held.task = entry;
+      held.lane = lane_index;
+      held.output_bytes = 0;
+      held.run_ns = 0;
+      if (input.size() <= held_inline_bytes) {
+        if (!input.empty()) std::memcpy(held.input_inline, input.data(), input.size());
+      } else {
+        held.input_big.assign(input.begin(), input.end());
+      }
+      if (entry.compute_type >= plugin_types_.size()) {  // a scheduler bug: answered, never run
+        held.status = KEEL_STATUS_BAD_INPUT;
+        lane.to_send.push_back(index);
+        continue;
+      }
+      held.plugin_type = plugin_types_[entry.compute_type];
+      taken_.push_back(index);
+    }
+    if (entries.malformed())
+      std::fprintf(stderr, "keel worker: %s: a damaged task batch: its tasks past the damage were skipped\n",
+                   control_.name);
   }
 
   // Groups the tasks taken since the last call into batches, in the order taken, and
   // queues them for the runners. A batch ends before the task that would take its
-  // estimated work past batch_work_ns, at batch_tasks_max tasks, and at
+  // estimated work past batch_work_ns, at runner_batch_tasks_max tasks, and at
   // taken / min(threads, taken) tasks, so every thread gets a batch of the burst. A task
   // of a type with no estimate yet (none has finished) goes alone: it may be long.
   void queue_batches() {
     size_t count = taken_.size();
     if (count == 0) return;
     size_t batches_min = std::min<size_t>(options_.threads, count);
-    size_t tasks_max = std::min<size_t>(batch_tasks_max, count / batches_min);
+    size_t tasks_max = std::min<size_t>(runner_batch_tasks_max, count / batches_min);
     for (size_t first = 0; first < count;) {
       uint64_t work_ns = estimate_ns(taken_[first]);
       size_t end = first + 1;
@@ -424,7 +448,7 @@ class Worker {
       uint64_t end_ns = shm::monotonic_ns();
       if (running.status != KEEL_STATUS_OK) {
         running.output_bytes = 0;  // a failed task's output is not sent
-      } else if (running.output_bytes <= task_inline_bytes) {
+      } else if (running.output_bytes <= held_inline_bytes) {
         if (running.output_bytes != 0) std::memcpy(running.output_inline, scratch.data(), running.output_bytes);
       } else {
         if (running.output.size() < options_.output_bytes_max) running.output.resize(options_.output_bytes_max);
@@ -456,53 +480,67 @@ class Worker {
     return sent;
   }
 
-  // Writes as many as there are claimed slots, then publishes them together: one release
-  // store and one doorbell ring for the batch.
+  // Writes the lane's finished tasks back in completion batches (pool_table.h), each up to
+  // batch_tasks_max entries and batch_bytes_max bytes (one bigger entry goes alone), one
+  // arena block per batch, then publishes them together: one release store and one
+  // doorbell ring. Stops at a full ring or a full output arena (backpressure) and goes on
+  // next round.
   bool send_completions(Lane& lane) {
     bool sent = false;
     size_t pending = 0;  // written, not yet published
     uint64_t completed = 0;
     std::span<std::byte> claimed;
     while (!lane.to_send.empty()) {
-      HeldTask& held = held_[lane.to_send.front()];
-      if (claimed.size() < (pending + 1) * sizeof(CompletionMessage)) {
+      size_t count = 0, bytes = 0;
+      for (uint32_t index : lane.to_send) {
+        size_t entry_bytes = completion_entry_bytes(output_of(held_[index]).size());
+        if (count == batch_tasks_max || (count > 0 && bytes + entry_bytes > batch_bytes_max)) break;
+        bytes += entry_bytes;
+        ++count;
+      }
+      if (claimed.size() < (pending + 1) * sizeof(CompletionBatchMessage)) {
         lane.completions.publish(pending);
         pending = 0;
-        // No more than the producer knows are free: asking for the whole backlog would
-        // count a full event whenever it is longer than the room.
-        claimed = lane.completions.claim(
-            std::max<size_t>(1, std::min<size_t>(lane.to_send.size(), lane.completions.free_slots_cached())));
+        // No more than the producer knows are free (asking for more would count a full
+        // event), nor than the batches there are.
+        claimed = lane.completions.claim(std::max<size_t>(
+            1, std::min<size_t>((lane.to_send.size() + batch_tasks_max - 1) / batch_tasks_max,
+                                lane.completions.free_slots_cached())));
         if (claimed.empty()) break;
       }
-      std::byte* slot = claimed.data() + pending * sizeof(CompletionMessage);
-      CompletionMessage completion{};
-      completion.task_id = held.task.task_id;
-      completion.epoch = held.task.epoch;
-      completion.attempt = held.task.attempt;
-      completion.status = held.status;
-      completion.run_ns = held.run_ns;
-      std::span<const std::byte> output = held.status == KEEL_STATUS_OK ? held.output_written() : std::span<const std::byte>();
-      size_t output_bytes = output.size();
-      completion.output_bytes = uint32_t(output_bytes);
-      if (output_bytes <= task_inline_bytes) {
-        if (output_bytes != 0) std::memcpy(completion.output, output.data(), output_bytes);
-      } else {
-        std::optional<shm::ArenaBlock> block = lane.outputs.reserve(output_bytes);
-        if (!block) break;  // the slot stays claimed, unpublished: taken again next round
-        std::memcpy(block->bytes.data(), output.data(), output_bytes);
-        completion.flags = completion_flag_output_in_arena;
-        completion.output_position = block->position;
+      std::optional<shm::ArenaBlock> block = lane.outputs.reserve(bytes);
+      if (!block) break;  // the slot stays claimed, unpublished: taken again next round
+      size_t offset = 0;
+      for (size_t entry = 0; entry < count; ++entry) {
+        HeldTask& held = held_[lane.to_send.front()];
+        std::span<const std::byte> output = output_of(held);
+        CompletionEntry completion{.task_id = held.task.task_id,
+                                   .attempt = held.task.attempt,
+                                   .status = held.status,
+                                   .output_bytes = uint32_t(output.size()),
+                                   .reserved = 0,
+                                   .run_ns = held.run_ns};
+        offset += write_completion_entry(block->bytes.subspan(offset), completion, output);
+        free_.push_back(lane.to_send.front());
+        lane.to_send.pop_front();
       }
-      std::memcpy(slot, &completion, sizeof completion);
+      CompletionBatchMessage message{.epoch = options_.epoch,
+                                     .entries_position = block->position,
+                                     .entries_bytes = uint32_t(bytes),
+                                     .task_count = uint32_t(count),
+                                     .reserved = {}};
+      std::memcpy(claimed.data() + pending * sizeof message, &message, sizeof message);
       ++pending;
-      ++completed;
-      free_.push_back(lane.to_send.front());
-      lane.to_send.pop_front();
+      completed += count;
       sent = true;
     }
     lane.completions.publish(pending);
     if (completed != 0) control_.tasks_completed.fetch_add(completed, std::memory_order_relaxed);
     return sent;
+  }
+
+  static std::span<const std::byte> output_of(const HeldTask& held) {
+    return held.status == KEEL_STATUS_OK ? held.output_written() : std::span<const std::byte>();
   }
 
   // Sleeps on the slot's doorbell until a task arrives, a task finishes, or a heartbeat

@@ -46,7 +46,7 @@ struct WorkerOptions {
   uint32_t slot = 0;
   uint64_t epoch = 0;
   std::string plugin_path;
-  // The [[pool]]'s compute types, in config order: TaskMessage::compute_type indexes this.
+  // The [[pool]]'s compute types, in config order: TaskEntry::compute_type indexes this.
   std::vector<std::string> compute_types;
   std::vector<std::pair<std::string, std::string>> plugin_config;  // flattened [pool.config]
   uint32_t threads = 1;

@@ -23,6 +23,7 @@
 
 #include "engine/sched/pool_table.h"
 #include "numa/topology.h"
+#include "shm/arena.h"
 #include "shm/ring.h"
 #include "shm/segment.h"
 #include "tests/shm/test_segment_name.h"
@@ -59,6 +60,7 @@ class PoolSupervisorTest : public ::testing::Test {
     segment_->seal();
     view_ = PoolTableView::join(segment_->base(), *table).value();
     tasks_ = shm::RingProducer::join(segment_->base(), view_.lane(0, 0).task_ring).value();
+    inputs_ = shm::ArenaWriter::join(segment_->base(), view_.lane(0, 0).input_arena).value();
   }
 
   void TearDown() override {
@@ -105,21 +107,29 @@ class PoolSupervisorTest : public ::testing::Test {
 
   PoolControl& control(uint32_t slot = 0) { return view_.control(slot); }
 
-  // Pushes one task for slot 0 at `epoch`; false when the ring is full.
+  // Pushes one task for slot 0 at `epoch`, alone in its batch; false when the ring or
+  // the input arena is full.
   bool push(uint64_t task_id, uint64_t epoch, std::string_view input) {
-    TaskMessage task{};
-    task.task_id = task_id;
-    task.epoch = epoch;
-    task.attempt = 1;
-    task.input_bytes = uint32_t(input.size());
-    std::memcpy(task.input, input.data(), input.size());
-    return tasks_.push(task);
+    if (tasks_.free_slots_cached() == 0 && tasks_.claim(1).empty()) return false;
+    size_t bytes = task_entry_bytes(input.size());
+    std::optional<shm::ArenaBlock> block = inputs_.reserve(bytes);
+    if (!block) return false;
+    TaskEntry entry{.task_id = task_id, .attempt = 1, .compute_type = 0, .input_bytes = uint32_t(input.size()), .reserved = 0};
+    write_task_entry(block->bytes, entry, std::as_bytes(std::span<const char>(input.data(), input.size())));
+    TaskBatchMessage batch{.epoch = epoch,
+                           .dispatched_ns = 0,
+                           .entries_position = block->position,
+                           .entries_bytes = uint32_t(bytes),
+                           .task_count = 1,
+                           .reserved = {}};
+    return tasks_.push(batch);
   }
 
   std::string name_;
   std::optional<shm::Segment> segment_;
   PoolTableView view_;
   shm::RingProducer tasks_;
+  shm::ArenaWriter inputs_;
   std::optional<PoolSupervisor> supervisor_;
   std::vector<std::string> events_;
 };

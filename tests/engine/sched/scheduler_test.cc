@@ -97,6 +97,14 @@ struct PoolSetup {
   uint32_t backoff_ms = 1;
 };
 
+// A task as a pool sees it: its entry and its batch's epoch.
+struct SentTask {
+  uint64_t task_id = 0;
+  uint64_t epoch = 0;
+  uint32_t attempt = 0;
+  uint32_t compute_type = 0;
+};
+
 class SchedulerTest : public ::testing::Test {
  protected:
   // Pools: "a" (type a), "b" (type b), one slot each on node 0 unless a test says otherwise.
@@ -204,41 +212,61 @@ class SchedulerTest : public ::testing::Test {
     return true;
   }
 
-  // The tasks waiting in a slot's lane.
-  std::vector<std::pair<TaskMessage, std::string>> take_tasks(uint32_t slot) {
-    std::vector<std::pair<TaskMessage, std::string>> taken;
-    TaskMessage task;
-    while (lane_tasks_[slot].pop(task)) {
-      std::string input;
-      if (task.flags & task_flag_input_in_arena) {
-        std::span<const std::byte> bytes = lane_inputs_[slot].read(task.input_position, task.input_bytes);
-        input.assign(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-        lane_inputs_[slot].release(task.input_position, task.input_bytes);
-      } else {
-        input.assign(reinterpret_cast<const char*>(task.input), task.input_bytes);
-      }
-      taken.emplace_back(task, input);
+  // The tasks waiting in a slot's lane, batch by batch (batches_taken_ counts them).
+  std::vector<std::pair<SentTask, std::string>> take_tasks(uint32_t slot) {
+    std::vector<std::pair<SentTask, std::string>> taken;
+    TaskBatchMessage batch;
+    while (lane_tasks_[slot].pop(batch)) {
+      ++batches_taken_;
+      EXPECT_GE(batch.task_count, 1u);
+      EXPECT_LE(batch.task_count, batch_tasks_max);
+      std::span<const std::byte> block = lane_inputs_[slot].read(batch.entries_position, batch.entries_bytes);
+      EXPECT_EQ(block.size(), batch.entries_bytes) << "a batch names no block of the arena";
+      TaskEntries entries(block, batch.task_count);
+      std::span<const std::byte> input;
+      size_t count = 0;
+      for (TaskEntry entry; entries.next(entry, input); ++count)
+        taken.emplace_back(SentTask{entry.task_id, batch.epoch, entry.attempt, entry.compute_type},
+                           std::string(reinterpret_cast<const char*>(input.data()), input.size()));
+      EXPECT_EQ(count, batch.task_count) << "a batch's entries do not fit its block";
+      lane_inputs_[slot].release(batch.entries_position, batch.entries_bytes);
     }
     return taken;
   }
 
-  void complete(uint32_t slot, const TaskMessage& task, int32_t status, const std::string& output) {
-    CompletionMessage completion{};
-    completion.task_id = task.task_id;
-    completion.epoch = task.epoch;
-    completion.attempt = task.attempt;
-    completion.status = status;
-    completion.output_bytes = uint32_t(output.size());
-    if (output.size() > task_inline_bytes) {
-      std::optional<shm::ArenaBlock> block = lane_outputs_[slot].reserve(output.size());
-      ASSERT_TRUE(block.has_value());
-      std::memcpy(block->bytes.data(), output.data(), output.size());
-      completion.flags = completion_flag_output_in_arena;
-      completion.output_position = block->position;
-    } else {
-      std::memcpy(completion.output, output.data(), output.size());
+  // Answers one task, alone in its completion batch.
+  void complete(uint32_t slot, const SentTask& task, int32_t status, const std::string& output) {
+    complete_batch(slot, {{task, status, output}});
+  }
+
+  struct Answer {
+    SentTask task;
+    int32_t status;
+    std::string output;
+  };
+  // Answers the tasks together in one completion batch (all of one epoch).
+  void complete_batch(uint32_t slot, const std::vector<Answer>& answers) {
+    size_t bytes = 0;
+    for (const Answer& answer : answers) bytes += completion_entry_bytes(answer.output.size());
+    std::optional<shm::ArenaBlock> block = lane_outputs_[slot].reserve(bytes);
+    ASSERT_TRUE(block.has_value());
+    size_t offset = 0;
+    for (const Answer& answer : answers) {
+      CompletionEntry entry{.task_id = answer.task.task_id,
+                            .attempt = answer.task.attempt,
+                            .status = answer.status,
+                            .output_bytes = uint32_t(answer.output.size()),
+                            .reserved = 0,
+                            .run_ns = 0};
+      offset += write_completion_entry(block->bytes.subspan(offset), entry,
+                                       std::as_bytes(std::span<const char>(answer.output.data(), answer.output.size())));
     }
-    ASSERT_TRUE(lane_completions_[slot].push(completion));
+    CompletionBatchMessage message{.epoch = answers.front().task.epoch,
+                                   .entries_position = block->position,
+                                   .entries_bytes = uint32_t(bytes),
+                                   .task_count = uint32_t(answers.size()),
+                                   .reserved = {}};
+    ASSERT_TRUE(lane_completions_[slot].push(message));
   }
 
   std::vector<TaskResult> take_results() {
@@ -289,6 +317,7 @@ class SchedulerTest : public ::testing::Test {
   shm::RingConsumer results_;
   shm::ArenaReader result_txs_;
   size_t result_batches_ = 0;  // compute_results transactions taken
+  size_t batches_taken_ = 0;  // task batches taken from the lanes
   std::vector<shm::RingConsumer> lane_tasks_;
   std::vector<shm::RingProducer> lane_completions_;
   std::vector<shm::ArenaReader> lane_inputs_;
@@ -300,7 +329,7 @@ TEST_F(SchedulerTest, RoutesEachTaskByComputeTypeAndReturnsItsResult) {
   build({{"a", {0}}, {"b", {0}}});
   send_request(101, type_a, "alpha");
   send_request(102, type_b, "beta");
-  std::vector<std::pair<TaskMessage, std::string>> a, b;
+  std::vector<std::pair<SentTask, std::string>> a, b;
   ASSERT_TRUE(poll_until([&] {
     for (auto& task : take_tasks(0)) a.push_back(task);
     for (auto& task : take_tasks(1)) b.push_back(task);
@@ -327,12 +356,77 @@ TEST_F(SchedulerTest, RoutesEachTaskByComputeTypeAndReturnsItsResult) {
   EXPECT_EQ(counters().results_failed.load(), 0u);
 }
 
+// Tasks cross a lane in batches: what one poll dispatches goes as one batch, never past
+// the pool's credit; a completion batch's answers are taken one by one (a transient
+// failure is sent again, a permanent one ends the task, the rest succeed).
+TEST_F(SchedulerTest, TasksGoToAPoolInBatchesWithinItsCreditAndEachAnswerOfABatchCounts) {
+  PoolSetup pool{"a", {0}};
+  pool.in_flight_max = 100;
+  build({pool}, 1, 256);
+  for (uint64_t mark = 1; mark <= 60; ++mark) send_request(mark, type_a, "in" + std::to_string(mark));
+  std::vector<std::pair<SentTask, std::string>> tasks;
+  ASSERT_TRUE(poll_until([&] {
+    for (auto& task : take_tasks(0)) tasks.push_back(task);
+    return tasks.size() == 60;
+  }));
+  EXPECT_EQ(batches_taken_, 1u) << "60 tasks taken in one poll went out in more than one batch";
+  for (uint64_t mark = 61; mark <= 120; ++mark) send_request(mark, type_a, "in" + std::to_string(mark));
+  ASSERT_TRUE(poll_until([&] {
+    for (auto& task : take_tasks(0)) tasks.push_back(task);
+    return tasks.size() >= 100;
+  }));
+  for (int poll = 0; poll < 10; ++poll) tile_->poll(64);
+  for (auto& task : take_tasks(0)) tasks.push_back(task);
+  ASSERT_EQ(tasks.size(), 100u) << "the pool was sent more than its in_flight_max";
+  EXPECT_EQ(batches_taken_, 2u);
+
+  std::vector<Answer> answers;
+  for (size_t index = 0; index < tasks.size(); ++index) {
+    int32_t status = index == 0 ? KEEL_STATUS_FAILED : index == 1 ? KEEL_STATUS_BAD_INPUT : KEEL_STATUS_OK;
+    answers.push_back({tasks[index].first, status, "out" + tasks[index].second.substr(2)});
+  }
+  const uint64_t retried_id = tasks[0].first.task_id;
+  complete_batch(0, answers);
+  // The credit freed lets the 20 waiting tasks out, and the transient failure again.
+  std::vector<std::pair<SentTask, std::string>> rest;
+  ASSERT_TRUE(poll_until([&] {
+    for (auto& task : take_tasks(0)) rest.push_back(task);
+    return rest.size() == 21;
+  }));
+  bool retry_seen = false;
+  for (auto& [task, input] : rest) {
+    if (task.task_id == retried_id) {
+      retry_seen = true;
+      EXPECT_EQ(task.attempt, 2u);
+    }
+    complete(0, task, KEEL_STATUS_OK, "out" + input.substr(2));
+  }
+  EXPECT_TRUE(retry_seen) << "the transient failure in a batch was not sent again";
+  std::vector<TaskResult> results = await_results(120);
+  ASSERT_EQ(results.size(), 120u);
+  std::map<uint64_t, TaskResult> by_mark;
+  for (const TaskResult& result : results) EXPECT_TRUE(by_mark.emplace(result.task_mark, result).second);
+  const uint64_t failed_mark = std::stoull(tasks[1].second.substr(2));
+  for (const auto& [mark, result] : by_mark) {
+    if (mark == failed_mark) {
+      EXPECT_EQ(result.outcome, ledger::ComputeOutcome::plugin_failed);
+      EXPECT_EQ(result.plugin_status, KEEL_STATUS_BAD_INPUT);
+    } else {
+      EXPECT_EQ(result.outcome, ledger::ComputeOutcome::succeeded) << "mark " << mark;
+      EXPECT_EQ(result.output, "out" + std::to_string(mark));
+    }
+  }
+  EXPECT_EQ(counters().results_failed.load(), 1u);
+  EXPECT_EQ(counters().tasks_retried.load(), 1u);
+  EXPECT_EQ(counters().completions_stale.load(), 0u);
+}
+
 TEST_F(SchedulerTest, LargeInputsAndOutputsTravelThroughTheArenas) {
   build({{"a", {0}}});
   std::string input(5000, 'i'), output(9000, 'o');
   input[4999] = 'z';
   send_request(7, type_a, input);
-  std::vector<std::pair<TaskMessage, std::string>> tasks;
+  std::vector<std::pair<SentTask, std::string>> tasks;
   ASSERT_TRUE(poll_until([&] {
     tasks = take_tasks(0);
     return !tasks.empty();
@@ -351,7 +445,7 @@ TEST_F(SchedulerTest, ResultsGoBackBatchedInAscendingMarkOrder) {
   pool.in_flight_max = 40;
   build({pool});
   for (uint64_t mark = 140; mark > 100; --mark) send_request(mark, type_a, "in" + std::to_string(mark));
-  std::vector<std::pair<TaskMessage, std::string>> tasks;
+  std::vector<std::pair<SentTask, std::string>> tasks;
   ASSERT_TRUE(poll_until([&] {
     for (auto& task : take_tasks(0)) tasks.push_back(task);
     return tasks.size() == 40;
@@ -438,7 +532,7 @@ TEST_F(SchedulerTest, AnExpiredLeaseIsSentAgainAndTheStaleAnswerDropped) {
   pool.timeout_ms = 20;
   build({pool});
   send_request(9, type_a, "slow");
-  std::vector<std::pair<TaskMessage, std::string>> first, second;
+  std::vector<std::pair<SentTask, std::string>> first, second;
   ASSERT_TRUE(poll_until([&] {
     first = take_tasks(0);
     return !first.empty();
@@ -499,14 +593,14 @@ TEST_F(SchedulerTest, ATransientFailureIsRetriedAndAPermanentOneIsNot) {
   build({{"a", {0}}});
   send_request(1, type_a, "flaky");
   send_request(2, type_a, "bad");
-  std::vector<std::pair<TaskMessage, std::string>> tasks;
+  std::vector<std::pair<SentTask, std::string>> tasks;
   ASSERT_TRUE(poll_until([&] {
     for (auto& task : take_tasks(0)) tasks.push_back(task);
     return tasks.size() == 2;
   }));
   for (auto& [task, input] : tasks)
     complete(0, task, input == "flaky" ? KEEL_STATUS_FAILED : KEEL_STATUS_PLUGIN_MIN + 1, "");
-  std::vector<std::pair<TaskMessage, std::string>> again;
+  std::vector<std::pair<SentTask, std::string>> again;
   std::vector<TaskResult> results;
   ASSERT_TRUE(poll_until([&] {
     for (auto& task : take_tasks(0)) again.push_back(task);
@@ -520,7 +614,7 @@ TEST_F(SchedulerTest, ATransientFailureIsRetriedAndAPermanentOneIsNot) {
   EXPECT_EQ(results[0].plugin_status, KEEL_STATUS_PLUGIN_MIN + 1);
   // Failing on every retry too: retries_exhausted after 1 + retries_max attempts.
   complete(0, again[0].first, KEEL_STATUS_FAILED, "");
-  std::vector<std::pair<TaskMessage, std::string>> third;
+  std::vector<std::pair<SentTask, std::string>> third;
   ASSERT_TRUE(poll_until([&] {
     third = take_tasks(0);
     return !third.empty();
@@ -543,7 +637,7 @@ TEST_F(SchedulerTest, TasksOfADeadIncarnationGoToTheNextOne) {
   // The supervisor reaped epoch 1 and started epoch 2.
   PoolControl& control = pools_.control(0);
   control.dead_epoch.store(1);
-  std::vector<std::pair<TaskMessage, std::string>> resent;
+  std::vector<std::pair<SentTask, std::string>> resent;
   for (int round = 0; round < 50; ++round) tile_->poll(64);
   EXPECT_TRUE(take_tasks(0).empty()) << "sent to a pool with no live incarnation";
   start_incarnation(0, 2);
@@ -570,7 +664,7 @@ TEST_F(SchedulerTest, ANewIncarnationSeenBeforeItsPredecessorsDeathStillGetsItsT
     return sent == 3;
   }));
   start_incarnation(0, 2);  // dead_epoch not (yet) seen at 1
-  std::vector<std::pair<TaskMessage, std::string>> resent;
+  std::vector<std::pair<SentTask, std::string>> resent;
   // Well before the leases would expire (backoff is 1 ms).
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
   while (resent.size() < 3 && std::chrono::steady_clock::now() < deadline) {
@@ -608,7 +702,7 @@ TEST_F(SchedulerTest, AQuarantinedPoolFailsItsTasksWithTheReason) {
   control.quarantined.store(1);
   send_request(1, type_a, "x");
   send_request(2, type_b, "y");
-  std::vector<std::pair<TaskMessage, std::string>> b_tasks;
+  std::vector<std::pair<SentTask, std::string>> b_tasks;
   std::vector<TaskResult> results;
   ASSERT_TRUE(poll_until([&] {
     for (auto& task : take_tasks(1)) b_tasks.push_back(task);
@@ -631,7 +725,7 @@ TEST_F(SchedulerTest, HeldTasksAreBoundedByLeasesAndTheRestWaitInTheRing) {
   for (int round = 0; round < 100; ++round) tile_->poll(64);
   EXPECT_EQ(counters().tasks_taken.load(), 4u);
   EXPECT_EQ(counters().leases_held.load(), 4u);
-  std::vector<std::pair<TaskMessage, std::string>> tasks = take_tasks(0);
+  std::vector<std::pair<SentTask, std::string>> tasks = take_tasks(0);
   EXPECT_EQ(tasks.size(), 2u);  // the pool's credit
   // Answering frees leases and credit: everything completes in the end.
   size_t done = 0;
@@ -653,7 +747,7 @@ TEST_F(SchedulerTest, ResultsTheShardCannotTakeYetWaitAndAllGoBackOnce) {
   const uint64_t task_count = 200;
   const std::string output(9000, 'r');  // one entry a batch (result_batch_bytes_max): 200 batches, 64 ring slots
   uint64_t next_mark = 1, completed = 0;
-  std::vector<std::pair<TaskMessage, std::string>> tasks;
+  std::vector<std::pair<SentTask, std::string>> tasks;
   ASSERT_TRUE(poll_until([&] {
     for (size_t sent = 0; next_mark <= task_count && sent < 16; ++sent, ++next_mark)
       send_request(next_mark, type_a, "in" + std::to_string(next_mark));

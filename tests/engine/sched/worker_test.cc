@@ -143,25 +143,40 @@ class WorkerTest : public ::testing::Test {
     return text.str();
   }
 
-  // Pushes one task; false when the ring (or the input arena) is full.
+  // Pushes one task, alone in its batch; false when the ring (or the input arena) is full.
   bool push(uint64_t task_id, uint32_t attempt, uint64_t epoch, uint32_t type, std::span<const std::byte> input) {
-    TaskMessage task{};
-    task.task_id = task_id;
-    task.epoch = epoch;
-    task.attempt = attempt;
-    task.compute_type = type;
-    task.input_bytes = uint32_t(input.size());
+    return push_batch(epoch, {{task_id, attempt, type, std::vector<std::byte>(input.begin(), input.end())}});
+  }
+
+  struct Task {
+    uint64_t task_id;
+    uint32_t attempt;
+    uint32_t type;
+    std::vector<std::byte> input;
+  };
+  // Pushes the tasks as one batch; false when the ring (or the input arena) is full.
+  bool push_batch(uint64_t epoch, const std::vector<Task>& tasks) {
     if (tasks_.free_slots_cached() == 0 && tasks_.claim(1).empty()) return false;
-    if (input.size() <= task_inline_bytes) {
-      std::memcpy(task.input, input.data(), input.size());
-    } else {
-      std::optional<shm::ArenaBlock> block = inputs_.reserve(input.size());
-      if (!block) return false;
-      std::memcpy(block->bytes.data(), input.data(), input.size());
-      task.flags = task_flag_input_in_arena;
-      task.input_position = block->position;
+    size_t bytes = 0;
+    for (const Task& task : tasks) bytes += task_entry_bytes(task.input.size());
+    std::optional<shm::ArenaBlock> block = inputs_.reserve(bytes);
+    if (!block) return false;
+    size_t offset = 0;
+    for (const Task& task : tasks) {
+      TaskEntry entry{.task_id = task.task_id,
+                      .attempt = task.attempt,
+                      .compute_type = task.type,
+                      .input_bytes = uint32_t(task.input.size()),
+                      .reserved = 0};
+      offset += write_task_entry(block->bytes.subspan(offset), entry, task.input);
     }
-    return tasks_.push(task);
+    TaskBatchMessage batch{.epoch = epoch,
+                           .dispatched_ns = 0,
+                           .entries_position = block->position,
+                           .entries_bytes = uint32_t(bytes),
+                           .task_count = uint32_t(tasks.size()),
+                           .reserved = {}};
+    return tasks_.push(batch);
   }
 
   struct Completed {
@@ -173,19 +188,20 @@ class WorkerTest : public ::testing::Test {
   // Takes every completion there is now.
   size_t drain(std::map<uint64_t, std::vector<Completed>>& done) {
     size_t got = 0;
-    CompletionMessage completion;
-    while (completions_.pop(completion)) {
-      std::vector<std::byte> output;
-      if (completion.flags & completion_flag_output_in_arena) {
-        std::span<const std::byte> bytes = outputs_.read(completion.output_position, completion.output_bytes);
-        EXPECT_EQ(bytes.size(), completion.output_bytes);
-        output.assign(bytes.begin(), bytes.end());
-        outputs_.release(completion.output_position, completion.output_bytes);
-      } else {
-        output.assign(completion.output, completion.output + completion.output_bytes);
-      }
-      done[completion.task_id].push_back({completion.attempt, completion.status, std::move(output)});
-      ++got;
+    CompletionBatchMessage batch;
+    while (completions_.pop(batch)) {
+      EXPECT_GE(batch.task_count, 1u);
+      EXPECT_LE(batch.task_count, batch_tasks_max);
+      std::span<const std::byte> block = outputs_.read(batch.entries_position, batch.entries_bytes);
+      EXPECT_EQ(block.size(), batch.entries_bytes);
+      CompletionEntries entries(block, batch.task_count);
+      std::span<const std::byte> output;
+      size_t count = 0;
+      for (CompletionEntry entry; entries.next(entry, output); ++count)
+        done[entry.task_id].push_back({entry.attempt, entry.status, std::vector<std::byte>(output.begin(), output.end())});
+      EXPECT_EQ(count, batch.task_count) << "a batch's entries do not fit its block";
+      outputs_.release(batch.entries_position, batch.entries_bytes);
+      got += count;
     }
     return got;
   }
@@ -232,6 +248,37 @@ TEST_F(WorkerTest, EveryTaskIsCompletedOnceWithItsOutputAndTheWorkerStopsOnSigte
   EXPECT_TRUE(wait_until([&] { return control_->heartbeat_ns.load() > beat_at_ready; })) << "no heartbeat";
   ::kill(pid_, SIGTERM);
   EXPECT_EQ(wait_exit(), worker_exit_stopped) << log_text();
+}
+
+TEST_F(WorkerTest, ABatchIsAnsweredTaskByTaskAndAnOlderIncarnationsBatchIsSkippedWhole) {
+  ASSERT_NO_FATAL_FAILURE(start({.plugin = KEEL_PLUGIN_NOOP, .types = {"noop"}}));
+  ASSERT_TRUE(wait_ready()) << log_text();
+  std::vector<Task> stale;
+  for (uint64_t id = 0; id < 5; ++id) stale.push_back({id, 1, 0, bytes_of(id)});
+  ASSERT_TRUE(push_batch(0, stale));  // left in the ring by incarnation 0
+  constexpr uint64_t first_id = 100, count = 50, bad_type_id = 120;
+  std::vector<Task> batch;
+  for (uint64_t id = first_id; id < first_id + count; ++id)
+    batch.push_back({id, 2, id == bad_type_id ? 9u : 0u, bytes_of(id * 3)});
+  ASSERT_TRUE(push_batch(1, batch));
+  std::map<uint64_t, std::vector<Completed>> done;
+  ASSERT_TRUE(wait_until([&] {
+    drain(done);
+    return done.size() == count;
+  })) << done.size() << " of " << count << " completed\n" << log_text();
+  for (uint64_t id = first_id; id < first_id + count; ++id) {
+    ASSERT_EQ(done[id].size(), 1u) << "task " << id;
+    EXPECT_EQ(done[id][0].attempt, 2u);
+    if (id == bad_type_id) {
+      EXPECT_EQ(done[id][0].status, KEEL_STATUS_BAD_INPUT);
+      EXPECT_TRUE(done[id][0].output.empty());
+    } else {
+      EXPECT_EQ(done[id][0].status, KEEL_STATUS_OK) << "task " << id;
+      EXPECT_EQ(done[id][0].output, bytes_of(id * 3)) << "task " << id;
+    }
+  }
+  EXPECT_EQ(control_->tasks_skipped.load(), 5u);
+  EXPECT_EQ(control_->tasks_completed.load(), count);
 }
 
 TEST_F(WorkerTest, BigInputsAndOutputsTravelThroughTheArenas) {
@@ -421,20 +468,26 @@ TEST_F(WorkerTest, ShortTasksBatchedOnOneThreadCompleteWhileASlowTaskHoldsTheOth
 TEST_F(WorkerTest, AFullCompletionRingStopsTheWorkerTakingTasksAndNothingIsLost) {
   ASSERT_NO_FATAL_FAILURE(start({.plugin = KEEL_PLUGIN_NOOP, .types = {"noop"}, .in_flight_max = 16}));
   ASSERT_TRUE(wait_ready()) << log_text();
-  // Nobody reads completions: the worker may hold 1,024 finished in the completion ring
-  // and 16 in its slots; the task ring holds 1,024 more; then pushes are refused.
+  // Nobody reads completions: the worker fills the completion ring (1,024 batches of one
+  // to 16 tasks) and holds 16 finished in its slots; the task ring holds 1,024 more; then
+  // pushes are refused.
+  const auto& completion_ring =
+      *reinterpret_cast<const shm::RingHeader*>(segment_->base() + view_.lane(0, 0).completion_ring);
   uint64_t pushed = 0;
   auto push_all_that_fit = [&] {
     while (push(pushed, 1, 1, 0, bytes_of(pushed))) ++pushed;
   };
+  uint64_t completed = 0;
   ASSERT_TRUE(wait_until([&] {
     push_all_that_fit();
-    return pushed >= 1024 + 16 + 1024 && control_->tasks_completed.load() == 1024;
-  })) << pushed << " pushed, " << control_->tasks_completed.load() << " completed";
+    completed = control_->tasks_completed.load();
+    return completion_ring.tail.load() - completion_ring.head.load() == 1024 && pushed == completed + 16 + 1024;
+  })) << pushed << " pushed, " << completed << " completed";
+  EXPECT_GE(completed, 1024u);
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   push_all_that_fit();
-  EXPECT_EQ(pushed, 1024u + 16 + 1024) << "the worker took tasks it could not answer";
-  EXPECT_EQ(control_->tasks_completed.load(), 1024u);
+  EXPECT_EQ(pushed, completed + 16 + 1024) << "the worker took tasks it could not answer";
+  EXPECT_EQ(control_->tasks_completed.load(), completed);
   // Reading the completions lets everything through, each exactly once.
   std::map<uint64_t, std::vector<Completed>> done;
   ASSERT_TRUE(wait_until([&] {
