@@ -54,6 +54,10 @@ constexpr int64_t estimate_weight_shift = 3;
 // A held task's input and output are kept inline up to this size (a buffer allocated once
 // per slot beyond it).
 constexpr size_t held_inline_bytes = 80;
+// A task whose type's estimate is below this is timed with its neighbours in stretches of
+// up to stretch_tasks_max: a clock read costs ~25 ns here, as much as a noop task.
+constexpr uint64_t timed_alone_ns = 1000;
+constexpr uint32_t stretch_tasks_max = 16;
 // No next task in a batch (HeldTask::next).
 constexpr uint32_t no_task = ~uint32_t(0);
 
@@ -75,6 +79,9 @@ struct HeldTask {
   size_t output_bytes = 0;
   int32_t status = 0;
   uint64_t run_ns = 0;
+  // Set when batched: its type's tasks are long enough (or unknown) to be timed alone;
+  // shorter ones are timed in stretches (see run_batch).
+  bool timed_alone = true;
 
   std::span<const std::byte> input() const {
     return task.input_bytes <= held_inline_bytes ? std::span<const std::byte>(input_inline, task.input_bytes)
@@ -116,6 +123,15 @@ std::string joined(const std::vector<std::string>& names) {
   for (const std::string& name : names) text += (text.empty() ? "" : ", ") + name;
   return text;
 }
+
+// What one runner (an arena job running batches) is doing, for task_hang_ms: the task it
+// runs and when that task's stretch began (monotonic ns; 0 when it runs none). Written by
+// the runner, read by the main thread.
+struct alignas(64) RunnerSlot {
+  std::atomic<bool> in_use{false};
+  std::atomic<uint32_t> task{no_task};
+  std::atomic<uint64_t> started_ns{0};
+};
 
 // One scheduler's lane (pool_table.h), joined.
 struct Lane {
@@ -169,7 +185,7 @@ class Worker {
     held_.resize(options_.in_flight_max);
     taken_.reserve(options_.in_flight_max);
     estimate_ns_.assign(options_.compute_types.size(), 0);
-    started_ns_ = std::make_unique<std::atomic<uint64_t>[]>(options_.in_flight_max);
+    runner_slots_ = std::make_unique<RunnerSlot[]>(options_.threads);
     for (uint32_t index = options_.in_flight_max; index-- > 0;) free_.push_back(index);
     // TBB caps its worker threads at the PUs the process may use, less one for a main
     // thread that would join: a pool pinned to N PUs would get N - 1 threads, one pinned to
@@ -245,9 +261,12 @@ class Worker {
   void exit_if_hung(uint64_t now_ns) {
     if (options_.task_hang_ms == 0) return;
     uint64_t hang_ns = uint64_t(options_.task_hang_ms) * 1'000'000;
-    for (uint32_t index = 0; index < options_.in_flight_max; ++index) {
-      uint64_t started_ns = started_ns_[index].load(std::memory_order_relaxed);
+    for (uint32_t runner = 0; runner < options_.threads; ++runner) {
+      const RunnerSlot& slot = runner_slots_[runner];
+      uint64_t started_ns = slot.started_ns.load(std::memory_order_acquire);
       if (started_ns == 0 || now_ns <= started_ns || now_ns - started_ns < hang_ns) continue;
+      uint32_t index = slot.task.load(std::memory_order_relaxed);
+      if (index >= held_.size()) continue;
       std::fprintf(stderr, "keel worker: %s: a task (id %llu, attempt %u) has run %u ms (task_hang_ms): exiting\n",
                    control_.name, (unsigned long long)held_[index].task.task_id, held_[index].task.attempt,
                    options_.task_hang_ms);
@@ -362,8 +381,12 @@ class Worker {
         work_ns += next_ns;
         ++end;
       }
-      for (size_t at = first; at + 1 < end; ++at) held_[taken_[at]].next = taken_[at + 1];
-      held_[taken_[end - 1]].next = no_task;
+      for (size_t at = first; at < end; ++at) {
+        HeldTask& held = held_[taken_[at]];
+        uint64_t estimate = estimate_ns(taken_[at]);
+        held.timed_alone = estimate == 0 || estimate >= timed_alone_ns;
+        held.next = at + 1 < end ? taken_[at + 1] : no_task;
+      }
       queued_.fetch_add(1, std::memory_order_seq_cst);  // before the push: a runner's decrement follows it
       to_run_.push(taken_[first]);
       first = end;
@@ -404,11 +427,13 @@ class Worker {
   // (start_runners and this both use seq_cst, so one of them sees the other).
   void run_queued() {
     for (;;) {
+      RunnerSlot& slot = claim_runner_slot();
       uint32_t first;
       while (to_run_.try_pop(first)) {
         queued_.fetch_sub(1, std::memory_order_seq_cst);
-        run_batch(first);
+        run_batch(first, slot);
       }
+      slot.in_use.store(false, std::memory_order_release);
       runners_active_.fetch_sub(1, std::memory_order_seq_cst);
       if (queued_.load(std::memory_order_seq_cst) == 0) break;
       uint32_t active = runners_active_.load(std::memory_order_seq_cst);
@@ -419,22 +444,46 @@ class Worker {
     runners_alive_.fetch_sub(1, std::memory_order_release);  // this runner's last touch of the worker
   }
 
+  // A free runner slot. A runner holds one only while counted in runners_active_ (it
+  // claims after the count went up and frees before it goes down), and at most `threads`
+  // are counted, so one of the `threads` slots is always free to it.
+  RunnerSlot& claim_runner_slot() {
+    for (;;) {
+      for (uint32_t runner = 0; runner < options_.threads; ++runner) {
+        RunnerSlot& slot = runner_slots_[runner];
+        if (!slot.in_use.load(std::memory_order_relaxed) && !slot.in_use.exchange(true, std::memory_order_acquire))
+          return slot;
+      }
+      std::this_thread::yield();  // a runner between freeing its slot and its count going down
+    }
+  }
+
   // Runs a batch's tasks one after another, then hands them back together: one push onto
   // finished_ and one doorbell ring for the batch (a fence and a load while the main
-  // thread is awake; a wake-up when it sleeps). One clock read per task: a task's end is
-  // the next one's start. started_ns_ is per task, so task_hang_ms still names the task
-  // that hangs. A batch that overran batch_split_ns hands back what it has run and queues
-  // the rest, which another thread may take: a finished task waits for about 20 us of its
-  // batch's work, or 40 us plus one task when the estimate was wrong (a type's tasks got
-  // slower), never for a whole batch of long tasks.
-  void run_batch(uint32_t first) {
-    uint64_t batch_start_ns = shm::monotonic_ns();
-    uint64_t start_ns = batch_start_ns;
+  // thread is awake; a wake-up when it sleeps).
+  //
+  // Timing: a task of a type estimated at timed_alone_ns or more (or not estimated yet) is
+  // timed alone, one clock read at its end (a task's end is the next one's start); shorter
+  // ones are timed in stretches of up to stretch_tasks_max, each task of a stretch taking
+  // its share of the stretch's time as its run time. The runner's slot names the running
+  // task and when its stretch began, so task_hang_ms still names the task that hangs (a
+  // stretch of short tasks is microseconds; a hang is seconds).
+  //
+  // A batch that overran batch_split_ns hands back what it has run and queues the rest,
+  // which another thread may take: a finished task waits for about 20 us of its batch's
+  // work, or 40 us plus one task when the estimate was wrong (a type's tasks got slower),
+  // never for a whole batch of long tasks.
+  void run_batch(uint32_t first, RunnerSlot& slot) {
+    const uint64_t batch_start_ns = shm::monotonic_ns();
+    uint64_t start_ns = batch_start_ns;  // when the current stretch began
+    uint32_t stretch_first = first, stretch_count = 0;
     uint32_t last = no_task;  // the last task run
     const std::span<std::byte> scratch = runner_scratch(options_.output_bytes_max);  // this thread's
+    slot.started_ns.store(start_ns, std::memory_order_release);
     for (uint32_t index = first; index != no_task;) {
-      if (last != no_task && start_ns - batch_start_ns >= batch_split_ns) {
+      if (stretch_count == 0 && last != no_task && start_ns - batch_start_ns >= batch_split_ns) {
         held_[last].next = no_task;
+        slot.started_ns.store(0, std::memory_order_relaxed);
         finished_.push(first);
         shm::doorbell_ring(doorbell_);
         queued_.fetch_add(1, std::memory_order_seq_cst);  // before the push, as in queue_batches
@@ -443,9 +492,8 @@ class Worker {
         return;
       }
       HeldTask& running = held_[index];
-      started_ns_[index].store(start_ns, std::memory_order_relaxed);
+      slot.task.store(index, std::memory_order_relaxed);
       running.status = instance_->run(running.plugin_type, running.input(), scratch, &running.output_bytes);
-      uint64_t end_ns = shm::monotonic_ns();
       if (running.status != KEEL_STATUS_OK) {
         running.output_bytes = 0;  // a failed task's output is not sent
       } else if (running.output_bytes <= held_inline_bytes) {
@@ -454,12 +502,20 @@ class Worker {
         if (running.output.size() < options_.output_bytes_max) running.output.resize(options_.output_bytes_max);
         std::memcpy(running.output.data(), scratch.data(), running.output_bytes);
       }
-      running.run_ns = end_ns - start_ns;
-      started_ns_[index].store(0, std::memory_order_relaxed);
+      ++stretch_count;
       last = index;
       index = running.next;  // read before the batch is handed back
-      start_ns = end_ns;
+      if (running.timed_alone || stretch_count == stretch_tasks_max || index == no_task || held_[index].timed_alone) {
+        const uint64_t end_ns = shm::monotonic_ns();
+        const uint64_t share_ns = (end_ns - start_ns) / stretch_count;
+        for (uint32_t timed = stretch_first; stretch_count-- > 0; timed = held_[timed].next) held_[timed].run_ns = share_ns;
+        stretch_count = 0;
+        stretch_first = index;
+        start_ns = end_ns;
+        slot.started_ns.store(start_ns, std::memory_order_release);
+      }
     }
+    slot.started_ns.store(0, std::memory_order_relaxed);
     finished_.push(first);
     shm::doorbell_ring(doorbell_);
   }
@@ -577,9 +633,7 @@ class Worker {
   std::atomic<uint32_t> queued_{0};          // batches in to_run_ (seq_cst: see run_queued)
   std::atomic<uint32_t> runners_active_{0};  // runners counted as taking tasks
   std::atomic<uint32_t> runners_alive_{0};   // runners enqueued and not yet returned
-  // Per task slot: when its plugin call started (monotonic ns), 0 when none runs. Written
-  // by the arena thread running it, read by the main thread for task_hang_ms.
-  std::unique_ptr<std::atomic<uint64_t>[]> started_ns_;
+  std::unique_ptr<RunnerSlot[]> runner_slots_;  // `threads` of them
   uint64_t last_beat_ns_ = 0;
 };
 

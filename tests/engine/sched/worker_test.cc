@@ -183,6 +183,7 @@ class WorkerTest : public ::testing::Test {
     uint32_t attempt;
     int32_t status;
     std::vector<std::byte> output;
+    uint64_t run_ns = 0;
   };
 
   // Takes every completion there is now.
@@ -198,7 +199,8 @@ class WorkerTest : public ::testing::Test {
       std::span<const std::byte> output;
       size_t count = 0;
       for (CompletionEntry entry; entries.next(entry, output); ++count)
-        done[entry.task_id].push_back({entry.attempt, entry.status, std::vector<std::byte>(output.begin(), output.end())});
+        done[entry.task_id].push_back(
+            {entry.attempt, entry.status, std::vector<std::byte>(output.begin(), output.end()), entry.run_ns});
       EXPECT_EQ(count, batch.task_count) << "a batch's entries do not fit its block";
       outputs_.release(batch.entries_position, batch.entries_bytes);
       got += count;
@@ -423,6 +425,44 @@ std::vector<std::byte> sleep_task_input(uint32_t sleep_ms, uint64_t task_id) {
   std::memcpy(input.data(), &sleep_ms, 4);
   std::memcpy(input.data() + 4, &task_id, sizeof task_id);
   return input;
+}
+
+// A task's run time comes back with it: a noop's is its share of a stretch of its
+// neighbours (one clock read per stretch, not per task), a long one's its own (timed alone).
+TEST_F(WorkerTest, ShortTasksRunTimesAreSharesOfTheirStretch) {
+  {
+    ASSERT_NO_FATAL_FAILURE(start({.plugin = KEEL_PLUGIN_NOOP, .types = {"noop"}}));
+    ASSERT_TRUE(wait_ready()) << log_text();
+    constexpr uint64_t task_count = 5000;
+    std::map<uint64_t, std::vector<Completed>> done;
+    uint64_t pushed = 0;
+    ASSERT_TRUE(wait_until([&] {
+      while (pushed < task_count && push(pushed, 1, 1, 0, bytes_of(pushed))) ++pushed;
+      drain(done);
+      return done.size() == task_count;
+    })) << log_text();
+    uint64_t run_ns_sum = 0;
+    for (const auto& [task_id, completions] : done) {
+      EXPECT_LT(completions[0].run_ns, 10'000'000u) << "a noop task took 10 ms: task " << task_id;
+      run_ns_sum += completions[0].run_ns;
+    }
+    EXPECT_GT(run_ns_sum, 0u) << "no run time came back";
+  }
+}
+
+TEST_F(WorkerTest, ALongTasksRunTimeIsItsOwn) {
+  ASSERT_NO_FATAL_FAILURE(start({.plugin = KEEL_TEST_PLUGIN_SLEEP, .types = {"sleep"}}));
+  ASSERT_TRUE(wait_ready()) << log_text();
+  for (uint64_t id = 0; id < 4; ++id) ASSERT_TRUE(push(id, 1, 1, 0, sleep_task_input(20, id)));
+  std::map<uint64_t, std::vector<Completed>> done;
+  ASSERT_TRUE(wait_until([&] {
+    drain(done);
+    return done.size() == 4;
+  })) << log_text();
+  for (const auto& [task_id, completions] : done) {
+    EXPECT_GE(completions[0].run_ns, 20'000'000u) << "task " << task_id;
+    EXPECT_LT(completions[0].run_ns, 20'000'000'000u) << "task " << task_id;
+  }
 }
 
 TEST_F(WorkerTest, ShortTasksBatchedOnOneThreadCompleteWhileASlowTaskHoldsTheOther) {
