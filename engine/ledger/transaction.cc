@@ -4,6 +4,7 @@
 #include "engine/flow/flow_model.h"
 
 #include <cassert>
+#include <cstddef>
 #include <cstring>
 #include <limits>
 
@@ -536,9 +537,21 @@ void write_compute_result_entry(std::span<std::byte> out, uint64_t task_mark, ui
                                 ComputeOutcome outcome, int32_t plugin_status, std::span<const std::byte> output) {
   assert(output.size() <= compute_output_bytes_max);
   assert(out.size() == compute_result_entry_bytes(output.size()));
-  ComputeResultBody body{task_mark, shard, attempt, uint16_t(outcome), 0, plugin_status, uint32_t(output.size()), 0};
-  std::memcpy(out.data(), &body, sizeof body);
-  if (!output.empty()) std::memcpy(out.data() + sizeof body, output.data(), output.size());
+  // Field by field straight into `out`: a body built on the stack and copied whole was
+  // written in narrow stores and read back wide, a store-forwarding stall the scheduler
+  // paid on every task's answer.
+  const uint16_t outcome_code = uint16_t(outcome), reserved = 0;
+  const uint32_t output_bytes = uint32_t(output.size()), reserved2 = 0;
+  std::byte* body = out.data();
+  std::memcpy(body + offsetof(ComputeResultBody, task_mark), &task_mark, sizeof task_mark);
+  std::memcpy(body + offsetof(ComputeResultBody, shard), &shard, sizeof shard);
+  std::memcpy(body + offsetof(ComputeResultBody, attempt), &attempt, sizeof attempt);
+  std::memcpy(body + offsetof(ComputeResultBody, outcome), &outcome_code, sizeof outcome_code);
+  std::memcpy(body + offsetof(ComputeResultBody, reserved), &reserved, sizeof reserved);
+  std::memcpy(body + offsetof(ComputeResultBody, plugin_status), &plugin_status, sizeof plugin_status);
+  std::memcpy(body + offsetof(ComputeResultBody, output_bytes), &output_bytes, sizeof output_bytes);
+  std::memcpy(body + offsetof(ComputeResultBody, reserved2), &reserved2, sizeof reserved2);
+  if (!output.empty()) std::memcpy(body + sizeof(ComputeResultBody), output.data(), output.size());
 }
 
 void write_compute_results_head(std::span<std::byte> out, uint32_t shard, uint32_t count, uint64_t first_task_mark) {
