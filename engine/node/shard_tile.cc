@@ -358,74 +358,63 @@ size_t ShardTile::take_submissions(size_t budget) {
 // Claimed in runs and published once per run: one release store and at most one doorbell
 // ring for as many tasks as the ring has room for, and one clock read for all of them
 // (they leave together).
-// Sends the sealed blocks' tasks to the scheduler in batches (task_table.h): up to
-// batch_tasks_max tasks and batch_bytes_max bytes of entries in one block of the request
-// arena, reserved for a whole batch (or the first task alone when that does not fit) and
-// shortened to what was written; one ring message per batch, the lot published at once.
 size_t ShardTile::send_tasks() {
   if (!ports_.compute || tasks_out_count_ == 0) return 0;
   size_t sent = 0;
   size_t unpublished = 0;
   std::span<std::byte> claimed;
-  const uint64_t now_ns = shm::monotonic_ns();
+  uint64_t now_ns = shm::monotonic_ns();
   // Runs of tasks share a type: its index is looked up once per run, not hashed per task.
   // (A copy of the name: the task it came from may be gone with its block's list.)
   std::string type_name;
   uint32_t type_index = 0;
   bool type_known = false;
   while (tasks_out_count_ != 0) {
-    if (claimed.size() < (unpublished + 1) * sizeof(sched::TaskRequestBatchMessage)) {
+    const ledger::OutboundTask& task = tasks_out_.front()[tasks_out_front_sent_];
+    if (claimed.size() < (unpublished + 1) * sizeof(sched::TaskRequestMessage)) {
       ports_.compute->requests.publish(unpublished);
       unpublished = 0;
-      // No more than the producer knows are free (asking for more counts a full event),
-      // nor than the batches there are.
-      claimed = ports_.compute->requests.claim(std::max<size_t>(
-          1, std::min<size_t>((tasks_out_count_ + sched::batch_tasks_max - 1) / sched::batch_tasks_max,
-                              ports_.compute->requests.free_slots_cached())));
+      // No more than the producer knows are free (asking for more counts a full event).
+      claimed = ports_.compute->requests.claim(
+          std::max<size_t>(1, std::min<size_t>(tasks_out_count_, ports_.compute->requests.free_slots_cached())));
       if (claimed.empty()) break;  // the scheduler is behind (or every lease is taken)
     }
-    const size_t first_bytes =
-        sched::batch_entry_bytes<sched::TaskRequestEntry>(tasks_out_.front()[tasks_out_front_sent_].input.size());
-    std::optional<shm::ArenaBlock> block;
-    if (tasks_out_count_ > 1 && first_bytes < sched::batch_bytes_max)
-      block = ports_.compute->request_inputs.reserve(sched::batch_bytes_max);
-    if (!block) block = ports_.compute->request_inputs.reserve(first_bytes);
-    if (!block) break;  // the claimed slot stays unwritten and unpublished: taken again next poll
-    size_t offset = 0, count = 0;
-    while (tasks_out_count_ != 0 && count < sched::batch_tasks_max) {
-      const ledger::OutboundTask& task = tasks_out_.front()[tasks_out_front_sent_];
-      if (offset + sched::batch_entry_bytes<sched::TaskRequestEntry>(task.input.size()) > block->bytes.size()) break;
-      if (!type_known || task.compute_type != type_name) {
-        type_name = task.compute_type;
-        type_index = ports_.compute->types->index_of(type_name);
-        type_known = true;
-      }
-      const sched::TaskRequestEntry entry{.task_mark = task.task_mark,
-                                          .compute_type = type_index,
-                                          .input_bytes = uint32_t(task.input.size()),
-                                          .timeout_ms = task.timeout_ms,
-                                          .retries_max = task.retries_max,
-                                          .backoff_ms = task.backoff_ms,
-                                          .reserved = 0};
-      offset += sched::write_batch_entry(block->bytes.subspan(offset), entry, task.input);
-      if (task.ready_ns != 0) ready_to_dispatch_.record(now_ns - std::min(task.ready_ns, now_ns));
-      --tasks_out_count_;
-      if (++tasks_out_front_sent_ == tasks_out_.front().size()) {
-        executor_.reuse_task_list(std::move(tasks_out_.front()));
-        tasks_out_.pop_front();
-        tasks_out_front_sent_ = 0;
-      }
-      ++count;
+    std::span<std::byte> slot = claimed.subspan(unpublished * sizeof(sched::TaskRequestMessage));
+    sched::TaskRequestMessage message;
+    message.task_mark = task.task_mark;
+    message.input_position = 0;
+    message.issued_ns = now_ns;
+    if (!type_known || task.compute_type != type_name) {
+      type_name = task.compute_type;
+      type_index = ports_.compute->types->index_of(type_name);
+      type_known = true;
     }
-    ports_.compute->request_inputs.shorten_last(*block, offset);
-    const sched::TaskRequestBatchMessage message{.entries_position = block->position,
-                                                 .issued_ns = now_ns,
-                                                 .entries_bytes = uint32_t(offset),
-                                                 .task_count = uint32_t(count),
-                                                 .reserved = {}};
-    std::memcpy(claimed.data() + unpublished * sizeof message, &message, sizeof message);
+    message.compute_type = type_index;
+    message.input_bytes = uint32_t(task.input.size());
+    message.timeout_ms = task.timeout_ms;
+    message.retries_max = task.retries_max;
+    message.backoff_ms = task.backoff_ms;
+    message.reserved = 0;
+    if (task.input.size() > sched::request_inline_bytes) {
+      std::optional<shm::ArenaBlock> block = ports_.compute->request_inputs.reserve(task.input.size());
+      if (!block) break;  // the claimed slot stays unwritten and unpublished: taken again next poll
+      std::memcpy(block->bytes.data(), task.input.data(), task.input.size());
+      message.input_position = block->position;
+      std::memcpy(slot.data(), &message, offsetof(sched::TaskRequestMessage, input));
+    } else {
+      std::memcpy(slot.data(), &message, offsetof(sched::TaskRequestMessage, input));
+      if (!task.input.empty())  // an empty vector's data() may be null, which memcpy may not take
+        std::memcpy(slot.data() + offsetof(sched::TaskRequestMessage, input), task.input.data(), task.input.size());
+    }
     ++unpublished;
-    sent += count;
+    if (task.ready_ns != 0) ready_to_dispatch_.record(now_ns - std::min(task.ready_ns, now_ns));
+    --tasks_out_count_;
+    if (++tasks_out_front_sent_ == tasks_out_.front().size()) {
+      executor_.reuse_task_list(std::move(tasks_out_.front()));
+      tasks_out_.pop_front();
+      tasks_out_front_sent_ = 0;
+    }
+    ++sent;
   }
   ports_.compute->requests.publish(unpublished);
   return sent;

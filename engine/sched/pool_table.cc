@@ -12,6 +12,15 @@ namespace keel::sched {
 
 namespace {
 
+template <class Entry>
+size_t write_entry(std::span<std::byte> at, const Entry& entry, std::span<const std::byte> bytes) {
+  size_t padded = (bytes.size() + 7) & ~size_t(7);
+  std::memcpy(at.data(), &entry, sizeof entry);
+  if (!bytes.empty()) std::memcpy(at.data() + sizeof entry, bytes.data(), bytes.size());
+  if (padded != bytes.size()) std::memset(at.data() + sizeof entry + bytes.size(), 0, padded - bytes.size());
+  return sizeof entry + padded;
+}
+
 constexpr uint64_t alignment = 128;
 
 uint64_t align_up(uint64_t value) { return (value + alignment - 1) & ~(alignment - 1); }
@@ -130,6 +139,14 @@ Result<PoolTableView> PoolTableView::find(const shm::Segment& segment) {
   Result<shm::SegmentObject> object = segment.find(pool_table_object_name, shm::SegmentObjectKind::counters);
   if (!object) return object.error();
   return join(segment.base(), object->offset);
+}
+
+size_t write_task_entry(std::span<std::byte> at, const TaskEntry& entry, std::span<const std::byte> input) {
+  return write_entry(at, entry, input);
+}
+
+size_t write_completion_entry(std::span<std::byte> at, const CompletionEntry& entry, std::span<const std::byte> output) {
+  return write_entry(at, entry, output);
 }
 
 }  // namespace keel::sched

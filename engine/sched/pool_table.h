@@ -38,12 +38,12 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "engine/sched/batch_entries.h"
 #include "error/result.h"
 #include "shm/segment.h"
 
@@ -104,14 +104,22 @@ struct alignas(128) PoolControl {
   char failure[pool_failure_bytes_max + 1];
 };
 
-// Tasks and their answers cross a lane in batches (batch_entries.h): a noop task's
-// 128-byte message was two cache lines crossing cores each way; its entry is 32 bytes.
+// Tasks and their answers cross a lane in batches. A ring message names one block of the
+// lane's arena holding a batch's entries back to back, each entry its fixed part then its
+// bytes (input or output) padded to 8. One message, one arena block and one publish per
+// batch rather than per task: a noop task's 128-byte message was two cache lines crossing
+// cores each way; its entry is 32 bytes (perf/RESULTS.md, 2026-11-26).
 //
 //   scheduler:  block = inputs.reserve(bytes); write_task_entry(...) per task;
 //               ring slot = TaskBatchMessage{epoch, now, block.position, bytes, count}
 //   worker:     TaskEntries entries(inputs.read(position, bytes), count);
-//               for (TaskEntry entry; entries.next(entry, input);) ...; inputs.release(position, bytes)
+//               for (TaskEntry entry; entries.next(entry);) ...; inputs.release(position, bytes)
 //   and back the same way with CompletionBatchMessage and CompletionEntries.
+//
+// A batch holds at most batch_tasks_max entries and batch_bytes_max bytes of them, unless
+// its one entry is bigger.
+inline constexpr uint32_t batch_tasks_max = 64;
+inline constexpr size_t batch_bytes_max = 16384;
 
 // A batch of tasks, scheduler -> pool, all dispatched to one incarnation at one time.
 struct TaskBatchMessage {
@@ -131,7 +139,6 @@ struct TaskEntry {
   uint32_t compute_type;  // index into the pool's [[pool]] compute_types
   uint32_t input_bytes;
   uint32_t reserved;
-  uint32_t payload_bytes() const { return input_bytes; }
 };
 static_assert(sizeof(TaskEntry) == 24);
 
@@ -153,25 +160,60 @@ struct CompletionEntry {
   int32_t status;
   uint32_t output_bytes;
   uint32_t reserved;
-  // Time inside the plugin's run (a short task's share of its stretch: worker.cc).
-  uint64_t run_ns;
-  uint32_t payload_bytes() const { return output_bytes; }
+  uint64_t run_ns;  // time inside the plugin's run
 };
 static_assert(sizeof(CompletionEntry) == 32);
 
+// Bytes an entry takes in its batch's block.
+constexpr size_t task_entry_bytes(size_t input_bytes) { return sizeof(TaskEntry) + ((input_bytes + 7) & ~size_t(7)); }
+constexpr size_t completion_entry_bytes(size_t output_bytes) {
+  return sizeof(CompletionEntry) + ((output_bytes + 7) & ~size_t(7));
+}
+
+// Writes an entry and its bytes at the start of `at` (which holds at least the entry's
+// bytes) and returns how many it took. The padding is zeroed: the block is shared memory
+// another process reads, and stale bytes there would be a leak, not just noise.
+size_t write_task_entry(std::span<std::byte> at, const TaskEntry& entry, std::span<const std::byte> input);
+size_t write_completion_entry(std::span<std::byte> at, const CompletionEntry& entry, std::span<const std::byte> output);
+
+// Reads a batch's entries in order. next() is false after `count` entries, or at the first
+// entry that does not fit the block (a damaged message: malformed() says so).
+template <class Entry>
+class BatchEntries {
+ public:
+  BatchEntries(std::span<const std::byte> block, uint32_t count) : block_(block), left_(count) {}
+  bool next(Entry& entry, std::span<const std::byte>& bytes);
+  bool malformed() const { return malformed_; }
+
+ private:
+  std::span<const std::byte> block_;
+  uint32_t left_;
+  bool malformed_ = false;
+};
 using TaskEntries = BatchEntries<TaskEntry>;
 using CompletionEntries = BatchEntries<CompletionEntry>;
 
-constexpr size_t task_entry_bytes(size_t input_bytes) { return batch_entry_bytes<TaskEntry>(input_bytes); }
-constexpr size_t completion_entry_bytes(size_t output_bytes) {
-  return batch_entry_bytes<CompletionEntry>(output_bytes);
-}
-inline size_t write_task_entry(std::span<std::byte> at, const TaskEntry& entry, std::span<const std::byte> input) {
-  return write_batch_entry(at, entry, input);
-}
-inline size_t write_completion_entry(std::span<std::byte> at, const CompletionEntry& entry,
-                                     std::span<const std::byte> output) {
-  return write_batch_entry(at, entry, output);
+inline uint32_t entry_payload_bytes(const TaskEntry& entry) { return entry.input_bytes; }
+inline uint32_t entry_payload_bytes(const CompletionEntry& entry) { return entry.output_bytes; }
+
+template <class Entry>
+bool BatchEntries<Entry>::next(Entry& entry, std::span<const std::byte>& bytes) {
+  if (left_ == 0 || malformed_) return false;
+  if (block_.size() < sizeof(Entry)) {
+    malformed_ = true;
+    return false;
+  }
+  std::memcpy(&entry, block_.data(), sizeof(Entry));
+  size_t payload = entry_payload_bytes(entry);
+  size_t taken = sizeof(Entry) + ((payload + 7) & ~size_t(7));
+  if (payload > block_.size() || taken > block_.size()) {
+    malformed_ = true;
+    return false;
+  }
+  bytes = block_.subspan(sizeof(Entry), payload);
+  block_ = block_.subspan(taken);
+  --left_;
+  return true;
 }
 
 struct PoolSlotOptions {

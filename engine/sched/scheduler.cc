@@ -3,7 +3,6 @@
 #include <keel/plugin.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 
 #include "engine/sched/plugin_library.h"
@@ -336,82 +335,43 @@ size_t SchedulerTile::take_requests(size_t budget) {
   for (size_t turn = 0; turn < shards_.size() && taken < budget; ++turn) {
     uint32_t shard_index = uint32_t((next_shard_ + turn) % shards_.size());
     ShardPorts& ports = shards_[shard_index];
-    bool waiting_for_leases = false;
-    while (taken < budget && !waiting_for_leases) {
-      // A run of batches at once, the ring's head stored once for it (see take_completions).
-      std::span<const std::byte> run = ports.requests.peek(std::min(budget - taken, message_run_max));
-      const size_t count = run.size() / sizeof(TaskRequestBatchMessage);
+    while (taken < budget && !free_leases_.empty()) {
+      // A run at once, the ring's head stored once for it (see take_completions).
+      std::span<const std::byte> run =
+          ports.requests.peek(std::min({budget - taken, free_leases_.size(), message_run_max}));
+      const size_t count = run.size() / sizeof(TaskRequestMessage);
       if (count == 0) break;
-      size_t done = 0;
-      while (done < count && taken < budget) {
-        TaskRequestBatchMessage batch;
-        std::memcpy(&batch, run.data() + done * sizeof batch, sizeof batch);
-        bool whole = false;
-        taken += take_request_batch(shard_index, batch, &whole);
-        if (!whole) {
-          waiting_for_leases = true;
-          break;
-        }
-        ++done;
-      }
-      ports.requests.release(done);
+      for (size_t index = 0; index < count; ++index)
+        take_request(shard_index, run.subspan(index * sizeof(TaskRequestMessage), sizeof(TaskRequestMessage)));
+      ports.requests.release(count);
+      taken += count;
     }
   }
   if (!shards_.empty()) next_shard_ = (next_shard_ + 1) % uint32_t(shards_.size());
   return taken;
 }
 
-// Takes a batch's tasks under free leases, from where an earlier call stopped. *whole:
-// every task of it is taken (its block is released; the caller releases its message);
-// false when the leases ran out first, and the rest wait in the ring.
-size_t SchedulerTile::take_request_batch(uint32_t shard_index, const TaskRequestBatchMessage& batch, bool* whole) {
+// One request (its ring slot, `bytes`) under a free lease: queued for its pool, or
+// answered at once when no pool can take it.
+void SchedulerTile::take_request(uint32_t shard_index, std::span<const std::byte> bytes) {
   ShardPorts& ports = shards_[shard_index];
-  std::span<const std::byte> block = ports.request_inputs.read(batch.entries_position, batch.entries_bytes);
-  if (block.empty() || batch.task_count == 0) {
-    // Damaged (a bug, or memory trodden on): no task in it can be named. They stay
-    // pending on the ledger, sent again after the engine restarts.
-    std::fprintf(stderr, "keel: %s: a damaged task batch from shard %u (%u tasks, %u bytes): skipped\n",
-                 name_.c_str(), options_.shards[shard_index].global_shard, batch.task_count, batch.entries_bytes);
-    *whole = true;
-    return 0;
-  }
-  TaskRequestEntries entries(block, batch.task_count);
-  std::span<const std::byte> input;
-  size_t index = 0, taken = 0;
-  for (TaskRequestEntry entry; entries.next(entry, input); ++index) {
-    if (index < ports.batch_entries_taken) continue;
-    if (free_leases_.empty()) {
-      ports.batch_entries_taken = index;
-      *whole = false;
-      return taken;
-    }
-    take_request(shard_index, entry, input, batch.issued_ns);
-    ++taken;
-  }
-  if (entries.malformed())
-    std::fprintf(stderr, "keel: %s: a damaged task batch from shard %u: %zu of its %u tasks taken\n", name_.c_str(),
-                 options_.shards[shard_index].global_shard, index, batch.task_count);
-  ports.batch_entries_taken = 0;
-  ports.request_inputs.release(batch.entries_position, batch.entries_bytes);
-  *whole = true;
-  return taken;
-}
-
-// One request under a free lease: queued for its pool, or answered at once when no pool
-// can take it.
-void SchedulerTile::take_request(uint32_t shard_index, const TaskRequestEntry& request,
-                                 std::span<const std::byte> input, uint64_t issued_ns) {
+  TaskRequestMessage request;
+  std::memcpy(&request, bytes.data(), offsetof(TaskRequestMessage, input));
+  bool in_arena = request.input_bytes > request_inline_bytes;
+  std::span<const std::byte> input = in_arena ? ports.request_inputs.read(request.input_position, request.input_bytes)
+                                              : bytes.subspan(offsetof(TaskRequestMessage, input), request.input_bytes);
   uint32_t index = free_leases_.back();
   free_leases_.pop_back();
   leases_used_ = std::max(leases_used_, index + 1);
   Lease& lease = leases_[index];
   lease.task_mark = request.task_mark;
-  lease.issued_ns = issued_ns;
+  lease.issued_ns = request.issued_ns;
   lease.attempt = 0;
   lease.shard = shard_index;
   lease.type = request.compute_type;
   lease.only_timeouts = true;
   lease.input.assign(input.begin(), input.end());
+  if (in_arena) ports.request_inputs.release(request.input_position, request.input_bytes);
   add(counters_->tasks_taken, 1);
   lease.pool =
       request.compute_type < options_.types.size() ? options_.types[request.compute_type].pool : no_pool_index;

@@ -189,7 +189,6 @@ class SchedulerTile final : public engine::Tile {
     shm::RingProducer results;
     shm::ArenaWriter result_txs;
     std::deque<LeaseRef> answers;  // results waiting for room in the ring
-    uint32_t batch_entries_taken = 0;  // of the request batch at the ring's head, when leases ran out
   };
   struct PoolState {
     TieredReadyQueue ready;      // waiting for credit
@@ -198,9 +197,7 @@ class SchedulerTile final : public engine::Tile {
   };
 
   explicit SchedulerTile(SchedulerOptions options);
-  size_t take_request_batch(uint32_t shard_index, const TaskRequestBatchMessage& batch, bool* whole);
-  void take_request(uint32_t shard_index, const TaskRequestEntry& request, std::span<const std::byte> input,
-                    uint64_t issued_ns);
+  void take_request(uint32_t shard_index, std::span<const std::byte> bytes);
   size_t take_completions(size_t budget);
   size_t take_completion_batch(Slot& slot, const CompletionBatchMessage& batch);
   void complete(Slot& slot, uint64_t epoch, const CompletionEntry& completion, std::span<const std::byte> output);

@@ -36,7 +36,7 @@ Result<Plan> make_plan(const TaskTableOptions& options) {
       return make_error("sched.tasks", "a shard is served by scheduler " + std::to_string(shard.scheduler) +
                                            " of " + std::to_string(options.scheduler_count));
   Plan plan;
-  Result<uint64_t> request_ring = shm::ring_footprint(options.ring_capacity, sizeof(TaskRequestBatchMessage));
+  Result<uint64_t> request_ring = shm::ring_footprint(options.ring_capacity, sizeof(TaskRequestMessage));
   if (!request_ring) return request_ring.error();
   Result<uint64_t> result_ring = shm::ring_footprint(options.ring_capacity, sizeof(TaskResultMessage));
   if (!result_ring) return result_ring.error();
@@ -91,7 +91,7 @@ Result<uint64_t> lay_out_task_table(shm::Segment& segment, const TaskTableOption
     auto* ports = new (base + *table + plan->shards_offset + index * sizeof(ShardTaskPorts)) ShardTaskPorts{};
     ports->scheduler = shard.scheduler;
     ports->request_ring = next;
-    if (auto ring = shm::ring_construct(base, next, {options.ring_capacity, sizeof(TaskRequestBatchMessage),
+    if (auto ring = shm::ring_construct(base, next, {options.ring_capacity, sizeof(TaskRequestMessage),
                                                      shard.scheduler_doorbell});
         !ring)
       return ring.error();

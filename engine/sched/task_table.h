@@ -28,7 +28,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include "engine/sched/batch_entries.h"
 #include "error/result.h"
 #include "shm/segment.h"
 
@@ -36,7 +35,7 @@ namespace keel::sched {
 
 inline constexpr char task_table_object_name[] = "sched.tasks";
 inline constexpr uint64_t task_table_magic = 0x31304b5341544b4bULL;  // "KKTASK01"
-inline constexpr uint32_t task_table_version = 2;
+inline constexpr uint32_t task_table_version = 1;
 
 inline constexpr uint32_t unknown_compute_type = 0xffffffffu;
 
@@ -54,25 +53,17 @@ class ComputeTypeTable {
   std::unordered_map<std::string_view, uint32_t> indexes_;  // views into names_
 };
 
-// Compute tasks, shard -> scheduler, in batches (batch_entries.h): one ring message names
-// a block of the shard's request arena holding the batch's entries, each a
-// TaskRequestEntry then its input. The scheduler copies the inputs out and releases the
-// block.
-struct TaskRequestBatchMessage {
-  uint64_t entries_position;  // in the shard's request arena
-  uint64_t issued_ns;         // CLOCK_MONOTONIC, when the shard sent them (dispatch latency)
-  uint32_t entries_bytes;
-  uint32_t task_count;        // >= 1
-  uint64_t reserved[5];       // a ring slot is at least 64 bytes
-};
-static_assert(sizeof(TaskRequestBatchMessage) == 64);
+inline constexpr size_t request_inline_bytes = 80;
 
-// One compute task of a batch, issued by the request at task_mark (its height and index
-// in the shard's log); its input follows it.
-struct TaskRequestEntry {
+// One compute task, shard -> scheduler: issued by the request at task_mark (its height
+// and index in the shard's log). The input is inline when it fits, else in the shard's
+// request arena at input_position; the scheduler copies it out and releases it.
+struct TaskRequestMessage {
   uint64_t task_mark;
-  uint32_t compute_type;  // ComputeTypeTable index, or unknown_compute_type
-  uint32_t input_bytes;
+  uint64_t input_position;
+  uint64_t issued_ns;      // CLOCK_MONOTONIC, when the shard sent it (dispatch latency)
+  uint32_t compute_type;   // ComputeTypeTable index, or unknown_compute_type
+  uint32_t input_bytes;    // inline when <= request_inline_bytes
   // The task's own lease policy (a flow step's), or timeout_ms 0 for its pool's. The
   // lease is never longer than the pool's timeout_ms: the operator's ceiling, which the
   // worker's hung-task rule also stands on.
@@ -80,10 +71,9 @@ struct TaskRequestEntry {
   uint32_t retries_max;
   uint32_t backoff_ms;
   uint32_t reserved;
-  uint32_t payload_bytes() const { return input_bytes; }
+  std::byte input[request_inline_bytes];
 };
-static_assert(sizeof(TaskRequestEntry) == 32);
-using TaskRequestEntries = BatchEntries<TaskRequestEntry>;
+static_assert(sizeof(TaskRequestMessage) == 128);
 
 inline constexpr size_t result_inline_bytes = 112;
 // The scheduler answers a shard in compute_results transactions of at most this many
@@ -103,7 +93,7 @@ struct TaskResultMessage {
 static_assert(sizeof(TaskResultMessage) == 128);
 
 struct ShardTaskPorts {
-  uint64_t request_ring;   // TaskRequestBatchMessage; consumer: the scheduler tile
+  uint64_t request_ring;   // TaskRequestMessage; consumer: the scheduler tile
   uint64_t request_arena;  // written by the shard
   uint64_t result_ring;    // TaskResultMessage; consumer: the shard tile
   uint64_t result_arena;   // written by the scheduler

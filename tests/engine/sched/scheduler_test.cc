@@ -179,43 +179,25 @@ class SchedulerTest : public ::testing::Test {
     control.ready_epoch.store(epoch);
   }
 
-  // A task with its own lease policy (a flow step's) when policy_timeout_ms is not 0,
-  // alone in its batch.
+  // A task with its own lease policy (a flow step's) when policy_timeout_ms is not 0.
   void send_request(uint64_t task_mark, uint32_t type, const std::string& input, uint32_t policy_timeout_ms = 0,
                     uint32_t policy_retries_max = 0) {
-    send_requests({{task_mark, type, input, policy_timeout_ms, policy_retries_max}});
-  }
-
-  struct Request {
-    uint64_t task_mark;
-    uint32_t type;
-    std::string input;
-    uint32_t policy_timeout_ms = 0;
-    uint32_t policy_retries_max = 0;
-  };
-  // The requests as one batch, as a shard sends a sealed block's tasks.
-  void send_requests(const std::vector<Request>& requests) {
-    size_t bytes = 0;
-    for (const Request& request : requests) bytes += batch_entry_bytes<TaskRequestEntry>(request.input.size());
-    std::optional<shm::ArenaBlock> block = request_inputs_.reserve(bytes);
-    ASSERT_TRUE(block.has_value());
-    size_t offset = 0;
-    for (const Request& request : requests) {
-      TaskRequestEntry entry{.task_mark = request.task_mark,
-                             .compute_type = request.type,
-                             .input_bytes = uint32_t(request.input.size()),
-                             .timeout_ms = request.policy_timeout_ms,
-                             .retries_max = request.policy_retries_max,
-                             .backoff_ms = 1,
-                             .reserved = 0};
-      offset += write_batch_entry(block->bytes.subspan(offset), entry,
-                                  std::as_bytes(std::span<const char>(request.input.data(), request.input.size())));
+    TaskRequestMessage message{};
+    message.task_mark = task_mark;
+    message.timeout_ms = policy_timeout_ms;
+    message.retries_max = policy_retries_max;
+    message.backoff_ms = 1;
+    message.compute_type = type;
+    message.input_bytes = uint32_t(input.size());
+    message.issued_ns = shm::monotonic_ns();
+    if (input.size() > request_inline_bytes) {
+      std::optional<shm::ArenaBlock> block = request_inputs_.reserve(input.size());
+      ASSERT_TRUE(block.has_value());
+      std::memcpy(block->bytes.data(), input.data(), input.size());
+      message.input_position = block->position;
+    } else {
+      std::memcpy(message.input, input.data(), input.size());
     }
-    TaskRequestBatchMessage message{.entries_position = block->position,
-                                    .issued_ns = shm::monotonic_ns(),
-                                    .entries_bytes = uint32_t(bytes),
-                                    .task_count = uint32_t(requests.size()),
-                                    .reserved = {}};
     ASSERT_TRUE(requests_.push(message));
   }
 
@@ -437,36 +419,6 @@ TEST_F(SchedulerTest, TasksGoToAPoolInBatchesWithinItsCreditAndEachAnswerOfABatc
   EXPECT_EQ(counters().results_failed.load(), 1u);
   EXPECT_EQ(counters().tasks_retried.load(), 1u);
   EXPECT_EQ(counters().completions_stale.load(), 0u);
-}
-
-// A shard's batch bigger than the free leases is taken as far as they go; the rest wait
-// at the ring's head, and are taken, each once, as answers free leases.
-TEST_F(SchedulerTest, ARequestBatchBiggerThanTheFreeLeasesIsTakenInPartsEachTaskOnce) {
-  PoolSetup pool{"a", {0}};
-  pool.in_flight_max = 64;
-  build({pool}, 1, 4);
-  std::vector<Request> batch;
-  for (uint64_t mark = 1; mark <= 10; ++mark) batch.push_back({mark, type_a, "in" + std::to_string(mark)});
-  send_requests(batch);
-  std::map<uint64_t, int> sent;  // by mark
-  ASSERT_TRUE(poll_until([&] {
-    EXPECT_LE(counters().leases_held.load(), 4u);
-    for (auto& [task, input] : take_tasks(0)) {
-      ++sent[std::stoull(input.substr(2))];
-      complete(0, task, KEEL_STATUS_OK, "out" + input.substr(2));
-    }
-    return counters().results_returned.load() == 10;
-  }));
-  ASSERT_EQ(sent.size(), 10u);
-  for (const auto& [mark, times] : sent) EXPECT_EQ(times, 1) << "mark " << mark;
-  std::vector<TaskResult> results = take_results();
-  ASSERT_EQ(results.size(), 10u);
-  std::set<uint64_t> marks;
-  for (const TaskResult& result : results) {
-    EXPECT_TRUE(marks.insert(result.task_mark).second);
-    EXPECT_EQ(result.output, "out" + std::to_string(result.task_mark));
-  }
-  EXPECT_EQ(counters().tasks_taken.load(), 10u);
 }
 
 TEST_F(SchedulerTest, LargeInputsAndOutputsTravelThroughTheArenas) {
