@@ -53,7 +53,7 @@ constexpr uint64_t batch_split_ns = 2 * batch_work_ns;
 constexpr int64_t estimate_weight_shift = 3;
 // A held task's input and output are kept inline up to this size (a buffer allocated once
 // per slot beyond it).
-constexpr size_t held_inline_bytes = 80;
+constexpr size_t held_inline_bytes = 32;
 // A task whose type's estimate is below this is timed with its neighbours in stretches of
 // up to stretch_tasks_max: a clock read costs ~25 ns here, as much as a noop task.
 constexpr uint64_t timed_alone_ns = 1000;
@@ -64,24 +64,29 @@ constexpr uint32_t no_task = ~uint32_t(0);
 // One task held by the worker, from the ring to its completion. Owned by the main thread
 // except while its batch is with an arena thread (from the push onto `to_run_` to the
 // push onto `finished_`).
-struct HeldTask {
+//
+// Laid out for the cache: what the main thread reads when the task comes back (its entry,
+// status, output size, run time, lane, batch link) is the first line, and a small input
+// and output share the second. The main thread meets each task twice, milliseconds
+// apart under load, and each line is a miss then.
+struct alignas(64) HeldTask {
   TaskEntry task{};  // its input is input() below
   uint32_t lane = 0;  // the scheduler's lane it came from and its completion goes back to
   uint32_t plugin_type = 0;
   uint32_t next = no_task;  // the next task slot of its batch, run after this one
-  // The input, copied out of the batch's arena block: here when small, else in input_big.
-  std::byte input_inline[held_inline_bytes];
-  std::vector<std::byte> input_big;
-  // The output, copied out of the runner's scratch buffer: here when it fits a completion
-  // message, else into `output` (output_bytes_max, allocated at the first such output).
-  std::byte output_inline[held_inline_bytes];
-  std::vector<std::byte> output;
-  size_t output_bytes = 0;
   int32_t status = 0;
-  uint64_t run_ns = 0;
+  uint32_t output_bytes = 0;
   // Set when batched: its type's tasks are long enough (or unknown) to be timed alone;
   // shorter ones are timed in stretches (see run_batch).
   bool timed_alone = true;
+  uint64_t run_ns = 0;
+  // The output, copied out of the runner's scratch buffer: here when small, else into
+  // `output` (output_bytes_max, allocated at the first such output and kept).
+  std::byte output_inline[held_inline_bytes];
+  // The input, copied out of the batch's arena block: here when small, else in input_big.
+  std::byte input_inline[held_inline_bytes];
+  std::vector<std::byte> input_big;
+  std::vector<std::byte> output;
 
   std::span<const std::byte> input() const {
     return task.input_bytes <= held_inline_bytes ? std::span<const std::byte>(input_inline, task.input_bytes)
@@ -493,7 +498,10 @@ class Worker {
       }
       HeldTask& running = held_[index];
       slot.task.store(index, std::memory_order_relaxed);
-      running.status = instance_->run(running.plugin_type, running.input(), scratch, &running.output_bytes);
+      size_t output_bytes = 0;
+      running.status = instance_->run(running.plugin_type, running.input(), scratch, &output_bytes);
+      // At most output_bytes_max (the instance checks it; an overrun is a status), so it fits.
+      running.output_bytes = uint32_t(output_bytes);
       if (running.status != KEEL_STATUS_OK) {
         running.output_bytes = 0;  // a failed task's output is not sent
       } else if (running.output_bytes <= held_inline_bytes) {
