@@ -176,9 +176,16 @@ size_t SchedulerTile::take_completions(size_t budget) {
 
 // One completion batch: its answers, in order. Returns the tasks it named.
 size_t SchedulerTile::take_completion_batch(Slot& slot, const CompletionBatchMessage& batch) {
+  // What a damaged message (a bug, or memory trodden on) cannot name: counted stale, its
+  // slot's credit given back (no answer will), and its tasks' leases run out and are
+  // sent again.
+  auto unnamed = [&](uint32_t tasks) {
+    add(counters_->completions_stale, tasks);
+    if (batch.epoch == slot.counted_epoch) slot.in_flight -= std::min(slot.in_flight, tasks);
+  };
   std::span<const std::byte> block = slot.outputs.read(batch.entries_position, batch.entries_bytes);
-  if (block.empty()) {  // a damaged message: its tasks' leases run out and are sent again
-    add(counters_->completions_stale, batch.task_count);
+  if (block.empty()) {
+    unnamed(batch.task_count);
     return batch.task_count;
   }
   // The batch's leases, last touched at dispatch and likely out of cache by now, are
@@ -190,7 +197,7 @@ size_t SchedulerTile::take_completion_batch(Slot& slot, const CompletionBatchMes
   CompletionEntries entries(block, batch.task_count);
   size_t named = 0;
   for (CompletionEntry entry; entries.next(entry, output); ++named) complete(slot, batch.epoch, entry, output);
-  if (entries.malformed()) add(counters_->completions_stale, batch.task_count - named);
+  if (entries.malformed()) unnamed(batch.task_count - uint32_t(named));
   slot.outputs.release(batch.entries_position, batch.entries_bytes);
   return batch.task_count;
 }

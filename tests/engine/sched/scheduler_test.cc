@@ -421,6 +421,36 @@ TEST_F(SchedulerTest, TasksGoToAPoolInBatchesWithinItsCreditAndEachAnswerOfABatc
   EXPECT_EQ(counters().completions_stale.load(), 0u);
 }
 
+// A completion batch whose block cannot be read names no task: its tasks count stale and
+// its credit comes back (no answer will), so the pool is not left looking full.
+TEST_F(SchedulerTest, ADamagedCompletionBatchGivesItsCreditBack) {
+  PoolSetup pool{"a", {0}};
+  pool.in_flight_max = 2;
+  build({pool});
+  send_request(1, type_a, "one");
+  send_request(2, type_a, "two");
+  send_request(3, type_a, "three");
+  std::vector<std::pair<SentTask, std::string>> tasks;
+  ASSERT_TRUE(poll_until([&] {
+    for (auto& task : take_tasks(0)) tasks.push_back(task);
+    return tasks.size() == 2;
+  }));
+  for (int poll = 0; poll < 10; ++poll) tile_->poll(64);
+  EXPECT_TRUE(take_tasks(0).empty()) << "the third task went past the pool's credit";
+  CompletionBatchMessage damaged{.epoch = tasks[0].first.epoch,
+                                 .entries_position = uint64_t(1) << 40,  // no block of the arena
+                                 .entries_bytes = 64,
+                                 .task_count = 2,
+                                 .reserved = {}};
+  ASSERT_TRUE(lane_completions_[0].push(damaged));
+  ASSERT_TRUE(poll_until([&] {
+    for (auto& task : take_tasks(0)) tasks.push_back(task);
+    return tasks.size() == 3;
+  })) << "the damaged batch's credit never came back";
+  EXPECT_EQ(tasks[2].second, "three");
+  EXPECT_EQ(counters().completions_stale.load(), 2u);
+}
+
 TEST_F(SchedulerTest, LargeInputsAndOutputsTravelThroughTheArenas) {
   build({{"a", {0}}});
   std::string input(5000, 'i'), output(9000, 'o');
