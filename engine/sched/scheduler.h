@@ -7,6 +7,10 @@
 //   auto tile = SchedulerTile::create(segment.base(), task_table, pool_table, options).value();
 //   core tiles: {tile.get(), weight}
 //
+// Tasks go to a pool in batches (pool_table.h): each dispatch round sends a slot what is
+// ready for it, up to batch_tasks_max tasks and the slot's credit, as one ring message;
+// the answers come back the same way. Each task keeps its own lease, attempt and deadline.
+//
 // Routing: a task goes to a usable slot of its pool (the incarnation started last is
 // ready, not dead, not quarantined) on this node while that slot's in-flight count is
 // below spill_percent of the pool's in_flight_max; past it, to another node's slot with

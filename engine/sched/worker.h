@@ -10,12 +10,13 @@
 //   return run_worker(options);   // the process's exit code (pool_table.h)
 //
 // The main thread is the only one touching the rings and arenas (they are single-producer
-// single-consumer): it copies each task's message (an input of up to 80 bytes travels in
-// it) or its input out of the segment into one of in_flight_max task slots, hands the
-// slots to the arena in batches, and writes the completions the arena's threads hand
-// back, a batch at a time. A plugin writes its output into its thread's own buffer of
-// output_bytes_max; the thread copies it into the task's slot (into the slot itself when
-// it fits a completion message). So a plugin never sees shared memory, a slow task never
+// single-consumer): tasks arrive in batches (pool_table.h: one ring message naming an
+// arena block of entries), and it copies each entry and its input out of the segment into
+// one of in_flight_max task slots (taking a batch only when all of it fits), hands the
+// slots to the arena in runner batches, and writes the completions the arena's threads
+// hand back in completion batches. A plugin writes its output into its thread's own buffer
+// of output_bytes_max; the thread copies it into the task's slot (into the slot itself
+// when it is small). So a plugin never sees shared memory, a slow task never
 // blocks the ring, and memory is bounded: in_flight_max x (input + output_bytes_max) at
 // most, plus a buffer per thread. A batch holds about 20 us of work by the compute type's
 // measured average run time (at most 64 tasks; a type not yet measured goes one task at a
