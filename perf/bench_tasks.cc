@@ -30,7 +30,7 @@ constexpr uint32_t tasks_pending_max = 16384;  // per shard: see config_text
 // The engine's config for one end-to-end run: one chain, a noop pool, no load
 // generators, fsync always. Two nodes: a synthetic topology of two NUMA nodes of one
 // core each, a shard on each.
-std::string config_text(const std::string& instance, const std::string& data_dir, bool two_nodes) {
+std::string config_text(const std::string& instance, const std::string& data_dir, bool two_nodes, bool default_layout) {
   std::string text;
   text += "[engine]\ninstance = \"" + instance + "\"\n";
   if (two_nodes) text += "[topology]\nsource = \"synthetic\"\nsynthetic = \"numa:2 core:1 pu:1\"\n";
@@ -47,6 +47,14 @@ std::string config_text(const std::string& instance, const std::string& data_dir
           "compute_pending_max = " + std::to_string(tasks_pending_max) +
           "\nclient_in_flight_max = " + std::to_string(tasks_pending_max) + "\n";
   text += "[load]\nenabled = false\n";
+  // The layout: a scheduler weight of 5 (default 2) makes the plan put the scheduler, the
+  // persist tile and the gateway on one core and the chain's shard (beside the idle
+  // system chain's) on the other, so the shard, the busiest tile, has a core to itself.
+  // With the default weights the shard shares its core with the scheduler and the
+  // gateway: 1.75-1.87 M tasks/s against 1.93-2.30, and dispatch p50 11-13 ms against
+  // 2-3 ms, alternated (perf/RESULTS.md, 2026-11-26 night). `--default-layout` runs the
+  // default weights.
+  if (!default_layout) text += "[tiles.scheduler]\nweight = 5\n";
   // Leases for every pending task of both shards, which the two-node plan hands to one
   // scheduler.
   text += "[scheduler]\nleases_max = " + std::to_string(2 * tasks_pending_max) + "\n";
@@ -74,6 +82,7 @@ struct EndToEndRun {
   uint64_t failed = 0;
   uint64_t backlog_full = 0;
   std::string plan;
+  std::string layout;  // cores and their tiles
 };
 
 // CPU time used so far (user + system) by this process (RUSAGE_SELF) or by its children
@@ -85,10 +94,21 @@ uint64_t cpu_ns(int who) {
   return ns(usage.ru_utime) + ns(usage.ru_stime);
 }
 
-Result<EndToEndRun> run_end_to_end(const std::string& data_dir, bool two_nodes, double seconds, std::string* plugin_path) {
+// The plan's cores and their tiles, one line: "core 0: a, b; core 1: c".
+std::string layout_of(const numa::Plan& plan) {
+  std::string text;
+  for (const numa::PlannedCore& core : plan.cores) {
+    text += (text.empty() ? "" : "; ") + std::string("core ") + std::to_string(core.core_index) + ":";
+    for (size_t index = 0; index < core.tiles.size(); ++index) text += (index == 0 ? " " : ", ") + core.tiles[index].name;
+  }
+  return text;
+}
+
+Result<EndToEndRun> run_end_to_end(const std::string& data_dir, bool two_nodes, bool default_layout, double seconds,
+                                   std::string* plugin_path) {
   std::string instance = "bench-tasks-" + std::to_string(getpid());
   Result<config::PerfConfig> config =
-      config::parse_perf_config(config_text(instance, data_dir, two_nodes), "keel bench tasks (built-in config)");
+      config::parse_perf_config(config_text(instance, data_dir, two_nodes, default_layout), "keel bench tasks (built-in config)");
   if (!config) return config.error();
   *plugin_path = config->pools[0].plugin_path;
   Result<numa::Topology> topology = engine::load_topology(*config, "");
@@ -127,6 +147,7 @@ Result<EndToEndRun> run_end_to_end(const std::string& data_dir, bool two_nodes, 
   run.local_share =
       compute.tasks_dispatched ? 1.0 - double(compute.tasks_spilled) / double(compute.tasks_dispatched) : 0;
   run.plan = plan->topology_description;
+  run.layout = layout_of(*plan);
   return run;
 }
 
@@ -182,6 +203,7 @@ struct TasksResults {
       backlog_full, engine_cpu_ns, pool_cpu_ns, flow_graph_cpu_ns, shard_ns;
   uint64_t failed = 0;
   std::string plan;
+  std::string layout, two_node_layout;  // the plan's cores and tiles (layout_of)
 };
 
 void print_report(const TasksBenchOptions& options, const std::string& directory, const TasksResults& results) {
@@ -194,6 +216,9 @@ void print_report(const TasksBenchOptions& options, const std::string& directory
     json["benchmark"] = "tasks";
     json["machine"] = machine_line();
     json["topology"] = results.plan;
+    json["layout"] = results.layout;
+    json["two_node_layout"] = results.two_node_layout;
+    json["default_layout"] = options.default_layout;
     json["directory"] = directory;
     json["repetitions"] = options.repetitions;
     json["seconds_per_run"] = options.seconds;
@@ -217,6 +242,9 @@ void print_report(const TasksBenchOptions& options, const std::string& directory
   }
   std::printf("machine: %s\ntopology: %s; files in %s\n", machine_line().c_str(), results.plan.c_str(),
               directory.c_str());
+  std::printf("layout (%s): %s\ntwo nodes: %s\n",
+              options.default_layout ? "the default tile weights" : "the chain's shard on a core of its own",
+              results.layout.c_str(), results.two_node_layout.c_str());
   std::printf("noop tasks (%u-byte input); end to end: %.1f s runs, fsync always; flow_graph: %llu tasks per run; "
               "medians of %u repetitions, interleaved\n\n",
               task_input_bytes, options.seconds, (unsigned long long)options.baseline_tasks, options.repetitions);
@@ -262,8 +290,8 @@ int run_tasks_bench(const TasksBenchOptions& options) {
     std::string plugin_path;
     for (bool two_nodes : {false, true}) {
       std::string path = scratch.run_path(two_nodes ? "two-nodes" : "one-node");
-      Result<EndToEndRun> run = run_end_to_end(std::filesystem::absolute(path).string(), two_nodes, options.seconds,
-                                               &plugin_path);
+      Result<EndToEndRun> run = run_end_to_end(std::filesystem::absolute(path).string(), two_nodes,
+                                               options.default_layout, options.seconds, &plugin_path);
       scratch.remove_run(path);
       if (!run) {
         std::fprintf(stderr, "keel bench tasks: %s\n", run.error().message.c_str());
@@ -273,6 +301,7 @@ int run_tasks_bench(const TasksBenchOptions& options) {
       if (two_nodes) {
         results.two_node_tasks.samples.push_back(run->tasks_per_second);
         results.two_node_local_share.samples.push_back(run->local_share);
+        results.two_node_layout = run->layout;
       } else {
         results.end_to_end.samples.push_back(run->tasks_per_second);
         results.scheduler_ns.samples.push_back(run->scheduler_ns_per_task);
@@ -283,6 +312,7 @@ int run_tasks_bench(const TasksBenchOptions& options) {
         results.latency_p99.samples.push_back(run->dispatch_latency_us_p99);
         results.backlog_full.samples.push_back(double(run->backlog_full));
         results.plan = run->plan;
+        results.layout = run->layout;
       }
     }
     const uint64_t baseline_cpu_before_ns = cpu_ns(RUSAGE_SELF);
