@@ -23,11 +23,18 @@
 // executed, hashed (leaf + inner node, ~150 ns), plus a 40-byte entry of a
 // compute_results that answers up to 256 tasks at once (one check and hash per batch);
 // written at ~90 bytes per task amortized over 8,192-transaction blocks, one fdatasync
-// per group commit; three 128-byte ring messages per task (shard -> scheduler -> pool ->
-// scheduler) and one per batch back to the shard, one 64-byte receipt: ~8 cache lines
-// crossing cores; a queue hop and a completion in the worker. Roughly 1-1.5 us of CPU per
-// task over the two cores, so ~1.3-2 M tasks/s if nothing waits; flow_graph's noop
-// ~0.3-0.5 us per task: 2-6 M/s.
+// per group commit; a 128-byte ring message per task shard -> scheduler, a 32-byte entry
+// each way between the scheduler and the pool (batches of up to 64, one message each), one
+// message per batch back to the shard, one 64-byte receipt: ~5 cache lines crossing cores;
+// a queue hop and a completion in the worker. Roughly 0.8-1 us of CPU per task over the
+// two cores, so ~2-2.5 M tasks/s if nothing waits; flow_graph's noop ~0.3-0.5 us per
+// task: 2-6 M/s.
+//
+// Layout: the bench's config gives the scheduler a weight of 5, so on two cores the plan
+// puts the scheduler, persist tile and gateway on one and the chain's shard (with the idle
+// system chain's) on the other: the shard, the busiest tile, keeps a core's caches to
+// itself (a quarter less CPU per task than the default packing, perf/RESULTS.md).
+// --default-layout runs the engine's default weights; both print the layout.
 #pragma once
 
 #include <cstdint>
