@@ -49,8 +49,8 @@ std::string config_text(const std::string& instance, const std::string& data_dir
   text += "[load]\nenabled = false\n";
   // The layout: a scheduler weight of 5 (default 2) makes the plan put the scheduler, the
   // persist tile and the gateway on one core and the chain's shard (beside the idle
-  // system chain's) on the other, so the shard, the busiest tile, has a core to itself.
-  // With the default weights the shard shares its core with the scheduler and the
+  // system chain's shard and the balancer) on the other: the busiest tile shares its core
+  // only with idle ones. With the default weights the shard shares its core with the scheduler and the
   // gateway: 1.75-1.87 M tasks/s against 1.93-2.30, and dispatch p50 11-13 ms against
   // 2-3 ms, alternated (perf/RESULTS.md, 2026-11-26 night). `--default-layout` runs the
   // default weights.
@@ -243,7 +243,7 @@ void print_report(const TasksBenchOptions& options, const std::string& directory
   std::printf("machine: %s\ntopology: %s; files in %s\n", machine_line().c_str(), results.plan.c_str(),
               directory.c_str());
   std::printf("layout (%s): %s\ntwo nodes: %s\n",
-              options.default_layout ? "the default tile weights" : "the chain's shard on a core of its own",
+              options.default_layout ? "the default tile weights" : "the chain's shard on a core with only light tiles",
               results.layout.c_str(), results.two_node_layout.c_str());
   std::printf("noop tasks (%u-byte input); end to end: %.1f s runs, fsync always; flow_graph: %llu tasks per run; "
               "medians of %u repetitions, interleaved\n\n",

@@ -49,7 +49,7 @@ struct TasksBenchOptions {
   uint64_t baseline_tasks = 2'000'000;  // each flow_graph run
   std::string directory;             // empty: a fresh folder under ./data/bench-tasks
   // The engine's default tile weights instead of the bench's layout (the chain's shard on
-  // a core of its own: see config_text in bench_tasks.cc).
+  // a core with only light tiles: see config_text in bench_tasks.cc).
   bool default_layout = false;
 };
 
