@@ -14,7 +14,7 @@ namespace {
 
 template <class Entry>
 size_t write_entry(std::span<std::byte> at, const Entry& entry, std::span<const std::byte> bytes) {
-  size_t padded = (bytes.size() + 7) & ~size_t(7);
+  size_t padded = entry_padded_bytes(bytes.size());
   std::memcpy(at.data(), &entry, sizeof entry);
   if (!bytes.empty()) std::memcpy(at.data() + sizeof entry, bytes.data(), bytes.size());
   if (padded != bytes.size()) std::memset(at.data() + sizeof entry + bytes.size(), 0, padded - bytes.size());

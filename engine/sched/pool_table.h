@@ -113,7 +113,7 @@ struct alignas(128) PoolControl {
 //   scheduler:  block = inputs.reserve(bytes); write_task_entry(...) per task;
 //               ring slot = TaskBatchMessage{epoch, now, block.position, bytes, count}
 //   worker:     TaskEntries entries(inputs.read(position, bytes), count);
-//               for (TaskEntry entry; entries.next(entry);) ...; inputs.release(position, bytes)
+//               for (TaskEntry entry; entries.next(entry, input);) ...; inputs.release(position, bytes)
 //   and back the same way with CompletionBatchMessage and CompletionEntries.
 //
 // A batch holds at most batch_tasks_max entries and batch_bytes_max bytes of them, unless
@@ -164,10 +164,13 @@ struct CompletionEntry {
 };
 static_assert(sizeof(CompletionEntry) == 32);
 
+// An entry's bytes (input or output) as they lie in the block: padded to 8, so the next
+// entry's fixed part is aligned.
+constexpr size_t entry_padded_bytes(size_t bytes) { return (bytes + 7) & ~size_t(7); }
 // Bytes an entry takes in its batch's block.
-constexpr size_t task_entry_bytes(size_t input_bytes) { return sizeof(TaskEntry) + ((input_bytes + 7) & ~size_t(7)); }
+constexpr size_t task_entry_bytes(size_t input_bytes) { return sizeof(TaskEntry) + entry_padded_bytes(input_bytes); }
 constexpr size_t completion_entry_bytes(size_t output_bytes) {
-  return sizeof(CompletionEntry) + ((output_bytes + 7) & ~size_t(7));
+  return sizeof(CompletionEntry) + entry_padded_bytes(output_bytes);
 }
 
 // Writes an entry and its bytes at the start of `at` (which holds at least the entry's
@@ -205,7 +208,7 @@ bool BatchEntries<Entry>::next(Entry& entry, std::span<const std::byte>& bytes) 
   }
   std::memcpy(&entry, block_.data(), sizeof(Entry));
   size_t payload = entry_payload_bytes(entry);
-  size_t taken = sizeof(Entry) + ((payload + 7) & ~size_t(7));
+  size_t taken = sizeof(Entry) + entry_padded_bytes(payload);
   if (payload > block_.size() || taken > block_.size()) {
     malformed_ = true;
     return false;

@@ -516,7 +516,8 @@ class Worker {
       if (running.timed_alone || stretch_count == stretch_tasks_max || index == no_task || held_[index].timed_alone) {
         const uint64_t end_ns = shm::monotonic_ns();
         const uint64_t share_ns = (end_ns - start_ns) / stretch_count;
-        for (uint32_t timed = stretch_first; stretch_count-- > 0; timed = held_[timed].next) held_[timed].run_ns = share_ns;
+        uint32_t timed = stretch_first;
+        for (uint32_t left = stretch_count; left > 0; --left, timed = held_[timed].next) held_[timed].run_ns = share_ns;
         stretch_count = 0;
         stretch_first = index;
         start_ns = end_ns;

@@ -49,6 +49,26 @@ TEST(ArenaTest, FillsPushesBackAndNeverWrapsAPayload) {
   EXPECT_TRUE(reader.read(0, 100).empty());                  // already released
 }
 
+// A producer that reserved for the most it might write gives the unwritten tail back:
+// the next block starts where the shortened one ends, and a writer joining later (a new
+// incarnation) carries on from there too.
+TEST(ArenaTest, AShortenedBlockGivesItsTailBack) {
+  ArenaFixture fixture = ArenaFixture::make(4096);
+  ArenaWriter writer = *ArenaWriter::join(fixture.segment.base(), fixture.offset);
+  auto block = writer.reserve(4000);
+  ASSERT_TRUE(block.has_value());
+  EXPECT_FALSE(writer.reserve(200).has_value());  // only 96 left
+  writer.shorten_last(*block, 100);
+  auto next = writer.reserve(200);
+  ASSERT_TRUE(next.has_value()) << "the shortened block's tail was not given back";
+  EXPECT_EQ(next->position, 100u);
+  writer.shorten_last(*next, 8);
+  ArenaWriter rejoined = *ArenaWriter::join(fixture.segment.base(), fixture.offset);
+  auto after = rejoined.reserve(16);
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(after->position, 108u);
+}
+
 TEST(ArenaTest, RandomPayloadsRoundTripInOrder) {
   uint32_t seed = std::random_device{}();
   std::printf("seed %u\n", seed);
