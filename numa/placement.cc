@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstdio>
+#include <iterator>
 #include <limits>
 #include <set>
 #include <utility>
@@ -16,8 +17,13 @@ constexpr uint32_t kUnplaced = std::numeric_limits<uint32_t>::max();
 
 // A tile on its way through the planner; order is its place in the canonical tile list
 // (schedulers, singletons, extra tiles, then shards in request order).
+// What a non-busy tile is to the shared-core packing (assign_cores): a client chain's shard,
+// a service tile that every shard's traffic crosses, or a light tile that is mostly idle.
+enum class Role { chain_work, service, light };
+
 struct Tile {
   PlannedTile planned;
+  Role role = Role::service;
   uint32_t node = kUnplaced;  // index into the planner's NodeState list
 };
 
@@ -115,34 +121,43 @@ Result<void> split_nodes(Planner& planner) {
   return {};
 }
 
-Tile make_tile(std::string name, std::string kind, const TileClassRequest& tile_class,
+Tile make_tile(std::string name, std::string kind, const TileClassRequest& tile_class, Role role,
                std::string chain = "") {
   return Tile{.planned = PlannedTile{.name = std::move(name),
                                      .kind = std::move(kind),
                                      .chain = std::move(chain),
                                      .weight = tile_class.weight,
-                                     .busy_poll = tile_class.busy_poll}};
+                                     .busy_poll = tile_class.busy_poll},
+              .role = role};
+}
+
+// A light chain's shards: never busy-polling, weight 1.
+constexpr TileClassRequest light_shard_class{.busy_poll = false, .weight = 1};
+
+const TileClassRequest& shard_class(const PlanRequest& request, const ChainRequest& chain) {
+  return chain.light ? light_shard_class : request.shard;
 }
 
 // All tiles in canonical order. Returns the index of each chain's first shard.
 std::vector<size_t> build_tiles(Planner& planner) {
   const PlanRequest& request = planner.request;
   for (const NodeState& state : planner.nodes) {
-    planner.tiles.push_back(
-        make_tile("scheduler." + std::to_string(state.node->index), "scheduler", request.scheduler));
+    planner.tiles.push_back(make_tile("scheduler." + std::to_string(state.node->index), "scheduler",
+                                      request.scheduler, Role::service));
   }
-  planner.tiles.push_back(make_tile("persist", "persist", request.persist));
-  planner.tiles.push_back(make_tile("balancer", "balancer", request.balancer));
-  planner.tiles.push_back(make_tile("timer", "timer", request.timer));
+  planner.tiles.push_back(make_tile("persist", "persist", request.persist, Role::service));
+  planner.tiles.push_back(make_tile("balancer", "balancer", request.balancer, Role::light));
+  planner.tiles.push_back(make_tile("timer", "timer", request.timer, Role::light));
   for (const ExtraTileRequest& extra : request.extra_tiles) {
-    planner.tiles.push_back(make_tile(extra.name, extra.kind, extra.tile_class));
+    planner.tiles.push_back(make_tile(extra.name, extra.kind, extra.tile_class, Role::service));
   }
   std::vector<size_t> first_shard;
   for (const ChainRequest& chain : request.chains) {
     first_shard.push_back(planner.tiles.size());
     for (uint32_t i = 0; i < chain.shards; ++i) {
       planner.tiles.push_back(make_tile("shard." + chain.name + "." + std::to_string(i), "shard",
-                                        request.shard, chain.name));
+                                        shard_class(request, chain),
+                                        chain.light ? Role::light : Role::chain_work, chain.name));
     }
   }
   return first_shard;
@@ -236,11 +251,14 @@ void place_chains(Planner& planner, const std::vector<size_t>& first_shard) {
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return chains[a].shards > chains[b].shards; });
-  const TileClassRequest& shard = planner.request.shard;
   for (size_t chain_index : order) {
     const ChainRequest& chain = chains[chain_index];
+    const TileClassRequest& shard = shard_class(planner.request, chain);
     const uint64_t weight = uint64_t{chain.shards} * shard.weight;
-    uint32_t node = best_fitting_node(planner, shard.busy_poll, chain.shards, weight);
+    // A light chain joins the balancer and the timer on the first node when it fits there.
+    uint32_t node = chain.light && planner.nodes[0].fits(shard.busy_poll, chain.shards)
+                        ? 0
+                        : best_fitting_node(planner, shard.busy_poll, chain.shards, weight);
     if (node == kUnplaced && shard.busy_poll) {
       split_chain(planner, chain, first_shard[chain_index]);
       continue;
@@ -302,11 +320,46 @@ void assign_cores(Planner& planner, uint32_t node, std::vector<PlannedCore>& cor
     loads.push_back(0);
   }
   assert(shared.empty() || !shared_cores.empty());  // check_capacity guarantees a shared core
+  const size_t count = shared_cores.size();
+  // Each tile, in the list's order, onto the least-loaded of shared cores [begin, end).
+  const auto pack = [&](const std::vector<const Tile*>& tiles, size_t begin, size_t end) {
+    for (const Tile* tile : tiles) {
+      const auto lightest = std::min_element(loads.begin() + static_cast<ptrdiff_t>(begin),
+                                             loads.begin() + static_cast<ptrdiff_t>(end));
+      const size_t index = static_cast<size_t>(lightest - loads.begin());
+      loads[index] += tile->planned.weight;
+      shared_cores[index].tiles.push_back(tile->planned);
+    }
+  };
+  std::vector<const Tile*> work, services, light;
+  uint64_t work_weight = 0, service_weight = 0;
   for (const Tile* tile : shared) {
-    const size_t lightest = static_cast<size_t>(std::min_element(loads.begin(), loads.end()) - loads.begin());
-    loads[lightest] += tile->planned.weight;
-    shared_cores[lightest].tiles.push_back(tile->planned);
+    switch (tile->role) {
+      case Role::chain_work: work.push_back(tile), work_weight += tile->planned.weight; break;
+      case Role::service: services.push_back(tile), service_weight += tile->planned.weight; break;
+      case Role::light: light.push_back(tile); break;
+    }
   }
+  // A client chain's shard and the service tiles are stages of one pipeline (gateway →
+  // shard → scheduler → pool → shard → persist): on cores of their own the stages run at
+  // once, on one core they take turns and each turn refills the core's caches. Measured
+  // with keel bench tasks on 2 cores: the shard beside the scheduler and the gateway ran
+  // 1.75-1.87 M tasks/s, the shard beside only light tiles 1.93-2.30 (perf/RESULTS.md,
+  // 2026-11-26).
+  if (count >= 2 && !work.empty() && !services.empty()) {
+    const uint64_t total = work_weight + service_weight;
+    const uint64_t rounded = (2 * count * service_weight + total) / (2 * total);  // count × share, rounded
+    const size_t service_cores = std::clamp<size_t>(static_cast<size_t>(rounded), 1, count - 1);
+    pack(services, 0, service_cores);
+    pack(work, service_cores, count);
+  } else {
+    std::vector<const Tile*> heavy;
+    // Ties keep the canonical order, in which services come before shards.
+    std::merge(services.begin(), services.end(), work.begin(), work.end(), std::back_inserter(heavy),
+               [](const Tile* a, const Tile* b) { return a->planned.weight > b->planned.weight; });
+    pack(heavy, 0, count);
+  }
+  pack(light, 0, count);
   size_t idle = 0;
   for (PlannedCore& core : shared_cores) {
     if (core.tiles.empty()) {

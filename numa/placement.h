@@ -21,9 +21,16 @@
 //    node is split over the nodes with the most room, and a note says so.
 //  - A busy-polling tile gets a whole core: one engine thread on the core's first PU, the
 //    core's other PUs (hyperthread siblings) left idle.
-//  - Non-busy tiles share the node's remaining engine cores, heaviest first onto the
-//    least-loaded shared core. Engine cores left without a tile are not in the plan (a
-//    note counts them).
+//  - A light chain's shards (the system chain's) never busy-poll, weigh 1 and go on node 0
+//    when they fit there.
+//  - Non-busy tiles share the node's remaining engine cores. With two or more shared cores
+//    the client chains' shards and the service tiles (schedulers, persist, gateway,
+//    pipeline and other extra tiles) are kept apart: the services get a share of the
+//    shared cores in proportion to their weight (at least one, leaving at least one), the
+//    shards the rest. Each group goes heaviest first onto its least-loaded core; then the
+//    light tiles (balancer, timer, light chains' shards) go heaviest first onto the
+//    least-loaded shared core of all. Engine cores left without a tile are not in the plan
+//    (a note counts them).
 //  - Pools: one per compute type and node, on the node's compute cores' PUs (or on its
 //    engine cores' PUs when compute_cores_per_node is 0).
 // The same topology and request always give the same plan.
@@ -46,10 +53,14 @@ struct TileClassRequest {
   uint32_t weight = 1;
 };
 
-// A ledger chain and its number of shards (>= 1).
+// A ledger chain and its number of shards (>= 1). A light chain carries a few
+// transactions a second (the system chain: the balancer's decisions): its shards never
+// busy-poll, weigh 1 and fill in beside the other light tiles, since a core's share for
+// them would be a core's share lost.
 struct ChainRequest {
   std::string name;
   uint32_t shards = 1;
+  bool light = false;
 };
 
 // A worker pool of one compute type; one pool process per NUMA node.

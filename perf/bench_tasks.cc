@@ -29,8 +29,8 @@ constexpr uint32_t tasks_pending_max = 16384;  // per shard: see config_text
 
 // The engine's config for one end-to-end run: one chain, a noop pool, no load
 // generators, fsync always. Two nodes: a synthetic topology of two NUMA nodes of one
-// core each, a shard on each.
-std::string config_text(const std::string& instance, const std::string& data_dir, bool two_nodes, bool default_layout) {
+// core each, and two shards.
+std::string config_text(const std::string& instance, const std::string& data_dir, bool two_nodes) {
   std::string text;
   text += "[engine]\ninstance = \"" + instance + "\"\n";
   if (two_nodes) text += "[topology]\nsource = \"synthetic\"\nsynthetic = \"numa:2 core:1 pu:1\"\n";
@@ -42,19 +42,11 @@ std::string config_text(const std::string& instance, const std::string& data_dir
   // that default capped the run near 4,096 / 3.5 ms = 1.2 M tasks/s, and the requests the
   // source sent past it were ordered only to be refused. The bench holds tasks_pending_max
   // per shard (and the source's window and ring to match); the cores are then the limit,
-  // and the extra pending tasks queue (dispatch p50 12-14 ms, perf/RESULTS.md).
+  // and the extra pending tasks queue (dispatch p50 about 2 ms, perf/RESULTS.md).
   text += "[ledger]\ndata_dir = \"" + data_dir + "\"\nfsync = \"always\"\nsnapshot_every_blocks = 0\n" +
           "compute_pending_max = " + std::to_string(tasks_pending_max) +
           "\nclient_in_flight_max = " + std::to_string(tasks_pending_max) + "\n";
   text += "[load]\nenabled = false\n";
-  // The layout: a scheduler weight of 5 (default 2) makes the plan put the scheduler, the
-  // persist tile and the gateway on one core and the chain's shard (beside the idle
-  // system chain's shard and the balancer) on the other: the busiest tile shares its core
-  // only with idle ones. With the default weights the shard shares its core with the scheduler and the
-  // gateway: 1.75-1.87 M tasks/s against 1.93-2.30, and dispatch p50 11-13 ms against
-  // 2-3 ms, alternated (perf/RESULTS.md, 2026-11-26 night). `--default-layout` runs the
-  // default weights.
-  if (!default_layout) text += "[tiles.scheduler]\nweight = 5\n";
   // Leases for every pending task of both shards, which the two-node plan hands to one
   // scheduler.
   text += "[scheduler]\nleases_max = " + std::to_string(2 * tasks_pending_max) + "\n";
@@ -104,11 +96,11 @@ std::string layout_of(const numa::Plan& plan) {
   return text;
 }
 
-Result<EndToEndRun> run_end_to_end(const std::string& data_dir, bool two_nodes, bool default_layout, double seconds,
+Result<EndToEndRun> run_end_to_end(const std::string& data_dir, bool two_nodes, double seconds,
                                    std::string* plugin_path) {
   std::string instance = "bench-tasks-" + std::to_string(getpid());
   Result<config::PerfConfig> config =
-      config::parse_perf_config(config_text(instance, data_dir, two_nodes, default_layout), "keel bench tasks (built-in config)");
+      config::parse_perf_config(config_text(instance, data_dir, two_nodes), "keel bench tasks (built-in config)");
   if (!config) return config.error();
   *plugin_path = config->pools[0].plugin_path;
   Result<numa::Topology> topology = engine::load_topology(*config, "");
@@ -218,7 +210,6 @@ void print_report(const TasksBenchOptions& options, const std::string& directory
     json["topology"] = results.plan;
     json["layout"] = results.layout;
     json["two_node_layout"] = results.two_node_layout;
-    json["default_layout"] = options.default_layout;
     json["directory"] = directory;
     json["repetitions"] = options.repetitions;
     json["seconds_per_run"] = options.seconds;
@@ -242,9 +233,7 @@ void print_report(const TasksBenchOptions& options, const std::string& directory
   }
   std::printf("machine: %s\ntopology: %s; files in %s\n", machine_line().c_str(), results.plan.c_str(),
               directory.c_str());
-  std::printf("layout (%s): %s\ntwo nodes: %s\n",
-              options.default_layout ? "the default tile weights" : "the chain's shard on a core with only light tiles",
-              results.layout.c_str(), results.two_node_layout.c_str());
+  std::printf("layout: %s\ntwo nodes: %s\n", results.layout.c_str(), results.two_node_layout.c_str());
   std::printf("noop tasks (%u-byte input); end to end: %.1f s runs, fsync always; flow_graph: %llu tasks per run; "
               "medians of %u repetitions, interleaved\n\n",
               task_input_bytes, options.seconds, (unsigned long long)options.baseline_tasks, options.repetitions);
@@ -291,7 +280,7 @@ int run_tasks_bench(const TasksBenchOptions& options) {
     for (bool two_nodes : {false, true}) {
       std::string path = scratch.run_path(two_nodes ? "two-nodes" : "one-node");
       Result<EndToEndRun> run = run_end_to_end(std::filesystem::absolute(path).string(), two_nodes,
-                                               options.default_layout, options.seconds, &plugin_path);
+                                               options.seconds, &plugin_path);
       scratch.remove_run(path);
       if (!run) {
         std::fprintf(stderr, "keel bench tasks: %s\n", run.error().message.c_str());

@@ -30,11 +30,9 @@
 // two cores, so ~2-2.5 M tasks/s if nothing waits; flow_graph's noop ~0.3-0.5 us per
 // task: 2-6 M/s.
 //
-// Layout: the bench's config gives the scheduler a weight of 5, so on two cores the plan
-// puts the scheduler, persist tile and gateway on one and the chain's shard (with the idle
-// system chain's) on the other: the shard, the busiest tile, keeps a core's caches to
-// itself (a quarter less CPU per task than the default packing, perf/RESULTS.md).
-// --default-layout runs the engine's default weights; both print the layout.
+// Layout: the engine's plan for the host, printed (and in --json). On two cores it puts
+// the scheduler, persist tile and gateway on one and the chain's shard on the other
+// (numa/placement.h). The source loads only the bench chain, never the system chain.
 #pragma once
 
 #include <cstdint>
@@ -48,9 +46,6 @@ struct TasksBenchOptions {
   double seconds = 2.0;              // each end-to-end run
   uint64_t baseline_tasks = 2'000'000;  // each flow_graph run
   std::string directory;             // empty: a fresh folder under ./data/bench-tasks
-  // The engine's default tile weights instead of the bench's layout (the chain's shard on
-  // a core with only light tiles: see config_text in bench_tasks.cc).
-  bool default_layout = false;
 };
 
 int run_tasks_bench(const TasksBenchOptions& options);

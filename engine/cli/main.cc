@@ -233,7 +233,6 @@ int main(int argc, char** argv) {
   bench_tasks->add_option("--seconds", tasks_options.seconds, "length of each end-to-end run, seconds")->capture_default_str()->check(CLI::Range(0.1, 600.0));
   bench_tasks->add_option("--baseline-tasks", tasks_options.baseline_tasks, "tasks per flow_graph run")->capture_default_str()->check(CLI::Range(uint64_t(1), uint64_t(1'000'000'000)));
   bench_tasks->add_option("--directory", tasks_options.directory, "where the engine writes (default: a fresh folder under data/bench-tasks)");
-  bench_tasks->add_flag("--default-layout", tasks_options.default_layout, "the engine's default tile weights instead of the bench's layout (the chain's shard on a core with only light tiles)");
   keel::perf::FlowsBenchOptions flows_options;
   CLI::App* bench_flows = bench->add_subcommand("flows", "flow jobs/s and flows/s end to end through the engine (loan shape, 10,000-way split) vs plain compute tasks");
   bench_flows->add_flag("--json", flows_options.json, "print one JSON object");

@@ -26,7 +26,9 @@ Result<numa::Topology> load_topology(const config::PerfConfig& config, const std
 
 numa::PlanRequest plan_request(const config::PerfConfig& config) {
   numa::PlanRequest request;
-  for (const config::ChainConfig& chain : config.chains) request.chains.push_back({chain.name, chain.shards});
+  for (const config::ChainConfig& chain : config.chains) {
+    request.chains.push_back({chain.name, chain.shards, chain.is_system()});
+  }
   for (const config::PoolConfig& pool : config.pools) {
     request.pools.push_back({config::pool_name(pool), pool.threads_per_node});
   }

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "engine/client/client_table.h"
+#include "engine/config/perf_config.h"
 #include "engine/flow/flow_model.h"
 #include "engine/ledger/transaction.h"
 
@@ -53,6 +54,9 @@ Result<std::unique_ptr<ComputeSourceTile>> ComputeSourceTile::create(std::byte* 
     return make_error("compute source", "the request is malformed: " + std::string(ledger::status_text(status)));
   std::vector<Port> ports;
   for (uint32_t chain = 0; chain < (*table)->chain_count; ++chain) {
+    // The system chain takes no client transactions (the gateway refuses them): loading its
+    // shard would measure a second shard the config does not give the client chains.
+    if (std::string_view((*table)->chains[chain].name) == config::system_chain_name) continue;
     for (uint32_t shard = 0; shard < (*table)->chains[chain].shard_count; ++shard) {
       const client::ShardPorts& where = client::shard_ports(base, **table, chain, shard);
       auto submits = client::join_table_ring<shm::RingProducer>(base, where.submit_ring, client::submit_slot_bytes);

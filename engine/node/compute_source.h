@@ -1,6 +1,7 @@
 // engine/node/compute_source.h: a tile that takes the gateway's place for `keel bench
-// tasks`: it writes compute_request transactions straight into every shard's submit ring
-// (the gateway's side of client::ShardPorts) and reads their receipts back, so the
+// tasks`: it writes compute_request transactions straight into the submit ring of every
+// client chain's shard (the gateway's side of client::ShardPorts; never the system
+// chain's, which takes no client transactions) and reads their receipts back, so the
 // engine's compute path (shard -> scheduler -> pool process -> compute_result ordered
 // durably) is measured without the client library and gateway in front of it.
 //

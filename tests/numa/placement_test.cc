@@ -113,20 +113,71 @@ void check_plan(const Topology& topology, const PlanRequest& request, const Plan
     if (!has_note(plan, "chain \"" + chain.name + "\"")) { EXPECT_EQ(nodes.size(), 1u) << chain.name; }
   }
 
-  // Rule 6: shared cores balanced by weight: loads (idle shared cores count as 0) differ by
-  // at most the heaviest tile's weight.
+  // Rule 6: on a node's shared cores, with two or more of them and both client shards and
+  // service tiles there, no core holds both, and the services hold the share of the cores
+  // their weight asks for (rounded; at least one, leaving one). Each group, and without a
+  // split all but the light tiles together, is balanced: its loads over the cores it may
+  // use (idle ones count 0) differ by at most its heaviest tile's weight.
+  std::set<std::string> light_chains;
+  for (const ChainRequest& chain : request.chains) {
+    if (chain.light) light_chains.insert(chain.name);
+  }
+  // 'w': a client chain's shard, 'l': a light tile, 's': a service tile.
+  const auto role_of = [&](const PlannedTile& tile) {
+    if (tile.kind == "balancer" || tile.kind == "timer") return 'l';
+    if (tile.kind == "shard") return light_chains.count(tile.chain) ? 'l' : 'w';
+    return 's';
+  };
+  const auto check_balanced = [](const std::vector<uint64_t>& loads, uint64_t heaviest, const std::string& what) {
+    if (loads.empty()) return;
+    auto [low, high] = std::minmax_element(loads.begin(), loads.end());
+    EXPECT_LE(*high - *low, heaviest) << what;
+  };
   for (const auto& [node, cores] : shared_by_node) {
     const size_t shared_count = engine_cores(topology.nodes()[node], compute).size() - busy_by_node[node];
-    std::vector<uint64_t> loads(shared_count, 0);
-    uint64_t heaviest = 0;
-    for (size_t i = 0; i < cores.size(); ++i) {
-      for (const PlannedTile& tile : cores[i]->tiles) {
-        loads[i] += tile.weight;
-        heaviest = std::max<uint64_t>(heaviest, tile.weight);
+    std::map<char, uint64_t> weight, heaviest;  // by role
+    for (const PlannedCore* core : cores) {
+      std::set<char> roles;
+      for (const PlannedTile& tile : core->tiles) {
+        const char role = role_of(tile);
+        weight[role] += tile.weight;
+        heaviest[role] = std::max<uint64_t>(heaviest[role], tile.weight);
+        roles.insert(role);
       }
+      EXPECT_FALSE(shared_count >= 2 && roles.count('w') && roles.count('s'))
+          << "node " << node << ": core " << core->core_index << " holds shards and services";
     }
-    auto [low, high] = std::minmax_element(loads.begin(), loads.end());
-    EXPECT_LE(*high - *low, heaviest) << "node " << node;
+    const auto loads_of = [&](std::string_view roles, size_t slots) {
+      std::vector<uint64_t> loads;
+      for (const PlannedCore* core : cores) {
+        uint64_t load = 0;
+        for (const PlannedTile& tile : core->tiles) {
+          if (roles.find(role_of(tile)) != std::string_view::npos) load += tile.weight;
+        }
+        if (load > 0) loads.push_back(load);
+      }
+      EXPECT_LE(loads.size(), slots) << "node " << node << " roles " << roles;
+      loads.resize(std::max(loads.size(), slots), 0);
+      return loads;
+    };
+    if (shared_count >= 2 && weight['w'] > 0 && weight['s'] > 0) {
+      const double share = double(shared_count) * double(weight['s']) / double(weight['s'] + weight['w']);
+      const size_t service_cores = std::clamp<size_t>(size_t(std::lround(share)), 1, shared_count - 1);
+      check_balanced(loads_of("s", service_cores), heaviest['s'], "services on node " + std::to_string(node));
+      check_balanced(loads_of("w", shared_count - service_cores), heaviest['w'],
+                     "shards on node " + std::to_string(node));
+    } else {
+      check_balanced(loads_of("ws", shared_count), std::max(heaviest['w'], heaviest['s']),
+                     "node " + std::to_string(node));
+    }
+  }
+  // A light chain's shards never busy-poll and weigh 1.
+  for (const PlannedCore& core : plan.cores) {
+    for (const PlannedTile& tile : core.tiles) {
+      if (tile.kind != "shard" || !light_chains.count(tile.chain)) continue;
+      EXPECT_FALSE(tile.busy_poll) << tile.name;
+      EXPECT_EQ(tile.weight, 1u) << tile.name;
+    }
   }
 
   // Rule 8: one pool per compute type and node, on the compute (or engine) cores' PUs.
@@ -173,24 +224,86 @@ TEST(Placement, LaptopSharesBothCores) {
   EXPECT_EQ(plan->pools[0].pu_os_indexes, (std::vector<uint32_t>{0, 1}));
 }
 
-TEST(Placement, LaptopBalancesWeights) {
+// The engine's default weights on 2 cores: the client chains' shards on one core, the
+// services (scheduler, persist, gateway) on the other, the light tiles (balancer, timer,
+// the system chain's shard) where the load is least.
+TEST(Placement, LaptopKeepsShardsApartFromServices) {
   Topology topology = load("numa:1 core:2 pu:1");
   PlanRequest request;
-  request.chains = {{"a", 1}, {"b", 1}};
+  request.chains = {{"a", 1}, {"b", 1}, {"system", 1, true}};
   request.shard.weight = 4;
+  request.scheduler.weight = 2;
   request.persist.weight = 2;
+  request.extra_tiles = {{"gateway", "gateway", {.busy_poll = false, .weight = 2}}};
   Result<Plan> plan = make_plan(topology, request);
   ASSERT_TRUE(plan) << plan.error().message;
   check_plan(topology, request, *plan);
   ASSERT_EQ(plan->cores.size(), 2u);
-  uint64_t loads[2] = {0, 0};
-  for (size_t i = 0; i < 2; ++i) {
-    for (const PlannedTile& tile : plan->cores[i].tiles) loads[i] += tile.weight;
+  const std::string table = format_plan_table(*plan);
+  // Services 6, shards 8: 2 × 6 / 14 rounds to 1 service core.
+  const PlannedCore* services = find_tile(*plan, "scheduler.0");
+  const PlannedCore* shards = find_tile(*plan, "shard.a.0");
+  ASSERT_NE(services, shards) << table;
+  EXPECT_EQ(find_tile(*plan, "persist"), services) << table;
+  EXPECT_EQ(find_tile(*plan, "gateway"), services) << table;
+  EXPECT_EQ(find_tile(*plan, "shard.b.0"), shards) << table;
+  // Light tiles heaviest first onto the least-loaded core: balancer → shards (8 → 9),
+  // timer → services (6 → 7), the system chain's shard → services (7 → 8).
+  EXPECT_EQ(find_tile(*plan, "balancer"), services) << table;
+  EXPECT_EQ(find_tile(*plan, "timer"), services) << table;
+  EXPECT_EQ(find_tile(*plan, "shard.system.0"), services) << table;
+  EXPECT_NE(table.find("shard.system.0 (weight 1)"), std::string::npos) << table;
+}
+
+// Busy-polling shards: a light chain's shard still shares a core, on node 0 beside the
+// balancer and the timer, where a client chain's would have taken a core of its own.
+TEST(Placement, ALightChainsShardSharesOnTheFirstNode) {
+  Topology topology = load("numa:2 core:4 pu:1");
+  PlanRequest request;
+  request.chains = {{"a", 2}, {"system", 1, true}};
+  request.shard.busy_poll = true;
+  Result<Plan> plan = make_plan(topology, request);
+  ASSERT_TRUE(plan) << plan.error().message;
+  check_plan(topology, request, *plan);
+  const std::string table = format_plan_table(*plan);
+  const PlannedCore* system = find_tile(*plan, "shard.system.0");
+  ASSERT_NE(system, nullptr);
+  EXPECT_EQ(system->node, 0u) << table;
+  EXPECT_FALSE(system->busy_poll) << table;
+  EXPECT_EQ(find_tile(*plan, "balancer")->node, 0u) << table;
+  EXPECT_TRUE(find_tile(*plan, "shard.a.0")->busy_poll) << table;
+}
+
+// With more shared cores the services get the share their weight asks for.
+TEST(Placement, ServicesGetSharedCoresInProportionToTheirWeight) {
+  Topology topology = load("numa:1 core:5 pu:1");
+  PlanRequest request;
+  request.chains = {{"a", 2}};
+  request.shard.weight = 4;  // shards 8
+  request.scheduler.weight = 2;
+  request.persist.weight = 2;
+  for (const char* name : {"source", "relay", "sink"}) request.extra_tiles.push_back({name, "pipeline", {.weight = 2}});
+  // Services 10 of 18 on 5 cores: 2.8 rounds to 3 service cores, 2 for the shards.
+  Result<Plan> plan = make_plan(topology, request);
+  ASSERT_TRUE(plan) << plan.error().message;
+  check_plan(topology, request, *plan);
+  const std::string table = format_plan_table(*plan);
+  std::set<const PlannedCore*> service_cores, shard_cores;
+  for (const char* name : {"scheduler.0", "persist", "source", "relay", "sink"}) {
+    service_cores.insert(find_tile(*plan, name));
   }
-  EXPECT_EQ(loads[0] + loads[1], 4u + 4u + 2u + 1u + 1u + 1u);
-  EXPECT_LE(std::max(loads[0], loads[1]) - std::min(loads[0], loads[1]), 1u);
-  // The two heavy shards go to different cores.
-  EXPECT_NE(find_tile(*plan, "shard.a.0"), find_tile(*plan, "shard.b.0"));
+  for (const char* name : {"shard.a.0", "shard.a.1"}) shard_cores.insert(find_tile(*plan, name));
+  EXPECT_EQ(service_cores.size(), 3u) << table;
+  EXPECT_EQ(shard_cores.size(), 2u) << table;
+  for (const PlannedCore* core : shard_cores) EXPECT_EQ(service_cores.count(core), 0u) << table;
+
+  // One shared core: everything shares it.
+  Topology one_core = load("numa:1 core:1 pu:1");
+  Result<Plan> shared = make_plan(one_core, request);
+  ASSERT_TRUE(shared) << shared.error().message;
+  check_plan(one_core, request, *shared);
+  ASSERT_EQ(shared->cores.size(), 1u);
+  EXPECT_EQ(shared->cores[0].tiles.size(), 9u);
 }
 
 PlanRequest big_request() {
@@ -395,7 +508,12 @@ TEST(Placement, RandomizedRequests) {
     SCOPED_TRACE(description);
     Topology topology = load(description);
     PlanRequest request;
-    for (uint32_t i = 0, n = pick(0, 4); i < n; ++i) request.chains.push_back({"c" + std::to_string(i), pick(1, 8)});
+    for (uint32_t i = 0, n = pick(0, 4); i < n; ++i) {
+      request.chains.push_back({"c" + std::to_string(i), pick(1, 8), pick(0, 3) == 0});
+    }
+    for (uint32_t i = 0, n = pick(0, 3); i < n; ++i) {
+      request.extra_tiles.push_back({"x" + std::to_string(i), "pipeline", {.busy_poll = pick(0, 2) == 0, .weight = pick(1, 5)}});
+    }
     for (uint32_t i = 0, n = pick(0, 2); i < n; ++i) request.pools.push_back({"p" + std::to_string(i), pick(1, 4)});
     for (TileClassRequest* tile_class :
          {&request.shard, &request.scheduler, &request.persist, &request.balancer, &request.timer}) {
