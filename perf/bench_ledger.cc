@@ -205,7 +205,7 @@ double run_hashing(const TransferStream& stream, uint32_t block_txs) {
   for (uint64_t index = 0; index < stream.count; ++index) {
     leaves.push_back(ledger::hash_leaf(stream.transfer(index)));
     if (leaves.size() == block_txs || index + 1 == stream.count) {
-      sink ^= ledger::merkle_root(leaves, scratch).bytes[0];
+      sink ^= ledger::block_merkle_root(ledger::block_format_version, leaves, scratch).bytes[0];
       leaves.clear();
     }
   }

@@ -25,9 +25,9 @@ Result<BlockView> parse_block(std::span<const std::byte> payload) {
   std::memcpy(&view.header, payload.data(), sizeof(BlockHeader));
   const BlockHeader& header = view.header;
   if (header.magic != block_magic) return Error{"not a block (bad magic)"};
-  if (header.version != block_format_version)
+  if (header.version < block_format_version_oldest_readable || header.version > block_format_version)
     return Error{"block format version " + std::to_string(header.version) + ", this keel reads " +
-                 std::to_string(block_format_version)};
+                 std::to_string(block_format_version_oldest_readable) + " to " + std::to_string(block_format_version)};
   if (header.body_bytes != payload.size() - sizeof(BlockHeader))
     return Error{"body is " + std::to_string(payload.size() - sizeof(BlockHeader)) + " bytes, header says " +
                  std::to_string(header.body_bytes)};

@@ -21,7 +21,9 @@
 namespace keel::ledger {
 
 inline constexpr uint32_t block_magic = 0x314b424b;  // "KBK1"
-inline constexpr uint16_t block_format_version = 1;
+// 2: the wide Merkle tree (merkle.h); 1: RFC 6962's binary one, still read and replayed.
+inline constexpr uint16_t block_format_version = 2;
+inline constexpr uint16_t block_format_version_oldest_readable = 1;
 
 struct BlockHeader {
   uint32_t magic = block_magic;
@@ -34,7 +36,7 @@ struct BlockHeader {
   uint64_t time_ns = 0;     // wall clock (CLOCK_REALTIME) when sealed
   uint64_t body_bytes = 0;
   Hash32 previous_hash;     // zero for height 1
-  Hash32 merkle_root;       // RFC 6962 root over the transactions' leaf hashes
+  Hash32 merkle_root;       // block_merkle_root(version, the transactions' leaf hashes)
   // The bound on pending compute tasks the block was executed under
   // (BlockLimits::compute_pending_max). Whether a compute_request is rejected as
   // compute_backlog_full depends on it, and receipts are not logged, so replay takes it

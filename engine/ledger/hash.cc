@@ -6,6 +6,9 @@
 
 #include <openssl/sha.h>
 
+#include <cassert>
+#include <cstring>
+
 namespace keel::ledger {
 
 bool Hash32::is_zero() const {
@@ -43,6 +46,21 @@ Hash32 hash_node(const Hash32& left, const Hash32& right) {
   SHA256_CTX context;
   SHA256_Init(&context);
   SHA256_Update(&context, input, sizeof input);
+  SHA256_Final(out.bytes.data(), &context);
+  return out;
+}
+
+Hash32 hash_children(std::span<const Hash32> children) {
+  // One contiguous input: OpenSSL then hashes whole blocks straight from it instead of
+  // re-buffering every block behind a one-byte prefix.
+  uint8_t input[1 + 8 * sizeof(Hash32)];
+  assert(children.size() >= 2 && children.size() <= 8);
+  input[0] = 0x01;
+  std::memcpy(input + 1, children.data(), children.size() * sizeof(Hash32));
+  Hash32 out;
+  SHA256_CTX context;
+  SHA256_Init(&context);
+  SHA256_Update(&context, input, 1 + children.size() * sizeof(Hash32));
   SHA256_Final(out.bytes.data(), &context);
   return out;
 }

@@ -3,6 +3,7 @@
 //
 //   Hash32 tx_hash = hash_leaf(transaction_bytes);      // SHA-256(0x00 || bytes)
 //   Hash32 parent = hash_node(left, right);              // SHA-256(0x01 || left || right)
+//   Hash32 wide = hash_children(eight_hashes);           // SHA-256(0x01 || c0 || ... || c7)
 //   std::string shown = to_hex(tx_hash);
 //
 // A transaction's hash is its Merkle leaf hash, so a block hashes each transaction once
@@ -31,6 +32,9 @@ Hash32 sha256(std::span<const std::byte> data);
 Hash32 hash_leaf(std::span<const std::byte> data);
 // RFC 6962 inner node: SHA-256(0x01 || left || right).
 Hash32 hash_node(const Hash32& left, const Hash32& right);
+// An inner node of the wide tree (merkle.h): SHA-256(0x01 || children in order), for 2 to
+// 8 children. With two it is hash_node.
+Hash32 hash_children(std::span<const Hash32> children);
 
 // Lower-case hex, 64 characters.
 std::string to_hex(const Hash32& hash);

@@ -591,7 +591,8 @@ SealedBlock ShardExecutor::seal(uint64_t time_ns) {
   header.time_ns = time_ns;
   header.body_bytes = body_.size();
   header.previous_hash = state_.last_block_hash;
-  header.merkle_root = merkle_root(leaf_hashes_, merkle_scratch_);
+  header.version = open_block_version_;
+  header.merkle_root = block_merkle_root(header.version, leaf_hashes_, merkle_scratch_);
   header.compute_pending_max = open_compute_pending_max_;
   block.hash = block_hash(header);
   block.record.resize(sizeof header + body_.size());
@@ -625,8 +626,10 @@ Result<SealedBlock> ShardExecutor::replay(std::span<const std::byte> record) {
   if (logged.previous_hash != state_.last_block_hash)
     return make_error(place(expected_height), "hash chain broken: previous hash does not match block " +
                                                   std::to_string(state_.height));
-  // Whether a request found the backlog full depends on the bound it ran under.
+  // Whether a request found the backlog full depends on the bound it ran under; the
+  // block's root on the format it was written in.
   open_compute_pending_max_ = logged.compute_pending_max;
+  open_block_version_ = logged.version;
   std::string failure;
   for_each_transaction(parsed->body, [&](std::span<const std::byte> tx) {
     if (!failure.empty()) return;
@@ -644,6 +647,7 @@ Result<SealedBlock> ShardExecutor::replay(std::span<const std::byte> record) {
   if (!failure.empty()) return make_error(place(expected_height), failure);
   SealedBlock block = seal(logged.time_ns);
   open_compute_pending_max_ = limits_.compute_pending_max;
+  open_block_version_ = block_format_version;
   if (block.header.merkle_root != logged.merkle_root)
     return make_error(place(expected_height), "Merkle root does not match the transactions");
   if (std::memcmp(&block.header, &logged, sizeof logged) != 0)

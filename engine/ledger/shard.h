@@ -297,6 +297,9 @@ class ShardExecutor {
   // The compute backlog bound of the open block: limits_.compute_pending_max live, the
   // logged header's during replay.
   uint32_t open_compute_pending_max_;
+  // The open block's format version: the current one live, the logged header's during
+  // replay (its Merkle root follows it).
+  uint16_t open_block_version_ = block_format_version;
   std::vector<Hash32> merkle_scratch_;
   // flow_job_task is const: the cursors only save time. At most part_cursors_max, then
   // forgotten all at once (flows that ended leave theirs behind until then).

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstddef>
+#include <cstring>
 #include <deque>
 #include <random>
 
@@ -63,7 +65,8 @@ TEST(ShardExecutor, SealsHashChainedBlocksWithReceipts) {
   EXPECT_EQ(one.receipts[1].status, TxStatus::no_such_account);
   EXPECT_EQ(one.receipts[1].height, 1u);
   std::vector<Hash32> leaves = {hash_leaf(first), hash_leaf(second)}, scratch;
-  EXPECT_EQ(one.header.merkle_root, merkle_root(leaves, scratch));
+  EXPECT_EQ(one.header.version, block_format_version);
+  EXPECT_EQ(one.header.merkle_root, block_merkle_root(block_format_version, leaves, scratch));
   ASSERT_TRUE(parse_block(one.record));
   submit(shard, encode_transfer(3, 1, 5, 1));
   SealedBlock two = shard.seal(2000);
@@ -249,6 +252,62 @@ TEST(ShardExecutor, ReplayRejectsDamagedOrMisplacedBlocks) {
     ASSERT_FALSE(block);
     EXPECT_EQ(block.error().message, "chain receipts shard 0 height 1: block belongs to another chain or shard");
   }
+}
+
+// Rewrites a stream's blocks as format version 1 wrote them (RFC 6962 roots), each
+// linked to the rewritten block before it.
+std::vector<std::vector<std::byte>> as_version_1(const std::vector<std::vector<std::byte>>& records) {
+  std::vector<std::vector<std::byte>> rewritten;
+  Hash32 previous;
+  std::vector<Hash32> scratch;
+  for (const std::vector<std::byte>& record : records) {
+    Result<BlockView> block = parse_block(record);
+    EXPECT_TRUE(block);
+    std::vector<Hash32> leaves;
+    for_each_transaction(block->body, [&](std::span<const std::byte> tx) { leaves.push_back(hash_leaf(tx)); });
+    BlockHeader header = block->header;
+    header.version = 1;
+    header.previous_hash = previous;
+    header.merkle_root = merkle_root(leaves, scratch);
+    previous = block_hash(header);
+    std::vector<std::byte> copy = record;
+    std::memcpy(copy.data(), &header, sizeof header);
+    rewritten.push_back(std::move(copy));
+  }
+  return rewritten;
+}
+
+// Logs written before the wide Merkle tree still replay, each block under its own
+// version's root; a root of the other version, or a version this keel does not know, is
+// refused.
+TEST(ShardExecutor, BlocksOfTheOlderFormatReplayUnderTheirOwnRoot) {
+  const std::vector<std::vector<std::byte>> records = as_version_1(run_stream(7));
+  ASSERT_GE(records.size(), 3u);
+  ShardExecutor replica({"payments", 0, 1}, BlockLimits{16, 1 << 20});
+  for (const std::vector<std::byte>& record : records) {
+    Result<SealedBlock> block = replica.replay(record);
+    ASSERT_TRUE(block) << block.error().message;
+    EXPECT_EQ(block->header.version, 1u);
+    EXPECT_EQ(block->record, record);
+  }
+  // Live blocks after the replay are the current version again.
+  submit(replica, encode_transfer(7000, 1, 2, 1));
+  EXPECT_EQ(replica.seal(9000).header.version, block_format_version);
+
+  // A version 1 header over a version 2 root: the block holds 16 transactions, where the
+  // two trees differ.
+  std::vector<std::byte> mislabelled = run_stream(7)[0];
+  mislabelled[offsetof(BlockHeader, version)] = std::byte{1};
+  ShardExecutor other({"payments", 0, 1}, BlockLimits{16, 1 << 20});
+  Result<SealedBlock> refused = other.replay(mislabelled);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().message, "chain payments shard 0 height 1: Merkle root does not match the transactions");
+
+  std::vector<std::byte> future = run_stream(7)[0];
+  future[offsetof(BlockHeader, version)] = std::byte{3};
+  Result<BlockView> parsed = parse_block(future);
+  ASSERT_FALSE(parsed);
+  EXPECT_EQ(parsed.error().message, "block format version 3, this keel reads 1 to 2");
 }
 
 TEST(ShardExecutor, RestoredStateContinuesTheChain) {
