@@ -20,7 +20,7 @@
 // in_flight_max is the shard's compute_pending_max here, so it always has).
 //
 // Estimate per task end to end: one ledger transaction (the request, 44 bytes) checked,
-// executed, hashed (leaf + inner node, ~150 ns), plus a 40-byte entry of a
+// executed, hashed (leaf + a seventh of an 8-child inner node, ~90 ns), plus a 40-byte entry of a
 // compute_results that answers up to 256 tasks at once (one check and hash per batch);
 // written at ~90 bytes per task amortized over 8,192-transaction blocks, one fdatasync
 // per group commit; a 128-byte ring message per task shard -> scheduler, a 32-byte entry
