@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cassert>
 #include <cstdio>
-#include <iterator>
 #include <limits>
 #include <set>
 #include <utility>
@@ -15,12 +14,12 @@ namespace {
 
 constexpr uint32_t kUnplaced = std::numeric_limits<uint32_t>::max();
 
-// A tile on its way through the planner; order is its place in the canonical tile list
-// (schedulers, singletons, extra tiles, then shards in request order).
-// What a non-busy tile is to the shared-core packing (assign_cores): a client chain's shard,
+// What a non-busy tile is to the shared-core packing (pack_shared): a client chain's shard,
 // a service tile that every shard's traffic crosses, or a light tile that is mostly idle.
 enum class Role { chain_work, service, light };
 
+// A tile on its way through the planner; order is its place in the canonical tile list
+// (schedulers, singletons, extra tiles, then shards in request order).
 struct Tile {
   PlannedTile planned;
   Role role = Role::service;
@@ -287,8 +286,74 @@ Result<void> check_capacity(const Planner& planner) {
   return {};
 }
 
-// Busy-polling tiles take the node's first engine cores one each; non-busy tiles go,
-// heaviest first, onto the least-loaded of the remaining (shared) engine cores.
+// How many of `count` shared cores (>= 2) the service tiles get when they are kept apart
+// from the client shards: their share of the two groups' weight, rounded, but no more
+// cores than they have tiles, none the shards could not fill, and at least one each.
+// With a core for every tile of both groups, each tile gets one.
+size_t service_core_count(size_t count, size_t service_tiles, uint64_t service_weight, size_t work_tiles,
+                          uint64_t work_weight) {
+  if (count >= service_tiles + work_tiles) return service_tiles;
+  const uint64_t total = service_weight + work_weight;
+  const uint64_t rounded = (2 * count * service_weight + total) / (2 * total);  // count × share, rounded half up
+  const size_t low = count > work_tiles ? count - work_tiles : 1;  // the shards fill the rest
+  const size_t high = std::min(service_tiles, count - 1);
+  return std::clamp(static_cast<size_t>(rounded), low, high);
+}
+
+// The node's non-busy tiles (heaviest first, ties in canonical order) onto its shared
+// cores. A client chain's shard and the service tiles are stages of one pipeline (gateway
+// → shard → scheduler → pool → shard → persist): on cores of their own the stages run at
+// once, on one core they take turns and each turn refills the core's caches. So with two
+// or more shared cores the services get the first service_core_count of them and the
+// shards the rest, each group heaviest first onto its least-loaded core. On 2 cores with
+// two working shards, `keel bench tasks` ran 1.94 M tasks/s (median of six) this way and
+// 1.51 with a shard and half the services on each core (perf/RESULTS.md, 2026-11-26,
+// morning). The light tiles then go onto the shards' cores, least-loaded first: the
+// balancer counts only shard demand on the cores that hold shards, so a light shard on
+// the services' core would let it move client shards there. Otherwise (one shared core,
+// or one group empty) every tile goes onto the least-loaded core, the light ones last.
+void pack_shared(const std::vector<const Tile*>& shared, std::vector<PlannedCore>& shared_cores) {
+  const size_t count = shared_cores.size();
+  std::vector<uint64_t> loads(count, 0);
+  // Each tile, in the list's order, onto the least-loaded of shared cores [begin, end).
+  const auto pack = [&](const std::vector<const Tile*>& tiles, size_t begin, size_t end) {
+    for (const Tile* tile : tiles) {
+      const auto lightest = std::min_element(loads.begin() + static_cast<ptrdiff_t>(begin),
+                                             loads.begin() + static_cast<ptrdiff_t>(end));
+      const size_t index = static_cast<size_t>(lightest - loads.begin());
+      loads[index] += tile->planned.weight;
+      shared_cores[index].tiles.push_back(tile->planned);
+    }
+  };
+  std::vector<const Tile*> heavy, work, services, light;
+  uint64_t work_weight = 0, service_weight = 0;
+  for (const Tile* tile : shared) {
+    if (tile->role == Role::light) {
+      light.push_back(tile);
+      continue;
+    }
+    heavy.push_back(tile);
+    if (tile->role == Role::chain_work) {
+      work.push_back(tile);
+      work_weight += tile->planned.weight;
+    } else {
+      services.push_back(tile);
+      service_weight += tile->planned.weight;
+    }
+  }
+  if (count < 2 || work.empty() || services.empty()) {
+    pack(heavy, 0, count);
+    pack(light, 0, count);
+    return;
+  }
+  const size_t service_cores = service_core_count(count, services.size(), service_weight, work.size(), work_weight);
+  pack(services, 0, service_cores);
+  pack(work, service_cores, count);
+  pack(light, service_cores, count);
+}
+
+// Busy-polling tiles take the node's first engine cores one each; non-busy tiles share
+// the remaining (shared) engine cores as pack_shared places them.
 void assign_cores(Planner& planner, uint32_t node, std::vector<PlannedCore>& cores) {
   const NodeState& state = planner.nodes[node];
   const auto planned_core = [&](const Core* core, bool busy_poll) {
@@ -314,52 +379,11 @@ void assign_cores(Planner& planner, uint32_t node, std::vector<PlannedCore>& cor
   std::stable_sort(shared.begin(), shared.end(),
                    [](const Tile* a, const Tile* b) { return a->planned.weight > b->planned.weight; });
   std::vector<PlannedCore> shared_cores;
-  std::vector<uint64_t> loads;
   for (size_t i = next_engine_core; i < state.engine_cores.size(); ++i) {
     shared_cores.push_back(planned_core(state.engine_cores[i], false));
-    loads.push_back(0);
   }
   assert(shared.empty() || !shared_cores.empty());  // check_capacity guarantees a shared core
-  const size_t count = shared_cores.size();
-  // Each tile, in the list's order, onto the least-loaded of shared cores [begin, end).
-  const auto pack = [&](const std::vector<const Tile*>& tiles, size_t begin, size_t end) {
-    for (const Tile* tile : tiles) {
-      const auto lightest = std::min_element(loads.begin() + static_cast<ptrdiff_t>(begin),
-                                             loads.begin() + static_cast<ptrdiff_t>(end));
-      const size_t index = static_cast<size_t>(lightest - loads.begin());
-      loads[index] += tile->planned.weight;
-      shared_cores[index].tiles.push_back(tile->planned);
-    }
-  };
-  std::vector<const Tile*> work, services, light;
-  uint64_t work_weight = 0, service_weight = 0;
-  for (const Tile* tile : shared) {
-    switch (tile->role) {
-      case Role::chain_work: work.push_back(tile), work_weight += tile->planned.weight; break;
-      case Role::service: services.push_back(tile), service_weight += tile->planned.weight; break;
-      case Role::light: light.push_back(tile); break;
-    }
-  }
-  // A client chain's shard and the service tiles are stages of one pipeline (gateway →
-  // shard → scheduler → pool → shard → persist): on cores of their own the stages run at
-  // once, on one core they take turns and each turn refills the core's caches. Measured
-  // with keel bench tasks on 2 cores: the shard beside the scheduler and the gateway ran
-  // 1.75-1.87 M tasks/s, the shard beside only light tiles 1.93-2.30 (perf/RESULTS.md,
-  // 2026-11-26).
-  if (count >= 2 && !work.empty() && !services.empty()) {
-    const uint64_t total = work_weight + service_weight;
-    const uint64_t rounded = (2 * count * service_weight + total) / (2 * total);  // count × share, rounded
-    const size_t service_cores = std::clamp<size_t>(static_cast<size_t>(rounded), 1, count - 1);
-    pack(services, 0, service_cores);
-    pack(work, service_cores, count);
-  } else {
-    std::vector<const Tile*> heavy;
-    // Ties keep the canonical order, in which services come before shards.
-    std::merge(services.begin(), services.end(), work.begin(), work.end(), std::back_inserter(heavy),
-               [](const Tile* a, const Tile* b) { return a->planned.weight > b->planned.weight; });
-    pack(heavy, 0, count);
-  }
-  pack(light, 0, count);
+  pack_shared(shared, shared_cores);
   size_t idle = 0;
   for (PlannedCore& core : shared_cores) {
     if (core.tiles.empty()) {

@@ -26,11 +26,13 @@
 //  - Non-busy tiles share the node's remaining engine cores. With two or more shared cores
 //    the client chains' shards and the service tiles (schedulers, persist, gateway,
 //    pipeline and other extra tiles) are kept apart: the services get a share of the
-//    shared cores in proportion to their weight (at least one, leaving at least one), the
-//    shards the rest. Each group goes heaviest first onto its least-loaded core; then the
-//    light tiles (balancer, timer, light chains' shards) go heaviest first onto the
-//    least-loaded shared core of all. Engine cores left without a tile are not in the plan
-//    (a note counts them).
+//    shared cores in proportion to their weight (rounded; at least one, leaving at least
+//    one, no more than they have tiles; a core each when there are cores for every tile),
+//    the shards the rest. Each group goes heaviest first onto its least-loaded core; then
+//    the light tiles (balancer, timer, light chains' shards) onto the least-loaded of the
+//    shards' cores. Otherwise all go heaviest first onto the least-loaded shared core, the
+//    light ones last. Engine cores left without a tile are not in the plan (a note counts
+//    them).
 //  - Pools: one per compute type and node, on the node's compute cores' PUs (or on its
 //    engine cores' PUs when compute_cores_per_node is 0).
 // The same topology and request always give the same plan.

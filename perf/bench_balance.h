@@ -45,8 +45,9 @@
 // block durable, to within the buckets' 12%). For the balancer run: windows to settle
 // after the shift, counted from the last window decided before it: until the surging chain
 // is heavy, until the calmed chain leaves heavy, until the surging chain has a core of
-// its own (on a host whose every shard core also runs other tiles, as on 2 cores, it never
-// does: the event is missed and counted as the windows to the end + 1), and until every
+// its own (on a host where the shards have one core, or every shard core also runs other
+// tiles, as on 2 cores, it never does: the event is missed and counted as the windows to
+// the end + 1), and until every
 // chain holds its final tier. The calmed chain steps down by its own window rate, to the
 // tier that rate points at (light), not waiting for the average of its surge. Also the most tier changes
 // of one chain in any 10 consecutive windows of steady load: after the warm-up until the

@@ -56,8 +56,8 @@
 //    heavy_cores_max) each, and at least one core always stays shared. A core that also
 //    runs tiles the balancer does not move (setup.cores_with_other_tiles: the persist tile,
 //    the gateway, schedulers) is never dedicated: those tiles would stay there behind the
-//    heavy chain's shards. So on a small host where every core runs such tiles (2 cores),
-//    heavy chains get weight on the shared cores, not cores. When the cores do
+//    heavy chain's shards. So on a small host where the shards have one core (2 cores:
+//    the plan puts the services on the other), heavy chains get weight, not cores. When the cores do
 //    not go round, they are dealt one at a time to the heavy chains in order of demand
 //    (smoothed tx/s × cost per tx, ties to the lower chain index), a chain that holds
 //    dedicated cores counting its demand × (1 + margin) so that two close chains do not

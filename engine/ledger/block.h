@@ -21,8 +21,9 @@
 namespace keel::ledger {
 
 inline constexpr uint32_t block_magic = 0x314b424b;  // "KBK1"
-// 2: the wide Merkle tree (merkle.h); 1: RFC 6962's binary one, still read and replayed.
-inline constexpr uint16_t block_format_version = 2;
+// 3: a compute_request past the backlog bound is refused unordered (shard.h); 2: the
+// wide Merkle tree (merkle.h); 1: RFC 6962's binary one. All are read and replayed.
+inline constexpr uint16_t block_format_version = 3;
 inline constexpr uint16_t block_format_version_oldest_readable = 1;
 
 struct BlockHeader {
@@ -38,9 +39,10 @@ struct BlockHeader {
   Hash32 previous_hash;     // zero for height 1
   Hash32 merkle_root;       // block_merkle_root(version, the transactions' leaf hashes)
   // The bound on pending compute tasks the block was executed under
-  // (BlockLimits::compute_pending_max). Whether a compute_request is rejected as
-  // compute_backlog_full depends on it, and receipts are not logged, so replay takes it
-  // from here rather than from today's config. Blocks written before compute tasks hold
+  // (BlockLimits::compute_pending_max). Whether a compute_request is refused as
+  // compute_backlog_full depends on it (formats 1 and 2 ordered the refusal; from format
+  // 3 a request in the block was accepted under it), so replay takes it from here rather
+  // than from today's config. Blocks written before compute tasks hold
   // 0 here (the bytes were reserved and zero), which is right: they hold no requests.
   uint32_t compute_pending_max = 0;
   uint8_t reserved1[12] = {};

@@ -1,6 +1,6 @@
 // OpenSSL 3 deprecates the low-level SHA256_* calls in favour of EVP, but EVP costs
 // 86 ns against 53 ns for a one-block hash here (the context re-initialisation), and a
-// shard hashes every transaction twice (leaf and a share of the inner nodes).
+// shard hashes every transaction (its leaf) and a share of the inner nodes.
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include "engine/ledger/hash.h"
 

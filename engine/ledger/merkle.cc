@@ -1,8 +1,13 @@
 #include "engine/ledger/merkle.h"
 
 #include <algorithm>
+#include <cassert>
+
+#include "engine/ledger/block.h"
 
 namespace keel::ledger {
+
+static_assert(merkle_fanout >= 2 && merkle_fanout <= 8, "hash_children takes 2 to 8 children");
 
 // Bottom-up, level by level: pairing neighbours and carrying a lone last node up gives
 // exactly RFC 6962's left-balanced tree (the split at the largest power of two below n
@@ -23,8 +28,9 @@ Hash32 merkle_root(std::span<const Hash32> leaf_hashes, std::vector<Hash32>& scr
   return scratch[0];
 }
 
-// The same walk with runs of merkle_fanout. A parent overwrites the first child of its
-// run, which the hash has already read, so one scratch array holds every level.
+// The same walk with runs of merkle_fanout. Parent p goes to slot p, which belongs to a run
+// already hashed (p <= the current run's start), and every run from here on starts after
+// it, so one scratch array holds every level.
 Hash32 merkle_root_wide(std::span<const Hash32> leaf_hashes, std::vector<Hash32>& scratch) {
   if (leaf_hashes.empty()) return sha256({});
   if (leaf_hashes.size() == 1) return leaf_hashes[0];
@@ -42,7 +48,11 @@ Hash32 merkle_root_wide(std::span<const Hash32> leaf_hashes, std::vector<Hash32>
 }
 
 Hash32 block_merkle_root(uint16_t block_version, std::span<const Hash32> leaf_hashes, std::vector<Hash32>& scratch) {
-  return block_version == 1 ? merkle_root(leaf_hashes, scratch) : merkle_root_wide(leaf_hashes, scratch);
+  assert(block_version >= block_format_version_oldest_readable && block_version <= block_format_version);
+  switch (block_version) {
+    case 1: return merkle_root(leaf_hashes, scratch);
+    default: return merkle_root_wide(leaf_hashes, scratch);  // 2 and 3
+  }
 }
 
 }  // namespace keel::ledger

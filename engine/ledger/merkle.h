@@ -39,7 +39,7 @@ Hash32 merkle_root(std::span<const Hash32> leaf_hashes, std::vector<Hash32>& scr
 // The wide tree's root over `leaf_hashes`; `scratch` as above.
 Hash32 merkle_root_wide(std::span<const Hash32> leaf_hashes, std::vector<Hash32>& scratch);
 
-// The root a block of this format version carries: version 1 merkle_root, version 2 on
+// The root a block of this format version carries: version 1 merkle_root, versions 2 and 3
 // merkle_root_wide. The version must be one parse_block accepts.
 Hash32 block_merkle_root(uint16_t block_version, std::span<const Hash32> leaf_hashes, std::vector<Hash32>& scratch);
 

@@ -21,7 +21,8 @@ bool add_would_overflow(int64_t balance, uint64_t amount) {
 
 }  // namespace
 
-bool execute_ordered(TxStatus status) {
+bool execute_ordered(TxStatus status, uint16_t block_version) {
+  if (status == TxStatus::compute_backlog_full) return block_version < 3;
   return status != TxStatus::wrong_shard && status != TxStatus::duplicate_credit &&
          status != TxStatus::duplicate_result && status != TxStatus::unknown_task &&
          status != TxStatus::timer_stale && status != TxStatus::unknown_timer && status != TxStatus::no_credit;
@@ -121,6 +122,11 @@ TxStatus ShardExecutor::execute(const TxView& view, std::span<const std::byte> b
   // A spend its account cannot cover is not one this shard made: never ordered.
   if (view.type == TxType::credit_spend && credit_balance(view.client_credit.client) < view.client_credit.amount)
     return TxStatus::no_credit;
+  // A full backlog refuses a request before ordering it (format 3 on; apply_compute_request
+  // orders the refusal in an older block being replayed).
+  if (view.type == TxType::compute_request && !execute_ordered(TxStatus::compute_backlog_full, open_block_version_) &&
+      state_.pending_tasks.size() >= open_compute_pending_max_)
+    return TxStatus::compute_backlog_full;
   assert(has_room(bytes.size()));  // only what is ordered needs room
   uint32_t index = open_tx_count();
   TxStatus status = apply(view, index);
@@ -217,6 +223,7 @@ bool ShardExecutor::settling_results(const TxView& results, std::vector<std::byt
 }
 
 TxStatus ShardExecutor::apply_compute_request(const TxView& view, uint32_t index) {
+  // Reached only in a format 1 or 2 block, whose refusals were ordered (execute refuses first).
   if (state_.pending_tasks.size() >= open_compute_pending_max_) return TxStatus::compute_backlog_full;
   uint64_t task_mark = CreditMark::pack(state_.height + 1, index);
   assert(task_mark > state_.task_mark_max);
@@ -627,9 +634,17 @@ Result<SealedBlock> ShardExecutor::replay(std::span<const std::byte> record) {
     return make_error(place(expected_height), "hash chain broken: previous hash does not match block " +
                                                   std::to_string(state_.height));
   // Whether a request found the backlog full depends on the bound it ran under; the
-  // block's root on the format it was written in.
+  // block's root and refusals on the format it was written in. Back to the live ones
+  // however the replay ends.
   open_compute_pending_max_ = logged.compute_pending_max;
   open_block_version_ = logged.version;
+  struct LiveAgain {
+    ShardExecutor& shard;
+    ~LiveAgain() {
+      shard.open_compute_pending_max_ = shard.limits_.compute_pending_max;
+      shard.open_block_version_ = block_format_version;
+    }
+  } live_again{*this};
   std::string failure;
   for_each_transaction(parsed->body, [&](std::span<const std::byte> tx) {
     if (!failure.empty()) return;
@@ -640,14 +655,12 @@ Result<SealedBlock> ShardExecutor::replay(std::span<const std::byte> record) {
       return;
     }
     TxStatus status = execute(view, tx);
-    if (!execute_ordered(status))
+    if (!execute_ordered(status, logged.version))
       failure = "transaction " + std::to_string(open_tx_count()) + " cannot be in this block: " +
                 std::string(status_text(status));
   });
   if (!failure.empty()) return make_error(place(expected_height), failure);
   SealedBlock block = seal(logged.time_ns);
-  open_compute_pending_max_ = limits_.compute_pending_max;
-  open_block_version_ = block_format_version;
   if (block.header.merkle_root != logged.merkle_root)
     return make_error(place(expected_height), "Merkle root does not match the transactions");
   if (std::memcmp(&block.header, &logged, sizeof logged) != 0)

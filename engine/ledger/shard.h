@@ -21,8 +21,11 @@
 //
 // Compute tasks: a compute_request executed at (height, index) becomes a pending task
 // in the state under task_mark = CreditMark::pack(height, index), and an OutboundTask in
-// SealedBlock::tasks; past BlockLimits::compute_pending_max pending tasks it is rejected
-// as compute_backlog_full instead (ordered: the client's receipt says so). The engine
+// SealedBlock::tasks; past BlockLimits::compute_pending_max pending tasks it is refused
+// as compute_backlog_full instead. From block format 3 on that refusal is unordered, as
+// no_credit is: in no block, no hash, no log bytes, and its producer is answered at once
+// instead of after a group commit (a producer probing the bound paid all of that for
+// every refusal). Format 1 and 2 blocks hold ordered refusals, and replay keeps them. The engine
 // answers with a compute_result (TxOrigin::engine) on the same shard:
 //
 //   for (const OutboundTask& task : block.tasks) scheduler.dispatch(shard, task);  // at seal
@@ -166,8 +169,10 @@ struct SealedBlock {
 
 // False for the statuses execute() returns without ordering the transaction (it is in no
 // block and gets no receipt from one): wrong_shard, duplicate_credit, duplicate_result,
-// unknown_task, timer_stale, unknown_timer, no_credit. True for every other status execute() returns.
-bool execute_ordered(TxStatus status);
+// unknown_task, timer_stale, unknown_timer, no_credit, and from block format 3 on
+// compute_backlog_full. True for every other status execute() returns into a block of
+// that format.
+bool execute_ordered(TxStatus status, uint16_t block_version = block_format_version);
 
 class ShardExecutor {
  public:

@@ -67,7 +67,7 @@ bool status_is_malformed(TxStatus status) {
 bool status_is_unordered(TxStatus status) {
   return status_is_malformed(status) || status == TxStatus::unknown_chain || status == TxStatus::engine_stopping ||
          status == TxStatus::no_such_shard || status == TxStatus::no_credit || status == TxStatus::not_a_granter ||
-         status == TxStatus::system_chain;
+         status == TxStatus::system_chain || status == TxStatus::compute_backlog_full;
 }
 
 ClientId make_client_id(std::string_view id) {

@@ -183,7 +183,8 @@ enum class TxStatus : uint16_t {
 std::string_view status_text(TxStatus status);
 // True for malformed transactions (refused before ordering, in no block).
 bool status_is_malformed(TxStatus status);
-// True for every status given before ordering: malformed or refused by the engine.
+// True for every status given before ordering: malformed or refused by the engine
+// (compute_backlog_full: from block format 3 on; formats 1 and 2 ordered it).
 bool status_is_unordered(TxStatus status);
 
 struct TxHeader {

@@ -345,8 +345,9 @@ size_t ShardTile::take_submissions(size_t budget) {
       const ledger::ClientId* charged = payer ? &*payer : nullptr;
       if (!make_room(tx.size(), charged)) break;
       ledger::TxStatus ordered = order(view, tx, ReceiptRoute{submit.request_id, submit.client_slot}, charged);
-      // Refused unordered, nothing changed: with no room for its receipt, it waits in the ring.
-      if (ordered == ledger::TxStatus::no_credit && !answer_at_once(submit, ordered)) break;
+      // Refused unordered (no_credit, compute_backlog_full), nothing changed: with no room
+      // for its receipt, it waits in the ring.
+      if (!ledger::execute_ordered(ordered) && !answer_at_once(submit, ordered)) break;
     }
     if (in_arena) ports_.submit_arena.release(submit.arena_position, submit.tx_bytes);
     ports_.submit.release(1);

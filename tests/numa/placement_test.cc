@@ -114,10 +114,11 @@ void check_plan(const Topology& topology, const PlanRequest& request, const Plan
   }
 
   // Rule 6: on a node's shared cores, with two or more of them and both client shards and
-  // service tiles there, no core holds both, and the services hold the share of the cores
-  // their weight asks for (rounded; at least one, leaving one). Each group, and without a
-  // split all but the light tiles together, is balanced: its loads over the cores it may
-  // use (idle ones count 0) differ by at most its heaviest tile's weight.
+  // service tiles there, the services' cores hold services only, and as many cores as
+  // their weight asks for (rounded; at least one, leaving one, no more than their tiles,
+  // none the shards could not fill; one a tile when there are cores for every tile). Each
+  // group, and without a split all but the light tiles together, is balanced: its loads
+  // over the cores it may use (idle ones count 0) differ by at most its heaviest tile's.
   std::set<std::string> light_chains;
   for (const ChainRequest& chain : request.chains) {
     if (chain.light) light_chains.insert(chain.name);
@@ -135,17 +136,21 @@ void check_plan(const Topology& topology, const PlanRequest& request, const Plan
   };
   for (const auto& [node, cores] : shared_by_node) {
     const size_t shared_count = engine_cores(topology.nodes()[node], compute).size() - busy_by_node[node];
-    std::map<char, uint64_t> weight, heaviest;  // by role
+    std::map<char, uint64_t> weight, heaviest, tiles;  // by role
     for (const PlannedCore* core : cores) {
-      std::set<char> roles;
       for (const PlannedTile& tile : core->tiles) {
         const char role = role_of(tile);
         weight[role] += tile.weight;
         heaviest[role] = std::max<uint64_t>(heaviest[role], tile.weight);
-        roles.insert(role);
+        ++tiles[role];
       }
-      EXPECT_FALSE(shared_count >= 2 && roles.count('w') && roles.count('s'))
-          << "node " << node << ": core " << core->core_index << " holds shards and services";
+    }
+    const bool split = shared_count >= 2 && weight['w'] > 0 && weight['s'] > 0;
+    for (const PlannedCore* core : cores) {
+      std::set<char> roles;
+      for (const PlannedTile& tile : core->tiles) roles.insert(role_of(tile));
+      EXPECT_FALSE(split && roles.count('s') && roles.size() > 1)
+          << "node " << node << ": core " << core->core_index << " holds services beside other tiles";
     }
     const auto loads_of = [&](std::string_view roles, size_t slots) {
       std::vector<uint64_t> loads;
@@ -160,9 +165,13 @@ void check_plan(const Topology& topology, const PlanRequest& request, const Plan
       loads.resize(std::max(loads.size(), slots), 0);
       return loads;
     };
-    if (shared_count >= 2 && weight['w'] > 0 && weight['s'] > 0) {
-      const double share = double(shared_count) * double(weight['s']) / double(weight['s'] + weight['w']);
-      const size_t service_cores = std::clamp<size_t>(size_t(std::lround(share)), 1, shared_count - 1);
+    if (split) {
+      size_t service_cores = tiles['s'];
+      if (shared_count < tiles['s'] + tiles['w']) {
+        const double share = double(shared_count) * double(weight['s']) / double(weight['s'] + weight['w']);
+        const size_t low = shared_count > tiles['w'] ? shared_count - tiles['w'] : 1;
+        service_cores = std::clamp<size_t>(size_t(std::lround(share)), low, std::min<size_t>(tiles['s'], shared_count - 1));
+      }
       check_balanced(loads_of("s", service_cores), heaviest['s'], "services on node " + std::to_string(node));
       check_balanced(loads_of("w", shared_count - service_cores), heaviest['w'],
                      "shards on node " + std::to_string(node));
@@ -216,17 +225,22 @@ TEST(Placement, LaptopSharesBothCores) {
   check_plan(topology, request, *plan);
   ASSERT_EQ(plan->cores.size(), 2u);
   EXPECT_FALSE(plan->bindable);
-  for (const PlannedCore& core : plan->cores) {
-    EXPECT_FALSE(core.busy_poll);
-    EXPECT_EQ(core.tiles.size(), 3u);  // 6 tiles of weight 1 over 2 cores
-  }
+  for (const PlannedCore& core : plan->cores) EXPECT_FALSE(core.busy_poll);
+  // Weight 1 each: the scheduler and persist on one core, the shards and the light tiles
+  // (balancer, timer) on the other.
+  EXPECT_EQ(plan->cores[0].tiles.size(), 2u);
+  EXPECT_EQ(find_tile(*plan, "persist"), &plan->cores[0]);
+  EXPECT_EQ(plan->cores[1].tiles.size(), 4u);
+  EXPECT_EQ(find_tile(*plan, "shard.b.0"), &plan->cores[1]);
+  EXPECT_EQ(find_tile(*plan, "timer"), &plan->cores[1]);
   ASSERT_EQ(plan->pools.size(), 1u);
   EXPECT_EQ(plan->pools[0].pu_os_indexes, (std::vector<uint32_t>{0, 1}));
 }
 
 // The engine's default weights on 2 cores: the client chains' shards on one core, the
 // services (scheduler, persist, gateway) on the other, the light tiles (balancer, timer,
-// the system chain's shard) where the load is least.
+// the system chain's shard) beside the shards, so the services' core holds no shard the
+// balancer could move client shards beside.
 TEST(Placement, LaptopKeepsShardsApartFromServices) {
   Topology topology = load("numa:1 core:2 pu:1");
   PlanRequest request;
@@ -247,11 +261,10 @@ TEST(Placement, LaptopKeepsShardsApartFromServices) {
   EXPECT_EQ(find_tile(*plan, "persist"), services) << table;
   EXPECT_EQ(find_tile(*plan, "gateway"), services) << table;
   EXPECT_EQ(find_tile(*plan, "shard.b.0"), shards) << table;
-  // Light tiles heaviest first onto the least-loaded core: balancer → shards (8 → 9),
-  // timer → services (6 → 7), the system chain's shard → services (7 → 8).
-  EXPECT_EQ(find_tile(*plan, "balancer"), services) << table;
-  EXPECT_EQ(find_tile(*plan, "timer"), services) << table;
-  EXPECT_EQ(find_tile(*plan, "shard.system.0"), services) << table;
+  EXPECT_EQ(find_tile(*plan, "balancer"), shards) << table;
+  EXPECT_EQ(find_tile(*plan, "timer"), shards) << table;
+  EXPECT_EQ(find_tile(*plan, "shard.system.0"), shards) << table;
+  EXPECT_EQ(services->tiles.size(), 3u) << table;
   EXPECT_NE(table.find("shard.system.0 (weight 1)"), std::string::npos) << table;
 }
 
@@ -296,6 +309,49 @@ TEST(Placement, ServicesGetSharedCoresInProportionToTheirWeight) {
   EXPECT_EQ(service_cores.size(), 3u) << table;
   EXPECT_EQ(shard_cores.size(), 2u) << table;
   for (const PlannedCore* core : shard_cores) EXPECT_EQ(service_cores.count(core), 0u) << table;
+
+  // A core for every tile of both groups: one each (the share by weight alone, 4 × 6 / 22,
+  // would crowd the three services onto one core beside two idle ones).
+  Topology four_cores = load("numa:1 core:4 pu:1");
+  PlanRequest heavy_shard;
+  heavy_shard.chains = {{"a", 1}};
+  heavy_shard.shard.weight = 16;
+  heavy_shard.scheduler.weight = 2;
+  heavy_shard.persist.weight = 2;
+  heavy_shard.extra_tiles = {{"gateway", "gateway", {.weight = 2}}};
+  Result<Plan> spread = make_plan(four_cores, heavy_shard);
+  ASSERT_TRUE(spread) << spread.error().message;
+  check_plan(four_cores, heavy_shard, *spread);
+  std::set<const PlannedCore*> spread_services;
+  for (const char* name : {"scheduler.0", "persist", "gateway"}) spread_services.insert(find_tile(*spread, name));
+  EXPECT_EQ(spread_services.size(), 3u) << format_plan_table(*spread);
+  EXPECT_EQ(spread_services.count(find_tile(*spread, "shard.a.0")), 0u) << format_plan_table(*spread);
+
+  // Half a core rounds up: 3 cores, services and shards of equal weight give 1.5 → 2.
+  Topology three_cores = load("numa:1 core:3 pu:1");
+  PlanRequest even;
+  even.chains = {{"a", 2}};
+  even.shard.weight = 2;
+  even.scheduler.weight = 2;
+  even.persist.weight = 2;
+  Result<Plan> halves = make_plan(three_cores, even);
+  ASSERT_TRUE(halves) << halves.error().message;
+  check_plan(three_cores, even, *halves);
+  EXPECT_NE(find_tile(*halves, "scheduler.0"), find_tile(*halves, "persist")) << format_plan_table(*halves);
+  EXPECT_EQ(find_tile(*halves, "shard.a.0"), find_tile(*halves, "shard.a.1")) << format_plan_table(*halves);
+
+  // More shards than cores: the share by weight decides (3 × 6 / 26 rounds to 1), and the
+  // shards fill the other two.
+  PlanRequest many_shards = heavy_shard;
+  many_shards.chains = {{"a", 2}, {"b", 3}};
+  many_shards.shard.weight = 4;
+  Result<Plan> crowded = make_plan(three_cores, many_shards);
+  ASSERT_TRUE(crowded) << crowded.error().message;
+  check_plan(three_cores, many_shards, *crowded);
+  const PlannedCore* crowded_services = find_tile(*crowded, "scheduler.0");
+  EXPECT_EQ(find_tile(*crowded, "persist"), crowded_services) << format_plan_table(*crowded);
+  EXPECT_EQ(find_tile(*crowded, "gateway"), crowded_services) << format_plan_table(*crowded);
+  EXPECT_EQ(crowded_services->tiles.size(), 3u) << format_plan_table(*crowded);
 
   // One shared core: everything shares it.
   Topology one_core = load("numa:1 core:1 pu:1");

@@ -132,9 +132,13 @@ TEST(ComputeTransaction, NumbersAndTextsAreStable) {
   for (TxStatus status : {TxStatus::compute_backlog_full, TxStatus::duplicate_result, TxStatus::unknown_task}) {
     EXPECT_NE(status_text(status), "unknown status");
     EXPECT_FALSE(status_is_malformed(status)) << status_text(status);
-    EXPECT_FALSE(status_is_unordered(status)) << status_text(status);
   }
-  EXPECT_TRUE(execute_ordered(TxStatus::compute_backlog_full));
+  // A full backlog is answered before ordering from block format 3 on; 1 and 2 ordered it.
+  EXPECT_TRUE(status_is_unordered(TxStatus::compute_backlog_full));
+  EXPECT_FALSE(execute_ordered(TxStatus::compute_backlog_full));
+  EXPECT_FALSE(execute_ordered(TxStatus::compute_backlog_full, 3));
+  EXPECT_TRUE(execute_ordered(TxStatus::compute_backlog_full, 2));
+  EXPECT_TRUE(execute_ordered(TxStatus::compute_backlog_full, 1));
   EXPECT_FALSE(execute_ordered(TxStatus::duplicate_result));
   EXPECT_FALSE(execute_ordered(TxStatus::unknown_task));
   for (uint16_t outcome = 0; outcome < compute_outcome_count; ++outcome)
@@ -537,23 +541,24 @@ TEST(ComputeExecutor, AFullBacklogRejectsRequestsUntilATaskSettles) {
   for (uint64_t nonce = 1; nonce <= 4; ++nonce)
     EXPECT_EQ(submit(shard, encode_compute_request(nonce, 1, "noop", {})), TxStatus::applied) << nonce;
   EXPECT_EQ(submit(shard, encode_compute_request(5, 1, "noop", {})), TxStatus::compute_backlog_full);
-  EXPECT_EQ(shard.open_tx_count(), 5u) << "a rejection is ordered, so its producer gets a receipt";
+  EXPECT_EQ(shard.open_tx_count(), 4u) << "a refusal is not ordered: its producer is answered at once";
   EXPECT_EQ(shard.open_tasks().size(), 4u);
   SealedBlock one = shard.seal(1);
   EXPECT_EQ(one.header.compute_pending_max, 4u);
-  EXPECT_EQ(one.receipts[4].status, TxStatus::compute_backlog_full);
+  EXPECT_EQ(one.receipts.size(), 4u);
   EXPECT_EQ(shard.state().tasks_issued, 4u);
   EXPECT_EQ(submit(shard, encode_compute_request(6, 1, "noop", {})), TxStatus::compute_backlog_full);
   EXPECT_EQ(submit_internal(shard, result_for(one.tasks[0].task_mark)), TxStatus::applied);
   EXPECT_EQ(submit(shard, encode_compute_request(7, 1, "noop", {})), TxStatus::applied);
   EXPECT_EQ(submit(shard, encode_compute_request(8, 1, "noop", {})), TxStatus::compute_backlog_full);
   SealedBlock two = shard.seal(2);
+  EXPECT_EQ(two.header.tx_count, 2u);  // the result and request 7
   ASSERT_EQ(two.tasks.size(), 1u);
-  EXPECT_EQ(two.tasks[0].task_mark, CreditMark::pack(2, 2));
+  EXPECT_EQ(two.tasks[0].task_mark, CreditMark::pack(2, 1));
   EXPECT_EQ(shard.state().pending_tasks.size(), 4u);
 
   // Replay under another config (verify's, or a restart's): the bound each block's header
-  // records decides, so the rejections stay rejections ...
+  // records decides ...
   ShardExecutor replica({"bank", 0, 1}, BlockLimits{});
   for (const SealedBlock* block : {&one, &two}) {
     Result<SealedBlock> replayed = replica.replay(block->record);
@@ -567,6 +572,51 @@ TEST(ComputeExecutor, AFullBacklogRejectsRequestsUntilATaskSettles) {
   // ... and the new bound holds from the next block on.
   EXPECT_EQ(submit(replica, encode_compute_request(9, 1, "noop", {})), TxStatus::applied);
   EXPECT_EQ(replica.seal(3).header.compute_pending_max, BlockLimits{}.compute_pending_max);
+}
+
+// A block of format `version` holding four accepted requests and a fifth past the bound
+// of 4, ordered as formats 1 and 2 ordered refusals, under that version's Merkle root.
+std::vector<std::byte> block_with_an_ordered_refusal(uint16_t version) {
+  BlockLimits limits;
+  limits.compute_pending_max = 4;
+  ShardExecutor shard({"bank", 0, 1}, limits);
+  for (uint64_t nonce = 1; nonce <= 4; ++nonce) EXPECT_EQ(submit(shard, encode_compute_request(nonce, 1, "noop", {})), TxStatus::applied);
+  SealedBlock sealed = shard.seal(1);
+  std::vector<std::byte> refused = encode_compute_request(5, 1, "noop", {});
+  std::vector<std::byte> record = sealed.record;
+  record.insert(record.end(), refused.begin(), refused.end());
+  BlockHeader header = sealed.header;
+  header.version = version;
+  header.tx_count = 5;
+  header.body_bytes += refused.size();
+  std::vector<Hash32> leaves, scratch;
+  for_each_transaction(std::span(record).subspan(sizeof header), [&](std::span<const std::byte> tx) { leaves.push_back(hash_leaf(tx)); });
+  header.merkle_root = block_merkle_root(version, leaves, scratch);
+  std::memcpy(record.data(), &header, sizeof header);
+  return record;
+}
+
+// Logs from before format 3 hold ordered refusals: they replay as they ran. A format 3
+// block cannot hold one: replay refuses it.
+TEST(ComputeExecutor, OrderedRefusalsReplayOnlyInFormat1And2Blocks) {
+  for (uint16_t version : {1, 2}) {
+    ShardExecutor replica({"bank", 0, 1}, BlockLimits{});
+    Result<SealedBlock> old = replica.replay(block_with_an_ordered_refusal(version));
+    ASSERT_TRUE(old) << "format " << version << ": " << old.error().message;
+    ASSERT_EQ(old->receipts.size(), 5u);
+    EXPECT_EQ(old->receipts[4].status, TxStatus::compute_backlog_full);
+    EXPECT_EQ(old->tasks.size(), 4u);
+    EXPECT_EQ(replica.state().tasks_issued, 4u);
+    // The live bound and format are back once the replay is done.
+    EXPECT_EQ(submit(replica, encode_compute_request(9, 1, "noop", {})), TxStatus::applied);
+    EXPECT_EQ(replica.seal(2).header.version, block_format_version);
+  }
+
+  ShardExecutor other({"bank", 0, 1}, BlockLimits{});
+  Result<SealedBlock> refused = other.replay(block_with_an_ordered_refusal(3));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().message, "chain bank shard 0 height 1: transaction 4 cannot be in this block: " +
+                                         std::string(status_text(TxStatus::compute_backlog_full)));
 }
 
 TEST(ComputeExecutor, ReplayRefusesAResultForASettledTask) {

@@ -52,21 +52,25 @@ TEST(ShardExecutor, SealsHashChainedBlocksWithReceipts) {
   ShardExecutor shard({"payments", 0, 1}, BlockLimits{});
   std::vector<std::byte> first = encode_create_account(1, 1, 100);
   std::vector<std::byte> second = encode_transfer(2, 1, 5, 1);
+  std::vector<std::byte> third = encode_create_account(3, 2, 7);
   submit(shard, first);
   submit(shard, second);
+  submit(shard, third);
   SealedBlock one = shard.seal(1000);
   EXPECT_EQ(one.header.height, 1u);
   EXPECT_TRUE(one.header.previous_hash.is_zero());
-  EXPECT_EQ(one.header.tx_count, 2u);
+  EXPECT_EQ(one.header.tx_count, 3u);
   EXPECT_EQ(one.hash, block_hash(one.header));
-  ASSERT_EQ(one.receipts.size(), 2u);
+  ASSERT_EQ(one.receipts.size(), 3u);
   EXPECT_EQ(one.receipts[0].tx_hash, hash_leaf(first));
   EXPECT_EQ(one.receipts[0].status, TxStatus::applied);
   EXPECT_EQ(one.receipts[1].status, TxStatus::no_such_account);
   EXPECT_EQ(one.receipts[1].height, 1u);
-  std::vector<Hash32> leaves = {hash_leaf(first), hash_leaf(second)}, scratch;
+  // Three leaves: the wide tree's root and RFC 6962's differ from three on.
+  std::vector<Hash32> leaves = {hash_leaf(first), hash_leaf(second), hash_leaf(third)}, scratch;
   EXPECT_EQ(one.header.version, block_format_version);
-  EXPECT_EQ(one.header.merkle_root, block_merkle_root(block_format_version, leaves, scratch));
+  EXPECT_EQ(one.header.merkle_root, merkle_root_wide(leaves, scratch));
+  EXPECT_NE(one.header.merkle_root, merkle_root(leaves, scratch));
   ASSERT_TRUE(parse_block(one.record));
   submit(shard, encode_transfer(3, 1, 5, 1));
   SealedBlock two = shard.seal(2000);
@@ -262,7 +266,10 @@ std::vector<std::vector<std::byte>> as_version_1(const std::vector<std::vector<s
   std::vector<Hash32> scratch;
   for (const std::vector<std::byte>& record : records) {
     Result<BlockView> block = parse_block(record);
-    EXPECT_TRUE(block);
+    if (!block) {
+      ADD_FAILURE() << block.error().message;
+      return {};
+    }
     std::vector<Hash32> leaves;
     for_each_transaction(block->body, [&](std::span<const std::byte> tx) { leaves.push_back(hash_leaf(tx)); });
     BlockHeader header = block->header;
@@ -282,7 +289,7 @@ std::vector<std::vector<std::byte>> as_version_1(const std::vector<std::vector<s
 // refused.
 TEST(ShardExecutor, BlocksOfTheOlderFormatReplayUnderTheirOwnRoot) {
   const std::vector<std::vector<std::byte>> records = as_version_1(run_stream(7));
-  ASSERT_GE(records.size(), 3u);
+  ASSERT_GE(records.size(), 3u);  // fewer: as_version_1 failed
   ShardExecutor replica({"payments", 0, 1}, BlockLimits{16, 1 << 20});
   for (const std::vector<std::byte>& record : records) {
     Result<SealedBlock> block = replica.replay(record);
@@ -297,17 +304,19 @@ TEST(ShardExecutor, BlocksOfTheOlderFormatReplayUnderTheirOwnRoot) {
   // A version 1 header over a version 2 root: the block holds 16 transactions, where the
   // two trees differ.
   std::vector<std::byte> mislabelled = run_stream(7)[0];
-  mislabelled[offsetof(BlockHeader, version)] = std::byte{1};
+  const uint16_t version_1 = 1;
+  std::memcpy(mislabelled.data() + offsetof(BlockHeader, version), &version_1, sizeof version_1);
   ShardExecutor other({"payments", 0, 1}, BlockLimits{16, 1 << 20});
   Result<SealedBlock> refused = other.replay(mislabelled);
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().message, "chain payments shard 0 height 1: Merkle root does not match the transactions");
 
   std::vector<std::byte> future = run_stream(7)[0];
-  future[offsetof(BlockHeader, version)] = std::byte{3};
+  const uint16_t next_version = block_format_version + 1;
+  std::memcpy(future.data() + offsetof(BlockHeader, version), &next_version, sizeof next_version);
   Result<BlockView> parsed = parse_block(future);
   ASSERT_FALSE(parsed);
-  EXPECT_EQ(parsed.error().message, "block format version 3, this keel reads 1 to 2");
+  EXPECT_EQ(parsed.error().message, "block format version 4, this keel reads 1 to 3");
 }
 
 TEST(ShardExecutor, RestoredStateContinuesTheChain) {
