@@ -4,17 +4,18 @@
 // every round:
 //
 //   balancer        the engine as it is ([balancer] enabled = true): heavy chains get
-//                   cores of their own where a core runs nothing but shard tiles (on 2
-//                   cores none does: they get weight), the others share cores by weights
-//                   sized to demand.
+//                   cores of their own where a core runs nothing but shard tiles and
+//                   another shard core stays shared (on 2 cores the shards have one core:
+//                   they get weight), the others share cores by weights sized to demand.
 //   static split    the baseline of the target: every client chain gets an equal, fixed
-//                   share of the shard cores, enforced as a hard cap (a cgroup-style
+//                   share of the engine's cores, enforced as a hard cap (a cgroup-style
 //                   cpu.max per chain: engine/node/chain_cpu_cap.h). The plan's placement
 //                   and equal weights stand ([balancer] enabled = false). A cap is needed
 //                   because the core loop is work-conserving: without one, a busy chain
 //                   takes the quanta an idle chain leaves, and the split is neither equal
-//                   nor fixed. The cap is the shard cores the plan uses / the client
-//                   chains: 2 / 4 = 0.5 core per chain here.
+//                   nor fixed. The cap is the engine cores the plan uses / the client
+//                   chains: 2 / 4 = 0.5 core per chain here (the shards' own cores would
+//                   be 1: the plan keeps the services on the other).
 //   equal weights   for reference: the same placement and equal weights without a cap
 //                   (balancer off): what the DRR loop gives by itself.
 //   OS threads      the other baseline: every tile on a thread of its own, unpinned, left
