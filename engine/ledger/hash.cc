@@ -37,19 +37,6 @@ Hash32 hash_leaf(std::span<const std::byte> data) {
   return out;
 }
 
-Hash32 hash_node(const Hash32& left, const Hash32& right) {
-  uint8_t input[65];
-  input[0] = 0x01;
-  std::copy(left.bytes.begin(), left.bytes.end(), input + 1);
-  std::copy(right.bytes.begin(), right.bytes.end(), input + 33);
-  Hash32 out;
-  SHA256_CTX context;
-  SHA256_Init(&context);
-  SHA256_Update(&context, input, sizeof input);
-  SHA256_Final(out.bytes.data(), &context);
-  return out;
-}
-
 Hash32 hash_children(std::span<const Hash32> children) {
   // One contiguous input: OpenSSL then hashes whole blocks straight from it instead of
   // re-buffering every block behind a one-byte prefix.
@@ -63,6 +50,11 @@ Hash32 hash_children(std::span<const Hash32> children) {
   SHA256_Update(&context, input, 1 + children.size() * sizeof(Hash32));
   SHA256_Final(out.bytes.data(), &context);
   return out;
+}
+
+Hash32 hash_node(const Hash32& left, const Hash32& right) {
+  const Hash32 children[2] = {left, right};
+  return hash_children(children);
 }
 
 std::string to_hex(const Hash32& hash) {
