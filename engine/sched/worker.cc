@@ -35,15 +35,20 @@ void request_stop(int) { stop_requested.store(true, std::memory_order_relaxed); 
 
 constexpr uint64_t heartbeat_interval_ns = 1'000'000;
 constexpr uint32_t idle_sleep_us = 1000;
+// The longest a runner with no batch sleeps before it looks again (it is woken when one
+// is queued; this only bounds a sleep).
+constexpr uint32_t runner_sleep_us = 100'000;
 
 // Tasks go to the arena's threads in batches, so that a queue push and pop each way, a
 // doorbell ring and the atomics are paid once per batch: for a noop task they cost more
 // than the task (~800 ns of the worker's CPU per task when each task travelled alone).
 // A batch holds about batch_work_ns of estimated work: long enough to spread those costs
 // over dozens of short tasks, short enough that a finished task waits little for the rest
-// of its batch. runner_batch_tasks_max bounds a batch of near-free tasks.
+// of its batch. runner_batch_tasks_max bounds a batch of near-free tasks: 512 noop tasks
+// are a few microseconds, about one hand-off's cost; at 64 the hand-offs were a fifth of
+// the pool's CPU per task (alternated bench tasks runs: 130 against 100 ns per task).
 constexpr uint64_t batch_work_ns = 20'000;
-constexpr uint32_t runner_batch_tasks_max = 64;
+constexpr uint32_t runner_batch_tasks_max = 512;
 // A runner whose batch has run this long (its estimate was wrong: the type's tasks got
 // slower) hands back the tasks it has finished and queues the rest as a new batch, which
 // an idle thread may take.
@@ -133,7 +138,6 @@ std::string joined(const std::vector<std::string>& names) {
 // runs and when that task's stretch began (monotonic ns; 0 when it runs none). Written by
 // the runner, read by the main thread.
 struct alignas(64) RunnerSlot {
-  std::atomic<bool> in_use{false};
   std::atomic<uint32_t> task{no_task};
   std::atomic<uint64_t> started_ns{0};
 };
@@ -200,6 +204,7 @@ class Worker {
         oneapi::tbb::global_control::max_allowed_parallelism, size_t(options_.threads) + 1);
     // No slot reserved for an outside thread: the main thread only enqueues, never joins.
     arena_ = std::make_unique<oneapi::tbb::task_arena>(int(options_.threads), 0);
+    start_runners();
     beat();
     control_.ready_epoch.store(options_.epoch, std::memory_order_release);
 
@@ -225,7 +230,7 @@ class Worker {
     }
     // No arena thread may still be inside a task (the plugin, this object or the segment)
     // when they go away.
-    while (runners_alive_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+    stop_runners();
     arena_.reset();
     instance_.reset();
     return worker_exit_stopped;
@@ -392,12 +397,11 @@ class Worker {
         held.timed_alone = estimate == 0 || estimate >= timed_alone_ns;
         held.next = at + 1 < end ? taken_[at + 1] : no_task;
       }
-      queued_.fetch_add(1, std::memory_order_seq_cst);  // before the push: a runner's decrement follows it
       to_run_.push(taken_[first]);
       first = end;
     }
     taken_.clear();
-    start_runners();
+    wake_runners();
   }
 
   // The estimated run time of a held task: its compute type's average; 0 when unknown.
@@ -413,54 +417,47 @@ class Worker {
                           : uint64_t(std::max<int64_t>(1, known + ((run_ns - known) >> estimate_weight_shift)));
   }
 
-  // Runners: at most `threads` arena jobs, each running queued batches until none is
-  // left. A TBB enqueue per task would cost more than a short task itself (an allocation,
-  // a wake-up); this costs one per burst. Called by the main thread after queueing
-  // batches, and by a runner that split its batch.
+  // Runners: `threads` arena jobs, started with the arena and alive until the worker
+  // stops, each running queued batches and sleeping on runner_bell_ when none is left.
+  // They never return to TBB between bursts: a runner that returned spun in TBB's idle
+  // loop (sched_yield, about 30 % of its thread's time under a noop load) before it slept,
+  // CPU taken from the engine's tiles on a small host. A TBB enqueue per task would cost
+  // more than a short task itself; a wake-up costs one futex call per burst, and none
+  // while the runners are busy.
   void start_runners() {
-    while (queued_.load(std::memory_order_seq_cst) != 0) {
-      uint32_t active = runners_active_.load(std::memory_order_seq_cst);
-      if (active >= options_.threads) return;
-      if (!runners_active_.compare_exchange_weak(active, active + 1, std::memory_order_seq_cst)) continue;
+    for (uint32_t runner = 0; runner < options_.threads; ++runner) {
       runners_alive_.fetch_add(1, std::memory_order_relaxed);
-      arena_->enqueue([this] { run_queued(); });
+      arena_->enqueue([this, runner] { run_queued(runner_slots_[runner]); });
     }
   }
 
-  // One runner: takes batches off the queue and runs them. Before it leaves it looks once
-  // more: a batch queued while it was going would otherwise find every runner counted busy
-  // (start_runners and this both use seq_cst, so one of them sees the other).
-  void run_queued() {
+  // Wakes the sleeping runners after batches were queued (one fence when none sleeps).
+  void wake_runners() { shm::doorbell_ring(&runner_bell_); }
+
+  // Asks the runners to leave once the queue is empty, and waits until they have.
+  void stop_runners() {
+    runners_stop_.store(true, std::memory_order_seq_cst);
+    shm::doorbell_wake(&runner_bell_);
+    while (runners_alive_.load(std::memory_order_acquire) != 0) {
+      shm::doorbell_wake(&runner_bell_);
+      std::this_thread::yield();
+    }
+  }
+
+  // One runner: takes batches off the queue and runs them; with none left it announces
+  // its sleep, looks once more, and sleeps until a batch is queued (doorbell.h's pattern:
+  // queue_batches pushes, then rings). The timeout only bounds a sleep; nothing relies on it.
+  void run_queued(RunnerSlot& slot) {
     for (;;) {
-      RunnerSlot& slot = claim_runner_slot();
       uint32_t first;
-      while (to_run_.try_pop(first)) {
-        queued_.fetch_sub(1, std::memory_order_seq_cst);
-        run_batch(first, slot);
-      }
-      slot.in_use.store(false, std::memory_order_release);
-      runners_active_.fetch_sub(1, std::memory_order_seq_cst);
-      if (queued_.load(std::memory_order_seq_cst) == 0) break;
-      uint32_t active = runners_active_.load(std::memory_order_seq_cst);
-      if (active >= options_.threads ||
-          !runners_active_.compare_exchange_strong(active, active + 1, std::memory_order_seq_cst))
-        break;
+      while (to_run_.try_pop(first)) run_batch(first, slot);
+      uint32_t sequence = shm::doorbell_prepare_sleep(&runner_bell_);
+      if (to_run_.empty() && !runners_stop_.load(std::memory_order_seq_cst))
+        shm::doorbell_sleep(&runner_bell_, sequence, runner_sleep_us);
+      shm::doorbell_finish_sleep(&runner_bell_);
+      if (to_run_.empty() && runners_stop_.load(std::memory_order_seq_cst)) break;
     }
     runners_alive_.fetch_sub(1, std::memory_order_release);  // this runner's last touch of the worker
-  }
-
-  // A free runner slot. A runner holds one only while counted in runners_active_ (it
-  // claims after the count went up and frees before it goes down), and at most `threads`
-  // are counted, so one of the `threads` slots is always free to it.
-  RunnerSlot& claim_runner_slot() {
-    for (;;) {
-      for (uint32_t runner = 0; runner < options_.threads; ++runner) {
-        RunnerSlot& slot = runner_slots_[runner];
-        if (!slot.in_use.load(std::memory_order_relaxed) && !slot.in_use.exchange(true, std::memory_order_acquire))
-          return slot;
-      }
-      std::this_thread::yield();  // a runner between freeing its slot and its count going down
-    }
   }
 
   // Runs a batch's tasks one after another, then hands them back together: one push onto
@@ -491,9 +488,8 @@ class Worker {
         slot.started_ns.store(0, std::memory_order_relaxed);
         finished_.push(first);
         shm::doorbell_ring(doorbell_);
-        queued_.fetch_add(1, std::memory_order_seq_cst);  // before the push, as in queue_batches
         to_run_.push(index);
-        start_runners();
+        wake_runners();
         return;
       }
       HeldTask& running = held_[index];
@@ -639,8 +635,8 @@ class Worker {
   // Batches, each named by its first task slot (HeldTask::next links the rest).
   oneapi::tbb::concurrent_queue<uint32_t> finished_;  // run, back to the main thread
   oneapi::tbb::concurrent_queue<uint32_t> to_run_;    // waiting for a runner
-  std::atomic<uint32_t> queued_{0};          // batches in to_run_ (seq_cst: see run_queued)
-  std::atomic<uint32_t> runners_active_{0};  // runners counted as taking tasks
+  shm::Doorbell runner_bell_;                // runners sleep on it; rung when batches are queued
+  std::atomic<bool> runners_stop_{false};    // the worker stops: runners leave once the queue is empty
   std::atomic<uint32_t> runners_alive_{0};   // runners enqueued and not yet returned
   std::unique_ptr<RunnerSlot[]> runner_slots_;  // `threads` of them
   uint64_t last_beat_ns_ = 0;

@@ -19,10 +19,12 @@
 // when it is small). So a plugin never sees shared memory, a slow task never
 // blocks the ring, and memory is bounded: in_flight_max x (input + output_bytes_max) at
 // most, plus a buffer per thread. A batch holds about 20 us of work by the compute type's
-// measured average run time (at most 64 tasks; a type not yet measured goes one task at a
+// measured average run time (at most 512 tasks; a type not yet measured goes one task at a
 // time), and a burst makes at least `threads` batches: the per-hand-off costs (queue
 // operations, a doorbell ring, a thread's wake-up) are paid per batch, not per noop task,
-// and long tasks still spread over the threads.
+// and long tasks still spread over the threads. The arena runs `threads` long-lived
+// runner jobs that sleep on a doorbell of their own between bursts, rather than jobs
+// enqueued per burst: a job that returned left its thread spinning in TBB's idle loop.
 // When every slot is busy or the completion ring is full, the worker stops taking tasks
 // (backpressure on the scheduler), and nothing is dropped.
 //
