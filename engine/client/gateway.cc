@@ -11,6 +11,7 @@
 
 #include "engine/client/client_table.h"
 #include "engine/config/perf_config.h"  // system_chain_name (a constant: no link to keel_config)
+#include "engine/ledger/hash.h"
 #include "engine/ledger/transaction.h"
 #include "shm/segment.h"
 
@@ -297,6 +298,14 @@ bool GatewayTile::take_submission(uint32_t slot_index, const SubmitMessage& mess
   return true;
 }
 
+void hash_routed_leaf(RoutedSubmit& slot) {
+  slot.flags = 0;
+  if (slot.tx_bytes > routed_hashed_tx_bytes_max) return;
+  ledger::Hash32 leaf = ledger::hash_leaf(std::span<const std::byte>(slot.inline_tx, slot.tx_bytes));
+  std::memcpy(slot.inline_tx + routed_leaf_hash_at, leaf.bytes.data(), routed_leaf_hash_bytes);
+  slot.flags = routed_flag_leaf_hash;
+}
+
 // Applied when the slot's client may send this well-formed transaction on the chain.
 ledger::TxStatus GatewayTile::check_access(const ledger::TxView& view, uint32_t chain,
                                            std::optional<std::string_view> client_id) const {
@@ -334,8 +343,8 @@ bool GatewayTile::route(uint32_t port_index, uint32_t slot_index, const SubmitMe
   }
   out->request_id = message.request_id;
   out->client_slot = uint16_t(slot_index);
-  out->reserved = 0;
   out->tx_bytes = uint32_t(tx.size());
+  hash_routed_leaf(*out);
   if (!port.dirty) {
     port.dirty = true;
     dirty_ports_.push_back(port_index);

@@ -74,6 +74,12 @@ struct ChainAccess {
   std::vector<std::string> credit_granters = {"operator"};
 };
 
+// Sets a routed slot's flags once its tx_bytes and inline bytes are written: a transaction
+// of up to routed_hashed_tx_bytes_max bytes gets its Merkle leaf hash (ledger::hash_leaf of
+// the slot's own copy) in the slot and routed_flag_leaf_hash; any other, no flag (the shard
+// hashes it). Every producer into a shard's submit ring calls it (protocol.h).
+void hash_routed_leaf(RoutedSubmit& slot);
+
 class GatewayTile final : public engine::Tile {
  public:
   // Joins the table at segment_base + table_offset and every ring and arena it names.

@@ -128,16 +128,30 @@ static_assert(sizeof(SubmitMessage) == submit_slot_bytes);
 static_assert(offsetof(SubmitMessage, inline_tx) == 24);
 
 // One gateway -> shard slot: a checked transaction and where its receipt goes.
+//
+// The producer (the gateway, or the engine's compute source) may hash the transaction as
+// a Merkle leaf (ledger::hash_leaf) and pass the hash along, so the shard, the one core
+// that orders the chain, does not: a transaction of up to routed_hashed_tx_bytes_max bytes
+// travels inline with its leaf hash in the slot's last 32 bytes and routed_flag_leaf_hash
+// set. The shard takes the hash as it takes the producer's check of the transaction: both
+// are the engine's own tiles, and this ring is theirs. A log's replay hashes every leaf
+// from its bytes, so `keel verify` would name a block whose root a wrong hash had made.
 struct RoutedSubmit {
   uint64_t request_id;
   uint16_t client_slot;
-  uint16_t reserved;
+  uint16_t flags;  // routed_flag_*
   uint32_t tx_bytes;
   uint64_t arena_position;  // in the shard port's submit_arena when not inline
   std::byte inline_tx[submit_inline_bytes_max];
 };
 static_assert(sizeof(RoutedSubmit) == submit_slot_bytes);
 static_assert(offsetof(RoutedSubmit, inline_tx) == 24);
+
+inline constexpr uint16_t routed_flag_leaf_hash = 1;  // inline_tx ends with the tx's leaf hash
+inline constexpr uint32_t routed_leaf_hash_bytes = 32;
+inline constexpr uint32_t routed_hashed_tx_bytes_max = submit_inline_bytes_max - routed_leaf_hash_bytes;
+// Where the leaf hash sits in inline_tx (after the longest transaction that has one).
+inline constexpr uint32_t routed_leaf_hash_at = routed_hashed_tx_bytes_max;
 
 inline constexpr uint32_t receipt_slot_bytes = 64;
 

@@ -67,13 +67,14 @@ uint64_t ShardExecutor::credit_balance(const ClientId& client) const {
   return account == state_.credit_accounts.end() ? 0 : account->second;
 }
 
-TxStatus ShardExecutor::execute_charged(const TxView& view, std::span<const std::byte> bytes, const ClientId& payer) {
+TxStatus ShardExecutor::execute_charged(const TxView& view, std::span<const std::byte> bytes, const ClientId& payer,
+                                        const Hash32* leaf_hash) {
   assert(client_id_text(payer));
-  if (!access_.credits_required || view.type == TxType::credit_grant) return execute(view, bytes);
+  if (!access_.credits_required || view.type == TxType::credit_grant) return execute(view, bytes, leaf_hash);
   // Charges never exceed the balance (only spends debit it, at seal), so this cannot wrap.
   uint64_t charged = open_charge(payer);
   if (credit_balance(payer) - charged < access_.credits_per_tx) return TxStatus::no_credit;
-  TxStatus status = execute(view, bytes);
+  TxStatus status = execute(view, bytes, leaf_hash);
   if (execute_ordered(status)) open_charges_[payer] = charged + access_.credits_per_tx;
   return status;
 }
@@ -100,7 +101,7 @@ std::string ShardExecutor::place(uint64_t height) const {
          std::to_string(height);
 }
 
-TxStatus ShardExecutor::execute(const TxView& view, std::span<const std::byte> bytes) {
+TxStatus ShardExecutor::execute(const TxView& view, std::span<const std::byte> bytes, const Hash32* leaf_hash) {
   if (home_shard(view, identity_.shard_count) != identity_.shard) return TxStatus::wrong_shard;
   if (view.type == TxType::credit) {
     if (view.credit.origin_shard >= identity_.shard_count) return TxStatus::wrong_shard;
@@ -131,7 +132,7 @@ TxStatus ShardExecutor::execute(const TxView& view, std::span<const std::byte> b
   uint32_t index = open_tx_count();
   TxStatus status = apply(view, index);
   body_.insert(body_.end(), bytes.begin(), bytes.end());
-  Hash32 leaf = hash_leaf(bytes);
+  Hash32 leaf = leaf_hash != nullptr ? *leaf_hash : hash_leaf(bytes);
   leaf_hashes_.push_back(leaf);
   open_receipts_.push_back(Receipt{leaf, state_.height + 1, status});
   return status;

@@ -234,15 +234,18 @@ class ShardExecutor {
   // Orders one well-formed transaction (check_transaction passed) into the open block
   // and applies it. Returns its status; wrong_shard, duplicate_credit, duplicate_result
   // and unknown_task are not ordered (execute_ordered). Assumes has_room(bytes.size())
-  // for anything that will be ordered.
-  TxStatus execute(const TxView& view, std::span<const std::byte> bytes);
+  // for anything that will be ordered. `leaf_hash`, when given, is hash_leaf(bytes) as
+  // the transaction's producer computed it on another core (client/protocol.h): the
+  // executor takes it instead of hashing. Replay never passes one.
+  TxStatus execute(const TxView& view, std::span<const std::byte> bytes, const Hash32* leaf_hash = nullptr);
 
   // Orders a client's submission from `payer` (a valid client id) as execute() does, first
   // charging it when the policy requires credits (a credit_grant is free): no_credit,
   // unordered, when the payer's balance less its charge in the open block is below
   // credits_per_tx. A transaction that is ordered pays, whatever its status. Assumes
   // has_room(bytes.size(), &payer).
-  TxStatus execute_charged(const TxView& view, std::span<const std::byte> bytes, const ClientId& payer);
+  TxStatus execute_charged(const TxView& view, std::span<const std::byte> bytes, const ClientId& payer,
+                           const Hash32* leaf_hash = nullptr);
   // What the open block has charged `payer` so far (0 when nothing).
   uint64_t open_charge(const ClientId& payer) const;
   // The balance of `client` on this shard (0 without an account).

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "engine/client/client_table.h"
+#include "engine/client/gateway.h"
 #include "engine/config/perf_config.h"
 #include "engine/flow/flow_model.h"
 #include "engine/ledger/transaction.h"
@@ -170,8 +171,8 @@ bool ComputeSourceTile::send_setup(Port& port) {
     }
     out->request_id = setup_request_bit | index;
     out->client_slot = 0;
-    out->reserved = 0;
     out->tx_bytes = uint32_t(tx.size());
+    client::hash_routed_leaf(*out);
   }
   port.submits.publish(2);
   port.in_flight += 2;
@@ -228,9 +229,9 @@ size_t ComputeSourceTile::send_requests(Port& port, size_t budget) {
     }
     out->request_id = request;
     out->client_slot = 0;
-    out->reserved = 0;
     out->tx_bytes = uint32_t(request_.size());
     out->arena_position = 0;
+    client::hash_routed_leaf(*out);
   }
   next_send_ns_ += count * send_interval_ns_;
   port.submits.publish(count);

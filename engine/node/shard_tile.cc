@@ -344,7 +344,15 @@ size_t ShardTile::take_submissions(size_t budget) {
     } else {
       const ledger::ClientId* charged = payer ? &*payer : nullptr;
       if (!make_room(tx.size(), charged)) break;
-      ledger::TxStatus ordered = order(view, tx, ReceiptRoute{submit.request_id, submit.client_slot}, charged);
+      // The producer hashed it (client/protocol.h): one SHA-256 block less on this core.
+      ledger::Hash32 routed_leaf;
+      bool hashed = !in_arena && (submit.flags & client::routed_flag_leaf_hash) != 0 &&
+                    submit.tx_bytes <= client::routed_hashed_tx_bytes_max;
+      if (hashed)
+        std::memcpy(routed_leaf.bytes.data(), submit.inline_tx + client::routed_leaf_hash_at,
+                    client::routed_leaf_hash_bytes);
+      ledger::TxStatus ordered = order(view, tx, ReceiptRoute{submit.request_id, submit.client_slot}, charged,
+                                       hashed ? &routed_leaf : nullptr);
       // Refused unordered (no_credit, compute_backlog_full), nothing changed: with no room
       // for its receipt, it waits in the ring.
       if (!ledger::execute_ordered(ordered) && !answer_at_once(submit, ordered)) break;
@@ -590,9 +598,10 @@ size_t ShardTile::take_engine_txs(size_t budget) {
 }
 
 ledger::TxStatus ShardTile::order(const ledger::TxView& view, std::span<const std::byte> bytes, ReceiptRoute route,
-                                  const ledger::ClientId* payer) {
+                                  const ledger::ClientId* payer, const ledger::Hash32* leaf_hash) {
   bool was_empty = executor_.open_tx_count() == 0;
-  ledger::TxStatus status = payer ? executor_.execute_charged(view, bytes, *payer) : executor_.execute(view, bytes);
+  ledger::TxStatus status = payer ? executor_.execute_charged(view, bytes, *payer, leaf_hash)
+                                  : executor_.execute(view, bytes, leaf_hash);
   // Not ordered: a credit applied before a restart, a second result for a task, a result
   // for a task this shard does not hold, a submission without credit (answered by the
   // caller). Nobody awaits a block's receipt for any of them.

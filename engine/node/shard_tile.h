@@ -195,9 +195,10 @@ class ShardTile final : public engine::Tile {
   std::optional<ledger::ClientId> submitter(uint16_t client_slot) const;
   bool try_seal();
   bool answer_at_once(const client::RoutedSubmit& submit, ledger::TxStatus status);
-  // Orders one transaction (charged to `payer` when set) and returns its status.
+  // Orders one transaction (charged to `payer` when set) and returns its status;
+  // `leaf_hash` is its producer's hash_leaf(bytes) when it came with one.
   ledger::TxStatus order(const ledger::TxView& view, std::span<const std::byte> bytes, ReceiptRoute route,
-                         const ledger::ClientId* payer = nullptr);
+                         const ledger::ClientId* payer = nullptr, const ledger::Hash32* leaf_hash = nullptr);
 
   ledger::ShardExecutor executor_;
   ShardPortsJoined ports_;

@@ -284,6 +284,39 @@ TEST(GatewayTest, CreateRefusesAccessRulesForAnotherNumberOfChains) {
   EXPECT_EQ(second.error().message, "client gateway: access rules for 2 chains, the table has 1");
 }
 
+// The gateway hashes what it routes when the slot has room for the hash, so the shard
+// orders it without hashing (protocol.h): a 40-byte transfer comes with hash_leaf of its
+// bytes, a put too long to leave the hash room (inline or not) comes without.
+TEST(GatewayTest, ShortTransactionsTravelWithTheirLeafHashAndLongerOnesWithout) {
+  auto engine = TestEngine::make("leaf-hash", testing::small_options({{"kv", 1}}));
+  auto shards = FakeShard::for_all_ports(*engine);
+  auto client = attach_or_fail(engine->name());
+  ASSERT_NE(client, nullptr);
+  std::vector<std::byte> transfer = ledger::encode_transfer(1, 2, 3, 4);
+  std::vector<std::byte> inline_put = ledger::encode_put(2, bytes_of("key"), std::vector<std::byte>(60, std::byte{7}));
+  std::vector<std::byte> arena_put = ledger::encode_put(3, bytes_of("key"), std::vector<std::byte>(400, std::byte{9}));
+  ASSERT_LE(transfer.size(), routed_hashed_tx_bytes_max);
+  ASSERT_GT(inline_put.size(), routed_hashed_tx_bytes_max);
+  ASSERT_LE(inline_put.size(), submit_inline_bytes_max);
+  ASSERT_GT(arena_put.size(), submit_inline_bytes_max);
+  ASSERT_TRUE(*client->try_submit(0, 1, transfer));
+  ASSERT_TRUE(*client->try_submit(0, 2, inline_put));
+  ASSERT_TRUE(*client->try_submit(0, 3, arena_put));
+  engine->gateway->poll(64);
+  ASSERT_EQ(shards[0]->take(), 3u);
+  EXPECT_EQ(shards[0]->errors(), 0u);
+  for (const FakeShard::Routed& routed : shards[0]->pending()) {
+    SCOPED_TRACE("request " + std::to_string(routed.message.request_id));
+    if (routed.message.request_id == 1) {
+      ASSERT_EQ(routed.message.flags, routed_flag_leaf_hash);
+      ledger::Hash32 leaf = ledger::hash_leaf(transfer);
+      EXPECT_EQ(std::memcmp(routed.message.inline_tx + routed_leaf_hash_at, leaf.bytes.data(), routed_leaf_hash_bytes), 0);
+    } else {
+      EXPECT_EQ(routed.message.flags, 0u);
+    }
+  }
+}
+
 TEST(GatewayTest, LargeTransactionTravelsThroughBothArenasIntact) {
   auto engine = TestEngine::make("large", testing::small_options({{"kv", 3}}));
   auto shards = FakeShard::for_all_ports(*engine);

@@ -79,6 +79,36 @@ TEST(ShardExecutor, SealsHashChainedBlocksWithReceipts) {
   EXPECT_EQ(two.receipts[0].height, 2u);
 }
 
+// A producer's leaf hash is taken as given (client/protocol.h), in the receipt and the
+// root; replay hashes the logged bytes, so a block ordered under the right hash replays
+// and one ordered under a wrong hash does not.
+TEST(ShardExecutor, TakesAProducersLeafHashAndReplayChecksItAgainstTheBytes) {
+  std::vector<std::byte> create = encode_create_account(1, 1, 100);
+  std::vector<std::byte> transfer = encode_transfer(2, 1, 5, 1);
+  auto order_with = [&](ShardExecutor& shard, const Hash32& create_leaf) {
+    TxView view;
+    EXPECT_EQ(check_transaction(create, TxOrigin::client, &view), TxStatus::applied);
+    EXPECT_EQ(shard.execute(view, create, &create_leaf), TxStatus::applied);
+    EXPECT_EQ(check_transaction(transfer, TxOrigin::client, &view), TxStatus::applied);
+    shard.execute(view, transfer);
+    return shard.seal(1000);
+  };
+  ShardExecutor right({"payments", 0, 1}, BlockLimits{});
+  SealedBlock block = order_with(right, hash_leaf(create));
+  std::vector<Hash32> leaves = {hash_leaf(create), hash_leaf(transfer)}, scratch;
+  EXPECT_EQ(block.header.merkle_root, merkle_root_wide(leaves, scratch));
+  ShardExecutor replica({"payments", 0, 1}, BlockLimits{});
+  EXPECT_TRUE(replica.replay(block.record).ok());
+
+  Hash32 wrong;
+  wrong.bytes.fill(0xab);
+  ShardExecutor trusting({"payments", 0, 1}, BlockLimits{});
+  SealedBlock bad = order_with(trusting, wrong);
+  EXPECT_EQ(bad.receipts[0].tx_hash, wrong);
+  ShardExecutor checker({"payments", 0, 1}, BlockLimits{});
+  EXPECT_FALSE(checker.replay(bad.record).ok());
+}
+
 TEST(ShardExecutor, BlockLimitsAreHonoured) {
   ShardExecutor shard({"payments", 0, 1}, BlockLimits{4, 1 << 20});
   for (int index = 0; index < 4; ++index) {

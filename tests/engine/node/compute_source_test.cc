@@ -7,6 +7,7 @@
 
 #include "engine/client/client_table.h"
 #include "engine/config/perf_config.h"
+#include "engine/ledger/hash.h"
 #include "engine/ledger/transaction.h"
 #include "shm/ring.h"
 #include "tests/engine/client/test_engine.h"
@@ -31,6 +32,10 @@ size_t requests_waiting(client::testing::TestEngine& engine, uint32_t chain, uin
     EXPECT_EQ(ledger::check_transaction(tx, ledger::TxOrigin::client, &view), ledger::TxStatus::applied);
     EXPECT_EQ(view.type, ledger::TxType::compute_request);
     EXPECT_EQ(ledger::home_shard(view, shard_count), shard);
+    // With its leaf hash, which the shard takes instead of hashing (client/protocol.h).
+    EXPECT_EQ(submit.flags, client::routed_flag_leaf_hash);
+    ledger::Hash32 leaf = ledger::hash_leaf(tx);
+    EXPECT_EQ(std::memcmp(submit.inline_tx + client::routed_leaf_hash_at, leaf.bytes.data(), leaf.bytes.size()), 0);
   }
   return count;
 }
