@@ -153,10 +153,12 @@ TxStatus ShardExecutor::apply(const TxView& view, uint32_t index) {
       // execute() checked that every entry settles its task, and the marks ascend, so no
       // entry settles another's task; but a flow job's result can end its flow, and with
       // it the flow's other running jobs, whose entries later in the batch then have no
-      // effect, exactly as their own compute_results would not.
+      // effect, exactly as their own compute_results would not. (Only flow jobs' marks are
+      // looked up again: a request's task is still pending.)
       ComputeResultEntries entries(view.results);
       for (ComputeResultEntry entry; entries.next(entry);) {
-        if (check_result_mark(entry.body.task_mark) == TxStatus::applied) apply_compute_result(entry.body, entry.output);
+        if (!is_flow_task_mark(entry.body.task_mark) || check_result_mark(entry.body.task_mark) == TxStatus::applied)
+          apply_compute_result(entry.body, entry.output);
       }
       return TxStatus::applied;
     }
@@ -587,8 +589,9 @@ void ShardExecutor::emit_credit(uint32_t destination, const CreditBody& body, bo
   write_credit(out.tx, body, refund);
 }
 
-SealedBlock ShardExecutor::seal(uint64_t time_ns) {
+SealedBlock ShardExecutor::seal(uint64_t time_ns, std::span<std::byte> record_out) {
   assert(!open_receipts_.empty());
+  assert(record_out.empty() || record_out.size() == sizeof(BlockHeader) + open_body_bytes());
   append_credit_spends();
   SealedBlock block;
   BlockHeader& header = block.header;
@@ -603,9 +606,14 @@ SealedBlock ShardExecutor::seal(uint64_t time_ns) {
   header.merkle_root = block_merkle_root(header.version, leaf_hashes_, merkle_scratch_);
   header.compute_pending_max = open_compute_pending_max_;
   block.hash = block_hash(header);
-  block.record.resize(sizeof header + body_.size());
-  std::memcpy(block.record.data(), &header, sizeof header);
-  std::memcpy(block.record.data() + sizeof header, body_.data(), body_.size());
+  std::span<std::byte> record = record_out;
+  if (record.empty()) {
+    block.record.resize(sizeof header + body_.size());
+    record = block.record;
+  }
+  assert(record.size() == sizeof header + body_.size());
+  std::memcpy(record.data(), &header, sizeof header);
+  std::memcpy(record.data() + sizeof header, body_.data(), body_.size());
   block.receipts = std::move(open_receipts_);
   block.credits = std::move(open_credits_);
   block.tasks = std::move(open_tasks_);

@@ -252,8 +252,11 @@ class ShardExecutor {
   uint64_t credit_balance(const ClientId& client) const;
 
   // Seals the open block (at least one transaction) and starts the next one; first
-  // appends the open block's credit_spends (see above).
-  SealedBlock seal(uint64_t time_ns);
+  // appends the open block's credit_spends (see above). With `record_out` (exactly
+  // sizeof(BlockHeader) + open_body_bytes() bytes, e.g. the persist arena's block) the
+  // record is written there and the returned block's `record` is left empty: one copy of
+  // the body less on the shard's core.
+  SealedBlock seal(uint64_t time_ns, std::span<std::byte> record_out = {});
 
   // Re-executes a logged block record: checks chain, shard, height and previous hash,
   // executes its transactions (under the compute_pending_max its header records), and

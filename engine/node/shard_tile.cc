@@ -648,9 +648,7 @@ bool ShardTile::try_seal() {
     add(control_->blocks_backpressured, 1);
     return false;
   }
-  ledger::SealedBlock block = executor_.seal(wall_clock_ns());
-  assert(block.record.size() == record_bytes);
-  std::memcpy(space->bytes.data(), block.record.data(), record_bytes);
+  ledger::SealedBlock block = executor_.seal(wall_clock_ns(), space->bytes.first(record_bytes));
   BlockMessage message{};
   message.height = block.header.height;
   message.arena_position = space->position;
@@ -661,7 +659,6 @@ bool ShardTile::try_seal() {
   ports_.blocks.publish(1);
   control_->sealed_height.store(block.header.height, std::memory_order_release);
   control_->compute_tasks_pending.store(uint32_t(executor_.state().pending_tasks.size()), std::memory_order_relaxed);
-  block.record = {};  // the arena holds the bytes now
   // The credit_spends seal() appended: nobody awaits their receipts.
   open_routes_.resize(block.receipts.size(), ReceiptRoute{0, no_client});
   if (ports_.compute && !block.tasks.empty()) {

@@ -173,6 +173,25 @@ TEST(Transaction, HomeShardsAreStableAndSpread) {
   EXPECT_EQ(shard_of_key(bytes_of("a"), 1), 0u);
 }
 
+// The placement rule is "hash modulo the shard count" for every count; power-of-two
+// counts take it by a mask, which must give the same shard.
+TEST(Transaction, HomeShardsAreTheHashModuloTheCountForEveryCount) {
+  uint64_t seed = std::random_device{}();
+  std::mt19937_64 random(seed);
+  auto splitmix = [](uint64_t account) {
+    uint64_t mixed = account + 0x9e3779b97f4a7c15ULL;
+    mixed = (mixed ^ (mixed >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    mixed = (mixed ^ (mixed >> 27)) * 0x94d049bb133111ebULL;
+    return mixed ^ (mixed >> 31);
+  };
+  for (int round = 0; round < 20000; ++round) {
+    uint64_t account = random();
+    uint32_t count = 1 + uint32_t(random() % 64);
+    ASSERT_EQ(shard_of_account(account, count), uint32_t(splitmix(account) % count))
+        << "seed " << seed << ", account " << account << ", " << count << " shards";
+  }
+}
+
 TEST(Transaction, EveryStatusHasText) {
   for (uint16_t code = 0; code < 40; ++code) EXPECT_FALSE(status_text(TxStatus(code)).empty());
 }
