@@ -573,8 +573,14 @@ size_t SchedulerTile::send_results() {
         ++count;
       }
       // A batch's entries ascend by task mark (the ledger's rule: no task twice in one).
-      std::sort(ports.answers.begin(), ports.answers.begin() + std::ptrdiff_t(count),
-                [this](const LeaseRef& a, const LeaseRef& b) { return leases_[a.index].task_mark < leases_[b.index].task_mark; });
+      // Answers mostly come back in the order their tasks went out, already ascending: the
+      // check is one pass where the sort was a tenth of this function's time.
+      auto by_mark = [this](const LeaseRef& a, const LeaseRef& b) {
+        return leases_[a.index].task_mark < leases_[b.index].task_mark;
+      };
+      auto batch_end = ports.answers.begin() + std::ptrdiff_t(count);
+      if (!std::is_sorted(ports.answers.begin(), batch_end, by_mark))
+        std::sort(ports.answers.begin(), batch_end, by_mark);
       size_t tx_bytes = ledger::compute_results_tx_bytes(entry_bytes);
       // Claimed in runs and published once per shard: one release store and at most one
       // doorbell ring for the lot.
