@@ -230,10 +230,11 @@ TxStatus ShardExecutor::apply_compute_request(const TxView& view, uint32_t index
   if (state_.pending_tasks.size() >= open_compute_pending_max_) return TxStatus::compute_backlog_full;
   uint64_t task_mark = CreditMark::pack(state_.height + 1, index);
   assert(task_mark > state_.task_mark_max);
-  PendingTask task{view.compute_request.subject, std::string(view.compute_type),
-                   std::vector<std::byte>(view.input.begin(), view.input.end())};
+  PendingTask& task = state_.pending_tasks.insert(task_mark);  // reuses a settled task's buffers
+  task.subject = view.compute_request.subject;
+  task.compute_type.assign(view.compute_type);
+  task.input.assign(view.input.begin(), view.input.end());
   open_tasks_.push_back(OutboundTask{task_mark, task.subject, task.compute_type, task.input});
-  state_.pending_tasks.emplace(task_mark, std::move(task));
   state_.task_mark_max = task_mark;
   ++state_.tasks_issued;
   return TxStatus::applied;

@@ -198,9 +198,7 @@ std::vector<std::byte> ShardState::serialize() const {
 }
 
 std::vector<uint64_t> ShardState::pending_task_marks() const {
-  std::vector<uint64_t> marks;
-  marks.reserve(pending_tasks.size());
-  for (const auto& [mark, task] : pending_tasks) marks.push_back(mark);
+  std::vector<uint64_t> marks = pending_tasks.marks();
   std::sort(marks.begin(), marks.end());
   return marks;
 }

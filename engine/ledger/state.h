@@ -31,6 +31,7 @@
 
 #include "engine/flow/flow_table.h"
 #include "engine/ledger/hash.h"
+#include "engine/ledger/pending_tasks.h"
 #include "engine/ledger/transaction.h"
 #include "error/result.h"
 
@@ -57,16 +58,6 @@ struct CreditMark {
     return origin_height << 16 | origin_index;
   }
   uint64_t packed() const { return pack(height, index); }
-};
-
-// A compute task issued by a compute_request and not yet settled by a compute_result.
-// The input stays here while the task is pending, so an engine restarted from a snapshot
-// can dispatch it again even after the request's block was dropped from the log.
-struct PendingTask {
-  uint64_t subject = 0;
-  std::string compute_type;  // 1..compute_type_bytes_max of [a-z0-9_]
-  std::vector<std::byte> input;
-  bool operator==(const PendingTask&) const = default;
 };
 
 // The most transactions a block can hold (the config's limit): credit positions pack in
@@ -110,11 +101,11 @@ struct ShardState {
   int64_t opened_total = 0;
 
   // Compute tasks, keyed by task mark: CreditMark::pack(height, index) of the request in
-  // this shard's log, so marks are issued in ascending order and never reused. A hash map:
-  // every request inserts and every result looks up and erases (a few thousand pending,
-  // where a tree walk costs a dozen cache misses); whatever needs them in mark order (the
-  // snapshot's canonical bytes, the list recovery dispatches) uses pending_task_marks().
-  std::unordered_map<uint64_t, PendingTask> pending_tasks;
+  // this shard's log, so marks are issued in ascending order and never reused. A hash
+  // table (pending_tasks.h): every request inserts and every result looks up and erases;
+  // whatever needs them in mark order (the snapshot's canonical bytes, the list recovery
+  // dispatches) uses pending_task_marks().
+  PendingTaskTable pending_tasks;
   // Every task ever issued here ends in exactly one of: succeeded, failed, still pending
   // (tasks_issued == tasks_succeeded + tasks_failed + pending_tasks.size()).
   uint64_t tasks_issued = 0;
