@@ -15,6 +15,9 @@ namespace {
 constexpr int64_t balance_max = std::numeric_limits<int64_t>::max();
 constexpr int64_t balance_min = std::numeric_limits<int64_t>::min();
 
+// A spent OutboundTask keeps an input buffer up to this size (reuse_task_list).
+constexpr size_t kept_task_input_bytes = 256;
+
 bool add_would_overflow(int64_t balance, uint64_t amount) {
   return amount > uint64_t(balance_max) || balance > balance_max - int64_t(amount);
 }
@@ -44,7 +47,7 @@ ShardExecutor::ShardExecutor(ShardIdentity identity, BlockLimits limits, AccessP
 }
 
 void ShardExecutor::restore(ShardState state) {
-  assert(open_receipts_.empty() && open_charges_.empty());
+  assert(open_receipts_.empty() && open_charges_.empty() && open_task_count_ == 0);
   assert(state.shard == identity_.shard && state.shard_count == identity_.shard_count);
   state_ = std::move(state);
   part_cursors_.clear();
@@ -225,6 +228,20 @@ bool ShardExecutor::settling_results(const TxView& results, std::vector<std::byt
   return true;
 }
 
+void ShardExecutor::reuse_task_list(std::vector<OutboundTask> list) {
+  if (list.size() <= spare_task_list_.size()) return;
+  // A spent task keeps a short input's buffer for the next; a long one (a flow job's input
+  // may be 16 KiB) is given back, so a list of them does not stay resident.
+  for (OutboundTask& task : list)
+    if (task.input.capacity() > kept_task_input_bytes) std::vector<std::byte>().swap(task.input);
+  spare_task_list_ = std::move(list);
+}
+
+OutboundTask& ShardExecutor::next_open_task() {
+  if (open_task_count_ == open_tasks_.size()) open_tasks_.emplace_back();
+  return open_tasks_[open_task_count_++];
+}
+
 TxStatus ShardExecutor::apply_compute_request(const TxView& view, uint32_t index) {
   // Reached only in a format 1 or 2 block, whose refusals were ordered (execute refuses first).
   if (state_.pending_tasks.size() >= open_compute_pending_max_) return TxStatus::compute_backlog_full;
@@ -234,7 +251,13 @@ TxStatus ShardExecutor::apply_compute_request(const TxView& view, uint32_t index
   task.subject = view.compute_request.subject;
   task.compute_type.assign(view.compute_type);
   task.input.assign(view.input.begin(), view.input.end());
-  open_tasks_.push_back(OutboundTask{task_mark, task.subject, task.compute_type, task.input});
+  OutboundTask& outbound = next_open_task();
+  outbound.task_mark = task_mark;
+  outbound.subject = task.subject;
+  outbound.compute_type.assign(task.compute_type);
+  outbound.input.assign(task.input.begin(), task.input.end());
+  outbound.timeout_ms = outbound.retries_max = outbound.backoff_ms = 0;
+  outbound.ready_ns = 0;
   state_.task_mark_max = task_mark;
   ++state_.tasks_issued;
   return TxStatus::applied;
@@ -368,7 +391,7 @@ void ShardExecutor::issue_flow_jobs(std::vector<flow::JobDispatch>& jobs) {
     if (!state_.flows.is_running(job.job_mark)) continue;  // its flow ended meanwhile
     bool input_ok = true;
     OutboundTask task = flow_job_task(job, &input_ok);
-    if (input_ok) open_tasks_.push_back(std::move(task));
+    if (input_ok) next_open_task() = std::move(task);
     else state_.flows.complete(job.job_mark, flow::JobOutcome::failed, "", jobs);  // input over its maximum
   }
 }
@@ -617,6 +640,7 @@ SealedBlock ShardExecutor::seal(uint64_t time_ns, std::span<std::byte> record_ou
   std::memcpy(record.data() + sizeof header, body_.data(), body_.size());
   block.receipts = std::move(open_receipts_);
   block.credits = std::move(open_credits_);
+  open_tasks_.resize(open_task_count_);  // spent tasks past the block's own are dropped
   block.tasks = std::move(open_tasks_);
   state_.height = header.height;
   state_.last_block_hash = block.hash;
@@ -625,7 +649,8 @@ SealedBlock ShardExecutor::seal(uint64_t time_ns, std::span<std::byte> record_ou
   open_receipts_ = {};
   open_receipts_.reserve(limits_.block_txs_max);
   open_credits_ = {};
-  open_tasks_ = std::move(spare_task_list_);  // empty, with the room of an earlier block's
+  open_tasks_ = std::move(spare_task_list_);  // an earlier block's spent tasks, written over
+  open_task_count_ = 0;
   spare_task_list_ = {};
   return block;
 }

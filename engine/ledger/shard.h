@@ -213,14 +213,11 @@ class ShardExecutor {
   // Credits emitted by the open block (they leave with it when it is sealed).
   std::span<const OutboundCredit> open_credits() const { return open_credits_; }
   // Tasks issued by the open block (they leave with it when it is sealed).
-  std::span<const OutboundTask> open_tasks() const { return open_tasks_; }
-  // A sealed block's task list, every task sent: kept (emptied) as the next open block's,
-  // so a block's tasks go into room already there rather than growing a fresh vector.
-  void reuse_task_list(std::vector<OutboundTask> list) {
-    if (list.capacity() <= spare_task_list_.capacity()) return;
-    list.clear();
-    spare_task_list_ = std::move(list);
-  }
+  std::span<const OutboundTask> open_tasks() const { return std::span(open_tasks_).first(open_task_count_); }
+  // A sealed block's task list, every task sent: kept as a later open block's, so a block's
+  // tasks are written over tasks already there (their inputs' buffers too) rather than
+  // into a fresh vector and a fresh buffer each.
+  void reuse_task_list(std::vector<OutboundTask> list);
   // Of a checked compute_results, the entries that would settle their task now, as a
   // compute_results of their own written into `out`: what the tile orders in place of a
   // batch execute() refused because some entry settles nothing. False (and `out` left
@@ -286,6 +283,9 @@ class ShardExecutor {
   // flow's arguments and kept outputs); a job whose input cannot be built fails at once.
   void issue_flow_jobs(std::vector<flow::JobDispatch>& jobs);
   OutboundTask flow_job_task(const flow::JobDispatch& job, bool* input_ok) const;
+  // The open block's next task, to be written whole: a spent one kept from an earlier
+  // block, or a new one.
+  OutboundTask& next_open_task();
   TxStatus check_result_mark(uint64_t task_mark) const;
   TxStatus check_results_marks(const TxView& view) const;
   void emit_credit(uint32_t destination, const CreditBody& body, bool refund);
@@ -301,8 +301,11 @@ class ShardExecutor {
   std::vector<Hash32> leaf_hashes_;
   std::vector<Receipt> open_receipts_;
   std::vector<OutboundCredit> open_credits_;
+  // The open block's tasks are the first open_task_count_; the rest are spent tasks of an
+  // earlier block, kept to be written over (next_open_task).
   std::vector<OutboundTask> open_tasks_;
-  std::vector<OutboundTask> spare_task_list_;  // empty; see reuse_task_list
+  size_t open_task_count_ = 0;
+  std::vector<OutboundTask> spare_task_list_;  // spent; see reuse_task_list
   // What the open block charged each client (execute_charged); its spends at seal.
   std::map<ClientId, uint64_t> open_charges_;
   // The compute backlog bound of the open block: limits_.compute_pending_max live, the

@@ -479,6 +479,35 @@ TEST(ComputeExecutor, IssuesTasksAndSettlesEachExactlyOnce) {
 
 // A batch settles each of its tasks as that many single results would, is refused whole
 // when any entry settles nothing, and settling_results() gives the part that still can.
+// A sent block's task list comes back to be written over: a later block's tasks carry
+// only their own fields (none of a spent flow job's lease policy or longer input), and
+// the list holds exactly the block's tasks.
+TEST(ComputeExecutor, AReusedTaskListCarriesOnlyTheNewBlocksTasks) {
+  ShardExecutor shard({"bank", 0, 1}, BlockLimits{});
+  std::vector<OutboundTask> spent(5);
+  for (OutboundTask& task : spent)
+    task = OutboundTask{flow_task_mark(77), 9, "credit_score", vector_of("a spent, longer input"), 500, 3, 20, 123};
+  shard.reuse_task_list(std::move(spent));
+  EXPECT_EQ(submit(shard, encode_create_account(1, 1, 100)), TxStatus::applied);
+  shard.seal(1);  // the spent list becomes block 2's
+  EXPECT_EQ(submit(shard, encode_compute_request(2, 4, "hash", bytes_of("doc"))), TxStatus::applied);
+  EXPECT_EQ(submit(shard, encode_compute_request(3, 5, "noop", {})), TxStatus::applied);
+  ASSERT_EQ(shard.open_tasks().size(), 2u);
+  SealedBlock block = shard.seal(2);
+  ASSERT_EQ(block.tasks.size(), 2u);
+  for (size_t index = 0; index < 2; ++index) {
+    const OutboundTask& task = block.tasks[index];
+    EXPECT_EQ(task.task_mark, CreditMark::pack(2, uint32_t(index)));
+    EXPECT_EQ(task.subject, 4u + index);
+    EXPECT_EQ(task.compute_type, index == 0 ? "hash" : "noop");
+    EXPECT_EQ(task.input, index == 0 ? vector_of("doc") : std::vector<std::byte>{});
+    EXPECT_EQ(task.timeout_ms, 0u);
+    EXPECT_EQ(task.retries_max, 0u);
+    EXPECT_EQ(task.backoff_ms, 0u);
+    EXPECT_EQ(task.ready_ns, 0u);
+  }
+}
+
 TEST(ComputeExecutor, ABatchSettlesEveryEntryOrIsRefusedAndItsSettlingPartOrderedAlone) {
   ShardExecutor shard({"bank", 0, 1}, BlockLimits{});
   for (uint64_t nonce = 1; nonce <= 4; ++nonce)
