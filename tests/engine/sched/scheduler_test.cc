@@ -269,9 +269,10 @@ class SchedulerTest : public ::testing::Test {
     ASSERT_TRUE(lane_completions_[slot].push(message));
   }
 
-  std::vector<TaskResult> take_results() {
+  // Takes up to `batches_max` result batches waiting in the shard's ring.
+  std::vector<TaskResult> take_results(size_t batches_max = SIZE_MAX) {
     std::vector<TaskResult> taken;
-    for (;;) {
+    for (size_t batch = 0; batch < batches_max; ++batch) {
       std::span<const std::byte> slot = results_.peek(1);
       if (slot.empty()) break;
       TaskResultMessage message;
@@ -802,6 +803,39 @@ TEST_F(SchedulerTest, ResultsTheShardCannotTakeYetWaitAndAllGoBackOnce) {
   EXPECT_EQ(*marks.begin(), 1u);
   EXPECT_EQ(*marks.rbegin(), task_count);
   EXPECT_EQ(counters().results_returned.load(), task_count);
+  EXPECT_EQ(counters().leases_held.load(), 0u);
+}
+
+// A shard that takes its results a little at a time while answers keep coming: answers
+// wait (the result arena is full) beside ones being sent, round after round, and each
+// must still come back once, with its own output.
+TEST_F(SchedulerTest, ResultsTakenSlowlyWhileAnswersKeepComingEachKeepTheirOwnOutput) {
+  PoolSetup pool{"a", {0}};
+  pool.in_flight_max = 256;
+  build({pool}, 1, /*leases_max=*/256);
+  const uint64_t task_count = 1000;
+  auto output_of = [](uint64_t mark) { return std::string(9000, char('a' + mark % 26)) + std::to_string(mark); };
+  uint64_t next_mark = 1, completed = 0;
+  std::vector<std::pair<SentTask, std::string>> tasks;
+  std::set<uint64_t> marks;
+  ASSERT_TRUE(poll_until([&] {
+    // No more out than the leases hold (the request ring would overflow).
+    for (size_t sent = 0; next_mark <= task_count && sent < 16 && next_mark - 1 - marks.size() < 240; ++sent, ++next_mark)
+      send_request(next_mark, type_a, "in" + std::to_string(next_mark));
+    for (auto& task : take_tasks(0)) tasks.push_back(task);
+    // More answers each round than one batch of results carries: answers keep waiting.
+    for (size_t index = 0; index < 24 && !tasks.empty(); ++index, ++completed) {
+      const auto& [task, input] = tasks.back();
+      complete(0, task, KEEL_STATUS_OK, output_of(std::stoull(input.substr(2))));
+      tasks.pop_back();
+    }
+    tile_->poll(64);
+    for (const TaskResult& result : take_results(/*batches_max=*/1)) {
+      EXPECT_TRUE(marks.insert(result.task_mark).second) << "mark " << result.task_mark << " came back twice";
+      EXPECT_EQ(result.output, output_of(result.task_mark)) << "mark " << result.task_mark;
+    }
+    return marks.size() == task_count;
+  }));
   EXPECT_EQ(counters().leases_held.load(), 0u);
 }
 
