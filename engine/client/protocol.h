@@ -134,8 +134,10 @@ static_assert(offsetof(SubmitMessage, inline_tx) == 24);
 // that orders the chain, does not: a transaction of up to routed_hashed_tx_bytes_max bytes
 // travels inline with its leaf hash in the slot's last 32 bytes and routed_flag_leaf_hash
 // set. The shard takes the hash as it takes the producer's check of the transaction: both
-// are the engine's own tiles, and this ring is theirs. A log's replay hashes every leaf
-// from its bytes, so `keel verify` would name a block whose root a wrong hash had made.
+// are the engine's own tiles, and this ring is theirs. Replay (recovery, `keel verify`)
+// hashes every leaf from its bytes, so a block ordered under a wrong hash would stop
+// recovery there: the shard hashes the first 1,024 routed transactions again and one in
+// 256 after, and at a mismatch says so in one line and hashes everything itself.
 struct RoutedSubmit {
   uint64_t request_id;
   uint16_t client_slot;

@@ -15,6 +15,28 @@ constexpr size_t buckets_min = 64;
 
 }  // namespace
 
+PendingTaskTable::PendingTaskTable(PendingTaskTable&& other) noexcept
+    : buckets_(std::move(other.buckets_)),
+      slots_(std::move(other.slots_)),
+      free_slots_(std::move(other.free_slots_)),
+      size_(std::exchange(other.size_, 0)) {
+  other.buckets_.clear();
+  other.slots_.clear();
+  other.free_slots_.clear();
+}
+
+PendingTaskTable& PendingTaskTable::operator=(PendingTaskTable&& other) noexcept {
+  if (this == &other) return *this;
+  buckets_ = std::move(other.buckets_);
+  slots_ = std::move(other.slots_);
+  free_slots_ = std::move(other.free_slots_);
+  size_ = std::exchange(other.size_, 0);
+  other.buckets_.clear();
+  other.slots_.clear();
+  other.free_slots_.clear();
+  return *this;
+}
+
 // Marks are (height << 16 | index): the height, scattered, picks where the block's run of
 // buckets starts, and the index steps through it (see the header).
 size_t PendingTaskTable::bucket_of(uint64_t mark) const {

@@ -41,6 +41,13 @@ struct PendingTask {
 
 class PendingTaskTable {
  public:
+  PendingTaskTable() = default;
+  PendingTaskTable(const PendingTaskTable&) = default;
+  PendingTaskTable& operator=(const PendingTaskTable&) = default;
+  // A moved-from table is empty (its count goes with its slots).
+  PendingTaskTable(PendingTaskTable&& other) noexcept;
+  PendingTaskTable& operator=(PendingTaskTable&& other) noexcept;
+
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   bool contains(uint64_t mark) const { return find(mark) != nullptr; }

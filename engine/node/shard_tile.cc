@@ -346,11 +346,19 @@ size_t ShardTile::take_submissions(size_t budget) {
       if (!make_room(tx.size(), charged)) break;
       // The producer hashed it (client/protocol.h): one SHA-256 block less on this core.
       ledger::Hash32 routed_leaf;
-      bool hashed = !in_arena && (submit.flags & client::routed_flag_leaf_hash) != 0 &&
+      bool hashed = routed_leaf_check_.trusting() && !in_arena &&
+                    (submit.flags & client::routed_flag_leaf_hash) != 0 &&
                     submit.tx_bytes <= client::routed_hashed_tx_bytes_max;
-      if (hashed)
+      if (hashed) {
         std::memcpy(routed_leaf.bytes.data(), submit.inline_tx + client::routed_leaf_hash_at,
                     client::routed_leaf_hash_bytes);
+        hashed = routed_leaf_check_.accept(tx, routed_leaf);
+        if (!hashed)
+          std::fprintf(stderr,
+                       "keel: chain %s shard %u: a routed transaction's leaf hash does not match its bytes (an engine "
+                       "bug); this shard hashes every transaction itself from now on\n",
+                       executor_.identity().chain.c_str(), executor_.identity().shard);
+      }
       ledger::TxStatus ordered = order(view, tx, ReceiptRoute{submit.request_id, submit.client_slot}, charged,
                                        hashed ? &routed_leaf : nullptr);
       // Refused unordered (no_credit, compute_backlog_full), nothing changed: with no room
@@ -362,6 +370,15 @@ size_t ShardTile::take_submissions(size_t budget) {
     ++taken;
   }
   return taken;
+}
+
+bool RoutedLeafCheck::accept(std::span<const std::byte> tx, const ledger::Hash32& routed) {
+  if (!trusting_) return false;
+  uint64_t taken = taken_++;
+  if (taken >= checks_full && taken % check_every != 0) return true;
+  if (ledger::hash_leaf(tx) == routed) return true;
+  trusting_ = false;
+  return false;
 }
 
 // Claimed in runs and published once per run: one release store and at most one doorbell

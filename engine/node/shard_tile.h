@@ -41,6 +41,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "engine/client/protocol.h"
@@ -57,6 +58,27 @@
 #include "shm/ring.h"
 
 namespace keel::node {
+
+// Whether a shard takes its producers' leaf hashes (client/protocol.h). A block ordered
+// under a wrong hash would be refused by replay, and recovery would stop there, so the
+// first checks_full hashes and one in check_every after are hashed again from the bytes;
+// the first that does not match ends the trust for good (an engine bug: the caller says
+// so in one line), and the shard hashes every transaction itself from then on.
+//
+//   if (check.trusting() && check.accept(tx, routed)) order with `routed`; else hash it
+class RoutedLeafCheck {
+ public:
+  static constexpr uint64_t checks_full = 1024;
+  static constexpr uint64_t check_every = 256;
+  bool trusting() const { return trusting_; }
+  // True when `routed` may be used for `tx` (checked against it, or not due a check).
+  // False once a check has failed, and from then on.
+  bool accept(std::span<const std::byte> tx, const ledger::Hash32& routed);
+
+ private:
+  bool trusting_ = true;
+  uint64_t taken_ = 0;
+};
 
 // The shard's ends of its scheduler rings (sched/task_table.h).
 struct ShardComputePorts {
@@ -209,6 +231,7 @@ class ShardTile final : public engine::Tile {
   std::string name_;
   std::vector<ReceiptRoute> open_routes_;
   std::vector<std::byte> kept_results_;  // order_settling_results' scratch
+  RoutedLeafCheck routed_leaf_check_;
   uint64_t open_first_tx_ns_ = 0;
   std::deque<PendingBlock> pending_;
   // Per destination shard, in order: the credits of durable blocks that the destination

@@ -309,10 +309,18 @@ class Worker {
       for (uint32_t index = 0; index < lanes_.size() && !free_.empty(); ++index) {
         if (take_batch(index)) took = took_in_round = true;
       }
-      if (taken_.size() >= size_t(options_.threads) * runner_batch_tasks_max) queue_batches();
+      if (taken_.size() >= early_queue_tasks()) queue_batches();
     }
     queue_batches();
     return took;
+  }
+
+  // Taken tasks from which a burst is queued before the rest is copied in: a full batch
+  // for every thread, but never more than half the slots (the taken tasks are bounded by
+  // the free slots, and the threads must start before all are in).
+  size_t early_queue_tasks() const {
+    return std::max<size_t>(1, std::min<size_t>(size_t(options_.threads) * runner_batch_tasks_max,
+                                                options_.in_flight_max / 2));
   }
 
   // One batch off a lane, when there is one and its tasks fit the free slots (else it

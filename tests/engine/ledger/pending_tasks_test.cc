@@ -91,6 +91,18 @@ TEST(PendingTaskTable, AMapsAccessAndEquality) {
   table.clear();
   EXPECT_TRUE(table.empty());
   EXPECT_FALSE(table.contains(5));
+
+  // Moved, the tasks go with the table and the one left behind is empty.
+  PendingTaskTable moved = std::move(copy);
+  EXPECT_EQ(moved.size(), 1u);
+  EXPECT_TRUE(moved.contains(5));
+  EXPECT_EQ(copy.size(), 0u);  // NOLINT(bugprone-use-after-move): the state after a move is the point
+  EXPECT_FALSE(copy.contains(5));
+  copy.insert(11).subject = 4;  // and usable again
+  EXPECT_EQ(copy.at(11).subject, 4u);
+  table = std::move(moved);
+  EXPECT_EQ(table.size(), 1u);
+  EXPECT_EQ(moved.size(), 0u);  // NOLINT(bugprone-use-after-move)
 }
 
 // A settled task's slot serves the next one with its buffer emptied: no bytes of one task
