@@ -33,6 +33,10 @@ namespace {
 std::atomic<bool> stop_requested{false};
 void request_stop(int) { stop_requested.store(true, std::memory_order_relaxed); }
 
+// Set once this process's runner jobs are enqueued (Worker::start_runners; a worker
+// process runs one Worker).
+std::atomic<bool> runners_published{false};
+
 constexpr uint64_t heartbeat_interval_ns = 1'000'000;
 constexpr uint32_t idle_sleep_us = 1000;
 // The longest a runner with no batch sleeps before it looks again (it is woken when one
@@ -435,8 +439,20 @@ class Worker {
   void start_runners() {
     for (uint32_t runner = 0; runner < options_.threads; ++runner) {
       runners_alive_.fetch_add(1, std::memory_order_relaxed);
-      arena_->enqueue([this, runner] { run_queued(runner_slots_[runner]); });
+      arena_->enqueue([this, runner] {
+        await_runners_published();
+        run_queued(runner_slots_[runner]);
+      });
     }
+    runners_published.store(true, std::memory_order_release);
+  }
+
+  // A runner job reads its captures only once start_runners has published them. oneTBB
+  // hands the job over correctly, but libtbb is not built for ThreadSanitizer, which then
+  // sees the captures written by one thread and read by another with nothing between; this
+  // release and acquire are what it can see (a few nanoseconds, once per runner).
+  static void await_runners_published() {
+    while (!runners_published.load(std::memory_order_acquire)) std::this_thread::yield();
   }
 
   // Wakes the sleeping runners after batches were queued (one fence when none sleeps).
