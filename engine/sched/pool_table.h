@@ -51,7 +51,7 @@ namespace keel::sched {
 
 inline constexpr char pool_table_object_name[] = "sched.pools";
 inline constexpr uint64_t pool_table_magic = 0x31304c4f4f50484bULL;  // "KHPOOL01"
-inline constexpr uint32_t pool_table_version = 4;
+inline constexpr uint32_t pool_table_version = 5;
 inline constexpr uint32_t pool_lanes_max = 64;  // scheduler tiles, one per NUMA node
 inline constexpr size_t pool_name_bytes_max = 47;
 inline constexpr size_t pool_failure_bytes_max = 511;
@@ -101,6 +101,7 @@ struct alignas(128) PoolControl {
   std::atomic<uint64_t> failed_epoch;  // the epoch that could not (failure says why)
   std::atomic<uint64_t> tasks_completed;
   std::atomic<uint64_t> tasks_skipped;  // of an older epoch, left by a dead incarnation
+  std::atomic<uint64_t> tasks_run_inline;  // run by the main thread itself, not handed to a runner (worker.cc)
   char failure[pool_failure_bytes_max + 1];
 };
 

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -57,6 +58,21 @@ constexpr uint32_t runner_batch_tasks_max = 512;
 // slower) hands back the tasks it has finished and queues the rest as a new batch, which
 // an idle thread may take.
 constexpr uint64_t batch_split_ns = 2 * batch_work_ns;
+// A batch whose tasks' types are estimated at most this each, on average, runs on the
+// main thread as soon as it is formed, not on a runner: handing a task over costs more
+// than such a task. Its slot's cache lines cross to the runner's core and back (the
+// runner writes the output and status the main thread then reads), on top of a queue push
+// and pop and perhaps a wake-up per batch. Alternated bench tasks runs: the pool's CPU per
+// noop task 92-119 ns handed over, 77-90 inline (perf/RESULTS.md, 2026-11-26, midday).
+// A longer task is worth a thread of its own; a batch of unmeasured tasks never runs here.
+constexpr uint64_t inline_task_ns_max = 500;
+// While the main thread runs a batch, a watchdog thread does what the main loop cannot:
+// it looks every watchdog_interval_ms, and once the batch has run watchdog_stuck_ns it
+// exits the process when the slot is superseded or the engine gone, beats the heartbeat
+// for a task still within task_hang_ms, and ends the process at task_hang_ms as a runner's
+// hang would.
+constexpr uint32_t watchdog_interval_ms = 10;
+constexpr uint64_t watchdog_stuck_ns = 10'000'000;
 // The weight of a new run in a compute type's run-time estimate: 1/8, so the estimate
 // follows a change in a few dozen tasks and one odd task moves it little.
 constexpr int64_t estimate_weight_shift = 3;
@@ -209,6 +225,7 @@ class Worker {
     // No slot reserved for an outside thread: the main thread only enqueues, never joins.
     arena_ = std::make_unique<oneapi::tbb::task_arena>(int(options_.threads), 0);
     start_runners();
+    watchdog_ = std::thread([this] { watch_main_thread(); });
     beat();
     control_.ready_epoch.store(options_.epoch, std::memory_order_release);
 
@@ -225,6 +242,7 @@ class Worker {
       if (now_ns - last_beat_ns_ >= heartbeat_interval_ns) {
         if (owner_gone()) ::_exit(worker_exit_stopped);  // nobody reads the answers
         exit_if_hung(now_ns);
+        last_beat_ns_ = now_ns;
         beat();
         stopping = stopping || stop_requested.load(std::memory_order_relaxed);
       }
@@ -235,6 +253,8 @@ class Worker {
     // No arena thread may still be inside a task (the plugin, this object or the segment)
     // when they go away.
     stop_runners();
+    watchdog_stop_.store(true, std::memory_order_relaxed);
+    watchdog_.join();
     arena_.reset();
     instance_.reset();
     return worker_exit_stopped;
@@ -274,24 +294,41 @@ class Worker {
   // keeps hanging is quarantined like one that keeps crashing).
   void exit_if_hung(uint64_t now_ns) {
     if (options_.task_hang_ms == 0) return;
+    for (uint32_t runner = 0; runner < options_.threads; ++runner) exit_if_hung(runner_slots_[runner], now_ns);
+  }
+
+  // Ends the process when the slot's task has run task_hang_ms (the main loop checks the
+  // runners' slots, the watchdog the main thread's own).
+  void exit_if_hung(const RunnerSlot& slot, uint64_t now_ns) {
     uint64_t hang_ns = uint64_t(options_.task_hang_ms) * 1'000'000;
-    for (uint32_t runner = 0; runner < options_.threads; ++runner) {
-      const RunnerSlot& slot = runner_slots_[runner];
-      uint64_t started_ns = slot.started_ns.load(std::memory_order_acquire);
-      if (started_ns == 0 || now_ns <= started_ns || now_ns - started_ns < hang_ns) continue;
-      uint32_t index = slot.task.load(std::memory_order_relaxed);
-      if (index >= held_.size()) continue;
-      std::fprintf(stderr, "keel worker: %s: a task (id %llu, attempt %u) has run %u ms (task_hang_ms): exiting\n",
-                   control_.name, (unsigned long long)held_[index].task.task_id, held_[index].task.attempt,
-                   options_.task_hang_ms);
-      ::_exit(worker_exit_task_hung);
+    uint64_t started_ns = slot.started_ns.load(std::memory_order_acquire);
+    if (started_ns == 0 || now_ns <= started_ns || now_ns - started_ns < hang_ns) return;
+    uint32_t index = slot.task.load(std::memory_order_relaxed);
+    if (index >= held_.size()) return;
+    std::fprintf(stderr, "keel worker: %s: a task (id %llu, attempt %u) has run %u ms (task_hang_ms): exiting\n",
+                 control_.name, (unsigned long long)held_[index].task.task_id, held_[index].task.attempt,
+                 options_.task_hang_ms);
+    ::_exit(worker_exit_task_hung);
+  }
+
+  // The watchdog thread: see watchdog_interval_ms. It reads only atomics until the main
+  // thread has been in one stretch of a batch for watchdog_stuck_ns; the task slot it then
+  // names is not written while the main thread is inside that task's plugin call.
+  void watch_main_thread() {
+    while (!watchdog_stop_.load(std::memory_order_relaxed)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(watchdog_interval_ms));
+      uint64_t started_ns = main_slot_.started_ns.load(std::memory_order_acquire);
+      uint64_t now_ns = shm::monotonic_ns();
+      if (started_ns == 0 || now_ns <= started_ns || now_ns - started_ns < watchdog_stuck_ns) continue;
+      if (superseded() || owner_gone()) ::_exit(worker_exit_stopped);
+      if (options_.task_hang_ms == 0) continue;  // no beat: a main thread stuck for good is restarted on silence
+      exit_if_hung(main_slot_, now_ns);
+      beat();  // the main thread is busy with a task still within task_hang_ms, as a runner may be
     }
   }
 
-  void beat() {
-    last_beat_ns_ = shm::monotonic_ns();
-    control_.heartbeat_ns.store(last_beat_ns_, std::memory_order_release);
-  }
+  // From the main thread, and from the watchdog while the main thread is in a task.
+  void beat() { control_.heartbeat_ns.store(shm::monotonic_ns(), std::memory_order_release); }
 
   bool superseded() const { return control_.epoch.load(std::memory_order_acquire) != options_.epoch; }
 
@@ -388,12 +425,15 @@ class Worker {
   // queues them for the runners. A batch ends before the task that would take its
   // estimated work past batch_work_ns, at runner_batch_tasks_max tasks, and at
   // taken / min(threads, taken) tasks, so every thread gets a batch of the burst. A task
-  // of a type with no estimate yet (none has finished) goes alone: it may be long.
+  // of a type with no estimate yet (none has finished) goes alone: it may be long. A batch
+  // of tasks estimated at inline_task_ns_max or less each runs here, on the main thread,
+  // once the others are queued.
   void queue_batches() {
     size_t count = taken_.size();
     if (count == 0) return;
     size_t batches_min = std::min<size_t>(options_.threads, count);
     size_t tasks_max = std::min<size_t>(runner_batch_tasks_max, count / batches_min);
+    bool queued = false;
     for (size_t first = 0; first < count;) {
       uint64_t work_ns = estimate_ns(taken_[first]);
       size_t end = first + 1;
@@ -409,11 +449,20 @@ class Worker {
         held.timed_alone = estimate == 0 || estimate >= timed_alone_ns;
         held.next = at + 1 < end ? taken_[at + 1] : no_task;
       }
-      to_run_.push(taken_[first]);
+      if (work_ns != 0 && work_ns <= inline_task_ns_max * (end - first)) {
+        run_here_.push_back(taken_[first]);
+        control_.tasks_run_inline.store(
+            control_.tasks_run_inline.load(std::memory_order_relaxed) + (end - first), std::memory_order_relaxed);
+      } else {
+        to_run_.push(taken_[first]);
+        queued = true;
+      }
       first = end;
     }
     taken_.clear();
-    wake_runners();
+    if (queued) wake_runners();
+    for (uint32_t batch : run_here_) run_batch(batch, main_slot_);
+    run_here_.clear();
   }
 
   // The estimated run time of a held task: its compute type's average; 0 when unknown.
@@ -663,6 +712,10 @@ class Worker {
   std::atomic<bool> runners_stop_{false};    // the worker stops: runners leave once the queue is empty
   std::atomic<uint32_t> runners_alive_{0};   // runners enqueued and not yet returned
   std::unique_ptr<RunnerSlot[]> runner_slots_;  // `threads` of them
+  RunnerSlot main_slot_;                 // the main thread's, while it runs a batch itself
+  std::vector<uint32_t> run_here_;       // batches queue_batches runs on the main thread
+  std::thread watchdog_;                 // watch_main_thread
+  std::atomic<bool> watchdog_stop_{false};
   uint64_t last_beat_ns_ = 0;
 };
 

@@ -25,6 +25,10 @@
 // and long tasks still spread over the threads. The arena runs `threads` long-lived
 // runner jobs that sleep on a doorbell of their own between bursts, rather than jobs
 // enqueued per burst: a job that returned left its thread spinning in TBB's idle loop.
+// A batch of tasks measured at 500 ns or less each is not handed over at all: the main
+// thread runs it itself (the hand-off, a task slot's cache lines crossing cores and back,
+// cost more than such a task), and a watchdog thread covers the main loop's duties while
+// it does (superseded, engine gone, task_hang_ms, the heartbeat for a task still within it).
 // When every slot is busy or the completion ring is full, the worker stops taking tasks
 // (backpressure on the scheduler), and nothing is dropped.
 //

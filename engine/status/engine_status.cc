@@ -293,6 +293,7 @@ PoolSample sample_pool(const sched::PoolTableView& pools, uint32_t slot) {
   if (out.quarantined) out.quarantine.assign(control.quarantine, strnlen(control.quarantine, sizeof control.quarantine));
   out.tasks_completed = control.tasks_completed.load(relaxed);
   out.tasks_skipped = control.tasks_skipped.load(relaxed);
+  out.tasks_run_inline = control.tasks_run_inline.load(relaxed);
   for (uint32_t lane = 0; lane < control.lane_count; ++lane) {
     const sched::PoolLane& where = pools.lane(slot, lane);
     out.tasks_in_flight += where.tasks_in_flight.load(relaxed);

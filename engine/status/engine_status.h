@@ -101,6 +101,7 @@ struct PoolSample {
   bool quarantined = false;
   std::string quarantine;  // why, when quarantined
   uint64_t tasks_completed = 0, tasks_skipped = 0;
+  uint64_t tasks_run_inline = 0;  // of those run, by the worker's main thread itself
   // Summed over the schedulers' lanes, as they last published them.
   uint64_t tasks_in_flight = 0, tasks_dispatched = 0, tasks_retried = 0;
 };

@@ -391,6 +391,9 @@ void pool_metrics(const StatusReport& report, const StatusSample& later, Exposit
   for (const PoolSample& pool : later.pools) out.sample_count(labels(pool), pool.tasks_retried);
   out.family("keel_pool_tasks_completed_total", "counter", "Tasks the pool's processes finished.");
   for (const PoolSample& pool : later.pools) out.sample_count(labels(pool), pool.tasks_completed);
+  out.family("keel_pool_tasks_run_inline_total", "counter",
+             "Tasks the pool's main thread ran itself, too short to hand to a runner thread.");
+  for (const PoolSample& pool : later.pools) out.sample_count(labels(pool), pool.tasks_run_inline);
   out.family("keel_pool_restarts_total", "counter", "Pool processes started again after a death.");
   for (const PoolSample& pool : later.pools) out.sample_count(labels(pool), pool.restarts);
   out.family("keel_pool_quarantined", "gauge", "1 when the engine gave up on the pool.");

@@ -208,6 +208,25 @@ class WorkerTest : public ::testing::Test {
     return got;
   }
 
+  // Pushes sleep tasks of 0 ms (as short as a noop's) one at a time, each answered before
+  // the next, until the worker has run 100 on its main thread (their type's estimate has
+  // come down from its first, cold runs, and stays down); false if it has not after
+  // 5,000. Task ids from first_id on.
+  bool run_quick_tasks(uint64_t first_id) {
+    std::map<uint64_t, std::vector<Completed>> done;
+    const std::vector<std::byte> no_sleep(4, std::byte{0});
+    for (uint64_t id = first_id; id < first_id + 5000; ++id) {
+      if (!push(id, 1, 1, 0, no_sleep)) return false;
+      if (!wait_until([&] {
+            drain(done);
+            return done.count(id) == 1;
+          }))
+        return false;
+      if (control_->tasks_run_inline.load() >= 100) return true;
+    }
+    return false;
+  }
+
   std::string name_;
   std::optional<shm::Segment> segment_;
   PoolTableView view_;
@@ -425,6 +444,46 @@ std::vector<std::byte> sleep_task_input(uint32_t sleep_ms, uint64_t task_id) {
   std::memcpy(input.data(), &sleep_ms, 4);
   std::memcpy(input.data() + 4, &task_id, sizeof task_id);
   return input;
+}
+
+// A batch of near-free tasks runs on the worker's main thread (a hand-off to a runner
+// costs more). A task there that hangs still ends the process at task_hang_ms, named, and
+// the heartbeat goes on until then, as with a runner's task: a watchdog thread does what
+// the stuck main loop cannot.
+TEST_F(WorkerTest, ATaskHungOnTheMainThreadStillEndsTheWorkerAtTaskHangMs) {
+  ASSERT_NO_FATAL_FAILURE(start({.plugin = KEEL_TEST_PLUGIN_SLEEP, .types = {"sleep"}, .task_hang_ms = 600}));
+  ASSERT_TRUE(wait_ready()) << log_text();
+  ASSERT_TRUE(run_quick_tasks(1)) << "never ran on the main thread\n" << log_text();
+  uint64_t inline_before = control_->tasks_run_inline.load();
+  ASSERT_TRUE(push(9999, 1, 1, 0, hung_task_input()));
+  // Taken into a batch the main thread runs itself.
+  ASSERT_TRUE(wait_until([&] { return control_->tasks_run_inline.load() > inline_before; })) << log_text();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // past the watchdog's 10 ms
+  uint64_t beat_while_stuck = control_->heartbeat_ns.load();
+  EXPECT_TRUE(wait_until([&] { return control_->heartbeat_ns.load() > beat_while_stuck; }))
+      << "no heartbeat while the main thread ran a task within task_hang_ms";
+  EXPECT_EQ(wait_exit(), worker_exit_task_hung) << log_text();
+  EXPECT_NE(log_text().find("test@0: a task (id 9999, attempt 1) has run 600 ms (task_hang_ms): exiting"),
+            std::string::npos)
+      << log_text();
+}
+
+// With task_hang_ms 0 nothing beats for a main thread stuck in a task (the engine restarts
+// a silent pool; a runner's hung task leaves the main loop to go on), and a superseded
+// worker still exits at once.
+TEST_F(WorkerTest, AWorkerWhoseMainThreadIsInAHungTaskIsSilentAndStillExitsWhenSuperseded) {
+  ASSERT_NO_FATAL_FAILURE(start({.plugin = KEEL_TEST_PLUGIN_SLEEP, .types = {"sleep"}}));
+  ASSERT_TRUE(wait_ready()) << log_text();
+  ASSERT_TRUE(run_quick_tasks(1)) << "never ran on the main thread\n" << log_text();
+  uint64_t inline_before = control_->tasks_run_inline.load();
+  ASSERT_TRUE(push(9999, 1, 1, 0, hung_task_input()));
+  ASSERT_TRUE(wait_until([&] { return control_->tasks_run_inline.load() > inline_before; })) << log_text();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // into the plugin
+  uint64_t beat_while_stuck = control_->heartbeat_ns.load();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // 20 of the watchdog's looks
+  EXPECT_EQ(control_->heartbeat_ns.load(), beat_while_stuck);
+  control_->epoch.store(2);
+  EXPECT_EQ(wait_exit(), worker_exit_stopped) << log_text();
 }
 
 // A task's run time comes back with it: a noop's is its share of a stretch of its

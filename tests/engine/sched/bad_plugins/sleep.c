@@ -2,7 +2,8 @@
  * Compute type "sleep".
  *   Input:  uint32 sleep_ms (little-endian, at most 600000), then 0..1024 bytes of any
  *           payload (a task tag, say).
- *   Output: the whole input, echoed, once sleep_ms milliseconds have passed.
+ *   Output: the whole input, echoed, once sleep_ms milliseconds have passed (at once,
+ *           with no system call, for 0: a task as short as a noop's).
  * BAD_INPUT for a shorter or longer input or a longer sleep. Takes no config. */
 #include <errno.h>
 #include <keel/plugin.h>
@@ -33,7 +34,7 @@ static int32_t sleep_run(void* instance, uint32_t compute_type, const uint8_t* i
   remaining.tv_sec = sleep_ms / 1000;
   remaining.tv_nsec = (long)(sleep_ms % 1000) * 1000000L;
   /* A signal cuts nanosleep short; sleep the rest. */
-  while (nanosleep(&remaining, &remaining) != 0 && errno == EINTR) {
+  while (sleep_ms != 0 && nanosleep(&remaining, &remaining) != 0 && errno == EINTR) {
   }
   memcpy(output, input, input_bytes);
   return KEEL_STATUS_OK;
