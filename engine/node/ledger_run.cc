@@ -1192,6 +1192,12 @@ Result<LedgerReport> run_ledger(const config::PerfConfig& config, const numa::To
   if (config.ledger.fsync == config::FsyncPolicy::none)
     report.notes.push_back("fsync = \"none\": receipts do NOT mean durable (benchmark setting)");
   if (!plan.bindable) report.notes.push_back("topology is not this host's: threads and memory are not bound");
+  // Before any thread starts (a thread takes its signal mask from the one that makes it),
+  // and outliving the engine's threads: SIGINT or SIGTERM sent to the process went to any
+  // thread that did not block it, and the snapshot writer, started while the tiles are
+  // built, did not, so a stop arriving while this thread was not in sigtimedwait killed
+  // the engine instead of draining it (exit 130, seen under ASan in CI).
+  engine::BlockedStopSignals stop_signals;
   Engine engine;
   std::vector<std::unique_ptr<RunCompanion>> companions;  // declared after the engine: destroyed before its segment
   Result<uint64_t> bytes = segment_bytes(config, plan);
@@ -1206,7 +1212,6 @@ Result<LedgerReport> run_ledger(const config::PerfConfig& config, const numa::To
   if (Result<void> built = build_tiles(engine, config, plan, options, report); !built) return built.error();
   engine.segment->seal();
   engine.segment->beat_heartbeat();  // recovery may have taken a while
-  engine::BlockedStopSignals stop_signals;
   engine.flows_at_start = flow_counters(engine);  // the recovered state, before any tile runs
   if (Result<void> started = start_cores(engine, config, topology, plan, options.chain_cpu_cap); !started) {
     stop_now(engine);

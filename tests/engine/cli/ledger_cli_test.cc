@@ -136,6 +136,26 @@ TEST_F(LedgerCli, RunShowsProgressWritesItsFolderAndTheSurgeRisesAndFalls) {
   EXPECT_GT(peak->second, 2.5 * cards.back().second) << "no fall: " << read_file(out / "timeline.csv");
 }
 
+// The threads of process `pid`, but its main thread, whose signal mask lets SIGINT or
+// SIGTERM in, as "<tid> <name>" lines (/proc/<pid>/task/*/status, SigBlk); empty when none
+// does. (The main thread takes them in sigtimedwait, which unblocks them while it waits.)
+std::string threads_taking_stop_signals(pid_t pid) {
+  const uint64_t stop_bits = (uint64_t(1) << (SIGINT - 1)) | (uint64_t(1) << (SIGTERM - 1));
+  std::string taking;
+  for (const fs::directory_entry& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+    if (task.path().filename() == std::to_string(pid)) continue;
+    std::ifstream status(task.path() / "status");
+    std::string line, name;
+    uint64_t blocked = 0;
+    while (std::getline(status, line)) {
+      if (line.rfind("Name:", 0) == 0) name = line.substr(line.find_first_not_of(" \t", 5));
+      if (line.rfind("SigBlk:", 0) == 0) blocked = std::stoull(line.substr(7), nullptr, 16);
+    }
+    if ((blocked & stop_bits) != stop_bits) taking += task.path().filename().string() + " " + name + "\n";
+  }
+  return taking;
+}
+
 TEST_F(LedgerCli, SubmitWaitsForTheDurableReceipt) {
   std::string name = instance("submit");
   fs::path config = default_config_copy(name, {{"[load]\nenabled = true", "[load]\nenabled = false"}});
@@ -162,6 +182,9 @@ TEST_F(LedgerCli, SubmitWaitsForTheDurableReceipt) {
   Outcome unknown = keel({"submit", "--instance", name, "--chain", "nope", "put", "--key", "k"});
   EXPECT_EQ(unknown.exit_code, 2);
   EXPECT_NE(unknown.err.find("nope"), std::string::npos) << unknown.err;
+  // The kernel hands a process's SIGINT to any thread not blocking it: every thread of the
+  // running engine blocks it (and SIGTERM), so the stop below drains wherever it lands.
+  EXPECT_EQ(threads_taking_stop_signals(engine.pid()), "");
   ASSERT_EQ(kill(engine.pid(), SIGINT), 0);
   Outcome stopped = engine.wait(20s);
   EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
