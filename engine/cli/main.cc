@@ -278,6 +278,8 @@ int main(int argc, char** argv) {
   worker->add_option("--output-bytes-max", worker_options.output_bytes_max);
   worker->add_option("--task-hang-ms", worker_options.task_hang_ms,
                      "exit when a task has run this long (its thread is lost); 0: never");
+  worker->add_option("--inline-task-ns-max", worker_options.inline_task_ns_max,
+                     "run a batch of tasks measured at this or less each on the main thread; 0: never");
   bool worker_supervised = false;
   worker->add_flag("--supervised", worker_supervised,
                    "started by the engine: a plugin failure goes into the pool slot only (the engine prints it)");

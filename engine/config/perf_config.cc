@@ -951,7 +951,7 @@ Status read_scheduler(const TableReader& reader, SchedulerSection& scheduler) {
                      "restart_backoff_ms_max (" + std::to_string(scheduler.restart_backoff_ms_max) +
                          ") must be at least restart_backoff_ms (" + std::to_string(scheduler.restart_backoff_ms) + ")");
   }
-  if (s) s = reader.read_integer("heartbeat_timeout_ms", 10, 600'000, scheduler.heartbeat_timeout_ms);
+  if (s) s = reader.read_integer("heartbeat_timeout_ms", 50, 600'000, scheduler.heartbeat_timeout_ms);
   if (s) s = reader.read_integer("ready_timeout_ms", 100, 3'600'000, scheduler.ready_timeout_ms);
   if (s) s = reader.read_integer("crashes_max", 1, 1'000'000, scheduler.crashes_max);
   if (s) s = reader.read_integer("crash_window_ms", 1, 86'400'000, scheduler.crash_window_ms);

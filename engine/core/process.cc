@@ -20,7 +20,14 @@ BlockedStopSignals::BlockedStopSignals() {
   pthread_sigmask(SIG_BLOCK, &set_, &previous_);
 }
 
-BlockedStopSignals::~BlockedStopSignals() { pthread_sigmask(SIG_SETMASK, &previous_, nullptr); }
+// A stop that arrived after the last wait (while the engine was failing to start, say) is
+// taken here: unblocked, it would kill the process before its caller says why it stopped.
+BlockedStopSignals::~BlockedStopSignals() {
+  timespec no_wait{0, 0};
+  while (sigtimedwait(&set_, nullptr, &no_wait) > 0) {
+  }
+  pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
+}
 
 bool BlockedStopSignals::wait(uint64_t timeout_ms) const {
   timespec timeout{time_t(timeout_ms / 1000), long(timeout_ms % 1000) * 1'000'000};

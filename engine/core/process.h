@@ -20,7 +20,10 @@
 namespace keel::engine {
 
 // Blocks SIGINT and SIGTERM for this thread and every thread it starts, so that the run
-// loop alone takes them (sigtimedwait) and turns them into a drain.
+// loop alone takes them (sigtimedwait) and turns them into a drain. Make it before any
+// thread starts: the kernel hands a process's signal to any thread not blocking it. On
+// destruction a stop signal still pending is taken, not delivered, so that a stop during
+// a failed start-up does not kill the process before it reports the failure.
 class BlockedStopSignals {
  public:
   BlockedStopSignals();

@@ -58,21 +58,21 @@ constexpr uint32_t runner_batch_tasks_max = 512;
 // slower) hands back the tasks it has finished and queues the rest as a new batch, which
 // an idle thread may take.
 constexpr uint64_t batch_split_ns = 2 * batch_work_ns;
-// A batch whose tasks' types are estimated at most this each, on average, runs on the
-// main thread as soon as it is formed, not on a runner: handing a task over costs more
-// than such a task. Its slot's cache lines cross to the runner's core and back (the
+// A batch whose tasks' types are estimated at most WorkerOptions::inline_task_ns_max each
+// (500 ns unless a test says otherwise), on average, runs on the main thread as soon as it
+// is formed, not on a runner: handing a task over costs more than such a task. Its slot's cache lines cross to the runner's core and back (the
 // runner writes the output and status the main thread then reads), on top of a queue push
 // and pop and perhaps a wake-up per batch. Alternated bench tasks runs: the pool's CPU per
 // noop task 92-119 ns handed over, 77-90 inline (perf/RESULTS.md, 2026-11-26, midday).
 // A longer task is worth a thread of its own; a batch of unmeasured tasks never runs here.
-constexpr uint64_t inline_task_ns_max = 500;
+//
 // While the main thread runs a batch, a watchdog thread does what the main loop cannot:
-// it looks every watchdog_interval_ms, and once the batch has run watchdog_stuck_ns it
-// exits the process when the slot is superseded or the engine gone, beats the heartbeat
-// for a task still within task_hang_ms, and ends the process at task_hang_ms as a runner's
-// hang would.
+// it looks every watchdog_interval_ms, and once one stretch of the batch has run longer
+// than a heartbeat interval it exits the process when the slot is superseded or the
+// engine gone, beats the heartbeat for a task still within task_hang_ms, and ends the
+// process at task_hang_ms as a runner's hang would. So the heartbeat is never more than
+// about watchdog_interval_ms late (the engine's heartbeat_timeout_ms is at least 50).
 constexpr uint32_t watchdog_interval_ms = 10;
-constexpr uint64_t watchdog_stuck_ns = 10'000'000;
 // The weight of a new run in a compute type's run-time estimate: 1/8, so the estimate
 // follows a change in a few dozen tasks and one odd task moves it little.
 constexpr int64_t estimate_weight_shift = 3;
@@ -154,9 +154,10 @@ std::string joined(const std::vector<std::string>& names) {
   return text;
 }
 
-// What one runner (an arena job running batches) is doing, for task_hang_ms: the task it
-// runs and when that task's stretch began (monotonic ns; 0 when it runs none). Written by
-// the runner, read by the main thread.
+// What one runner (an arena job running batches, or the main thread running one itself)
+// is doing, for task_hang_ms: the task it runs and when that task's stretch began
+// (monotonic ns; 0 when it runs none). Written by the thread running the batch, read by
+// the main thread (a runner's) or the watchdog (the main thread's).
 struct alignas(64) RunnerSlot {
   std::atomic<uint32_t> task{no_task};
   std::atomic<uint64_t> started_ns{0};
@@ -222,7 +223,8 @@ class Worker {
     // cap is raised to `threads` workers (the limit counts the main thread too).
     parallelism_ = std::make_unique<oneapi::tbb::global_control>(
         oneapi::tbb::global_control::max_allowed_parallelism, size_t(options_.threads) + 1);
-    // No slot reserved for an outside thread: the main thread only enqueues, never joins.
+    // No slot reserved for an outside thread: the main thread enqueues (and runs near-free
+    // batches itself, outside the arena), never joins.
     arena_ = std::make_unique<oneapi::tbb::task_arena>(int(options_.threads), 0);
     start_runners();
     watchdog_ = std::thread([this] { watch_main_thread(); });
@@ -298,12 +300,13 @@ class Worker {
   }
 
   // Ends the process when the slot's task has run task_hang_ms (the main loop checks the
-  // runners' slots, the watchdog the main thread's own).
+  // runners' slots, the watchdog the main thread's own). Never with task_hang_ms 0.
   void exit_if_hung(const RunnerSlot& slot, uint64_t now_ns) {
+    if (options_.task_hang_ms == 0) return;
     uint64_t hang_ns = uint64_t(options_.task_hang_ms) * 1'000'000;
     uint64_t started_ns = slot.started_ns.load(std::memory_order_acquire);
     if (started_ns == 0 || now_ns <= started_ns || now_ns - started_ns < hang_ns) return;
-    uint32_t index = slot.task.load(std::memory_order_relaxed);
+    uint32_t index = slot.task.load(std::memory_order_acquire);  // stored after its slot was filled
     if (index >= held_.size()) return;
     std::fprintf(stderr, "keel worker: %s: a task (id %llu, attempt %u) has run %u ms (task_hang_ms): exiting\n",
                  control_.name, (unsigned long long)held_[index].task.task_id, held_[index].task.attempt,
@@ -312,14 +315,14 @@ class Worker {
   }
 
   // The watchdog thread: see watchdog_interval_ms. It reads only atomics until the main
-  // thread has been in one stretch of a batch for watchdog_stuck_ns; the task slot it then
-  // names is not written while the main thread is inside that task's plugin call.
+  // thread has been in one stretch of a batch for a heartbeat interval; the task slot it
+  // then names is not written while the main thread is inside that task's plugin call.
   void watch_main_thread() {
     while (!watchdog_stop_.load(std::memory_order_relaxed)) {
       std::this_thread::sleep_for(std::chrono::milliseconds(watchdog_interval_ms));
       uint64_t started_ns = main_slot_.started_ns.load(std::memory_order_acquire);
       uint64_t now_ns = shm::monotonic_ns();
-      if (started_ns == 0 || now_ns <= started_ns || now_ns - started_ns < watchdog_stuck_ns) continue;
+      if (started_ns == 0 || now_ns <= started_ns || now_ns - started_ns < heartbeat_interval_ns) continue;
       if (superseded() || owner_gone()) ::_exit(worker_exit_stopped);
       if (options_.task_hang_ms == 0) continue;  // no beat: a main thread stuck for good is restarted on silence
       exit_if_hung(main_slot_, now_ns);
@@ -426,8 +429,8 @@ class Worker {
   // estimated work past batch_work_ns, at runner_batch_tasks_max tasks, and at
   // taken / min(threads, taken) tasks, so every thread gets a batch of the burst. A task
   // of a type with no estimate yet (none has finished) goes alone: it may be long. A batch
-  // of tasks estimated at inline_task_ns_max or less each runs here, on the main thread,
-  // once the others are queued.
+  // of tasks estimated at options_.inline_task_ns_max or less each runs here, on the main
+  // thread, once the others are queued.
   void queue_batches() {
     size_t count = taken_.size();
     if (count == 0) return;
@@ -449,10 +452,9 @@ class Worker {
         held.timed_alone = estimate == 0 || estimate >= timed_alone_ns;
         held.next = at + 1 < end ? taken_[at + 1] : no_task;
       }
-      if (work_ns != 0 && work_ns <= inline_task_ns_max * (end - first)) {
+      if (work_ns != 0 && work_ns <= uint64_t(options_.inline_task_ns_max) * (end - first)) {
         run_here_.push_back(taken_[first]);
-        control_.tasks_run_inline.store(
-            control_.tasks_run_inline.load(std::memory_order_relaxed) + (end - first), std::memory_order_relaxed);
+        count_run_inline(int64_t(end - first));
       } else {
         to_run_.push(taken_[first]);
         queued = true;
@@ -535,12 +537,13 @@ class Worker {
 
   // Runs a batch's tasks one after another, then hands them back together: one push onto
   // finished_ and one doorbell ring for the batch (a fence and a load while the main
-  // thread is awake; a wake-up when it sleeps).
+  // thread is awake; a wake-up when it sleeps). On a runner, or on the main thread for a
+  // batch of near-free tasks (slot is then main_slot_).
   //
   // Timing: a task of a type estimated at timed_alone_ns or more (or not estimated yet) is
   // timed alone, one clock read at its end (a task's end is the next one's start); shorter
   // ones are timed in stretches of up to stretch_tasks_max, each task of a stretch taking
-  // its share of the stretch's time as its run time. The runner's slot names the running
+  // its share of the stretch's time as its run time. The thread's slot names the running
   // task and when its stretch began, so task_hang_ms still names the task that hangs (a
   // stretch of short tasks is microseconds; a hang is seconds).
   //
@@ -558,7 +561,12 @@ class Worker {
     for (uint32_t index = first; index != no_task;) {
       if (stretch_count == 0 && last != no_task && start_ns - batch_start_ns >= batch_split_ns) {
         held_[last].next = no_task;
-        slot.started_ns.store(0, std::memory_order_relaxed);
+        end_batch(slot);
+        if (&slot == &main_slot_) {  // the rest goes to a runner after all
+          int64_t handed_on = 0;
+          for (uint32_t rest = index; rest != no_task; rest = held_[rest].next) ++handed_on;
+          count_run_inline(-handed_on);
+        }
         finished_.push(first);
         shm::doorbell_ring(doorbell_);
         to_run_.push(index);
@@ -566,7 +574,7 @@ class Worker {
         return;
       }
       HeldTask& running = held_[index];
-      slot.task.store(index, std::memory_order_relaxed);
+      slot.task.store(index, std::memory_order_release);  // after the slot was filled, for exit_if_hung
       size_t output_bytes = 0;
       running.status = instance_->run(running.plugin_type, running.input(), scratch, &output_bytes);
       // At most output_bytes_max (the instance checks it; an overrun is a status), so it fits.
@@ -593,9 +601,22 @@ class Worker {
         slot.started_ns.store(start_ns, std::memory_order_release);
       }
     }
-    slot.started_ns.store(0, std::memory_order_relaxed);
+    end_batch(slot);
     finished_.push(first);
     shm::doorbell_ring(doorbell_);
+  }
+
+  // The thread running a batch is done with it: its slot names no task.
+  static void end_batch(RunnerSlot& slot) {
+    slot.started_ns.store(0, std::memory_order_relaxed);
+    slot.task.store(no_task, std::memory_order_relaxed);
+  }
+
+  // tasks_run_inline counts a batch's tasks when the main thread begins it, less those it
+  // hands on to a runner when the batch overruns (main thread only).
+  void count_run_inline(int64_t tasks) {
+    control_.tasks_run_inline.store(control_.tasks_run_inline.load(std::memory_order_relaxed) + uint64_t(tasks),
+                                    std::memory_order_relaxed);
   }
 
   // Writes finished tasks into the completion ring, in the order they finished (batch by

@@ -25,10 +25,11 @@
 // and long tasks still spread over the threads. The arena runs `threads` long-lived
 // runner jobs that sleep on a doorbell of their own between bursts, rather than jobs
 // enqueued per burst: a job that returned left its thread spinning in TBB's idle loop.
-// A batch of tasks measured at 500 ns or less each is not handed over at all: the main
-// thread runs it itself (the hand-off, a task slot's cache lines crossing cores and back,
-// cost more than such a task), and a watchdog thread covers the main loop's duties while
-// it does (superseded, engine gone, task_hang_ms, the heartbeat for a task still within it).
+// A batch of tasks measured at 500 ns or less each (inline_task_ns_max) is not handed
+// over at all: the main thread runs it itself (the hand-off, a task slot's cache lines
+// crossing cores and back, cost more than such a task), and a watchdog thread covers the
+// main loop's duties while it does (superseded, engine gone, task_hang_ms, the heartbeat
+// for a task still within it).
 // When every slot is busy or the completion ring is full, the worker stops taking tasks
 // (backpressure on the scheduler), and nothing is dropped.
 //
@@ -65,6 +66,10 @@ struct WorkerOptions {
   // engine passes the pool's timeout_ms (the attempt's lease: its answer is stale after
   // it) plus heartbeat_timeout_ms.
   uint32_t task_hang_ms = 0;
+  // A batch of tasks whose types are measured at this or less each runs on the main
+  // thread, not on a runner (the hand-off costs more than such a task). 0: every batch goes
+  // to a runner. The engine leaves it at 500; tests set it to pin down either path.
+  uint32_t inline_task_ns_max = 500;
   // False when the engine's supervisor started the worker (--supervised): the engine
   // prints the failure line itself, once, with the pool's name; the worker only writes
   // it into the slot.

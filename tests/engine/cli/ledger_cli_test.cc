@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -146,12 +147,12 @@ std::string threads_taking_stop_signals(pid_t pid) {
     if (task.path().filename() == std::to_string(pid)) continue;
     std::ifstream status(task.path() / "status");
     std::string line, name;
-    uint64_t blocked = 0;
+    std::optional<uint64_t> blocked;  // none: the thread ended while being listed
     while (std::getline(status, line)) {
       if (line.rfind("Name:", 0) == 0) name = line.substr(line.find_first_not_of(" \t", 5));
       if (line.rfind("SigBlk:", 0) == 0) blocked = std::stoull(line.substr(7), nullptr, 16);
     }
-    if ((blocked & stop_bits) != stop_bits) taking += task.path().filename().string() + " " + name + "\n";
+    if (blocked && (*blocked & stop_bits) != stop_bits) taking += task.path().filename().string() + " " + name + "\n";
   }
   return taking;
 }
