@@ -60,11 +60,13 @@ constexpr uint32_t runner_batch_tasks_max = 512;
 constexpr uint64_t batch_split_ns = 2 * batch_work_ns;
 // A batch whose tasks' types are estimated at most WorkerOptions::inline_task_ns_max each
 // (500 ns unless a test says otherwise), on average, runs on the main thread as soon as it
-// is formed, not on a runner: handing a task over costs more than such a task. Its slot's cache lines cross to the runner's core and back (the
-// runner writes the output and status the main thread then reads), on top of a queue push
-// and pop and perhaps a wake-up per batch. Alternated bench tasks runs: the pool's CPU per
-// noop task 92-119 ns handed over, 77-90 inline (perf/RESULTS.md, 2026-11-26, midday).
-// A longer task is worth a thread of its own; a batch of unmeasured tasks never runs here.
+// is formed, not on a runner: handing a task over costs more than such a task. Its slot's
+// cache lines cross to the runner's core and back (the runner writes the output and
+// status the main thread then reads), on top of a queue push and pop and perhaps a wake-up
+// per batch. 18 alternated bench tasks pairs: the pool's CPU per noop task 81-130 ns
+// (median 99) handed over, 60-92 (median 78) on the main thread (perf/RESULTS.md,
+// 2026-11-26, midday). A longer task is worth a thread of its own; a batch of unmeasured
+// tasks never runs here.
 //
 // While the main thread runs a batch, a watchdog thread does what the main loop cannot:
 // it looks every watchdog_interval_ms, and once one stretch of the batch has run longer
@@ -295,7 +297,6 @@ class Worker {
   // exits, and the engine starts a fresh incarnation, counting a crash (a plugin that
   // keeps hanging is quarantined like one that keeps crashing).
   void exit_if_hung(uint64_t now_ns) {
-    if (options_.task_hang_ms == 0) return;
     for (uint32_t runner = 0; runner < options_.threads; ++runner) exit_if_hung(runner_slots_[runner], now_ns);
   }
 
