@@ -17,22 +17,28 @@ constexpr size_t buckets_min = 64;
 
 PendingTaskTable::PendingTaskTable(PendingTaskTable&& other) noexcept
     : buckets_(std::move(other.buckets_)),
-      slots_(std::move(other.slots_)),
+      links_(std::move(other.links_)),
+      tasks_(std::move(other.tasks_)),
       free_slots_(std::move(other.free_slots_)),
+      free_head_(std::exchange(other.free_head_, 0)),
       size_(std::exchange(other.size_, 0)) {
   other.buckets_.clear();
-  other.slots_.clear();
+  other.links_.clear();
+  other.tasks_.clear();
   other.free_slots_.clear();
 }
 
 PendingTaskTable& PendingTaskTable::operator=(PendingTaskTable&& other) noexcept {
   if (this == &other) return *this;
   buckets_ = std::move(other.buckets_);
-  slots_ = std::move(other.slots_);
+  links_ = std::move(other.links_);
+  tasks_ = std::move(other.tasks_);
   free_slots_ = std::move(other.free_slots_);
+  free_head_ = std::exchange(other.free_head_, 0);
   size_ = std::exchange(other.size_, 0);
   other.buckets_.clear();
-  other.slots_.clear();
+  other.links_.clear();
+  other.tasks_.clear();
   other.free_slots_.clear();
   return *this;
 }
@@ -50,8 +56,8 @@ PendingTask* PendingTaskTable::find(uint64_t mark) {
 
 const PendingTask* PendingTaskTable::find(uint64_t mark) const {
   if (buckets_.empty() || mark == 0) return nullptr;
-  for (uint32_t slot = buckets_[bucket_of(mark)]; slot != no_slot; slot = slots_[slot].next)
-    if (slots_[slot].mark == mark) return &slots_[slot].task;
+  for (uint32_t slot = buckets_[bucket_of(mark)]; slot != no_slot; slot = links_[slot].next)
+    if (links_[slot].mark == mark) return &tasks_[slot];
   return nullptr;
 }
 
@@ -65,79 +71,104 @@ const PendingTask& PendingTaskTable::at(uint64_t mark) const {
 
 void PendingTaskTable::grow() {
   buckets_.assign(buckets_.empty() ? buckets_min : buckets_.size() * 2, no_slot);
-  for (uint32_t slot = 0; slot < slots_.size(); ++slot) {
-    if (slots_[slot].mark == 0) continue;
-    uint32_t& head = buckets_[bucket_of(slots_[slot].mark)];
-    slots_[slot].next = head;
+  for (uint32_t slot = 0; slot < links_.size(); ++slot) {
+    if (links_[slot].mark == 0) continue;
+    uint32_t& head = buckets_[bucket_of(links_[slot].mark)];
+    links_[slot].next = head;
     head = slot;
   }
 }
 
-PendingTask& PendingTaskTable::insert(uint64_t mark) {
-  assert(mark != 0 && !contains(mark));
+uint32_t PendingTaskTable::take_slot(uint64_t mark) {
   if (size_ + 1 > buckets_.size()) grow();
   uint32_t slot;
-  if (!free_slots_.empty()) {
-    slot = free_slots_.back();
-    free_slots_.pop_back();
+  if (free_head_ < free_slots_.size()) {
+    slot = free_slots_[free_head_++];
+    // The taken front is dropped once it is half the list, so the list stays within twice
+    // the slots free (a steady flow never empties it).
+    if (free_head_ == free_slots_.size()) {
+      free_slots_.clear();
+      free_head_ = 0;
+    } else if (free_head_ >= 64 && free_head_ * 2 >= free_slots_.size()) {
+      free_slots_.erase(free_slots_.begin(), free_slots_.begin() + ptrdiff_t(free_head_));
+      free_head_ = 0;
+    }
+    // The next insert's task is a settled one's, long out of the cache: fetched now, while
+    // this one is filled.
+    if (free_head_ < free_slots_.size()) __builtin_prefetch(&tasks_[free_slots_[free_head_]], 1);
   } else {
-    slot = uint32_t(slots_.size());
-    slots_.emplace_back();
+    slot = uint32_t(links_.size());
+    links_.emplace_back();
+    tasks_.emplace_back();
   }
   uint32_t& head = buckets_[bucket_of(mark)];
-  slots_[slot].mark = mark;
-  slots_[slot].next = head;
+  links_[slot] = Link{mark, head, 0};
   head = slot;
   ++size_;
-  return slots_[slot].task;
+  return slot;
+}
+
+PendingTask& PendingTaskTable::insert(uint64_t mark, uint64_t subject, std::string_view compute_type,
+                                      std::span<const std::byte> input) {
+  assert(mark != 0 && !contains(mark));
+  uint32_t slot = take_slot(mark);
+  PendingTask& task = tasks_[slot];
+  // A big buffer left by an earlier task (grown through at()) is not kept for a short input.
+  if (task.input.capacity() > kept_input_bytes && input.size() <= kept_input_bytes)
+    std::vector<std::byte>().swap(task.input);
+  task.subject = subject;
+  task.compute_type.assign(compute_type);
+  task.input.assign(input.begin(), input.end());
+  links_[slot].input_big = task.input.capacity() > kept_input_bytes;
+  return task;
 }
 
 bool PendingTaskTable::emplace(uint64_t mark, PendingTask task) {
-  if (contains(mark)) return false;
-  insert(mark) = std::move(task);
+  if (mark == 0 || contains(mark)) return false;
+  uint32_t slot = take_slot(mark);
+  tasks_[slot] = std::move(task);
+  links_[slot].input_big = tasks_[slot].input.capacity() > kept_input_bytes;
   return true;
-}
-
-PendingTask& PendingTaskTable::operator[](uint64_t mark) {
-  if (PendingTask* task = find(mark)) return *task;
-  return insert(mark);
 }
 
 size_t PendingTaskTable::erase(uint64_t mark) {
   if (buckets_.empty() || mark == 0) return 0;
   uint32_t* link = &buckets_[bucket_of(mark)];
-  while (*link != no_slot && slots_[*link].mark != mark) link = &slots_[*link].next;
+  while (*link != no_slot && links_[*link].mark != mark) link = &links_[*link].next;
   if (*link == no_slot) return 0;
-  uint32_t index = *link;
-  Slot& slot = slots_[index];
-  *link = slot.next;
-  slot.mark = 0;
-  slot.next = no_slot;
-  slot.task.subject = 0;
-  slot.task.compute_type.clear();
-  if (slot.task.input.capacity() > kept_input_bytes) std::vector<std::byte>().swap(slot.task.input);
-  slot.task.input.clear();
-  free_slots_.push_back(index);
+  uint32_t slot = *link;
+  *link = links_[slot].next;
+  // The task's bytes stay until the slot's next insert overwrites them: settling touches
+  // only the link, unless the input's buffer is big.
+  if (links_[slot].input_big != 0) std::vector<std::byte>().swap(tasks_[slot].input);
+  links_[slot] = Link{};
+  free_slots_.push_back(slot);
   --size_;
   return 1;
 }
 
 void PendingTaskTable::clear() { *this = PendingTaskTable{}; }
 
+size_t PendingTaskTable::input_bytes_held() const {
+  size_t bytes = 0;
+  for (const PendingTask& task : tasks_) bytes += task.input.capacity();
+  return bytes;
+}
+
 std::vector<uint64_t> PendingTaskTable::marks() const {
   std::vector<uint64_t> marks;
   marks.reserve(size_);
-  for (const Slot& slot : slots_)
-    if (slot.mark != 0) marks.push_back(slot.mark);
+  for (const Link& link : links_)
+    if (link.mark != 0) marks.push_back(link.mark);
   return marks;
 }
 
 bool PendingTaskTable::operator==(const PendingTaskTable& other) const {
   if (size_ != other.size_) return false;
-  for (const Slot& slot : slots_) {
-    if (slot.mark == 0) continue;
-    const PendingTask* theirs = other.find(slot.mark);
-    if (theirs == nullptr || !(*theirs == slot.task)) return false;
+  for (uint32_t slot = 0; slot < links_.size(); ++slot) {
+    if (links_[slot].mark == 0) continue;
+    const PendingTask* theirs = other.find(links_[slot].mark);
+    if (theirs == nullptr || !(*theirs == tasks_[slot])) return false;
   }
   return true;
 }

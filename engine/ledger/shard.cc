@@ -2,6 +2,7 @@
 
 #include "engine/flow/cron.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cstring>
 #include <limits>
@@ -17,6 +18,10 @@ constexpr int64_t balance_min = std::numeric_limits<int64_t>::min();
 
 // A spent OutboundTask keeps an input buffer up to this size (reuse_task_list).
 constexpr size_t kept_task_input_bytes = 256;
+// Spent task lists kept for later blocks (reuse_task_list): one per block between sealed
+// and sent, as a few are when commits overlap. (With one kept, each block that opened
+// while two were unsent built its list afresh: an allocation per task for its input.)
+constexpr size_t spare_task_lists_max = 4;
 
 bool add_would_overflow(int64_t balance, uint64_t amount) {
   return amount > uint64_t(balance_max) || balance > balance_max - int64_t(amount);
@@ -229,12 +234,19 @@ bool ShardExecutor::settling_results(const TxView& results, std::vector<std::byt
 }
 
 void ShardExecutor::reuse_task_list(std::vector<OutboundTask> list) {
-  if (list.size() <= spare_task_list_.size()) return;
+  if (list.empty()) return;
+  if (spare_task_lists_.size() == spare_task_lists_max) {
+    // Full: the shortest list goes, so the spares are the longest seen.
+    auto shortest = std::min_element(spare_task_lists_.begin(), spare_task_lists_.end(),
+                                     [](const auto& a, const auto& b) { return a.size() < b.size(); });
+    if (shortest->size() >= list.size()) return;
+    spare_task_lists_.erase(shortest);
+  }
   // A spent task keeps a short input's buffer for the next; a long one (a flow job's input
   // may be 16 KiB) is given back, so a list of them does not stay resident.
   for (OutboundTask& task : list)
     if (task.input.capacity() > kept_task_input_bytes) std::vector<std::byte>().swap(task.input);
-  spare_task_list_ = std::move(list);
+  spare_task_lists_.push_back(std::move(list));
 }
 
 OutboundTask& ShardExecutor::next_open_task() {
@@ -247,10 +259,9 @@ TxStatus ShardExecutor::apply_compute_request(const TxView& view, uint32_t index
   if (state_.pending_tasks.size() >= open_compute_pending_max_) return TxStatus::compute_backlog_full;
   uint64_t task_mark = CreditMark::pack(state_.height + 1, index);
   assert(task_mark > state_.task_mark_max);
-  PendingTask& task = state_.pending_tasks.insert(task_mark);  // reuses a settled task's buffers
-  task.subject = view.compute_request.subject;
-  task.compute_type.assign(view.compute_type);
-  task.input.assign(view.input.begin(), view.input.end());
+  // Reuses a settled task's buffers.
+  const PendingTask& task =
+      state_.pending_tasks.insert(task_mark, view.compute_request.subject, view.compute_type, view.input);
   OutboundTask& outbound = next_open_task();
   outbound.task_mark = task_mark;
   outbound.subject = task.subject;
@@ -649,9 +660,12 @@ SealedBlock ShardExecutor::seal(uint64_t time_ns, std::span<std::byte> record_ou
   open_receipts_ = {};
   open_receipts_.reserve(limits_.block_txs_max);
   open_credits_ = {};
-  open_tasks_ = std::move(spare_task_list_);  // an earlier block's spent tasks, written over
+  open_tasks_ = {};
+  if (!spare_task_lists_.empty()) {  // an earlier block's spent tasks, written over
+    open_tasks_ = std::move(spare_task_lists_.back());
+    spare_task_lists_.pop_back();
+  }
   open_task_count_ = 0;
-  spare_task_list_ = {};
   return block;
 }
 

@@ -305,7 +305,7 @@ class ShardExecutor {
   // earlier block, kept to be written over (next_open_task).
   std::vector<OutboundTask> open_tasks_;
   size_t open_task_count_ = 0;
-  std::vector<OutboundTask> spare_task_list_;  // spent; see reuse_task_list
+  std::vector<std::vector<OutboundTask>> spare_task_lists_;  // spent; see reuse_task_list
   // What the open block charged each client (execute_charged); its spends at seal.
   std::map<ClientId, uint64_t> open_charges_;
   // The compute backlog bound of the open block: limits_.compute_pending_max live, the

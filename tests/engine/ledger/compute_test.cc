@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <unordered_map>
 
@@ -477,6 +478,30 @@ TEST(ComputeExecutor, IssuesTasksAndSettlesEachExactlyOnce) {
   EXPECT_EQ(replica.state().digest(), state.digest());
 }
 
+// Lists sent back while several blocks were unsent are all kept: each of the next blocks
+// writes its tasks over one of them, input buffers included, and allocates none.
+TEST(ComputeExecutor, EveryTaskListSentBackServesALaterBlock) {
+  ShardExecutor shard({"bank", 0, 1}, BlockLimits{});
+  std::set<const std::byte*> spent_buffers;
+  for (int list = 0; list < 3; ++list) {
+    std::vector<OutboundTask> spent(1);
+    spent[0].input = vector_of("a spent input");
+    spent_buffers.insert(spent[0].input.data());
+    shard.reuse_task_list(std::move(spent));
+  }
+  EXPECT_EQ(submit(shard, encode_create_account(1, 1, 100)), TxStatus::applied);
+  shard.seal(1);  // the lists go to blocks 2, 3 and 4
+  std::set<const std::byte*> used_buffers;
+  for (uint64_t block = 2; block <= 4; ++block) {
+    EXPECT_EQ(submit(shard, encode_compute_request(block, block, "hash", bytes_of("doc"))), TxStatus::applied);
+    SealedBlock sealed = shard.seal(block);
+    ASSERT_EQ(sealed.tasks.size(), 1u);
+    EXPECT_EQ(sealed.tasks[0].input, vector_of("doc"));
+    used_buffers.insert(sealed.tasks[0].input.data());
+  }
+  EXPECT_EQ(used_buffers, spent_buffers);
+}
+
 // A batch settles each of its tasks as that many single results would, is refused whole
 // when any entry settles nothing, and settling_results() gives the part that still can.
 // A sent block's task list comes back to be written over: a later block's tasks carry
@@ -874,8 +899,8 @@ TEST(ComputeSnapshot, PendingTasksAndTheirInputsSurviveASnapshot) {
 ShardState state_with_tasks() {
   ShardState state(0, 1);
   state.height = 4;
-  state.pending_tasks[CreditMark::pack(2, 1)] = PendingTask{7, "score_v2", vector_of("applicant")};
-  state.pending_tasks[CreditMark::pack(4, 0)] = PendingTask{8, "hash", {}};
+  state.pending_tasks.emplace(CreditMark::pack(2, 1), PendingTask{7, "score_v2", vector_of("applicant")});
+  state.pending_tasks.emplace(CreditMark::pack(4, 0), PendingTask{8, "hash", {}});
   state.tasks_issued = 5;
   state.tasks_succeeded = 2;
   state.tasks_failed = 1;
@@ -954,7 +979,7 @@ TEST(ComputeState, DamagedComputeSectionsGiveAnErrorNamingTheOffset) {
   ShardState beyond = state_with_tasks();
   beyond.task_mark_max = CreditMark::pack(3, 0);
   beyond.pending_tasks.erase(CreditMark::pack(4, 0));
-  beyond.pending_tasks[CreditMark::pack(3, 1)] = PendingTask{8, "hash", {}};
+  beyond.pending_tasks.emplace(CreditMark::pack(3, 1), PendingTask{8, "hash", {}});
   EXPECT_NE(error_of(beyond.serialize()).find("not a mark this shard issued (largest 196608)"), std::string::npos)
       << error_of(beyond.serialize());
   std::vector<std::byte> unordered = bytes;

@@ -38,11 +38,10 @@ TEST(PendingTaskTable, MatchesAMapThroughRandomInsertsAndErases) {
         index = 0;
       }
       uint64_t mark = height << 16 | index++;
-      PendingTask& task = table.insert(mark);
-      ASSERT_TRUE(task.input.empty() && task.compute_type.empty() && task.subject == 0) << "seed " << seed;
-      task.subject = random();
-      task.compute_type = random() % 2 ? "hash" : "credit_score";
+      PendingTask task{random(), random() % 2 ? "hash" : "credit_score", {}};
       task.input = input_of(task.subject, random() % 300);
+      // Reused slots hold settled tasks' bytes: the insert must replace every one.
+      ASSERT_EQ(table.insert(mark, task.subject, task.compute_type, task.input), task) << "seed " << seed;
       model[mark] = task;
       live.push_back(mark);
     } else {
@@ -78,7 +77,9 @@ TEST(PendingTaskTable, AMapsAccessAndEquality) {
   EXPECT_TRUE(table.emplace(5, PendingTask{1, "noop", input_of(1, 4)}));
   EXPECT_FALSE(table.emplace(5, PendingTask{2, "hash", {}}));  // the first stays
   EXPECT_EQ(table.at(5).subject, 1u);
-  table[9].subject = 3;  // added empty, then filled
+  EXPECT_FALSE(table.emplace(0, PendingTask{2, "hash", {}}));  // no task mark is 0
+  table.insert(9, 3, "hash", {});
+  EXPECT_EQ(table.at(9), (PendingTask{3, "hash", {}}));
   EXPECT_EQ(table.size(), 2u);
   PendingTaskTable copy = table;
   EXPECT_EQ(copy, table);
@@ -98,27 +99,56 @@ TEST(PendingTaskTable, AMapsAccessAndEquality) {
   EXPECT_TRUE(moved.contains(5));
   EXPECT_EQ(copy.size(), 0u);  // NOLINT(bugprone-use-after-move): the state after a move is the point
   EXPECT_FALSE(copy.contains(5));
-  copy.insert(11).subject = 4;  // and usable again
+  copy.insert(11, 4, "noop", {});  // and usable again
   EXPECT_EQ(copy.at(11).subject, 4u);
   table = std::move(moved);
   EXPECT_EQ(table.size(), 1u);
   EXPECT_EQ(moved.size(), 0u);  // NOLINT(bugprone-use-after-move)
 }
 
-// A settled task's slot serves the next one with its buffer emptied: no bytes of one task
-// can show in another's input, and a big buffer is not kept.
-TEST(PendingTaskTable, AReusedSlotStartsEmptyAndGivesBackABigBuffer) {
+// A settled task's slot serves the next one: none of its bytes show in the new task, a
+// short buffer is kept (the next short input allocates nothing) and a big one is given
+// back when its task settles.
+TEST(PendingTaskTable, AReusedSlotHoldsOnlyTheNewTaskAndABigBufferIsGivenBack) {
   PendingTaskTable table;
-  table.insert(1) = PendingTask{7, "hash", input_of(7, 64)};
+  std::vector<std::byte> long_input = input_of(7, 64);
+  table.insert(1, 7, "credit_score_long_name", long_input);
   table.erase(1);
-  PendingTask& next = table.insert(2);
-  EXPECT_TRUE(next.input.empty());
-  EXPECT_TRUE(next.compute_type.empty());
-  EXPECT_EQ(next.subject, 0u);
-  EXPECT_GE(next.input.capacity(), 64u);  // kept: the next short input allocates nothing
-  next.input = input_of(8, 100000);
+  std::vector<std::byte> short_input = input_of(8, 3);
+  PendingTask& next = table.insert(2, 8, "hash", short_input);
+  EXPECT_EQ(next, (PendingTask{8, "hash", short_input}));
+  EXPECT_GE(next.input.capacity(), 64u);  // the first task's buffer, kept
+  const std::byte* kept_buffer = next.input.data();
   table.erase(2);
-  EXPECT_LT(table.insert(3).input.capacity(), 100000u);
+  EXPECT_EQ(table.insert(3, 9, "hash", short_input).input.data(), kept_buffer);
+  table.erase(3);
+
+  std::vector<std::byte> big_input = input_of(9, 100000);
+  table.insert(4, 9, "hash", big_input);
+  EXPECT_GE(table.input_bytes_held(), 100000u);
+  table.erase(4);
+  EXPECT_LT(table.input_bytes_held(), 1000u);  // given back as its task settled
+  PendingTask& after_big = table.insert(5, 10, "noop", {});
+  EXPECT_EQ(after_big, (PendingTask{10, "noop", {}}));
+  EXPECT_LT(after_big.input.capacity(), 100000u);
+
+  // A buffer grown through at() is given back when its slot is next used.
+  table.at(5).input = input_of(11, 100000);
+  table.erase(5);
+  EXPECT_LT(table.insert(6, 12, "noop", short_input).input.capacity(), 100000u);
+}
+
+// Slots are reused in the order they were freed, so a block's tasks keep neighbouring
+// slots: tasks issued after a settled run land where that run's were, in its order.
+TEST(PendingTaskTable, SlotsAreReusedInTheOrderTheyWereFreed) {
+  PendingTaskTable table;
+  for (uint64_t index = 0; index < 200; ++index) table.insert(1 << 16 | index, index, "noop", {});
+  std::vector<const PendingTask*> first_run;  // where each task sits, once the slab stopped growing
+  for (uint64_t index = 0; index < 200; ++index) first_run.push_back(&table.at(1 << 16 | index));
+  for (uint64_t index = 0; index < 200; ++index) ASSERT_EQ(table.erase(1 << 16 | index), 1u);
+  for (uint64_t index = 0; index < 200; ++index)
+    ASSERT_EQ(&table.insert(2 << 16 | index, index, "noop", {}), first_run[index]) << "index " << index;
+  EXPECT_EQ(table.size(), 200u);
 }
 
 }  // namespace
