@@ -93,9 +93,10 @@ uint32_t PendingTaskTable::take_slot(uint64_t mark) {
       free_slots_.erase(free_slots_.begin(), free_slots_.begin() + ptrdiff_t(free_head_));
       free_head_ = 0;
     }
-    // The next insert's task is a settled one's, long out of the cache: fetched now, while
-    // this one is filled.
-    if (free_head_ < free_slots_.size()) __builtin_prefetch(&tasks_[free_slots_[free_head_]], 1);
+    // The next inserts' tasks are settled ones', long out of the cache: the one after next
+    // is fetched now, and the next one's input buffer (its task was fetched last time).
+    if (free_head_ + 1 < free_slots_.size()) __builtin_prefetch(&tasks_[free_slots_[free_head_ + 1]], 1);
+    if (free_head_ < free_slots_.size()) __builtin_prefetch(tasks_[free_slots_[free_head_]].input.data(), 1);
   } else {
     slot = uint32_t(links_.size());
     links_.emplace_back();
