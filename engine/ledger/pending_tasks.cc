@@ -15,6 +15,22 @@ constexpr size_t buckets_min = 64;
 
 }  // namespace
 
+PendingTaskTable::PendingTaskTable(const PendingTaskTable& other)
+    : buckets_(other.buckets_),
+      links_(other.links_),
+      free_slots_(other.free_slots_),
+      free_head_(other.free_head_),
+      size_(other.size_) {
+  tasks_.resize(other.tasks_.size());
+  for (uint32_t slot = 0; slot < links_.size(); ++slot)
+    if (links_[slot].mark != 0) tasks_[slot] = other.tasks_[slot];
+}
+
+PendingTaskTable& PendingTaskTable::operator=(const PendingTaskTable& other) {
+  if (this != &other) *this = PendingTaskTable(other);
+  return *this;
+}
+
 PendingTaskTable::PendingTaskTable(PendingTaskTable&& other) noexcept
     : buckets_(std::move(other.buckets_)),
       links_(std::move(other.links_)),

@@ -51,8 +51,10 @@ struct PendingTask {
 class PendingTaskTable {
  public:
   PendingTaskTable() = default;
-  PendingTaskTable(const PendingTaskTable&) = default;
-  PendingTaskTable& operator=(const PendingTaskTable&) = default;
+  // A copy holds the live tasks; its free slots start empty (a snapshot's capture copies
+  // the table on the shard's core, and a settled task's leftover bytes are not worth it).
+  PendingTaskTable(const PendingTaskTable& other);
+  PendingTaskTable& operator=(const PendingTaskTable& other);
   // A moved-from table is empty (its count goes with its slots).
   PendingTaskTable(PendingTaskTable&& other) noexcept;
   PendingTaskTable& operator=(PendingTaskTable&& other) noexcept;

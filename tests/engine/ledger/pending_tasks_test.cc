@@ -132,6 +132,14 @@ TEST(PendingTaskTable, AReusedSlotHoldsOnlyTheNewTaskAndABigBufferIsGivenBack) {
   EXPECT_EQ(after_big, (PendingTask{10, "noop", {}}));
   EXPECT_LT(after_big.input.capacity(), 100000u);
 
+  // A copy holds the live tasks and none of the free slots' leftover bytes.
+  table.insert(7, 13, "noop", long_input);
+  table.erase(7);  // a free slot with a kept 64-byte buffer
+  PendingTaskTable copy = table;
+  EXPECT_EQ(copy, table);
+  EXPECT_EQ(copy.input_bytes_held(), table.at(5).input.size());  // the one live task's
+  EXPECT_EQ(copy.insert(8, 14, "noop", short_input), (PendingTask{14, "noop", short_input}));
+
   // A buffer grown through at() is given back when its slot is next used.
   table.at(5).input = input_of(11, 100000);
   table.erase(5);
