@@ -100,8 +100,8 @@ uint32_t PendingTaskTable::take_slot(uint64_t mark) {
   uint32_t slot;
   if (free_head_ < free_slots_.size()) {
     slot = free_slots_[free_head_++];
-    // The taken front is dropped once it is half the list, so the list stays within twice
-    // the slots free (a steady flow never empties it).
+    // The taken front is dropped once it is half the list (and 64 entries at least), so
+    // the list stays within about twice the slots free (a steady flow never empties it).
     if (free_head_ == free_slots_.size()) {
       free_slots_.clear();
       free_head_ = 0;

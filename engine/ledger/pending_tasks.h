@@ -17,8 +17,8 @@
 // A slot is split in two: its link (mark, chain, 16 bytes) and its task (64 bytes, plus
 // the input's buffer). Settling a task reads and writes only links, which for a shard's
 // few thousand pending tasks stay in the core's cache; the task's own bytes are touched
-// when it is issued and when it is dispatched again after a restart, never when it
-// settles. (perf showed the settling look-up missing the cache on the whole slot at about
+// when it is issued and when it is dispatched again after a restart, not when it settles
+// (unless its input buffer is over kept_input_bytes, which is then given back). (perf showed the settling look-up missing the cache on the whole slot at about
 // 10% of the shard's core.) Slots are reused first freed first: tasks settle nearly in the
 // order they were issued, so a block's tasks keep consecutive slots. A freed slot keeps
 // its task's buffers, whose bytes the next insert overwrites; an input buffer over
@@ -70,7 +70,8 @@ class PendingTaskTable {
   PendingTask& at(uint64_t mark);
   const PendingTask& at(uint64_t mark) const;
 
-  // Adds the task at `mark` (non-zero, not present) and returns it.
+  // Adds the task at `mark` (non-zero, not present) and returns it. `compute_type` and
+  // `input` must not point into this table (the slab may grow and move).
   PendingTask& insert(uint64_t mark, uint64_t subject, std::string_view compute_type,
                       std::span<const std::byte> input);
   // Adds `task` at `mark` unless a task is there already (then false, nothing changed).
@@ -97,6 +98,7 @@ class PendingTaskTable {
     uint32_t next = no_slot;  // the next slot in its bucket's chain
     uint32_t input_big = 0;   // 1: the task's input buffer is to be given back when it settles
   };
+  static_assert(sizeof(Link) == 16);
 
   size_t bucket_of(uint64_t mark) const;
   void grow();

@@ -18,9 +18,10 @@ constexpr int64_t balance_min = std::numeric_limits<int64_t>::min();
 
 // A spent OutboundTask keeps an input buffer up to this size (reuse_task_list).
 constexpr size_t kept_task_input_bytes = 256;
-// Spent task lists kept for later blocks (reuse_task_list): one per block between sealed
-// and sent, as a few are when commits overlap. (With one kept, each block that opened
-// while two were unsent built its list afresh: an allocation per task for its input.)
+// Spent task lists kept for later blocks (reuse_task_list): a block that issues tasks
+// takes its list along until they are sent, and a few such blocks are unsent at once when
+// commits overlap. (With one kept, each block that opened while two were unsent built its
+// list afresh: an allocation per task for its input.)
 constexpr size_t spare_task_lists_max = 4;
 
 bool add_would_overflow(int64_t balance, uint64_t amount) {
@@ -655,8 +656,14 @@ SealedBlock ShardExecutor::seal(uint64_t time_ns, std::span<std::byte> record_ou
   std::memcpy(record.data() + sizeof header, body_.data(), body_.size());
   block.receipts = std::move(open_receipts_);
   block.credits = std::move(open_credits_);
-  open_tasks_.resize(open_task_count_);  // spent tasks past the block's own are dropped
-  block.tasks = std::move(open_tasks_);
+  // A block that issued no task keeps its list of spent tasks for the next block; one
+  // that did takes it along (spent tasks past its own dropped) and the next block starts
+  // from a spare list.
+  bool keep_task_list = open_task_count_ == 0 && !open_tasks_.empty();
+  if (!keep_task_list) {
+    open_tasks_.resize(open_task_count_);
+    block.tasks = std::move(open_tasks_);
+  }
   state_.height = header.height;
   state_.last_block_hash = block.hash;
   body_.clear();
@@ -664,10 +671,12 @@ SealedBlock ShardExecutor::seal(uint64_t time_ns, std::span<std::byte> record_ou
   open_receipts_ = {};
   open_receipts_.reserve(limits_.block_txs_max);
   open_credits_ = {};
-  open_tasks_ = {};
-  if (!spare_task_lists_.empty()) {  // an earlier block's spent tasks, written over
-    open_tasks_ = std::move(spare_task_lists_.back());
-    spare_task_lists_.pop_back();
+  if (!keep_task_list) {
+    open_tasks_ = {};
+    if (!spare_task_lists_.empty()) {  // an earlier block's spent tasks, written over
+      open_tasks_ = std::move(spare_task_lists_.back());
+      spare_task_lists_.pop_back();
+    }
   }
   open_task_count_ = 0;
   return block;

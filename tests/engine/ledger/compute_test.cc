@@ -479,27 +479,34 @@ TEST(ComputeExecutor, IssuesTasksAndSettlesEachExactlyOnce) {
 }
 
 // Lists sent back while several blocks were unsent are all kept: each of the next blocks
-// writes its tasks over one of them, input buffers included, and allocates none.
+// that issues tasks writes them over one of them, input buffers included, and allocates
+// none; a block that issues none keeps its list for the next. (Each spent input has its
+// own capacity, which names its list: a fresh buffer for "doc" would hold 3 bytes.)
 TEST(ComputeExecutor, EveryTaskListSentBackServesALaterBlock) {
   ShardExecutor shard({"bank", 0, 1}, BlockLimits{});
-  std::set<const std::byte*> spent_buffers;
-  for (int list = 0; list < 3; ++list) {
+  for (size_t capacity : {40, 50, 60}) {
     std::vector<OutboundTask> spent(1);
-    spent[0].input = vector_of("a spent input");
-    spent_buffers.insert(spent[0].input.data());
+    std::vector<std::byte> bytes = vector_of("a spent input");
+    spent[0].input.reserve(capacity);
+    spent[0].input.assign(bytes.begin(), bytes.end());  // within the reserved capacity
     shard.reuse_task_list(std::move(spent));
   }
   EXPECT_EQ(submit(shard, encode_create_account(1, 1, 100)), TxStatus::applied);
-  shard.seal(1);  // the lists go to blocks 2, 3 and 4
-  std::set<const std::byte*> used_buffers;
-  for (uint64_t block = 2; block <= 4; ++block) {
+  shard.seal(1);  // block 2 takes a spare list
+  std::multiset<size_t> capacities_used;
+  for (uint64_t block = 2; block <= 5; ++block) {
+    if (block == 3) {  // no task: block 4 writes over block 3's list
+      EXPECT_EQ(submit(shard, encode_create_account(block, block, 100)), TxStatus::applied);
+      EXPECT_TRUE(shard.seal(block).tasks.empty());
+      continue;
+    }
     EXPECT_EQ(submit(shard, encode_compute_request(block, block, "hash", bytes_of("doc"))), TxStatus::applied);
     SealedBlock sealed = shard.seal(block);
     ASSERT_EQ(sealed.tasks.size(), 1u);
     EXPECT_EQ(sealed.tasks[0].input, vector_of("doc"));
-    used_buffers.insert(sealed.tasks[0].input.data());
+    capacities_used.insert(sealed.tasks[0].input.capacity());
   }
-  EXPECT_EQ(used_buffers, spent_buffers);
+  EXPECT_EQ(capacities_used, (std::multiset<size_t>{40, 50, 60}));
 }
 
 // A batch settles each of its tasks as that many single results would, is refused whole
